@@ -1,0 +1,23 @@
+/* JSON and file helpers shared by the analyzer's parsers (private). */
+#ifndef PA_JSONUTIL_H
+#define PA_JSONUTIL_H
+#include "provfs/analyzer.h"
+#include <cjson/cJSON.h>
+
+/* Largest JSON file we accept (config.json, tokenizer.json, index, fingerprints). */
+#define PA_JSON_MAX_FILE (256u * 1024u * 1024u)
+
+/* Read a whole regular file (at most limit bytes, else PA_E_LIMIT). The buffer is NUL terminated. */
+pa_status pa_read_file(const char *path, size_t limit, char **out, size_t *len, pa_error *err);
+/* Parse JSON text with cJSON (bounded nesting); on failure the error names label and the byte
+ * offset. */
+cJSON *pa_json_parse(const char *text, size_t len, const char *label, pa_error *err);
+/* Serialise like Python's json.dumps(v, sort_keys=sort_keys): ", " and ": " separators,
+ * non-ASCII as \uXXXX (surrogate pairs above the BMP), integers without a fraction, other numbers
+ * in shortest round-trip form. Caller frees. NULL on allocation failure. */
+char *pa_json_pydumps(const cJSON *v, bool sort_keys);
+/* Integer value of an object member: true when present, a number, and integral. */
+bool pa_json_int(const cJSON *obj, const char *key, int64_t *out);
+/* String member or NULL. */
+const char *pa_json_str(const cJSON *obj, const char *key);
+#endif

@@ -1,0 +1,318 @@
+/* libprovanalyzer — fingerprint and compare transformer checkpoints.
+ *
+ * Bytes in, fingerprint and verdict out: no FUSE, no SQLite here. The daemon (fs/) and provctl are
+ * front ends on this library, so the on-close path and the CLI always agree.
+ *
+ * Every function that can fail takes a pa_error and returns its pa_status; the message names the
+ * file and the problem in one line.
+ */
+#ifndef PROVFS_ANALYZER_H
+#define PROVFS_ANALYZER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- errors */
+
+typedef enum pa_status {
+    PA_OK = 0,
+    PA_E_IO,          /* cannot open, stat or read a file */
+    PA_E_FORMAT,      /* malformed bytes: bad header, JSON, offsets, shapes */
+    PA_E_UNSUPPORTED, /* well formed but not something we handle */
+    PA_E_INCOMPLETE,  /* sharded model whose shards are missing or short */
+    PA_E_NOMEM,       /* allocation failed */
+    PA_E_LIMIT,       /* input exceeds a hard limit (sizes, counts, nesting) */
+    PA_E_ARG,         /* caller error */
+} pa_status;
+
+typedef struct pa_error {
+    pa_status status;
+    char msg[512]; /* one line: "FILE: problem" */
+} pa_error;
+
+/* Record an error; the first error recorded wins (later calls are ignored while status != OK). */
+pa_status pa_error_set(pa_error *err, pa_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void pa_error_clear(pa_error *err);
+const char *pa_status_name(pa_status status);
+
+/* Null marker for integer fields that a config may omit (JSON null). */
+#define PA_NULL_INT INT64_MIN
+
+/* ---------------------------------------------------------------- dtypes */
+
+typedef enum pa_dtype {
+    PA_DT_F32 = 0,
+    PA_DT_F16,
+    PA_DT_BF16,
+    PA_DT_F64,
+    PA_DT_I8,
+    PA_DT_U8,
+    PA_DT_I16,
+    PA_DT_I32,
+    PA_DT_F8_E4M3,
+    PA_DT_F8_E5M2,
+    /* Known to safetensors but not decoded into values (hashed and reported only). */
+    PA_DT_I64,
+    PA_DT_U16,
+    PA_DT_U32,
+    PA_DT_U64,
+    PA_DT_BOOL,
+    PA_DT_COUNT
+} pa_dtype;
+
+/* Name as safetensors spells it ("F32", "BF16", "F8_E4M3", ...). */
+const char *pa_dtype_name(pa_dtype dtype);
+/* Parse a safetensors dtype string; false when unknown. */
+bool pa_dtype_parse(const char *name, pa_dtype *out);
+/* Size of one element in bytes. */
+size_t pa_dtype_size(pa_dtype dtype);
+/* True when pa_dtype_to_f32 can decode it. */
+bool pa_dtype_decodable(pa_dtype dtype);
+/* Decode n little-endian elements to float. dtype must be decodable. */
+void pa_dtype_to_f32(pa_dtype dtype, const void *src, float *dst, size_t n);
+/* Encode floats (round to nearest even) for F32, F16, BF16 — used by mkmodel and sketches. */
+void pa_f32_to_f16(const float *src, uint16_t *dst, size_t n);
+void pa_f32_to_bf16(const float *src, uint16_t *dst, size_t n);
+float pa_f16_to_f32_one(uint16_t h);
+
+/* ---------------------------------------------------------------- safetensors */
+
+#define PA_MAX_DIMS 8
+/* Hard limits for untrusted headers: beyond them a file is refused, never allocated for. */
+#define PA_ST_MAX_HEADER (100u * 1024u * 1024u) /* header JSON bytes */
+#define PA_ST_MAX_TENSORS 1000000u
+
+typedef struct pa_tensor_desc {
+    char *name;
+    pa_dtype dtype;
+    uint32_t ndim;
+    uint64_t shape[PA_MAX_DIMS];
+    uint64_t numel;
+    uint64_t begin; /* offset of the first byte inside the data section */
+    uint64_t end;   /* one past the last byte inside the data section */
+} pa_tensor_desc;
+
+typedef struct pa_st_header {
+    uint64_t header_len;  /* N from the 8-byte prefix */
+    uint64_t data_offset; /* 8 + N: absolute file offset of the data section */
+    uint64_t data_len;    /* file_size - data_offset */
+    size_t n_tensors;
+    pa_tensor_desc *tensors; /* sorted by begin */
+    char *metadata_json;     /* "__metadata__" object as compact JSON, or NULL */
+} pa_st_header;
+
+/* Parse a safetensors header from memory. buf holds at least the 8-byte prefix and the header JSON
+ * (it may hold the whole file); file_size is the size of the whole file. Checks: prefix present,
+ * header length inside the file and under PA_ST_MAX_HEADER, JSON valid object, every entry has a
+ * known dtype, a shape of <= PA_MAX_DIMS non-negative dims whose product does not overflow,
+ * data_offsets [begin, end] with begin <= end <= data_len, end - begin == numel * dtype size, and no
+ * two tensors overlap. label names the file in messages. */
+pa_status pa_st_parse(const uint8_t *buf, size_t buf_len, uint64_t file_size, const char *label,
+                      pa_st_header *out, pa_error *err);
+/* Read and parse the header of an open file. */
+pa_status pa_st_read(int fd, const char *label, pa_st_header *out, pa_error *err);
+void pa_st_header_free(pa_st_header *hdr);
+/* True when the first bytes look like safetensors (8-byte length then '{'). */
+bool pa_st_sniff(const uint8_t *buf, size_t len);
+
+/* ---------------------------------------------------------------- config.json: MFI */
+
+typedef struct pa_mfi {
+    char *model_type;        /* NULL = null */
+    char *architectures;     /* JSON text of the architectures value as Python's json.dumps writes it
+                                (e.g. ["LlamaForCausalLM"]), "null" when absent */
+    int64_t hidden_size;     /* PA_NULL_INT when absent */
+    int64_t num_hidden_layers;
+    int64_t num_attention_heads;
+    int64_t num_key_value_heads;
+    int64_t intermediate_size; /* resolved as SIGNALS.md says; 0 when none */
+    int64_t vocab_size;
+    int64_t max_position_embeddings;
+    char *hidden_act;
+    double rope_theta; /* NaN when absent */
+    char *rope_scaling; /* JSON text or NULL */
+    int tie_word_embeddings; /* -1 unknown, 0, 1 */
+    int64_t bos_token_id;    /* from the tokenizer when known, else config; PA_NULL_INT = null */
+    int64_t eos_token_id;
+    double gqa_ratio;
+    char attention_style[4]; /* MHA, MQA, GQA */
+    char norm_type[16];      /* RMSNorm, LayerNorm, unknown */
+    int attention_bias;      /* -1 null, 0, 1 */
+    bool qk_norm;
+    char pos_encoding[32]; /* RoPE, absolute, or the config's position_embedding_type */
+    int64_t head_dim;
+    char tokenizer_hash[65];
+    char arch_hash[65];
+    char family_hash[65];
+} pa_mfi;
+
+/* Parse config.json text (len bytes, need not be NUL terminated). label names the file. */
+pa_status pa_mfi_parse(const char *json, size_t len, const char *label, pa_mfi *out, pa_error *err);
+/* Recompute family_hash after tokenizer_hash / bos / eos were filled in from the tokenizer. */
+void pa_mfi_finish(pa_mfi *mfi);
+void pa_mfi_free(pa_mfi *mfi);
+/* Tier 1 (1.0), tier 2 (0.9) or tier 3 soft score, as the reference method defines them. */
+double pa_mfi_similarity(const pa_mfi *a, const pa_mfi *b, int *tier);
+
+/* ---------------------------------------------------------------- tokenizer: TFV, VOA, anchors */
+
+enum { PA_SCRIPT_LATIN, PA_SCRIPT_CJK, PA_SCRIPT_CYRILLIC, PA_SCRIPT_ARABIC, PA_SCRIPT_DEVANAGARI,
+       PA_SCRIPT_OTHER, PA_SCRIPT_COUNT };
+extern const char *const pa_script_names[PA_SCRIPT_COUNT];
+
+typedef struct pa_tfv {
+    int64_t vocab_size;
+    int64_t num_merges;
+    char merge_rule_hash[65]; /* "" when there are no merges */
+    double pct_single_char;   /* rounded as SIGNALS.md says */
+    double avg_token_length;
+    int64_t max_token_length;
+    double pct_whitespace_prefix;
+    double pct_byte_tokens;
+    double script[PA_SCRIPT_COUNT]; /* fractions, 4 decimals; all 0 when no alphabetic chars */
+    char tokenizer_class[64];
+    char model_kind[16]; /* BPE, WordPiece, Unigram, WordLevel */
+} pa_tfv;
+
+typedef struct pa_token {
+    const char *str; /* UTF-8, NUL terminated, owned by the tokenizer */
+    uint32_t len;    /* bytes */
+    uint32_t id;
+} pa_token;
+
+typedef struct pa_tokenizer {
+    size_t n_tokens; /* unique token strings (model vocab + added tokens) */
+    pa_token *tokens; /* sorted by id */
+    pa_tfv tfv;
+    int64_t bos_id, eos_id, pad_id, unk_id; /* PA_NULL_INT when unknown */
+    char sha256[65]; /* of tokenizer.json bytes */
+    void *priv_;
+} pa_tokenizer;
+
+/* Parse tokenizer.json text; config_json (tokenizer_config.json text, may be NULL) supplies the
+ * class and special tokens. */
+pa_status pa_tokenizer_parse(const char *json, size_t len, const char *config_json,
+                             size_t config_len, const char *label, pa_tokenizer **out,
+                             pa_error *err);
+void pa_tokenizer_free(pa_tokenizer *tok);
+/* Id of a token string, -1 when absent. */
+int64_t pa_tokenizer_find(const pa_tokenizer *tok, const char *str, size_t len);
+/* 64-bit hash of a token string, stable across platforms (used for VOA sketches and anchors). */
+uint64_t pa_token_hash(const char *str, size_t len);
+
+/* ---------------------------------------------------------------- model directories */
+
+typedef struct pa_file_fp {
+    char *name;      /* relative to the model directory */
+    uint64_t size;
+    int64_t mtime_ns;
+    char sha256[65];
+} pa_file_fp;
+
+typedef struct pa_fingerprint pa_fingerprint;
+
+enum {
+    PA_FP_NO_WEIGHTS = 1u << 0, /* config and tokenizer only */
+    PA_FP_NO_FILE_SHA = 1u << 1 /* skip whole-file SHA-256 (a caller that already has them) */
+};
+
+typedef struct pa_fp_options {
+    unsigned flags;
+    int threads;                       /* 0 = number of online CPUs, max 16 */
+    void (*progress)(void *ctx, uint64_t done, uint64_t total);
+    void *progress_ctx;
+    volatile const int *cancel;        /* when non-NULL and set, stop with PA_E_ARG "cancelled" */
+} pa_fp_options;
+
+/* Fingerprint a model directory (Hugging Face layout) or a single .safetensors file. */
+pa_status pa_fingerprint_path(const char *path, const pa_fp_options *opt, pa_fingerprint **out,
+                              pa_error *err);
+void pa_fingerprint_free(pa_fingerprint *fp);
+
+/* Read-only views of a fingerprint. */
+const pa_mfi *pa_fp_mfi(const pa_fingerprint *fp);         /* NULL without config.json */
+const pa_tfv *pa_fp_tfv(const pa_fingerprint *fp);         /* NULL without tokenizer.json */
+size_t pa_fp_n_files(const pa_fingerprint *fp);
+const pa_file_fp *pa_fp_file(const pa_fingerprint *fp, size_t i);
+uint64_t pa_fp_n_params(const pa_fingerprint *fp);
+size_t pa_fp_n_tensors(const pa_fingerprint *fp);
+bool pa_fp_has_weights(const pa_fingerprint *fp);
+/* Digest of the unit: SHA-256 over the sorted "name\0sha256\n" list of its files. */
+const char *pa_fp_digest(const pa_fingerprint *fp);
+const char *pa_fp_format(const pa_fingerprint *fp); /* "safetensors", "config-only", ... */
+
+/* Versioned JSON (schema provfs.fingerprint/1). The caller frees the string with free(). */
+char *pa_fp_to_json(const pa_fingerprint *fp, bool pretty);
+pa_status pa_fp_from_json(const char *json, size_t len, const char *label, pa_fingerprint **out,
+                          pa_error *err);
+
+/* ---------------------------------------------------------------- compare */
+
+typedef enum pa_verdict { PA_V_NONE = 0, PA_V_WEAK, PA_V_DERIVED, PA_V_IDENTICAL } pa_verdict;
+const char *pa_verdict_name(pa_verdict v);
+
+typedef struct pa_signal {
+    double value; /* NaN when not computable */
+    bool valid;
+} pa_signal;
+
+typedef struct pa_compare_result {
+    pa_verdict verdict;
+    double score;           /* final lineage score, 0..1 */
+    double identity_score;  /* the reference method's weighted identity score (NaN-aware) */
+    double tokenizer_score; /* 0.25 TFV + 0.75 VOA, reported only */
+    double weight_agreement; /* role-aligned element-wise agreement (decisive), NaN without weights */
+    int mfi_tier;
+    pa_signal mfi, tfv, voa, eas, nlf, lep, end, wvc;
+    pa_signal wea;           /* weight element agreement (aligned, permutation-recovered) */
+    pa_signal anchor_rows;   /* agreement of embedding rows of shared anchor tokens */
+    size_t tensors_compared;
+    size_t tensors_identical; /* byte-equal tensors (SHA-256) */
+    size_t tensors_a, tensors_b;
+    char reason[256]; /* one line: why this verdict */
+} pa_compare_result;
+
+/* Compare two fingerprints: a is the candidate ancestor, b the model under test (symmetric in all
+ * but wording). */
+void pa_compare(const pa_fingerprint *a, const pa_fingerprint *b, pa_compare_result *out);
+/* compare --json object (schema provfs.compare/1); caller frees. */
+char *pa_compare_to_json(const pa_compare_result *r, const char *a_label, const char *b_label,
+                         bool pretty);
+
+/* ---------------------------------------------------------------- diff (per tensor) */
+
+typedef enum pa_diff_kind { PA_D_IDENTICAL, PA_D_CHANGED, PA_D_ADDED, PA_D_REMOVED } pa_diff_kind;
+
+typedef struct pa_diff_entry {
+    char *name;
+    pa_diff_kind kind;
+    double rel_l2; /* ||b - a|| / ||a|| for changed tensors of one shape; NaN otherwise */
+    char note[96]; /* e.g. "shape 64x256 -> 48x256", "dtype F32 -> BF16" */
+} pa_diff_entry;
+
+typedef struct pa_diff {
+    size_t n;
+    pa_diff_entry *entries; /* sorted by name */
+    size_t n_identical, n_changed, n_added, n_removed;
+} pa_diff;
+
+/* Reads both models' tensors (streaming) and compares them element-wise by name. */
+pa_status pa_diff_paths(const char *a, const char *b, pa_diff *out, pa_error *err);
+void pa_diff_free(pa_diff *d);
+char *pa_diff_to_json(const pa_diff *d, const char *a_label, const char *b_label, bool pretty);
+
+/* ---------------------------------------------------------------- utilities */
+
+/* Lowercase hex SHA-256 of a buffer (OpenSSL EVP). out must hold 65 bytes. */
+void pa_sha256_hex(const void *data, size_t len, char out[65]);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
