@@ -178,6 +178,10 @@ typedef struct pa_tfv {
     double script[PA_SCRIPT_COUNT]; /* fractions, 4 decimals; all 0 when no alphabetic chars */
     char tokenizer_class[64];
     char model_kind[16]; /* BPE, WordPiece, Unigram, WordLevel */
+    /* Filled by the fingerprint from pa_tokenizer (PA_NULL_INT when unknown); the reference's TFV
+     * similarity compares them. */
+    int64_t bos_id, eos_id, pad_id, unk_id, mask_id;
+    char merges_hash[65]; /* SHA-256 of all merges joined by "\n"; "" when there are none */
 } pa_tfv;
 
 typedef struct pa_token {

@@ -1,0 +1,1174 @@
+/* Fingerprinting: one streaming pass over a model's bytes.
+ *
+ * Every tensor is read once with pread() into a per-thread buffer (FS-NOTES: after a write,
+ * pread beats mmap), hashed with SHA-256 and decoded to float in chunks; from each chunk we keep
+ * only small sketches (fp.h): moments, row and column sums at evenly spaced positions, a sampled
+ * block, 1-D samples, and for the embedding matrix the row-norm histogram and anchor rows. Whole
+ * files are hashed as separate jobs, so with two threads the two SHA-256 streams run side by side.
+ * Memory stays bounded: a chunk buffer per thread, plus anchor rows.
+ */
+#include "fp.h"
+#include "jsonutil.h"
+#include "model.h"
+#include "sha.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CHUNK_BYTES (4u << 20)
+
+/* ------------------------------------------------------------------ roles */
+
+static const struct {
+    const char *key;
+    const char *role;
+} role_map[] = {
+    /* attention */
+    {"q_proj", "attn_q"}, {"wq", "attn_q"}, {"query", "attn_q"}, {"attn_q", "attn_q"},
+    {"k_proj", "attn_k"}, {"wk", "attn_k"}, {"key", "attn_k"}, {"attn_k", "attn_k"},
+    {"v_proj", "attn_v"}, {"wv", "attn_v"}, {"value", "attn_v"}, {"attn_v", "attn_v"},
+    {"o_proj", "attn_o"}, {"wo", "attn_o"}, {"out_proj", "attn_o"}, {"attn_output", "attn_o"},
+    {"c_attn", "attn_qkv"}, {"query_key_value", "attn_qkv"}, {"qkv_proj", "attn_qkv"},
+    {"Wqkv", "attn_qkv"},
+    /* mlp */
+    {"gate_proj", "mlp_gate"}, {"w1", "mlp_gate"}, {"ffn_gate", "mlp_gate"},
+    {"up_proj", "mlp_up"}, {"w3", "mlp_up"}, {"c_fc", "mlp_up"}, {"dense_h_to_4h", "mlp_up"},
+    {"fc1", "mlp_up"}, {"ffn_up", "mlp_up"},
+    {"down_proj", "mlp_down"}, {"w2", "mlp_down"}, {"dense_4h_to_h", "mlp_down"},
+    {"fc2", "mlp_down"}, {"ffn_down", "mlp_down"},
+    /* norms */
+    {"input_layernorm", "norm_attn"}, {"ln_1", "norm_attn"}, {"attn_norm", "norm_attn"},
+    {"attention_norm", "norm_attn"},
+    {"post_attention_layernorm", "norm_mlp"}, {"ln_2", "norm_mlp"}, {"ffn_norm", "norm_mlp"},
+    /* outside the blocks */
+    {"embed_tokens", "embed"}, {"wte", "embed"}, {"tok_embeddings", "embed"},
+    {"word_embeddings", "embed"}, {"token_embd", "embed"}, {"embed_in", "embed"},
+    {"lm_head", "lm_head"}, {"output", "lm_head"}, {"embed_out", "lm_head"},
+    {"ln_f", "norm_final"}, {"final_layernorm", "norm_final"}, {"output_norm", "norm_final"},
+    {"norm", "norm_final"},
+    {"wpe", "pos_embed"}, {"position_embeddings", "pos_embed"},
+};
+
+static const char *const block_words[] = {"layers", "h", "layer", "blocks", "block", "blk"};
+
+static bool all_digits(const char *s, size_t n)
+{
+    if (n == 0 || n > 9)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return true;
+}
+
+/* Role of a tensor: "<canonical>.<w|b>" for names we recognise (so llama, GPT-2, NeoX and
+ * llama.cpp spellings meet), else "x:" + the name with its block number replaced by {L}. Within a
+ * block, GPT-2's attn.c_proj is the attention output while mlp.c_proj is the MLP down projection. */
+char *pa_role_of(const char *name, int32_t *layer)
+{
+    *layer = -1;
+    size_t n = strlen(name);
+    /* split on '.' */
+    const char *parts[64];
+    size_t lens[64];
+    size_t np = 0;
+    const char *p = name;
+    while (np < 64) {
+        const char *dot = memchr(p, '.', (size_t)(name + n - p));
+        size_t l = dot ? (size_t)(dot - p) : (size_t)(name + n - p);
+        parts[np] = p;
+        lens[np++] = l;
+        if (!dot)
+            break;
+        p = dot + 1;
+    }
+    size_t layer_at = SIZE_MAX;
+    for (size_t i = 1; i < np; i++) {
+        if (!all_digits(parts[i], lens[i]))
+            continue;
+        for (size_t w = 0; w < sizeof block_words / sizeof *block_words; w++)
+            if (strlen(block_words[w]) == lens[i - 1] &&
+                memcmp(block_words[w], parts[i - 1], lens[i - 1]) == 0) {
+                layer_at = i;
+                break;
+            }
+        if (layer_at != SIZE_MAX)
+            break;
+    }
+    if (layer_at != SIZE_MAX)
+        *layer = (int32_t)strtol(parts[layer_at], NULL, 10);
+    const char *kind = "w";
+    if (np >= 2 && lens[np - 1] == 4 && memcmp(parts[np - 1], "bias", 4) == 0)
+        kind = "b";
+    const char *canon = NULL;
+    bool in_mlp = false;
+    size_t from = layer_at == SIZE_MAX ? 0 : layer_at + 1;
+    for (size_t i = from; i < np; i++) {
+        if ((lens[i] == 3 && memcmp(parts[i], "mlp", 3) == 0) ||
+            (lens[i] == 3 && memcmp(parts[i], "ffn", 3) == 0) ||
+            (lens[i] == 12 && memcmp(parts[i], "feed_forward", 12) == 0))
+            in_mlp = true;
+        if (lens[i] == 6 && memcmp(parts[i], "c_proj", 6) == 0) {
+            canon = in_mlp ? "mlp_down" : "attn_o";
+            continue;
+        }
+        if (lens[i] == 5 && memcmp(parts[i], "dense", 5) == 0 && !in_mlp) {
+            canon = "attn_o";
+            continue;
+        }
+        for (size_t r = 0; r < sizeof role_map / sizeof *role_map; r++) {
+            if (strlen(role_map[r].key) == lens[i] && memcmp(role_map[r].key, parts[i], lens[i]) == 0) {
+                bool outside = strcmp(role_map[r].role, "embed") == 0 ||
+                               strcmp(role_map[r].role, "lm_head") == 0 ||
+                               strcmp(role_map[r].role, "norm_final") == 0 ||
+                               strcmp(role_map[r].role, "pos_embed") == 0;
+                if (outside != (layer_at == SIZE_MAX))
+                    continue; /* "norm" inside a block is not the final norm */
+                canon = role_map[r].role;
+            }
+        }
+    }
+    char *out;
+    if (canon) {
+        size_t l = strlen(canon) + 3;
+        out = malloc(l);
+        if (out)
+            snprintf(out, l, "%s.%s", canon, kind);
+        return out;
+    }
+    out = malloc(n + 8);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    memcpy(out, "x:", 2);
+    o = 2;
+    for (size_t i = 0; i < np; i++) {
+        if (i)
+            out[o++] = '.';
+        if (i == layer_at) {
+            memcpy(out + o, "{L}", 3);
+            o += 3;
+        } else {
+            memcpy(out + o, parts[i], lens[i]);
+            o += lens[i];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* ------------------------------------------------------------------ sampling */
+
+/* k-th of K evenly spaced indices in [0, n): the centre of the k-th of K equal parts. */
+static inline uint64_t spaced(uint64_t k, uint64_t K, uint64_t n)
+{
+    return (uint64_t)(((long double)k + 0.5L) * (long double)n / (long double)K);
+}
+
+static uint32_t min_u32(uint64_t a, uint32_t b)
+{
+    return a < b ? (uint32_t)a : b;
+}
+
+/* ------------------------------------------------------------------ jobs */
+
+typedef struct job {
+    int kind;         /* 0 = hash a whole file, 1 = a tensor */
+    size_t file;      /* unit file index (kind 0) or shard index (kind 1) */
+    size_t desc;      /* tensor index inside the shard */
+    size_t tensor;    /* index into fp->tensors */
+    uint64_t bytes;
+} job;
+
+typedef struct anchor_plan {
+    uint32_t n;
+    uint64_t row[PA_SK_ANCHORS];  /* sorted by row */
+    uint32_t slot[PA_SK_ANCHORS]; /* position in fp->embed anchors */
+} anchor_plan;
+
+typedef struct run_ctx {
+    pa_unit *unit;
+    pa_fingerprint *fp;
+    const pa_fp_options *opt;
+    job *jobs;
+    size_t n_jobs;
+    atomic_size_t next;
+    atomic_uint_fast64_t done_bytes;
+    uint64_t total_bytes;
+    size_t embed_tensor; /* index into fp->tensors, SIZE_MAX when none */
+    anchor_plan anchors;
+    float *anchor_full; /* n_anchors x cols */
+    float *row_norms;   /* embedding rows */
+    pthread_mutex_t lock; /* guards err and progress calls */
+    pa_error *err;
+    atomic_int failed;
+} run_ctx;
+
+typedef struct tbuf {
+    uint8_t *raw;
+    float *val;
+} tbuf;
+
+static void fail(run_ctx *c, pa_status st, const char *fmt, const char *a, const char *b)
+{
+    pthread_mutex_lock(&c->lock);
+    pa_error_set(c->err, st, fmt, a, b);
+    pthread_mutex_unlock(&c->lock);
+    atomic_store(&c->failed, 1);
+}
+
+static bool cancelled(run_ctx *c)
+{
+    return atomic_load(&c->failed) || (c->opt && c->opt->cancel && *c->opt->cancel);
+}
+
+static void progress(run_ctx *c, uint64_t add)
+{
+    uint64_t done = atomic_fetch_add(&c->done_bytes, add) + add;
+    if (c->opt && c->opt->progress) {
+        pthread_mutex_lock(&c->lock);
+        c->opt->progress(c->opt->progress_ctx, done, c->total_bytes);
+        pthread_mutex_unlock(&c->lock);
+    }
+}
+
+static bool pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+    uint8_t *p = buf;
+    while (len) {
+        ssize_t r = pread(fd, p, len, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return false;
+        p += r;
+        len -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return true;
+}
+
+static void job_file_hash(run_ctx *c, tbuf *b, const job *j)
+{
+    const char *path = c->unit->file_paths[j->file];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fail(c, PA_E_IO, "%s: cannot open: %s", path, strerror(errno));
+        return;
+    }
+    pa_sha_ctx *sha = pa_sha_new();
+    if (!sha) {
+        close(fd);
+        fail(c, PA_E_NOMEM, "%s: %s", path, "out of memory");
+        return;
+    }
+    uint64_t off = 0;
+    for (;;) {
+        if (cancelled(c))
+            break;
+        ssize_t r = pread(fd, b->raw, CHUNK_BYTES, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            fail(c, PA_E_IO, "%s: read failed: %s", path, strerror(errno));
+            break;
+        }
+        if (r == 0)
+            break;
+        pa_sha_update(sha, b->raw, (size_t)r);
+        off += (uint64_t)r;
+        progress(c, (uint64_t)r);
+    }
+    uint8_t d[32];
+    pa_sha_final(sha, d);
+    close(fd);
+    pa_hex(d, 32, c->fp->files[j->file].sha256);
+}
+
+/* Per-tensor accumulation state. */
+typedef struct tacc {
+    pa_tensor_fp *t;
+    uint64_t rows, cols;
+    uint32_t kc, kr, br, bc, ks; /* sample counts: colsum, rowsum, block rows/cols, 1-D sample */
+    uint64_t *col_idx;           /* kc sampled columns (ascending) */
+    double *colsum;
+    uint64_t next_rowsum, next_brow, next_sample; /* next sampled positions */
+    uint32_t rowsum_k, brow_k, sample_k;
+    uint64_t *bcol_idx; /* bc block columns */
+    double row_acc, row_sq;
+    double sum, sumsq;
+    float mn, mx;
+    uint64_t nonfinite;
+    bool is_embed;
+} tacc;
+
+/* Sums of a contiguous run of values, 16 lanes so the compiler vectorises without fast-math. */
+static void run_stats(const float *v, size_t n, double *sum, double *sumsq, float *mn, float *mx)
+{
+    float s[16] = {0}, q[16] = {0};
+    float lo = *mn, hi = *mx;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        for (int k = 0; k < 16; k++) {
+            float x = v[i + k];
+            s[k] += x;
+            q[k] += x * x;
+        }
+    }
+    for (; i < n; i++) {
+        s[i & 15] += v[i];
+        q[i & 15] += v[i] * v[i];
+    }
+    for (i = 0; i < n; i++) {
+        float x = v[i];
+        lo = x < lo ? x : lo;
+        hi = x > hi ? x : hi;
+    }
+    double ds = 0, dq = 0;
+    for (int k = 0; k < 16; k++) {
+        ds += s[k];
+        dq += q[k];
+    }
+    *sum += ds;
+    *sumsq += dq;
+    *mn = lo;
+    *mx = hi;
+}
+
+static uint64_t count_nonfinite(const float *v, size_t n)
+{
+    uint64_t c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += !isfinite(v[i]);
+    return c;
+}
+
+static void anchor_capture(run_ctx *c, uint64_t row, uint64_t c0, const float *v, size_t len)
+{
+    /* binary search the anchor plan */
+    uint32_t lo = 0, hi = c->anchors.n;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (c->anchors.row[mid] < row)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    uint64_t cols = c->fp->embed.cols;
+    /* two token strings can share a row (added tokens): fill every slot of the row */
+    for (; lo < c->anchors.n && c->anchors.row[lo] == row; lo++)
+        memcpy(c->anchor_full + (size_t)c->anchors.slot[lo] * cols + c0, v, len * sizeof(float));
+}
+
+/* Feed one run of values that lies inside one row: row r, columns [c0, c0+len). */
+static void acc_run(run_ctx *c, tacc *a, uint64_t r, uint64_t c0, const float *v, size_t len)
+{
+    double s0 = a->sum, q0 = a->sumsq;
+    run_stats(v, len, &a->sum, &a->sumsq, &a->mn, &a->mx);
+    double rs = a->sum - s0, rq = a->sumsq - q0;
+    if (!isfinite(rs) || !isfinite(rq)) {
+        a->nonfinite += count_nonfinite(v, len);
+        /* keep the moments finite: recompute this run over finite values only */
+        a->sum = s0;
+        a->sumsq = q0;
+        rs = rq = 0;
+        for (size_t i = 0; i < len; i++)
+            if (isfinite(v[i])) {
+                rs += v[i];
+                rq += (double)v[i] * v[i];
+            }
+        a->sum += rs;
+        a->sumsq += rq;
+    }
+    pa_tensor_fp *t = a->t;
+    if (a->rows == 1 && a->cols == t->numel && t->ndim < 2) {
+        /* 1-D: keep evenly spaced entries */
+        while (a->sample_k < a->ks && a->next_sample < c0 + len) {
+            if (a->next_sample >= c0)
+                t->sample.v[a->sample_k] = v[a->next_sample - c0];
+            a->sample_k++;
+            if (a->sample_k < a->ks)
+                a->next_sample = spaced(a->sample_k, a->ks, a->cols);
+        }
+        return;
+    }
+    /* column sums at sampled columns */
+    if (a->kc) {
+        uint64_t *ci = a->col_idx;
+        /* first sampled column >= c0 */
+        uint32_t lo = 0, hi = a->kc;
+        while (lo < hi) {
+            uint32_t mid = (lo + hi) / 2;
+            if (ci[mid] < c0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (uint32_t k = lo; k < a->kc && ci[k] < c0 + len; k++)
+            a->colsum[k] += v[ci[k] - c0];
+    }
+    a->row_acc += rs;
+    a->row_sq += rq;
+    if (r == a->next_brow && a->brow_k < a->br) {
+        for (uint32_t k = 0; k < a->bc; k++) {
+            uint64_t col = a->bcol_idx[k];
+            if (col >= c0 && col < c0 + len)
+                t->block.v[a->brow_k * a->bc + k] = v[col - c0];
+        }
+    }
+    if (a->is_embed && c->anchors.n)
+        anchor_capture(c, r, c0, v, len);
+    if (c0 + len == a->cols) { /* row complete */
+        if (a->rowsum_k < a->kr && r == a->next_rowsum) {
+            t->rowsum.v[a->rowsum_k++] = (float)a->row_acc;
+            if (a->rowsum_k < a->kr)
+                a->next_rowsum = spaced(a->rowsum_k, a->kr, a->rows);
+        }
+        if (a->brow_k < a->br && r == a->next_brow) {
+            a->brow_k++;
+            if (a->brow_k < a->br)
+                a->next_brow = spaced(a->brow_k, a->br, a->rows);
+        }
+        if (a->is_embed && c->row_norms)
+            c->row_norms[r] = (float)sqrt(a->row_sq);
+        a->row_acc = a->row_sq = 0;
+    }
+}
+
+static bool vec_alloc(pa_vec *v, uint32_t n)
+{
+    v->n = n;
+    v->v = n ? calloc(n, sizeof(float)) : NULL;
+    return n == 0 || v->v != NULL;
+}
+
+static void job_tensor(run_ctx *c, tbuf *b, const job *j)
+{
+    pa_shard *sh = &c->unit->shards[j->file];
+    const pa_tensor_desc *d = &sh->hdr.tensors[j->desc];
+    pa_tensor_fp *t = &c->fp->tensors[j->tensor];
+    size_t esz = pa_dtype_size(d->dtype);
+    bool decode = pa_dtype_decodable(d->dtype);
+    t->decoded = decode && d->numel > 0;
+    tacc a = {0};
+    a.t = t;
+    a.is_embed = j->tensor == c->embed_tensor;
+    a.mn = INFINITY;
+    a.mx = -INFINITY;
+    if (d->ndim >= 2) {
+        a.rows = d->shape[0];
+        a.cols = d->shape[0] ? d->numel / d->shape[0] : 0;
+    } else {
+        a.rows = 1;
+        a.cols = d->numel;
+    }
+    t->rows = d->ndim >= 2 ? a.rows : 0;
+    t->cols = d->ndim >= 2 ? a.cols : 0;
+    bool ok = true;
+    if (decode && d->numel) {
+        if (d->ndim >= 2) {
+            a.kc = min_u32(a.cols, PA_SK_MARGINAL);
+            a.kr = min_u32(a.rows, PA_SK_MARGINAL);
+            a.br = min_u32(a.rows, PA_SK_BLOCK_R);
+            a.bc = min_u32(a.cols, PA_SK_BLOCK_C);
+            a.col_idx = malloc(a.kc * sizeof *a.col_idx);
+            a.colsum = calloc(a.kc, sizeof *a.colsum);
+            a.bcol_idx = malloc(a.bc * sizeof *a.bcol_idx);
+            ok = a.col_idx && a.colsum && a.bcol_idx && vec_alloc(&t->colsum, a.kc) &&
+                 vec_alloc(&t->rowsum, a.kr) && vec_alloc(&t->block, a.br * a.bc);
+            if (ok) {
+                for (uint32_t k = 0; k < a.kc; k++)
+                    a.col_idx[k] = spaced(k, a.kc, a.cols);
+                for (uint32_t k = 0; k < a.bc; k++)
+                    a.bcol_idx[k] = spaced(k, a.bc, a.cols);
+                a.next_rowsum = spaced(0, a.kr, a.rows);
+                a.next_brow = spaced(0, a.br, a.rows);
+                t->block_r = a.br;
+                t->block_c = a.bc;
+            }
+        } else {
+            a.ks = min_u32(a.cols, PA_SK_NORMVEC);
+            a.next_sample = spaced(0, a.ks, a.cols);
+            ok = vec_alloc(&t->sample, a.ks);
+        }
+    }
+    pa_sha_ctx *sha = pa_sha_new();
+    if (!ok || !sha) {
+        if (sha) {
+            uint8_t dummy[32];
+            pa_sha_final(sha, dummy);
+        }
+        fail(c, PA_E_NOMEM, "%s: out of memory for tensor %s", sh->path, d->name);
+        goto out;
+    }
+    int fd = open(sh->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        uint8_t dummy[32];
+        pa_sha_final(sha, dummy);
+        fail(c, PA_E_IO, "%s: cannot open: %s", sh->path, strerror(errno));
+        goto out;
+    }
+    uint64_t nbytes = d->end - d->begin;
+    uint64_t off = sh->hdr.data_offset + d->begin;
+    uint64_t elem = 0; /* elements consumed */
+    size_t chunk_elems = CHUNK_BYTES / esz;
+    while (elem < d->numel && !cancelled(c)) {
+        size_t n = (size_t)((d->numel - elem) < chunk_elems ? (d->numel - elem) : chunk_elems);
+        if (!pread_full(fd, b->raw, n * esz, off + elem * esz)) {
+            fail(c, PA_E_FORMAT, "%s: short read in tensor '%s' (file changed or truncated?)",
+                 sh->path, d->name);
+            break;
+        }
+        pa_sha_update(sha, b->raw, n * esz);
+        if (decode) {
+            pa_dtype_to_f32(d->dtype, b->raw, b->val, n);
+            size_t i = 0;
+            while (i < n) {
+                uint64_t e = elem + i;
+                uint64_t r = e / a.cols, c0 = e % a.cols;
+                size_t len = (size_t)(a.cols - c0);
+                if (len > n - i)
+                    len = n - i;
+                acc_run(c, &a, r, c0, b->val + i, len);
+                i += len;
+            }
+        }
+        elem += n;
+        progress(c, (uint64_t)n * esz);
+    }
+    if (d->numel == 0)
+        (void)nbytes;
+    close(fd);
+    pa_sha_final(sha, t->sha);
+    if (decode && d->numel) {
+        uint64_t finite = d->numel - a.nonfinite;
+        t->n_nonfinite = a.nonfinite;
+        t->mean = finite ? a.sum / (double)finite : 0;
+        double var = finite ? a.sumsq / (double)finite - t->mean * t->mean : 0;
+        t->std = var > 0 ? sqrt(var) : 0;
+        t->l2 = sqrt(a.sumsq);
+        t->min = a.mn;
+        t->max = a.mx;
+        for (uint32_t k = 0; k < a.kc; k++)
+            t->colsum.v[k] = (float)a.colsum[k];
+    }
+out:
+    free(a.col_idx);
+    free(a.colsum);
+    free(a.bcol_idx);
+}
+
+static void *worker(void *arg)
+{
+    run_ctx *c = arg;
+    tbuf b;
+    b.raw = malloc(CHUNK_BYTES);
+    b.val = malloc((size_t)CHUNK_BYTES * sizeof(float)); /* 1-byte dtypes decode 4x */
+    if (!b.raw || !b.val) {
+        free(b.raw);
+        free(b.val);
+        fail(c, PA_E_NOMEM, "%s: %s", c->unit->path, "out of memory for read buffers");
+        return NULL;
+    }
+    for (;;) {
+        size_t i = atomic_fetch_add(&c->next, 1);
+        if (i >= c->n_jobs || cancelled(c))
+            break;
+        if (c->jobs[i].kind == 0)
+            job_file_hash(c, &b, &c->jobs[i]);
+        else
+            job_tensor(c, &b, &c->jobs[i]);
+    }
+    free(b.raw);
+    free(b.val);
+    return NULL;
+}
+
+static int cmp_job(const void *x, const void *y)
+{
+    const job *a = x, *b = y;
+    /* whole-file hashes first (largest first), so a second thread starts them at once */
+    if (a->kind != b->kind)
+        return a->kind - b->kind;
+    if (a->kind == 0)
+        return a->bytes < b->bytes ? 1 : a->bytes > b->bytes ? -1 : 0;
+    if (a->file != b->file)
+        return a->file < b->file ? -1 : 1;
+    return a->desc < b->desc ? -1 : a->desc > b->desc;
+}
+
+/* ------------------------------------------------------------------ assembly */
+
+void pa_tensor_fp_free(pa_tensor_fp *t)
+{
+    free(t->name);
+    free(t->role);
+    free(t->colsum.v);
+    free(t->rowsum.v);
+    free(t->block.v);
+    free(t->sample.v);
+}
+
+void pa_fingerprint_free(pa_fingerprint *fp)
+{
+    if (!fp)
+        return;
+    free(fp->path);
+    for (size_t i = 0; i < fp->n_files; i++)
+        free(fp->files[i].name);
+    free(fp->files);
+    if (fp->has_mfi)
+        pa_mfi_free(&fp->mfi);
+    free(fp->vocab_hashes);
+    for (size_t i = 0; i < fp->n_tensors; i++)
+        pa_tensor_fp_free(&fp->tensors[i]);
+    free(fp->tensors);
+    free(fp->embed.tensor);
+    free(fp->embed.anchor_cos);
+    free(fp->embed.anchor_rows);
+    free(fp);
+}
+
+static int cmp_u64(const void *x, const void *y)
+{
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* Keep the k smallest token-string hashes: a bottom-k sketch whose Jaccard estimate is exact for
+ * vocabularies of up to k tokens. */
+static pa_status vocab_sketch(pa_fingerprint *fp, const pa_tokenizer *tok, pa_error *err)
+{
+    size_t n = tok->n_tokens;
+    uint64_t *h = malloc((n ? n : 1) * sizeof *h);
+    if (!h)
+        return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", fp->path);
+    for (size_t i = 0; i < n; i++)
+        h[i] = pa_token_hash(tok->tokens[i].str, tok->tokens[i].len);
+    qsort(h, n, sizeof *h, cmp_u64);
+    size_t u = 0;
+    for (size_t i = 0; i < n; i++)
+        if (u == 0 || h[i] != h[u - 1])
+            h[u++] = h[i];
+    fp->vocab_n = u;
+    fp->vocab_k = (uint32_t)(u < PA_SK_VOCAB ? u : PA_SK_VOCAB);
+    fp->vocab_hashes = realloc(h, (fp->vocab_k ? fp->vocab_k : 1) * sizeof *h);
+    if (!fp->vocab_hashes) {
+        free(h);
+        return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", fp->path);
+    }
+    return PA_OK;
+}
+
+typedef struct anchor_cand {
+    uint64_t hash;
+    uint64_t row;
+} anchor_cand;
+
+static int cmp_cand(const void *x, const void *y)
+{
+    const anchor_cand *a = x, *b = y;
+    return a->hash < b->hash ? -1 : a->hash > b->hash;
+}
+
+static int cmp_plan(const void *x, const void *y)
+{
+    const uint64_t *a = x, *b = y; /* pairs (row, slot) */
+    return a[0] < b[0] ? -1 : a[0] > b[0];
+}
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+/* Anchor tokens: the PA_SK_ANCHORS rows whose token *string* hashes lowest (consistent sampling),
+ * so models with different but overlapping vocabularies share most anchors. Without a tokenizer
+ * the row number stands in for the string. */
+static pa_status plan_anchors(run_ctx *c, const pa_tokenizer *tok, pa_error *err)
+{
+    pa_embed_fp *e = &c->fp->embed;
+    uint64_t rows = e->rows;
+    size_t n = 0;
+    anchor_cand *cand = NULL;
+    if (tok) {
+        cand = malloc((tok->n_tokens ? tok->n_tokens : 1) * sizeof *cand);
+        if (!cand)
+            return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", c->fp->path);
+        for (size_t i = 0; i < tok->n_tokens; i++)
+            if (tok->tokens[i].id < rows) {
+                cand[n].hash = pa_token_hash(tok->tokens[i].str, tok->tokens[i].len);
+                cand[n++].row = tok->tokens[i].id;
+            }
+    }
+    if (n < 2) {
+        free(cand);
+        n = 0;
+        uint64_t m = rows < 65536 ? rows : 65536;
+        cand = malloc((m ? m : 1) * sizeof *cand);
+        if (!cand)
+            return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", c->fp->path);
+        for (uint64_t r = 0; r < m; r++) {
+            cand[n].hash = mix64(r + 0x9e3779b97f4a7c15ULL);
+            cand[n++].row = r;
+        }
+    }
+    qsort(cand, n, sizeof *cand, cmp_cand);
+    uint32_t k = (uint32_t)(n < PA_SK_ANCHORS ? n : PA_SK_ANCHORS);
+    uint64_t pairs[PA_SK_ANCHORS][2];
+    for (uint32_t i = 0; i < k; i++) {
+        e->anchor_hash[i] = cand[i].hash;
+        pairs[i][0] = cand[i].row;
+        pairs[i][1] = i;
+    }
+    free(cand);
+    qsort(pairs, k, sizeof pairs[0], cmp_plan);
+    for (uint32_t i = 0; i < k; i++) {
+        c->anchors.row[i] = pairs[i][0];
+        c->anchors.slot[i] = (uint32_t)pairs[i][1];
+    }
+    c->anchors.n = k;
+    e->n_anchors = k;
+    if (e->cols > (1u << 20))
+        return pa_error_set(err, PA_E_LIMIT, "%s: embedding width %llu is over the limit",
+                            c->fp->path, (unsigned long long)e->cols);
+    c->anchor_full = calloc((size_t)k * e->cols + 1, sizeof(float));
+    if (!c->anchor_full)
+        return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", c->fp->path);
+    if (rows > (1u << 26))
+        return pa_error_set(err, PA_E_LIMIT, "%s: embedding has %llu rows", c->fp->path,
+                            (unsigned long long)rows);
+    c->row_norms = calloc(rows ? rows : 1, sizeof(float));
+    if (!c->row_norms)
+        return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", c->fp->path);
+    return PA_OK;
+}
+
+static pa_status finish_embed(run_ctx *c, pa_error *err)
+{
+    pa_embed_fp *e = &c->fp->embed;
+    uint32_t k = e->n_anchors;
+    uint64_t cols = e->cols;
+    e->anchor_c = min_u32(cols, PA_SK_ANCHOR_C);
+    e->anchor_cos = calloc((size_t)k * k + 1, sizeof(float));
+    e->anchor_rows = calloc((size_t)k * e->anchor_c + 1, sizeof(float));
+    if (!e->anchor_cos || !e->anchor_rows)
+        return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", c->fp->path);
+    for (uint32_t i = 0; i < k; i++) {
+        const float *ri = c->anchor_full + (size_t)i * cols;
+        for (uint32_t j = 0; j < e->anchor_c; j++)
+            e->anchor_rows[(size_t)i * e->anchor_c + j] = ri[spaced(j, e->anchor_c, cols)];
+        for (uint32_t j = i; j < k; j++) {
+            const float *rj = c->anchor_full + (size_t)j * cols;
+            double cs = pa_cosine(ri, rj, cols);
+            float v = isfinite(cs) ? (float)cs : 0.0f;
+            e->anchor_cos[(size_t)i * k + j] = v;
+            e->anchor_cos[(size_t)j * k + i] = v;
+        }
+    }
+    /* END: histogram of row norms over [min, max] */
+    double lo = INFINITY, hi = -INFINITY;
+    for (uint64_t r = 0; r < e->rows; r++) {
+        double v = c->row_norms[r];
+        if (!isfinite(v))
+            continue;
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    e->norm_min = isfinite(lo) ? lo : 0;
+    e->norm_max = isfinite(hi) ? hi : 0;
+    double cnt[PA_SK_END_BINS] = {0};
+    double total = 0;
+    for (uint64_t r = 0; r < e->rows; r++) {
+        double v = c->row_norms[r];
+        if (!isfinite(v))
+            continue;
+        int bin = hi > lo ? (int)((v - lo) / (hi - lo) * PA_SK_END_BINS) : 0;
+        if (bin >= PA_SK_END_BINS)
+            bin = PA_SK_END_BINS - 1;
+        if (bin < 0)
+            bin = 0;
+        cnt[bin] += 1;
+        total += 1;
+    }
+    for (int b = 0; b < PA_SK_END_BINS; b++)
+        e->end_hist[b] = total > 0 ? (float)(cnt[b] / total) : 0;
+    return PA_OK;
+}
+
+static int cmp_tensor_name(const void *x, const void *y)
+{
+    return strcmp(((const pa_tensor_fp *)x)->name, ((const pa_tensor_fp *)y)->name);
+}
+
+static pa_status read_json_file(const char *path, char **text, size_t *len, pa_error *err)
+{
+    return pa_read_file(path, PA_JSON_MAX_FILE, text, len, err);
+}
+
+static pa_status load_metadata(pa_fingerprint *fp, const pa_unit *u, pa_tokenizer **tok_out,
+                               pa_error *err)
+{
+    pa_status st = PA_OK;
+    char *text = NULL, *cfg = NULL;
+    size_t len = 0, cfg_len = 0;
+    *tok_out = NULL;
+    if (u->config_path) {
+        st = read_json_file(u->config_path, &text, &len, err);
+        if (st)
+            return st;
+        st = pa_mfi_parse(text, len, u->config_path, &fp->mfi, err);
+        free(text);
+        text = NULL;
+        if (st)
+            return st;
+        fp->has_mfi = true;
+    } else if (u->is_dir) {
+        return pa_error_set(err, PA_E_FORMAT, "%s: config.json is missing", u->path);
+    }
+    if (u->tok_path) {
+        st = read_json_file(u->tok_path, &text, &len, err);
+        if (!st && u->tokcfg_path)
+            st = read_json_file(u->tokcfg_path, &cfg, &cfg_len, err);
+        pa_tokenizer *tok = NULL;
+        if (!st)
+            st = pa_tokenizer_parse(text, len, cfg, cfg_len, u->tok_path, &tok, err);
+        free(cfg);
+        if (!st) {
+            fp->has_tfv = true;
+            fp->tfv = tok->tfv;
+            fp->tfv.bos_id = tok->bos_id;
+            fp->tfv.eos_id = tok->eos_id;
+            fp->tfv.pad_id = tok->pad_id;
+            fp->tfv.unk_id = tok->unk_id;
+            fp->tfv.mask_id = PA_NULL_INT;
+            static const char *const masks[] = {"<mask>", "[MASK]", "<MASK>"};
+            for (size_t m = 0; m < 3 && fp->tfv.mask_id == PA_NULL_INT; m++) {
+                int64_t id = pa_tokenizer_find(tok, masks[m], strlen(masks[m]));
+                if (id >= 0)
+                    fp->tfv.mask_id = id;
+            }
+            st = vocab_sketch(fp, tok, err);
+            if (fp->has_mfi) {
+                pa_sha256_hex(text, len, fp->mfi.tokenizer_hash);
+                if (tok->bos_id != PA_NULL_INT)
+                    fp->mfi.bos_token_id = tok->bos_id;
+                if (tok->eos_id != PA_NULL_INT)
+                    fp->mfi.eos_token_id = tok->eos_id;
+            }
+            *tok_out = tok;
+        }
+        free(text);
+    }
+    if (!st && fp->has_mfi)
+        pa_mfi_finish(&fp->mfi);
+    return st;
+}
+
+static pa_status digest_files(pa_fingerprint *fp, pa_error *err)
+{
+    pa_sha_ctx *sha = pa_sha_new();
+    if (!sha)
+        return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", fp->path);
+    for (size_t i = 0; i < fp->n_files; i++) {
+        pa_sha_update(sha, fp->files[i].name, strlen(fp->files[i].name) + 1);
+        pa_sha_update(sha, fp->files[i].sha256, strlen(fp->files[i].sha256));
+        pa_sha_update(sha, "\n", 1);
+    }
+    uint8_t d[32];
+    pa_sha_final(sha, d);
+    pa_hex(d, 32, fp->digest);
+    return PA_OK;
+}
+
+static int default_threads(const pa_fp_options *opt)
+{
+    int n = opt && opt->threads > 0 ? opt->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        n = 1;
+    if (n > 16)
+        n = 16;
+    return n;
+}
+
+static bool is_embed_candidate(const pa_tensor_fp *t)
+{
+    return strcmp(t->role, "embed.w") == 0 && t->ndim == 2;
+}
+
+static pa_status run_weights(pa_fingerprint *fp, pa_unit *u, const pa_tokenizer *tok,
+                             const pa_fp_options *opt, pa_error *err)
+{
+    pa_status st = PA_OK;
+    size_t nt = 0;
+    for (size_t s = 0; s < u->n_shards; s++)
+        nt += u->shards[s].hdr.n_tensors;
+    if (nt > PA_FP_MAX_TENSORS)
+        return pa_error_set(err, PA_E_LIMIT, "%s: %zu tensors is over the limit of %u", u->path, nt,
+                            PA_FP_MAX_TENSORS);
+    fp->tensors = calloc(nt ? nt : 1, sizeof *fp->tensors);
+    size_t nfile_jobs = (opt && (opt->flags & PA_FP_NO_FILE_SHA)) ? 0 : u->n_files;
+    job *jobs = calloc(nt + nfile_jobs + 1, sizeof *jobs);
+    run_ctx c;
+    memset(&c, 0, sizeof c);
+    if (!fp->tensors || !jobs) {
+        free(jobs);
+        return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->path);
+    }
+    /* tensor table sorted by name; a name in two shards is an error */
+    size_t k = 0;
+    for (size_t s = 0; s < u->n_shards; s++)
+        for (size_t i = 0; i < u->shards[s].hdr.n_tensors; i++) {
+            const pa_tensor_desc *d = &u->shards[s].hdr.tensors[i];
+            pa_tensor_fp *t = &fp->tensors[k];
+            t->name = strdup(d->name);
+            t->role = pa_role_of(d->name, &t->layer);
+            t->dtype = d->dtype;
+            t->ndim = d->ndim;
+            memcpy(t->shape, d->shape, sizeof t->shape);
+            t->numel = d->numel;
+            /* stash origin in the job list before sorting (matched by name after) */
+            jobs[nfile_jobs + k].kind = 1;
+            jobs[nfile_jobs + k].file = s;
+            jobs[nfile_jobs + k].desc = i;
+            jobs[nfile_jobs + k].bytes = d->end - d->begin;
+            k++;
+            fp->n_tensors = k;
+            if (!t->name || !t->role) {
+                free(jobs);
+                return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->path);
+            }
+        }
+    /* sort tensors by name, carrying job origins along */
+    {
+        typedef struct {
+            pa_tensor_fp t;
+            job j;
+        } pairt;
+        pairt *tmp = malloc((nt ? nt : 1) * sizeof *tmp);
+        if (!tmp) {
+            free(jobs);
+            return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->path);
+        }
+        for (size_t i = 0; i < nt; i++) {
+            tmp[i].t = fp->tensors[i];
+            tmp[i].j = jobs[nfile_jobs + i];
+        }
+        qsort(tmp, nt, sizeof *tmp, cmp_tensor_name); /* t is the first member */
+        for (size_t i = 0; i < nt; i++) {
+            fp->tensors[i] = tmp[i].t;
+            jobs[nfile_jobs + i] = tmp[i].j;
+            jobs[nfile_jobs + i].tensor = i;
+        }
+        free(tmp);
+        for (size_t i = 1; i < nt; i++)
+            if (strcmp(fp->tensors[i].name, fp->tensors[i - 1].name) == 0) {
+                free(jobs);
+                return pa_error_set(err, PA_E_FORMAT, "%s: tensor '%s' appears in two shards",
+                                    u->path, fp->tensors[i].name);
+            }
+    }
+    uint64_t total = 0;
+    for (size_t i = 0; i < nfile_jobs; i++) {
+        jobs[i].kind = 0;
+        jobs[i].file = i;
+        jobs[i].bytes = u->files[i].size;
+        total += u->files[i].size;
+    }
+    for (size_t i = 0; i < nt; i++) {
+        total += jobs[nfile_jobs + i].bytes;
+        fp->n_params += fp->tensors[i].numel;
+        fp->weight_bytes += jobs[nfile_jobs + i].bytes;
+        if (fp->tensors[i].layer >= 0 && (uint32_t)fp->tensors[i].layer + 1 > fp->n_layers)
+            fp->n_layers = (uint32_t)fp->tensors[i].layer + 1;
+    }
+    qsort(jobs, nt + nfile_jobs, sizeof *jobs, cmp_job);
+
+    c.unit = u;
+    c.fp = fp;
+    c.opt = opt;
+    c.jobs = jobs;
+    c.n_jobs = nt + nfile_jobs;
+    c.total_bytes = total;
+    c.err = err;
+    c.embed_tensor = SIZE_MAX;
+    pthread_mutex_init(&c.lock, NULL);
+    /* the embedding: by role, else the largest 2-D tensor whose rows match the vocabulary */
+    for (size_t i = 0; i < nt; i++)
+        if (is_embed_candidate(&fp->tensors[i]) && pa_dtype_decodable(fp->tensors[i].dtype)) {
+            c.embed_tensor = i;
+            break;
+        }
+    if (c.embed_tensor == SIZE_MAX && fp->has_mfi && fp->mfi.vocab_size > 0)
+        for (size_t i = 0; i < nt; i++)
+            if (fp->tensors[i].ndim == 2 && fp->tensors[i].shape[0] == (uint64_t)fp->mfi.vocab_size &&
+                pa_dtype_decodable(fp->tensors[i].dtype)) {
+                c.embed_tensor = i;
+                break;
+            }
+    if (c.embed_tensor != SIZE_MAX) {
+        pa_tensor_fp *et = &fp->tensors[c.embed_tensor];
+        fp->embed.present = true;
+        fp->embed.tensor = strdup(et->name);
+        fp->embed.rows = et->shape[0];
+        fp->embed.cols = et->numel / (et->shape[0] ? et->shape[0] : 1);
+        if (!fp->embed.tensor)
+            st = pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->path);
+        if (!st)
+            st = plan_anchors(&c, tok, err);
+    }
+    if (!st) {
+        int nthreads = default_threads(opt);
+        if ((size_t)nthreads > c.n_jobs)
+            nthreads = c.n_jobs ? (int)c.n_jobs : 1;
+        pthread_t th[16];
+        int started = 0;
+        for (int i = 1; i < nthreads; i++)
+            if (pthread_create(&th[started], NULL, worker, &c) == 0)
+                started++;
+        worker(&c);
+        for (int i = 0; i < started; i++)
+            pthread_join(th[i], NULL);
+        if (err->status)
+            st = err->status;
+        else if (opt && opt->cancel && *opt->cancel)
+            st = pa_error_set(err, PA_E_ARG, "%s: cancelled", u->path);
+    }
+    if (!st) {
+        for (size_t i = 0; i < nt; i++)
+            if (fp->tensors[i].n_nonfinite) {
+                st = pa_error_set(err, PA_E_FORMAT, "%s: tensor '%s' has %llu NaN/Inf values",
+                                  u->path, fp->tensors[i].name,
+                                  (unsigned long long)fp->tensors[i].n_nonfinite);
+                break;
+            }
+    }
+    if (!st && fp->embed.present)
+        st = finish_embed(&c, err);
+    pthread_mutex_destroy(&c.lock);
+    free(c.anchor_full);
+    free(c.row_norms);
+    free(jobs);
+    fp->has_weights = !st && nt > 0;
+    return st;
+}
+
+pa_status pa_fingerprint_path(const char *path, const pa_fp_options *opt, pa_fingerprint **out,
+                              pa_error *err)
+{
+    *out = NULL;
+    pa_unit u;
+    pa_status st = pa_unit_open(path, &u, err);
+    if (st)
+        return st;
+    pa_fingerprint *fp = calloc(1, sizeof *fp);
+    if (!fp) {
+        pa_unit_free(&u);
+        return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", path);
+    }
+    fp->path = strdup(u.path);
+    fp->files = calloc(u.n_files ? u.n_files : 1, sizeof *fp->files);
+    if (!fp->path || !fp->files) {
+        pa_unit_free(&u);
+        pa_fingerprint_free(fp);
+        return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", path);
+    }
+    for (size_t i = 0; i < u.n_files; i++) {
+        fp->files[i] = u.files[i];
+        fp->files[i].name = strdup(u.files[i].name);
+        fp->n_files = i + 1;
+        if (!fp->files[i].name) {
+            pa_unit_free(&u);
+            pa_fingerprint_free(fp);
+            return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", path);
+        }
+    }
+    pa_tokenizer *tok = NULL;
+    st = load_metadata(fp, &u, &tok, err);
+    bool weights = !(opt && (opt->flags & PA_FP_NO_WEIGHTS));
+    if (!st && weights && u.n_shards > 0)
+        st = run_weights(fp, &u, tok, opt, err);
+    if (!st && (!weights || u.n_shards == 0) && !(opt && (opt->flags & PA_FP_NO_FILE_SHA))) {
+        /* still hash every file */
+        for (size_t i = 0; i < u.n_files && !st; i++) {
+            char *text = NULL;
+            size_t len = 0;
+            /* small files only here: weights are hashed by run_weights */
+            if (u.files[i].size > PA_JSON_MAX_FILE)
+                continue;
+            st = pa_read_file(u.file_paths[i], PA_JSON_MAX_FILE, &text, &len, err);
+            if (!st)
+                pa_sha256_hex(text, len, fp->files[i].sha256);
+            free(text);
+        }
+    }
+    if (!st)
+        st = digest_files(fp, err);
+    if (!st) {
+        if (fp->has_weights)
+            snprintf(fp->format, sizeof fp->format, "safetensors");
+        else if (u.n_shards)
+            snprintf(fp->format, sizeof fp->format, "safetensors-unread");
+        else
+            snprintf(fp->format, sizeof fp->format, "config-only");
+    }
+    pa_tokenizer_free(tok);
+    pa_unit_free(&u);
+    if (st) {
+        pa_fingerprint_free(fp);
+        return st;
+    }
+    *out = fp;
+    return PA_OK;
+}
+
+/* ------------------------------------------------------------------ views */
+
+const pa_mfi *pa_fp_mfi(const pa_fingerprint *fp)
+{
+    return fp->has_mfi ? &fp->mfi : NULL;
+}
+const pa_tfv *pa_fp_tfv(const pa_fingerprint *fp)
+{
+    return fp->has_tfv ? &fp->tfv : NULL;
+}
+size_t pa_fp_n_files(const pa_fingerprint *fp)
+{
+    return fp->n_files;
+}
+const pa_file_fp *pa_fp_file(const pa_fingerprint *fp, size_t i)
+{
+    return i < fp->n_files ? &fp->files[i] : NULL;
+}
+uint64_t pa_fp_n_params(const pa_fingerprint *fp)
+{
+    return fp->n_params;
+}
+size_t pa_fp_n_tensors(const pa_fingerprint *fp)
+{
+    return fp->n_tensors;
+}
+bool pa_fp_has_weights(const pa_fingerprint *fp)
+{
+    return fp->has_weights;
+}
+const char *pa_fp_digest(const pa_fingerprint *fp)
+{
+    return fp->digest;
+}
+const char *pa_fp_format(const pa_fingerprint *fp)
+{
+    return fp->format;
+}

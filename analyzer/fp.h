@@ -1,0 +1,90 @@
+/* Internal layout of a fingerprint, shared by fingerprint.c (builds it), fpjson.c (serialises it),
+ * signals.c and score.c (compare two). Nothing here is public API. */
+#ifndef PA_FP_H
+#define PA_FP_H
+#include "provfs/analyzer.h"
+
+/* Sketch sizes. They are part of the fingerprint format: changing one changes the schema version. */
+#define PA_SK_MARGINAL 256 /* entries kept of a row-sum / column-sum vector */
+#define PA_SK_BLOCK_R 16   /* sampled rows of a matrix */
+#define PA_SK_BLOCK_C 32   /* sampled columns of a matrix */
+#define PA_SK_NORMVEC 256  /* entries kept of a 1-D norm vector */
+#define PA_SK_ANCHORS 128  /* anchor tokens (bottom-k by token-string hash) */
+#define PA_SK_ANCHOR_C 64  /* sampled columns of an anchor row */
+#define PA_SK_VOCAB 4096   /* bottom-k token-string hashes kept for VOA */
+#define PA_SK_END_BINS 20
+#define PA_FP_MAX_TENSORS 65536u /* a fingerprint must stay small; more is refused */
+
+typedef struct pa_vec {
+    uint32_t n;
+    float *v;
+} pa_vec;
+
+typedef struct pa_tensor_fp {
+    char *name;
+    char *role;    /* canonical role (attn_q.w, mlp_up.w, embed.w, ...) or "x:" + name pattern */
+    int32_t layer; /* -1 when not in a numbered block */
+    pa_dtype dtype;
+    uint32_t ndim;
+    uint64_t shape[PA_MAX_DIMS];
+    uint64_t numel;
+    uint8_t sha[32];
+    bool decoded;          /* values were decoded (dtype decodable) */
+    uint64_t n_nonfinite;
+    double mean, std, l2, min, max;
+    /* 2-D view [rows, cols] of matrices (ndim >= 2: rows = shape[0], cols = the rest). */
+    uint64_t rows, cols;
+    pa_vec colsum; /* sum over all rows, at PA_SK_MARGINAL evenly spaced columns */
+    pa_vec rowsum; /* sum over all columns, at evenly spaced rows */
+    pa_vec block;  /* PA_SK_BLOCK_R x PA_SK_BLOCK_C values at evenly spaced rows and columns */
+    uint32_t block_r, block_c;
+    pa_vec sample; /* 1-D tensors: evenly spaced entries (norm vectors, biases) */
+} pa_tensor_fp;
+
+typedef struct pa_embed_fp {
+    bool present;
+    char *tensor;     /* name of the embedding tensor */
+    uint64_t rows, cols;
+    double norm_min, norm_max;
+    float end_hist[PA_SK_END_BINS]; /* normalised histogram of row L2 norms */
+    uint32_t n_anchors;
+    uint64_t anchor_hash[PA_SK_ANCHORS]; /* token-string hash (or id hash without a tokenizer) */
+    float *anchor_cos;  /* n_anchors x n_anchors cosine matrix (full, row-major) */
+    float *anchor_rows; /* n_anchors x anchor_c sampled columns */
+    uint32_t anchor_c;
+} pa_embed_fp;
+
+struct pa_fingerprint {
+    char *path;
+    char format[32];
+    char digest[65];
+    size_t n_files;
+    pa_file_fp *files;
+    bool has_mfi;
+    pa_mfi mfi;
+    bool has_tfv;
+    pa_tfv tfv;
+    uint64_t vocab_n;     /* unique token strings */
+    uint32_t vocab_k;     /* entries in vocab_hashes (bottom-k, sorted ascending) */
+    uint64_t *vocab_hashes;
+    bool has_weights;
+    uint64_t n_params;
+    size_t n_tensors;
+    pa_tensor_fp *tensors; /* sorted by name */
+    uint32_t n_layers;     /* 1 + highest layer index seen */
+    pa_embed_fp embed;
+    uint64_t weight_bytes;
+};
+
+/* Canonical role of a tensor name; writes role (malloc'd) and layer. */
+char *pa_role_of(const char *name, int32_t *layer);
+
+/* Vector helpers (signals.c). NaN when not computable. */
+double pa_pearson(const float *a, const float *b, size_t n);
+double pa_cosine(const float *a, const float *b, size_t n);
+
+/* Lineage comparison internals (signals.c): fills the signal fields of out. */
+void pa_signals_compute(const pa_fingerprint *a, const pa_fingerprint *b, pa_compare_result *out);
+
+void pa_tensor_fp_free(pa_tensor_fp *t);
+#endif

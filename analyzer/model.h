@@ -1,0 +1,30 @@
+/* A model unit on disk: which files make it up (private to the analyzer). */
+#ifndef PA_MODEL_H
+#define PA_MODEL_H
+#include "provfs/analyzer.h"
+
+#define PA_UNIT_MAX_FILES 10000u
+
+typedef struct pa_shard {
+    char *name; /* relative to the unit directory */
+    char *path;
+    uint64_t size;
+    pa_st_header hdr;
+} pa_shard;
+
+typedef struct pa_unit {
+    char *path;    /* the directory, or the single file */
+    bool is_dir;
+    char *config_path, *tok_path, *tokcfg_path, *index_path; /* NULL when absent */
+    size_t n_shards;
+    pa_shard *shards; /* sorted by name */
+    size_t n_files;
+    pa_file_fp *files; /* every regular file of the unit, sorted by name; sha256 empty */
+    char **file_paths;
+} pa_unit;
+
+/* Discover a unit: a directory (Hugging Face layout) or one .safetensors file. Parses every
+ * shard's header. A sharded unit with missing or short shards gives PA_E_INCOMPLETE. */
+pa_status pa_unit_open(const char *path, pa_unit *unit, pa_error *err);
+void pa_unit_free(pa_unit *unit);
+#endif

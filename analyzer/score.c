@@ -1,0 +1,200 @@
+/* From signals to a verdict.
+ *
+ * Why the scoring looks like this (SIGNALS.md, "Known weak spots"):
+ *
+ *  - Weight evidence decides. The lineage score is built from two element-wise signals whose
+ *    value for independently trained models is a correlation of independent vectors, i.e. near 0:
+ *      WEA          tensors aligned by role and layer (layer re-alignment for pruning/students,
+ *                   shape search for renamed tensors); each tensor compared by its sampled block
+ *                   and by its row and column sums — the sums do not change when neurons or heads
+ *                   are permuted and barely change when some are pruned, so permutation and width
+ *                   pruning cannot hide a parent; quantisation noise and fine-tune drift only
+ *                   lower the correlation a little.
+ *      anchor rows  embedding rows of tokens that share a string: survives vocabulary extension
+ *                   and re-ordering.
+ *    lineage = 0.8 WEA + 0.2 anchor rows (WEA alone when the embedding cannot be aligned): WEA
+ *    covers every block of the network, the anchors only the input embedding.
+ *  - The reference method's weight statistics (EAS, NLF, LEP, END, WVC) are combined into its
+ *    identity score with its weights (0.36/0.08/0.16/0.19/0.21) and reported. They describe the
+ *    architecture and training recipe as much as the checkpoint (independent runs of one recipe
+ *    score high), so they may only *support*: score = 0.85 lineage + 0.15 identity.
+ *  - Metadata (MFI) and tokenizer (TFV, VOA) never confirm lineage: a forged config.json and a
+ *    copied tokenizer are free. Without weights on both sides the score is capped at 0.5 and the
+ *    verdict is at most `weak`.
+ *  - Exact copies are decided by bytes: every tensor byte-equal (SHA-256, as a multiset so
+ *    renames and re-sharding stay identical) gives `identical`.
+ *  Thresholds: derived needs score >= 0.55 and lineage >= 0.45; weak needs score >= 0.40.
+ *  Independent models of the same config sit near 0.1-0.25, the derivations mkmodel makes above
+ *  0.6 (tests/unit/test_matrix.c holds the labelled pairs).
+ */
+#include "fp.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define W_EAS 0.36
+#define W_NLF 0.08
+#define W_LEP 0.16
+#define W_END 0.19
+#define W_WVC 0.21
+
+#define T_DERIVED 0.55
+#define T_DERIVED_LINEAGE 0.45
+#define T_WEAK 0.40
+
+const char *pa_verdict_name(pa_verdict v)
+{
+    switch (v) {
+    case PA_V_IDENTICAL: return "identical";
+    case PA_V_DERIVED: return "derived";
+    case PA_V_WEAK: return "weak";
+    case PA_V_NONE: return "none";
+    }
+    return "none";
+}
+
+static double clamp01(double v)
+{
+    return !isfinite(v) ? 0 : v < 0 ? 0 : v > 1 ? 1 : v;
+}
+
+static double identity_score(const pa_compare_result *r)
+{
+    const struct {
+        const pa_signal *s;
+        double w;
+    } parts[] = {{&r->eas, W_EAS}, {&r->nlf, W_NLF}, {&r->lep, W_LEP}, {&r->end, W_END},
+                 {&r->wvc, W_WVC}};
+    double sum = 0, wsum = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++)
+        if (parts[i].s->valid) {
+            sum += parts[i].w * parts[i].s->value;
+            wsum += parts[i].w;
+        }
+    return wsum > 0 ? sum / wsum : NAN;
+}
+
+static bool all_identical(const pa_fingerprint *a, const pa_fingerprint *b, size_t same)
+{
+    return a->has_weights && b->has_weights && a->n_tensors == b->n_tensors &&
+           same == b->n_tensors && same > 0;
+}
+
+void pa_compare(const pa_fingerprint *a, const pa_fingerprint *b, pa_compare_result *r)
+{
+    memset(r, 0, sizeof *r);
+    pa_signals_compute(a, b, r);
+    r->identity_score = identity_score(r);
+    double tfv = r->tfv.valid ? r->tfv.value : NAN, voa = r->voa.valid ? r->voa.value : NAN;
+    r->tokenizer_score = isfinite(tfv) && isfinite(voa) ? 0.25 * tfv + 0.75 * voa
+                         : isfinite(voa)                 ? voa
+                                                         : tfv;
+    r->weight_agreement = NAN;
+
+    if (!a->has_weights || !b->has_weights) {
+        /* Metadata can only hint. */
+        double m = r->mfi.valid ? r->mfi.value : 0, t = isfinite(r->tokenizer_score) ? r->tokenizer_score : 0;
+        r->score = 0.5 * (0.5 * m + 0.5 * t);
+        r->verdict = (r->mfi_tier && r->mfi_tier <= 2 && t >= 0.9) ? PA_V_WEAK : PA_V_NONE;
+        snprintf(r->reason, sizeof r->reason,
+                 "no weights on %s side: metadata and tokenizer can only hint at a family",
+                 !a->has_weights && !b->has_weights ? "either" : "one");
+        return;
+    }
+    if (all_identical(a, b, r->tensors_identical)) {
+        r->verdict = PA_V_IDENTICAL;
+        r->score = 1.0;
+        r->weight_agreement = 1.0;
+        snprintf(r->reason, sizeof r->reason, "all %zu tensors are byte-identical (SHA-256)",
+                 r->tensors_identical);
+        return;
+    }
+    double lineage;
+    if (r->wea.valid && r->anchor_rows.valid)
+        lineage = 0.8 * clamp01(r->wea.value) + 0.2 * clamp01(r->anchor_rows.value);
+    else if (r->wea.valid)
+        lineage = clamp01(r->wea.value);
+    else if (r->anchor_rows.valid)
+        lineage = clamp01(r->anchor_rows.value);
+    else
+        lineage = NAN;
+    r->weight_agreement = lineage;
+    if (!isfinite(lineage)) {
+        r->score = 0;
+        r->verdict = PA_V_NONE;
+        snprintf(r->reason, sizeof r->reason,
+                 "no tensors could be aligned between the two models (different shapes and roles)");
+        return;
+    }
+    double support = isfinite(r->identity_score) ? clamp01(r->identity_score) : lineage;
+    r->score = 0.85 * lineage + 0.15 * support;
+    if (r->score >= T_DERIVED && lineage >= T_DERIVED_LINEAGE)
+        r->verdict = PA_V_DERIVED;
+    else if (r->score >= T_WEAK)
+        r->verdict = PA_V_WEAK;
+    else
+        r->verdict = PA_V_NONE;
+    snprintf(r->reason, sizeof r->reason,
+             "weight agreement %.3f over %zu aligned tensors (%zu byte-identical)", lineage,
+             r->tensors_compared, r->tensors_identical);
+}
+
+static cJSON *num_or_null(double v)
+{
+    return isfinite(v) ? cJSON_CreateNumber(round(v * 10000) / 10000) : cJSON_CreateNull();
+}
+
+static void add_signal(cJSON *o, const char *name, const pa_signal *s)
+{
+    cJSON_AddItemToObject(o, name, s->valid ? num_or_null(s->value) : cJSON_CreateNull());
+}
+
+char *pa_compare_to_json(const pa_compare_result *r, const char *a_label, const char *b_label,
+                         bool pretty)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddStringToObject(o, "schema", "provfs.compare/1");
+    cJSON_AddStringToObject(o, "a", a_label ? a_label : "");
+    cJSON_AddStringToObject(o, "b", b_label ? b_label : "");
+    cJSON_AddStringToObject(o, "verdict", pa_verdict_name(r->verdict));
+    cJSON_AddItemToObject(o, "score", num_or_null(r->score));
+    cJSON_AddItemToObject(o, "identity_score", num_or_null(r->identity_score));
+    cJSON_AddItemToObject(o, "tokenizer_score", num_or_null(r->tokenizer_score));
+    cJSON_AddItemToObject(o, "weight_agreement", num_or_null(r->weight_agreement));
+    cJSON_AddStringToObject(o, "reason", r->reason);
+    cJSON *s = cJSON_AddObjectToObject(o, "signals");
+    if (s) {
+        cJSON *mfi = cJSON_AddObjectToObject(s, "mfi");
+        if (mfi && r->mfi.valid) {
+            cJSON_AddNumberToObject(mfi, "tier", r->mfi_tier);
+            cJSON_AddItemToObject(mfi, "score", num_or_null(r->mfi.value));
+        } else if (mfi) {
+            cJSON_AddNullToObject(mfi, "tier");
+            cJSON_AddNullToObject(mfi, "score");
+        }
+        add_signal(s, "tfv", &r->tfv);
+        add_signal(s, "voa", &r->voa);
+        add_signal(s, "eas", &r->eas);
+        add_signal(s, "nlf", &r->nlf);
+        add_signal(s, "lep", &r->lep);
+        add_signal(s, "end", &r->end);
+        add_signal(s, "wvc", &r->wvc);
+        add_signal(s, "wea", &r->wea);
+        add_signal(s, "anchor_rows", &r->anchor_rows);
+    }
+    cJSON *t = cJSON_AddObjectToObject(o, "tensors");
+    if (t) {
+        cJSON_AddNumberToObject(t, "a", (double)r->tensors_a);
+        cJSON_AddNumberToObject(t, "b", (double)r->tensors_b);
+        cJSON_AddNumberToObject(t, "compared", (double)r->tensors_compared);
+        cJSON_AddNumberToObject(t, "identical", (double)r->tensors_identical);
+    }
+    char *out = pretty ? cJSON_Print(o) : cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return out;
+}

@@ -1,0 +1,540 @@
+/* Per-signal similarities between two fingerprints.
+ *
+ * Two families live here:
+ *  - the reference method's signals (MFI, TFV, VOA, EAS, NLF, LEP, END, WVC), computed as
+ *    SIGNALS.md describes so our numbers can be set beside the reference's;
+ *  - our decisive weight evidence: WEA (weight element agreement of tensors aligned by role,
+ *    with the layer and neuron alignment recovered) and anchor-row agreement (embedding rows of
+ *    tokens that share a *string*, so vocabulary extension and rebuild keep them aligned).
+ * score.c turns them into a verdict.
+ */
+#include "fp.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+double pa_pearson(const float *a, const float *b, size_t n)
+{
+    if (n < 3)
+        return NAN;
+    double ma = 0, mb = 0;
+    for (size_t i = 0; i < n; i++) {
+        ma += a[i];
+        mb += b[i];
+    }
+    ma /= (double)n;
+    mb /= (double)n;
+    double sab = 0, saa = 0, sbb = 0;
+    for (size_t i = 0; i < n; i++) {
+        double x = a[i] - ma, y = b[i] - mb;
+        sab += x * y;
+        saa += x * x;
+        sbb += y * y;
+    }
+    if (saa <= 1e-30 || sbb <= 1e-30) {
+        /* constant vectors: equal constants agree, otherwise nothing can be said */
+        bool same = true;
+        for (size_t i = 0; i < n && same; i++)
+            same = a[i] == b[i];
+        return same && saa <= 1e-30 && sbb <= 1e-30 ? 1.0 : NAN;
+    }
+    return sab / sqrt(saa * sbb);
+}
+
+double pa_cosine(const float *a, const float *b, size_t n)
+{
+    double ab = 0, aa = 0, bb = 0;
+    for (size_t i = 0; i < n; i++) {
+        ab += (double)a[i] * b[i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[i] * b[i];
+    }
+    if (aa <= 0 || bb <= 0)
+        return NAN;
+    return ab / sqrt(aa * bb);
+}
+
+static pa_signal sig(double v)
+{
+    pa_signal s;
+    s.valid = isfinite(v);
+    s.value = s.valid ? v : NAN;
+    return s;
+}
+
+static double clamp01(double v)
+{
+    return v < 0 ? 0 : v > 1 ? 1 : v;
+}
+
+/* ------------------------------------------------------------------ tokenizer */
+
+static double tfv_similarity(const pa_tfv *a, const pa_tfv *b)
+{
+    double s = 0;
+    s += 0.10 * (strcmp(a->tokenizer_class, b->tokenizer_class) == 0);
+    double mv = (double)(a->vocab_size > b->vocab_size ? a->vocab_size : b->vocab_size);
+    s += mv > 0 ? 0.10 * (1.0 - fabs((double)(a->vocab_size - b->vocab_size)) / mv) : 0;
+    s += 0.08 * (((a->bos_id == b->bos_id) + (a->eos_id == b->eos_id)) / 2.0);
+    double ml = fmax(fmax(a->avg_token_length, b->avg_token_length), 1e-8);
+    s += 0.07 * fmax(0, 1.0 - fabs(a->avg_token_length - b->avg_token_length) / ml);
+    s += 0.05 * fmax(0, 1.0 - fabs(a->pct_whitespace_prefix - b->pct_whitespace_prefix));
+    {
+        double ab = 0, aa = 0, bb = 0;
+        for (int i = 0; i < PA_SCRIPT_COUNT; i++) {
+            ab += a->script[i] * b->script[i];
+            aa += a->script[i] * a->script[i];
+            bb += b->script[i] * b->script[i];
+        }
+        double nn = sqrt(aa) * sqrt(bb);
+        s += nn > 1e-8 ? 0.10 * ab / nn : 0;
+    }
+    s += 0.05 * ((a->pct_byte_tokens > 0) == (b->pct_byte_tokens > 0));
+    if (a->num_merges > 0 && b->num_merges > 0) {
+        double mm = (double)(a->num_merges > b->num_merges ? a->num_merges : b->num_merges);
+        s += 0.05 * (1.0 - fabs((double)(a->num_merges - b->num_merges)) / mm);
+    } else if (a->num_merges == 0 && b->num_merges == 0) {
+        s += 0.05;
+    }
+    if (a->merge_rule_hash[0] && b->merge_rule_hash[0])
+        s += 0.15 * (strcmp(a->merge_rule_hash, b->merge_rule_hash) == 0);
+    {
+        int64_t ia[3] = {a->pad_id, a->unk_id, a->mask_id}, ib[3] = {b->pad_id, b->unk_id, b->mask_id};
+        int match = 0, total = 0;
+        for (int i = 0; i < 3; i++) {
+            bool na = ia[i] == PA_NULL_INT, nb = ib[i] == PA_NULL_INT;
+            if (!na && !nb) {
+                total++;
+                match += ia[i] == ib[i];
+            } else if (na && nb) {
+                total++;
+                match++;
+            }
+        }
+        s += 0.10 * (total ? (double)match / total : 0.5);
+    }
+    if (a->merges_hash[0] && b->merges_hash[0])
+        s += 0.15 * (strcmp(a->merges_hash, b->merges_hash) == 0);
+    else if (!a->merges_hash[0] && !b->merges_hash[0])
+        s += 0.15 * 0.5;
+    return round(s * 10000) / 10000;
+}
+
+/* Jaccard of two bottom-k sketches (sorted ascending): exact when both hold whole vocabularies,
+ * otherwise the standard bottom-k estimate over the k smallest hashes of the union. */
+static double voa_similarity(const pa_fingerprint *a, const pa_fingerprint *b)
+{
+    if (!a->vocab_k || !b->vocab_k)
+        return NAN;
+    bool exact = a->vocab_k == a->vocab_n && b->vocab_k == b->vocab_n;
+    uint32_t k = exact ? a->vocab_k + b->vocab_k : (a->vocab_k < b->vocab_k ? a->vocab_k : b->vocab_k);
+    uint32_t i = 0, j = 0, seen = 0, both = 0;
+    while (seen < k && (i < a->vocab_k || j < b->vocab_k)) {
+        uint64_t x = i < a->vocab_k ? a->vocab_hashes[i] : UINT64_MAX;
+        uint64_t y = j < b->vocab_k ? b->vocab_hashes[j] : UINT64_MAX;
+        if (i < a->vocab_k && j < b->vocab_k && x == y) {
+            both++;
+            i++;
+            j++;
+        } else if (j >= b->vocab_k || (i < a->vocab_k && x < y)) {
+            i++;
+        } else {
+            j++;
+        }
+        seen++;
+    }
+    return seen ? round((double)both / seen * 10000) / 10000 : NAN;
+}
+
+/* ------------------------------------------------------------------ embedding */
+
+/* Indices of anchors present in both (matched by token-string hash). */
+static uint32_t common_anchors(const pa_embed_fp *a, const pa_embed_fp *b, uint32_t *ia, uint32_t *ib)
+{
+    uint32_t m = 0;
+    for (uint32_t i = 0; i < a->n_anchors; i++)
+        for (uint32_t j = 0; j < b->n_anchors; j++)
+            if (a->anchor_hash[i] == b->anchor_hash[j]) {
+                ia[m] = i;
+                ib[m] = j;
+                m++;
+                break;
+            }
+    return m;
+}
+
+/* EAS: Pearson of the anchors' cosine self-similarity (upper triangles), mapped to (r+1)/2.
+ * Independent of hidden size, so it compares across widths too. */
+static double eas_similarity(const pa_embed_fp *a, const pa_embed_fp *b)
+{
+    if (!a->present || !b->present || !a->anchor_cos || !b->anchor_cos)
+        return NAN;
+    uint32_t ia[PA_SK_ANCHORS], ib[PA_SK_ANCHORS];
+    uint32_t m = common_anchors(a, b, ia, ib);
+    if (m < 8)
+        return NAN;
+    size_t n = (size_t)m * (m - 1) / 2, k = 0;
+    float *va = malloc(n * sizeof *va), *vb = malloc(n * sizeof *vb);
+    double r = NAN;
+    if (va && vb) {
+        for (uint32_t i = 0; i < m; i++)
+            for (uint32_t j = i + 1; j < m; j++) {
+                va[k] = a->anchor_cos[(size_t)ia[i] * a->n_anchors + ia[j]];
+                vb[k] = b->anchor_cos[(size_t)ib[i] * b->n_anchors + ib[j]];
+                k++;
+            }
+        r = pa_pearson(va, vb, n);
+    }
+    free(va);
+    free(vb);
+    return isfinite(r) ? (r + 1) / 2 : NAN;
+}
+
+/* Anchor rows: element-wise agreement of the embedding rows of shared token strings, at the same
+ * sampled columns. Needs the same width; near 0 for independent runs. */
+static double anchor_row_agreement(const pa_embed_fp *a, const pa_embed_fp *b)
+{
+    if (!a->present || !b->present || a->cols != b->cols || a->anchor_c != b->anchor_c ||
+        !a->anchor_rows || !b->anchor_rows)
+        return NAN;
+    uint32_t ia[PA_SK_ANCHORS], ib[PA_SK_ANCHORS];
+    uint32_t m = common_anchors(a, b, ia, ib);
+    if (m < 4)
+        return NAN;
+    uint32_t c = a->anchor_c;
+    float *va = malloc((size_t)m * c * sizeof *va), *vb = malloc((size_t)m * c * sizeof *vb);
+    double r = NAN;
+    if (va && vb) {
+        for (uint32_t i = 0; i < m; i++) {
+            memcpy(va + (size_t)i * c, a->anchor_rows + (size_t)ia[i] * c, c * sizeof *va);
+            memcpy(vb + (size_t)i * c, b->anchor_rows + (size_t)ib[i] * c, c * sizeof *vb);
+        }
+        r = pa_pearson(va, vb, (size_t)m * c);
+    }
+    free(va);
+    free(vb);
+    return r;
+}
+
+static double end_similarity(const pa_embed_fp *a, const pa_embed_fp *b)
+{
+    if (!a->present || !b->present)
+        return NAN;
+    return pa_cosine(a->end_hist, b->end_hist, PA_SK_END_BINS);
+}
+
+/* ------------------------------------------------------------------ norms and layers */
+
+static bool is_norm_vector(const pa_tensor_fp *t)
+{
+    return t->ndim == 1 && t->numel >= 64 && t->sample.n > 0 && strncmp(t->role, "norm_", 5) == 0 &&
+           t->role[strlen(t->role) - 1] == 'w';
+}
+
+/* NLF: cosine of the concatenated norm-weight vectors (sampled), when both models have the same
+ * norm layout; else cosine of per-vector [mean, std, max, min] summaries over the common prefix. */
+static double nlf_similarity(const pa_fingerprint *a, const pa_fingerprint *b)
+{
+    size_t na = 0, nb = 0, la = 0, lb = 0;
+    for (size_t i = 0; i < a->n_tensors; i++)
+        if (is_norm_vector(&a->tensors[i])) {
+            na++;
+            la += a->tensors[i].sample.n;
+        }
+    for (size_t i = 0; i < b->n_tensors; i++)
+        if (is_norm_vector(&b->tensors[i])) {
+            nb++;
+            lb += b->tensors[i].sample.n;
+        }
+    if (!na || !nb)
+        return NAN;
+    bool direct = na == nb && la == lb;
+    size_t n = direct ? la : 4 * (na < nb ? na : nb);
+    float *va = calloc(n ? n : 1, sizeof *va), *vb = calloc(n ? n : 1, sizeof *vb);
+    double r = NAN;
+    if (va && vb) {
+        size_t ka = 0, kb = 0;
+        for (size_t i = 0; i < a->n_tensors && ka < n; i++) {
+            const pa_tensor_fp *t = &a->tensors[i];
+            if (!is_norm_vector(t))
+                continue;
+            if (direct) {
+                memcpy(va + ka, t->sample.v, t->sample.n * sizeof *va);
+                ka += t->sample.n;
+            } else {
+                va[ka++] = (float)t->mean, va[ka++] = (float)t->std;
+                va[ka++] = (float)t->max, va[ka++] = (float)t->min;
+            }
+        }
+        for (size_t i = 0; i < b->n_tensors && kb < n; i++) {
+            const pa_tensor_fp *t = &b->tensors[i];
+            if (!is_norm_vector(t))
+                continue;
+            if (direct) {
+                memcpy(vb + kb, t->sample.v, t->sample.n * sizeof *vb);
+                kb += t->sample.n;
+            } else {
+                vb[kb++] = (float)t->mean, vb[kb++] = (float)t->std;
+                vb[kb++] = (float)t->max, vb[kb++] = (float)t->min;
+            }
+        }
+        r = pa_cosine(va, vb, n);
+    }
+    free(va);
+    free(vb);
+    return r;
+}
+
+static double *layer_profile(const pa_fingerprint *f)
+{
+    if (f->n_layers < 2)
+        return NULL;
+    double *p = calloc(f->n_layers, sizeof *p);
+    if (!p)
+        return NULL;
+    for (size_t i = 0; i < f->n_tensors; i++) {
+        const pa_tensor_fp *t = &f->tensors[i];
+        if (t->layer >= 0 && t->ndim >= 2 && t->decoded)
+            p[t->layer] += t->l2;
+    }
+    double mx = 0;
+    for (uint32_t i = 0; i < f->n_layers; i++)
+        mx = p[i] > mx ? p[i] : mx;
+    for (uint32_t i = 0; i < f->n_layers && mx > 0; i++)
+        p[i] /= mx;
+    return p;
+}
+
+static double interp(const double *p, uint32_t n, double x)
+{
+    double pos = x * (n - 1);
+    uint32_t i = (uint32_t)pos;
+    if (i >= n - 1)
+        return p[n - 1];
+    double f = pos - i;
+    return p[i] * (1 - f) + p[i + 1] * f;
+}
+
+/* LEP: Pearson of the per-layer norm profiles, interpolated to a common length, as (r+1)/2. */
+static double lep_similarity(const pa_fingerprint *a, const pa_fingerprint *b)
+{
+    double *pa = layer_profile(a), *pb = layer_profile(b);
+    double r = NAN;
+    if (pa && pb) {
+        uint32_t n = a->n_layers > b->n_layers ? a->n_layers : b->n_layers;
+        float *va = malloc(n * sizeof *va), *vb = malloc(n * sizeof *vb);
+        if (va && vb) {
+            for (uint32_t i = 0; i < n; i++) {
+                double x = n > 1 ? (double)i / (n - 1) : 0;
+                va[i] = (float)interp(pa, a->n_layers, x);
+                vb[i] = (float)interp(pb, b->n_layers, x);
+            }
+            r = pa_pearson(va, vb, n);
+        }
+        free(va);
+        free(vb);
+    }
+    free(pa);
+    free(pb);
+    return isfinite(r) ? (r + 1) / 2 : NAN;
+}
+
+static bool is_matrix(const pa_tensor_fp *t)
+{
+    return t->ndim >= 2 && t->decoded && t->block.n > 0;
+}
+
+/* WVC: per layer, the sampled values of its matrices (role order, names sort the same way in
+ * both), cosine per common layer, mean over layers; needs two or more common layers. */
+static double wvc_similarity(const pa_fingerprint *a, const pa_fingerprint *b)
+{
+    uint32_t nl = a->n_layers < b->n_layers ? a->n_layers : b->n_layers;
+    double sum = 0;
+    int cnt = 0;
+    for (uint32_t l = 0; l < nl; l++) {
+        double ab = 0, aa = 0, bb = 0;
+        size_t used = 0;
+        for (size_t i = 0; i < b->n_tensors; i++) {
+            const pa_tensor_fp *tb = &b->tensors[i];
+            if (tb->layer != (int32_t)l || !is_matrix(tb))
+                continue;
+            for (size_t j = 0; j < a->n_tensors; j++) {
+                const pa_tensor_fp *ta = &a->tensors[j];
+                if (ta->layer != (int32_t)l || !is_matrix(ta) || strcmp(ta->role, tb->role) != 0 ||
+                    ta->block.n != tb->block.n)
+                    continue;
+                for (uint32_t k = 0; k < ta->block.n; k++) {
+                    ab += (double)ta->block.v[k] * tb->block.v[k];
+                    aa += (double)ta->block.v[k] * ta->block.v[k];
+                    bb += (double)tb->block.v[k] * tb->block.v[k];
+                }
+                used++;
+                break;
+            }
+        }
+        if (used && aa > 0 && bb > 0) {
+            sum += ab / sqrt(aa * bb);
+            cnt++;
+        }
+    }
+    return cnt >= 2 ? sum / cnt : NAN;
+}
+
+/* ------------------------------------------------------------------ WEA */
+
+/* Agreement of two matrices that play the same role. Three views, best one wins:
+ *  - block: the sampled R x C values, element-wise (same shape only);
+ *  - column sums: invariant to any re-ordering of rows (MLP neurons of gate/up, heads of q/k/v)
+ *    and nearly so to removing some rows (width pruning);
+ *  - row sums: the same for columns (down/o projections).
+ * For independent runs each view is a correlation of independent vectors, near 0. */
+static double matrix_agreement(const pa_tensor_fp *a, const pa_tensor_fp *b)
+{
+    if (memcmp(a->sha, b->sha, 32) == 0 && a->numel == b->numel)
+        return 1.0;
+    double best = NAN;
+    if (a->rows == b->rows && a->cols == b->cols && a->block.n == b->block.n && a->block.n) {
+        double r = pa_pearson(a->block.v, b->block.v, a->block.n);
+        if (isfinite(r))
+            best = r;
+    }
+    if (a->cols == b->cols && a->colsum.n == b->colsum.n && a->colsum.n >= 8) {
+        double r = pa_pearson(a->colsum.v, b->colsum.v, a->colsum.n);
+        if (isfinite(r) && (!isfinite(best) || r > best))
+            best = r;
+    }
+    if (a->rows == b->rows && a->rowsum.n == b->rowsum.n && a->rowsum.n >= 8) {
+        double r = pa_pearson(a->rowsum.v, b->rowsum.v, a->rowsum.n);
+        if (isfinite(r) && (!isfinite(best) || r > best))
+            best = r;
+    }
+    return best;
+}
+
+/* WEA: for every matrix of b, its agreement with the matching matrix of a. Matching: same role
+ * and layer first; when that does not agree (layers dropped or re-ordered: pruning, students),
+ * the best layer of the same role; when the role is unknown in a (renamed tensors), the best
+ * matrix of the same shape. Mean over b's matrices, negatives as 0. */
+static double wea_similarity(const pa_fingerprint *a, const pa_fingerprint *b, size_t *compared,
+                             size_t *identical)
+{
+    double sum = 0;
+    size_t n = 0, same = 0;
+    for (size_t i = 0; i < b->n_tensors; i++) {
+        const pa_tensor_fp *tb = &b->tensors[i];
+        if (!is_matrix(tb))
+            continue;
+        double best = NAN;
+        bool role_seen = false;
+        for (size_t j = 0; j < a->n_tensors; j++) {
+            const pa_tensor_fp *ta = &a->tensors[j];
+            if (!is_matrix(ta) || ta->layer != tb->layer || strcmp(ta->role, tb->role) != 0)
+                continue;
+            role_seen = true;
+            best = matrix_agreement(ta, tb);
+            break;
+        }
+        if (!isfinite(best) || best < 0.5) {
+            for (size_t j = 0; j < a->n_tensors; j++) {
+                const pa_tensor_fp *ta = &a->tensors[j];
+                if (!is_matrix(ta) || strcmp(ta->role, tb->role) != 0)
+                    continue;
+                role_seen = true;
+                double r = matrix_agreement(ta, tb);
+                if (isfinite(r) && (!isfinite(best) || r > best))
+                    best = r;
+            }
+        }
+        if (!role_seen) {
+            size_t tried = 0;
+            for (size_t j = 0; j < a->n_tensors && tried < 1024; j++) {
+                const pa_tensor_fp *ta = &a->tensors[j];
+                if (!is_matrix(ta) || ta->rows != tb->rows || ta->cols != tb->cols)
+                    continue;
+                tried++;
+                double r = matrix_agreement(ta, tb);
+                if (isfinite(r) && (!isfinite(best) || r > best))
+                    best = r;
+            }
+        }
+        if (!isfinite(best))
+            continue;
+        if (best >= 1.0 - 1e-12)
+            same++;
+        sum += clamp01(best);
+        n++;
+    }
+    *compared = n;
+    (void)same;
+    /* identical counts come from SHA-256 matches, counted by the caller */
+    *identical = 0;
+    return n ? sum / (double)n : NAN;
+}
+
+static int cmp_sha(const void *x, const void *y)
+{
+    return memcmp(x, y, 32);
+}
+
+/* Byte-equal tensors of b found in a (SHA-256), as a multiset match. */
+static size_t identical_tensors(const pa_fingerprint *a, const pa_fingerprint *b)
+{
+    if (!a->n_tensors || !b->n_tensors)
+        return 0;
+    uint8_t(*sa)[32] = malloc(a->n_tensors * 32), (*sb)[32] = malloc(b->n_tensors * 32);
+    size_t same = 0;
+    if (sa && sb) {
+        for (size_t i = 0; i < a->n_tensors; i++)
+            memcpy(sa[i], a->tensors[i].sha, 32);
+        for (size_t i = 0; i < b->n_tensors; i++)
+            memcpy(sb[i], b->tensors[i].sha, 32);
+        qsort(sa, a->n_tensors, 32, cmp_sha);
+        qsort(sb, b->n_tensors, 32, cmp_sha);
+        size_t i = 0, j = 0;
+        while (i < a->n_tensors && j < b->n_tensors) {
+            int c = memcmp(sa[i], sb[j], 32);
+            if (c == 0) {
+                same++;
+                i++;
+                j++;
+            } else if (c < 0) {
+                i++;
+            } else {
+                j++;
+            }
+        }
+    }
+    free(sa);
+    free(sb);
+    return same;
+}
+
+void pa_signals_compute(const pa_fingerprint *a, const pa_fingerprint *b, pa_compare_result *r)
+{
+    const pa_signal none = {NAN, false};
+    r->mfi = r->tfv = r->voa = r->eas = r->nlf = r->lep = r->end = r->wvc = none;
+    r->wea = r->anchor_rows = none;
+    r->mfi_tier = 0;
+    if (a->has_mfi && b->has_mfi) {
+        int tier = 3;
+        r->mfi = sig(pa_mfi_similarity(&a->mfi, &b->mfi, &tier));
+        r->mfi_tier = tier;
+    }
+    if (a->has_tfv && b->has_tfv)
+        r->tfv = sig(tfv_similarity(&a->tfv, &b->tfv));
+    r->voa = sig(voa_similarity(a, b));
+    r->tensors_a = a->n_tensors;
+    r->tensors_b = b->n_tensors;
+    if (!a->has_weights || !b->has_weights)
+        return;
+    r->eas = sig(eas_similarity(&a->embed, &b->embed));
+    r->end = sig(end_similarity(&a->embed, &b->embed));
+    r->nlf = sig(nlf_similarity(a, b));
+    r->lep = sig(lep_similarity(a, b));
+    r->wvc = sig(wvc_similarity(a, b));
+    size_t ident = 0;
+    r->wea = sig(wea_similarity(a, b, &r->tensors_compared, &ident));
+    r->anchor_rows = sig(anchor_row_agreement(&a->embed, &b->embed));
+    r->tensors_identical = identical_tensors(a, b);
+}

@@ -1,0 +1,191 @@
+/* The labelled matrix: pairs of mkmodel models, every derivation kind and every hard negative,
+ * with the verdict each must get. Linked pairs must come out `derived` or `identical` as labelled,
+ * unlinked pairs `none`. The table printed on stderr is what the issue notes quote. */
+#include "check.h"
+#include "provfs/analyzer.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char tmp[256];
+static const char *mkmodel;
+
+static void run(const char *fmt, ...)
+{
+    char args[1024], cmd[1400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "cd %s && %s %s", tmp, mkmodel, args);
+    int rc = system(cmd);
+    CHECK_MSG(rc == 0, "command failed: %s", cmd);
+    if (rc != 0)
+        exit(check_report("matrix"));
+}
+
+typedef struct model {
+    const char *name;
+    pa_fingerprint *fp;
+} model;
+
+static model models[64];
+static int n_models;
+
+static pa_fingerprint *fp_of(const char *name)
+{
+    for (int i = 0; i < n_models; i++)
+        if (strcmp(models[i].name, name) == 0)
+            return models[i].fp;
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", tmp, name);
+    pa_error err = {0};
+    pa_fingerprint *fp = NULL;
+    pa_status st = pa_fingerprint_path(path, NULL, &fp, &err);
+    CHECK_MSG(st == PA_OK, "fingerprint %s: %s", name, err.msg);
+    if (st)
+        exit(check_report("matrix"));
+    models[n_models].name = name;
+    models[n_models].fp = fp;
+    n_models++;
+    return fp;
+}
+
+static int linked_ok, unlinked_ok, n_linked, n_unlinked;
+
+static void expect(const char *a, const char *b, pa_verdict want)
+{
+    pa_compare_result r;
+    pa_compare(fp_of(a), fp_of(b), &r);
+    bool ok = r.verdict == want;
+    fprintf(stderr, "%-22s %-22s want %-9s got %-9s score %.4f wea %.4f anchors %.4f identity %.4f %s\n",
+            a, b, pa_verdict_name(want), pa_verdict_name(r.verdict), r.score, r.wea.value,
+            r.anchor_rows.value, r.identity_score, ok ? "" : "  <-- WRONG");
+    CHECK_MSG(ok, "%s vs %s: want %s, got %s (score %.4f)", a, b, pa_verdict_name(want),
+              pa_verdict_name(r.verdict), r.score);
+    if (want == PA_V_NONE) {
+        n_unlinked++;
+        unlinked_ok += ok;
+    } else {
+        n_linked++;
+        linked_ok += ok;
+    }
+    /* comparison is symmetric in verdict */
+    pa_compare_result r2;
+    pa_compare(fp_of(b), fp_of(a), &r2);
+    CHECK_MSG(r2.verdict == r.verdict, "%s vs %s: verdict not symmetric (%s / %s)", a, b,
+              pa_verdict_name(r.verdict), pa_verdict_name(r2.verdict));
+}
+
+int main(void)
+{
+    mkmodel = getenv("MKMODEL");
+    if (!mkmodel) {
+        fprintf(stderr, "MKMODEL is not set\n");
+        return 1;
+    }
+    snprintf(tmp, sizeof tmp, "/tmp/provfs-matrix-XXXXXX");
+    if (!mkdtemp(tmp))
+        return 1;
+
+    /* bases */
+    run("create base --arch llama --seed 1");
+    run("create indep --arch llama --seed 2");
+    run("create base-sharded --arch llama --seed 1 --shards 3");
+    run("create gbase --arch gpt2 --seed 3");
+    run("create gindep --arch gpt2 --seed 4");
+    run("create gqa --arch llama --seed 5 --heads 8 --kv-heads 2 --dtype bf16");
+    run("create gqa-indep --arch llama --seed 6 --heads 8 --kv-heads 2 --dtype bf16");
+    /* llama derivations */
+    run("derive base ft --kind finetune --seed 11 --drift 0.02");
+    run("derive base ft-large --kind finetune --seed 12 --drift 0.3");
+    run("derive ft ft2 --kind finetune --seed 13 --drift 0.05");
+    run("derive base lora --kind lora --seed 14");
+    run("derive base f16 --kind convert --dtype f16");
+    run("derive base bf16 --kind convert --dtype bf16");
+    run("derive base int8 --kind quant-int8");
+    run("derive base q4 --kind quant-q4");
+    run("derive base prune-layers --kind prune-layers --drop 1");
+    run("derive base prune-mlp --kind prune-mlp --keep-frac 0.75 --seed 15");
+    run("derive base vocab --kind vocab-extend --add 64 --seed 16");
+    run("derive base perm-mlp --kind permute-mlp --seed 17");
+    run("derive base perm-heads --kind permute-heads --seed 18");
+    run("derive base student --kind student --seed 19");
+    run("derive base renamed --kind rename");
+    run("derive base resharded --kind reshard --shards 2");
+    run("derive base copy --kind copy");
+    run("derive base forged --kind forge --seed 20");
+    run("derive ft ft-q4 --kind quant-q4");
+    run("derive indep indep-bf16 --kind convert --dtype bf16");
+    run("derive gqa gqa-ft --kind finetune --seed 21 --drift 0.05");
+    run("derive gqa gqa-perm-heads --kind permute-heads --seed 22");
+    /* gpt2 derivations */
+    run("derive gbase gft --kind finetune --seed 31 --drift 0.05");
+    run("derive gbase gint8 --kind quant-int8");
+    run("derive gbase gperm-mlp --kind permute-mlp --seed 32");
+    run("derive gbase gprune-mlp --kind prune-mlp --keep-frac 0.75 --seed 33");
+    run("derive gbase gvocab --kind vocab-extend --add 64 --seed 34");
+    run("derive gbase gperm-heads --kind permute-heads --seed 35");
+    run("derive gbase grenamed --kind rename");
+    run("derive gbase gstudent --kind student --seed 36");
+    run("derive gbase gforged --kind forge --seed 37");
+
+    /* linked */
+    expect("base", "ft", PA_V_DERIVED);
+    expect("base", "ft-large", PA_V_DERIVED);
+    expect("base", "ft2", PA_V_DERIVED);
+    expect("base", "lora", PA_V_DERIVED);
+    expect("base", "f16", PA_V_DERIVED);
+    expect("base", "bf16", PA_V_DERIVED);
+    expect("base", "int8", PA_V_DERIVED);
+    expect("base", "q4", PA_V_DERIVED);
+    expect("base", "prune-layers", PA_V_DERIVED);
+    expect("base", "prune-mlp", PA_V_DERIVED);
+    expect("base", "vocab", PA_V_DERIVED);
+    expect("base", "perm-mlp", PA_V_DERIVED);
+    expect("base", "perm-heads", PA_V_DERIVED);
+    expect("base", "student", PA_V_DERIVED);
+    expect("base", "ft-q4", PA_V_DERIVED);
+    expect("base", "renamed", PA_V_IDENTICAL);
+    expect("base", "resharded", PA_V_IDENTICAL);
+    expect("base", "copy", PA_V_IDENTICAL);
+    expect("base", "base-sharded", PA_V_IDENTICAL);
+    expect("gqa", "gqa-ft", PA_V_DERIVED);
+    expect("gqa", "gqa-perm-heads", PA_V_DERIVED);
+    expect("gbase", "gft", PA_V_DERIVED);
+    expect("gbase", "gint8", PA_V_DERIVED);
+    expect("gbase", "gperm-mlp", PA_V_DERIVED);
+    expect("gbase", "gprune-mlp", PA_V_DERIVED);
+    expect("gbase", "gvocab", PA_V_DERIVED);
+    expect("gbase", "gperm-heads", PA_V_DERIVED);
+    expect("gbase", "gstudent", PA_V_DERIVED);
+    expect("gbase", "grenamed", PA_V_IDENTICAL);
+    /* unlinked: independent runs of one config, forged metadata, derivatives of another base */
+    expect("base", "indep", PA_V_NONE);
+    expect("base", "forged", PA_V_NONE);
+    expect("indep", "ft", PA_V_NONE);
+    expect("indep", "int8", PA_V_NONE);
+    expect("indep", "perm-mlp", PA_V_NONE);
+    expect("indep", "prune-layers", PA_V_NONE);
+    expect("indep", "student", PA_V_NONE);
+    expect("indep", "vocab", PA_V_NONE);
+    expect("base", "indep-bf16", PA_V_NONE);
+    expect("gqa", "gqa-indep", PA_V_NONE);
+    expect("gbase", "gindep", PA_V_NONE);
+    expect("gbase", "gforged", PA_V_NONE);
+    expect("gindep", "gperm-mlp", PA_V_NONE);
+    expect("base", "gbase", PA_V_NONE);
+
+    fprintf(stderr, "linked %d/%d correct, unlinked %d/%d correct\n", linked_ok, n_linked,
+            unlinked_ok, n_unlinked);
+    CHECK(n_linked + n_unlinked >= 30);
+    for (int i = 0; i < n_models; i++)
+        pa_fingerprint_free(models[i].fp);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmp);
+    return check_report("matrix");
+}

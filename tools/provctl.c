@@ -1,0 +1,330 @@
+/* provctl — the provfs command line.
+ *
+ * fingerprint / compare / diff work on model directories (or saved fingerprint JSON) through the
+ * analyzer library, the same code the daemon runs on close. Exit codes: 0 success, 2 bad input or
+ * error (one line on stderr naming the file and the problem), 3 policy refusal.
+ */
+#include "provfs/analyzer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_ERR 2
+
+static int usage(FILE *f)
+{
+    fprintf(f,
+            "usage: provctl COMMAND [ARGS]\n"
+            "  fingerprint PATH [--json] [--threads N]   fingerprint of a model directory\n"
+            "  compare A B [--json]                      verdict, scores and every signal\n"
+            "  diff A B [--json]                         per-tensor comparison\n"
+            "A and B are model directories, .safetensors files or saved fingerprints (--json "
+            "output).\n");
+    return f == stderr ? EXIT_ERR : 0;
+}
+
+static bool has_flag(int argc, char **argv, const char *flag)
+{
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], flag) == 0)
+            return true;
+    return false;
+}
+
+static const char *opt_value(int argc, char **argv, const char *flag)
+{
+    for (int i = 0; i + 1 < argc; i++)
+        if (strcmp(argv[i], flag) == 0)
+            return argv[i + 1];
+    return NULL;
+}
+
+/* Positional arguments: everything that is not a flag or a flag's value. */
+static int positionals(int argc, char **argv, const char **out, int max)
+{
+    static const char *const with_value[] = {"--threads", "--db", "--refdb", "--top-k",
+                                             "--threshold", "--note", "--name", "--family",
+                                             "--svg"};
+    int n = 0;
+    for (int i = 0; i < argc; i++) {
+        bool skip = false;
+        for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++)
+            if (strcmp(argv[i], with_value[k]) == 0) {
+                i++;
+                skip = true;
+                break;
+            }
+        if (skip)
+            continue;
+        if (argv[i][0] == '-' && argv[i][1] == '-')
+            continue;
+        if (n < max)
+            out[n] = argv[i];
+        n++;
+    }
+    return n;
+}
+
+typedef struct progress_state {
+    double last;
+    bool shown;
+} progress_state;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void on_progress(void *ctx, uint64_t done, uint64_t total)
+{
+    progress_state *p = ctx;
+    double t = now_s();
+    if (total < 1000000000ull)
+        return; /* small models finish before a progress line would help */
+    if (done < total && t - p->last < 0.2)
+        return;
+    p->last = t;
+    p->shown = true;
+    fprintf(stderr, "\rfingerprinting: %6.1f / %.1f GB (%3.0f%%)", done / 1e9, total / 1e9,
+            total ? 100.0 * done / total : 100.0);
+    fflush(stderr);
+}
+
+static bool looks_like_fingerprint(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return false;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return false;
+    char buf[256];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strstr(buf, "provfs.fingerprint/") != NULL;
+}
+
+/* Load a fingerprint from a model path or a saved fingerprint JSON. */
+static pa_fingerprint *load(const char *path, int threads, pa_error *err)
+{
+    pa_fingerprint *fp = NULL;
+    if (looks_like_fingerprint(path)) {
+        FILE *f = fopen(path, "rb");
+        if (!f) {
+            pa_error_set(err, PA_E_IO, "%s: cannot open", path);
+            return NULL;
+        }
+        fseek(f, 0, SEEK_END);
+        long len = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        if (len < 0 || len > (256L << 20)) {
+            fclose(f);
+            pa_error_set(err, PA_E_LIMIT, "%s: fingerprint file too large", path);
+            return NULL;
+        }
+        char *buf = malloc((size_t)len + 1);
+        size_t got = buf ? fread(buf, 1, (size_t)len, f) : 0;
+        fclose(f);
+        if (!buf) {
+            pa_error_set(err, PA_E_NOMEM, "%s: out of memory", path);
+            return NULL;
+        }
+        pa_fp_from_json(buf, got, path, &fp, err);
+        free(buf);
+        return fp;
+    }
+    progress_state ps = {0, false};
+    pa_fp_options opt = {0};
+    opt.threads = threads;
+    if (isatty(STDERR_FILENO)) {
+        opt.progress = on_progress;
+        opt.progress_ctx = &ps;
+    }
+    pa_fingerprint_path(path, &opt, &fp, err);
+    if (ps.shown)
+        fputc('\n', stderr);
+    return fp;
+}
+
+static int fail(const pa_error *err)
+{
+    fprintf(stderr, "provctl: %s\n", err->msg[0] ? err->msg : pa_status_name(err->status));
+    return EXIT_ERR;
+}
+
+static int threads_arg(int argc, char **argv)
+{
+    const char *t = opt_value(argc, argv, "--threads");
+    if (!t)
+        return 0;
+    char *end;
+    long v = strtol(t, &end, 10);
+    return (*end || v < 1 || v > 16) ? -1 : (int)v;
+}
+
+static int cmd_fingerprint(int argc, char **argv)
+{
+    const char *pos[2];
+    if (positionals(argc, argv, pos, 2) != 1)
+        return usage(stderr);
+    int threads = threads_arg(argc, argv);
+    if (threads < 0) {
+        fprintf(stderr, "provctl: --threads takes 1..16\n");
+        return EXIT_ERR;
+    }
+    pa_error err = {0};
+    pa_fingerprint *fp = load(pos[0], threads, &err);
+    if (!fp)
+        return fail(&err);
+    if (has_flag(argc, argv, "--json")) {
+        char *j = pa_fp_to_json(fp, true);
+        if (!j) {
+            pa_fingerprint_free(fp);
+            fprintf(stderr, "provctl: %s: out of memory\n", pos[0]);
+            return EXIT_ERR;
+        }
+        puts(j);
+        free(j);
+    } else {
+        const pa_mfi *m = pa_fp_mfi(fp);
+        const pa_tfv *t = pa_fp_tfv(fp);
+        printf("model:       %s\n", pos[0]);
+        printf("format:      %s\n", pa_fp_format(fp));
+        printf("digest:      %s\n", pa_fp_digest(fp));
+        if (m) {
+            printf("model_type:  %s\n", m->model_type ? m->model_type : "null");
+            printf("arch_hash:   %s\n", m->arch_hash);
+            printf("family_hash: %s\n", m->family_hash);
+        }
+        if (t)
+            printf("tokenizer:   %s, %lld tokens, %lld merges\n", t->model_kind,
+                   (long long)t->vocab_size, (long long)t->num_merges);
+        if (pa_fp_has_weights(fp))
+            printf("weights:     %zu tensors, %llu parameters\n", pa_fp_n_tensors(fp),
+                   (unsigned long long)pa_fp_n_params(fp));
+        for (size_t i = 0; i < pa_fp_n_files(fp); i++) {
+            const pa_file_fp *f = pa_fp_file(fp, i);
+            printf("file:        %s  %llu bytes  sha256 %s\n", f->name,
+                   (unsigned long long)f->size, f->sha256);
+        }
+    }
+    pa_fingerprint_free(fp);
+    return 0;
+}
+
+static void print_signal(const char *name, const pa_signal *s)
+{
+    if (s->valid)
+        printf("  %-12s %.4f\n", name, s->value);
+    else
+        printf("  %-12s n/a\n", name);
+}
+
+static int cmd_compare(int argc, char **argv)
+{
+    const char *pos[3];
+    if (positionals(argc, argv, pos, 3) != 2)
+        return usage(stderr);
+    int threads = threads_arg(argc, argv);
+    pa_error err = {0};
+    pa_fingerprint *a = load(pos[0], threads < 0 ? 0 : threads, &err);
+    if (!a)
+        return fail(&err);
+    pa_fingerprint *b = load(pos[1], threads < 0 ? 0 : threads, &err);
+    if (!b) {
+        pa_fingerprint_free(a);
+        return fail(&err);
+    }
+    pa_compare_result r;
+    pa_compare(a, b, &r);
+    if (has_flag(argc, argv, "--json")) {
+        char *j = pa_compare_to_json(&r, pos[0], pos[1], true);
+        if (j)
+            puts(j);
+        free(j);
+    } else {
+        printf("verdict:          %s\n", pa_verdict_name(r.verdict));
+        printf("score:            %.4f\n", r.score);
+        printf("weight agreement: ");
+        isfinite(r.weight_agreement) ? printf("%.4f\n", r.weight_agreement) : printf("n/a\n");
+        printf("identity score:   ");
+        isfinite(r.identity_score) ? printf("%.4f\n", r.identity_score) : printf("n/a\n");
+        printf("tokenizer score:  ");
+        isfinite(r.tokenizer_score) ? printf("%.4f\n", r.tokenizer_score) : printf("n/a\n");
+        printf("reason:           %s\n", r.reason);
+        printf("signals:\n");
+        if (r.mfi.valid)
+            printf("  %-12s %.4f (tier %d)\n", "mfi", r.mfi.value, r.mfi_tier);
+        else
+            printf("  %-12s n/a\n", "mfi");
+        print_signal("tfv", &r.tfv);
+        print_signal("voa", &r.voa);
+        print_signal("eas", &r.eas);
+        print_signal("nlf", &r.nlf);
+        print_signal("lep", &r.lep);
+        print_signal("end", &r.end);
+        print_signal("wvc", &r.wvc);
+        print_signal("wea", &r.wea);
+        print_signal("anchor_rows", &r.anchor_rows);
+    }
+    pa_fingerprint_free(a);
+    pa_fingerprint_free(b);
+    return 0;
+}
+
+static int cmd_diff(int argc, char **argv)
+{
+    const char *pos[3];
+    if (positionals(argc, argv, pos, 3) != 2)
+        return usage(stderr);
+    pa_error err = {0};
+    pa_diff d;
+    if (pa_diff_paths(pos[0], pos[1], &d, &err))
+        return fail(&err);
+    if (has_flag(argc, argv, "--json")) {
+        char *j = pa_diff_to_json(&d, pos[0], pos[1], true);
+        if (j)
+            puts(j);
+        free(j);
+    } else {
+        static const char *const kinds[] = {"identical", "changed", "added", "removed"};
+        for (size_t i = 0; i < d.n; i++) {
+            const pa_diff_entry *e = &d.entries[i];
+            printf("%-10s %s", kinds[e->kind], e->name);
+            if (e->kind == PA_D_CHANGED && isfinite(e->rel_l2))
+                printf("  rel_l2=%.6g", e->rel_l2);
+            if (e->note[0])
+                printf("  (%s)", e->note);
+            putchar('\n');
+        }
+        printf("summary: %zu identical, %zu changed, %zu added, %zu removed\n", d.n_identical,
+               d.n_changed, d.n_added, d.n_removed);
+    }
+    pa_diff_free(&d);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage(stderr);
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0)
+        return usage(stdout);
+    if (strcmp(cmd, "fingerprint") == 0)
+        return cmd_fingerprint(argc - 2, argv + 2);
+    if (strcmp(cmd, "compare") == 0)
+        return cmd_compare(argc - 2, argv + 2);
+    if (strcmp(cmd, "diff") == 0)
+        return cmd_diff(argc - 2, argv + 2);
+    fprintf(stderr, "provctl: unknown command '%s'\n", cmd);
+    return usage(stderr);
+}

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Build provfs and run the whole test suite: unit tests (plain and ASan+UBSan), integration tests
+# on real FUSE mounts, and time-boxed libFuzzer runs. Installs missing Debian packages first.
+#   FUZZ_SECONDS=N   seconds per fuzz target (default 60; 0 skips fuzzing)
+#   SKIP_INTEGRATION=1   unit and fuzz only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+fuzz_seconds=${FUZZ_SECONDS:-60}
+
+need=(build-essential meson ninja-build pkg-config libfuse3-dev fuse3 libssl-dev libsqlite3-dev
+      libcjson-dev attr sqlite3 rsync python3 clang libclang-rt-14-dev)
+missing=()
+for p in "${need[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing: ${missing[*]}"
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+jobs=$(nproc)
+
+echo "== build (release checks, -Werror)"
+[ -d build ] || meson setup build -Dwerror=true >/dev/null
+ninja -C build -j"$jobs"
+
+echo "== unit and integration tests"
+suites=(--suite unit)
+[ "${SKIP_INTEGRATION:-0}" = 1 ] || suites+=(--suite integration)
+meson test -C build "${suites[@]}" --print-errorlogs --num-processes 1
+
+echo "== unit tests under ASan+UBSan"
+[ -d build-asan ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dbuildtype=debug >/dev/null
+ninja -C build-asan -j"$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    meson test -C build-asan --suite unit --print-errorlogs --num-processes 1
+
+if [ "$fuzz_seconds" -gt 0 ]; then
+    echo "== fuzzing (${fuzz_seconds}s per target)"
+    [ -d build-fuzz ] || CC=clang meson setup build-fuzz -Dfuzz=true \
+        -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null
+    ninja -C build-fuzz -j"$jobs"
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    pids=()
+    names=()
+    for exe in build-fuzz/tests/fuzz/fuzz_*; do
+        [ -x "$exe" ] || continue
+        name=${exe##*/fuzz_}
+        mkdir -p "$work/$name"
+        cp -r "$root/tests/fuzz/corpus/$name/." "$work/$name/" 2>/dev/null || true
+        # one fuzzer per core at a time
+        while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do sleep 1; done
+        (cd "$work" && "$root/$exe" -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 \
+            -timeout=10 -print_final_stats=1 "$work/$name" >"$work/$name.log" 2>&1) &
+        pids+=($!)
+        names+=("$name")
+    done
+    status=0
+    for i in "${!pids[@]}"; do
+        if wait "${pids[$i]}"; then
+            echo "fuzz ${names[$i]}: ok ($(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' \
+                "$work/${names[$i]}.log" | grep -o '[0-9]*$') runs)"
+        else
+            echo "fuzz ${names[$i]}: FAILED"
+            tail -40 "$work/${names[$i]}.log"
+            status=1
+        fi
+    done
+    [ $status -eq 0 ] || exit 1
+fi
+echo "== all tests passed"
