@@ -1,0 +1,463 @@
+/* The analysis worker and mount-time reconciliation. */
+#include "analyze.h"
+
+#include "provfs/analyzer.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define FP_CACHE_SLOTS 4096
+
+/* Parsed fingerprints of stored models, so lineage work does not re-parse JSON per compare. */
+typedef struct fp_slot {
+    int64_t id;
+    char digest[65];
+    pa_fingerprint *fp;
+} fp_slot;
+
+struct analyze_ctx {
+    char *backing;      /* immutable */
+    store_handle *st;   /* immutable, thread-safe */
+    queue *q;           /* set once before the first job */
+    int fp_threads;     /* immutable */
+    /* Serialises the compare-and-link step so two models analysed at once still see each other.
+     * Lock order: lineage_lock, then the queue's lock, then the store's locks. */
+    pthread_mutex_t lineage_lock;
+    fp_slot cache[FP_CACHE_SLOTS]; /* protected by lineage_lock */
+};
+
+analyze_ctx *analyze_create(const char *backing_abs, store_handle *st, int fp_threads)
+{
+    analyze_ctx *an = calloc(1, sizeof *an);
+    if (!an)
+        return NULL;
+    an->backing = strdup(backing_abs);
+    if (!an->backing) {
+        free(an);
+        return NULL;
+    }
+    an->st = st;
+    an->fp_threads = fp_threads;
+    pthread_mutex_init(&an->lineage_lock, NULL);
+    return an;
+}
+
+void analyze_set_queue(analyze_ctx *an, queue *q)
+{
+    an->q = q;
+}
+
+void analyze_destroy(analyze_ctx *an)
+{
+    if (!an)
+        return;
+    for (size_t i = 0; i < FP_CACHE_SLOTS; i++)
+        pa_fingerprint_free(an->cache[i].fp);
+    pthread_mutex_destroy(&an->lineage_lock);
+    free(an->backing);
+    free(an);
+}
+
+/* BACKING path of a mount-relative path; caller frees. */
+static char *backing_path(const analyze_ctx *an, const char *rel)
+{
+    size_t blen = strlen(an->backing), rlen = strlen(rel);
+    if (strcmp(rel, "/") == 0)
+        rlen = 0;
+    if (strcmp(an->backing, "/") == 0)
+        blen = 0;
+    char *abs = malloc(blen + rlen + 2);
+    if (!abs)
+        return NULL;
+    memcpy(abs, an->backing, blen);
+    memcpy(abs + blen, rel, rlen);
+    abs[blen + rlen] = '\0';
+    if (blen + rlen == 0) {
+        abs[0] = '/';
+        abs[1] = '\0';
+    }
+    return abs;
+}
+
+static bool has_suffix(const char *name, const char *suffix)
+{
+    size_t n = strlen(name), s = strlen(suffix);
+    return n > s && strcmp(name + n - s, suffix) == 0;
+}
+
+int analyze_unit_check(int dirfd, const char *rel)
+{
+    int fd = openat(dirfd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct stat sb;
+    int ret = 0;
+    if (fstatat(fd, "config.json", &sb, 0) != 0 || !S_ISREG(sb.st_mode))
+        goto out;
+    if (fstatat(fd, "model.safetensors.index.json", &sb, 0) == 0) {
+        ret = 1;
+        goto out;
+    }
+    DIR *dir = fdopendir(fd);
+    if (!dir)
+        goto out;
+    fd = -1;
+    struct dirent *de;
+    while ((de = readdir(dir)) != NULL) {
+        if (de->d_name[0] != '.' && has_suffix(de->d_name, ".safetensors")) {
+            ret = 1;
+            break;
+        }
+    }
+    closedir(dir);
+out:
+    if (fd >= 0)
+        close(fd);
+    return ret;
+}
+
+/* Replaces BACKING in an analyzer message with the mount-relative form. */
+static void relative_message(const analyze_ctx *an, const char *msg, char *out, size_t outlen)
+{
+    size_t blen = strlen(an->backing);
+    size_t o = 0;
+    for (const char *p = msg; *p && o + 1 < outlen;) {
+        if (blen > 1 && strncmp(p, an->backing, blen) == 0) {
+            p += blen;
+            continue;
+        }
+        out[o++] = *p == '\n' ? ' ' : *p;
+        p++;
+    }
+    out[o] = '\0';
+}
+
+static void fill_keys(const pa_fingerprint *fp, store_keys *keys)
+{
+    memset(keys, 0, sizeof *keys);
+    keys->hidden_size = keys->num_layers = keys->vocab_size = PA_NULL_INT;
+    const pa_mfi *mfi = pa_fp_mfi(fp);
+    if (mfi) {
+        keys->hidden_size = mfi->hidden_size;
+        keys->num_layers = mfi->num_hidden_layers;
+        keys->vocab_size = mfi->vocab_size;
+        snprintf(keys->arch_hash, sizeof keys->arch_hash, "%s", mfi->arch_hash);
+        snprintf(keys->family_hash, sizeof keys->family_hash, "%s", mfi->family_hash);
+    }
+    keys->n_params = pa_fp_n_params(fp);
+    keys->n_tensors = pa_fp_n_tensors(fp);
+}
+
+/* ---------------------------------------------------------------- lineage */
+
+typedef struct link_work {
+    analyze_ctx *an;
+    int64_t self_id;
+    int64_t self_created;
+    const pa_fingerprint *self_fp;
+    store_edge *edges;
+    char **signals; /* owned JSON per edge */
+    size_t n_edges, cap;
+    size_t compared;
+} link_work;
+
+static const pa_fingerprint *cached_fp(analyze_ctx *an, int64_t id, const char *digest,
+                                       const char *json, size_t len)
+{
+    fp_slot *slot = &an->cache[(uint64_t)id % FP_CACHE_SLOTS];
+    if (slot->fp && slot->id == id && strcmp(slot->digest, digest) == 0)
+        return slot->fp;
+    pa_fingerprint *fp = NULL;
+    pa_error err = {0};
+    if (pa_fp_from_json(json, len, "stored fingerprint", &fp, &err) != PA_OK) {
+        fprintf(stderr, "provfs: model %llx: %s\n", (unsigned long long)id, err.msg);
+        return NULL;
+    }
+    pa_fingerprint_free(slot->fp);
+    slot->fp = fp;
+    slot->id = id;
+    snprintf(slot->digest, sizeof slot->digest, "%s", digest);
+    return fp;
+}
+
+static int link_candidate(void *ctx, int64_t id, int64_t created_ns, const char *digest,
+                          const char *json, size_t len)
+{
+    link_work *w = ctx;
+    if (!json)
+        return 0;
+    const pa_fingerprint *other = cached_fp(w->an, id, digest, json, len);
+    if (!other)
+        return 0;
+    /* Edges point from the model first seen to the later one. */
+    bool other_first = created_ns < w->self_created ||
+                       (created_ns == w->self_created && id < w->self_id);
+    const pa_fingerprint *a = other_first ? other : w->self_fp;
+    const pa_fingerprint *b = other_first ? w->self_fp : other;
+    pa_compare_result r;
+    memset(&r, 0, sizeof r);
+    pa_compare(a, b, &r);
+    w->compared++;
+    if (r.verdict != PA_V_DERIVED && r.verdict != PA_V_IDENTICAL)
+        return 0;
+    if (w->n_edges == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 8;
+        store_edge *edges = realloc(w->edges, cap * sizeof *edges);
+        if (!edges)
+            return 1;
+        w->edges = edges;
+        char **signals = realloc(w->signals, cap * sizeof *signals);
+        if (!signals)
+            return 1;
+        w->signals = signals;
+        w->cap = cap;
+    }
+    char *sig = pa_compare_to_json(&r, "parent", "child", false);
+    w->signals[w->n_edges] = sig;
+    w->edges[w->n_edges] = (store_edge){
+        .parent_id = other_first ? id : w->self_id,
+        .child_id = other_first ? w->self_id : id,
+        .score = r.score,
+        .verdict = pa_verdict_name(r.verdict),
+        .signals = sig,
+    };
+    w->n_edges++;
+    return 0;
+}
+
+/* Compares the new model with every prefiltered stored model and records the edges. Called
+ * with lineage_lock held. */
+static int link_model(analyze_ctx *an, int64_t id, const pa_fingerprint *fp,
+                      const store_keys *keys, size_t *compared)
+{
+    store_model self;
+    if (store_model_by_id(an->st, id, &self) != 0)
+        return -1;
+    link_work w = {.an = an, .self_id = id, .self_created = self.created_ns, .self_fp = fp};
+    store_model_clear(&self);
+    int ret = store_candidates(an->st, keys, id, link_candidate, &w);
+    if (ret == 0)
+        ret = store_set_edges(an->st, id, w.edges, w.n_edges);
+    for (size_t i = 0; i < w.n_edges; i++)
+        free(w.signals[i]);
+    free(w.signals);
+    free(w.edges);
+    *compared = w.compared;
+    return ret;
+}
+
+/* ---------------------------------------------------------------- the job */
+
+void analyze_job(void *ctx, const queue_job *job)
+{
+    analyze_ctx *an = ctx;
+    char *abs = backing_path(an, job->path);
+    if (!abs)
+        return;
+    int unit = analyze_unit_check(AT_FDCWD, abs);
+    if (unit <= 0) {
+        /* Gone, or no longer a model: forget what the store knew about this path. */
+        store_model m;
+        if (store_model_by_path(an->st, job->path, &m) == 0) {
+            if (queue_current(an->q, job->path, job->gen)) {
+                store_remove_path(an->st, job->path, unit < 0);
+                store_event(an->st, job->uid, job->pid, job->path, m.id, "removed",
+                            unit < 0 ? "directory gone" : "no longer a model unit");
+            }
+            store_model_clear(&m);
+        }
+        free(abs);
+        return;
+    }
+    struct stat sb;
+    int64_t dir_mtime = stat(abs, &sb) == 0
+                            ? (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec
+                            : 0;
+    int64_t id = 0;
+    if (store_begin(an->st, job->path, job->first_seen_ns, dir_mtime, &id) != 0) {
+        free(abs);
+        return;
+    }
+    pa_fp_options opt = {.threads = an->fp_threads, .cancel = job->cancel};
+    pa_fingerprint *fp = NULL;
+    pa_error err = {0};
+    pa_status status = pa_fingerprint_path(abs, &opt, &fp, &err);
+    if (*job->cancel) {
+        /* Written again, renamed, deleted or unmounting: the queue runs it again if it still
+         * exists; a row begun for a directory that went away is dropped. */
+        if (analyze_unit_check(AT_FDCWD, abs) < 0)
+            store_remove_path(an->st, job->path, false);
+        pa_fingerprint_free(fp);
+        free(abs);
+        return;
+    }
+    if (status != PA_OK) {
+        char msg[sizeof err.msg];
+        relative_message(an, err.msg[0] ? err.msg : pa_status_name(status), msg, sizeof msg);
+        const char *st_name = status == PA_E_INCOMPLETE ? "incomplete" : "failed";
+        pthread_mutex_lock(&an->lineage_lock);
+        if (queue_current(an->q, job->path, job->gen)) {
+            store_finish_error(an->st, id, st_name, msg);
+            store_event(an->st, job->uid, job->pid, job->path, id, st_name, msg);
+        }
+        pthread_mutex_unlock(&an->lineage_lock);
+        fprintf(stderr, "provfs: %s: %s: %s\n", job->path, st_name, msg);
+        free(abs);
+        return;
+    }
+    char *json = pa_fp_to_json(fp, false);
+    size_t n_files = pa_fp_n_files(fp);
+    store_file *files = calloc(n_files ? n_files : 1, sizeof *files);
+    if (!json || !files)
+        goto out;
+    for (size_t i = 0; i < n_files; i++) {
+        const pa_file_fp *f = pa_fp_file(fp, i);
+        files[i].name = f->name;
+        files[i].size = f->size;
+        files[i].mtime_ns = f->mtime_ns;
+        snprintf(files[i].sha256, sizeof files[i].sha256, "%s", f->sha256);
+    }
+    store_result res = {.digest = pa_fp_digest(fp), .format = pa_fp_format(fp),
+                        .fingerprint_json = json, .n_files = n_files, .files = files};
+    fill_keys(fp, &res.keys);
+
+    pthread_mutex_lock(&an->lineage_lock);
+    if (queue_current(an->q, job->path, job->gen)) {
+        int64_t final_id = id;
+        bool merged = false;
+        size_t compared = 0;
+        int rc = store_finish_ready(an->st, job->path, id, &res, &final_id, &merged);
+        if (rc == 0 && !merged)
+            rc = link_model(an, final_id, fp, &res.keys, &compared);
+        char detail[160];
+        snprintf(detail, sizeof detail, "digest %.16s%s, %zu compared", res.digest,
+                 merged ? " (same content as an existing model)" : "", compared);
+        store_event(an->st, job->uid, job->pid, job->path, final_id,
+                    rc == 0 ? "analyzed" : "store-failed", detail);
+    }
+    pthread_mutex_unlock(&an->lineage_lock);
+out:
+    free(files);
+    free(json);
+    pa_fingerprint_free(fp);
+    free(abs);
+}
+
+/* ---------------------------------------------------------------- reconcile */
+
+typedef struct recon {
+    analyze_ctx *an;
+    size_t queued, removed;
+} recon;
+
+static int64_t mtime_ns(const struct stat *sb)
+{
+    return (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
+}
+
+static bool files_changed(analyze_ctx *an, const char *abs, int64_t model_id)
+{
+    store_file *files = NULL;
+    size_t n = 0;
+    if (store_files(an->st, model_id, &files, &n) != 0)
+        return true;
+    bool changed = n == 0;
+    int dfd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    for (size_t i = 0; i < n && !changed; i++) {
+        struct stat sb;
+        if (dfd < 0 || fstatat(dfd, files[i].name, &sb, 0) != 0 ||
+            (uint64_t)sb.st_size != files[i].size || mtime_ns(&sb) != files[i].mtime_ns)
+            changed = true;
+    }
+    if (dfd >= 0)
+        close(dfd);
+    store_files_free(files, n);
+    return changed;
+}
+
+static int recon_path(void *ctx, const char *path, int64_t model_id, const char *status,
+                      int64_t dir_mtime_ns)
+{
+    recon *r = ctx;
+    char *abs = backing_path(r->an, path);
+    if (!abs)
+        return 1;
+    struct stat sb;
+    if (stat(abs, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        store_remove_path(r->an->st, path, false);
+        store_event(r->an->st, 0, 0, path, model_id, "removed", "gone while unmounted");
+        r->removed++;
+    } else if (strcmp(status, "ready") != 0 || mtime_ns(&sb) != dir_mtime_ns ||
+               files_changed(r->an, abs, model_id)) {
+        store_set_status(r->an->st, path, "pending");
+        queue_mark(r->an->q, path, 0, 0);
+        r->queued++;
+    }
+    free(abs);
+    return 0;
+}
+
+/* Finds units under BACKING that the store does not know (copied in while unmounted). */
+static void recon_walk(recon *r, int dirfd, const char *rel, int depth)
+{
+    if (depth > 32)
+        return;
+    if (analyze_unit_check(dirfd, ".") == 1) {
+        store_model m;
+        int rc = store_model_by_path(r->an->st, rel, &m);
+        if (rc == 0)
+            store_model_clear(&m);
+        else if (rc == 1) {
+            queue_mark(r->an->q, rel, 0, 0);
+            r->queued++;
+        }
+    }
+    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dir) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    struct dirent *de;
+    while ((de = readdir(dir)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (depth == 0 && strcmp(de->d_name, ".provfs") == 0)
+            continue;
+        if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
+            continue;
+        int sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub < 0)
+            continue;
+        char child[PATH_MAX];
+        int n = snprintf(child, sizeof child, "%s%s%s", rel, strcmp(rel, "/") == 0 ? "" : "/",
+                         de->d_name);
+        if (n > 0 && (size_t)n < sizeof child)
+            recon_walk(r, sub, child, depth + 1);
+        close(sub);
+    }
+    closedir(dir);
+}
+
+void analyze_reconcile(analyze_ctx *an)
+{
+    recon r = {.an = an};
+    store_each_path(an->st, recon_path, &r);
+    int fd = open(an->backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        recon_walk(&r, fd, "/", 0);
+        close(fd);
+    }
+    if (r.queued || r.removed)
+        fprintf(stderr, "provfs: reconcile: %zu unit(s) queued, %zu path(s) removed\n", r.queued,
+                r.removed);
+}

@@ -1,0 +1,28 @@
+/* The analysis worker: fingerprint a unit on BACKING, store it, link it into the lineage.
+ * Plain module (no FUSE). It only ever reads BACKING paths, never the mountpoint: a daemon that
+ * reads its own mount deadlocks. */
+#ifndef PROVFS_ANALYZE_H
+#define PROVFS_ANALYZE_H
+
+#include "queue.h"
+#include "store.h"
+
+typedef struct analyze_ctx analyze_ctx;
+
+/* backing_abs: canonical absolute path of BACKING (no trailing slash, "/" allowed). */
+analyze_ctx *analyze_create(const char *backing_abs, store_handle *st, int fp_threads);
+void analyze_set_queue(analyze_ctx *an, queue *q);
+void analyze_destroy(analyze_ctx *an);
+
+/* queue_fn: analyses job->path. */
+void analyze_job(void *ctx, const queue_job *job);
+
+/* Is the directory dirfd/rel (rel relative, "." for dirfd itself) a model unit: config.json and
+ * a *.safetensors or model.safetensors.index.json? 1 yes, 0 no, -1 not a directory / missing. */
+int analyze_unit_check(int dirfd, const char *rel);
+
+/* Mount-time reconciliation (run it on its own thread): paths whose directory is gone are
+ * removed, changed or unfinished units are queued, units added while unmounted are found. */
+void analyze_reconcile(analyze_ctx *an);
+
+#endif

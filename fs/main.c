@@ -1,0 +1,270 @@
+/* provfs [--db FILE] [--policy FILE] [--workers N] [--admin-gid GID] [--quiet-ms N] [-f] [-d]
+ *        [-o OPT] BACKING MOUNTPOINT */
+#include "analyze.h"
+#include "ops.h"
+#include "queue.h"
+#include "store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char default_policy[] =
+    "{\n"
+    "  \"mode\": \"audit\",\n"
+    "  \"require_approval\": \"unknown-lineage\",\n"
+    "  \"allow_families\": [],\n"
+    "  \"deny_families\": [],\n"
+    "  \"block_pending\": false\n"
+    "}\n";
+
+typedef struct options {
+    const char *backing;
+    const char *mountpoint;
+    const char *db;
+    const char *policy;
+    unsigned workers;
+    long admin_gid;
+    unsigned quiet_ms;
+    int foreground;
+    int debug;
+    int single_thread;
+} options;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: provfs [options] BACKING MOUNTPOINT\n"
+            "  --db FILE         lineage database (default BACKING/.provfs/lineage.db)\n"
+            "  --policy FILE     policy file (default BACKING/.provfs/policy.json)\n"
+            "  --workers N       analysis worker threads (default 2)\n"
+            "  --admin-gid GID   group whose members may approve (default 0)\n"
+            "  --quiet-ms N      quiet period before a written unit is analysed (default 500)\n"
+            "  -f                stay in the foreground\n"
+            "  -d                FUSE debug output (implies -f)\n"
+            "  -s                single-threaded FUSE loop\n"
+            "  -o OPT[,OPT...]   FUSE mount options\n");
+}
+
+static bool parse_uint(const char *text, unsigned long max, unsigned long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(text, &end, 10);
+    if (errno || end == text || *end || v > max || text[0] == '-')
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Splits argv into our options and FUSE's; returns 0, or an exit code. */
+static int parse_args(int argc, char **argv, options *opt, struct fuse_args *fargs)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        unsigned long n;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 1;
+        } else if (strcmp(a, "-f") == 0) {
+            opt->foreground = 1;
+        } else if (strcmp(a, "-d") == 0) {
+            opt->debug = 1;
+            opt->foreground = 1;
+        } else if (strcmp(a, "-s") == 0) {
+            opt->single_thread = 1;
+        } else if (strcmp(a, "-o") == 0 && val) {
+            fuse_opt_add_arg(fargs, "-o");
+            fuse_opt_add_arg(fargs, val);
+            i++;
+        } else if (strncmp(a, "-o", 2) == 0 && a[2]) {
+            fuse_opt_add_arg(fargs, a);
+        } else if (strcmp(a, "--db") == 0 && val) {
+            opt->db = val;
+            i++;
+        } else if (strcmp(a, "--policy") == 0 && val) {
+            opt->policy = val;
+            i++;
+        } else if (strcmp(a, "--workers") == 0 && val && parse_uint(val, 64, &n) && n > 0) {
+            opt->workers = (unsigned)n;
+            i++;
+        } else if (strcmp(a, "--admin-gid") == 0 && val && parse_uint(val, UINT32_MAX - 1, &n)) {
+            opt->admin_gid = (long)n;
+            i++;
+        } else if (strcmp(a, "--quiet-ms") == 0 && val && parse_uint(val, 3600000, &n)) {
+            opt->quiet_ms = (unsigned)n;
+            i++;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "provfs: bad option or value: %s\n", a);
+            usage(stderr);
+            return 2;
+        } else if (!opt->backing) {
+            opt->backing = a;
+        } else if (!opt->mountpoint) {
+            opt->mountpoint = a;
+        } else {
+            fprintf(stderr, "provfs: unexpected argument: %s\n", a);
+            return 2;
+        }
+    }
+    if (!opt->backing || !opt->mountpoint) {
+        usage(stderr);
+        return 2;
+    }
+    return 0;
+}
+
+/* Reads the policy file, writing the defaults on first mount. Returns malloc'd text or NULL. */
+static char *load_policy(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f && errno == ENOENT) {
+        f = fopen(path, "wx");
+        if (f) {
+            fputs(default_policy, f);
+            fclose(f);
+        }
+        return strdup(default_policy);
+    }
+    if (!f)
+        return NULL;
+    char *text = malloc(1 << 20);
+    size_t n = text ? fread(text, 1, (1 << 20) - 1, f) : 0;
+    fclose(f);
+    if (text)
+        text[n] = '\0';
+    return text;
+}
+
+static void *reconcile_main(void *arg)
+{
+    analyze_reconcile(arg);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    options opt = {.workers = 2, .admin_gid = 0, .quiet_ms = 500};
+    struct fuse_args fargs = FUSE_ARGS_INIT(0, NULL);
+    char backing[PATH_MAX], db_default[PATH_MAX + 64], policy_default[PATH_MAX + 128];
+    char err[512];
+    int ret = 1;
+    pf_fs *fs = NULL;
+    struct fuse_session *se = NULL;
+    store_handle *st = NULL;
+    analyze_ctx *an = NULL;
+    queue *q = NULL;
+    char *policy_text = NULL;
+    pthread_t reconciler;
+    bool reconciling = false;
+
+    fuse_opt_add_arg(&fargs, argv[0]);
+    int rc = parse_args(argc, argv, &opt, &fargs);
+    if (rc != 0) {
+        fuse_opt_free_args(&fargs);
+        return rc == 1 ? 0 : 2;
+    }
+    if (!realpath(opt.backing, backing)) {
+        fprintf(stderr, "provfs: %s: %s\n", opt.backing, strerror(errno));
+        ret = 2;
+        goto out_args;
+    }
+    struct stat sb;
+    if (stat(backing, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "provfs: %s: not a directory\n", backing);
+        ret = 2;
+        goto out_args;
+    }
+    snprintf(db_default, sizeof db_default, "%s/.provfs", strcmp(backing, "/") ? backing : "");
+    if (mkdir(db_default, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "provfs: %s: %s\n", db_default, strerror(errno));
+        goto out_args;
+    }
+    snprintf(policy_default, sizeof policy_default, "%s/policy.json", db_default);
+    strncat(db_default, "/lineage.db", sizeof db_default - strlen(db_default) - 1);
+    if (!opt.db)
+        opt.db = db_default;
+    if (!opt.policy)
+        opt.policy = policy_default;
+    policy_text = load_policy(opt.policy);
+
+    if (geteuid() == 0) {
+        fuse_opt_add_arg(&fargs, "-o");
+        fuse_opt_add_arg(&fargs, "allow_other,default_permissions");
+    } else {
+        fuse_opt_add_arg(&fargs, "-o");
+        fuse_opt_add_arg(&fargs, "default_permissions");
+    }
+    char fsname[PATH_MAX + 64];
+    snprintf(fsname, sizeof fsname, "fsname=%s,subtype=provfs", backing);
+    fuse_opt_add_arg(&fargs, "-o");
+    fuse_opt_add_arg(&fargs, fsname);
+    if (opt.debug)
+        fuse_opt_add_arg(&fargs, "-d");
+
+    /* New files get exactly the mode the caller's kernel computed (umask already applied). */
+    umask(0);
+    fs = ops_fs_new(backing, 1.0);
+    if (!fs) {
+        fprintf(stderr, "provfs: %s: cannot open\n", backing);
+        goto out_args;
+    }
+    se = fuse_session_new(&fargs, ops_table(), sizeof *ops_table(), fs);
+    if (!se)
+        goto out_fs;
+    if (fuse_set_signal_handlers(se) != 0)
+        goto out_session;
+    if (fuse_session_mount(se, opt.mountpoint) != 0)
+        goto out_signals;
+    if (fuse_daemonize(opt.foreground) != 0)
+        goto out_unmount;
+
+    /* SQLite and threads only after the fork of fuse_daemonize. */
+    if (store_open(opt.db, 0, &st, err, sizeof err) != 0) {
+        fprintf(stderr, "provfs: %s\n", err);
+        goto out_unmount;
+    }
+    an = analyze_create(backing, st, 0);
+    q = an ? queue_create(opt.workers, opt.quiet_ms, analyze_job, an) : NULL;
+    if (!q) {
+        fprintf(stderr, "provfs: cannot start analysis workers\n");
+        goto out_store;
+    }
+    analyze_set_queue(an, q);
+    ops_fs_attach(fs, st, q, policy_text);
+    reconciling = pthread_create(&reconciler, NULL, reconcile_main, an) == 0;
+
+    if (opt.single_thread) {
+        rc = fuse_session_loop(se);
+    } else {
+        struct fuse_loop_config cfg = {.clone_fd = 0, .max_idle_threads = 16};
+        rc = fuse_session_loop_mt(se, &cfg);
+    }
+    ret = rc == 0 ? 0 : 1;
+
+    if (reconciling)
+        pthread_join(reconciler, NULL);
+    ops_fs_attach(fs, NULL, NULL, NULL);
+out_store:
+    queue_destroy(q);
+    analyze_destroy(an);
+    store_close(st);
+out_unmount:
+    fuse_session_unmount(se);
+out_signals:
+    fuse_remove_signal_handlers(se);
+out_session:
+    fuse_session_destroy(se);
+out_fs:
+    ops_fs_free(fs);
+out_args:
+    free(policy_text);
+    fuse_opt_free_args(&fargs);
+    return ret;
+}

@@ -1,0 +1,1266 @@
+/* FUSE low-level callbacks: a passthrough to BACKING, plus the provenance surface.
+ *
+ * Inodes are kept in a table keyed by (st_dev, st_ino) with an O_PATH fd each; the fuse_ino_t is
+ * the pointer. Opened files keep their fd in a pf_handle. Every handler has one reply site.
+ * Analysis is only ever queued from here (release of a written file, rename, link, unlink,
+ * truncate), never waited for.
+ *
+ * Locks: pf_fs.inode_lock protects the inode table and every nlookup / vfile field. It is never
+ * held across a reply, a store call or a queue call. */
+#include "ops.h"
+
+#include "analyze.h"
+#include "vfile.h"
+#include "xattr.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#define PROVFS_DIR ".provfs"
+#define VFILE_INO_BIT (1ull << 63)
+
+typedef struct pf_inode {
+    struct pf_inode *hnext; /* hash chain; inode_lock */
+    int fd;                 /* O_PATH; -1 for a virtual file; immutable */
+    dev_t dev;              /* immutable */
+    ino_t ino;              /* immutable */
+    mode_t type;            /* S_IFMT bits; immutable */
+    uint64_t nlookup;       /* inode_lock */
+    struct pf_inode *vfile; /* this directory's .provenance inode; inode_lock */
+    struct pf_inode *vdir;  /* virtual file: the directory it describes (holds one lookup) */
+} pf_inode;
+
+typedef struct pf_handle {
+    int fd;
+    atomic_int written;
+    char *vdata; /* virtual file: the rendered JSON */
+    size_t vlen;
+} pf_handle;
+
+typedef struct pf_dir {
+    DIR *dp;
+    off_t offset;
+    struct dirent *entry;
+    bool is_root;
+} pf_dir;
+
+struct pf_fs {
+    char *backing;       /* immutable */
+    size_t backing_len;  /* immutable; 0 when BACKING is "/" */
+    double timeout;      /* immutable */
+    pf_inode root;       /* fd immutable; nlookup unused */
+    pthread_mutex_t inode_lock;
+    pf_inode **table;    /* inode_lock */
+    size_t n_buckets;    /* inode_lock */
+    size_t n_inodes;     /* inode_lock */
+    store_handle *st;    /* set before the loop; thread-safe */
+    queue *q;            /* set before the loop; thread-safe */
+    const char *policy_json;
+};
+
+static pf_fs *fs_of(fuse_req_t req)
+{
+    return fuse_req_userdata(req);
+}
+
+static pf_inode *inode_of(fuse_req_t req, fuse_ino_t ino)
+{
+    return ino == FUSE_ROOT_ID ? &fs_of(req)->root : (pf_inode *)(uintptr_t)ino;
+}
+
+static bool is_vfile_name(const char *name)
+{
+    return strcmp(name, VFILE_NAME) == 0;
+}
+
+static bool is_hidden_name(pf_fs *fs, const pf_inode *parent, const char *name)
+{
+    return parent == &fs->root && strcmp(name, PROVFS_DIR) == 0;
+}
+
+static void proc_path(int fd, char out[64])
+{
+    snprintf(out, 64, "/proc/self/fd/%d", fd);
+}
+
+/* ---------------------------------------------------------------- paths */
+
+/* Mount-relative path of an fd below BACKING ("/" for BACKING); -1 when outside or deleted. */
+static int fd_path(pf_fs *fs, int fd, char *out, size_t outlen)
+{
+    char proc[64], buf[PATH_MAX];
+    proc_path(fd, proc);
+    ssize_t n = readlink(proc, buf, sizeof buf - 1);
+    if (n < 0)
+        return -1;
+    buf[n] = '\0';
+    static const char deleted[] = " (deleted)";
+    if ((size_t)n > sizeof deleted - 1 && strcmp(buf + n - (sizeof deleted - 1), deleted) == 0)
+        return -1;
+    if (strncmp(buf, fs->backing, fs->backing_len) != 0)
+        return -1;
+    const char *rel = buf + fs->backing_len;
+    if (*rel == '\0')
+        rel = "/";
+    else if (*rel != '/')
+        return -1;
+    if (snprintf(out, outlen, "%s", rel) >= (int)outlen)
+        return -1;
+    return 0;
+}
+
+static int inode_path(pf_fs *fs, pf_inode *in, char *out, size_t outlen)
+{
+    if (in == &fs->root) {
+        snprintf(out, outlen, "/");
+        return 0;
+    }
+    return fd_path(fs, in->fd, out, outlen);
+}
+
+static int child_path(pf_fs *fs, pf_inode *dir, const char *name, char *out, size_t outlen)
+{
+    char base[PATH_MAX];
+    if (inode_path(fs, dir, base, sizeof base) != 0)
+        return -1;
+    int n = snprintf(out, outlen, "%s%s%s", base, strcmp(base, "/") == 0 ? "" : "/", name);
+    return n > 0 && (size_t)n < outlen ? 0 : -1;
+}
+
+/* Splits "/a/b/c" into dir "/a/b" (in place) and returns "c". */
+static const char *split_path(char *path)
+{
+    char *slash = strrchr(path, '/');
+    if (!slash)
+        return path;
+    *slash = '\0';
+    const char *base = slash + 1;
+    if (path[0] == '\0') {
+        /* "/c": the directory is the root. Keep the root's "/" by shifting base. */
+        memmove(path + 2, base, strlen(base) + 1);
+        path[0] = '/';
+        path[1] = '\0';
+        return path + 2;
+    }
+    return base;
+}
+
+/* ---------------------------------------------------------------- analysis triggers */
+
+static bool store_knows(pf_fs *fs, const char *dir)
+{
+    store_model m;
+    if (store_model_by_path(fs->st, dir, &m) != 0)
+        return false;
+    store_model_clear(&m);
+    return true;
+}
+
+/* Schedules dir for analysis when it is a model unit, or when it was one (the worker then
+ * forgets it). */
+static void mark_dir(pf_fs *fs, fuse_req_t req, const char *dir)
+{
+    if (!fs->q)
+        return;
+    const char *rel = strcmp(dir, "/") == 0 ? "." : dir + 1;
+    if (analyze_unit_check(fs->root.fd, rel) != 1 &&
+        queue_get_state(fs->q, dir) == QUEUE_NONE && !store_knows(fs, dir))
+        return;
+    const struct fuse_ctx *ctx = req ? fuse_req_ctx(req) : NULL;
+    queue_mark(fs->q, dir, ctx ? ctx->uid : 0, ctx ? ctx->pid : 0);
+}
+
+static void mark_inode_dir(pf_fs *fs, fuse_req_t req, pf_inode *dir)
+{
+    char path[PATH_MAX];
+    if (inode_path(fs, dir, path, sizeof path) == 0)
+        mark_dir(fs, req, path);
+}
+
+/* The unit holding the file open on fd (or O_PATH fd) changed. */
+static void mark_file_fd(pf_fs *fs, fuse_req_t req, int fd)
+{
+    char path[PATH_MAX];
+    if (fd_path(fs, fd, path, sizeof path) != 0)
+        return;
+    split_path(path);
+    mark_dir(fs, req, path);
+}
+
+/* ---------------------------------------------------------------- inode table */
+
+static size_t hash_of(dev_t dev, ino_t ino, size_t n_buckets)
+{
+    uint64_t h = (uint64_t)ino * 0x9E3779B97F4A7C15ull ^ (uint64_t)dev;
+    return (size_t)(h % n_buckets);
+}
+
+static void table_grow_locked(pf_fs *fs)
+{
+    size_t n = fs->n_buckets * 2;
+    pf_inode **table = calloc(n, sizeof *table);
+    if (!table)
+        return; /* keep the old, longer chains */
+    for (size_t b = 0; b < fs->n_buckets; b++) {
+        pf_inode *in = fs->table[b];
+        while (in) {
+            pf_inode *next = in->hnext;
+            size_t nb = hash_of(in->dev, in->ino, n);
+            in->hnext = table[nb];
+            table[nb] = in;
+            in = next;
+        }
+    }
+    free(fs->table);
+    fs->table = table;
+    fs->n_buckets = n;
+}
+
+static void unref_locked(pf_fs *fs, pf_inode *in, uint64_t n)
+{
+    if (in == &fs->root)
+        return;
+    in->nlookup = n > in->nlookup ? 0 : in->nlookup - n;
+    if (in->nlookup > 0)
+        return;
+    if (in->vdir) {
+        in->vdir->vfile = NULL;
+        unref_locked(fs, in->vdir, 1);
+        free(in);
+        return;
+    }
+    for (pf_inode **pp = &fs->table[hash_of(in->dev, in->ino, fs->n_buckets)]; *pp;
+         pp = &(*pp)->hnext) {
+        if (*pp == in) {
+            *pp = in->hnext;
+            fs->n_inodes--;
+            break;
+        }
+    }
+    close(in->fd);
+    free(in);
+}
+
+/* Looks name up under parent on BACKING; fills e and takes one lookup reference. 0 or errno. */
+static int do_lookup(pf_fs *fs, pf_inode *parent, const char *name, struct fuse_entry_param *e)
+{
+    memset(e, 0, sizeof *e);
+    e->attr_timeout = fs->timeout;
+    e->entry_timeout = fs->timeout;
+    int fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    if (fstatat(fd, "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+        int err = errno;
+        close(fd);
+        return err;
+    }
+    pthread_mutex_lock(&fs->inode_lock);
+    pf_inode *in = fs->table[hash_of(e->attr.st_dev, e->attr.st_ino, fs->n_buckets)];
+    while (in && !(in->dev == e->attr.st_dev && in->ino == e->attr.st_ino))
+        in = in->hnext;
+    if (in) {
+        in->nlookup++;
+    } else {
+        in = calloc(1, sizeof *in);
+        if (!in) {
+            pthread_mutex_unlock(&fs->inode_lock);
+            close(fd);
+            return ENOMEM;
+        }
+        in->fd = fd;
+        fd = -1;
+        in->dev = e->attr.st_dev;
+        in->ino = e->attr.st_ino;
+        in->type = e->attr.st_mode & S_IFMT;
+        in->nlookup = 1;
+        size_t b = hash_of(in->dev, in->ino, fs->n_buckets);
+        in->hnext = fs->table[b];
+        fs->table[b] = in;
+        if (++fs->n_inodes > fs->n_buckets * 2)
+            table_grow_locked(fs);
+    }
+    pthread_mutex_unlock(&fs->inode_lock);
+    if (fd >= 0)
+        close(fd);
+    e->ino = (uintptr_t)in;
+    return 0;
+}
+
+/* Attributes of a directory's .provenance file: its size is that of the JSON right now. */
+static void vfile_attr(pf_fs *fs, pf_inode *vf, struct stat *st)
+{
+    memset(st, 0, sizeof *st);
+    struct stat dir;
+    if (fstatat(vf->vdir->fd, "", &dir, AT_EMPTY_PATH) == 0) {
+        st->st_dev = dir.st_dev;
+        st->st_ino = dir.st_ino ^ VFILE_INO_BIT;
+        st->st_atim = st->st_mtim = st->st_ctim = dir.st_mtim;
+    }
+    st->st_mode = S_IFREG | 0444;
+    st->st_nlink = 1;
+    st->st_blksize = 4096;
+    char path[PATH_MAX];
+    size_t len = 0;
+    char *text = NULL;
+    if (fs->st && inode_path(fs, vf->vdir, path, sizeof path) == 0)
+        text = vfile_render(fs->st, fs->q, path, fs->policy_json, &len);
+    free(text);
+    st->st_size = (off_t)len;
+}
+
+static int vfile_lookup(pf_fs *fs, pf_inode *dir, struct fuse_entry_param *e)
+{
+    memset(e, 0, sizeof *e);
+    pthread_mutex_lock(&fs->inode_lock);
+    pf_inode *vf = dir->vfile;
+    if (vf) {
+        vf->nlookup++;
+    } else {
+        vf = calloc(1, sizeof *vf);
+        if (!vf) {
+            pthread_mutex_unlock(&fs->inode_lock);
+            return ENOMEM;
+        }
+        vf->fd = -1;
+        vf->type = S_IFREG;
+        vf->nlookup = 1;
+        vf->vdir = dir;
+        dir->vfile = vf;
+        if (dir != &fs->root)
+            dir->nlookup++;
+    }
+    pthread_mutex_unlock(&fs->inode_lock);
+    vfile_attr(fs, vf, &e->attr);
+    e->ino = (uintptr_t)vf;
+    e->attr_timeout = 0;
+    e->entry_timeout = fs->timeout;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+static void pf_init(void *userdata, struct fuse_conn_info *conn)
+{
+    (void)userdata;
+    /* Reads are answered with the backing fd (splice): no copy, no page faults in the daemon. */
+    if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+        conn->want |= FUSE_CAP_SPLICE_WRITE;
+    if (conn->capable & FUSE_CAP_SPLICE_MOVE)
+        conn->want |= FUSE_CAP_SPLICE_MOVE;
+    conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+    conn->max_write = 1u << 20;
+}
+
+static void pf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    pf_fs *fs = fs_of(req);
+    pf_inode *dir = inode_of(req, parent);
+    struct fuse_entry_param e;
+    int err;
+    if (dir->vdir)
+        err = ENOTDIR;
+    else if (is_hidden_name(fs, dir, name))
+        err = ENOENT;
+    else if (is_vfile_name(name))
+        err = vfile_lookup(fs, dir, &e);
+    else
+        err = do_lookup(fs, dir, name, &e);
+    if (err)
+        fuse_reply_err(req, err);
+    else
+        fuse_reply_entry(req, &e);
+}
+
+static void pf_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+    pf_fs *fs = fs_of(req);
+    pthread_mutex_lock(&fs->inode_lock);
+    unref_locked(fs, inode_of(req, ino), nlookup);
+    pthread_mutex_unlock(&fs->inode_lock);
+    fuse_reply_none(req);
+}
+
+static void pf_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+    pf_fs *fs = fs_of(req);
+    pthread_mutex_lock(&fs->inode_lock);
+    for (size_t i = 0; i < count; i++)
+        unref_locked(fs, inode_of(req, forgets[i].ino), forgets[i].nlookup);
+    pthread_mutex_unlock(&fs->inode_lock);
+    fuse_reply_none(req);
+}
+
+static void pf_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)fi;
+    pf_fs *fs = fs_of(req);
+    pf_inode *in = inode_of(req, ino);
+    struct stat st;
+    if (in->vdir) {
+        vfile_attr(fs, in, &st);
+        fuse_reply_attr(req, &st, 0);
+        return;
+    }
+    if (fstatat(in->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+        fuse_reply_err(req, errno);
+    else
+        fuse_reply_attr(req, &st, fs->timeout);
+}
+
+static void pf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
+                       struct fuse_file_info *fi)
+{
+    pf_fs *fs = fs_of(req);
+    pf_inode *in = inode_of(req, ino);
+    pf_handle *h = fi ? (pf_handle *)(uintptr_t)fi->fh : NULL;
+    char proc[64];
+    int err = 0;
+    if (in->vdir) {
+        err = EACCES;
+        goto out;
+    }
+    proc_path(in->fd, proc);
+    if (valid & FUSE_SET_ATTR_MODE) {
+        if ((h ? fchmod(h->fd, attr->st_mode) : chmod(proc, attr->st_mode)) != 0)
+            goto out_errno;
+    }
+    if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+        uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
+        gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
+        if (fchownat(in->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+            goto out_errno;
+    }
+    if (valid & FUSE_SET_ATTR_SIZE) {
+        if ((h ? ftruncate(h->fd, attr->st_size) : truncate(proc, attr->st_size)) != 0)
+            goto out_errno;
+        if (h)
+            atomic_store(&h->written, 1);
+        else
+            mark_file_fd(fs, req, in->fd);
+    }
+    if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+        struct timespec tv[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_nsec = UTIME_OMIT}};
+        if (valid & FUSE_SET_ATTR_ATIME_NOW)
+            tv[0].tv_nsec = UTIME_NOW;
+        else if (valid & FUSE_SET_ATTR_ATIME)
+            tv[0] = attr->st_atim;
+        if (valid & FUSE_SET_ATTR_MTIME_NOW)
+            tv[1].tv_nsec = UTIME_NOW;
+        else if (valid & FUSE_SET_ATTR_MTIME)
+            tv[1] = attr->st_mtim;
+        int rc;
+        if (h)
+            rc = futimens(h->fd, tv);
+        else if (in->type == S_IFLNK)
+            rc = utimensat(in->fd, "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+        else
+            rc = utimensat(AT_FDCWD, proc, tv, 0);
+        if (rc != 0)
+            goto out_errno;
+    }
+    pf_getattr(req, ino, fi);
+    return;
+out_errno:
+    err = errno;
+out:
+    fuse_reply_err(req, err);
+}
+
+static void pf_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+    pf_inode *in = inode_of(req, ino);
+    char buf[PATH_MAX + 1];
+    ssize_t n = in->vdir ? -1 : readlinkat(in->fd, "", buf, sizeof buf);
+    if (n < 0)
+        fuse_reply_err(req, in->vdir ? EINVAL : errno);
+    else if ((size_t)n >= sizeof buf)
+        fuse_reply_err(req, ENAMETOOLONG);
+    else {
+        buf[n] = '\0';
+        fuse_reply_readlink(req, buf);
+    }
+}
+
+/* ---------------------------------------------------------------- creating names */
+
+/* Refuses names that are not the user's to create. 0 or errno. */
+static int check_new_name(pf_fs *fs, pf_inode *dir, const char *name)
+{
+    if (dir->vdir)
+        return ENOTDIR;
+    if (is_vfile_name(name) || is_hidden_name(fs, dir, name))
+        return EACCES;
+    return 0;
+}
+
+/* Gives a new entry to the caller: the daemon creates as root (the kernel already checked the
+ * caller's permissions with default_permissions), then hands ownership over. A setgid directory
+ * keeps its group, as the kernel did when creating. */
+static int give_to_caller(fuse_req_t req, int dirfd, const char *name, int fd, mode_t mode)
+{
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    if (ctx->uid == 0 && ctx->gid == 0)
+        return 0;
+    struct stat dir;
+    if (fstatat(dirfd, "", &dir, AT_EMPTY_PATH) != 0)
+        return errno;
+    gid_t gid = (dir.st_mode & S_ISGID) ? (gid_t)-1 : ctx->gid;
+    int rc = fd >= 0 ? fchown(fd, ctx->uid, gid)
+                     : fchownat(dirfd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW);
+    if (rc != 0)
+        return errno;
+    /* chown clears set-id bits; restore what the caller asked for. */
+    if ((mode & (S_ISUID | S_ISGID)) && !S_ISLNK(mode) && !S_ISDIR(mode)) {
+        rc = fd >= 0 ? fchmod(fd, mode & 07777) : fchmodat(dirfd, name, mode & 07777, 0);
+        if (rc != 0)
+            return errno;
+    }
+    return 0;
+}
+
+static void reply_new_entry(fuse_req_t req, pf_fs *fs, pf_inode *dir, const char *name, int err)
+{
+    struct fuse_entry_param e;
+    if (!err)
+        err = do_lookup(fs, dir, name, &e);
+    if (err)
+        fuse_reply_err(req, err);
+    else
+        fuse_reply_entry(req, &e);
+}
+
+static void pf_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+    pf_fs *fs = fs_of(req);
+    pf_inode *dir = inode_of(req, parent);
+    int err = check_new_name(fs, dir, name);
+    if (!err) {
+        int rc = S_ISFIFO(mode) ? mkfifoat(dir->fd, name, mode) : mknodat(dir->fd, name, mode, rdev);
+        err = rc != 0 ? errno : give_to_caller(req, dir->fd, name, -1, mode);
+    }
+    reply_new_entry(req, fs, dir, name, err);
+}
+
+static void pf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+    pf_fs *fs = fs_of(req);
+    pf_inode *dir = inode_of(req, parent);
+    int err = check_new_name(fs, dir, name);
+    if (!err)
+        err = mkdirat(dir->fd, name, mode) != 0 ? errno
+                                                 : give_to_caller(req, dir->fd, name, -1,
+                                                                  S_IFDIR | mode);
+    reply_new_entry(req, fs, dir, name, err);
+}
+
+static void pf_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+    pf_fs *fs = fs_of(req);
+    pf_inode *dir = inode_of(req, parent);
+    int err = check_new_name(fs, dir, name);
+    if (!err)
+        err = symlinkat(link, dir->fd, name) != 0
+                  ? errno
+                  : give_to_caller(req, dir->fd, name, -1, S_IFLNK | 0777);
+    reply_new_entry(req, fs, dir, name, err);
+    if (!err)
+        mark_inode_dir(fs, req, dir);
+}
+
+static void pf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char *name)
+{
+    pf_fs *fs = fs_of(req);
+    pf_inode *in = inode_of(req, ino);
+    pf_inode *dir = inode_of(req, parent);
+    int err = in->vdir ? EACCES : check_new_name(fs, dir, name);
+    if (!err) {
+        char proc[64];
+        proc_path(in->fd, proc);
+        if (linkat(AT_FDCWD, proc, dir->fd, name, AT_SYMLINK_FOLLOW) != 0)
+            err = errno;
+    }
+    reply_new_entry(req, fs, dir, name, err);
+    if (!err)
+        mark_inode_dir(fs, req, dir);
+}
+
+static void pf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    pf_fs *fs = fs_of(req);
+    pf_inode *dir = inode_of(req, parent);
+    int err = check_new_name(fs, dir, name);
+    if (!err && unlinkat(dir->fd, name, 0) != 0)
+        err = errno;
+    fuse_reply_err(req, err);
+    if (!err)
+        mark_inode_dir(fs, req, dir);
+}
+
+static void pf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    pf_fs *fs = fs_of(req);
+    pf_inode *dir = inode_of(req, parent);
+    char path[PATH_MAX];
+    bool have_path = child_path(fs, dir, name, path, sizeof path) == 0;
+    int err = check_new_name(fs, dir, name);
+    if (!err && unlinkat(dir->fd, name, AT_REMOVEDIR) != 0)
+        err = errno;
+    fuse_reply_err(req, err);
+    if (!err && have_path && fs->q) {
+        queue_forget(fs->q, path);
+        if (store_knows(fs, path))
+            store_remove_path(fs->st, path, true);
+    }
+}
+
+static void pf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags)
+{
+    pf_fs *fs = fs_of(req);
+    pf_inode *dir = inode_of(req, parent);
+    pf_inode *newdir = inode_of(req, newparent);
+    char from[PATH_MAX], to[PATH_MAX];
+    bool have_paths = child_path(fs, dir, name, from, sizeof from) == 0 &&
+                      child_path(fs, newdir, newname, to, sizeof to) == 0;
+    int err = check_new_name(fs, dir, name);
+    if (!err)
+        err = check_new_name(fs, newdir, newname);
+    if (!err && renameat2(dir->fd, name, newdir->fd, newname, flags) != 0)
+        err = errno;
+    fuse_reply_err(req, err);
+    if (err || !have_paths || !fs->q)
+        return;
+    struct stat st;
+    if (fstatat(newdir->fd, newname, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) &&
+        !(flags & RENAME_EXCHANGE)) {
+        /* A directory moved: the models in it keep their analysis under the new name. */
+        queue_rename(fs->q, from, to);
+        store_rename(fs->st, from, to);
+        if (store_knows(fs, to))
+            store_event(fs->st, fuse_req_ctx(req)->uid, fuse_req_ctx(req)->pid, to, 0,
+                        "renamed", from);
+    } else if (flags & RENAME_EXCHANGE) {
+        mark_dir(fs, req, from);
+        mark_dir(fs, req, to);
+    }
+    /* A file moved out of one unit and into another. */
+    split_path(from);
+    split_path(to);
+    mark_dir(fs, req, from);
+    if (strcmp(from, to) != 0)
+        mark_dir(fs, req, to);
+}
+
+/* ---------------------------------------------------------------- files */
+
+static pf_handle *handle_new(int fd)
+{
+    pf_handle *h = calloc(1, sizeof *h);
+    if (h)
+        h->fd = fd;
+    return h;
+}
+
+static int open_vfile(pf_fs *fs, pf_inode *vf, struct fuse_file_info *fi)
+{
+    if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))
+        return EACCES;
+    char path[PATH_MAX];
+    if (!fs->st || inode_path(fs, vf->vdir, path, sizeof path) != 0)
+        return ENOENT;
+    pf_handle *h = handle_new(-1);
+    if (!h)
+        return ENOMEM;
+    h->vdata = vfile_render(fs->st, fs->q, path, fs->policy_json, &h->vlen);
+    if (!h->vdata) {
+        free(h);
+        return EIO;
+    }
+    fi->fh = (uintptr_t)h;
+    fi->direct_io = 1;
+    return 0;
+}
+
+static void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                      struct fuse_file_info *fi)
+{
+    pf_fs *fs = fs_of(req);
+    pf_inode *dir = inode_of(req, parent);
+    struct fuse_entry_param e;
+    int fd = -1;
+    int err = check_new_name(fs, dir, name);
+    if (err)
+        goto out;
+    fd = openat(dir->fd, name, (fi->flags | O_CREAT | O_CLOEXEC) & ~O_NOFOLLOW, mode);
+    if (fd < 0) {
+        err = errno;
+        goto out;
+    }
+    err = give_to_caller(req, dir->fd, name, fd, S_IFREG | mode);
+    if (!err)
+        err = do_lookup(fs, dir, name, &e);
+    if (err)
+        goto out;
+    pf_handle *h = handle_new(fd);
+    if (!h) {
+        err = ENOMEM;
+        goto out;
+    }
+    /* A new file changes its unit even when nothing is written into it. */
+    atomic_store(&h->written, 1);
+    fi->fh = (uintptr_t)h;
+    fuse_reply_create(req, &e, fi);
+    return;
+out:
+    if (fd >= 0)
+        close(fd);
+    fuse_reply_err(req, err);
+}
+
+static void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    pf_fs *fs = fs_of(req);
+    pf_inode *in = inode_of(req, ino);
+    int err = 0;
+    if (in->vdir) {
+        err = open_vfile(fs, in, fi);
+        goto out;
+    }
+    char proc[64];
+    proc_path(in->fd, proc);
+    int fd = open(proc, (fi->flags | O_CLOEXEC) & ~(O_NOFOLLOW | O_CREAT));
+    if (fd < 0) {
+        err = errno;
+        goto out;
+    }
+    pf_handle *h = handle_new(fd);
+    if (!h) {
+        close(fd);
+        err = ENOMEM;
+        goto out;
+    }
+    if (fi->flags & O_TRUNC)
+        atomic_store(&h->written, 1);
+    fi->fh = (uintptr_t)h;
+out:
+    if (err)
+        fuse_reply_err(req, err);
+    else
+        fuse_reply_open(req, fi);
+}
+
+static void pf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+    (void)ino;
+    pf_handle *h = (pf_handle *)(uintptr_t)fi->fh;
+    if (h->vdata) {
+        size_t start = (size_t)off < h->vlen ? (size_t)off : h->vlen;
+        size_t n = h->vlen - start < size ? h->vlen - start : size;
+        fuse_reply_buf(req, h->vdata + start, n);
+        return;
+    }
+    struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+    buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+    buf.buf[0].fd = h->fd;
+    buf.buf[0].pos = off;
+    fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+static void pf_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf, off_t off,
+                         struct fuse_file_info *fi)
+{
+    (void)ino;
+    pf_handle *h = (pf_handle *)(uintptr_t)fi->fh;
+    if (h->vdata) {
+        fuse_reply_err(req, EACCES);
+        return;
+    }
+    struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in_buf));
+    out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+    out.buf[0].fd = h->fd;
+    out.buf[0].pos = off;
+    ssize_t res = fuse_buf_copy(&out, in_buf, 0);
+    if (res < 0) {
+        fuse_reply_err(req, (int)-res);
+        return;
+    }
+    atomic_store(&h->written, 1);
+    fuse_reply_write(req, (size_t)res);
+}
+
+static void pf_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino;
+    pf_handle *h = (pf_handle *)(uintptr_t)fi->fh;
+    int err = 0;
+    if (!h->vdata) {
+        /* Same effect as close() on the backing file (POSIX locks, deferred write errors). */
+        int dupfd = dup(h->fd);
+        if (dupfd < 0 || close(dupfd) != 0)
+            err = errno;
+    }
+    fuse_reply_err(req, err);
+}
+
+static void pf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino;
+    pf_fs *fs = fs_of(req);
+    pf_handle *h = (pf_handle *)(uintptr_t)fi->fh;
+    fuse_reply_err(req, 0);
+    if (h->vdata) {
+        free(h->vdata);
+    } else {
+        if (atomic_load(&h->written))
+            mark_file_fd(fs, NULL, h->fd);
+        close(h->fd);
+    }
+    free(h);
+}
+
+static void pf_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    (void)ino;
+    pf_handle *h = (pf_handle *)(uintptr_t)fi->fh;
+    int err = 0;
+    if (!h->vdata && (datasync ? fdatasync(h->fd) : fsync(h->fd)) != 0)
+        err = errno;
+    fuse_reply_err(req, err);
+}
+
+static void pf_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                         struct fuse_file_info *fi)
+{
+    (void)ino;
+    pf_handle *h = (pf_handle *)(uintptr_t)fi->fh;
+    int err = h->vdata ? EACCES : 0;
+    if (!err && fallocate(h->fd, mode, offset, length) != 0)
+        err = errno;
+    if (!err)
+        atomic_store(&h->written, 1);
+    fuse_reply_err(req, err == ENOSYS ? EOPNOTSUPP : err);
+}
+
+static void pf_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+                     struct fuse_file_info *fi)
+{
+    (void)ino;
+    pf_handle *h = (pf_handle *)(uintptr_t)fi->fh;
+    off_t res = h->vdata ? -1 : lseek(h->fd, off, whence);
+    if (res < 0)
+        fuse_reply_err(req, h->vdata ? ESPIPE : errno);
+    else
+        fuse_reply_lseek(req, res);
+}
+
+static void pf_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+                               struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
+                               struct fuse_file_info *fi_out, size_t len, int flags)
+{
+    (void)ino_in;
+    (void)ino_out;
+    pf_handle *in = (pf_handle *)(uintptr_t)fi_in->fh;
+    pf_handle *out = (pf_handle *)(uintptr_t)fi_out->fh;
+    if (in->vdata || out->vdata) {
+        fuse_reply_err(req, in->vdata ? EXDEV : EACCES);
+        return;
+    }
+    ssize_t n = copy_file_range(in->fd, &off_in, out->fd, &off_out, len, (unsigned)flags);
+    if (n < 0) {
+        fuse_reply_err(req, errno == ENOSYS ? EXDEV : errno);
+        return;
+    }
+    atomic_store(&out->written, 1);
+    fuse_reply_write(req, (size_t)n);
+}
+
+/* ---------------------------------------------------------------- directories */
+
+static void pf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    pf_fs *fs = fs_of(req);
+    pf_inode *in = inode_of(req, ino);
+    int err = 0;
+    pf_dir *d = calloc(1, sizeof *d);
+    if (!d) {
+        err = ENOMEM;
+        goto out;
+    }
+    int fd = in->vdir ? -1 : openat(in->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        err = in->vdir ? ENOTDIR : errno;
+        goto out;
+    }
+    d->dp = fdopendir(fd);
+    if (!d->dp) {
+        err = errno;
+        close(fd);
+        goto out;
+    }
+    d->is_root = in == &fs->root;
+    fi->fh = (uintptr_t)d;
+    fuse_reply_open(req, fi);
+    return;
+out:
+    free(d);
+    fuse_reply_err(req, err);
+}
+
+static void pf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
+                       struct fuse_file_info *fi)
+{
+    (void)ino;
+    pf_dir *d = (pf_dir *)(uintptr_t)fi->fh;
+    char *buf = calloc(1, size);
+    size_t used = 0;
+    int err = 0;
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    if (offset != d->offset) {
+        seekdir(d->dp, offset);
+        d->entry = NULL;
+        d->offset = offset;
+    }
+    for (;;) {
+        if (!d->entry) {
+            errno = 0;
+            d->entry = readdir(d->dp);
+            if (!d->entry) {
+                err = errno;
+                break;
+            }
+        }
+        const char *name = d->entry->d_name;
+        off_t next = d->entry->d_off;
+        bool skip = (d->is_root && strcmp(name, PROVFS_DIR) == 0) || is_vfile_name(name);
+        if (!skip) {
+            struct stat st = {.st_ino = d->entry->d_ino, .st_mode = d->entry->d_type << 12};
+            size_t n = fuse_add_direntry(req, buf + used, size - used, name, &st, next);
+            if (n > size - used)
+                break;
+            used += n;
+        }
+        d->entry = NULL;
+        d->offset = next;
+    }
+    if (err && used == 0)
+        fuse_reply_err(req, err);
+    else
+        fuse_reply_buf(req, buf, used);
+    free(buf);
+}
+
+static void pf_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino;
+    pf_dir *d = (pf_dir *)(uintptr_t)fi->fh;
+    closedir(d->dp);
+    free(d);
+    fuse_reply_err(req, 0);
+}
+
+static void pf_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    (void)ino;
+    pf_dir *d = (pf_dir *)(uintptr_t)fi->fh;
+    int fd = dirfd(d->dp);
+    int err = (datasync ? fdatasync(fd) : fsync(fd)) != 0 ? errno : 0;
+    fuse_reply_err(req, err);
+}
+
+static void pf_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    pf_inode *in = inode_of(req, ino);
+    struct statvfs sv;
+    int fd = in->vdir ? in->vdir->fd : in->fd;
+    if (fstatvfs(fd, &sv) != 0)
+        fuse_reply_err(req, errno);
+    else
+        fuse_reply_statfs(req, &sv);
+}
+
+/* ---------------------------------------------------------------- xattrs */
+
+/* Never ENOSYS: the kernel would switch xattrs off for the whole mount. */
+static int xattr_errno(int err)
+{
+    return err == ENOSYS ? EOPNOTSUPP : err;
+}
+
+/* The unit directory and file name an inode's provenance xattrs describe; false when none. */
+static bool provenance_target(pf_fs *fs, pf_inode *in, char *dir, size_t dirlen,
+                              const char **file)
+{
+    if (!fs->st || in->vdir || (in->type != S_IFDIR && in->type != S_IFREG))
+        return false;
+    if (inode_path(fs, in, dir, dirlen) != 0)
+        return false;
+    *file = in->type == S_IFDIR ? NULL : split_path(dir);
+    return true;
+}
+
+static void pf_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    pf_fs *fs = fs_of(req);
+    pf_inode *in = inode_of(req, ino);
+    char *value = NULL;
+    int err = 0;
+    ssize_t len;
+    if (in->vdir || strcmp(name, "security.capability") == 0) {
+        err = ENODATA;
+        goto out;
+    }
+    if (xattr_is_provenance(name)) {
+        char dir[PATH_MAX];
+        const char *file = NULL;
+        if (!provenance_target(fs, in, dir, sizeof dir, &file)) {
+            err = ENODATA;
+            goto out;
+        }
+        value = size ? malloc(size) : NULL;
+        if (size && !value) {
+            err = ENOMEM;
+            goto out;
+        }
+        len = xattr_get(fs->st, fs->q, dir, file, name, value, size);
+    } else if (in->type == S_IFLNK) {
+        len = -ENODATA;
+    } else {
+        char proc[64];
+        proc_path(in->fd, proc);
+        value = size ? malloc(size) : NULL;
+        if (size && !value) {
+            err = ENOMEM;
+            goto out;
+        }
+        len = getxattr(proc, name, value, size);
+        if (len < 0)
+            len = -errno;
+    }
+    if (len < 0)
+        err = (int)-len;
+    else if (size == 0)
+        fuse_reply_xattr(req, (size_t)len);
+    else
+        fuse_reply_buf(req, value, (size_t)len);
+out:
+    if (err)
+        fuse_reply_err(req, xattr_errno(err));
+    free(value);
+}
+
+static void pf_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+    pf_fs *fs = fs_of(req);
+    pf_inode *in = inode_of(req, ino);
+    char *list = NULL;
+    int err = 0;
+    ssize_t used = 0;
+    if (in->vdir) {
+        fuse_reply_xattr(req, 0);
+        return;
+    }
+    char proc[64];
+    proc_path(in->fd, proc);
+    ssize_t native = in->type == S_IFLNK ? 0 : listxattr(proc, NULL, 0);
+    if (native < 0) {
+        if (errno != ENOTSUP) {
+            err = errno;
+            goto out;
+        }
+        native = 0;
+    }
+    char dir[PATH_MAX];
+    const char *file = NULL;
+    bool ours = provenance_target(fs, in, dir, sizeof dir, &file);
+    int extra = ours ? xattr_list(fs->st, fs->q, dir, file, NULL, 0) : 0;
+    if (extra < 0)
+        extra = 0;
+    size_t cap = (size_t)native + (size_t)extra + 256; /* room for a name added meanwhile */
+    list = malloc(cap);
+    if (!list) {
+        err = ENOMEM;
+        goto out;
+    }
+    if (native > 0) {
+        used = listxattr(proc, list, cap);
+        if (used < 0) {
+            err = errno == ERANGE ? EAGAIN : errno;
+            goto out;
+        }
+    }
+    if (ours) {
+        int n = xattr_list(fs->st, fs->q, dir, file, list + used, cap - (size_t)used);
+        if (n > 0)
+            used += n;
+    }
+    if (size == 0)
+        fuse_reply_xattr(req, (size_t)used);
+    else if ((size_t)used > size)
+        err = ERANGE;
+    else
+        fuse_reply_buf(req, list, (size_t)used);
+out:
+    if (err)
+        fuse_reply_err(req, xattr_errno(err));
+    free(list);
+}
+
+static void pf_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+                        size_t size, int flags)
+{
+    pf_inode *in = inode_of(req, ino);
+    int err = 0;
+    if (in->vdir)
+        err = EACCES;
+    else if (xattr_is_provenance(name))
+        err = EPERM;
+    else if (in->type == S_IFLNK)
+        err = EPERM;
+    else {
+        char proc[64];
+        proc_path(in->fd, proc);
+        if (setxattr(proc, name, value, size, flags) != 0)
+            err = errno;
+    }
+    fuse_reply_err(req, xattr_errno(err));
+}
+
+static void pf_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+    pf_inode *in = inode_of(req, ino);
+    int err = 0;
+    if (in->vdir)
+        err = EACCES;
+    else if (xattr_is_provenance(name))
+        err = EPERM;
+    else if (in->type == S_IFLNK)
+        err = EPERM;
+    else {
+        char proc[64];
+        proc_path(in->fd, proc);
+        if (removexattr(proc, name) != 0)
+            err = errno;
+    }
+    fuse_reply_err(req, xattr_errno(err));
+}
+
+/* ---------------------------------------------------------------- table and setup */
+
+static const struct fuse_lowlevel_ops pf_ops = {
+    .init = pf_init,
+    .lookup = pf_lookup,
+    .forget = pf_forget,
+    .forget_multi = pf_forget_multi,
+    .getattr = pf_getattr,
+    .setattr = pf_setattr,
+    .readlink = pf_readlink,
+    .mknod = pf_mknod,
+    .mkdir = pf_mkdir,
+    .symlink = pf_symlink,
+    .link = pf_link,
+    .unlink = pf_unlink,
+    .rmdir = pf_rmdir,
+    .rename = pf_rename,
+    .create = pf_create,
+    .open = pf_open,
+    .read = pf_read,
+    .write_buf = pf_write_buf,
+    .flush = pf_flush,
+    .release = pf_release,
+    .fsync = pf_fsync,
+    .fallocate = pf_fallocate,
+    .lseek = pf_lseek,
+    .copy_file_range = pf_copy_file_range,
+    .opendir = pf_opendir,
+    .readdir = pf_readdir,
+    .releasedir = pf_releasedir,
+    .fsyncdir = pf_fsyncdir,
+    .statfs = pf_statfs,
+    .getxattr = pf_getxattr,
+    .listxattr = pf_listxattr,
+    .setxattr = pf_setxattr,
+    .removexattr = pf_removexattr,
+};
+
+const struct fuse_lowlevel_ops *ops_table(void)
+{
+    return &pf_ops;
+}
+
+pf_fs *ops_fs_new(const char *backing_abs, double timeout)
+{
+    pf_fs *fs = calloc(1, sizeof *fs);
+    if (!fs)
+        return NULL;
+    fs->backing = strdup(backing_abs);
+    fs->n_buckets = 4096;
+    fs->table = calloc(fs->n_buckets, sizeof *fs->table);
+    fs->root.fd = open(backing_abs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (!fs->backing || !fs->table || fs->root.fd < 0) {
+        if (fs->root.fd >= 0)
+            close(fs->root.fd);
+        free(fs->table);
+        free(fs->backing);
+        free(fs);
+        return NULL;
+    }
+    fs->backing_len = strcmp(backing_abs, "/") == 0 ? 0 : strlen(backing_abs);
+    fs->timeout = timeout;
+    fs->root.type = S_IFDIR;
+    fs->root.nlookup = 2;
+    struct stat st;
+    if (fstat(fs->root.fd, &st) == 0) {
+        fs->root.dev = st.st_dev;
+        fs->root.ino = st.st_ino;
+    }
+    pthread_mutex_init(&fs->inode_lock, NULL);
+    return fs;
+}
+
+void ops_fs_attach(pf_fs *fs, store_handle *st, queue *q, const char *policy_json)
+{
+    fs->st = st;
+    fs->q = q;
+    fs->policy_json = policy_json;
+}
+
+void ops_fs_free(pf_fs *fs)
+{
+    if (!fs)
+        return;
+    for (size_t b = 0; b < fs->n_buckets; b++) {
+        pf_inode *in = fs->table[b];
+        while (in) {
+            pf_inode *next = in->hnext;
+            if (in->vfile)
+                free(in->vfile);
+            close(in->fd);
+            free(in);
+            in = next;
+        }
+    }
+    free(fs->root.vfile);
+    free(fs->table);
+    close(fs->root.fd);
+    pthread_mutex_destroy(&fs->inode_lock);
+    free(fs->backing);
+    free(fs);
+}

@@ -1,0 +1,20 @@
+/* The FUSE low-level operations (the only file besides main.c that knows libfuse). */
+#ifndef PROVFS_OPS_H
+#define PROVFS_OPS_H
+
+#define FUSE_USE_VERSION 34
+#include <fuse_lowlevel.h>
+
+#include "queue.h"
+#include "store.h"
+
+typedef struct pf_fs pf_fs;
+
+/* backing_abs: canonical absolute BACKING path. timeout: entry/attr cache seconds. */
+pf_fs *ops_fs_new(const char *backing_abs, double timeout);
+/* Attaches the store and queue (opened after fuse_daemonize) before the loop starts. */
+void ops_fs_attach(pf_fs *fs, store_handle *st, queue *q, const char *policy_json);
+void ops_fs_free(pf_fs *fs);
+const struct fuse_lowlevel_ops *ops_table(void);
+
+#endif

@@ -1,0 +1,366 @@
+/* Dirty-unit queue and analysis worker pool. */
+#include "queue.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define QUEUE_BUCKETS 1024
+
+typedef struct qentry {
+    struct qentry *next; /* bucket chain */
+    char *path;
+    uint64_t gen;
+    int64_t due_ms;        /* CLOCK_MONOTONIC */
+    int64_t first_seen_ns; /* CLOCK_REALTIME */
+    uint32_t uid;
+    int32_t pid;
+    queue_state state;
+    int cancel;    /* read by the job without the lock: only ever set to 1 while it runs */
+    bool removed;  /* unlinked while its job runs; the worker frees it */
+} qentry;
+
+struct queue {
+    pthread_mutex_t lock;
+    pthread_cond_t work_cond; /* a unit became due or stop was set */
+    pthread_cond_t idle_cond; /* a job finished or an entry went away */
+    qentry *buckets[QUEUE_BUCKETS]; /* protected by lock */
+    size_t n_entries;               /* protected by lock (linked entries) */
+    size_t n_running;               /* protected by lock */
+    bool stop;                      /* protected by lock */
+    unsigned quiet_ms;
+    queue_fn fn;
+    void *ctx;
+    unsigned n_workers;
+    pthread_t *workers;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t real_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static size_t bucket_of(const char *path)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return (size_t)(h % QUEUE_BUCKETS);
+}
+
+static qentry *find_locked(queue *q, const char *path)
+{
+    for (qentry *e = q->buckets[bucket_of(path)]; e; e = e->next)
+        if (strcmp(e->path, path) == 0)
+            return e;
+    return NULL;
+}
+
+static void link_locked(queue *q, qentry *e)
+{
+    size_t b = bucket_of(e->path);
+    e->next = q->buckets[b];
+    q->buckets[b] = e;
+    q->n_entries++;
+}
+
+static void unlink_locked(queue *q, qentry *e)
+{
+    for (qentry **pp = &q->buckets[bucket_of(e->path)]; *pp; pp = &(*pp)->next) {
+        if (*pp == e) {
+            *pp = e->next;
+            e->next = NULL;
+            q->n_entries--;
+            return;
+        }
+    }
+}
+
+static void free_entry(qentry *e)
+{
+    free(e->path);
+    free(e);
+}
+
+/* True when path is dir itself or lies below it. */
+static bool is_below(const char *path, const char *dir)
+{
+    size_t len = strlen(dir);
+    if (strcmp(dir, "/") == 0)
+        return true;
+    return strncmp(path, dir, len) == 0 && (path[len] == '\0' || path[len] == '/');
+}
+
+/* Takes e out of the table: freed now, or by its worker when a job runs on it. */
+static void drop_locked(queue *q, qentry *e)
+{
+    unlink_locked(q, e);
+    if (e->state == QUEUE_ANALYZING) {
+        e->removed = true;
+        e->cancel = 1;
+    } else {
+        free_entry(e);
+    }
+}
+
+void queue_mark(queue *q, const char *path, uint32_t uid, int32_t pid)
+{
+    pthread_mutex_lock(&q->lock);
+    qentry *e = find_locked(q, path);
+    if (!e) {
+        e = calloc(1, sizeof *e);
+        if (!e || !(e->path = strdup(path))) {
+            free(e);
+            pthread_mutex_unlock(&q->lock);
+            return;
+        }
+        e->state = QUEUE_PENDING;
+        e->first_seen_ns = real_ns();
+        link_locked(q, e);
+    }
+    e->gen++;
+    e->due_ms = mono_ms() + q->quiet_ms;
+    e->uid = uid;
+    e->pid = pid;
+    if (e->state == QUEUE_ANALYZING)
+        e->cancel = 1;
+    pthread_cond_signal(&q->work_cond);
+    pthread_mutex_unlock(&q->lock);
+}
+
+void queue_forget(queue *q, const char *path)
+{
+    pthread_mutex_lock(&q->lock);
+    for (size_t b = 0; b < QUEUE_BUCKETS; b++) {
+        qentry *e = q->buckets[b];
+        while (e) {
+            qentry *next = e->next;
+            if (is_below(e->path, path))
+                drop_locked(q, e);
+            e = next;
+        }
+    }
+    pthread_cond_broadcast(&q->idle_cond);
+    pthread_mutex_unlock(&q->lock);
+}
+
+void queue_rename(queue *q, const char *from, const char *to)
+{
+    size_t from_len = strlen(from), to_len = strlen(to);
+    qentry *moved = NULL;
+    pthread_mutex_lock(&q->lock);
+    for (size_t b = 0; b < QUEUE_BUCKETS; b++) {
+        qentry *e = q->buckets[b];
+        while (e) {
+            qentry *next = e->next;
+            if (is_below(e->path, to))
+                drop_locked(q, e); /* replaced by the rename */
+            else if (is_below(e->path, from)) {
+                unlink_locked(q, e);
+                e->next = moved;
+                moved = e;
+            }
+            e = next;
+        }
+    }
+    while (moved) {
+        qentry *e = moved;
+        moved = e->next;
+        size_t rest = strlen(e->path) - from_len;
+        char *path = malloc(to_len + rest + 1);
+        if (!path) {
+            if (e->state == QUEUE_ANALYZING) {
+                e->removed = true;
+                e->cancel = 1;
+            } else {
+                free_entry(e);
+            }
+            continue;
+        }
+        memcpy(path, to, to_len);
+        memcpy(path + to_len, e->path + from_len, rest + 1);
+        free(e->path);
+        e->path = path;
+        /* A running job works on the old name: restart it under the new one. */
+        e->gen++;
+        if (e->state == QUEUE_ANALYZING)
+            e->cancel = 1;
+        link_locked(q, e);
+    }
+    pthread_cond_broadcast(&q->work_cond);
+    pthread_mutex_unlock(&q->lock);
+}
+
+queue_state queue_get_state(queue *q, const char *path)
+{
+    pthread_mutex_lock(&q->lock);
+    qentry *e = find_locked(q, path);
+    queue_state s = e ? e->state : QUEUE_NONE;
+    pthread_mutex_unlock(&q->lock);
+    return s;
+}
+
+bool queue_current(queue *q, const char *path, uint64_t gen)
+{
+    pthread_mutex_lock(&q->lock);
+    qentry *e = find_locked(q, path);
+    bool current = e && e->state == QUEUE_ANALYZING && e->gen == gen && !q->stop;
+    pthread_mutex_unlock(&q->lock);
+    return current;
+}
+
+bool queue_wait_idle(queue *q, int timeout_ms)
+{
+    int64_t deadline = mono_ms() + timeout_ms;
+    pthread_mutex_lock(&q->lock);
+    while (q->n_entries > 0 || q->n_running > 0) {
+        int64_t left = deadline - mono_ms();
+        if (left <= 0)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t ns = ts.tv_nsec + (left < 100 ? left : 100) * 1000000;
+        ts.tv_sec += ns / 1000000000;
+        ts.tv_nsec = ns % 1000000000;
+        pthread_cond_timedwait(&q->idle_cond, &q->lock, &ts);
+    }
+    bool idle = q->n_entries == 0 && q->n_running == 0;
+    pthread_mutex_unlock(&q->lock);
+    return idle;
+}
+
+/* The pending entry due first, and when the next one is due (INT64_MAX when none). */
+static qentry *next_due_locked(queue *q, int64_t now, int64_t *next_due)
+{
+    qentry *best = NULL;
+    *next_due = INT64_MAX;
+    for (size_t b = 0; b < QUEUE_BUCKETS; b++) {
+        for (qentry *e = q->buckets[b]; e; e = e->next) {
+            if (e->state != QUEUE_PENDING)
+                continue;
+            if (e->due_ms <= now && (!best || e->due_ms < best->due_ms))
+                best = e;
+            else if (e->due_ms > now && e->due_ms < *next_due)
+                *next_due = e->due_ms;
+        }
+    }
+    return best;
+}
+
+static void *worker_main(void *arg)
+{
+    queue *q = arg;
+    pthread_mutex_lock(&q->lock);
+    while (!q->stop) {
+        int64_t next_due;
+        qentry *e = next_due_locked(q, mono_ms(), &next_due);
+        if (!e) {
+            if (next_due == INT64_MAX) {
+                pthread_cond_wait(&q->work_cond, &q->lock);
+            } else {
+                struct timespec ts = {.tv_sec = next_due / 1000,
+                                      .tv_nsec = (next_due % 1000) * 1000000};
+                pthread_cond_timedwait(&q->work_cond, &q->lock, &ts);
+            }
+            continue;
+        }
+        e->state = QUEUE_ANALYZING;
+        e->cancel = 0;
+        q->n_running++;
+        char *path = strdup(e->path);
+        queue_job job = {.path = path, .gen = e->gen, .first_seen_ns = e->first_seen_ns,
+                         .uid = e->uid, .pid = e->pid, .cancel = &e->cancel};
+        pthread_mutex_unlock(&q->lock);
+        if (path)
+            q->fn(q->ctx, &job);
+        free(path);
+        pthread_mutex_lock(&q->lock);
+        q->n_running--;
+        if (e->removed) {
+            free_entry(e);
+        } else if (e->gen != job.gen || !path) {
+            e->state = QUEUE_PENDING; /* written again meanwhile: due after its quiet period */
+            pthread_cond_signal(&q->work_cond);
+        } else {
+            unlink_locked(q, e);
+            free_entry(e);
+        }
+        pthread_cond_broadcast(&q->idle_cond);
+    }
+    pthread_mutex_unlock(&q->lock);
+    return NULL;
+}
+
+queue *queue_create(unsigned workers, unsigned quiet_ms, queue_fn fn, void *ctx)
+{
+    queue *q = calloc(1, sizeof *q);
+    if (!q)
+        return NULL;
+    pthread_mutex_init(&q->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&q->work_cond, &attr);
+    pthread_cond_init(&q->idle_cond, &attr);
+    pthread_condattr_destroy(&attr);
+    q->quiet_ms = quiet_ms;
+    q->fn = fn;
+    q->ctx = ctx;
+    if (workers == 0)
+        workers = 1;
+    q->workers = calloc(workers, sizeof *q->workers);
+    if (!q->workers) {
+        queue_destroy(q);
+        return NULL;
+    }
+    for (unsigned i = 0; i < workers; i++) {
+        if (pthread_create(&q->workers[i], NULL, worker_main, q) != 0)
+            break;
+        q->n_workers++;
+    }
+    if (q->n_workers == 0) {
+        queue_destroy(q);
+        return NULL;
+    }
+    return q;
+}
+
+void queue_destroy(queue *q)
+{
+    if (!q)
+        return;
+    pthread_mutex_lock(&q->lock);
+    q->stop = true;
+    for (size_t b = 0; b < QUEUE_BUCKETS; b++)
+        for (qentry *e = q->buckets[b]; e; e = e->next)
+            if (e->state == QUEUE_ANALYZING)
+                e->cancel = 1;
+    pthread_cond_broadcast(&q->work_cond);
+    pthread_mutex_unlock(&q->lock);
+    for (unsigned i = 0; i < q->n_workers; i++)
+        pthread_join(q->workers[i], NULL);
+    for (size_t b = 0; b < QUEUE_BUCKETS; b++) {
+        qentry *e = q->buckets[b];
+        while (e) {
+            qentry *next = e->next;
+            free_entry(e);
+            e = next;
+        }
+    }
+    free(q->workers);
+    pthread_cond_destroy(&q->work_cond);
+    pthread_cond_destroy(&q->idle_cond);
+    pthread_mutex_destroy(&q->lock);
+    free(q);
+}

@@ -1,0 +1,45 @@
+/* Dirty-unit queue: FUSE threads mark model directories dirty; worker threads analyse each one
+ * after a quiet period. Plain module, no FUSE, no SQLite.
+ *
+ * Every mark bumps the unit's generation. A job runs with the generation it started with; a
+ * mark during the job sets the job's cancel flag and puts the unit back to pending, so the stale
+ * result is dropped (queue_current() says so) and the unit is analysed again after a new quiet
+ * period. All state is under queue.lock; the job function runs without it.
+ */
+#ifndef PROVFS_QUEUE_H
+#define PROVFS_QUEUE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct queue queue;
+
+typedef enum queue_state { QUEUE_NONE = 0, QUEUE_PENDING, QUEUE_ANALYZING } queue_state;
+
+typedef struct queue_job {
+    const char *path;       /* mount-relative directory, "/a/b" */
+    uint64_t gen;
+    int64_t first_seen_ns;  /* CLOCK_REALTIME of the first mark since the unit was last idle */
+    uint32_t uid;           /* last writer */
+    int32_t pid;
+    volatile const int *cancel;
+} queue_job;
+
+typedef void (*queue_fn)(void *ctx, const queue_job *job);
+
+queue *queue_create(unsigned workers, unsigned quiet_ms, queue_fn fn, void *ctx);
+/* Stops the workers (cancelling running jobs) and frees everything. */
+void queue_destroy(queue *q);
+
+void queue_mark(queue *q, const char *path, uint32_t uid, int32_t pid);
+/* Forgets path and every unit below it (deleted). A running job is cancelled. */
+void queue_forget(queue *q, const char *path);
+/* Moves path and every unit below it; running jobs on them are restarted under the new name. */
+void queue_rename(queue *q, const char *from, const char *to);
+queue_state queue_get_state(queue *q, const char *path);
+/* True while path's job of generation gen is still the latest (its result may be stored). */
+bool queue_current(queue *q, const char *path, uint64_t gen);
+/* Waits until nothing is pending or running, at most timeout_ms; true when idle. */
+bool queue_wait_idle(queue *q, int timeout_ms);
+
+#endif

@@ -1,0 +1,1094 @@
+/* The lineage store (SQLite). Schema and migrations: see fs/README.md. */
+#include "store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct store_handle {
+    pthread_mutex_t write_lock; /* protects wr */
+    sqlite3 *wr;                /* NULL when read-only */
+    pthread_mutex_t read_lock;  /* protects rd */
+    sqlite3 *rd;
+};
+
+/* Version 1. Each later version appends one migration; store_open runs the missing ones. */
+static const char *const migrations[] = {
+    "CREATE TABLE models ("
+    "  id INTEGER PRIMARY KEY,"
+    "  digest TEXT UNIQUE,"
+    "  status TEXT NOT NULL CHECK (status IN"
+    "    ('pending','analyzing','ready','incomplete','failed')),"
+    "  error TEXT,"
+    "  format TEXT,"
+    "  fingerprint TEXT,"
+    "  hidden_size INTEGER, num_layers INTEGER, vocab_size INTEGER,"
+    "  n_params INTEGER, n_tensors INTEGER, arch_hash TEXT, family_hash TEXT,"
+    "  created_ns INTEGER NOT NULL,"
+    "  analyzed_at INTEGER);"
+    "CREATE INDEX models_hidden ON models(hidden_size);"
+    "CREATE INDEX models_vocab ON models(vocab_size);"
+    "CREATE INDEX models_family ON models(family_hash);"
+    "CREATE TABLE model_paths ("
+    "  path TEXT PRIMARY KEY,"
+    "  model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,"
+    "  dir_mtime_ns INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX model_paths_model ON model_paths(model_id);"
+    "CREATE TABLE files ("
+    "  model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,"
+    "  name TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT,"
+    "  PRIMARY KEY (model_id, name));"
+    "CREATE TABLE edges ("
+    "  parent_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,"
+    "  child_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,"
+    "  score REAL NOT NULL, verdict TEXT NOT NULL, signals TEXT,"
+    "  is_parent INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (parent_id, child_id));"
+    "CREATE INDEX edges_child ON edges(child_id);"
+    "CREATE TABLE events ("
+    "  id INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, uid INTEGER, pid INTEGER,"
+    "  path TEXT, model_id INTEGER, kind TEXT NOT NULL, detail TEXT);",
+};
+#define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
+
+static void store_log(sqlite3 *db, const char *what)
+{
+    fprintf(stderr, "provfs: store: %s: %s\n", what, db ? sqlite3_errmsg(db) : "no database");
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int exec_sql(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        fprintf(stderr, "provfs: store: %s\n", msg ? msg : "exec failed");
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+static sqlite3_stmt *prep(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+        store_log(db, sql);
+        return NULL;
+    }
+    return stmt;
+}
+
+/* Runs a statement that returns no rows; binds are done by the caller. Finalizes it. */
+static int step_done(sqlite3 *db, sqlite3_stmt *stmt)
+{
+    int rc = sqlite3_step(stmt);
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_DONE) {
+        store_log(db, "step");
+        return -1;
+    }
+    return 0;
+}
+
+static void copy_col(sqlite3_stmt *stmt, int col, char *out, size_t outlen)
+{
+    const unsigned char *text = sqlite3_column_text(stmt, col);
+    snprintf(out, outlen, "%s", text ? (const char *)text : "");
+}
+
+static char *dup_col(sqlite3_stmt *stmt, int col)
+{
+    const unsigned char *text = sqlite3_column_text(stmt, col);
+    return text ? strdup((const char *)text) : NULL;
+}
+
+static void bind_text(sqlite3_stmt *stmt, int idx, const char *text)
+{
+    if (text && *text)
+        sqlite3_bind_text(stmt, idx, text, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(stmt, idx);
+}
+
+static void bind_opt_int(sqlite3_stmt *stmt, int idx, int64_t v)
+{
+    if (v == INT64_MIN)
+        sqlite3_bind_null(stmt, idx);
+    else
+        sqlite3_bind_int64(stmt, idx, v);
+}
+
+static int open_conn(const char *path, bool readonly, sqlite3 **out, char *err, size_t errlen)
+{
+    int flags = SQLITE_OPEN_NOMUTEX | (readonly ? SQLITE_OPEN_READONLY
+                                                : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) : "cannot open");
+        sqlite3_close(db);
+        return -1;
+    }
+    sqlite3_busy_timeout(db, 10000);
+    sqlite3_extended_result_codes(db, 1);
+    if (exec_sql(db, "PRAGMA foreign_keys=ON") != 0 ||
+        (!readonly && (exec_sql(db, "PRAGMA journal_mode=WAL") != 0 ||
+                       exec_sql(db, "PRAGMA synchronous=NORMAL") != 0))) {
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
+        sqlite3_close(db);
+        return -1;
+    }
+    *out = db;
+    return 0;
+}
+
+static int migrate(sqlite3 *db, char *err, size_t errlen)
+{
+    if (exec_sql(db, "BEGIN IMMEDIATE") != 0)
+        goto fail;
+    sqlite3_stmt *stmt = prep(db, "PRAGMA user_version");
+    if (!stmt)
+        goto rollback;
+    int version = sqlite3_step(stmt) == SQLITE_ROW ? sqlite3_column_int(stmt, 0) : -1;
+    sqlite3_finalize(stmt);
+    if (version < 0 || version > (int)N_MIGRATIONS) {
+        snprintf(err, errlen, "database schema version %d is newer than this provfs (%d)", version,
+                 (int)N_MIGRATIONS);
+        exec_sql(db, "ROLLBACK");
+        return -1;
+    }
+    for (int v = version; v < (int)N_MIGRATIONS; v++) {
+        char sql[64];
+        if (exec_sql(db, migrations[v]) != 0)
+            goto rollback;
+        snprintf(sql, sizeof sql, "PRAGMA user_version=%d", v + 1);
+        if (exec_sql(db, sql) != 0)
+            goto rollback;
+    }
+    if (exec_sql(db, "COMMIT") != 0)
+        goto rollback;
+    return 0;
+rollback:
+    exec_sql(db, "ROLLBACK");
+fail:
+    snprintf(err, errlen, "schema migration failed: %s", sqlite3_errmsg(db));
+    return -1;
+}
+
+int store_open(const char *path, unsigned flags, store_handle **out, char *err, size_t errlen)
+{
+    bool readonly = flags & STORE_READONLY;
+    store_handle *st = calloc(1, sizeof *st);
+    if (!st) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    pthread_mutex_init(&st->write_lock, NULL);
+    pthread_mutex_init(&st->read_lock, NULL);
+    if (!readonly) {
+        if (open_conn(path, false, &st->wr, err, errlen) != 0)
+            goto fail;
+        if (migrate(st->wr, err, errlen) != 0)
+            goto fail;
+    }
+    if (open_conn(path, readonly, &st->rd, err, errlen) != 0)
+        goto fail;
+    *out = st;
+    return 0;
+fail:
+    store_close(st);
+    return -1;
+}
+
+void store_close(store_handle *st)
+{
+    if (!st)
+        return;
+    if (st->wr) {
+        sqlite3_exec(st->wr, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
+        sqlite3_close(st->wr);
+    }
+    sqlite3_close(st->rd);
+    pthread_mutex_destroy(&st->write_lock);
+    pthread_mutex_destroy(&st->read_lock);
+    free(st);
+}
+
+/* ---------------------------------------------------------------- reading */
+
+void store_model_clear(store_model *m)
+{
+    free(m->error);
+    memset(m, 0, sizeof *m);
+}
+
+void store_files_free(store_file *files, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(files[i].name);
+    free(files);
+}
+
+void store_links_free(store_link *links, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(links[i].path);
+        free(links[i].signals);
+    }
+    free(links);
+}
+
+#define MODEL_COLS "m.id, m.status, m.digest, m.format, m.error, m.analyzed_at, m.created_ns"
+
+static void read_model(sqlite3_stmt *stmt, store_model *out)
+{
+    memset(out, 0, sizeof *out);
+    out->id = sqlite3_column_int64(stmt, 0);
+    copy_col(stmt, 1, out->status, sizeof out->status);
+    copy_col(stmt, 2, out->digest, sizeof out->digest);
+    copy_col(stmt, 3, out->format, sizeof out->format);
+    out->error = dup_col(stmt, 4);
+    out->analyzed_at = sqlite3_column_int64(stmt, 5);
+    out->created_ns = sqlite3_column_int64(stmt, 6);
+}
+
+static int model_query(store_handle *st, const char *sql, const char *path, int64_t id,
+                       store_model *out)
+{
+    int ret = -1;
+    pthread_mutex_lock(&st->read_lock);
+    sqlite3_stmt *stmt = prep(st->rd, sql);
+    if (!stmt)
+        goto out;
+    if (path)
+        sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_int64(stmt, 1, id);
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        read_model(stmt, out);
+        ret = 0;
+    } else if (rc == SQLITE_DONE) {
+        ret = 1;
+    } else {
+        store_log(st->rd, "model lookup");
+    }
+    sqlite3_finalize(stmt);
+out:
+    pthread_mutex_unlock(&st->read_lock);
+    return ret;
+}
+
+int store_model_by_path(store_handle *st, const char *path, store_model *out)
+{
+    return model_query(st,
+                       "SELECT " MODEL_COLS " FROM model_paths p JOIN models m ON m.id = p.model_id"
+                       " WHERE p.path = ?1",
+                       path, 0, out);
+}
+
+int store_model_by_id(store_handle *st, int64_t id, store_model *out)
+{
+    return model_query(st, "SELECT " MODEL_COLS " FROM models m WHERE m.id = ?1", NULL, id, out);
+}
+
+/* Runs a one-row, one-text-column query on the reader; 1 when no row or NULL. */
+static int text_query(store_handle *st, const char *sql, int64_t id, const char *name, char **out)
+{
+    int ret = -1;
+    *out = NULL;
+    pthread_mutex_lock(&st->read_lock);
+    sqlite3_stmt *stmt = prep(st->rd, sql);
+    if (!stmt)
+        goto out;
+    sqlite3_bind_int64(stmt, 1, id);
+    if (name)
+        sqlite3_bind_text(stmt, 2, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW && sqlite3_column_type(stmt, 0) != SQLITE_NULL) {
+        *out = dup_col(stmt, 0);
+        ret = *out ? 0 : -1;
+    } else if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+        ret = 1;
+    } else {
+        store_log(st->rd, "query");
+    }
+    sqlite3_finalize(stmt);
+out:
+    pthread_mutex_unlock(&st->read_lock);
+    return ret;
+}
+
+int store_model_path(store_handle *st, int64_t id, char **out)
+{
+    return text_query(st, "SELECT min(path) FROM model_paths WHERE model_id = ?1", id, NULL, out);
+}
+
+int store_fingerprint(store_handle *st, int64_t id, char **json)
+{
+    return text_query(st, "SELECT fingerprint FROM models WHERE id = ?1", id, NULL, json);
+}
+
+int store_file_sha(store_handle *st, int64_t id, const char *name, char out[65])
+{
+    char *sha = NULL;
+    int ret = text_query(st, "SELECT sha256 FROM files WHERE model_id = ?1 AND name = ?2", id,
+                         name, &sha);
+    if (ret == 0)
+        snprintf(out, 65, "%s", sha);
+    free(sha);
+    return ret;
+}
+
+int store_files(store_handle *st, int64_t id, store_file **out, size_t *n)
+{
+    int ret = -1;
+    size_t count = 0, cap = 0;
+    store_file *files = NULL;
+    pthread_mutex_lock(&st->read_lock);
+    sqlite3_stmt *stmt = prep(st->rd, "SELECT name, size, mtime_ns, sha256 FROM files"
+                                      " WHERE model_id = ?1 ORDER BY name");
+    if (!stmt)
+        goto out;
+    sqlite3_bind_int64(stmt, 1, id);
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (count == cap) {
+            cap = cap ? cap * 2 : 8;
+            store_file *grown = realloc(files, cap * sizeof *files);
+            if (!grown)
+                goto out_stmt;
+            files = grown;
+        }
+        store_file *f = &files[count];
+        f->name = dup_col(stmt, 0);
+        if (!f->name)
+            goto out_stmt;
+        count++;
+        f->size = (uint64_t)sqlite3_column_int64(stmt, 1);
+        f->mtime_ns = sqlite3_column_int64(stmt, 2);
+        copy_col(stmt, 3, f->sha256, sizeof f->sha256);
+    }
+    if (rc == SQLITE_DONE)
+        ret = 0;
+    else
+        store_log(st->rd, "files");
+out_stmt:
+    sqlite3_finalize(stmt);
+out:
+    pthread_mutex_unlock(&st->read_lock);
+    if (ret != 0) {
+        store_files_free(files, count);
+        files = NULL;
+        count = 0;
+    }
+    *out = files;
+    *n = count;
+    return ret;
+}
+
+#define LINK_COLS                                                                                \
+    "e.score, e.verdict, e.signals, e.is_parent,"                                                \
+    " (SELECT min(path) FROM model_paths WHERE model_id = %s)"
+
+static void read_link(sqlite3_stmt *stmt, int64_t id, store_link *out)
+{
+    memset(out, 0, sizeof *out);
+    out->id = id;
+    out->score = sqlite3_column_double(stmt, 0);
+    copy_col(stmt, 1, out->verdict, sizeof out->verdict);
+    out->signals = dup_col(stmt, 2);
+    out->is_parent = sqlite3_column_int(stmt, 3) != 0;
+    out->path = dup_col(stmt, 4);
+}
+
+/* Parent edge of id, with the reader lock held. */
+static int parent_locked(store_handle *st, int64_t id, store_link *out)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT " LINK_COLS ", e.parent_id FROM edges e"
+             " WHERE e.child_id = ?1 AND e.is_parent = 1",
+             "e.parent_id");
+    sqlite3_stmt *stmt = prep(st->rd, sql);
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, id);
+    int rc = sqlite3_step(stmt), ret;
+    if (rc == SQLITE_ROW) {
+        read_link(stmt, sqlite3_column_int64(stmt, 5), out);
+        ret = 0;
+    } else {
+        ret = rc == SQLITE_DONE ? 1 : -1;
+        if (ret < 0)
+            store_log(st->rd, "parent");
+    }
+    sqlite3_finalize(stmt);
+    return ret;
+}
+
+int store_parent(store_handle *st, int64_t id, store_link *out)
+{
+    pthread_mutex_lock(&st->read_lock);
+    int ret = parent_locked(st, id, out);
+    pthread_mutex_unlock(&st->read_lock);
+    return ret;
+}
+
+int store_ancestors(store_handle *st, int64_t id, store_link **out, size_t *n)
+{
+    store_link *links = calloc(64, sizeof *links);
+    size_t count = 0;
+    int ret = 0;
+    if (!links)
+        return -1;
+    pthread_mutex_lock(&st->read_lock);
+    int64_t cur = id;
+    while (count < 64) {
+        int rc = parent_locked(st, cur, &links[count]);
+        if (rc != 0) {
+            ret = rc < 0 ? -1 : 0;
+            break;
+        }
+        cur = links[count].id;
+        count++;
+    }
+    pthread_mutex_unlock(&st->read_lock);
+    *out = links;
+    *n = count;
+    return ret;
+}
+
+int store_children(store_handle *st, int64_t id, store_link **out, size_t *n)
+{
+    int ret = -1;
+    size_t count = 0, cap = 0;
+    store_link *links = NULL;
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT " LINK_COLS ", e.child_id FROM edges e WHERE e.parent_id = ?1"
+             " ORDER BY e.child_id",
+             "e.child_id");
+    pthread_mutex_lock(&st->read_lock);
+    sqlite3_stmt *stmt = prep(st->rd, sql);
+    if (!stmt)
+        goto out;
+    sqlite3_bind_int64(stmt, 1, id);
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (count == cap) {
+            cap = cap ? cap * 2 : 8;
+            store_link *grown = realloc(links, cap * sizeof *links);
+            if (!grown)
+                goto out_stmt;
+            links = grown;
+        }
+        read_link(stmt, sqlite3_column_int64(stmt, 5), &links[count++]);
+    }
+    if (rc == SQLITE_DONE)
+        ret = 0;
+out_stmt:
+    sqlite3_finalize(stmt);
+out:
+    pthread_mutex_unlock(&st->read_lock);
+    if (ret != 0) {
+        store_links_free(links, count);
+        links = NULL;
+        count = 0;
+    }
+    *out = links;
+    *n = count;
+    return ret;
+}
+
+int store_counts_get(store_handle *st, store_counts *out)
+{
+    int ret = -1;
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&st->read_lock);
+    sqlite3_stmt *stmt = prep(
+        st->rd, "SELECT (SELECT count(*) FROM models), (SELECT count(*) FROM model_paths),"
+                " (SELECT count(*) FROM edges),"
+                " (SELECT count(*) FROM models WHERE status = 'pending'),"
+                " (SELECT count(*) FROM models WHERE status = 'analyzing'),"
+                " (SELECT count(*) FROM models WHERE status = 'ready'),"
+                " (SELECT count(*) FROM models WHERE status = 'incomplete'),"
+                " (SELECT count(*) FROM models WHERE status = 'failed')");
+    if (!stmt)
+        goto out;
+    if (sqlite3_step(stmt) == SQLITE_ROW) {
+        int64_t *fields[] = {&out->models,    &out->paths, &out->edges,      &out->pending,
+                             &out->analyzing, &out->ready, &out->incomplete, &out->failed};
+        for (int i = 0; i < 8; i++)
+            *fields[i] = sqlite3_column_int64(stmt, i);
+        ret = 0;
+    }
+    sqlite3_finalize(stmt);
+out:
+    pthread_mutex_unlock(&st->read_lock);
+    return ret;
+}
+
+typedef struct path_row {
+    char *path;
+    int64_t model_id;
+    char status[16];
+    int64_t dir_mtime_ns;
+} path_row;
+
+int store_each_path(store_handle *st, store_path_cb cb, void *ctx)
+{
+    /* Copy the rows out first: the callback may write to the store. */
+    path_row *rows = NULL;
+    size_t count = 0, cap = 0;
+    int ret = -1;
+    pthread_mutex_lock(&st->read_lock);
+    sqlite3_stmt *stmt = prep(st->rd, "SELECT p.path, p.model_id, m.status, p.dir_mtime_ns"
+                                      " FROM model_paths p JOIN models m ON m.id = p.model_id"
+                                      " ORDER BY p.path");
+    if (!stmt) {
+        pthread_mutex_unlock(&st->read_lock);
+        return -1;
+    }
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (count == cap) {
+            cap = cap ? cap * 2 : 64;
+            path_row *grown = realloc(rows, cap * sizeof *rows);
+            if (!grown)
+                break;
+            rows = grown;
+        }
+        rows[count].path = dup_col(stmt, 0);
+        if (!rows[count].path)
+            break;
+        rows[count].model_id = sqlite3_column_int64(stmt, 1);
+        copy_col(stmt, 2, rows[count].status, sizeof rows[count].status);
+        rows[count].dir_mtime_ns = sqlite3_column_int64(stmt, 3);
+        count++;
+    }
+    sqlite3_finalize(stmt);
+    pthread_mutex_unlock(&st->read_lock);
+    if (rc == SQLITE_DONE) {
+        ret = 0;
+        for (size_t i = 0; i < count; i++)
+            if (cb(ctx, rows[i].path, rows[i].model_id, rows[i].status, rows[i].dir_mtime_ns))
+                break;
+    }
+    for (size_t i = 0; i < count; i++)
+        free(rows[i].path);
+    free(rows);
+    return ret;
+}
+
+/* ---------------------------------------------------------------- writing */
+
+static int tx_begin(store_handle *st)
+{
+    if (!st->wr)
+        return -1;
+    pthread_mutex_lock(&st->write_lock);
+    if (exec_sql(st->wr, "BEGIN IMMEDIATE") != 0) {
+        pthread_mutex_unlock(&st->write_lock);
+        return -1;
+    }
+    return 0;
+}
+
+static int tx_end(store_handle *st, int ret)
+{
+    if (ret == 0 && exec_sql(st->wr, "COMMIT") != 0)
+        ret = -1;
+    if (ret != 0)
+        exec_sql(st->wr, "ROLLBACK");
+    pthread_mutex_unlock(&st->write_lock);
+    return ret;
+}
+
+/* Single-int64-result query on the writer; 1 when no row. */
+static int wr_int(store_handle *st, const char *sql, int64_t arg, const char *text, int64_t *out)
+{
+    sqlite3_stmt *stmt = prep(st->wr, sql);
+    if (!stmt)
+        return -1;
+    if (text)
+        sqlite3_bind_text(stmt, 1, text, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_int64(stmt, 1, arg);
+    int rc = sqlite3_step(stmt), ret;
+    if (rc == SQLITE_ROW) {
+        *out = sqlite3_column_int64(stmt, 0);
+        ret = 0;
+    } else {
+        ret = rc == SQLITE_DONE ? 1 : -1;
+        if (ret < 0)
+            store_log(st->wr, sql);
+    }
+    sqlite3_finalize(stmt);
+    return ret;
+}
+
+static int wr_exec_id(store_handle *st, const char *sql, int64_t id)
+{
+    sqlite3_stmt *stmt = prep(st->wr, sql);
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, id);
+    return step_done(st->wr, stmt);
+}
+
+/* Recomputes is_parent for the incoming edges of child: the best score wins, ties go to the
+ * earliest parent. */
+static int relink_child(store_handle *st, int64_t child)
+{
+    sqlite3_stmt *stmt = prep(st->wr, "UPDATE edges SET is_parent = (parent_id = ("
+                                      "  SELECT e.parent_id FROM edges e WHERE e.child_id = ?1"
+                                      "  ORDER BY e.score DESC, e.parent_id LIMIT 1))"
+                                      " WHERE child_id = ?1");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, child);
+    return step_done(st->wr, stmt);
+}
+
+/* Deletes a model that no longer has a path, relinking its former children. */
+static int drop_if_orphan(store_handle *st, int64_t id)
+{
+    int64_t n = 0;
+    if (wr_int(st, "SELECT count(*) FROM model_paths WHERE model_id = ?1", id, NULL, &n) != 0)
+        return -1;
+    if (n > 0)
+        return 0;
+    int64_t *children = NULL;
+    size_t count = 0, cap = 0;
+    sqlite3_stmt *stmt = prep(st->wr, "SELECT child_id FROM edges WHERE parent_id = ?1");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, id);
+    while (sqlite3_step(stmt) == SQLITE_ROW) {
+        if (count == cap) {
+            cap = cap ? cap * 2 : 8;
+            int64_t *grown = realloc(children, cap * sizeof *children);
+            if (!grown)
+                break;
+            children = grown;
+        }
+        children[count++] = sqlite3_column_int64(stmt, 0);
+    }
+    sqlite3_finalize(stmt);
+    int ret = wr_exec_id(st, "DELETE FROM models WHERE id = ?1", id);
+    for (size_t i = 0; ret == 0 && i < count; i++)
+        ret = relink_child(st, children[i]);
+    free(children);
+    return ret;
+}
+
+static int new_model(store_handle *st, const char *status, int64_t created_ns, int64_t *id)
+{
+    sqlite3_stmt *stmt = prep(st->wr, "INSERT INTO models (status, created_ns) VALUES (?1, ?2)");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_text(stmt, 1, status, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, created_ns);
+    if (step_done(st->wr, stmt) != 0)
+        return -1;
+    *id = sqlite3_last_insert_rowid(st->wr);
+    return 0;
+}
+
+static int set_path(store_handle *st, const char *path, int64_t id, int64_t dir_mtime_ns)
+{
+    sqlite3_stmt *stmt = prep(st->wr, "INSERT INTO model_paths (path, model_id, dir_mtime_ns)"
+                                      " VALUES (?1, ?2, ?3) ON CONFLICT(path) DO UPDATE SET"
+                                      " model_id = excluded.model_id,"
+                                      " dir_mtime_ns = excluded.dir_mtime_ns");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, id);
+    sqlite3_bind_int64(stmt, 3, dir_mtime_ns);
+    return step_done(st->wr, stmt);
+}
+
+int store_begin(store_handle *st, const char *path, int64_t created_ns, int64_t dir_mtime_ns,
+                int64_t *model_id)
+{
+    if (tx_begin(st) != 0)
+        return -1;
+    int64_t id = 0, shared = 0;
+    int ret = wr_int(st, "SELECT model_id FROM model_paths WHERE path = ?1", 0, path, &id);
+    if (ret == 0)
+        ret = wr_int(st, "SELECT count(*) FROM model_paths WHERE model_id = ?1", id, NULL,
+                     &shared);
+    if (ret == 0 && shared > 1)
+        ret = 1; /* the content stays with its other paths; this path starts over */
+    if (ret == 1)
+        ret = new_model(st, "analyzing", created_ns, &id);
+    else if (ret == 0)
+        ret = wr_exec_id(st, "UPDATE models SET status = 'analyzing' WHERE id = ?1", id);
+    if (ret == 0)
+        ret = set_path(st, path, id, dir_mtime_ns);
+    if (ret == 0)
+        *model_id = id;
+    return tx_end(st, ret);
+}
+
+int store_set_status(store_handle *st, const char *path, const char *status)
+{
+    if (tx_begin(st) != 0)
+        return -1;
+    int ret = -1;
+    sqlite3_stmt *stmt = prep(st->wr, "UPDATE models SET status = ?2 WHERE id ="
+                                      " (SELECT model_id FROM model_paths WHERE path = ?1)");
+    if (stmt) {
+        sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 2, status, -1, SQLITE_STATIC);
+        ret = step_done(st->wr, stmt);
+    }
+    return tx_end(st, ret);
+}
+
+/* Removes every edge touching id, relinking the models on the other end. */
+static int drop_edges(store_handle *st, int64_t id)
+{
+    int64_t *others = NULL;
+    size_t count = 0, cap = 0;
+    sqlite3_stmt *stmt = prep(st->wr, "SELECT child_id FROM edges WHERE parent_id = ?1");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, id);
+    while (sqlite3_step(stmt) == SQLITE_ROW) {
+        if (count == cap) {
+            cap = cap ? cap * 2 : 8;
+            int64_t *grown = realloc(others, cap * sizeof *others);
+            if (!grown)
+                break;
+            others = grown;
+        }
+        others[count++] = sqlite3_column_int64(stmt, 0);
+    }
+    sqlite3_finalize(stmt);
+    int ret = wr_exec_id(st, "DELETE FROM edges WHERE parent_id = ?1 OR child_id = ?1", id);
+    for (size_t i = 0; ret == 0 && i < count; i++)
+        ret = relink_child(st, others[i]);
+    free(others);
+    return ret;
+}
+
+int store_finish_error(store_handle *st, int64_t model_id, const char *status, const char *error)
+{
+    if (tx_begin(st) != 0)
+        return -1;
+    int ret = -1;
+    sqlite3_stmt *stmt =
+        prep(st->wr, "UPDATE models SET status = ?2, error = ?3, digest = NULL, fingerprint = NULL,"
+                     " format = NULL, hidden_size = NULL, num_layers = NULL, vocab_size = NULL,"
+                     " n_params = NULL, n_tensors = NULL, arch_hash = NULL, family_hash = NULL,"
+                     " analyzed_at = ?4 WHERE id = ?1");
+    if (stmt) {
+        sqlite3_bind_int64(stmt, 1, model_id);
+        sqlite3_bind_text(stmt, 2, status, -1, SQLITE_STATIC);
+        bind_text(stmt, 3, error);
+        sqlite3_bind_int64(stmt, 4, now_ns() / 1000000000);
+        ret = step_done(st->wr, stmt);
+    }
+    if (ret == 0)
+        ret = wr_exec_id(st, "DELETE FROM files WHERE model_id = ?1", model_id);
+    if (ret == 0)
+        ret = drop_edges(st, model_id);
+    return tx_end(st, ret);
+}
+
+static int insert_files(store_handle *st, int64_t id, const store_result *res)
+{
+    if (wr_exec_id(st, "DELETE FROM files WHERE model_id = ?1", id) != 0)
+        return -1;
+    sqlite3_stmt *stmt = prep(st->wr, "INSERT OR REPLACE INTO files"
+                                      " (model_id, name, size, mtime_ns, sha256)"
+                                      " VALUES (?1, ?2, ?3, ?4, ?5)");
+    if (!stmt)
+        return -1;
+    int ret = 0;
+    for (size_t i = 0; i < res->n_files && ret == 0; i++) {
+        const store_file *f = &res->files[i];
+        sqlite3_bind_int64(stmt, 1, id);
+        sqlite3_bind_text(stmt, 2, f->name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 3, (int64_t)f->size);
+        sqlite3_bind_int64(stmt, 4, f->mtime_ns);
+        bind_text(stmt, 5, f->sha256);
+        if (sqlite3_step(stmt) != SQLITE_DONE) {
+            store_log(st->wr, "insert file");
+            ret = -1;
+        }
+        sqlite3_reset(stmt);
+    }
+    sqlite3_finalize(stmt);
+    return ret;
+}
+
+int store_finish_ready(store_handle *st, const char *path, int64_t model_id,
+                       const store_result *res, int64_t *final_id, bool *merged)
+{
+    if (tx_begin(st) != 0)
+        return -1;
+    int64_t other = 0;
+    *merged = false;
+    *final_id = model_id;
+    int ret = wr_int(st, "SELECT id FROM models WHERE digest = ?1", 0, res->digest, &other);
+    if (ret == 0 && other != model_id) {
+        /* Same content already stored: one model, one more path. */
+        int64_t dir_mtime = 0;
+        sqlite3_stmt *stmt = prep(st->wr, "SELECT dir_mtime_ns FROM model_paths WHERE path = ?1");
+        if (stmt) {
+            sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
+            if (sqlite3_step(stmt) == SQLITE_ROW)
+                dir_mtime = sqlite3_column_int64(stmt, 0);
+            sqlite3_finalize(stmt);
+        }
+        ret = set_path(st, path, other, dir_mtime);
+        if (ret == 0)
+            ret = drop_if_orphan(st, model_id);
+        if (ret == 0)
+            ret = wr_exec_id(st, "UPDATE models SET status = 'ready' WHERE id = ?1", other);
+        *final_id = other;
+        *merged = true;
+        return tx_end(st, ret);
+    }
+    if (ret < 0)
+        return tx_end(st, ret);
+    sqlite3_stmt *stmt = prep(
+        st->wr, "UPDATE models SET status = 'ready', error = NULL, digest = ?2, format = ?3,"
+                " fingerprint = ?4, hidden_size = ?5, num_layers = ?6, vocab_size = ?7,"
+                " n_params = ?8, n_tensors = ?9, arch_hash = ?10, family_hash = ?11,"
+                " analyzed_at = ?12 WHERE id = ?1");
+    ret = -1;
+    if (stmt) {
+        sqlite3_bind_int64(stmt, 1, model_id);
+        bind_text(stmt, 2, res->digest);
+        bind_text(stmt, 3, res->format);
+        bind_text(stmt, 4, res->fingerprint_json);
+        bind_opt_int(stmt, 5, res->keys.hidden_size);
+        bind_opt_int(stmt, 6, res->keys.num_layers);
+        bind_opt_int(stmt, 7, res->keys.vocab_size);
+        sqlite3_bind_int64(stmt, 8, (int64_t)res->keys.n_params);
+        sqlite3_bind_int64(stmt, 9, (int64_t)res->keys.n_tensors);
+        bind_text(stmt, 10, res->keys.arch_hash);
+        bind_text(stmt, 11, res->keys.family_hash);
+        sqlite3_bind_int64(stmt, 12, now_ns() / 1000000000);
+        ret = step_done(st->wr, stmt);
+    }
+    if (ret == 0)
+        ret = insert_files(st, model_id, res);
+    if (ret == 0)
+        ret = drop_edges(st, model_id);
+    return tx_end(st, ret);
+}
+
+int store_candidates(store_handle *st, const store_keys *keys, int64_t exclude_id,
+                     store_cand_cb cb, void *ctx)
+{
+    /* Reads on the writer connection: the caller serialises lineage work, and must see every
+     * commit made so far. Rows are streamed; the callback must not call into the store. */
+    if (!st->wr)
+        return -1;
+    pthread_mutex_lock(&st->write_lock);
+    int ret = -1;
+    sqlite3_stmt *stmt = prep(st->wr, "SELECT id, created_ns, fingerprint, digest FROM models"
+                                      " WHERE status = 'ready' AND id != ?1"
+                                      " AND fingerprint IS NOT NULL"
+                                      " AND (hidden_size = ?2 OR vocab_size = ?3"
+                                      "      OR family_hash = ?4 OR arch_hash = ?5)");
+    if (stmt) {
+        sqlite3_bind_int64(stmt, 1, exclude_id);
+        bind_opt_int(stmt, 2, keys->hidden_size);
+        bind_opt_int(stmt, 3, keys->vocab_size);
+        bind_text(stmt, 4, keys->family_hash);
+        bind_text(stmt, 5, keys->arch_hash);
+        int rc;
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+            const char *json = (const char *)sqlite3_column_text(stmt, 2);
+            size_t len = (size_t)sqlite3_column_bytes(stmt, 2);
+            const char *digest = (const char *)sqlite3_column_text(stmt, 3);
+            if (cb(ctx, sqlite3_column_int64(stmt, 0), sqlite3_column_int64(stmt, 1),
+                   digest ? digest : "", json, len))
+                break;
+        }
+        ret = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+        sqlite3_finalize(stmt);
+    }
+    pthread_mutex_unlock(&st->write_lock);
+    return ret;
+}
+
+int store_set_edges(store_handle *st, int64_t model_id, const store_edge *edges, size_t n)
+{
+    if (tx_begin(st) != 0)
+        return -1;
+    int ret = drop_edges(st, model_id);
+    sqlite3_stmt *stmt = ret == 0 ? prep(st->wr, "INSERT OR REPLACE INTO edges"
+                                                 " (parent_id, child_id, score, verdict, signals)"
+                                                 " VALUES (?1, ?2, ?3, ?4, ?5)")
+                                  : NULL;
+    if (!stmt)
+        ret = -1;
+    for (size_t i = 0; i < n && ret == 0; i++) {
+        sqlite3_bind_int64(stmt, 1, edges[i].parent_id);
+        sqlite3_bind_int64(stmt, 2, edges[i].child_id);
+        sqlite3_bind_double(stmt, 3, edges[i].score);
+        sqlite3_bind_text(stmt, 4, edges[i].verdict, -1, SQLITE_STATIC);
+        bind_text(stmt, 5, edges[i].signals);
+        if (sqlite3_step(stmt) != SQLITE_DONE) {
+            store_log(st->wr, "insert edge");
+            ret = -1;
+        }
+        sqlite3_reset(stmt);
+    }
+    sqlite3_finalize(stmt);
+    if (ret == 0)
+        ret = relink_child(st, model_id);
+    for (size_t i = 0; i < n && ret == 0; i++)
+        if (edges[i].child_id != model_id)
+            ret = relink_child(st, edges[i].child_id);
+    return tx_end(st, ret);
+}
+
+/* ---------------------------------------------------------------- namespace changes */
+
+/* LIKE pattern for "everything below dir": escapes the wildcards of dir itself. */
+static char *below_pattern(const char *dir)
+{
+    size_t len = strlen(dir);
+    char *pat = malloc(2 * len + 3);
+    if (!pat)
+        return NULL;
+    char *p = pat;
+    for (size_t i = 0; i < len; i++) {
+        if (dir[i] == '%' || dir[i] == '_' || dir[i] == '\\')
+            *p++ = '\\';
+        *p++ = dir[i];
+    }
+    if (p == pat || p[-1] != '/')
+        *p++ = '/';
+    *p++ = '%';
+    *p = '\0';
+    return pat;
+}
+
+int store_remove_path(store_handle *st, const char *path, bool recursive)
+{
+    /* A pattern that matches nothing when only path itself goes. */
+    char *pat = recursive ? below_pattern(path) : strdup("");
+    if (!pat)
+        return -1;
+    if (tx_begin(st) != 0) {
+        free(pat);
+        return -1;
+    }
+    int ret = -1;
+    int64_t *ids = NULL;
+    size_t count = 0, cap = 0;
+    sqlite3_stmt *stmt = prep(st->wr, "SELECT DISTINCT model_id FROM model_paths"
+                                      " WHERE path = ?1 OR path LIKE ?2 ESCAPE '\\'");
+    if (!stmt)
+        goto out;
+    sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, pat, -1, SQLITE_STATIC);
+    while (sqlite3_step(stmt) == SQLITE_ROW) {
+        if (count == cap) {
+            cap = cap ? cap * 2 : 8;
+            int64_t *grown = realloc(ids, cap * sizeof *ids);
+            if (!grown)
+                break;
+            ids = grown;
+        }
+        ids[count++] = sqlite3_column_int64(stmt, 0);
+    }
+    sqlite3_finalize(stmt);
+    stmt = prep(st->wr, "DELETE FROM model_paths WHERE path = ?1 OR path LIKE ?2 ESCAPE '\\'");
+    if (!stmt)
+        goto out;
+    sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, pat, -1, SQLITE_STATIC);
+    ret = step_done(st->wr, stmt);
+    for (size_t i = 0; ret == 0 && i < count; i++)
+        ret = drop_if_orphan(st, ids[i]);
+out:
+    free(ids);
+    free(pat);
+    return tx_end(st, ret);
+}
+
+int store_rename(store_handle *st, const char *from, const char *to)
+{
+    char *pat = below_pattern(from);
+    char *to_pat = below_pattern(to);
+    int ret = -1;
+    if (!pat || !to_pat)
+        goto out_free;
+    if (tx_begin(st) != 0)
+        goto out_free;
+    /* Whatever was stored at the target is replaced (rename over an existing name). */
+    sqlite3_stmt *stmt =
+        prep(st->wr, "DELETE FROM model_paths WHERE path = ?1 OR path LIKE ?2 ESCAPE '\\'");
+    if (stmt) {
+        sqlite3_bind_text(stmt, 1, to, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 2, to_pat, -1, SQLITE_STATIC);
+        ret = step_done(st->wr, stmt);
+    }
+    stmt = ret == 0 ? prep(st->wr, "UPDATE model_paths SET path = ?3 || substr(path, ?4)"
+                                   " WHERE path = ?1 OR path LIKE ?2 ESCAPE '\\'")
+                    : NULL;
+    if (stmt) {
+        sqlite3_bind_text(stmt, 1, from, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 2, pat, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 3, to, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 4, (int64_t)strlen(from) + 1);
+        ret = step_done(st->wr, stmt);
+    } else {
+        ret = -1;
+    }
+    if (ret == 0)
+        ret = exec_sql(st->wr, "DELETE FROM models WHERE id NOT IN"
+                               " (SELECT model_id FROM model_paths)");
+    ret = tx_end(st, ret);
+out_free:
+    free(pat);
+    free(to_pat);
+    return ret;
+}
+
+int store_event(store_handle *st, uint32_t uid, int32_t pid, const char *path, int64_t model_id,
+                const char *kind, const char *detail)
+{
+    if (!st->wr)
+        return -1;
+    pthread_mutex_lock(&st->write_lock);
+    int ret = -1;
+    sqlite3_stmt *stmt = prep(st->wr, "INSERT INTO events (time_ns, uid, pid, path, model_id,"
+                                      " kind, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    if (stmt) {
+        sqlite3_bind_int64(stmt, 1, now_ns());
+        sqlite3_bind_int64(stmt, 2, uid);
+        sqlite3_bind_int64(stmt, 3, pid);
+        bind_text(stmt, 4, path);
+        if (model_id)
+            sqlite3_bind_int64(stmt, 5, model_id);
+        else
+            sqlite3_bind_null(stmt, 5);
+        sqlite3_bind_text(stmt, 6, kind, -1, SQLITE_STATIC);
+        bind_text(stmt, 7, detail);
+        ret = step_done(st->wr, stmt);
+    }
+    pthread_mutex_unlock(&st->write_lock);
+    return ret;
+}

@@ -1,0 +1,155 @@
+/* The lineage store: one SQLite database (WAL) per mounted BACKING.
+ *
+ * Plain module, no FUSE: provfs and provctl share it. Paths are mount-relative with a leading
+ * slash ("/bases/tiny"); the store root is "/". Every function is thread-safe: the store keeps a
+ * writer connection and a reader connection, each behind its own mutex, and never holds either
+ * across a caller's code. Lock order: store_handle.write_lock, then store_handle.read_lock (never
+ * both at once in practice). Return values: 0 success, 1 "not found" where documented, -1 error
+ * (a message is logged through the callback given to store_open, or stderr).
+ */
+#ifndef PROVFS_STORE_H
+#define PROVFS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct store_handle store_handle;
+
+#define STORE_SCHEMA_VERSION 1
+
+enum { STORE_READONLY = 1u << 0 };
+
+/* Opens (and creates or migrates, unless READONLY) the database at path. err gets a one-line
+ * reason on failure. */
+int store_open(const char *path, unsigned flags, store_handle **out, char *err, size_t errlen);
+void store_close(store_handle *st);
+
+/* ---------------------------------------------------------------- reading */
+
+typedef struct store_model {
+    int64_t id;
+    char status[16];
+    char digest[65];  /* "" while unknown */
+    char format[32];  /* "" while unknown */
+    char *error;      /* NULL unless failed/incomplete */
+    int64_t analyzed_at; /* unix seconds, 0 = never */
+    int64_t created_ns;
+} store_model;
+
+typedef struct store_file {
+    char *name;
+    uint64_t size;
+    int64_t mtime_ns;
+    char sha256[65];
+} store_file;
+
+typedef struct store_link {
+    int64_t id;
+    char *path;       /* first path of that model, NULL when it has none */
+    double score;
+    char verdict[16];
+    char *signals;    /* JSON text or NULL */
+    bool is_parent;
+} store_link;
+
+typedef struct store_counts {
+    int64_t models, paths, edges;
+    int64_t pending, analyzing, ready, incomplete, failed;
+} store_counts;
+
+void store_model_clear(store_model *m);
+void store_files_free(store_file *files, size_t n);
+void store_links_free(store_link *links, size_t n);
+
+/* 0 and *out filled, 1 when no model has that path. */
+int store_model_by_path(store_handle *st, const char *path, store_model *out);
+int store_model_by_id(store_handle *st, int64_t id, store_model *out);
+/* First path (sorted) of a model; 1 when none. *out is malloc'd. */
+int store_model_path(store_handle *st, int64_t id, char **out);
+int store_files(store_handle *st, int64_t id, store_file **out, size_t *n);
+/* 0 and out filled (65 bytes), 1 when the unit has no such file. */
+int store_file_sha(store_handle *st, int64_t id, const char *name, char out[65]);
+/* Stored fingerprint JSON (provfs.fingerprint/1), 1 when none. */
+int store_fingerprint(store_handle *st, int64_t id, char **json);
+/* The is_parent edge into id; 1 when the model has no parent. */
+int store_parent(store_handle *st, int64_t id, store_link *out);
+/* Parents up to the root (nearest first), at most 64 (cycles cannot happen: edges always point
+ * from an earlier-created model to a later one). */
+int store_ancestors(store_handle *st, int64_t id, store_link **out, size_t *n);
+/* Every edge out of id (children and other derived models). */
+int store_children(store_handle *st, int64_t id, store_link **out, size_t *n);
+int store_counts_get(store_handle *st, store_counts *out);
+
+/* Every path and its model, for reconciling: cb returns non-zero to stop. */
+typedef int (*store_path_cb)(void *ctx, const char *path, int64_t model_id, const char *status,
+                             int64_t dir_mtime_ns);
+int store_each_path(store_handle *st, store_path_cb cb, void *ctx);
+
+/* ---------------------------------------------------------------- analysis */
+
+/* Lineage prefilter keys of a fingerprint (PA_NULL_INT / "" when unknown). */
+typedef struct store_keys {
+    int64_t hidden_size, num_layers, vocab_size;
+    uint64_t n_params;
+    uint64_t n_tensors;
+    char arch_hash[65];
+    char family_hash[65];
+} store_keys;
+
+/* Starts analysing path: finds or creates its model row (a model shared with other paths is left
+ * to them and path gets a fresh row), sets status 'analyzing', records dir_mtime_ns. */
+int store_begin(store_handle *st, const char *path, int64_t created_ns, int64_t dir_mtime_ns,
+                int64_t *model_id);
+/* Marks a model 'pending' (e.g. found changed on mount). */
+int store_set_status(store_handle *st, const char *path, const char *status);
+/* Ends an analysis that produced no fingerprint: status is 'failed' or 'incomplete'. Clears the
+ * digest, files and edges of the model. */
+int store_finish_error(store_handle *st, int64_t model_id, const char *status, const char *error);
+
+typedef struct store_result {
+    const char *digest;
+    const char *format;
+    const char *fingerprint_json;
+    store_keys keys;
+    size_t n_files;
+    const store_file *files;
+} store_result;
+
+/* Ends a successful analysis. When another model already has this digest, path joins that model
+ * (same content at two paths is one model), the row model_id is dropped when no path is left,
+ * *final_id is the other model and *merged is true. Otherwise the row gets the result, its files
+ * are replaced and its edges removed (the caller links it again). */
+int store_finish_ready(store_handle *st, const char *path, int64_t model_id,
+                       const store_result *res, int64_t *final_id, bool *merged);
+
+/* Candidate ancestors/descendants for lineage: ready models sharing the hidden size, vocabulary
+ * size or family hash with keys, excluding exclude_id. cb gets each one's fingerprint JSON. */
+typedef int (*store_cand_cb)(void *ctx, int64_t id, int64_t created_ns, const char *digest,
+                             const char *fp_json, size_t fp_len);
+int store_candidates(store_handle *st, const store_keys *keys, int64_t exclude_id,
+                     store_cand_cb cb, void *ctx);
+
+typedef struct store_edge {
+    int64_t parent_id, child_id;
+    double score;
+    const char *verdict;
+    const char *signals; /* JSON or NULL */
+} store_edge;
+
+/* Replaces every edge touching model_id with edges[] and recomputes is_parent (the best-scoring
+ * incoming edge) for model_id and every model on the other end. */
+int store_set_edges(store_handle *st, int64_t model_id, const store_edge *edges, size_t n);
+
+/* ---------------------------------------------------------------- namespace changes */
+
+/* Removes path (and, when recursive, the paths below it); models left without paths are
+ * deleted. */
+int store_remove_path(store_handle *st, const char *path, bool recursive);
+/* Renames path and every path below it. */
+int store_rename(store_handle *st, const char *from, const char *to);
+/* Appends to the events table. model_id 0 = none. */
+int store_event(store_handle *st, uint32_t uid, int32_t pid, const char *path, int64_t model_id,
+                const char *kind, const char *detail);
+
+#endif

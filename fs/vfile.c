@@ -1,0 +1,236 @@
+/* `.provenance` JSON rendering. */
+#include "vfile.h"
+
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void add_str_or_null(cJSON *o, const char *key, const char *value)
+{
+    if (value && *value)
+        cJSON_AddStringToObject(o, key, value);
+    else
+        cJSON_AddNullToObject(o, key);
+}
+
+static void add_hex_id(cJSON *o, const char *key, int64_t id)
+{
+    char hex[24];
+    snprintf(hex, sizeof hex, "%" PRIx64, (uint64_t)id);
+    cJSON_AddStringToObject(o, key, hex);
+}
+
+static void add_time(cJSON *o, const char *key, int64_t unix_seconds)
+{
+    if (unix_seconds <= 0) {
+        cJSON_AddNullToObject(o, key);
+        return;
+    }
+    time_t t = (time_t)unix_seconds;
+    struct tm tm;
+    char text[32];
+    gmtime_r(&t, &tm);
+    strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    cJSON_AddStringToObject(o, key, text);
+}
+
+static cJSON *link_json(const store_link *l, bool with_signals)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    add_str_or_null(o, "path", l->path);
+    add_hex_id(o, "id", l->id);
+    cJSON_AddNumberToObject(o, "score", l->score);
+    cJSON_AddStringToObject(o, "verdict", l->verdict);
+    if (with_signals) {
+        cJSON *cmp = l->signals ? cJSON_Parse(l->signals) : NULL;
+        cJSON *sig = cmp ? cJSON_DetachItemFromObjectCaseSensitive(cmp, "signals") : NULL;
+        cJSON_AddItemToObject(o, "signals", sig ? sig : cJSON_CreateNull());
+        cJSON *reason = cmp ? cJSON_GetObjectItemCaseSensitive(cmp, "reason") : NULL;
+        if (cJSON_IsString(reason))
+            cJSON_AddStringToObject(o, "reason", reason->valuestring);
+        cJSON_Delete(cmp);
+    }
+    return o;
+}
+
+/* Copies member key of the fingerprint (or null) into o under name. */
+static void add_fp_member(cJSON *o, const char *name, const cJSON *fp, const char *key)
+{
+    const cJSON *item = fp ? cJSON_GetObjectItemCaseSensitive(fp, key) : NULL;
+    cJSON *copy = item ? cJSON_Duplicate(item, true) : NULL;
+    cJSON_AddItemToObject(o, name, copy ? copy : cJSON_CreateNull());
+}
+
+/* Summary of the fingerprint's weights section: counts and dtypes, not the sketches. */
+static void add_weights(cJSON *o, const cJSON *fp)
+{
+    const cJSON *w = fp ? cJSON_GetObjectItemCaseSensitive(fp, "weights") : NULL;
+    if (!cJSON_IsObject(w)) {
+        cJSON_AddNullToObject(o, "weights");
+        return;
+    }
+    cJSON *out = cJSON_AddObjectToObject(o, "weights");
+    static const char *const keys[] = {"tensor_count", "parameter_count", "bytes", "layers",
+                                       "dtypes"};
+    for (size_t i = 0; out && i < sizeof keys / sizeof keys[0]; i++) {
+        const cJSON *item = cJSON_GetObjectItemCaseSensitive(w, keys[i]);
+        if (item)
+            cJSON_AddItemToObject(out, keys[i], cJSON_Duplicate(item, true));
+    }
+}
+
+static void add_lineage(cJSON *o, store_handle *st, int64_t id)
+{
+    cJSON *lin = cJSON_AddObjectToObject(o, "lineage");
+    if (!lin)
+        return;
+    store_link parent;
+    if (store_parent(st, id, &parent) == 0) {
+        cJSON_AddItemToObject(lin, "parent", link_json(&parent, true));
+        free(parent.path);
+        free(parent.signals);
+    } else {
+        cJSON_AddNullToObject(lin, "parent");
+    }
+    store_link *links = NULL;
+    size_t n = 0;
+    cJSON *anc = cJSON_AddArrayToObject(lin, "ancestors");
+    if (store_ancestors(st, id, &links, &n) == 0)
+        for (size_t i = 0; anc && i < n; i++)
+            cJSON_AddItemToArray(anc, link_json(&links[i], false));
+    store_links_free(links, n);
+    cJSON *kids = cJSON_AddArrayToObject(lin, "children");
+    links = NULL;
+    n = 0;
+    if (store_children(st, id, &links, &n) == 0) {
+        for (size_t i = 0; kids && i < n; i++) {
+            cJSON *c = link_json(&links[i], false);
+            if (c)
+                cJSON_AddBoolToObject(c, "is_parent", links[i].is_parent);
+            cJSON_AddItemToArray(kids, c);
+        }
+    }
+    store_links_free(links, n);
+}
+
+static cJSON *render_model(store_handle *st, queue *q, const char *dir)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddStringToObject(o, "schema", "provfs.provenance/1");
+    cJSON_AddStringToObject(o, "path", dir);
+    store_model m;
+    int rc = store_model_by_path(st, dir, &m);
+    queue_state qs = q ? queue_get_state(q, dir) : QUEUE_NONE;
+    const char *status = qs == QUEUE_PENDING     ? "pending"
+                         : qs == QUEUE_ANALYZING ? "analyzing"
+                         : rc == 0               ? m.status
+                                                 : NULL;
+    if (!status) {
+        /* Not a model unit: say so, with the same schema. */
+        cJSON_AddNullToObject(o, "status");
+        cJSON_AddBoolToObject(o, "model", false);
+        if (rc == 0)
+            store_model_clear(&m);
+        return o;
+    }
+    cJSON_AddStringToObject(o, "status", status);
+    cJSON_AddBoolToObject(o, "model", true);
+    if (rc != 0) {
+        cJSON_AddNullToObject(o, "id");
+        return o;
+    }
+    add_hex_id(o, "id", m.id);
+    add_str_or_null(o, "format", m.format);
+    add_str_or_null(o, "sha256", m.digest);
+    if (strcmp(m.status, "failed") == 0 || strcmp(m.status, "incomplete") == 0)
+        add_str_or_null(o, "error", m.error);
+    cJSON *files = cJSON_AddArrayToObject(o, "files");
+    store_file *fl = NULL;
+    size_t nf = 0;
+    if (store_files(st, m.id, &fl, &nf) == 0) {
+        for (size_t i = 0; files && i < nf; i++) {
+            cJSON *f = cJSON_CreateObject();
+            if (!f)
+                break;
+            cJSON_AddStringToObject(f, "name", fl[i].name);
+            cJSON_AddNumberToObject(f, "size", (double)fl[i].size);
+            add_str_or_null(f, "sha256", fl[i].sha256);
+            cJSON_AddItemToArray(files, f);
+        }
+    }
+    store_files_free(fl, nf);
+    char *fp_text = NULL;
+    cJSON *fp = NULL;
+    if (store_fingerprint(st, m.id, &fp_text) == 0)
+        fp = cJSON_Parse(fp_text);
+    free(fp_text);
+    add_fp_member(o, "architecture", fp, "mfi");
+    add_fp_member(o, "tokenizer", fp, "tokenizer");
+    add_weights(o, fp);
+    cJSON_Delete(fp);
+    add_lineage(o, st, m.id);
+    cJSON_AddStringToObject(o, "approval", "not-required");
+    cJSON *pol = cJSON_AddObjectToObject(o, "policy");
+    if (pol) {
+        cJSON_AddStringToObject(pol, "decision", "allow");
+        cJSON_AddStringToObject(pol, "reason", "no policy is enforced yet");
+    }
+    add_time(o, "analyzed_at", m.analyzed_at);
+    store_model_clear(&m);
+    return o;
+}
+
+static cJSON *render_store(store_handle *st, const char *policy_json)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddStringToObject(o, "schema", "provfs.store/1");
+    store_counts c;
+    if (store_counts_get(st, &c) == 0) {
+        cJSON_AddNumberToObject(o, "models", (double)c.models);
+        cJSON_AddNumberToObject(o, "paths", (double)c.paths);
+        cJSON_AddNumberToObject(o, "edges", (double)c.edges);
+        cJSON *by = cJSON_AddObjectToObject(o, "status");
+        if (by) {
+            cJSON_AddNumberToObject(by, "pending", (double)c.pending);
+            cJSON_AddNumberToObject(by, "analyzing", (double)c.analyzing);
+            cJSON_AddNumberToObject(by, "ready", (double)c.ready);
+            cJSON_AddNumberToObject(by, "incomplete", (double)c.incomplete);
+            cJSON_AddNumberToObject(by, "failed", (double)c.failed);
+        }
+    }
+    cJSON_AddNumberToObject(o, "blocked", 0);
+    cJSON *pol = policy_json ? cJSON_Parse(policy_json) : NULL;
+    cJSON_AddItemToObject(o, "policy", pol ? pol : cJSON_CreateNull());
+    return o;
+}
+
+char *vfile_render(store_handle *st, queue *q, const char *dir, const char *policy_json,
+                   size_t *len)
+{
+    cJSON *o = strcmp(dir, "/") == 0 ? render_store(st, policy_json) : render_model(st, q, dir);
+    if (!o)
+        return NULL;
+    char *text = cJSON_Print(o);
+    cJSON_Delete(o);
+    if (!text)
+        return NULL;
+    size_t n = strlen(text);
+    char *out = realloc(text, n + 2);
+    if (!out) {
+        free(text);
+        return NULL;
+    }
+    out[n] = '\n';
+    out[n + 1] = '\0';
+    *len = n + 1;
+    return out;
+}

@@ -1,0 +1,185 @@
+/* user.provenance.* values from the store. */
+#include "xattr.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const xattr_names[] = {"status",  "id",     "sha256",   "parent", "score",
+                                          "verdict", "family", "approval", "error"};
+#define N_NAMES (sizeof xattr_names / sizeof xattr_names[0])
+
+bool xattr_is_provenance(const char *name)
+{
+    return strncmp(name, XATTR_PREFIX, sizeof XATTR_PREFIX - 1) == 0;
+}
+
+/* What the store and the queue say about one directory or file. */
+typedef struct xview {
+    bool present;      /* the path belongs to a model unit (known or queued) */
+    bool settled;      /* not pending or analyzing: stored values are current */
+    bool have_model;
+    store_model model;
+    bool have_file_sha;
+    char file_sha[65];
+    const char *status;
+} xview;
+
+/* 0 and view filled; -EIO on store errors. */
+static int view_load(store_handle *st, queue *q, const char *dir, const char *file, xview *v)
+{
+    memset(v, 0, sizeof *v);
+    queue_state qs = q ? queue_get_state(q, dir) : QUEUE_NONE;
+    int rc = store_model_by_path(st, dir, &v->model);
+    if (rc < 0)
+        return -EIO;
+    v->have_model = rc == 0;
+    if (!v->have_model && qs == QUEUE_NONE)
+        return 0;
+    v->present = true;
+    v->settled = qs == QUEUE_NONE;
+    if (qs == QUEUE_PENDING)
+        v->status = "pending";
+    else if (qs == QUEUE_ANALYZING)
+        v->status = "analyzing";
+    else
+        v->status = v->model.status;
+    if (file && v->have_model) {
+        rc = store_file_sha(st, v->model.id, file, v->file_sha);
+        if (rc < 0)
+            return -EIO;
+        v->have_file_sha = rc == 0;
+        /* A file the analysis did not list is not part of the unit once it is settled. */
+        if (!v->have_file_sha && v->settled && strcmp(v->status, "ready") == 0)
+            v->present = false;
+    }
+    return 0;
+}
+
+/* Writes the value of one short name into out; 0, -ENODATA or -EIO. */
+static int value_of(store_handle *st, const xview *v, const char *dir, const char *file,
+                    const char *name, char *out, size_t outlen)
+{
+    bool ready = v->settled && v->have_model && strcmp(v->model.status, "ready") == 0;
+    if (strcmp(name, "status") == 0) {
+        snprintf(out, outlen, "%s", v->status);
+        return 0;
+    }
+    if (strcmp(name, "id") == 0) {
+        if (!v->have_model)
+            return -ENODATA;
+        snprintf(out, outlen, "%" PRIx64, (uint64_t)v->model.id);
+        return 0;
+    }
+    if (strcmp(name, "approval") == 0) {
+        snprintf(out, outlen, "not-required");
+        return 0;
+    }
+    if (strcmp(name, "error") == 0) {
+        if (!v->settled || !v->have_model || strcmp(v->model.status, "failed") != 0 ||
+            !v->model.error)
+            return -ENODATA;
+        snprintf(out, outlen, "%s", v->model.error);
+        return 0;
+    }
+    if (!ready)
+        return -ENODATA;
+    if (strcmp(name, "sha256") == 0) {
+        if (file && !v->have_file_sha)
+            return -ENODATA;
+        snprintf(out, outlen, "%s", file ? v->file_sha : v->model.digest);
+        return 0;
+    }
+    store_link parent;
+    int rc = store_parent(st, v->model.id, &parent);
+    if (rc < 0)
+        return -EIO;
+    int ret = 0;
+    if (strcmp(name, "parent") == 0) {
+        if (rc == 1 || !parent.path)
+            ret = -ENODATA;
+        else
+            snprintf(out, outlen, "%s", parent.path);
+    } else if (strcmp(name, "score") == 0) {
+        if (rc == 1)
+            ret = -ENODATA;
+        else
+            snprintf(out, outlen, "%.4f", parent.score);
+    } else if (strcmp(name, "verdict") == 0) {
+        snprintf(out, outlen, "%s", rc == 1 ? "none" : parent.verdict);
+    } else if (strcmp(name, "family") == 0) {
+        if (rc == 1) {
+            snprintf(out, outlen, "%s", dir);
+        } else {
+            store_link *anc = NULL;
+            size_t n = 0;
+            if (store_ancestors(st, v->model.id, &anc, &n) != 0 || n == 0 || !anc[n - 1].path)
+                ret = -ENODATA;
+            else
+                snprintf(out, outlen, "%s", anc[n - 1].path);
+            store_links_free(anc, n);
+        }
+    } else {
+        ret = -ENODATA;
+    }
+    if (rc == 0) {
+        free(parent.path);
+        free(parent.signals);
+    }
+    return ret;
+}
+
+int xattr_get(store_handle *st, queue *q, const char *dir, const char *file, const char *name,
+              char *buf, size_t size)
+{
+    if (!xattr_is_provenance(name))
+        return -ENODATA;
+    const char *short_name = name + sizeof XATTR_PREFIX - 1;
+    xview v;
+    int ret = view_load(st, q, dir, file, &v);
+    if (ret == 0 && !v.present)
+        ret = -ENODATA;
+    char value[4096];
+    if (ret == 0)
+        ret = value_of(st, &v, dir, file, short_name, value, sizeof value);
+    store_model_clear(&v.model);
+    if (ret < 0)
+        return ret;
+    size_t len = strlen(value);
+    if (size == 0)
+        return (int)len;
+    if (len > size)
+        return -ERANGE;
+    memcpy(buf, value, len);
+    return (int)len;
+}
+
+int xattr_list(store_handle *st, queue *q, const char *dir, const char *file, char *buf,
+               size_t size)
+{
+    xview v;
+    int ret = view_load(st, q, dir, file, &v);
+    if (ret < 0 || !v.present) {
+        store_model_clear(&v.model);
+        return ret < 0 ? ret : 0;
+    }
+    size_t len = 0;
+    char value[4096];
+    for (size_t i = 0; i < N_NAMES; i++) {
+        if (value_of(st, &v, dir, file, xattr_names[i], value, sizeof value) != 0)
+            continue;
+        size_t n = sizeof XATTR_PREFIX - 1 + strlen(xattr_names[i]) + 1;
+        if (size > 0) {
+            if (len + n > size) {
+                store_model_clear(&v.model);
+                return -ERANGE;
+            }
+            snprintf(buf + len, n, "%s%s", XATTR_PREFIX, xattr_names[i]);
+        }
+        len += n;
+    }
+    store_model_clear(&v.model);
+    return (int)len;
+}
