@@ -23,146 +23,7 @@
 #include <unistd.h>
 
 #define CHUNK_BYTES (4u << 20)
-
-/* ------------------------------------------------------------------ roles */
-
-static const struct {
-    const char *key;
-    const char *role;
-} role_map[] = {
-    /* attention */
-    {"q_proj", "attn_q"}, {"wq", "attn_q"}, {"query", "attn_q"}, {"attn_q", "attn_q"},
-    {"k_proj", "attn_k"}, {"wk", "attn_k"}, {"key", "attn_k"}, {"attn_k", "attn_k"},
-    {"v_proj", "attn_v"}, {"wv", "attn_v"}, {"value", "attn_v"}, {"attn_v", "attn_v"},
-    {"o_proj", "attn_o"}, {"wo", "attn_o"}, {"out_proj", "attn_o"}, {"attn_output", "attn_o"},
-    {"c_attn", "attn_qkv"}, {"query_key_value", "attn_qkv"}, {"qkv_proj", "attn_qkv"},
-    {"Wqkv", "attn_qkv"},
-    /* mlp */
-    {"gate_proj", "mlp_gate"}, {"w1", "mlp_gate"}, {"ffn_gate", "mlp_gate"},
-    {"up_proj", "mlp_up"}, {"w3", "mlp_up"}, {"c_fc", "mlp_up"}, {"dense_h_to_4h", "mlp_up"},
-    {"fc1", "mlp_up"}, {"ffn_up", "mlp_up"},
-    {"down_proj", "mlp_down"}, {"w2", "mlp_down"}, {"dense_4h_to_h", "mlp_down"},
-    {"fc2", "mlp_down"}, {"ffn_down", "mlp_down"},
-    /* norms */
-    {"input_layernorm", "norm_attn"}, {"ln_1", "norm_attn"}, {"attn_norm", "norm_attn"},
-    {"attention_norm", "norm_attn"},
-    {"post_attention_layernorm", "norm_mlp"}, {"ln_2", "norm_mlp"}, {"ffn_norm", "norm_mlp"},
-    /* outside the blocks */
-    {"embed_tokens", "embed"}, {"wte", "embed"}, {"tok_embeddings", "embed"},
-    {"word_embeddings", "embed"}, {"token_embd", "embed"}, {"embed_in", "embed"},
-    {"lm_head", "lm_head"}, {"output", "lm_head"}, {"embed_out", "lm_head"},
-    {"ln_f", "norm_final"}, {"final_layernorm", "norm_final"}, {"output_norm", "norm_final"},
-    {"norm", "norm_final"},
-    {"wpe", "pos_embed"}, {"position_embeddings", "pos_embed"},
-};
-
-static const char *const block_words[] = {"layers", "h", "layer", "blocks", "block", "blk"};
-
-static bool all_digits(const char *s, size_t n)
-{
-    if (n == 0 || n > 9)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-    return true;
-}
-
-/* Role of a tensor: "<canonical>.<w|b>" for names we recognise (so llama, GPT-2, NeoX and
- * llama.cpp spellings meet), else "x:" + the name with its block number replaced by {L}. Within a
- * block, GPT-2's attn.c_proj is the attention output while mlp.c_proj is the MLP down projection. */
-char *pa_role_of(const char *name, int32_t *layer)
-{
-    *layer = -1;
-    size_t n = strlen(name);
-    /* split on '.' */
-    const char *parts[64];
-    size_t lens[64];
-    size_t np = 0;
-    const char *p = name;
-    while (np < 64) {
-        const char *dot = memchr(p, '.', (size_t)(name + n - p));
-        size_t l = dot ? (size_t)(dot - p) : (size_t)(name + n - p);
-        parts[np] = p;
-        lens[np++] = l;
-        if (!dot)
-            break;
-        p = dot + 1;
-    }
-    size_t layer_at = SIZE_MAX;
-    for (size_t i = 1; i < np; i++) {
-        if (!all_digits(parts[i], lens[i]))
-            continue;
-        for (size_t w = 0; w < sizeof block_words / sizeof *block_words; w++)
-            if (strlen(block_words[w]) == lens[i - 1] &&
-                memcmp(block_words[w], parts[i - 1], lens[i - 1]) == 0) {
-                layer_at = i;
-                break;
-            }
-        if (layer_at != SIZE_MAX)
-            break;
-    }
-    if (layer_at != SIZE_MAX)
-        *layer = (int32_t)strtol(parts[layer_at], NULL, 10);
-    const char *kind = "w";
-    if (np >= 2 && lens[np - 1] == 4 && memcmp(parts[np - 1], "bias", 4) == 0)
-        kind = "b";
-    const char *canon = NULL;
-    bool in_mlp = false;
-    size_t from = layer_at == SIZE_MAX ? 0 : layer_at + 1;
-    for (size_t i = from; i < np; i++) {
-        if ((lens[i] == 3 && memcmp(parts[i], "mlp", 3) == 0) ||
-            (lens[i] == 3 && memcmp(parts[i], "ffn", 3) == 0) ||
-            (lens[i] == 12 && memcmp(parts[i], "feed_forward", 12) == 0))
-            in_mlp = true;
-        if (lens[i] == 6 && memcmp(parts[i], "c_proj", 6) == 0) {
-            canon = in_mlp ? "mlp_down" : "attn_o";
-            continue;
-        }
-        if (lens[i] == 5 && memcmp(parts[i], "dense", 5) == 0 && !in_mlp) {
-            canon = "attn_o";
-            continue;
-        }
-        for (size_t r = 0; r < sizeof role_map / sizeof *role_map; r++) {
-            if (strlen(role_map[r].key) == lens[i] && memcmp(role_map[r].key, parts[i], lens[i]) == 0) {
-                bool outside = strcmp(role_map[r].role, "embed") == 0 ||
-                               strcmp(role_map[r].role, "lm_head") == 0 ||
-                               strcmp(role_map[r].role, "norm_final") == 0 ||
-                               strcmp(role_map[r].role, "pos_embed") == 0;
-                if (outside != (layer_at == SIZE_MAX))
-                    continue; /* "norm" inside a block is not the final norm */
-                canon = role_map[r].role;
-            }
-        }
-    }
-    char *out;
-    if (canon) {
-        size_t l = strlen(canon) + 3;
-        out = malloc(l);
-        if (out)
-            snprintf(out, l, "%s.%s", canon, kind);
-        return out;
-    }
-    out = malloc(n + 8);
-    if (!out)
-        return NULL;
-    size_t o = 0;
-    memcpy(out, "x:", 2);
-    o = 2;
-    for (size_t i = 0; i < np; i++) {
-        if (i)
-            out[o++] = '.';
-        if (i == layer_at) {
-            memcpy(out + o, "{L}", 3);
-            o += 3;
-        } else {
-            memcpy(out + o, parts[i], lens[i]);
-            o += lens[i];
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
+#define SUB_ELEMS 16384u /* floats decoded at a time: 64 KiB, stays in L2 */
 
 /* ------------------------------------------------------------------ sampling */
 
@@ -309,37 +170,44 @@ typedef struct tacc {
     bool is_embed;
 } tacc;
 
-/* Sums of a contiguous run of values, 16 lanes so the compiler vectorises without fast-math. */
+/* Sums, min and max of a contiguous run of values. 16 independent lanes so the compiler
+ * vectorises the loop without -ffast-math (a single accumulator is a serial dependency chain). */
 static void run_stats(const float *v, size_t n, double *sum, double *sumsq, float *mn, float *mx)
 {
-    float s[16] = {0}, q[16] = {0};
-    float lo = *mn, hi = *mx;
+    float s[16] = {0}, q[16] = {0}, lo[16], hi[16];
+    for (int k = 0; k < 16; k++) {
+        lo[k] = *mn;
+        hi[k] = *mx;
+    }
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
         for (int k = 0; k < 16; k++) {
             float x = v[i + k];
             s[k] += x;
             q[k] += x * x;
+            lo[k] = x < lo[k] ? x : lo[k];
+            hi[k] = x > hi[k] ? x : hi[k];
         }
     }
     for (; i < n; i++) {
-        s[i & 15] += v[i];
-        q[i & 15] += v[i] * v[i];
-    }
-    for (i = 0; i < n; i++) {
         float x = v[i];
-        lo = x < lo ? x : lo;
-        hi = x > hi ? x : hi;
+        s[i & 15] += x;
+        q[i & 15] += x * x;
+        lo[i & 15] = x < lo[i & 15] ? x : lo[i & 15];
+        hi[i & 15] = x > hi[i & 15] ? x : hi[i & 15];
     }
     double ds = 0, dq = 0;
+    float l = *mn, h = *mx;
     for (int k = 0; k < 16; k++) {
         ds += s[k];
         dq += q[k];
+        l = lo[k] < l ? lo[k] : l;
+        h = hi[k] > h ? hi[k] : h;
     }
     *sum += ds;
     *sumsq += dq;
-    *mn = lo;
-    *mx = hi;
+    *mn = l;
+    *mx = h;
 }
 
 static uint64_t count_nonfinite(const float *v, size_t n)
@@ -527,15 +395,17 @@ static void job_tensor(run_ctx *c, tbuf *b, const job *j)
             break;
         }
         pa_sha_update(sha, b->raw, n * esz);
-        if (decode) {
-            pa_dtype_to_f32(d->dtype, b->raw, b->val, n);
+        /* Decode and summarise in cache-sized pieces: the floats never leave L2. */
+        for (size_t s0 = 0; decode && s0 < n; s0 += SUB_ELEMS) {
+            size_t sn = n - s0 < SUB_ELEMS ? n - s0 : SUB_ELEMS;
+            pa_dtype_to_f32(d->dtype, b->raw + s0 * esz, b->val, sn);
             size_t i = 0;
-            while (i < n) {
-                uint64_t e = elem + i;
+            while (i < sn) {
+                uint64_t e = elem + s0 + i;
                 uint64_t r = e / a.cols, c0 = e % a.cols;
                 size_t len = (size_t)(a.cols - c0);
-                if (len > n - i)
-                    len = n - i;
+                if (len > sn - i)
+                    len = sn - i;
                 acc_run(c, &a, r, c0, b->val + i, len);
                 i += len;
             }
@@ -570,7 +440,7 @@ static void *worker(void *arg)
     run_ctx *c = arg;
     tbuf b;
     b.raw = malloc(CHUNK_BYTES);
-    b.val = malloc((size_t)CHUNK_BYTES * sizeof(float)); /* 1-byte dtypes decode 4x */
+    b.val = malloc((size_t)SUB_ELEMS * sizeof(float));
     if (!b.raw || !b.val) {
         free(b.raw);
         free(b.val);
@@ -981,11 +851,20 @@ static pa_status run_weights(pa_fingerprint *fp, pa_unit *u, const pa_tokenizer 
             }
     }
     uint64_t total = 0;
+    size_t nf = 0;
     for (size_t i = 0; i < nfile_jobs; i++) {
-        jobs[i].kind = 0;
-        jobs[i].file = i;
-        jobs[i].bytes = u->files[i].size;
+        if (fp->files[i].sha256[0])
+            continue; /* known to the caller */
+        jobs[nf].kind = 0;
+        jobs[nf].file = i;
+        jobs[nf].bytes = u->files[i].size;
         total += u->files[i].size;
+        nf++;
+    }
+    /* close the gap left by known files */
+    if (nf < nfile_jobs) {
+        memmove(jobs + nf, jobs + nfile_jobs, nt * sizeof *jobs);
+        nfile_jobs = nf;
     }
     for (size_t i = 0; i < nt; i++) {
         total += jobs[nfile_jobs + i].bytes;
@@ -1095,6 +974,13 @@ pa_status pa_fingerprint_path(const char *path, const pa_fp_options *opt, pa_fin
             return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", path);
         }
     }
+    if (opt && opt->known_sha256)
+        for (size_t i = 0; i < u.n_files; i++) {
+            const char *h = opt->known_sha256(opt->known_ctx, u.files[i].name, u.files[i].size,
+                                              u.files[i].mtime_ns);
+            if (h && strlen(h) == 64)
+                memcpy(fp->files[i].sha256, h, 65);
+        }
     pa_tokenizer *tok = NULL;
     st = load_metadata(fp, &u, &tok, err);
     bool weights = !(opt && (opt->flags & PA_FP_NO_WEIGHTS));
@@ -1106,7 +992,7 @@ pa_status pa_fingerprint_path(const char *path, const pa_fp_options *opt, pa_fin
             char *text = NULL;
             size_t len = 0;
             /* small files only here: weights are hashed by run_weights */
-            if (u.files[i].size > PA_JSON_MAX_FILE)
+            if (u.files[i].size > PA_JSON_MAX_FILE || fp->files[i].sha256[0])
                 continue;
             st = pa_read_file(u.file_paths[i], PA_JSON_MAX_FILE, &text, &len, err);
             if (!st)
@@ -1117,10 +1003,9 @@ pa_status pa_fingerprint_path(const char *path, const pa_fp_options *opt, pa_fin
     if (!st)
         st = digest_files(fp, err);
     if (!st) {
-        if (fp->has_weights)
+        /* the format of the unit, whether or not its weights were read */
+        if (u.n_shards)
             snprintf(fp->format, sizeof fp->format, "safetensors");
-        else if (u.n_shards)
-            snprintf(fp->format, sizeof fp->format, "safetensors-unread");
         else
             snprintf(fp->format, sizeof fp->format, "config-only");
     }

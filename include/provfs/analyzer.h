@@ -232,6 +232,10 @@ typedef struct pa_fp_options {
     void (*progress)(void *ctx, uint64_t done, uint64_t total);
     void *progress_ctx;
     volatile const int *cancel;        /* when non-NULL and set, stop with PA_E_ARG "cancelled" */
+    /* Optional: the SHA-256 (hex) of a unit file the caller already knows — e.g. the store hashed
+     * it while it was being written — or NULL to hash it here. Each byte is then hashed once. */
+    const char *(*known_sha256)(void *ctx, const char *name, uint64_t size, int64_t mtime_ns);
+    void *known_ctx;
 } pa_fp_options;
 
 /* Fingerprint a model directory (Hugging Face layout) or a single .safetensors file. */

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Benchmarks. Every number is reported next to a baseline measured in the same run.
+#   BENCH_DIR   scratch directory (default /tmp/provfs-bench; needs ~5 GB)
+#   BENCH_RUNS  repetitions per measurement, best is kept (default 3)
+#   BENCH_ONLY  "analyzer", "fs" or "" for all sections
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+dir=${BENCH_DIR:-/tmp/provfs-bench}
+runs=${BENCH_RUNS:-3}
+only=${BENCH_ONLY:-}
+mkdir -p "$dir"
+
+[ -d build ] || meson setup build >/dev/null
+ninja -C build >/dev/null
+mk=$root/build/tools/mkmodel
+bt=$root/build/tools/benchtool
+
+# best (lowest seconds) of $runs runs of a benchtool command; prints its output line
+best_of() {
+    local best="" bs=1e18 line s
+    for _ in $(seq "$runs"); do
+        line=$("$@")
+        s=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$line")
+        if awk -v a="$s" -v b="$bs" 'BEGIN{exit !(a<b)}'; then bs=$s; best=$line; fi
+    done
+    echo "$best"
+}
+field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
+
+analyzer_bench() {
+    local model=$dir/base2g ft=$dir/base2g-ft
+    if [ ! -f "$model/model.safetensors" ]; then
+        echo "generating a 2 GiB bf16 model (hidden 2048, 18 layers, vocab 32000) ..."
+        rm -rf "$model"
+        "$mk" create "$model" --arch llama --seed 7 --hidden 2048 --layers 18 --heads 16 \
+            --inter 5632 --vocab 32000 --dtype bf16 >/dev/null
+    fi
+    [ -f "$ft/model.safetensors" ] || "$mk" derive "$model" "$ft" --kind finetune --seed 8 >/dev/null
+    local f=$model/model.safetensors
+    cat "$f" "$ft/model.safetensors" >/dev/null   # page cache
+    echo
+    echo "== analyzer: fingerprint of $(du -BM "$f" | cut -f1) bf16 safetensors in page cache (best of $runs)"
+    local rd sh f1 f2
+    rd=$(best_of "$bt" read "$f")
+    sh=$(best_of "$bt" sha "$f")
+    f1=$(best_of "$bt" fingerprint "$model" 1)
+    f2=$(best_of "$bt" fingerprint "$model" 2)
+    printf '%-34s %8s s %8s GB/s\n' "read()" "$(field seconds "$rd")" "$(field gbps "$rd")"
+    printf '%-34s %8s s %8s GB/s\n' "read() + SHA-256 (EVP)" "$(field seconds "$sh")" "$(field gbps "$sh")"
+    printf '%-34s %8s s %8s GB/s   %sx read+SHA   peak RSS %s MiB\n' "fingerprint, 1 thread" \
+        "$(field seconds "$f1")" "$(field gbps "$f1")" "$(ratio "$(field seconds "$f1")" "$(field seconds "$sh")")" \
+        "$(field peak_rss_mib "$f1")"
+    printf '%-34s %8s s %8s GB/s   %sx read+SHA   peak RSS %s MiB\n' "fingerprint, 2 threads" \
+        "$(field seconds "$f2")" "$(field gbps "$f2")" "$(ratio "$(field seconds "$f2")" "$(field seconds "$sh")")" \
+        "$(field peak_rss_mib "$f2")"
+    local emb_mib
+    emb_mib=$(awk 'BEGIN{printf "%.0f", 32000*2048*2/1048576}')
+    echo "  (RSS budget: 128 MiB + embedding matrix ${emb_mib} MiB)"
+    "$root/build/tools/provctl" fingerprint --json "$model" >"$dir/a.json"
+    "$root/build/tools/provctl" fingerprint --json "$ft" >"$dir/b.json"
+    echo "fingerprint size: $(stat -c %s "$dir/a.json") bytes ($(field fingerprint_bytes "$f1") compact)"
+    local cmp
+    cmp=$("$bt" compare "$dir/a.json" "$dir/b.json" 200)
+    echo "compare of two fingerprints: $(field compare_ms "$cmp") ms ($(sed 's/.*\(verdict=[a-z]*\).*/\1/' <<<"$cmp"))"
+}
+
+case "$only" in
+"" | analyzer) analyzer_bench ;;
+esac
+if [ -z "$only" ] || [ "$only" = fs ]; then
+    [ -x tools/bench-fs.sh ] && tools/bench-fs.sh "$dir" "$runs"
+fi
+exit 0
