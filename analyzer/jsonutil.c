@@ -64,6 +64,16 @@ cJSON *pa_json_parse(const char *text, size_t len, const char *label, pa_error *
 {
     const char *end = NULL;
     cJSON *v = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (v && end) {
+        /* like json.loads: only whitespace may follow the value */
+        for (const char *p = end; p < text + len; p++)
+            if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r' && *p != '\0') {
+                cJSON_Delete(v);
+                return (pa_error_set(err, PA_E_FORMAT, "%s: trailing data after JSON at byte %ld",
+                                     label, (long)(p - text)),
+                        NULL);
+            }
+    }
     if (!v) {
         const char *at = cJSON_GetErrorPtr();
         long off = (at && at >= text && at <= text + len) ? (long)(at - text) : -1;
@@ -178,10 +188,6 @@ static void sb_jstring(sbuf *b, const char *s)
         default: break;
         }
         if (c < 0x20 || (c >= 0x7F && c < 0x10000)) {
-            if (c == 0x7F) {
-                sb_put(b, "\x7f", 1);
-                continue;
-            }
             snprintf(tmp, sizeof tmp, "\\u%04x", (unsigned)c);
             sb_str(b, tmp);
         } else if (c >= 0x10000) {
@@ -208,7 +214,7 @@ static void sb_number(sbuf *b, double d)
         sb_str(b, d > 0 ? "Infinity" : "-Infinity");
         return;
     }
-    if (d == floor(d) && fabs(d) < 9.0e15) {
+    if (d == floor(d) && fabs(d) < 1e16) {
         snprintf(tmp, sizeof tmp, "%lld", (long long)d);
         sb_str(b, tmp);
         return;

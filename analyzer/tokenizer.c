@@ -477,21 +477,34 @@ static pa_status read_merges(const cJSON *merges, pa_tfv *tfv, const char *label
 {
     tfv->num_merges = 0;
     tfv->merge_rule_hash[0] = '\0';
+    tfv->merges_hash[0] = '\0';
     if (!merges || cJSON_IsNull(merges))
         return PA_OK;
     if (!cJSON_IsArray(merges))
         return pa_error_set(err, PA_E_FORMAT, "%s: model.merges is not an array", label);
-    pa_sha_ctx *sha = pa_sha_new();
-    if (!sha)
+    /* first 50 merges (merge_rule_hash) and all of them (merges_hash, the reference's
+     * full-merge identity) in one pass */
+    pa_sha_ctx *sha = pa_sha_new(), *all = pa_sha_new();
+    if (!sha || !all) {
+        uint8_t discard[32];
+        if (sha)
+            pa_sha_final(sha, discard);
+        if (all)
+            pa_sha_final(all, discard);
         return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", label);
+    }
     int64_t n = 0;
     for (const cJSON *m = merges->child; m; m = m->next, n++) {
         bool hashed = n < TOK_MERGES_HASHED;
-        if (hashed && n > 0)
-            pa_sha_update(sha, "\n", 1);
+        if (n > 0) {
+            if (hashed)
+                pa_sha_update(sha, "\n", 1);
+            pa_sha_update(all, "\n", 1);
+        }
         if (cJSON_IsString(m)) {
             if (hashed)
                 pa_sha_update(sha, m->valuestring, strlen(m->valuestring));
+            pa_sha_update(all, m->valuestring, strlen(m->valuestring));
             continue;
         }
         bool ok = cJSON_IsArray(m);
@@ -500,25 +513,32 @@ static pa_status read_merges(const cJSON *merges, pa_tfv *tfv, const char *label
                 ok = false;
                 break;
             }
-            if (hashed) {
-                if (part != m->child)
+            if (part != m->child) {
+                if (hashed)
                     pa_sha_update(sha, " ", 1);
-                pa_sha_update(sha, part->valuestring, strlen(part->valuestring));
+                pa_sha_update(all, " ", 1);
             }
+            if (hashed)
+                pa_sha_update(sha, part->valuestring, strlen(part->valuestring));
+            pa_sha_update(all, part->valuestring, strlen(part->valuestring));
         }
         if (!ok) {
             uint8_t discard[32];
             pa_sha_final(sha, discard);
+            pa_sha_final(all, discard);
             return pa_error_set(err, PA_E_FORMAT,
                                 "%s: merge %lld is neither \"a b\" nor [\"a\", \"b\"]", label,
                                 (long long)n);
         }
     }
-    uint8_t digest[32];
+    uint8_t digest[32], digest_all[32];
     pa_sha_final(sha, digest);
+    pa_sha_final(all, digest_all);
     tfv->num_merges = n;
-    if (n > 0)
+    if (n > 0) {
         pa_hex(digest, 32, tfv->merge_rule_hash);
+        pa_hex(digest_all, 32, tfv->merges_hash);
+    }
     return PA_OK;
 }
 
