@@ -33,6 +33,19 @@ static inline uint64_t spaced(uint64_t k, uint64_t K, uint64_t n)
     return (uint64_t)(((long double)k + 0.5L) * (long double)n / (long double)K);
 }
 
+/* Inverse of spaced(): k when idx is the k-th of K evenly spaced indices in [0, n), else -1.
+ * Random access, so rows may arrive in any order (GGUF stores Q/K rows permuted). */
+static inline int64_t spaced_index(uint64_t idx, uint64_t K, uint64_t n)
+{
+    if (K == 0 || n == 0)
+        return -1;
+    uint64_t k0 = (uint64_t)((long double)idx * (long double)K / (long double)n);
+    for (uint64_t k = k0 ? k0 - 1 : 0; k <= k0 + 1 && k < K; k++)
+        if (spaced(k, K, n) == idx)
+            return (int64_t)k;
+    return -1;
+}
+
 static uint32_t min_u32(uint64_t a, uint32_t b)
 {
     return a < b ? (uint32_t)a : b;
@@ -160,8 +173,9 @@ typedef struct tacc {
     uint32_t kc, kr, br, bc, ks; /* sample counts: colsum, rowsum, block rows/cols, 1-D sample */
     uint64_t *col_idx;           /* kc sampled columns (ascending) */
     double *colsum;
-    uint64_t next_rowsum, next_brow, next_sample; /* next sampled positions */
-    uint32_t rowsum_k, brow_k, sample_k;
+    uint64_t next_sample; /* next sampled position of a 1-D tensor */
+    uint32_t sample_k;
+    int64_t brow; /* block row of the current row, -1 when the row is not sampled */
     uint64_t *bcol_idx; /* bc block columns */
     double row_acc, row_sq;
     double sum, sumsq;
@@ -284,26 +298,21 @@ static void acc_run(run_ctx *c, tacc *a, uint64_t r, uint64_t c0, const float *v
     }
     a->row_acc += rs;
     a->row_sq += rq;
-    if (r == a->next_brow && a->brow_k < a->br) {
+    if (c0 == 0)
+        a->brow = spaced_index(r, a->br, a->rows);
+    if (a->brow >= 0) {
         for (uint32_t k = 0; k < a->bc; k++) {
             uint64_t col = a->bcol_idx[k];
             if (col >= c0 && col < c0 + len)
-                t->block.v[a->brow_k * a->bc + k] = v[col - c0];
+                t->block.v[(uint64_t)a->brow * a->bc + k] = v[col - c0];
         }
     }
     if (a->is_embed && c->anchors.n)
         anchor_capture(c, r, c0, v, len);
     if (c0 + len == a->cols) { /* row complete */
-        if (a->rowsum_k < a->kr && r == a->next_rowsum) {
-            t->rowsum.v[a->rowsum_k++] = (float)a->row_acc;
-            if (a->rowsum_k < a->kr)
-                a->next_rowsum = spaced(a->rowsum_k, a->kr, a->rows);
-        }
-        if (a->brow_k < a->br && r == a->next_brow) {
-            a->brow_k++;
-            if (a->brow_k < a->br)
-                a->next_brow = spaced(a->brow_k, a->br, a->rows);
-        }
+        int64_t k = spaced_index(r, a->kr, a->rows);
+        if (k >= 0)
+            t->rowsum.v[k] = (float)a->row_acc;
         if (a->is_embed && c->row_norms)
             c->row_norms[r] = (float)sqrt(a->row_sq);
         a->row_acc = a->row_sq = 0;
@@ -356,8 +365,6 @@ static void job_tensor(run_ctx *c, tbuf *b, const job *j)
                     a.col_idx[k] = spaced(k, a.kc, a.cols);
                 for (uint32_t k = 0; k < a.bc; k++)
                     a.bcol_idx[k] = spaced(k, a.bc, a.cols);
-                a.next_rowsum = spaced(0, a.kr, a.rows);
-                a.next_brow = spaced(0, a.br, a.rows);
                 t->block_r = a.br;
                 t->block_c = a.bc;
             }
