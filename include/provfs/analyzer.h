@@ -85,7 +85,7 @@ float pa_f16_to_f32_one(uint16_t h);
 
 #define PA_MAX_DIMS 8
 /* Hard limits for untrusted headers: beyond them a file is refused, never allocated for. */
-#define PA_ST_MAX_HEADER (100u * 1024u * 1024u) /* header JSON bytes */
+#define PA_ST_MAX_HEADER (16u * 1024u * 1024u) /* header JSON bytes (cJSON needs ~40x in memory) */
 #define PA_ST_MAX_TENSORS 1000000u
 
 typedef struct pa_tensor_desc {
