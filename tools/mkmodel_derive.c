@@ -1,0 +1,769 @@
+/* mkmodel derive: read a parent model directory and write a derived one.
+ *
+ * Tensors stream one at a time: each output tensor names its source, is read with pread, decoded
+ * to float, transformed and encoded. Transforms that must agree across tensors (the neurons kept
+ * or permuted in one layer, the head permutation) draw from a stream keyed by (seed, kind,
+ * layer), so no state passes between tensors and the output order does not matter. */
+#include "mkmodel.h"
+
+#include "jsonutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static bool is_encodable(pa_dtype dtype)
+{
+    return dtype == PA_DT_F32 || dtype == PA_DT_F16 || dtype == PA_DT_BF16;
+}
+
+/* ---------------------------------------------------------------- kinds */
+
+enum kind {
+    K_FINETUNE,
+    K_LORA,
+    K_CONVERT,
+    K_QUANT_INT8,
+    K_QUANT_Q4,
+    K_PRUNE_LAYERS,
+    K_PRUNE_MLP,
+    K_VOCAB_EXTEND,
+    K_PERMUTE_MLP,
+    K_PERMUTE_HEADS,
+    K_STUDENT,
+    K_FORGE,
+    K_RENAME,
+    K_RESHARD,
+    K_COPY
+};
+
+static const struct {
+    const char *name;
+    unsigned options; /* beyond --seed, --dtype and --shards */
+} kinds[] = {
+    [K_FINETUNE] = {"finetune", MK_O_DRIFT},
+    [K_LORA] = {"lora", MK_O_RANK | MK_O_SCALE},
+    [K_CONVERT] = {"convert", 0},
+    [K_QUANT_INT8] = {"quant-int8", 0},
+    [K_QUANT_Q4] = {"quant-q4", 0},
+    [K_PRUNE_LAYERS] = {"prune-layers", MK_O_DROP | MK_O_KEEP},
+    [K_PRUNE_MLP] = {"prune-mlp", MK_O_KEEP_FRAC},
+    [K_VOCAB_EXTEND] = {"vocab-extend", MK_O_ADD},
+    [K_PERMUTE_MLP] = {"permute-mlp", 0},
+    [K_PERMUTE_HEADS] = {"permute-heads", 0},
+    [K_STUDENT] = {"student", MK_O_DRIFT},
+    [K_FORGE] = {"forge", 0},
+    [K_RENAME] = {"rename", 0},
+    [K_RESHARD] = {"reshard", 0},
+    [K_COPY] = {"copy", 0},
+};
+
+typedef struct derive_ctx {
+    const mk_parent *p;
+    const mk_options *opt;
+    int kind;
+    int64_t heads, kv_heads, head_dim; /* permute-heads */
+    size_t vocab_add;                  /* vocab-extend */
+} derive_ctx;
+
+/* Does this tensor's data change (beyond re-encoding)? */
+static bool transforms(const derive_ctx *c, const mk_src_tensor *s)
+{
+    if (!mk_is_float(s->desc->dtype))
+        return false;
+    bool matrix = s->desc->ndim >= 2;
+    switch (c->kind) {
+    case K_FINETUNE:
+    case K_STUDENT:
+        return true;
+    case K_LORA:
+        return matrix && !s->bias &&
+               (s->role == MK_R_Q || s->role == MK_R_K || s->role == MK_R_V || s->role == MK_R_O ||
+                s->role == MK_R_QKV || s->role == MK_R_ATTN_PROJ);
+    case K_QUANT_INT8:
+    case K_QUANT_Q4:
+        return matrix;
+    case K_PRUNE_MLP:
+    case K_PERMUTE_MLP: /* the output side's bias lives in the residual space: untouched */
+        return s->layer >= 0 && (s->role == MK_R_GATE || s->role == MK_R_UP || s->role == MK_R_FC ||
+                                 ((s->role == MK_R_DOWN || s->role == MK_R_MLP_PROJ) && !s->bias));
+    case K_PERMUTE_HEADS:
+        return s->layer >= 0 && (s->role == MK_R_Q || s->role == MK_R_K || s->role == MK_R_V ||
+                                 s->role == MK_R_QKV ||
+                                 ((s->role == MK_R_O || s->role == MK_R_ATTN_PROJ) && !s->bias));
+    case K_VOCAB_EXTEND:
+        return matrix && (s->role == MK_R_EMBED || s->role == MK_R_LM_HEAD);
+    default:
+        return false;
+    }
+}
+
+static double stddev(const float *x, size_t n)
+{
+    double sum = 0, sq = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += x[i];
+    double mean = n ? sum / (double)n : 0;
+    for (size_t i = 0; i < n; i++)
+        sq += ((double)x[i] - mean) * ((double)x[i] - mean);
+    return n ? sqrt(sq / (double)n) : 0;
+}
+
+static void finetune(float *x, size_t n, double drift, uint64_t seed, const char *name)
+{
+    mk_rng rng;
+    mk_rng_init(&rng, seed, "finetune", name);
+    mk_add_normal(&rng, x, n, (float)(drift * stddev(x, n)));
+}
+
+/* W += scale * B·A with B [rows, rank], A [rank, cols]; entries N(0, sigma) with
+ * sqrt(rank) * sigma^2 = 0.5 * std(W), so the update's std is half the weight's. */
+static void lora(float *w, uint64_t rows, uint64_t cols, const derive_ctx *c, uint64_t seed,
+                 const char *name)
+{
+    size_t rank = (size_t)c->opt->rank;
+    double sigma = sqrt(0.5 * stddev(w, (size_t)(rows * cols)) / sqrt((double)rank));
+    float *a = mk_alloc(rank * (size_t)cols, sizeof *a);
+    float *b = mk_alloc((size_t)rows * rank, sizeof *b);
+    mk_rng rng;
+    mk_rng_init(&rng, seed, "lora-A", name);
+    mk_fill_normal(&rng, a, rank * (size_t)cols, 0.0f, (float)sigma);
+    mk_rng_init(&rng, seed, "lora-B", name);
+    mk_fill_normal(&rng, b, (size_t)rows * rank, 0.0f, (float)sigma);
+    for (uint64_t i = 0; i < rows; i++) {
+        float *row = w + i * cols;
+        for (size_t k = 0; k < rank; k++) {
+            float coef = (float)c->opt->scale * b[i * rank + k];
+            const float *ak = a + k * cols;
+            for (uint64_t j = 0; j < cols; j++)
+                row[j] += coef * ak[j];
+        }
+    }
+    free(a);
+    free(b);
+}
+
+/* Symmetric absmax quantize -> dequantize in groups of `group` along the last dimension. */
+static void quantize(float *x, size_t n, size_t last, size_t group, float qmax, float qmin)
+{
+    for (size_t row = 0; row < n; row += last)
+        for (size_t g = 0; g < last; g += group) {
+            float *v = x + row + g;
+            size_t m = last - g < group ? last - g : group;
+            float absmax = 0;
+            for (size_t i = 0; i < m; i++)
+                absmax = fabsf(v[i]) > absmax ? fabsf(v[i]) : absmax;
+            if (absmax == 0 || !isfinite(absmax))
+                continue;
+            float scale = absmax / qmax;
+            for (size_t i = 0; i < m; i++) {
+                float q = roundf(v[i] / scale);
+                q = q > qmax ? qmax : q < qmin ? qmin : q;
+                v[i] = q * scale;
+            }
+        }
+}
+
+/* out[r][j] = x[idx[r]][j] */
+static void take_rows(const float *x, uint64_t cols, const uint32_t *idx, size_t k, float *out)
+{
+    for (size_t r = 0; r < k; r++)
+        memcpy(out + r * cols, x + (uint64_t)idx[r] * cols, (size_t)cols * sizeof *out);
+}
+
+/* out[i][c] = x[i][idx[c]] */
+static void take_cols(const float *x, uint64_t rows, uint64_t cols, const uint32_t *idx, size_t k,
+                      float *out)
+{
+    for (uint64_t i = 0; i < rows; i++)
+        for (size_t c = 0; c < k; c++)
+            out[i * k + c] = x[i * cols + idx[c]];
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+static bool is_identity(const uint32_t *perm, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (perm[i] != i)
+            return false;
+    return true;
+}
+
+/* Neurons prune-mlp keeps out of n (all for other kinds). */
+static size_t mlp_keep(const derive_ctx *c, uint64_t n)
+{
+    if (c->kind != K_PRUNE_MLP)
+        return (size_t)n;
+    long long k = llround(c->opt->keep_frac * (double)n);
+    return k < 1 ? 1 : (size_t)k > n ? (size_t)n : (size_t)k;
+}
+
+/* Neuron indices for one layer: a permutation of 0..n-1 (permute-mlp) or the kept subset in
+ * order (prune-mlp). The same for every tensor of the layer. */
+static uint32_t *mlp_index(const derive_ctx *c, int layer, uint64_t n, size_t *k)
+{
+    if (n > UINT32_MAX)
+        mk_die(MK_EXIT_USAGE, "intermediate size %llu is too large", (unsigned long long)n);
+    char tag[32];
+    snprintf(tag, sizeof tag, "layer %d", layer);
+    mk_rng rng;
+    mk_rng_init(&rng, c->opt->seed, c->kind == K_PRUNE_MLP ? "prune-mlp" : "permute-mlp", tag);
+    uint32_t *idx = mk_alloc((size_t)n, sizeof *idx);
+    do /* a permutation that changes nothing would make a useless test model */
+        mk_permutation(&rng, idx, (size_t)n);
+    while (c->kind == K_PERMUTE_MLP && n > 1 && is_identity(idx, (size_t)n));
+    *k = mlp_keep(c, n);
+    if (c->kind == K_PRUNE_MLP)
+        qsort(idx, *k, sizeof *idx, cmp_u32);
+    return idx;
+}
+
+/* Which dimension of this tensor runs over the intermediate neurons. */
+static int mlp_axis(const mk_src_tensor *s)
+{
+    switch (s->role) {
+    case MK_R_GATE:
+    case MK_R_UP:
+    case MK_R_MLP_PROJ:
+        return 0; /* rows */
+    case MK_R_FC:
+        return s->bias ? 0 : 1;
+    default:
+        return 1; /* MK_R_DOWN: columns */
+    }
+}
+
+static uint64_t mlp_width(const mk_src_tensor *s)
+{
+    return s->desc->shape[s->desc->ndim == 1 ? 0 : (uint32_t)mlp_axis(s)];
+}
+
+/* Head permutation for one layer, expanded to row indices of a block of heads. */
+static uint32_t *head_index(const derive_ctx *c, const mk_src_tensor *s, uint64_t n)
+{
+    char tag[32];
+    snprintf(tag, sizeof tag, "layer %d", s->layer);
+    mk_rng rng;
+    mk_rng_init(&rng, c->opt->seed, "permute-heads", tag);
+    size_t groups = (size_t)(c->p->gpt2 ? c->heads : c->kv_heads);
+    uint32_t *perm = mk_alloc(groups, sizeof *perm);
+    do
+        mk_permutation(&rng, perm, groups);
+    while (is_identity(perm, groups));
+    size_t hd = (size_t)c->head_dim;
+    /* heads per permuted unit: a KV head carries its group of query heads */
+    size_t per = 1;
+    if (!c->p->gpt2 && (s->role == MK_R_Q || s->role == MK_R_O))
+        per = (size_t)(c->heads / c->kv_heads);
+    size_t parts = s->role == MK_R_QKV ? 3 : 1;
+    size_t block = per * hd, part_len = groups * block;
+    if (n != parts * part_len)
+        mk_die(MK_EXIT_USAGE,
+               "permute-heads: %s: %llu head rows do not match %zu heads of %zu "
+               "(from config.json)",
+               s->desc->name, (unsigned long long)n, groups * per * parts, hd);
+    uint32_t *idx = mk_alloc((size_t)n, sizeof *idx);
+    for (size_t part = 0; part < parts; part++)
+        for (size_t j = 0; j < groups; j++)
+            for (size_t t = 0; t < block; t++)
+                idx[part * part_len + j * block + t] =
+                    (uint32_t)(part * part_len + perm[j] * block + t);
+    free(perm);
+    return idx;
+}
+
+/* Head rows run along: rows for q/k/v (llama) and c_proj (gpt2 Conv1D input), columns for o_proj
+ * and c_attn (gpt2 Conv1D output), entries for c_attn's bias. */
+static int head_axis(const mk_src_tensor *s)
+{
+    if (s->desc->ndim == 1)
+        return 0;
+    return (s->role == MK_R_O || s->role == MK_R_QKV) ? 1 : 0;
+}
+
+static void embed_extend(const float *x, uint64_t rows, uint64_t cols, const derive_ctx *c,
+                         uint64_t seed, const char *name, float *out)
+{
+    memcpy(out, x, (size_t)(rows * cols) * sizeof *out);
+    double *mean = mk_alloc((size_t)cols, sizeof *mean);
+    for (uint64_t i = 0; i < rows; i++)
+        for (uint64_t j = 0; j < cols; j++)
+            mean[j] += x[i * cols + j];
+    mk_rng rng;
+    mk_rng_init(&rng, seed, "vocab-extend", name);
+    for (size_t r = 0; r < c->vocab_add; r++) {
+        float *row = out + (rows + r) * cols;
+        for (uint64_t j = 0; j < cols; j++)
+            row[j] = (float)(mean[j] / (double)rows) + 0.02f * mk_rng_normal(&rng);
+    }
+    free(mean);
+}
+
+/* Apply the derivation to one tensor's values x (source shape); returns the output values
+ * (t's shape), x itself or a new buffer. */
+static float *transform(const derive_ctx *c, const mk_src_tensor *s, const mk_tensor *t, float *x,
+                        uint64_t seed)
+{
+    const pa_tensor_desc *d = s->desc;
+    const char *name = d->name;
+    uint64_t rows = d->ndim >= 2 ? d->shape[0] : 1;
+    uint64_t cols = d->ndim >= 2 ? d->numel / rows : d->numel;
+    uint64_t last = d->ndim ? d->shape[d->ndim - 1] : 1;
+    float *out;
+    size_t k;
+    uint32_t *idx;
+    switch (c->kind) {
+    case K_FINETUNE:
+    case K_STUDENT:
+        finetune(x, (size_t)d->numel, c->opt->drift, seed, name);
+        return x;
+    case K_LORA:
+        lora(x, rows, cols, c, seed, name);
+        return x;
+    case K_QUANT_INT8:
+        quantize(x, (size_t)d->numel, (size_t)last, (size_t)last, 127.0f, -127.0f);
+        return x;
+    case K_QUANT_Q4:
+        quantize(x, (size_t)d->numel, (size_t)last, 32, 7.0f, -8.0f);
+        return x;
+    case K_PRUNE_MLP:
+    case K_PERMUTE_MLP:
+        idx = mlp_index(c, s->layer, mlp_width(s), &k);
+        out = mk_alloc((size_t)t->numel, sizeof *out);
+        if (d->ndim == 1)
+            take_cols(x, 1, cols, idx, k, out);
+        else if (mlp_axis(s) == 0)
+            take_rows(x, cols, idx, k, out);
+        else
+            take_cols(x, rows, cols, idx, k, out);
+        free(idx);
+        return out;
+    case K_PERMUTE_HEADS:
+        out = mk_alloc((size_t)t->numel, sizeof *out);
+        if (d->ndim == 1) {
+            idx = head_index(c, s, cols);
+            take_cols(x, 1, cols, idx, (size_t)cols, out);
+        } else if (head_axis(s) == 0) {
+            idx = head_index(c, s, rows);
+            take_rows(x, cols, idx, (size_t)rows, out);
+        } else {
+            idx = head_index(c, s, cols);
+            take_cols(x, rows, cols, idx, (size_t)cols, out);
+        }
+        free(idx);
+        return out;
+    case K_VOCAB_EXTEND:
+        out = mk_alloc((size_t)t->numel, sizeof *out);
+        embed_extend(x, rows, cols, c, seed, name, out);
+        return out;
+    default:
+        return x;
+    }
+}
+
+/* ---------------------------------------------------------------- writing */
+
+#define COPY_CHUNK (8u << 20)
+
+static void derive_produce(void *ctx, const mk_tensor *t, mk_sink *sink)
+{
+    const derive_ctx *c = ctx;
+    const mk_src_tensor *s = t->src;
+    const pa_tensor_desc *d = s->desc;
+    if (c->kind == K_FORGE && mk_is_float(d->dtype)) {
+        mk_sink_generate(sink, t, c->opt->seed, "forge");
+        return;
+    }
+    bool change = transforms(c, s);
+    if (!change && t->dtype == d->dtype) {
+        uint64_t len = d->end - d->begin;
+        uint8_t *buf = mk_alloc(len < COPY_CHUNK ? (size_t)len : COPY_CHUNK, 1);
+        for (uint64_t off = 0; off < len; off += COPY_CHUNK) {
+            size_t m = len - off < COPY_CHUNK ? (size_t)(len - off) : COPY_CHUNK;
+            mk_parent_read(s, buf, off, m);
+            mk_sink_bytes(sink, buf, m);
+        }
+        free(buf);
+        return;
+    }
+    size_t nbytes = (size_t)(d->end - d->begin);
+    uint8_t *raw = mk_alloc(nbytes, 1);
+    mk_parent_read(s, raw, 0, nbytes);
+    /* Per-tensor noise is keyed by the source's leading bytes too, so deriving twice with the
+     * same --seed (a second-generation fine-tune) draws fresh noise, not the same pattern. */
+    uint64_t salt = 0xCBF29CE484222325ull;
+    for (size_t i = 0; i < nbytes && i < 64; i++)
+        salt = (salt ^ raw[i]) * 0x100000001B3ull;
+    uint64_t seed = c->opt->seed ^ (salt * 0x9E3779B97F4A7C15ull);
+    float *x = mk_alloc((size_t)d->numel, sizeof *x);
+    pa_dtype_to_f32(d->dtype, raw, x, (size_t)d->numel);
+    free(raw);
+    float *y = change ? transform(c, s, t, x, seed) : x;
+    mk_sink_floats(sink, y, (size_t)t->numel, t->dtype);
+    if (y != x)
+        free(y);
+    free(x);
+}
+
+/* Name of the tensor in `rename` output. */
+static char *renamed(const mk_parent *p, const mk_src_tensor *s)
+{
+    const char *name = s->desc->name;
+    if (p->gpt2)
+        return mk_printf("base_model.model.%s", name);
+    static const struct {
+        const char *from, *to;
+    } globals[] = {{"model.embed_tokens.weight", "transformer.tok_embeddings.weight"},
+                   {"model.norm.weight", "transformer.norm.weight"},
+                   {"lm_head.weight", "output.weight"}},
+      in_layer[] = {{"self_attn.q_proj.weight", "attn.wq.weight"},
+                    {"self_attn.k_proj.weight", "attn.wk.weight"},
+                    {"self_attn.v_proj.weight", "attn.wv.weight"},
+                    {"self_attn.o_proj.weight", "attn.wo.weight"},
+                    {"mlp.gate_proj.weight", "ffn.w1.weight"},
+                    {"mlp.up_proj.weight", "ffn.w3.weight"},
+                    {"mlp.down_proj.weight", "ffn.w2.weight"},
+                    {"input_layernorm.weight", "attn_norm.weight"},
+                    {"post_attention_layernorm.weight", "ffn_norm.weight"}};
+    for (size_t i = 0; i < sizeof globals / sizeof globals[0]; i++)
+        if (strcmp(name, globals[i].from) == 0)
+            return mk_strdup(globals[i].to);
+    const char *prefix = "model.layers.";
+    size_t pl = strlen(prefix);
+    if (s->layer >= 0 && strncmp(name, prefix, pl) == 0 && s->layer_at == pl) {
+        const char *rest = name + pl + s->layer_len + 1;
+        for (size_t i = 0; i < sizeof in_layer / sizeof in_layer[0]; i++)
+            if (strcmp(rest, in_layer[i].from) == 0)
+                return mk_printf("transformer.blocks.%d.%s", s->layer, in_layer[i].to);
+    }
+    return mk_strdup(name);
+}
+
+static char *renumbered(const mk_src_tensor *s, int out_layer)
+{
+    const char *name = s->desc->name;
+    return mk_printf("%.*s%d%s", (int)s->layer_at, name, out_layer,
+                     name + s->layer_at + s->layer_len);
+}
+
+/* kept[i] = the output number of layer i, or -1 when it is dropped. */
+static int *layer_plan(const mk_parent *p, const derive_ctx *c)
+{
+    int n = p->layers;
+    if (n == 0)
+        mk_die(MK_EXIT_USAGE, "%s: no numbered layers found in the tensor names", p->dir);
+    int *kept = mk_alloc((size_t)n, sizeof *kept);
+    const mk_options *o = c->opt;
+    if (c->kind == K_STUDENT) {
+        for (int i = 0; i < n; i++)
+            kept[i] = i % 2 == 0 ? i / 2 : -1;
+        return kept;
+    }
+    if (o->given & MK_O_KEEP) {
+        for (int i = 0; i < n; i++)
+            kept[i] = -1;
+        const char *q = o->keep;
+        while (*q) {
+            char *end;
+            errno = 0;
+            long v = strtol(q, &end, 10);
+            if (errno || end == q || v < 0 || v >= n || (*end && *end != ','))
+                mk_die(MK_EXIT_USAGE,
+                       "--keep %s: expected comma-separated layer numbers in "
+                       "[0, %d)",
+                       o->keep, n);
+            if (kept[v] == 0)
+                mk_die(MK_EXIT_USAGE, "--keep %s: layer %ld listed twice", o->keep, v);
+            kept[v] = 0;
+            q = *end ? end + 1 : end;
+        }
+    } else {
+        int64_t drop = (o->given & MK_O_DROP) ? o->drop : 1;
+        if (drop >= n)
+            mk_die(MK_EXIT_USAGE, "--drop %lld: the model has only %d layers", (long long)drop, n);
+        for (int i = 0; i < n; i++)
+            kept[i] = 0;
+        for (int64_t i = 0; i < drop; i++) /* evenly spread: centres of drop equal bins */
+            kept[(2 * i + 1) * n / (2 * drop)] = -1;
+    }
+    int next = 0;
+    for (int i = 0; i < n; i++)
+        if (kept[i] == 0)
+            kept[i] = next++;
+    if (next == 0)
+        mk_die(MK_EXIT_USAGE, "--keep %s keeps no layer", o->keep);
+    return kept;
+}
+
+/* Config keys holding one quantity, primary first. */
+static const char *const keys_layers_llama[] = {"num_hidden_layers", "n_layer", NULL};
+static const char *const keys_layers_gpt2[] = {"n_layer", "num_hidden_layers", NULL};
+static const char *const keys_inter_llama[] = {"intermediate_size", "n_inner", NULL};
+static const char *const keys_inter_gpt2[] = {"n_inner", "intermediate_size", NULL};
+static const char *const keys_vocab[] = {"vocab_size", NULL};
+static const char *const keys_hidden[] = {"hidden_size", "n_embd", "d_model", NULL};
+static const char *const keys_heads[] = {"num_attention_heads", "n_head", NULL};
+static const char *const keys_kv_heads[] = {"num_key_value_heads", NULL};
+static const char *const keys_head_dim[] = {"head_dim", NULL};
+
+/* Set every present alias (the primary one when none is present). */
+static void config_set(mk_parent *p, char **config, size_t *len, const char *const *keys,
+                       long long value)
+{
+    char literal[32];
+    snprintf(literal, sizeof literal, "%lld", value);
+    bool any = false;
+    for (const char *const *k = keys; *k; k++)
+        if (cJSON_GetObjectItemCaseSensitive(p->cfg, *k)) {
+            mk_json_set(config, len, *k, literal);
+            any = true;
+        }
+    if (!any)
+        mk_json_set(config, len, keys[0], literal);
+}
+
+static int cmp_out_name(const void *a, const void *b)
+{
+    const mk_tensor *x = *(const mk_tensor *const *)a, *y = *(const mk_tensor *const *)b;
+    return strcmp(x->name, y->name);
+}
+
+/* Output tensor list: names, shapes and dtypes after the derivation. */
+static mk_tensor *plan_tensors(const mk_parent *p, const derive_ctx *c, const int *kept,
+                               size_t *n_out)
+{
+    mk_tensor *out = mk_alloc(p->n, sizeof *out);
+    size_t n = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        const mk_src_tensor *s = &p->t[i];
+        const pa_tensor_desc *d = s->desc;
+        int out_layer = s->layer;
+        if (kept && s->layer >= 0) {
+            out_layer = kept[s->layer];
+            if (out_layer < 0)
+                continue;
+        }
+        char *name = (kept && s->layer >= 0) ? renumbered(s, out_layer)
+                     : c->kind == K_RENAME   ? renamed(p, s)
+                                             : mk_strdup(d->name);
+        pa_dtype dtype = d->dtype;
+        bool change = transforms(c, s) || (c->kind == K_FORGE && mk_is_float(dtype));
+        if (mk_is_float(dtype) && (c->opt->given & MK_O_DTYPE))
+            dtype = c->opt->dtype;
+        else if (change && !is_encodable(dtype))
+            dtype = PA_DT_F32; /* F64 / F8 sources come out as F32 when their values change */
+        uint64_t shape[PA_MAX_DIMS];
+        memcpy(shape, d->shape, sizeof shape);
+        if ((c->kind == K_PRUNE_MLP) && transforms(c, s)) {
+            uint32_t axis = d->ndim == 1 ? 0 : (uint32_t)mlp_axis(s);
+            shape[axis] = mlp_keep(c, shape[axis]);
+        }
+        if (c->kind == K_VOCAB_EXTEND && transforms(c, s))
+            shape[0] += c->vocab_add;
+        mk_tensor *t = &out[n++];
+        mk_tensor_set(t, name, dtype, d->ndim, shape);
+        free(name);
+        t->src = s;
+        t->role = s->role;
+        t->init = s->bias ? MK_INIT_BIAS : s->role == MK_R_NORM ? MK_INIT_NORM : MK_INIT_WEIGHT;
+    }
+    if (c->kind == K_RENAME) {
+        const mk_tensor **sorted = mk_alloc(n, sizeof *sorted);
+        for (size_t i = 0; i < n; i++)
+            sorted[i] = &out[i];
+        qsort(sorted, n, sizeof *sorted, cmp_out_name);
+        for (size_t i = 1; i < n; i++)
+            if (strcmp(sorted[i]->name, sorted[i - 1]->name) == 0)
+                mk_die(MK_EXIT_USAGE, "rename: two tensors would be named %s", sorted[i]->name);
+        free(sorted);
+    }
+    *n_out = n;
+    return out;
+}
+
+static bool weight_file(const char *name)
+{
+    static const char *const suffixes[] = {".safetensors", ".safetensors.index.json",
+                                           ".bin",         ".bin.index.json",
+                                           ".pt",          ".pth",
+                                           ".ckpt",        ".gguf",
+                                           ".h5",          ".msgpack",
+                                           ".onnx"};
+    size_t len = strlen(name);
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++)
+        if (mk_ends_with(name, len, suffixes[i]))
+            return true;
+    return false;
+}
+
+/* Copy the parent's regular top-level files (all of them, or all but weight files). */
+static void copy_files(const char *from, const char *to, bool weights_too)
+{
+    struct dirent **list;
+    int n = scandir(from, &list, NULL, alphasort);
+    if (n < 0)
+        mk_die(MK_EXIT_USAGE, "%s: cannot list: %s", from, strerror(errno));
+    for (int i = 0; i < n; i++) {
+        const char *name = list[i]->d_name;
+        char *path = mk_join(from, name);
+        struct stat st;
+        if (name[0] != '.' && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+            (weights_too || !weight_file(name)))
+            mk_copy_file(path, to, name);
+        free(path);
+        free(list[i]);
+    }
+    free(list);
+}
+
+static bool same_dir(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+void mk_derive(const char *parent_dir, const char *out, const mk_options *given)
+{
+    mk_options o = *given;
+    int kind = -1;
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+        if (strcmp(o.kind, kinds[k].name) == 0)
+            kind = (int)k;
+    if (kind < 0)
+        mk_die(MK_EXIT_USAGE, "--kind %s: unknown (try --help)", o.kind);
+    char what[64];
+    snprintf(what, sizeof what, "--kind %s", o.kind);
+    unsigned common = MK_O_KIND | MK_O_SEED | MK_O_DTYPE | MK_O_SHARDS;
+    if (kind == K_COPY)
+        common = MK_O_KIND | MK_O_SEED;
+    mk_refuse_options(&o, common | kinds[kind].options, what);
+    if (kind == K_CONVERT && !(o.given & MK_O_DTYPE))
+        mk_die(MK_EXIT_USAGE, "--kind convert needs --dtype");
+    if (kind == K_RESHARD && !(o.given & MK_O_SHARDS))
+        mk_die(MK_EXIT_USAGE, "--kind reshard needs --shards");
+    if ((o.given & MK_O_DROP) && (o.given & MK_O_KEEP))
+        mk_die(MK_EXIT_USAGE, "--drop and --keep exclude each other");
+    if (!(o.given & MK_O_SEED))
+        o.seed = 1;
+    if (!(o.given & MK_O_DRIFT))
+        o.drift = 0.02;
+    if (!(o.given & MK_O_RANK))
+        o.rank = 8;
+    if (!(o.given & MK_O_SCALE))
+        o.scale = 1.0;
+    if (!(o.given & MK_O_KEEP_FRAC))
+        o.keep_frac = 0.75;
+    if (!(o.given & MK_O_ADD))
+        o.add = 64;
+
+    mk_parent p;
+    mk_parent_load(&p, parent_dir);
+    if (same_dir(parent_dir, out))
+        mk_die(MK_EXIT_USAGE, "%s: the output directory is the parent", out);
+    if (kind == K_COPY) {
+        mk_make_dir(out);
+        mk_remove_stale(out, p.n_shards);
+        copy_files(parent_dir, out, true);
+        mk_parent_free(&p);
+        return;
+    }
+
+    derive_ctx c = {.p = &p, .opt = &o, .kind = kind, .vocab_add = (size_t)o.add};
+    if (kind == K_PERMUTE_HEADS) {
+        int64_t hidden = mk_cfg_int(&p, keys_hidden, 0);
+        c.heads = mk_cfg_int(&p, keys_heads, 0);
+        if (!hidden || !c.heads)
+            mk_die(MK_EXIT_USAGE,
+                   "%s/config.json: permute-heads needs the hidden size and the "
+                   "number of attention heads",
+                   parent_dir);
+        c.kv_heads = p.gpt2 ? c.heads : mk_cfg_int(&p, keys_kv_heads, c.heads);
+        c.head_dim = mk_cfg_int(&p, keys_head_dim, hidden / c.heads);
+        if (c.heads % c.kv_heads)
+            mk_die(MK_EXIT_USAGE, "%s/config.json: %lld heads are not a multiple of %lld KV heads",
+                   parent_dir, (long long)c.heads, (long long)c.kv_heads);
+        if ((p.gpt2 ? c.heads : c.kv_heads) < 2)
+            mk_die(MK_EXIT_USAGE, "%s: permute-heads needs at least two %s heads", parent_dir,
+                   p.gpt2 ? "attention" : "key/value");
+    }
+    int *kept = (kind == K_PRUNE_LAYERS || kind == K_STUDENT) ? layer_plan(&p, &c) : NULL;
+    size_t n_out;
+    mk_tensor *ts = plan_tensors(&p, &c, kept, &n_out);
+    if ((o.given & MK_O_SHARDS) && (size_t)o.shards > n_out)
+        mk_die(MK_EXIT_USAGE, "--shards %lld: the model has only %zu tensors", (long long)o.shards,
+               n_out);
+
+    /* config.json and tokenizer files: forge copies them byte for byte, others edit in place */
+    char *config = mk_alloc(p.config_len + 1, 1);
+    memcpy(config, p.config, p.config_len);
+    size_t config_len = p.config_len;
+    char *tokenizer = NULL;
+    if (kind != K_FORGE) {
+        if (o.given & MK_O_DTYPE) {
+            char literal[32];
+            snprintf(literal, sizeof literal, "\"%s\"", mk_torch_dtype(o.dtype));
+            mk_json_set(&config, &config_len, "torch_dtype", literal);
+        }
+        if (kept) {
+            int n_layers = 0;
+            for (int i = 0; i < p.layers; i++)
+                n_layers += kept[i] >= 0;
+            config_set(&p, &config, &config_len, p.gpt2 ? keys_layers_gpt2 : keys_layers_llama,
+                       n_layers);
+        }
+        if (kind == K_PRUNE_MLP) {
+            for (size_t i = 0; i < n_out; i++)
+                if (ts[i].role == MK_R_GATE ||
+                    (ts[i].role == MK_R_FC && !((const mk_src_tensor *)ts[i].src)->bias)) {
+                    uint64_t width = ts[i].shape[ts[i].role == MK_R_GATE ? 0 : 1];
+                    config_set(&p, &config, &config_len,
+                               p.gpt2 ? keys_inter_gpt2 : keys_inter_llama, (long long)width);
+                    break;
+                }
+        }
+        if (kind == K_VOCAB_EXTEND) {
+            uint64_t rows = 0;
+            for (size_t i = 0; i < n_out; i++)
+                if (ts[i].role == MK_R_EMBED && ts[i].ndim == 2)
+                    rows = ts[i].shape[0];
+            if (!rows)
+                mk_die(MK_EXIT_USAGE, "%s: vocab-extend: no embedding tensor found", parent_dir);
+            config_set(&p, &config, &config_len, keys_vocab, (long long)rows);
+            char *path = mk_join(parent_dir, "tokenizer.json");
+            size_t len;
+            char *text = mk_read_file(path, &len);
+            tokenizer = mk_tokenizer_extend(text, len, path, p.gpt2, o.seed, c.vocab_add);
+            free(text);
+            free(path);
+        }
+    }
+
+    /* everything is checked: only now touch the output directory */
+    mk_make_dir(out);
+    copy_files(parent_dir, out, false);
+    mk_write_file(out, "config.json", config, config_len);
+    if (tokenizer)
+        mk_write_file(out, "tokenizer.json", tokenizer, strlen(tokenizer));
+    size_t shards = (o.given & MK_O_SHARDS) ? (size_t)o.shards : p.n_shards;
+    if (!(o.given & MK_O_SHARDS) && shards > n_out)
+        shards = n_out;
+    mk_write_weights(out, ts, n_out, shards, derive_produce, &c);
+
+    mk_tensors_free(ts, n_out);
+    free(tokenizer);
+    free(config);
+    free(kept);
+    mk_parent_free(&p);
+}
