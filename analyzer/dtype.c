@@ -94,7 +94,9 @@ static float f8e5m2_to_f32(uint8_t b)
     return pa_f16_to_f32_one((uint16_t)(b << 8));
 }
 
-void pa_dtype_to_f32(pa_dtype dtype, const void *src, float *dst, size_t n)
+__attribute__((target_clones("avx2", "default"))) void pa_dtype_to_f32(pa_dtype dtype,
+                                                                     const void *src, float *dst,
+                                                                     size_t n)
 {
     const uint8_t *s = src;
     switch (dtype) {
