@@ -5,6 +5,7 @@
  * error (one line on stderr naming the file and the problem), 3 policy refusal.
  */
 #include "provfs/analyzer.h"
+#include "provctl_ref.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -23,6 +24,11 @@ static int usage(FILE *f)
             "  fingerprint PATH [--json] [--threads N]   fingerprint of a model directory\n"
             "  compare A B [--json]                      verdict, scores and every signal\n"
             "  diff A B [--json]                         per-tensor comparison\n"
+            "  scan PATH [--refdb DIR] [--db FILE] [--top-k N] [--threshold S] [--json]\n"
+            "                                            rank known bases for one model\n"
+            "  refdb import-mpk DIR [--out DIR]          convert Cisco's MPK reference database\n"
+            "  refdb add MODEL --name N --family F [--out DIR]   add a local model as a reference\n"
+            "  refdb list [--refdb DIR] [--json]         list the reference entries\n"
             "A and B are model directories, .safetensors files or saved fingerprints (--json "
             "output).\n");
     return f == stderr ? EXIT_ERR : 0;
@@ -325,6 +331,10 @@ int main(int argc, char **argv)
         return cmd_compare(argc - 2, argv + 2);
     if (strcmp(cmd, "diff") == 0)
         return cmd_diff(argc - 2, argv + 2);
+    if (strcmp(cmd, "scan") == 0)
+        return provctl_scan(argc - 2, argv + 2);
+    if (strcmp(cmd, "refdb") == 0)
+        return provctl_refdb(argc - 2, argv + 2);
     fprintf(stderr, "provctl: unknown command '%s'\n", cmd);
     return usage(stderr);
 }
