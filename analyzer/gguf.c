@@ -1,0 +1,1272 @@
+/* GGUF header parsing, and the mapping of a GGUF file's metadata and tensor names onto the Hugging
+ * Face config.json / tokenizer.json / tensor names the analyzer already understands.
+ *
+ * Hostile GGUF files have crashed ggml, llama.cpp and ollama through counts and lengths taken on
+ * trust. Here every length is checked against the bytes left in the file before it is used, every
+ * count is bounded by what the remaining bytes could hold before anything is allocated for it, and
+ * all sizes are computed with overflow checks.
+ */
+#include "gguf.h"
+#include "jsonutil.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define NAME_SHOWN "120" /* bytes of a name quoted in a message */
+
+/* GGUF metadata value types. */
+enum {
+    KV_U8 = 0,
+    KV_I8,
+    KV_U16,
+    KV_I16,
+    KV_U32,
+    KV_I32,
+    KV_F32,
+    KV_BOOL,
+    KV_STRING,
+    KV_ARRAY,
+    KV_U64,
+    KV_I64,
+    KV_F64,
+    KV_TYPE_COUNT
+};
+static const char *const kv_type_names[KV_TYPE_COUNT] = {
+    "u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64", "f64"};
+/* Smallest encoding of one value of each type (a string is at least its 8-byte length). */
+static const uint8_t kv_min_size[KV_TYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 8, 12, 8, 8, 8};
+
+/* key: 8-byte length + 1 byte, 4-byte type, 1-byte value */
+#define KV_MIN_BYTES 14u
+/* name: 8 + 1, n_dims 4, one dim 8, type 4, offset 8 */
+#define TENSOR_MIN_BYTES 33u
+
+/* ---------------------------------------------------------------- reading primitives */
+
+typedef struct reader {
+    const uint8_t *buf;
+    size_t len;         /* bytes in buf */
+    uint64_t file_size; /* >= len */
+    size_t pos;
+    const char *label;
+    pa_error *err;
+    bool short_buffer;  /* the header continues past buf: retry with more */
+    size_t array_elems; /* array elements read so far (PA_GGUF_MAX_ARRAY_ELEMS) */
+    char *scratch;      /* NUL-terminated copies of strings */
+    size_t scratch_cap;
+} reader;
+
+/* n bytes available at pos? FORMAT past the end of the file, LIMIT past the end of the buffer. */
+static pa_status need(reader *r, uint64_t n, const char *what)
+{
+    if (n > r->file_size - r->pos)
+        return pa_error_set(r->err, PA_E_FORMAT,
+                            "%s: %s at byte %zu runs past the end of the file (%llu bytes)",
+                            r->label, what, r->pos, (unsigned long long)r->file_size);
+    if (n > r->len - r->pos) {
+        r->short_buffer = true;
+        return pa_error_set(r->err, PA_E_LIMIT, "%s: header larger than the buffer (%zu bytes)",
+                            r->label, r->len);
+    }
+    return PA_OK;
+}
+
+static uint64_t le_at(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static pa_status get_uint(reader *r, int n, const char *what, uint64_t *out)
+{
+    pa_status st = need(r, (uint64_t)n, what);
+    if (st != PA_OK)
+        return st;
+    *out = le_at(r->buf + r->pos, n);
+    r->pos += (size_t)n;
+    return PA_OK;
+}
+
+static pa_status get_u32(reader *r, const char *what, uint32_t *out)
+{
+    uint64_t v = 0;
+    pa_status st = get_uint(r, 4, what, &v);
+    *out = (uint32_t)v;
+    return st;
+}
+
+/* A GGUF string: u64 length, then bytes. *s points into the buffer (not NUL terminated). */
+static pa_status get_string(reader *r, uint64_t limit, const char *what, const char **s,
+                            size_t *slen)
+{
+    uint64_t n;
+    pa_status st = get_uint(r, 8, what, &n);
+    if (st != PA_OK)
+        return st;
+    if (n > r->file_size - r->pos)
+        return pa_error_set(r->err, PA_E_FORMAT,
+                            "%s: %s of %llu bytes at byte %zu runs past the end of the file",
+                            r->label, what, (unsigned long long)n, r->pos);
+    if (n > limit)
+        return pa_error_set(r->err, PA_E_LIMIT, "%s: %s of %llu bytes is over the %llu-byte limit",
+                            r->label, what, (unsigned long long)n, (unsigned long long)limit);
+    st = need(r, n, what);
+    if (st != PA_OK)
+        return st;
+    *s = (const char *)r->buf + r->pos;
+    *slen = (size_t)n;
+    r->pos += (size_t)n;
+    return PA_OK;
+}
+
+/* Length of the strict UTF-8 sequence at s (no overlongs, surrogates or code points past
+ * U+10FFFF), or 0 when it is not one. */
+static size_t utf8_seq(const unsigned char *s, size_t avail)
+{
+    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
+    size_t n;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        lo = c == 0xE0 ? 0xA0 : 0x80;
+        hi = c == 0xED ? 0x9F : 0xBF;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF;
+    } else {
+        return 0;
+    }
+    if (avail < n || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    return n;
+}
+
+/* Names and keys must be clean: UTF-8 without NUL (a NUL would cut the C string, so two distinct
+ * names could collapse into one). */
+static bool clean_name(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        size_t n = p[i] ? utf8_seq(p + i, len - i) : 0;
+        if (n == 0)
+            return false;
+        i += n;
+    }
+    return true;
+}
+
+/* NUL-terminated copy of a string value in the scratch buffer, with NUL bytes and bytes that are
+ * not UTF-8 replaced by U+FFFD (3 bytes out per byte in at most), so that every value is a clean
+ * C string and prints as valid JSON. NULL when out of memory. */
+static const char *scratch_copy(reader *r, const char *s, size_t len)
+{
+    size_t need_cap = 3 * len + 1; /* len <= PA_GGUF_MAX_STRING: no overflow */
+    if (need_cap > r->scratch_cap) {
+        char *p = realloc(r->scratch, need_cap);
+        if (!p)
+            return NULL;
+        r->scratch = p;
+        r->scratch_cap = need_cap;
+    }
+    const unsigned char *in = (const unsigned char *)s;
+    char *out = r->scratch;
+    for (size_t i = 0; i < len;) {
+        size_t n = in[i] ? utf8_seq(in + i, len - i) : 0;
+        if (n == 0) {
+            memcpy(out, "\xEF\xBF\xBD", 3);
+            out += 3;
+            i++;
+            continue;
+        }
+        memcpy(out, in + i, n);
+        out += n;
+        i += n;
+    }
+    *out = '\0';
+    return r->scratch;
+}
+
+/* ---------------------------------------------------------------- key/value pairs */
+
+/* float32 metadata (rope.freq_base, layer_norm_rms_epsilon) as the decimal a person would have
+ * written: the shortest that reads back to the same float, so 1e-05f becomes 1e-05. */
+static double f32_decimal(float f)
+{
+    if (!isfinite(f))
+        return (double)f;
+    char buf[32];
+    for (int digits = 1; digits <= 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, (double)f);
+        if (strtof(buf, NULL) == f)
+            return strtod(buf, NULL);
+    }
+    return (double)f;
+}
+
+static pa_status read_scalar(reader *r, uint32_t type, bool in_array, const char *key, cJSON **out)
+{
+    uint64_t v;
+    pa_status st;
+    *out = NULL;
+    switch (type) {
+    case KV_STRING: {
+        const char *s;
+        size_t slen;
+        st = get_string(r, PA_GGUF_MAX_STRING, "string value", &s, &slen);
+        if (st != PA_OK)
+            return st;
+        const char *copy = scratch_copy(r, s, slen);
+        if (copy)
+            *out = cJSON_CreateString(copy);
+        break;
+    }
+    case KV_BOOL:
+        st = get_uint(r, 1, "bool value", &v);
+        if (st != PA_OK)
+            return st;
+        if (v > 1)
+            return pa_error_set(r->err, PA_E_FORMAT,
+                                "%s: key '%." NAME_SHOWN "s': bool value %llu is neither 0 nor 1",
+                                r->label, key, (unsigned long long)v);
+        *out = cJSON_CreateBool(v == 1);
+        break;
+    case KV_F32: {
+        st = get_uint(r, 4, "f32 value", &v);
+        if (st != PA_OK)
+            return st;
+        uint32_t bits = (uint32_t)v;
+        float f;
+        memcpy(&f, &bits, 4);
+        /* arrays (token scores) stay exact and fast; scalars read as written */
+        *out = cJSON_CreateNumber(in_array ? (double)f : f32_decimal(f));
+        break;
+    }
+    case KV_F64: {
+        st = get_uint(r, 8, "f64 value", &v);
+        if (st != PA_OK)
+            return st;
+        double d;
+        memcpy(&d, &v, 8);
+        *out = cJSON_CreateNumber(d);
+        break;
+    }
+    case KV_U8:
+    case KV_I8:
+    case KV_U16:
+    case KV_I16:
+    case KV_U32:
+    case KV_I32:
+    case KV_U64:
+    case KV_I64: {
+        int n = kv_min_size[type];
+        st = get_uint(r, n, "integer value", &v);
+        if (st != PA_OK)
+            return st;
+        double d;
+        if (type == KV_I8 || type == KV_I16 || type == KV_I32 || type == KV_I64) {
+            int shift = 64 - 8 * n; /* sign-extend */
+            int64_t sv = (int64_t)(v << shift) >> shift;
+            d = (double)sv;
+        } else {
+            d = (double)v;
+        }
+        *out = cJSON_CreateNumber(d);
+        break;
+    }
+    default:
+        return pa_error_set(r->err, PA_E_FORMAT,
+                            "%s: key '%." NAME_SHOWN "s': unknown value type %u", r->label, key,
+                            type);
+    }
+    if (!*out)
+        return pa_error_set(r->err, PA_E_NOMEM, "%s: out of memory", r->label);
+    return PA_OK;
+}
+
+static pa_status read_value(reader *r, uint32_t type, const char *key, cJSON **out)
+{
+    *out = NULL;
+    if (type != KV_ARRAY)
+        return read_scalar(r, type, false, key, out);
+    uint32_t elem_type;
+    uint64_t count;
+    pa_status st = get_u32(r, "array type", &elem_type);
+    if (st == PA_OK)
+        st = get_uint(r, 8, "array length", &count);
+    if (st != PA_OK)
+        return st;
+    if (elem_type == KV_ARRAY)
+        return pa_error_set(r->err, PA_E_FORMAT,
+                            "%s: key '%." NAME_SHOWN "s': arrays of arrays are not supported",
+                            r->label, key);
+    if (elem_type >= KV_TYPE_COUNT)
+        return pa_error_set(r->err, PA_E_FORMAT,
+                            "%s: key '%." NAME_SHOWN "s': unknown array element type %u", r->label,
+                            key, elem_type);
+    uint64_t min = kv_min_size[elem_type];
+    if (count > (r->file_size - r->pos) / min)
+        return pa_error_set(r->err, PA_E_FORMAT,
+                            "%s: key '%." NAME_SHOWN
+                            "s': array of %llu %s values cannot fit in the rest of the file",
+                            r->label, key, (unsigned long long)count, kv_type_names[elem_type]);
+    if (count > PA_GGUF_MAX_ARRAY_ELEMS - r->array_elems)
+        return pa_error_set(r->err, PA_E_LIMIT,
+                            "%s: key '%." NAME_SHOWN
+                            "s': array of %llu values takes the metadata past %u array elements",
+                            r->label, key, (unsigned long long)count, PA_GGUF_MAX_ARRAY_ELEMS);
+    st = need(r, count * min, "array");
+    if (st != PA_OK)
+        return st;
+    r->array_elems += (size_t)count;
+    cJSON *arr = cJSON_CreateArray();
+    if (!arr)
+        return pa_error_set(r->err, PA_E_NOMEM, "%s: out of memory", r->label);
+    for (uint64_t i = 0; i < count; i++) {
+        cJSON *item;
+        st = read_scalar(r, elem_type, true, key, &item);
+        if (st != PA_OK) {
+            cJSON_Delete(arr);
+            return st;
+        }
+        cJSON_AddItemToArray(arr, item); /* O(1): cJSON keeps the tail in child->prev */
+    }
+    *out = arr;
+    return PA_OK;
+}
+
+static int cmp_str_ptr(const void *x, const void *y)
+{
+    return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+/* cJSON keeps every member of an object, so a repeated key must be found here. */
+static pa_status check_duplicate_keys(reader *r, const cJSON *kv, size_t n)
+{
+    if (n < 2)
+        return PA_OK;
+    const char **keys = malloc(n * sizeof *keys); /* n <= PA_GGUF_MAX_KV */
+    if (!keys)
+        return pa_error_set(r->err, PA_E_NOMEM, "%s: out of memory", r->label);
+    size_t i = 0;
+    for (const cJSON *e = kv->child; e && i < n; e = e->next)
+        keys[i++] = e->string;
+    qsort(keys, i, sizeof *keys, cmp_str_ptr);
+    pa_status st = PA_OK;
+    for (size_t j = 1; j < i; j++)
+        if (strcmp(keys[j - 1], keys[j]) == 0) {
+            st = pa_error_set(r->err, PA_E_FORMAT, "%s: duplicate key '%." NAME_SHOWN "s'",
+                              r->label, keys[j]);
+            break;
+        }
+    free(keys);
+    return st;
+}
+
+static pa_status read_kvs(reader *r, uint64_t n_kv, pa_gguf *out)
+{
+    out->kv = cJSON_CreateObject();
+    if (!out->kv)
+        return pa_error_set(r->err, PA_E_NOMEM, "%s: out of memory", r->label);
+    for (uint64_t i = 0; i < n_kv; i++) {
+        const char *key;
+        size_t key_len;
+        uint32_t type;
+        pa_status st = get_string(r, PA_GGUF_MAX_KEY, "key", &key, &key_len);
+        if (st != PA_OK)
+            return st;
+        if (key_len == 0)
+            return pa_error_set(r->err, PA_E_FORMAT, "%s: key/value pair %llu has an empty key",
+                                r->label, (unsigned long long)i);
+        if (!clean_name(key, key_len))
+            return pa_error_set(r->err, PA_E_FORMAT,
+                                "%s: key of pair %llu is not UTF-8 or holds a NUL byte", r->label,
+                                (unsigned long long)i);
+        char *key_copy = malloc(key_len + 1);
+        if (!key_copy)
+            return pa_error_set(r->err, PA_E_NOMEM, "%s: out of memory", r->label);
+        memcpy(key_copy, key, key_len);
+        key_copy[key_len] = '\0';
+        cJSON *value = NULL;
+        st = get_u32(r, "value type", &type);
+        if (st == PA_OK)
+            st = read_value(r, type, key_copy, &value);
+        if (st == PA_OK && !cJSON_AddItemToObject(out->kv, key_copy, value)) {
+            cJSON_Delete(value);
+            st = pa_error_set(r->err, PA_E_NOMEM, "%s: out of memory", r->label);
+        }
+        free(key_copy);
+        if (st != PA_OK)
+            return st;
+    }
+    return check_duplicate_keys(r, out->kv, (size_t)n_kv);
+}
+
+/* general.alignment: any integer type, a power of two up to PA_GGUF_MAX_ALIGNMENT. */
+static pa_status read_alignment(reader *r, pa_gguf *out)
+{
+    out->alignment = PA_GGUF_DEFAULT_ALIGNMENT;
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(out->kv, "general.alignment");
+    if (!a)
+        return PA_OK;
+    double d = cJSON_IsNumber(a) ? a->valuedouble : -1.0;
+    if (!(d >= 1.0 && d <= (double)PA_GGUF_MAX_ALIGNMENT) || d != floor(d))
+        return pa_error_set(r->err, PA_E_FORMAT,
+                            "%s: general.alignment is not an integer between 1 and %u", r->label,
+                            PA_GGUF_MAX_ALIGNMENT);
+    uint64_t v = (uint64_t)d;
+    if (v & (v - 1))
+        return pa_error_set(r->err, PA_E_FORMAT, "%s: general.alignment %llu is not a power of two",
+                            r->label, (unsigned long long)v);
+    out->alignment = v;
+    return PA_OK;
+}
+
+/* ---------------------------------------------------------------- tensor infos */
+
+static pa_status read_tensor(reader *r, size_t index, pa_gguf_tensor *t)
+{
+    const char *name;
+    size_t name_len;
+    pa_status st = get_string(r, PA_GGUF_MAX_KEY, "tensor name", &name, &name_len);
+    if (st != PA_OK)
+        return st;
+    if (name_len == 0)
+        return pa_error_set(r->err, PA_E_FORMAT, "%s: tensor %zu has an empty name", r->label,
+                            index);
+    if (!clean_name(name, name_len))
+        return pa_error_set(r->err, PA_E_FORMAT,
+                            "%s: name of tensor %zu is not UTF-8 or holds a NUL byte", r->label,
+                            index);
+    t->name = malloc(name_len + 1);
+    if (!t->name)
+        return pa_error_set(r->err, PA_E_NOMEM, "%s: out of memory", r->label);
+    memcpy(t->name, name, name_len);
+    t->name[name_len] = '\0';
+
+    st = get_u32(r, "tensor n_dims", &t->ndim);
+    if (st != PA_OK)
+        return st;
+    if (t->ndim == 0 || t->ndim > PA_GGUF_MAX_DIMS)
+        return pa_error_set(r->err, PA_E_FORMAT,
+                            "%s: tensor '%." NAME_SHOWN "s' has %u dimensions (1 to %d allowed)",
+                            r->label, t->name, t->ndim, PA_GGUF_MAX_DIMS);
+    uint64_t numel = 1;
+    for (uint32_t d = 0; d < PA_GGUF_MAX_DIMS; d++)
+        t->ne[d] = 1;
+    for (uint32_t d = 0; d < t->ndim; d++) {
+        st = get_uint(r, 8, "tensor dimension", &t->ne[d]);
+        if (st != PA_OK)
+            return st;
+        if (t->ne[d] == 0)
+            return pa_error_set(r->err, PA_E_FORMAT,
+                                "%s: tensor '%." NAME_SHOWN "s': dimension %u is 0", r->label,
+                                t->name, d);
+        if (numel > (uint64_t)INT64_MAX / t->ne[d])
+            return pa_error_set(r->err, PA_E_FORMAT,
+                                "%s: tensor '%." NAME_SHOWN "s': element count overflows", r->label,
+                                t->name);
+        numel *= t->ne[d];
+    }
+    t->numel = numel;
+    st = get_u32(r, "tensor type", &t->type);
+    if (st != PA_OK)
+        return st;
+    if (!pa_gguf_type_known(t->type))
+        return pa_error_set(r->err, PA_E_FORMAT,
+                            "%s: unknown tensor type %u for '%." NAME_SHOWN "s'", r->label, t->type,
+                            t->name);
+    size_t block = pa_gguf_block_elems(t->type);
+    if (t->ne[0] % block != 0)
+        return pa_error_set(r->err, PA_E_FORMAT,
+                            "%s: tensor '%." NAME_SHOWN
+                            "s': row length %llu is not a multiple of the %s block size %zu",
+                            r->label, t->name, (unsigned long long)t->ne[0],
+                            pa_gguf_type_name(t->type), block);
+    if (!pa_gguf_nbytes(t->type, numel, &t->nbytes))
+        return pa_error_set(r->err, PA_E_FORMAT,
+                            "%s: tensor '%." NAME_SHOWN "s': byte size overflows", r->label,
+                            t->name);
+    return get_uint(r, 8, "tensor offset", &t->offset); /* relative until place_tensors */
+}
+
+static int cmp_tensor_name(const void *x, const void *y)
+{
+    return strcmp(((const pa_gguf_tensor *)x)->name, ((const pa_gguf_tensor *)y)->name);
+}
+
+static int cmp_tensor_offset(const void *x, const void *y)
+{
+    const pa_gguf_tensor *a = x, *b = y;
+    if (a->offset != b->offset)
+        return a->offset < b->offset ? -1 : 1;
+    return strcmp(a->name, b->name); /* names are unique by now: a total order */
+}
+
+/* Offsets: aligned, inside the file, absolute; then no duplicate names and no overlaps. */
+static pa_status place_tensors(reader *r, pa_gguf *g)
+{
+    uint64_t data_len = 0;
+    if (g->n_tensors > 0) {
+        if (g->data_offset > r->file_size)
+            return pa_error_set(r->err, PA_E_FORMAT,
+                                "%s: data section at byte %llu starts past the end of the file "
+                                "(%llu bytes)",
+                                r->label, (unsigned long long)g->data_offset,
+                                (unsigned long long)r->file_size);
+        data_len = r->file_size - g->data_offset;
+    }
+    for (size_t i = 0; i < g->n_tensors; i++) {
+        pa_gguf_tensor *t = &g->tensors[i];
+        if (t->offset % g->alignment != 0)
+            return pa_error_set(r->err, PA_E_FORMAT,
+                                "%s: tensor '%." NAME_SHOWN
+                                "s': data offset %llu is not a multiple of the alignment %llu",
+                                r->label, t->name, (unsigned long long)t->offset,
+                                (unsigned long long)g->alignment);
+        if (t->offset > data_len || t->nbytes > data_len - t->offset)
+            return pa_error_set(r->err, PA_E_FORMAT,
+                                "%s: tensor '%." NAME_SHOWN
+                                "s': data [%llu, +%llu) runs past the end of the data section "
+                                "(%llu bytes)",
+                                r->label, t->name, (unsigned long long)t->offset,
+                                (unsigned long long)t->nbytes, (unsigned long long)data_len);
+        t->offset += g->data_offset;
+    }
+    if (g->n_tensors < 2)
+        return PA_OK;
+    qsort(g->tensors, g->n_tensors, sizeof *g->tensors, cmp_tensor_name);
+    for (size_t i = 1; i < g->n_tensors; i++)
+        if (strcmp(g->tensors[i - 1].name, g->tensors[i].name) == 0)
+            return pa_error_set(r->err, PA_E_FORMAT,
+                                "%s: duplicate tensor name '%." NAME_SHOWN "s'", r->label,
+                                g->tensors[i].name);
+    qsort(g->tensors, g->n_tensors, sizeof *g->tensors, cmp_tensor_offset);
+    for (size_t i = 1; i < g->n_tensors; i++) {
+        const pa_gguf_tensor *a = &g->tensors[i - 1], *b = &g->tensors[i];
+        if (b->offset < a->offset + a->nbytes) /* sorted and disjoint so far: a ends furthest */
+            return pa_error_set(r->err, PA_E_FORMAT,
+                                "%s: tensors '%." NAME_SHOWN "s' and '%." NAME_SHOWN
+                                "s' overlap at byte %llu",
+                                r->label, a->name, b->name, (unsigned long long)b->offset);
+    }
+    return PA_OK;
+}
+
+/* ---------------------------------------------------------------- parse / read / free */
+
+static pa_status parse_header(reader *r, pa_gguf *out)
+{
+    uint64_t magic, version, n_tensors, n_kv;
+    pa_status st = get_uint(r, 4, "magic", &magic);
+    if (st != PA_OK)
+        return st;
+    if (memcmp(r->buf, "GGUF", 4) != 0)
+        return pa_error_set(r->err, PA_E_FORMAT, "%s: bad magic (not a GGUF file)", r->label);
+    st = get_uint(r, 4, "version", &version);
+    if (st != PA_OK)
+        return st;
+    if (version == 0x02000000u || version == 0x03000000u)
+        return pa_error_set(r->err, PA_E_FORMAT, "%s: big-endian GGUF is not supported", r->label);
+    if (version != 2 && version != 3)
+        return pa_error_set(r->err, PA_E_FORMAT, "%s: unsupported GGUF version %llu (only 2 and 3)",
+                            r->label, (unsigned long long)version);
+    out->version = (uint32_t)version;
+    st = get_uint(r, 8, "tensor count", &n_tensors);
+    if (st == PA_OK)
+        st = get_uint(r, 8, "key/value count", &n_kv);
+    if (st != PA_OK)
+        return st;
+
+    /* Counts against what the rest of the file could hold, before anything is allocated. */
+    uint64_t rest = r->file_size - r->pos;
+    if (n_kv > rest / KV_MIN_BYTES || n_tensors > (rest - n_kv * KV_MIN_BYTES) / TENSOR_MIN_BYTES)
+        return pa_error_set(r->err, PA_E_FORMAT,
+                            "%s: %llu key/value pairs and %llu tensors cannot fit in the %llu "
+                            "bytes after the counts",
+                            r->label, (unsigned long long)n_kv, (unsigned long long)n_tensors,
+                            (unsigned long long)rest);
+    if (n_kv > PA_GGUF_MAX_KV)
+        return pa_error_set(r->err, PA_E_LIMIT, "%s: %llu key/value pairs is over the limit of %u",
+                            r->label, (unsigned long long)n_kv, PA_GGUF_MAX_KV);
+    if (n_tensors > PA_GGUF_MAX_TENSORS)
+        return pa_error_set(r->err, PA_E_LIMIT, "%s: %llu tensors is over the limit of %u",
+                            r->label, (unsigned long long)n_tensors, PA_GGUF_MAX_TENSORS);
+
+    st = read_kvs(r, n_kv, out);
+    if (st == PA_OK)
+        st = read_alignment(r, out);
+    if (st != PA_OK)
+        return st;
+
+    if (n_tensors) {
+        st = need(r, n_tensors * TENSOR_MIN_BYTES, "tensor table");
+        if (st != PA_OK)
+            return st;
+        out->tensors = calloc((size_t)n_tensors, sizeof *out->tensors);
+        if (!out->tensors)
+            return pa_error_set(r->err, PA_E_NOMEM, "%s: out of memory", r->label);
+        out->n_tensors = (size_t)n_tensors; /* names stay NULL until read: free copes */
+    }
+    for (size_t i = 0; i < out->n_tensors; i++) {
+        st = read_tensor(r, i, &out->tensors[i]);
+        if (st != PA_OK)
+            return st;
+    }
+    out->header_len = r->pos;
+    /* pos <= SIZE_MAX and alignment <= 2^30: no overflow */
+    out->data_offset = ((uint64_t)r->pos + out->alignment - 1) / out->alignment * out->alignment;
+    return place_tensors(r, out);
+}
+
+static pa_status parse_impl(const uint8_t *buf, size_t len, uint64_t file_size, const char *label,
+                            pa_gguf *out, pa_error *err, bool *short_buffer)
+{
+    *short_buffer = false;
+    if (!label)
+        label = "gguf";
+    if (!out)
+        return pa_error_set(err, PA_E_ARG, "%s: no header to fill", label);
+    memset(out, 0, sizeof *out);
+    if (!buf && len)
+        return pa_error_set(err, PA_E_ARG, "%s: no buffer", label);
+    if (len > file_size)
+        len = (size_t)file_size; /* bytes past the stated end of the file do not exist */
+    reader r = {.buf = buf, .len = len, .file_size = file_size, .label = label, .err = err};
+    pa_status st = parse_header(&r, out);
+    free(r.scratch);
+    *short_buffer = r.short_buffer;
+    if (st != PA_OK)
+        pa_gguf_free(out);
+    return st;
+}
+
+pa_status pa_gguf_parse(const uint8_t *buf, size_t len, uint64_t file_size, const char *label,
+                        pa_gguf *out, pa_error *err)
+{
+    bool short_buffer;
+    return parse_impl(buf, len, file_size, label, out, err, &short_buffer);
+}
+
+/* pread exactly len bytes at off: 0 on success, -1 with errno on error, 1 when the file ended. */
+static int pread_exact(int fd, void *dst, size_t len, uint64_t off)
+{
+    uint8_t *p = dst;
+    while (len) {
+        ssize_t got = pread(fd, p, len, (off_t)off);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return -1;
+        if (got == 0)
+            return 1;
+        p += got;
+        len -= (size_t)got;
+        off += (uint64_t)got;
+    }
+    return 0;
+}
+
+pa_status pa_gguf_read(int fd, const char *label, pa_gguf *out, pa_error *err)
+{
+    if (!label)
+        label = "gguf";
+    if (!out)
+        return pa_error_set(err, PA_E_ARG, "%s: no header to fill", label);
+    memset(out, 0, sizeof *out);
+    struct stat sb;
+    if (fstat(fd, &sb) != 0)
+        return pa_error_set(err, PA_E_IO, "%s: cannot stat: %s", label, strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        return pa_error_set(err, PA_E_FORMAT, "%s: not a regular file", label);
+    uint64_t file_size = (uint64_t)sb.st_size;
+
+    uint8_t *buf = NULL;
+    size_t have = 0, want = PA_GGUF_READ_FIRST;
+    for (;;) {
+        if (want > file_size)
+            want = (size_t)file_size;
+        uint8_t *grown = realloc(buf, want ? want : 1);
+        if (!grown) {
+            free(buf);
+            return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", label);
+        }
+        buf = grown;
+        int rc = pread_exact(fd, buf + have, want - have, have);
+        if (rc != 0) {
+            int e = errno;
+            free(buf);
+            if (rc < 0)
+                return pa_error_set(err, PA_E_IO, "%s: read failed: %s", label, strerror(e));
+            return pa_error_set(err, PA_E_IO, "%s: file shrank while reading", label);
+        }
+        have = want;
+        /* A local error per attempt: the caller's keeps only the final answer. */
+        pa_error attempt;
+        pa_error_clear(&attempt);
+        bool short_buffer;
+        pa_status st = parse_impl(buf, have, file_size, label, out, &attempt, &short_buffer);
+        if (st == PA_OK) {
+            free(buf);
+            return PA_OK;
+        }
+        if (!short_buffer || have >= file_size) {
+            free(buf);
+            return pa_error_set(err, st, "%s", attempt.msg);
+        }
+        if (have >= PA_GGUF_READ_MAX) {
+            free(buf);
+            return pa_error_set(err, PA_E_LIMIT, "%s: GGUF header is larger than %u MiB", label,
+                                PA_GGUF_READ_MAX >> 20);
+        }
+        want = have * 2 > PA_GGUF_READ_MAX ? PA_GGUF_READ_MAX : have * 2;
+    }
+}
+
+void pa_gguf_free(pa_gguf *g)
+{
+    if (!g)
+        return;
+    if (g->tensors)
+        for (size_t i = 0; i < g->n_tensors; i++)
+            free(g->tensors[i].name);
+    free(g->tensors);
+    cJSON_Delete(g->kv);
+    memset(g, 0, sizeof *g);
+}
+
+bool pa_gguf_sniff(const uint8_t *buf, size_t len)
+{
+    return buf && len >= 4 && memcmp(buf, "GGUF", 4) == 0;
+}
+
+/* ---------------------------------------------------------------- metadata look-ups */
+
+const cJSON *pa_gguf_kv(const pa_gguf *g, const char *key)
+{
+    return g && g->kv && key ? cJSON_GetObjectItemCaseSensitive(g->kv, key) : NULL;
+}
+
+const char *pa_gguf_kv_str(const pa_gguf *g, const char *key)
+{
+    const cJSON *v = pa_gguf_kv(g, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static bool json_int(const cJSON *v, int64_t *out)
+{
+    if (!cJSON_IsNumber(v))
+        return false;
+    double d = v->valuedouble;
+    if (!isfinite(d) || d != floor(d) || d < -9.0e18 || d > 9.0e18)
+        return false;
+    *out = (int64_t)d;
+    return true;
+}
+
+bool pa_gguf_kv_int(const pa_gguf *g, const char *key, int64_t *out)
+{
+    return json_int(pa_gguf_kv(g, key), out);
+}
+
+/* The metadata value "<arch>.<suffix>", or NULL. */
+static const cJSON *arch_kv(const pa_gguf *g, const char *suffix)
+{
+    const char *arch = pa_gguf_kv_str(g, "general.architecture");
+    if (!arch || !suffix)
+        return NULL;
+    char key[256];
+    int n = snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    if (n < 0 || (size_t)n >= sizeof key)
+        return NULL;
+    return pa_gguf_kv(g, key);
+}
+
+bool pa_gguf_arch_int(const pa_gguf *g, const char *suffix, int64_t *out)
+{
+    const cJSON *v = arch_kv(g, suffix);
+    if (!cJSON_IsArray(v))
+        return json_int(v, out);
+    /* per-layer values (e.g. head_count_kv of some models): one value only when all agree */
+    int64_t first = 0, x;
+    bool any = false;
+    for (const cJSON *e = v->child; e; e = e->next) {
+        if (!json_int(e, &x) || (any && x != first))
+            return false;
+        first = x;
+        any = true;
+    }
+    if (any)
+        *out = first;
+    return any;
+}
+
+const pa_gguf_tensor *pa_gguf_find(const pa_gguf *g, const char *name)
+{
+    if (!g || !name)
+        return NULL;
+    for (size_t i = 0; i < g->n_tensors; i++)
+        if (strcmp(g->tensors[i].name, name) == 0)
+            return &g->tensors[i];
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- config.json */
+
+static const struct arch_map {
+    const char *gguf, *model_type, *architecture, *hidden_act;
+} arch_table[] = {
+    {"llama", "llama", "LlamaForCausalLM", "silu"},
+    {"qwen2", "qwen2", "Qwen2ForCausalLM", "silu"},
+    {"qwen2moe", "qwen2_moe", "Qwen2MoeForCausalLM", "silu"},
+    {"qwen3", "qwen3", "Qwen3ForCausalLM", "silu"},
+    {"qwen3moe", "qwen3_moe", "Qwen3MoeForCausalLM", "silu"},
+    {"gemma", "gemma", "GemmaForCausalLM", "gelu"},
+    {"gemma2", "gemma2", "Gemma2ForCausalLM", "gelu_pytorch_tanh"},
+    {"phi2", "phi", "PhiForCausalLM", "gelu_new"},
+    {"phi3", "phi3", "Phi3ForCausalLM", "silu"},
+    {"gpt2", "gpt2", "GPT2LMHeadModel", NULL},
+    {"gptneox", "gpt_neox", "GPTNeoXForCausalLM", "gelu"},
+    {"falcon", "falcon", "FalconForCausalLM", NULL},
+    {"starcoder", "gpt_bigcode", "GPTBigCodeForCausalLM", NULL},
+    {"starcoder2", "starcoder2", "Starcoder2ForCausalLM", "gelu_pytorch_tanh"},
+    {"stablelm", "stablelm", "StableLmForCausalLM", "silu"},
+    {"granite", "granite", "GraniteForCausalLM", "silu"},
+    {"olmo", "olmo", "OlmoForCausalLM", "silu"},
+    {"olmo2", "olmo2", "Olmo2ForCausalLM", "silu"},
+    {"command-r", "cohere", "CohereForCausalLM", "silu"},
+    {"deepseek2", "deepseek_v2", "DeepseekV2ForCausalLM", "silu"},
+    {"internlm2", "internlm2", "InternLM2ForCausalLM", "silu"},
+    {"minicpm", "minicpm", "MiniCPMForCausalLM", "silu"},
+    {"bloom", "bloom", "BloomForCausalLM", NULL},
+    {"mpt", "mpt", "MPTForCausalLM", NULL},
+    {"bert", "bert", "BertModel", "gelu"},
+    {"t5", "t5", "T5ForConditionalGeneration", NULL},
+};
+
+static const struct arch_map *arch_lookup(const char *arch)
+{
+    for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++)
+        if (strcmp(arch_table[i].gguf, arch) == 0)
+            return &arch_table[i];
+    return NULL;
+}
+
+/* Add an integer member when the source has one; false only when out of memory. */
+static bool add_int(cJSON *obj, const char *key, bool have, const int64_t *v)
+{
+    return !have || cJSON_AddNumberToObject(obj, key, (double)*v) != NULL;
+}
+
+/* Copy a finite number member "<arch>.<suffix>" to key. */
+static bool add_arch_float(cJSON *obj, const pa_gguf *g, const char *suffix, const char *key)
+{
+    const cJSON *v = arch_kv(g, suffix);
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return true;
+    return cJSON_AddNumberToObject(obj, key, v->valuedouble) != NULL;
+}
+
+pa_status pa_gguf_config_json(const pa_gguf *g, char **json_out, pa_error *err)
+{
+    if (!json_out)
+        return pa_error_set(err, PA_E_ARG, "gguf: no output");
+    *json_out = NULL;
+    const char *arch = pa_gguf_kv_str(g, "general.architecture");
+    if (!arch)
+        return pa_error_set(err, PA_E_UNSUPPORTED, "gguf: no general.architecture");
+    const struct arch_map *map = arch_lookup(arch);
+    cJSON *cfg = cJSON_CreateObject();
+    bool ok = cfg != NULL;
+    if (ok && map) {
+        cJSON *archs = cJSON_AddArrayToObject(cfg, "architectures");
+        cJSON *name = cJSON_CreateString(map->architecture);
+        ok = archs && name && cJSON_AddItemToArray(archs, name);
+        if (!ok)
+            cJSON_Delete(name);
+    } else if (ok) {
+        ok = cJSON_AddNullToObject(cfg, "architectures") != NULL;
+    }
+    if (ok)
+        ok = cJSON_AddStringToObject(cfg, "model_type", map ? map->model_type : arch) != NULL;
+    if (ok && map && map->hidden_act)
+        ok = cJSON_AddStringToObject(cfg, "hidden_act", map->hidden_act) != NULL;
+
+    static const struct {
+        const char *suffix, *key;
+    } ints[] = {
+        {"embedding_length", "hidden_size"},
+        {"block_count", "num_hidden_layers"},
+        {"attention.head_count", "num_attention_heads"},
+        {"attention.head_count_kv", "num_key_value_heads"},
+        {"feed_forward_length", "intermediate_size"},
+        {"context_length", "max_position_embeddings"},
+        {"attention.key_length", "head_dim"},
+    };
+    for (size_t i = 0; ok && i < sizeof ints / sizeof ints[0]; i++) {
+        int64_t v = 0;
+        ok = add_int(cfg, ints[i].key, pa_gguf_arch_int(g, ints[i].suffix, &v), &v);
+    }
+    ok = ok && add_arch_float(cfg, g, "rope.freq_base", "rope_theta") &&
+         add_arch_float(cfg, g, "attention.layer_norm_rms_epsilon", "rms_norm_eps") &&
+         add_arch_float(cfg, g, "attention.layer_norm_epsilon", "layer_norm_eps");
+
+    const cJSON *tokens = pa_gguf_kv(g, "tokenizer.ggml.tokens");
+    int64_t v = cJSON_IsArray(tokens) ? cJSON_GetArraySize(tokens) : 0;
+    bool have = cJSON_IsArray(tokens) || pa_gguf_arch_int(g, "vocab_size", &v);
+    ok = ok && add_int(cfg, "vocab_size", have, &v);
+    have = pa_gguf_kv_int(g, "tokenizer.ggml.bos_token_id", &v);
+    ok = ok && add_int(cfg, "bos_token_id", have, &v);
+    have = pa_gguf_kv_int(g, "tokenizer.ggml.eos_token_id", &v);
+    ok = ok && add_int(cfg, "eos_token_id", have, &v);
+    /* The converter leaves out output.weight when the head is tied to the embedding. */
+    if (ok && pa_gguf_find(g, "token_embd.weight"))
+        ok = cJSON_AddBoolToObject(cfg, "tie_word_embeddings",
+                                   pa_gguf_find(g, "output.weight") == NULL) != NULL;
+    if (ok)
+        *json_out = cJSON_PrintUnformatted(cfg);
+    cJSON_Delete(cfg);
+    if (!*json_out)
+        return pa_error_set(err, PA_E_NOMEM, "gguf: out of memory building config.json");
+    return PA_OK;
+}
+
+/* ---------------------------------------------------------------- tokenizer.json */
+
+enum { TOKTYPE_NORMAL = 1, TOKTYPE_UNKNOWN = 2, TOKTYPE_CONTROL = 3, TOKTYPE_USER_DEFINED = 4 };
+
+/* Token type i from tokenizer.ggml.token_type (walked alongside), 0 when unknown. */
+static int token_type_next(const cJSON **cursor)
+{
+    const cJSON *c = *cursor;
+    if (!c)
+        return 0;
+    *cursor = c->next;
+    int64_t t;
+    return json_int(c, &t) && t >= 0 && t < 16 ? (int)t : 0;
+}
+
+/* BERT vocabularies in GGUF are in "phantom space": the converter dropped "##" from continuation
+ * pieces and put U+2581 before word-initial ones (control tokens untouched). Undo that. */
+static char *bert_token(const char *tok, int type)
+{
+    size_t n = strlen(tok);
+    char *out = malloc(n + 3);
+    if (!out)
+        return NULL;
+    bool control =
+        type == TOKTYPE_CONTROL || (type == 0 && n >= 2 && tok[0] == '[' && tok[n - 1] == ']');
+    if (control)
+        memcpy(out, tok, n + 1);
+    else if (strncmp(tok, "\xE2\x96\x81", 3) == 0)
+        memcpy(out, tok + 3, n - 2);
+    else {
+        memcpy(out, "##", 2);
+        memcpy(out + 2, tok, n + 1);
+    }
+    return out;
+}
+
+static bool add_added_token(cJSON *added, int64_t id, const char *content, bool special)
+{
+    cJSON *t = cJSON_CreateObject();
+    bool ok = t && cJSON_AddNumberToObject(t, "id", (double)id) &&
+              cJSON_AddStringToObject(t, "content", content) &&
+              cJSON_AddBoolToObject(t, "single_word", false) &&
+              cJSON_AddBoolToObject(t, "lstrip", false) &&
+              cJSON_AddBoolToObject(t, "rstrip", false) &&
+              cJSON_AddBoolToObject(t, "normalized", !special) &&
+              cJSON_AddBoolToObject(t, "special", special);
+    if (ok && cJSON_AddItemToArray(added, t))
+        return true;
+    cJSON_Delete(t);
+    return false;
+}
+
+/* tokenizer_config.json: the special tokens by string, as Hugging Face writes them. */
+static char *special_config(const pa_gguf *g, const cJSON *tokens)
+{
+    static const struct {
+        const char *key, *name;
+    } specials[] = {{"tokenizer.ggml.bos_token_id", "bos_token"},
+                    {"tokenizer.ggml.eos_token_id", "eos_token"},
+                    {"tokenizer.ggml.unknown_token_id", "unk_token"},
+                    {"tokenizer.ggml.padding_token_id", "pad_token"}};
+    cJSON *cfg = cJSON_CreateObject();
+    bool ok = cfg != NULL;
+    int n_tokens = cJSON_GetArraySize(tokens);
+    for (size_t i = 0; ok && i < sizeof specials / sizeof specials[0]; i++) {
+        int64_t id;
+        if (!pa_gguf_kv_int(g, specials[i].key, &id) || id < 0 || id >= n_tokens)
+            continue;
+        const cJSON *t = cJSON_GetArrayItem(tokens, (int)id);
+        if (cJSON_IsString(t))
+            ok = cJSON_AddStringToObject(cfg, specials[i].name, t->valuestring) != NULL;
+    }
+    const cJSON *add_bos = pa_gguf_kv(g, "tokenizer.ggml.add_bos_token");
+    if (ok && cJSON_IsBool(add_bos))
+        ok = cJSON_AddBoolToObject(cfg, "add_bos_token", cJSON_IsTrue(add_bos)) != NULL;
+    char *text = ok ? cJSON_PrintUnformatted(cfg) : NULL;
+    cJSON_Delete(cfg);
+    return text;
+}
+
+pa_status pa_gguf_tokenizer_json(const pa_gguf *g, char **json_out, char **config_out,
+                                 pa_error *err)
+{
+    if (!json_out)
+        return pa_error_set(err, PA_E_ARG, "gguf: no output");
+    *json_out = NULL;
+    if (config_out)
+        *config_out = NULL;
+    const cJSON *tokens = pa_gguf_kv(g, "tokenizer.ggml.tokens");
+    if (!cJSON_IsArray(tokens) || !tokens->child)
+        return pa_error_set(err, PA_E_UNSUPPORTED, "gguf: no tokenizer.ggml.tokens");
+    const char *model = pa_gguf_kv_str(g, "tokenizer.ggml.model");
+    if (!model)
+        model = "";
+    const char *kind;
+    if (strcmp(model, "gpt2") == 0 || strcmp(model, "llama") == 0)
+        kind = "BPE";
+    else if (strcmp(model, "bert") == 0)
+        kind = "WordPiece";
+    else if (strcmp(model, "t5") == 0)
+        kind = "Unigram";
+    else
+        return pa_error_set(err, PA_E_UNSUPPORTED, "gguf: tokenizer model '%.40s' is not supported",
+                            model);
+    bool unigram = strcmp(kind, "Unigram") == 0, bert = strcmp(kind, "WordPiece") == 0;
+    const cJSON *types = pa_gguf_kv(g, "tokenizer.ggml.token_type");
+    const cJSON *type_at = cJSON_IsArray(types) ? types->child : NULL;
+    const cJSON *scores = pa_gguf_kv(g, "tokenizer.ggml.scores");
+    const cJSON *score_at = cJSON_IsArray(scores) ? scores->child : NULL;
+
+    cJSON *root = cJSON_CreateObject(), *model_obj = NULL, *vocab = NULL, *added = NULL;
+    bool ok = root && cJSON_AddStringToObject(root, "version", "1.0") &&
+              (added = cJSON_AddArrayToObject(root, "added_tokens")) &&
+              (model_obj = cJSON_AddObjectToObject(root, "model")) &&
+              cJSON_AddStringToObject(model_obj, "type", kind);
+    if (ok && bert)
+        ok = cJSON_AddStringToObject(model_obj, "unk_token", "[UNK]") &&
+             cJSON_AddStringToObject(model_obj, "continuing_subword_prefix", "##");
+    if (ok && strcmp(model, "llama") == 0)
+        ok = cJSON_AddBoolToObject(model_obj, "byte_fallback", true) != NULL;
+    if (ok)
+        vocab = unigram ? cJSON_AddArrayToObject(model_obj, "vocab")
+                        : cJSON_AddObjectToObject(model_obj, "vocab");
+    ok = ok && vocab;
+
+    int64_t id = 0;
+    for (const cJSON *t = tokens->child; ok && t; t = t->next, id++) {
+        int type = token_type_next(&type_at);
+        const cJSON *score = score_at;
+        if (score_at)
+            score_at = score_at->next;
+        if (!cJSON_IsString(t)) {
+            cJSON_Delete(root);
+            return pa_error_set(err, PA_E_FORMAT,
+                                "gguf: tokenizer.ggml.tokens[%lld] is not a string", (long long)id);
+        }
+        char *text = bert ? bert_token(t->valuestring, type) : NULL;
+        const char *str = bert ? text : t->valuestring;
+        if (!str) {
+            ok = false;
+            break;
+        }
+        if (unigram) {
+            cJSON *pair = cJSON_CreateArray();
+            double s =
+                cJSON_IsNumber(score) && isfinite(score->valuedouble) ? score->valuedouble : 0.0;
+            ok = pair && cJSON_AddItemToArray(pair, cJSON_CreateString(str)) &&
+                 cJSON_AddItemToArray(pair, cJSON_CreateNumber(s)) && pair->child &&
+                 pair->child->next && cJSON_AddItemToArray(vocab, pair);
+            if (!ok)
+                cJSON_Delete(pair);
+        } else {
+            ok = cJSON_AddNumberToObject(vocab, str, (double)id) != NULL;
+        }
+        if (ok &&
+            (type == TOKTYPE_UNKNOWN || type == TOKTYPE_CONTROL || type == TOKTYPE_USER_DEFINED))
+            ok = add_added_token(added, id, str, type != TOKTYPE_USER_DEFINED);
+        free(text);
+    }
+    const cJSON *merges = pa_gguf_kv(g, "tokenizer.ggml.merges");
+    if (ok && !unigram && !bert && cJSON_IsArray(merges)) {
+        for (const cJSON *m = merges->child; m; m = m->next)
+            if (!cJSON_IsString(m)) {
+                cJSON_Delete(root);
+                return pa_error_set(err, PA_E_FORMAT,
+                                    "gguf: tokenizer.ggml.merges holds a non-string");
+            }
+        cJSON *copy = cJSON_Duplicate(merges, true);
+        ok = copy && cJSON_AddItemToObject(model_obj, "merges", copy);
+        if (!ok)
+            cJSON_Delete(copy);
+    }
+    if (ok)
+        *json_out = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!*json_out)
+        return pa_error_set(err, PA_E_NOMEM, "gguf: out of memory building tokenizer.json");
+    if (config_out) {
+        *config_out = special_config(g, tokens);
+        if (!*config_out) {
+            free(*json_out);
+            *json_out = NULL;
+            return pa_error_set(err, PA_E_NOMEM, "gguf: out of memory building tokenizer_config");
+        }
+    }
+    return PA_OK;
+}
+
+/* ---------------------------------------------------------------- tensor names and rows */
+
+static const struct name_map {
+    const char *gguf, *hf;
+} top_names[] =
+    {
+        {"token_embd", "model.embed_tokens"},
+        {"output", "lm_head"},
+        {"output_norm", "model.norm"},
+},
+  block_names[] = {
+      {"attn_q", "self_attn.q_proj"},
+      {"attn_k", "self_attn.k_proj"},
+      {"attn_v", "self_attn.v_proj"},
+      {"attn_output", "self_attn.o_proj"},
+      {"attn_q_norm", "self_attn.q_norm"},
+      {"attn_k_norm", "self_attn.k_norm"},
+      {"ffn_gate", "mlp.gate_proj"},
+      {"ffn_up", "mlp.up_proj"},
+      {"ffn_down", "mlp.down_proj"},
+      {"attn_norm", "input_layernorm"},
+      {"ffn_norm", "post_attention_layernorm"},
+};
+
+static char *dup_str(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    if (p)
+        memcpy(p, s, n);
+    return p;
+}
+
+/* "<a><b><c>" in a fresh allocation. */
+static char *concat3(const char *a, size_t an, const char *b, size_t bn, const char *c)
+{
+    size_t cn = strlen(c);
+    if (an > SIZE_MAX - bn - cn - 1)
+        return NULL;
+    char *p = malloc(an + bn + cn + 1);
+    if (!p)
+        return NULL;
+    memcpy(p, a, an);
+    memcpy(p + an, b, bn);
+    memcpy(p + an + bn, c, cn + 1);
+    return p;
+}
+
+char *pa_gguf_hf_name(const char *gguf_name)
+{
+    if (!gguf_name)
+        return NULL;
+    size_t len = strlen(gguf_name);
+    const char *suffix = NULL;
+    if (len > 7 && strcmp(gguf_name + len - 7, ".weight") == 0)
+        suffix = gguf_name + len - 7;
+    else if (len > 5 && strcmp(gguf_name + len - 5, ".bias") == 0)
+        suffix = gguf_name + len - 5;
+    if (!suffix)
+        return dup_str(gguf_name);
+    size_t base_len = (size_t)(suffix - gguf_name);
+
+    for (size_t i = 0; i < sizeof top_names / sizeof top_names[0]; i++)
+        if (strlen(top_names[i].gguf) == base_len &&
+            memcmp(gguf_name, top_names[i].gguf, base_len) == 0)
+            return concat3(top_names[i].hf, strlen(top_names[i].hf), "", 0, suffix);
+
+    /* blk.<N>.<part> */
+    if (base_len < 6 || memcmp(gguf_name, "blk.", 4) != 0)
+        return dup_str(gguf_name);
+    const char *digits = gguf_name + 4, *p = digits;
+    while (p < suffix && *p >= '0' && *p <= '9')
+        p++;
+    size_t n_digits = (size_t)(p - digits);
+    if (n_digits == 0 || n_digits > 9 || p >= suffix || *p != '.')
+        return dup_str(gguf_name);
+    const char *part = p + 1;
+    size_t part_len = (size_t)(suffix - part);
+    for (size_t i = 0; i < sizeof block_names / sizeof block_names[0]; i++) {
+        if (strlen(block_names[i].gguf) != part_len || memcmp(part, block_names[i].gguf, part_len))
+            continue;
+        char mid[64];
+        int n = snprintf(mid, sizeof mid, ".%s%s", block_names[i].hf, suffix);
+        if (n < 0 || (size_t)n >= sizeof mid)
+            return dup_str(gguf_name);
+        return concat3("model.layers.", 13, digits, n_digits, mid);
+    }
+    return dup_str(gguf_name);
+}
+
+bool pa_gguf_arch_permutes_qk(const char *arch)
+{
+    static const char *const permuted[] = {"llama",      "deci",    "granite",
+                                           "granitemoe", "minicpm", "baichuan"};
+    if (!arch)
+        return false;
+    for (size_t i = 0; i < sizeof permuted / sizeof permuted[0]; i++)
+        if (strcmp(arch, permuted[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Within one head of head_dim rows the converter interleaves the two halves: HF row s * half + i
+ * (s in {0, 1}, i < half) becomes GGUF row 2 * i + s. */
+static bool qk_shape_ok(uint64_t n_rows, uint32_t n_head)
+{
+    return n_head != 0 && n_rows % (2 * (uint64_t)n_head) == 0;
+}
+
+uint64_t pa_gguf_qk_row(uint64_t gguf_row, uint64_t n_rows, uint32_t n_head)
+{
+    if (!qk_shape_ok(n_rows, n_head) || gguf_row >= n_rows)
+        return gguf_row;
+    uint64_t head_dim = n_rows / n_head, half = head_dim / 2;
+    uint64_t head = gguf_row / head_dim, r = gguf_row % head_dim;
+    return head * head_dim + (r % 2) * half + r / 2;
+}
+
+uint64_t pa_gguf_qk_row_forward(uint64_t hf_row, uint64_t n_rows, uint32_t n_head)
+{
+    if (!qk_shape_ok(n_rows, n_head) || hf_row >= n_rows)
+        return hf_row;
+    uint64_t head_dim = n_rows / n_head, half = head_dim / 2;
+    uint64_t head = hf_row / head_dim, r = hf_row % head_dim;
+    return head * head_dim + 2 * (r % half) + r / half;
+}
+
+bool pa_gguf_unpermute_rows(const float *src, float *dst, uint64_t n_rows, uint64_t n_cols,
+                            uint32_t n_head)
+{
+    if (!src || !dst || src == dst || !qk_shape_ok(n_rows, n_head) ||
+        (n_cols && n_rows > SIZE_MAX / sizeof(float) / n_cols))
+        return false;
+    for (uint64_t g = 0; g < n_rows; g++)
+        memcpy(dst + pa_gguf_qk_row(g, n_rows, n_head) * n_cols, src + g * n_cols,
+               (size_t)n_cols * sizeof(float));
+    return true;
+}
