@@ -1,6 +1,7 @@
 /* Element types of safetensors and their decoding to float. The decoders are branch-free loops the
  * compiler vectorises; they are on the fingerprint's hot path. */
 #include "provfs/analyzer.h"
+#include "hot.h"
 
 #include <math.h>
 #include <string.h>
@@ -94,7 +95,7 @@ static float f8e5m2_to_f32(uint8_t b)
     return pa_f16_to_f32_one((uint16_t)(b << 8));
 }
 
-__attribute__((target_clones("avx2", "default"))) void pa_dtype_to_f32(pa_dtype dtype,
+PA_CLONES void pa_dtype_to_f32(pa_dtype dtype,
                                                                      const void *src, float *dst,
                                                                      size_t n)
 {

@@ -8,6 +8,7 @@
  * Memory stays bounded: a chunk buffer per thread, plus anchor rows.
  */
 #include "fp.h"
+#include "hot.h"
 #include "jsonutil.h"
 #include "model.h"
 #include "sha.h"
@@ -186,7 +187,7 @@ typedef struct tacc {
 
 /* Sums, min and max of a contiguous run of values. 16 independent lanes so the compiler
  * vectorises the loop without -ffast-math (a single accumulator is a serial dependency chain). */
-__attribute__((target_clones("avx2", "default"))) static void
+PA_CLONES static void
 run_stats(const float *v, size_t n, double *sum, double *sumsq, float *mn, float *mx)
 {
     float s[16] = {0}, q[16] = {0}, lo[16], hi[16];

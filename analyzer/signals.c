@@ -114,7 +114,13 @@ static double tfv_similarity(const pa_tfv *a, const pa_tfv *b)
         }
         s += 0.10 * (total ? (double)match / total : 0.5);
     }
-    if (a->merges_hash[0] && b->merges_hash[0])
+    /* Full-merge identity. A record that counts merges but carries no hash of them (reference
+     * entries imported from the MPK database) leaves this component unknown: it is left out and
+     * the rest re-weighted, rather than counted as a mismatch. */
+    bool unknown = (a->num_merges > 0 && !a->merges_hash[0]) || (b->num_merges > 0 && !b->merges_hash[0]);
+    if (unknown)
+        s /= 0.85;
+    else if (a->merges_hash[0] && b->merges_hash[0])
         s += 0.15 * (strcmp(a->merges_hash, b->merges_hash) == 0);
     else if (!a->merges_hash[0] && !b->merges_hash[0])
         s += 0.15 * 0.5;
