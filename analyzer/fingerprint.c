@@ -10,6 +10,7 @@
 #include "fp.h"
 #include "hot.h"
 #include "jsonutil.h"
+#include "gguf.h"
 #include "model.h"
 #include "sha.h"
 
@@ -54,12 +55,27 @@ static uint32_t min_u32(uint64_t a, uint32_t b)
 
 /* ------------------------------------------------------------------ jobs */
 
+/* Where a tensor's bytes are and how to decode them: safetensors (one element per dtype unit) or
+ * GGUF (ggml blocks of several elements). */
+typedef struct tsrc {
+    const char *path;
+    const char *name; /* name in the file, for messages */
+    uint64_t off;     /* absolute file offset */
+    uint64_t nbytes;
+    uint64_t numel;
+    uint32_t ndim;
+    uint64_t shape[PA_MAX_DIMS]; /* Hugging Face order: shape[0] = rows */
+    bool ggml;
+    uint32_t type;     /* pa_dtype, or a ggml type when ggml */
+    uint32_t qk_heads; /* > 0: rows are in llama.cpp's rotary order for this many heads */
+} tsrc;
+
 typedef struct job {
     int kind;         /* 0 = hash a whole file, 1 = a tensor */
-    size_t file;      /* unit file index (kind 0) or shard index (kind 1) */
-    size_t desc;      /* tensor index inside the shard */
-    size_t tensor;    /* index into fp->tensors */
+    size_t file;      /* unit file index (kind 0) */
+    size_t tensor;    /* index into fp->tensors (kind 1) */
     uint64_t bytes;
+    tsrc src;         /* kind 1 */
 } job;
 
 typedef struct anchor_plan {
@@ -328,13 +344,19 @@ static bool vec_alloc(pa_vec *v, uint32_t n)
     return n == 0 || v->v != NULL;
 }
 
+static bool decodable(const tsrc *src)
+{
+    return src->ggml ? pa_gguf_type_supported(src->type) : pa_dtype_decodable((pa_dtype)src->type);
+}
+
 static void job_tensor(run_ctx *c, tbuf *b, const job *j)
 {
-    pa_shard *sh = &c->unit->shards[j->file];
-    const pa_tensor_desc *d = &sh->hdr.tensors[j->desc];
+    const tsrc *d = &j->src;
     pa_tensor_fp *t = &c->fp->tensors[j->tensor];
-    size_t esz = pa_dtype_size(d->dtype);
-    bool decode = pa_dtype_decodable(d->dtype);
+    /* a unit: one element of a safetensors dtype, or one ggml block */
+    size_t unit_elems = d->ggml ? pa_gguf_block_elems(d->type) : 1;
+    size_t unit_bytes = d->ggml ? pa_gguf_block_bytes(d->type) : pa_dtype_size((pa_dtype)d->type);
+    bool decode = decodable(d) && unit_elems && unit_bytes;
     t->decoded = decode && d->numel > 0;
     tacc a = {0};
     a.t = t;
@@ -382,48 +404,61 @@ static void job_tensor(run_ctx *c, tbuf *b, const job *j)
             uint8_t dummy[32];
             pa_sha_final(sha, dummy);
         }
-        fail(c, PA_E_NOMEM, "%s: out of memory for tensor %s", sh->path, d->name);
+        fail(c, PA_E_NOMEM, "%s: out of memory for tensor %s", d->path, d->name);
         goto out;
     }
-    int fd = open(sh->path, O_RDONLY | O_CLOEXEC);
+    int fd = open(d->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         uint8_t dummy[32];
         pa_sha_final(sha, dummy);
-        fail(c, PA_E_IO, "%s: cannot open: %s", sh->path, strerror(errno));
+        fail(c, PA_E_IO, "%s: cannot open: %s", d->path, strerror(errno));
         goto out;
     }
-    uint64_t nbytes = d->end - d->begin;
-    uint64_t off = sh->hdr.data_offset + d->begin;
-    uint64_t elem = 0; /* elements consumed */
-    size_t chunk_elems = CHUNK_BYTES / esz;
-    while (elem < d->numel && !cancelled(c)) {
-        size_t n = (size_t)((d->numel - elem) < chunk_elems ? (d->numel - elem) : chunk_elems);
-        if (!pread_full(fd, b->raw, n * esz, off + elem * esz)) {
+    uint64_t n_units = d->nbytes / (unit_bytes ? unit_bytes : 1);
+    size_t chunk_units = CHUNK_BYTES / (unit_bytes ? unit_bytes : 1);
+    size_t sub_units = SUB_ELEMS / (unit_elems ? unit_elems : 1);
+    if (sub_units == 0)
+        sub_units = 1;
+    uint64_t done_units = 0;
+    while (done_units < n_units && !cancelled(c)) {
+        size_t n = (size_t)(n_units - done_units < chunk_units ? n_units - done_units : chunk_units);
+        if (!pread_full(fd, b->raw, n * unit_bytes, d->off + done_units * unit_bytes)) {
             fail(c, PA_E_FORMAT, "%s: short read in tensor '%s' (file changed or truncated?)",
-                 sh->path, d->name);
+                 d->path, d->name);
             break;
         }
-        pa_sha_update(sha, b->raw, n * esz);
-        /* Decode and summarise in cache-sized pieces: the floats never leave L2. */
-        for (size_t s0 = 0; decode && s0 < n; s0 += SUB_ELEMS) {
-            size_t sn = n - s0 < SUB_ELEMS ? n - s0 : SUB_ELEMS;
-            pa_dtype_to_f32(d->dtype, b->raw + s0 * esz, b->val, sn);
+        pa_sha_update(sha, b->raw, n * unit_bytes);
+        /* Decode and summarise in cache-sized pieces: the floats never leave L1/L2. */
+        for (size_t s0 = 0; decode && s0 < n; s0 += sub_units) {
+            size_t su = n - s0 < sub_units ? n - s0 : sub_units;
+            size_t sn = su * unit_elems;
+            const uint8_t *src = b->raw + s0 * unit_bytes;
+            if (d->ggml) {
+                pa_error derr = {0};
+                if (pa_gguf_dequant(d->type, src, su * unit_bytes, b->val, sn, &derr) != PA_OK) {
+                    fail(c, derr.status, "%s: tensor '%s' cannot be decoded", d->path, d->name);
+                    break;
+                }
+            } else {
+                pa_dtype_to_f32((pa_dtype)d->type, src, b->val, sn);
+            }
+            uint64_t e0 = (done_units + s0) * unit_elems;
             size_t i = 0;
             while (i < sn) {
-                uint64_t e = elem + s0 + i;
+                uint64_t e = e0 + i;
                 uint64_t r = e / a.cols, c0 = e % a.cols;
                 size_t len = (size_t)(a.cols - c0);
                 if (len > sn - i)
                     len = sn - i;
+                if (d->qk_heads)
+                    r = pa_gguf_qk_row(r, a.rows, d->qk_heads);
                 acc_run(c, &a, r, c0, b->val + i, len);
                 i += len;
             }
         }
-        elem += n;
-        progress(c, (uint64_t)n * esz);
+        done_units += n;
+        progress(c, (uint64_t)n * unit_bytes);
     }
-    if (d->numel == 0)
-        (void)nbytes;
     close(fd);
     pa_sha_final(sha, t->sha);
     if (decode && d->numel) {
@@ -478,9 +513,11 @@ static int cmp_job(const void *x, const void *y)
         return a->kind - b->kind;
     if (a->kind == 0)
         return a->bytes < b->bytes ? 1 : a->bytes > b->bytes ? -1 : 0;
-    if (a->file != b->file)
-        return a->file < b->file ? -1 : 1;
-    return a->desc < b->desc ? -1 : a->desc > b->desc;
+    /* tensors in file order: sequential reads */
+    int pc = strcmp(a->src.path, b->src.path);
+    if (pc)
+        return pc;
+    return a->src.off < b->src.off ? -1 : a->src.off > b->src.off;
 }
 
 /* ------------------------------------------------------------------ assembly */
@@ -697,6 +734,72 @@ static pa_status read_json_file(const char *path, char **text, size_t *len, pa_e
     return pa_read_file(path, PA_JSON_MAX_FILE, text, len, err);
 }
 
+/* TFV, special ids and the vocabulary sketch from a parsed tokenizer. */
+static pa_status fill_tokenizer(pa_fingerprint *fp, pa_tokenizer *tok, pa_error *err)
+{
+    fp->has_tfv = true;
+    fp->tfv = tok->tfv;
+    fp->tfv.bos_id = tok->bos_id;
+    fp->tfv.eos_id = tok->eos_id;
+    fp->tfv.pad_id = tok->pad_id;
+    fp->tfv.unk_id = tok->unk_id;
+    fp->tfv.mask_id = PA_NULL_INT;
+    static const char *const masks[] = {"<mask>", "[MASK]", "<MASK>"};
+    for (size_t m = 0; m < 3 && fp->tfv.mask_id == PA_NULL_INT; m++) {
+        int64_t id = pa_tokenizer_find(tok, masks[m], strlen(masks[m]));
+        if (id >= 0)
+            fp->tfv.mask_id = id;
+    }
+    if (fp->has_mfi) {
+        if (tok->bos_id != PA_NULL_INT)
+            fp->mfi.bos_token_id = tok->bos_id;
+        if (tok->eos_id != PA_NULL_INT)
+            fp->mfi.eos_token_id = tok->eos_id;
+    }
+    return vocab_sketch(fp, tok, err);
+}
+
+/* A GGUF file carries its config and tokenizer as metadata: rebuild the Hugging Face JSON and run
+ * the same parsers, so MFI and TFV mean the same for both formats. */
+static pa_status load_gguf_metadata(pa_fingerprint *fp, const pa_unit *u, pa_tokenizer **tok_out,
+                                    pa_error *err)
+{
+    char *cfg = NULL, *tokj = NULL, *tokcfg = NULL;
+    pa_error sub = {0};
+    pa_status st = pa_gguf_config_json(&u->gguf, &cfg, &sub);
+    if (st == PA_OK) {
+        st = pa_mfi_parse(cfg, strlen(cfg), u->path, &fp->mfi, err);
+        fp->has_mfi = st == PA_OK;
+    } else if (st == PA_E_UNSUPPORTED) {
+        st = PA_OK; /* no general.architecture: weights only */
+    } else {
+        pa_error_set(err, st, "%s", sub.msg);
+    }
+    free(cfg);
+    if (st)
+        return st;
+    pa_error_clear(&sub);
+    pa_status ts = pa_gguf_tokenizer_json(&u->gguf, &tokj, &tokcfg, &sub);
+    if (ts == PA_OK) {
+        pa_tokenizer *tok = NULL;
+        st = pa_tokenizer_parse(tokj, strlen(tokj), tokcfg, tokcfg ? strlen(tokcfg) : 0, u->path,
+                                &tok, err);
+        if (!st) {
+            if (fp->has_mfi)
+                pa_sha256_hex(tokj, strlen(tokj), fp->mfi.tokenizer_hash);
+            st = fill_tokenizer(fp, tok, err);
+            *tok_out = tok;
+        }
+    } else if (ts != PA_E_UNSUPPORTED) {
+        st = pa_error_set(err, ts, "%s", sub.msg);
+    }
+    free(tokj);
+    free(tokcfg);
+    if (!st && fp->has_mfi)
+        pa_mfi_finish(&fp->mfi);
+    return st;
+}
+
 static pa_status load_metadata(pa_fingerprint *fp, const pa_unit *u, pa_tokenizer **tok_out,
                                pa_error *err)
 {
@@ -704,6 +807,8 @@ static pa_status load_metadata(pa_fingerprint *fp, const pa_unit *u, pa_tokenize
     char *text = NULL, *cfg = NULL;
     size_t len = 0, cfg_len = 0;
     *tok_out = NULL;
+    if (u->is_gguf)
+        return load_gguf_metadata(fp, u, tok_out, err);
     if (u->config_path) {
         st = read_json_file(u->config_path, &text, &len, err);
         if (st)
@@ -726,27 +831,9 @@ static pa_status load_metadata(pa_fingerprint *fp, const pa_unit *u, pa_tokenize
             st = pa_tokenizer_parse(text, len, cfg, cfg_len, u->tok_path, &tok, err);
         free(cfg);
         if (!st) {
-            fp->has_tfv = true;
-            fp->tfv = tok->tfv;
-            fp->tfv.bos_id = tok->bos_id;
-            fp->tfv.eos_id = tok->eos_id;
-            fp->tfv.pad_id = tok->pad_id;
-            fp->tfv.unk_id = tok->unk_id;
-            fp->tfv.mask_id = PA_NULL_INT;
-            static const char *const masks[] = {"<mask>", "[MASK]", "<MASK>"};
-            for (size_t m = 0; m < 3 && fp->tfv.mask_id == PA_NULL_INT; m++) {
-                int64_t id = pa_tokenizer_find(tok, masks[m], strlen(masks[m]));
-                if (id >= 0)
-                    fp->tfv.mask_id = id;
-            }
-            st = vocab_sketch(fp, tok, err);
-            if (fp->has_mfi) {
+            if (fp->has_mfi)
                 pa_sha256_hex(text, len, fp->mfi.tokenizer_hash);
-                if (tok->bos_id != PA_NULL_INT)
-                    fp->mfi.bos_token_id = tok->bos_id;
-                if (tok->eos_id != PA_NULL_INT)
-                    fp->mfi.eos_token_id = tok->eos_id;
-            }
+            st = fill_tokenizer(fp, tok, err);
             *tok_out = tok;
         }
         free(text);
@@ -782,16 +869,42 @@ static int default_threads(const pa_fp_options *opt)
     return n;
 }
 
+static bool fp_decodable(const pa_tensor_fp *t)
+{
+    return t->ggml ? pa_gguf_type_supported(t->ggml_type) : pa_dtype_decodable(t->dtype);
+}
+
 static bool is_embed_candidate(const pa_tensor_fp *t)
 {
     return strcmp(t->role, "embed.w") == 0 && t->ndim == 2;
+}
+
+/* One tensor-table row and its job. */
+static bool add_tensor(pa_fingerprint *fp, job *j, const char *name, const tsrc *src)
+{
+    pa_tensor_fp *t = &fp->tensors[fp->n_tensors];
+    t->name = strdup(name);
+    t->role = t->name ? pa_role_of(t->name, &t->layer) : NULL;
+    fp->n_tensors++;
+    if (!t->name || !t->role)
+        return false;
+    t->ggml = src->ggml;
+    t->dtype = src->ggml ? PA_DT_COUNT : (pa_dtype)src->type;
+    t->ggml_type = src->ggml ? src->type : 0;
+    t->ndim = src->ndim;
+    memcpy(t->shape, src->shape, sizeof t->shape);
+    t->numel = src->numel;
+    j->kind = 1;
+    j->bytes = src->nbytes;
+    j->src = *src;
+    return true;
 }
 
 static pa_status run_weights(pa_fingerprint *fp, pa_unit *u, const pa_tokenizer *tok,
                              const pa_fp_options *opt, pa_error *err)
 {
     pa_status st = PA_OK;
-    size_t nt = 0;
+    size_t nt = u->is_gguf ? u->gguf.n_tensors : 0;
     for (size_t s = 0; s < u->n_shards; s++)
         nt += u->shards[s].hdr.n_tensors;
     if (nt > PA_FP_MAX_TENSORS)
@@ -806,30 +919,54 @@ static pa_status run_weights(pa_fingerprint *fp, pa_unit *u, const pa_tokenizer 
         free(jobs);
         return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->path);
     }
-    /* tensor table sorted by name; a name in two shards is an error */
+    /* tensor table (sorted by name below; a name in two shards is an error) */
     size_t k = 0;
     for (size_t s = 0; s < u->n_shards; s++)
         for (size_t i = 0; i < u->shards[s].hdr.n_tensors; i++) {
             const pa_tensor_desc *d = &u->shards[s].hdr.tensors[i];
-            pa_tensor_fp *t = &fp->tensors[k];
-            t->name = strdup(d->name);
-            t->role = pa_role_of(d->name, &t->layer);
-            t->dtype = d->dtype;
-            t->ndim = d->ndim;
-            memcpy(t->shape, d->shape, sizeof t->shape);
-            t->numel = d->numel;
-            /* stash origin in the job list before sorting (matched by name after) */
-            jobs[nfile_jobs + k].kind = 1;
-            jobs[nfile_jobs + k].file = s;
-            jobs[nfile_jobs + k].desc = i;
-            jobs[nfile_jobs + k].bytes = d->end - d->begin;
-            k++;
-            fp->n_tensors = k;
-            if (!t->name || !t->role) {
+            tsrc src = {.path = u->shards[s].path, .name = d->name,
+                        .off = u->shards[s].hdr.data_offset + d->begin, .nbytes = d->end - d->begin,
+                        .numel = d->numel, .ndim = d->ndim, .type = d->dtype};
+            memcpy(src.shape, d->shape, sizeof src.shape);
+            if (!add_tensor(fp, &jobs[nfile_jobs + k], d->name, &src)) {
                 free(jobs);
                 return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->path);
             }
+            k++;
         }
+    if (u->is_gguf) {
+        const pa_gguf *g = &u->gguf;
+        const char *arch = pa_gguf_kv_str(g, "general.architecture");
+        int64_t heads = 0, kv_heads = 0;
+        bool permuted = arch && pa_gguf_arch_permutes_qk(arch) &&
+                        pa_gguf_arch_int(g, "attention.head_count", &heads) && heads > 0;
+        if (permuted && !pa_gguf_arch_int(g, "attention.head_count_kv", &kv_heads))
+            kv_heads = heads;
+        for (size_t i = 0; i < g->n_tensors; i++) {
+            const pa_gguf_tensor *gt = &g->tensors[i];
+            tsrc src = {.path = u->path, .name = gt->name, .off = gt->offset, .nbytes = gt->nbytes,
+                        .numel = gt->numel, .ndim = gt->ndim, .ggml = true, .type = gt->type};
+            for (uint32_t dim = 0; dim < gt->ndim && dim < PA_MAX_DIMS; dim++)
+                src.shape[dim] = gt->ne[gt->ndim - 1 - dim]; /* ne[0] is the row length */
+            char *hf = pa_gguf_hf_name(gt->name);
+            if (!hf || !add_tensor(fp, &jobs[nfile_jobs + k], hf, &src)) {
+                free(hf);
+                free(jobs);
+                return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->path);
+            }
+            free(hf);
+            /* undo llama.cpp's rotary row order of Q and K (weights; biases are 1-D) */
+            const char *role = fp->tensors[k].role;
+            if (permuted && gt->ndim == 2) {
+                if (strcmp(role, "attn_q.w") == 0)
+                    jobs[nfile_jobs + k].src.qk_heads = (uint32_t)heads;
+                else if (strcmp(role, "attn_k.w") == 0)
+                    jobs[nfile_jobs + k].src.qk_heads = (uint32_t)kv_heads;
+            }
+            k++;
+        }
+    }
+    nt = k;
     /* sort tensors by name, carrying job origins along */
     {
         typedef struct {
@@ -895,14 +1032,14 @@ static pa_status run_weights(pa_fingerprint *fp, pa_unit *u, const pa_tokenizer 
     pthread_mutex_init(&c.lock, NULL);
     /* the embedding: by role, else the largest 2-D tensor whose rows match the vocabulary */
     for (size_t i = 0; i < nt; i++)
-        if (is_embed_candidate(&fp->tensors[i]) && pa_dtype_decodable(fp->tensors[i].dtype)) {
+        if (is_embed_candidate(&fp->tensors[i]) && fp_decodable(&fp->tensors[i])) {
             c.embed_tensor = i;
             break;
         }
     if (c.embed_tensor == SIZE_MAX && fp->has_mfi && fp->mfi.vocab_size > 0)
         for (size_t i = 0; i < nt; i++)
             if (fp->tensors[i].ndim == 2 && fp->tensors[i].shape[0] == (uint64_t)fp->mfi.vocab_size &&
-                pa_dtype_decodable(fp->tensors[i].dtype)) {
+                fp_decodable(&fp->tensors[i])) {
                 c.embed_tensor = i;
                 break;
             }
@@ -993,9 +1130,10 @@ pa_status pa_fingerprint_path(const char *path, const pa_fp_options *opt, pa_fin
     pa_tokenizer *tok = NULL;
     st = load_metadata(fp, &u, &tok, err);
     bool weights = !(opt && (opt->flags & PA_FP_NO_WEIGHTS));
-    if (!st && weights && u.n_shards > 0)
+    bool has_tensors = u.n_shards > 0 || u.is_gguf;
+    if (!st && weights && has_tensors)
         st = run_weights(fp, &u, tok, opt, err);
-    if (!st && (!weights || u.n_shards == 0) && !(opt && (opt->flags & PA_FP_NO_FILE_SHA))) {
+    if (!st && (!weights || !has_tensors) && !(opt && (opt->flags & PA_FP_NO_FILE_SHA))) {
         /* still hash every file */
         for (size_t i = 0; i < u.n_files && !st; i++) {
             char *text = NULL;
@@ -1013,7 +1151,9 @@ pa_status pa_fingerprint_path(const char *path, const pa_fp_options *opt, pa_fin
         st = digest_files(fp, err);
     if (!st) {
         /* the format of the unit, whether or not its weights were read */
-        if (u.n_shards)
+        if (u.is_gguf)
+            snprintf(fp->format, sizeof fp->format, "gguf");
+        else if (u.n_shards)
             snprintf(fp->format, sizeof fp->format, "safetensors");
         else
             snprintf(fp->format, sizeof fp->format, "config-only");

@@ -24,9 +24,11 @@ typedef struct pa_tensor_fp {
     char *name;
     char *role;    /* canonical role (attn_q.w, mlp_up.w, embed.w, ...) or "x:" + name pattern */
     int32_t layer; /* -1 when not in a numbered block */
-    pa_dtype dtype;
+    pa_dtype dtype;      /* PA_DT_COUNT for GGUF tensors */
+    bool ggml;           /* stored as ggml blocks (GGUF) */
+    uint32_t ggml_type;  /* PA_GGML_* when ggml */
     uint32_t ndim;
-    uint64_t shape[PA_MAX_DIMS];
+    uint64_t shape[PA_MAX_DIMS]; /* Hugging Face order (rows first) */
     uint64_t numel;
     uint8_t sha[32];
     bool decoded;          /* values were decoded (dtype decodable) */

@@ -6,6 +6,7 @@
  * not trusted code.
  */
 #include "fp.h"
+#include "gguf.h"
 #include "jsonutil.h"
 
 #include <math.h>
@@ -219,7 +220,7 @@ static cJSON *tensor_to_json(const pa_tensor_fp *t)
     cJSON_AddStringToObject(o, "name", t->name);
     cJSON_AddStringToObject(o, "role", t->role);
     cJSON_AddNumberToObject(o, "layer", t->layer);
-    cJSON_AddStringToObject(o, "dtype", pa_dtype_name(t->dtype));
+    cJSON_AddStringToObject(o, "dtype", t->ggml ? pa_gguf_type_name(t->ggml_type) : pa_dtype_name(t->dtype));
     cJSON *shape = cJSON_AddArrayToObject(o, "shape");
     for (uint32_t i = 0; shape && i < t->ndim; i++)
         cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[i]));
@@ -320,16 +321,22 @@ char *pa_fp_to_json(const pa_fingerprint *fp, bool pretty)
         cJSON_AddNumberToObject(w, "bytes", (double)fp->weight_bytes);
         cJSON_AddNumberToObject(w, "layers", fp->n_layers);
         cJSON *dt = cJSON_AddObjectToObject(w, "dtypes");
-        size_t counts[PA_DT_COUNT] = {0};
+        size_t counts[PA_DT_COUNT] = {0}, gcounts[PA_GGML_TYPE_COUNT] = {0};
         size_t norms = 0, matrices = 0;
         for (size_t i = 0; i < fp->n_tensors; i++) {
-            counts[fp->tensors[i].dtype]++;
+            if (fp->tensors[i].ggml && fp->tensors[i].ggml_type < PA_GGML_TYPE_COUNT)
+                gcounts[fp->tensors[i].ggml_type]++;
+            else if (fp->tensors[i].dtype < PA_DT_COUNT)
+                counts[fp->tensors[i].dtype]++;
             norms += fp->tensors[i].sample.n && strncmp(fp->tensors[i].role, "norm_", 5) == 0;
             matrices += fp->tensors[i].block.n > 0;
         }
         for (int d = 0; dt && d < PA_DT_COUNT; d++)
             if (counts[d])
                 cJSON_AddNumberToObject(dt, pa_dtype_name((pa_dtype)d), (double)counts[d]);
+        for (uint32_t g = 0; dt && g < PA_GGML_TYPE_COUNT; g++)
+            if (gcounts[g] && !cJSON_GetObjectItemCaseSensitive(dt, pa_gguf_type_name(g)))
+                cJSON_AddNumberToObject(dt, pa_gguf_type_name(g), (double)gcounts[g]);
         cJSON *sig = cJSON_AddObjectToObject(w, "signals");
         if (sig) {
             cJSON_AddNumberToObject(sig, "matrices_sketched", (double)matrices);
@@ -455,8 +462,19 @@ static bool tensor_from_json(const cJSON *o, pa_tensor_fp *t, pa_error *err)
     int64_t layer;
     t->layer = pa_json_int(o, "layer", &layer) && layer >= -1 && layer < (1 << 20) ? (int32_t)layer : -1;
     const char *dt = pa_json_str(o, "dtype");
-    if (!dt || !pa_dtype_parse(dt, &t->dtype))
-        return BAD("fingerprint: tensor '%s' has an unknown dtype", t->name);
+    if (!dt)
+        return BAD("fingerprint: tensor '%s' has no dtype", t->name);
+    if (!pa_dtype_parse(dt, &t->dtype)) {
+        /* a GGUF block type (Q4_K, ...): safetensors names win where both spell a type alike */
+        t->dtype = PA_DT_COUNT;
+        for (uint32_t g = 0; g < PA_GGML_TYPE_COUNT && !t->ggml; g++)
+            if (pa_gguf_type_known(g) && strcmp(pa_gguf_type_name(g), dt) == 0) {
+                t->ggml = true;
+                t->ggml_type = g;
+            }
+        if (!t->ggml)
+            return BAD("fingerprint: tensor '%s' has an unknown dtype", t->name);
+    }
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(o, "shape");
     if (!cJSON_IsArray(shape))
         return BAD("fingerprint: tensor '%s' has no shape", t->name);

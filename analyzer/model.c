@@ -48,6 +48,8 @@ void pa_unit_free(pa_unit *u)
         free(u->files[i].name);
         free(u->file_paths[i]);
     }
+    if (u->is_gguf)
+        pa_gguf_free(&u->gguf);
     free(u->files);
     free(u->file_paths);
     memset(u, 0, sizeof *u);
@@ -269,10 +271,27 @@ pa_status pa_unit_open(const char *path, pa_unit *u, pa_error *err)
         u->n_files = 1;
         u->files[0].size = (uint64_t)sb.st_size;
         u->files[0].mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
-        st = add_shard(u, base, err);
+        /* the format comes from the bytes, never from the name */
+        uint8_t magic[8] = {0};
+        int fd = open(u->path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            st = pa_error_set(err, PA_E_IO, "%s: cannot open: %s", u->path, strerror(errno));
+        } else {
+            ssize_t got = pread(fd, magic, sizeof magic, 0);
+            if (got >= 4 && pa_gguf_sniff(magic, (size_t)got)) {
+                u->is_gguf = true;
+                st = pa_gguf_read(fd, u->path, &u->gguf, err);
+                if (st)
+                    u->is_gguf = false; /* nothing to free */
+            }
+            close(fd);
+        }
         uint64_t seen = 0;
-        if (!st)
-            st = parse_shard(u, &u->shards[0], false, &seen, err);
+        if (!st && !u->is_gguf) {
+            st = add_shard(u, base, err);
+            if (!st)
+                st = parse_shard(u, &u->shards[0], false, &seen, err);
+        }
         if (st)
             pa_unit_free(u);
         return st;

@@ -2,6 +2,7 @@
 #ifndef PA_MODEL_H
 #define PA_MODEL_H
 #include "provfs/analyzer.h"
+#include "gguf.h"
 
 #define PA_UNIT_MAX_FILES 10000u
 
@@ -18,12 +19,14 @@ typedef struct pa_unit {
     char *config_path, *tok_path, *tokcfg_path, *index_path; /* NULL when absent */
     size_t n_shards;
     pa_shard *shards; /* sorted by name */
+    bool is_gguf; /* a single GGUF file (detected by content, not by name) */
+    pa_gguf gguf;
     size_t n_files;
     pa_file_fp *files; /* every regular file of the unit, sorted by name; sha256 empty */
     char **file_paths;
 } pa_unit;
 
-/* Discover a unit: a directory (Hugging Face layout) or one .safetensors file. Parses every
+/* Discover a unit: a directory (Hugging Face layout), one .safetensors file or one GGUF file. Parses every
  * shard's header. A sharded unit with missing or short shards gives PA_E_INCOMPLETE. */
 pa_status pa_unit_open(const char *path, pa_unit *unit, pa_error *err);
 void pa_unit_free(pa_unit *unit);
