@@ -4,6 +4,7 @@
  * analyzer library, the same code the daemon runs on close. Exit codes: 0 success, 2 bad input or
  * error (one line on stderr naming the file and the problem), 3 policy refusal.
  */
+#include "provctl_graph.h"
 #include "provfs/analyzer.h"
 #include "provctl_ref.h"
 
@@ -29,6 +30,7 @@ static int usage(FILE *f)
             "  refdb import-mpk DIR [--out DIR]          convert Cisco's MPK reference database\n"
             "  refdb add MODEL --name N --family F [--out DIR]   add a local model as a reference\n"
             "  refdb list [--refdb DIR] [--json]         list the reference entries\n"
+            "  graph --db FILE [--dot | --svg OUT] [--all-edges]   the store's lineage forest\n"
             "A and B are model directories, .safetensors files or saved fingerprints (--json "
             "output).\n");
     return f == stderr ? EXIT_ERR : 0;
@@ -333,6 +335,8 @@ int main(int argc, char **argv)
         return cmd_diff(argc - 2, argv + 2);
     if (strcmp(cmd, "scan") == 0)
         return provctl_scan(argc - 2, argv + 2);
+    if (strcmp(cmd, "graph") == 0)
+        return provctl_graph(argc - 2, argv + 2);
     if (strcmp(cmd, "refdb") == 0)
         return provctl_refdb(argc - 2, argv + 2);
     fprintf(stderr, "provctl: unknown command '%s'\n", cmd);
