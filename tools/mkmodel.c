@@ -27,7 +27,8 @@ static const char usage_text[] =
     "  kinds: finetune [--drift D]  lora [--rank R] [--scale S]  convert --dtype D  quant-int8\n"
     "         quant-q4  prune-layers [--drop N | --keep 0,1,3]  prune-mlp [--keep-frac F]\n"
     "         vocab-extend [--add N]  permute-mlp  permute-heads  student [--drift D]  forge\n"
-    "         rename  reshard --shards N  copy\n";
+    "         rename  reshard --shards N  copy\n"
+    "       mkmodel gguf SRC OUT.gguf --type f32|f16|bf16|q8_0|q4_0|q4_k|q6_k\n";
 
 /* ---------------------------------------------------------------- option parsing */
 
@@ -391,12 +392,16 @@ void mk_create(const char *out, const mk_options *given)
 
 /* ---------------------------------------------------------------- main */
 
+int mk_gguf_main(int argc, char **argv); /* mkmodel_gguf.c */
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(usage_text, argc < 2 ? stderr : stdout);
         return argc < 2 ? MK_EXIT_USAGE : 0;
     }
+    if (strcmp(argv[1], "gguf") == 0)
+        return mk_gguf_main(argc, argv);
     mk_options opt = {0};
     const char *pos[2] = {NULL, NULL};
     if (strcmp(argv[1], "create") == 0) {

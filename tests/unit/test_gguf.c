@@ -7,7 +7,10 @@
 
 #include "check.h"
 
+#include "jsonutil.h"
+
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1336,6 +1339,222 @@ static void test_tokenizer(void)
     free(b.p);
 }
 
+/* ---------------------------------------------------------------- mkmodel gguf, end to end */
+
+static char mk_tmp[256];
+static const char *mkmodel;
+
+static int run_mkmodel(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run_mkmodel(const char *fmt, ...)
+{
+    char args[1024], cmd[1600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "cd %s && %s %s >/dev/null 2>&1", mk_tmp, mkmodel, args);
+    return system(cmd);
+}
+
+static char *slurp(const char *dir, const char *name, size_t *len)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s/%s", mk_tmp, dir, name);
+    char *text = NULL;
+    pa_error err;
+    pa_error_clear(&err);
+    CHECK_MSG(pa_read_file(path, 64u << 20, &text, len, &err) == PA_OK, "%s", err.msg);
+    return text;
+}
+
+static bool read_at(int fd, void *dst, size_t len, uint64_t off)
+{
+    return pread(fd, dst, len, (off_t)off) == (ssize_t)len;
+}
+
+/* Every tensor of base.TYPE.gguf decodes (rows of Q and K put back in HF order) to the
+ * safetensors original within the type's error; types, config and tokenizer as expected. */
+static void check_converted(const char *type, uint32_t want_type, double tol)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/base.%s.gguf", mk_tmp, type);
+    int fd = open(path, O_RDONLY);
+    char st_path[512];
+    snprintf(st_path, sizeof st_path, "%s/base/model.safetensors", mk_tmp);
+    int st_fd = open(st_path, O_RDONLY);
+    CHECK(fd >= 0 && st_fd >= 0);
+    if (fd < 0 || st_fd < 0)
+        return;
+    pa_gguf g;
+    pa_st_header st;
+    pa_error err;
+    pa_error_clear(&err);
+    bool ok = pa_gguf_read(fd, path, &g, &err) == PA_OK;
+    CHECK_MSG(ok, "%s", err.msg);
+    ok = ok && pa_st_read(st_fd, st_path, &st, &err) == PA_OK;
+    CHECK_MSG(ok, "%s", err.msg);
+    if (!ok) {
+        close(fd);
+        close(st_fd);
+        return;
+    }
+    CHECK_INT(g.n_tensors, st.n_tensors);
+    int64_t heads = 0, kv_heads = 0;
+    CHECK(pa_gguf_arch_int(&g, "attention.head_count", &heads) && heads == 4);
+    CHECK(pa_gguf_arch_int(&g, "attention.head_count_kv", &kv_heads) && kv_heads == 2);
+    CHECK(pa_gguf_arch_permutes_qk(pa_gguf_kv_str(&g, "general.architecture")));
+    size_t n_quantized = 0;
+    for (size_t i = 0; i < g.n_tensors; i++) {
+        const pa_gguf_tensor *t = &g.tensors[i];
+        char *hf = pa_gguf_hf_name(t->name);
+        const pa_tensor_desc *src = NULL;
+        for (size_t j = 0; j < st.n_tensors; j++)
+            if (strcmp(st.tensors[j].name, hf) == 0)
+                src = &st.tensors[j];
+        CHECK_MSG(src != NULL, "%s: %s (%s) is not in the source", type, t->name, hf);
+        if (!src) {
+            free(hf);
+            continue;
+        }
+        /* shapes: GGUF ne[0] is the HF last dimension */
+        CHECK(t->ndim == src->ndim && t->ne[0] == src->shape[src->ndim - 1] &&
+              (t->ndim == 1 || t->ne[1] == src->shape[0]) && t->numel == src->numel);
+        uint32_t expect = t->ndim == 1 ? PA_GGML_F32 : want_type;
+        if (t->ne[0] % pa_gguf_block_elems(expect))
+            expect = PA_GGML_F16;
+        CHECK_MSG(t->type == expect, "%s: %s is %s, want %s", type, t->name,
+                  pa_gguf_type_name(t->type), pa_gguf_type_name(expect));
+        n_quantized += t->type == want_type && t->ndim == 2;
+
+        size_t n = (size_t)t->numel;
+        uint8_t *raw = malloc((size_t)t->nbytes);
+        float *got = malloc(n * sizeof *got), *want = malloc(n * sizeof *want);
+        float *hf_order = malloc(n * sizeof *hf_order);
+        CHECK(read_at(fd, raw, (size_t)t->nbytes, t->offset));
+        CHECK(read_at(st_fd, want, n * sizeof *want, st.data_offset + src->begin));
+        CHECK(pa_gguf_dequant(t->type, raw, (size_t)t->nbytes, got, n, &err) == PA_OK);
+        uint32_t qk = strstr(t->name, "attn_q.")   ? (uint32_t)heads
+                      : strstr(t->name, "attn_k.") ? (uint32_t)kv_heads
+                                                   : 0;
+        if (qk) {
+            uint64_t rows = t->ndim == 1 ? t->ne[0] : t->ne[1], cols = t->ndim == 1 ? 1 : t->ne[0];
+            CHECK(pa_gguf_unpermute_rows(got, hf_order, rows, cols, qk));
+            /* the rows really were reordered: GGUF row 1 is HF row head_dim / 2 */
+            if (want_type == PA_GGML_F32 && cols > 1)
+                CHECK(memcmp(got + cols, want + cols, cols * sizeof *got) != 0 &&
+                      memcmp(got + cols, want + rows / qk / 2 * cols, cols * sizeof *got) == 0);
+        } else {
+            memcpy(hf_order, got, n * sizeof *got);
+        }
+        double amax = 0, worst = 0;
+        for (size_t e = 0; e < n; e++) {
+            amax = fmax(amax, fabs(want[e]));
+            worst = fmax(worst, fabs((double)hf_order[e] - want[e]));
+        }
+        CHECK_MSG(worst <= tol * amax, "%s: %s: worst error %g of max %g", type, t->name, worst,
+                  amax);
+        free(raw);
+        free(got);
+        free(want);
+        free(hf_order);
+        free(hf);
+    }
+    if (want_type != PA_GGML_F32)
+        CHECK_MSG(n_quantized > 0, "%s: no tensor has the requested type", type);
+
+    /* config.json and tokenizer.json from the metadata match the originals' hashes */
+    size_t len;
+    char *cfg_src = slurp("base", "config.json", &len);
+    pa_mfi want_mfi, got_mfi;
+    CHECK(cfg_src && pa_mfi_parse(cfg_src, len, "config.json", &want_mfi, &err) == PA_OK);
+    char *cfg = NULL;
+    CHECK(pa_gguf_config_json(&g, &cfg, &err) == PA_OK);
+    if (cfg && pa_mfi_parse(cfg, strlen(cfg), "gguf", &got_mfi, &err) == PA_OK) {
+        CHECK_STR(got_mfi.arch_hash, want_mfi.arch_hash);
+        CHECK_STR(got_mfi.norm_type, want_mfi.norm_type);
+        CHECK(got_mfi.rope_theta == want_mfi.rope_theta);
+        CHECK_INT(got_mfi.tie_word_embeddings, want_mfi.tie_word_embeddings);
+        pa_mfi_free(&got_mfi);
+    }
+    pa_mfi_free(&want_mfi);
+    free(cfg);
+    free(cfg_src);
+
+    size_t tok_len, tcfg_len;
+    char *tok_src = slurp("base", "tokenizer.json", &tok_len);
+    char *tcfg_src = slurp("base", "tokenizer_config.json", &tcfg_len);
+    pa_tokenizer *want_tok = NULL, *got_tok = NULL;
+    CHECK(pa_tokenizer_parse(tok_src, tok_len, tcfg_src, tcfg_len, "src", &want_tok, &err) ==
+          PA_OK);
+    char *tok = NULL, *tcfg = NULL;
+    CHECK(pa_gguf_tokenizer_json(&g, &tok, &tcfg, &err) == PA_OK);
+    if (tok && tcfg && want_tok &&
+        pa_tokenizer_parse(tok, strlen(tok), tcfg, strlen(tcfg), "gguf", &got_tok, &err) == PA_OK) {
+        const pa_tfv *a = &want_tok->tfv, *b = &got_tok->tfv;
+        CHECK(a->vocab_size == b->vocab_size && a->num_merges == b->num_merges &&
+              strcmp(a->merges_hash, b->merges_hash) == 0 &&
+              a->pct_single_char == b->pct_single_char &&
+              a->avg_token_length == b->avg_token_length &&
+              a->pct_byte_tokens == b->pct_byte_tokens);
+        CHECK(got_tok->bos_id == want_tok->bos_id && got_tok->eos_id == want_tok->eos_id &&
+              got_tok->unk_id == want_tok->unk_id);
+        pa_tokenizer_free(got_tok);
+    }
+    pa_tokenizer_free(want_tok);
+    free(tok);
+    free(tcfg);
+    free(tok_src);
+    free(tcfg_src);
+    pa_gguf_free(&g);
+    pa_st_header_free(&st);
+    close(fd);
+    close(st_fd);
+}
+
+static void test_mkmodel_gguf(void)
+{
+    mkmodel = getenv("MKMODEL");
+    if (!mkmodel) {
+        fprintf(stderr, "  MKMODEL is not set: mkmodel gguf not tested\n");
+        return;
+    }
+    snprintf(mk_tmp, sizeof mk_tmp, "/tmp/provfs-gguf-XXXXXX");
+    if (!mkdtemp(mk_tmp)) {
+        CHECK(false);
+        return;
+    }
+    /* hidden 256: rows of q/k/v/o/gate/up are whole K blocks; down_proj rows (688) are not */
+    CHECK(run_mkmodel("create base --seed 5 --hidden 256 --layers 2 --heads 4 --kv-heads 2 "
+                      "--inter 688 --vocab 700") == 0);
+    static const struct {
+        const char *name;
+        uint32_t type;
+        double tol; /* worst error over the tensor's largest magnitude */
+    } types[] = {{"f32", PA_GGML_F32, 0.0},    {"f16", PA_GGML_F16, 1e-3},
+                 {"bf16", PA_GGML_BF16, 8e-3}, {"q8_0", PA_GGML_Q8_0, 0.01},
+                 {"q6_k", PA_GGML_Q6_K, 0.04}, {"q4_0", PA_GGML_Q4_0, 0.15},
+                 {"q4_k", PA_GGML_Q4_K, 0.15}};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        CHECK_MSG(run_mkmodel("gguf base base.%s.gguf --type %s", types[i].name, types[i].name) ==
+                      0,
+                  "mkmodel gguf --type %s", types[i].name);
+        check_converted(types[i].name, types[i].type, types[i].tol);
+    }
+    /* deterministic; refusals leave no file behind */
+    CHECK(run_mkmodel("gguf base again.gguf --type q4_k") == 0);
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "cmp -s %s/base.q4_k.gguf %s/again.gguf", mk_tmp, mk_tmp);
+    CHECK(system(cmd) == 0);
+    CHECK(run_mkmodel("create gpt --arch gpt2 --hidden 64 --layers 1 --heads 2 --vocab 300") == 0);
+    CHECK(run_mkmodel("gguf gpt gpt.gguf --type f16") != 0);
+    CHECK(run_mkmodel("gguf base bad.gguf --type q5_k") != 0);
+    CHECK(run_mkmodel("gguf base bad.gguf") != 0);
+    snprintf(cmd, sizeof cmd, "test ! -e %s/gpt.gguf && test ! -e %s/bad.gguf", mk_tmp, mk_tmp);
+    CHECK(system(cmd) == 0);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", mk_tmp);
+    CHECK(system(cmd) == 0);
+}
+
 int main(void)
 {
     test_valid_files();
@@ -1347,5 +1566,6 @@ int main(void)
     test_names();
     test_config();
     test_tokenizer();
+    test_mkmodel_gguf();
     return check_report("gguf");
 }
