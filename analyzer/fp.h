@@ -88,5 +88,11 @@ double pa_cosine(const float *a, const float *b, size_t n);
 /* Lineage comparison internals (signals.c): fills the signal fields of out. */
 void pa_signals_compute(const pa_fingerprint *a, const pa_fingerprint *b, pa_compare_result *out);
 
+/* A cheap first look for scanning many candidates (~1/50 of pa_compare): the larger of the
+ * anchor-row agreement and the mean agreement of up to 8 same-named matrices. NaN when either is
+ * missing (renamed tensors, another width): then only a full comparison can tell. A low value
+ * rules lineage out: derivations keep at least the embedding rows or the named matrices. */
+double pa_lineage_quick(const pa_fingerprint *a, const pa_fingerprint *b);
+
 void pa_tensor_fp_free(pa_tensor_fp *t);
 #endif

@@ -124,9 +124,26 @@ static double metadata_detail(const pa_mfi *a, const pa_mfi *b)
     return (double)same / total;
 }
 
+/* Below this, the quick look rules lineage out and the full comparison is skipped. */
+#define QUICK_NONE 0.25
+
 static void score_one(const pa_fingerprint *cand, const pa_fingerprint *model, double threshold,
                       pa_scan_match *m)
 {
+    double quick = pa_lineage_quick(cand, model);
+    if (isfinite(quick) && quick < QUICK_NONE) {
+        m->evidence.weights = true;
+        m->evidence.metadata = cand->has_mfi && model->has_mfi;
+        m->evidence.tokenizer =
+            (cand->has_tfv && model->has_tfv) || (cand->vocab_k > 0 && model->vocab_k > 0);
+        m->mfi_tier = 0;
+        m->mfi_score = NAN;
+        m->tokenizer_score = NAN;
+        m->detail = 0;
+        m->score = quick > 0 ? quick : 0;
+        m->verdict = PA_V_NONE;
+        return;
+    }
     pa_compare_result r;
     pa_compare(cand, model, &r);
     m->evidence.weights = cand->has_weights && model->has_weights;

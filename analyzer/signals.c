@@ -478,6 +478,53 @@ static double wea_similarity(const pa_fingerprint *a, const pa_fingerprint *b, s
     return n ? sum / (double)n : NAN;
 }
 
+static const pa_tensor_fp *find_by_name(const pa_fingerprint *f, const char *name)
+{
+    size_t lo = 0, hi = f->n_tensors; /* tensors are sorted by name */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(f->tensors[mid].name, name);
+        if (c == 0)
+            return &f->tensors[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+double pa_lineage_quick(const pa_fingerprint *a, const pa_fingerprint *b)
+{
+    if (!a->has_weights || !b->has_weights)
+        return NAN;
+    double anchors = anchor_row_agreement(&a->embed, &b->embed);
+    /* up to 8 matrices of b, evenly spread, against a's tensor of the same name */
+    size_t n_mat = 0;
+    for (size_t i = 0; i < b->n_tensors; i++)
+        n_mat += is_matrix(&b->tensors[i]);
+    double sum = 0;
+    int used = 0;
+    size_t k = 0, step = n_mat > 8 ? n_mat / 8 : 1;
+    for (size_t i = 0; i < b->n_tensors && used < 8; i++) {
+        const pa_tensor_fp *tb = &b->tensors[i];
+        if (!is_matrix(tb) || k++ % step != 0)
+            continue;
+        const pa_tensor_fp *ta = find_by_name(a, tb->name);
+        if (!ta || !is_matrix(ta))
+            continue;
+        double r = matrix_agreement(ta, tb);
+        if (isfinite(r)) {
+            sum += r;
+            used++;
+        }
+    }
+    double named = used >= 2 ? sum / used : NAN;
+    if (!isfinite(anchors) || !isfinite(named))
+        return NAN; /* not enough to rule anything out: compare in full */
+    return anchors > named ? anchors : named;
+}
+
 static int cmp_sha(const void *x, const void *y)
 {
     return memcmp(x, y, 32);

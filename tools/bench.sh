@@ -75,8 +75,29 @@ analyzer_bench() {
     echo "compare of two fingerprints: $(field compare_ms "$cmp") ms ($(sed 's/.*\(verdict=[a-z]*\).*/\1/' <<<"$cmp"))"
 }
 
+scan_bench() {
+    local d=$dir/scan
+    mkdir -p "$d"
+    if [ ! -f "$d/base.json" ]; then
+        "$mk" create "$d/base" --seed 1 >/dev/null
+        "$mk" derive "$d/base" "$d/ft" --kind finetune --seed 3 >/dev/null
+        "$root/build/tools/provctl" fingerprint --json "$d/base" >"$d/base.json"
+        "$root/build/tools/provctl" fingerprint --json "$d/ft" >"$d/ft.json"
+        for s in 11 12 13 14 15 16 17 18 19; do
+            "$mk" create "$d/c$s" --seed "$s" >/dev/null
+            "$root/build/tools/provctl" fingerprint --json "$d/c$s" >"$d/c$s.json"
+        done
+    fi
+    echo
+    echo "== scan: one model against 10,000 stored fingerprints (10% of them its parent), in memory"
+    local line
+    line=$(best_of "$bt" scan "$d/ft.json" 10000 "$d"/c1?.json "$d/base.json")
+    echo "$line"
+}
+
 case "$only" in
-"" | analyzer) analyzer_bench ;;
+"" | analyzer) analyzer_bench; scan_bench ;;
+scan) scan_bench ;;
 esac
 if [ -z "$only" ] || [ "$only" = fs ]; then
     [ -x tools/bench-fs.sh ] && tools/bench-fs.sh "$dir" "$runs"

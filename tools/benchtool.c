@@ -4,8 +4,10 @@
  *   benchtool fingerprint PATH T [nofilesha]  fingerprint with T threads (optionally without the
  *                                 whole-file SHA-256); also peak RSS and fingerprint size
  *   benchtool compare A B N       N comparisons of two saved fingerprints (JSON files)
+ *   benchtool scan M N C1 [C2 ...]  scan fingerprint M against N candidates cycling over C1..
  * Output: one "key=value ..." line. */
 #include "provfs/analyzer.h"
+#include "refdb.h"
 
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -127,6 +129,57 @@ int main(int argc, char **argv)
         free(jb);
         return 0;
     }
-    fprintf(stderr, "usage: benchtool read|sha FILE | fingerprint PATH THREADS | compare A B N\n");
+    if (argc >= 5 && strcmp(argv[1], "scan") == 0) {
+        size_t n = (size_t)strtoul(argv[3], NULL, 10), nc = (size_t)(argc - 4);
+        pa_fingerprint **c = calloc(nc, sizeof *c);
+        pa_fingerprint *m = NULL;
+        pa_error err = {0};
+        size_t len;
+        char *j = slurp(argv[2], &len);
+        if (!j || pa_fp_from_json(j, len, argv[2], &m, &err)) {
+            fprintf(stderr, "benchtool: %s\n", err.msg);
+            return 2;
+        }
+        free(j);
+        for (size_t i = 0; i < nc; i++) {
+            j = slurp(argv[4 + i], &len);
+            if (!j || pa_fp_from_json(j, len, argv[4 + i], &c[i], &err)) {
+                fprintf(stderr, "benchtool: %s\n", err.msg);
+                return 2;
+            }
+            free(j);
+        }
+        pa_scan_ref *refs = calloc(n, sizeof *refs);
+        char (*names)[32] = calloc(n, 32);
+        for (size_t i = 0; i < n; i++) {
+            snprintf(names[i], 32, "cand-%zu", i);
+            refs[i].name = names[i];
+            refs[i].family = "bench";
+            refs[i].fp = c[i % nc];
+        }
+        pa_scan_options opt = {.top_k = 5};
+        pa_scan_match *out = NULL;
+        size_t n_out = 0;
+        pa_scan_stats stats;
+        double t0 = now();
+        if (pa_scan(NULL, refs, n, m, &opt, &out, &n_out, &stats, &err)) {
+            fprintf(stderr, "benchtool: %s\n", err.msg);
+            return 2;
+        }
+        double t = now() - t0;
+        printf("candidates=%zu compared=%zu seconds=%.4f best=%s verdict=%s\n", stats.candidates,
+               stats.compared, t, n_out ? out[0].name : "-",
+               n_out ? pa_verdict_name(out[0].verdict) : "-");
+        pa_scan_free(out, n_out);
+        free(refs);
+        free(names);
+        for (size_t i = 0; i < nc; i++)
+            pa_fingerprint_free(c[i]);
+        free(c);
+        pa_fingerprint_free(m);
+        return 0;
+    }
+    fprintf(stderr, "usage: benchtool read|sha FILE | fingerprint PATH THREADS | compare A B N | "
+                    "scan M N C...\n");
     return 2;
 }
