@@ -121,6 +121,13 @@ int main(void)
     run("derive indep indep-bf16 --kind convert --dtype bf16");
     run("derive gqa gqa-ft --kind finetune --seed 21 --drift 0.05");
     run("derive gqa gqa-perm-heads --kind permute-heads --seed 22");
+    /* GGUF (llama.cpp) conversions: ggml block quantisation and the converter's Q/K row order */
+    run("derive base ft-wide --kind finetune --seed 23 --drift 0.2");
+    run("gguf base base-q8_0.gguf --type q8_0");
+    run("gguf base base-q4_k.gguf --type q4_k");
+    run("gguf base base-q6_k.gguf --type q6_k");
+    run("gguf indep indep-q8_0.gguf --type q8_0");
+    run("gguf ft-wide ft-wide-q4_k.gguf --type q4_k");
     /* gpt2 derivations */
     run("derive gbase gft --kind finetune --seed 31 --drift 0.05");
     run("derive gbase gint8 --kind quant-int8");
@@ -162,6 +169,18 @@ int main(void)
     expect("gbase", "gperm-heads", PA_V_DERIVED);
     expect("gbase", "gstudent", PA_V_DERIVED);
     expect("gbase", "grenamed", PA_V_IDENTICAL);
+    expect("base", "base-q8_0.gguf", PA_V_DERIVED);
+    expect("base", "base-q4_k.gguf", PA_V_DERIVED);
+    expect("base", "base-q6_k.gguf", PA_V_DERIVED);
+    expect("ft-wide", "ft-wide-q4_k.gguf", PA_V_DERIVED);
+    {
+        /* a GGUF of a fine-tune is closer to the fine-tune than to its base */
+        pa_compare_result to_ft, to_base;
+        pa_compare(fp_of("ft-wide"), fp_of("ft-wide-q4_k.gguf"), &to_ft);
+        pa_compare(fp_of("base"), fp_of("ft-wide-q4_k.gguf"), &to_base);
+        CHECK_MSG(to_ft.score > to_base.score + 0.005, "GGUF of a fine-tune: %.4f vs base %.4f",
+                  to_ft.score, to_base.score);
+    }
     /* unlinked: independent runs of one config, forged metadata, derivatives of another base */
     expect("base", "indep", PA_V_NONE);
     expect("base", "forged", PA_V_NONE);
@@ -177,6 +196,8 @@ int main(void)
     expect("gbase", "gforged", PA_V_NONE);
     expect("gindep", "gperm-mlp", PA_V_NONE);
     expect("base", "gbase", PA_V_NONE);
+    expect("base", "indep-q8_0.gguf", PA_V_NONE);
+    expect("indep", "base-q4_k.gguf", PA_V_NONE);
 
     fprintf(stderr, "linked %d/%d correct, unlinked %d/%d correct\n", linked_ok, n_linked,
             unlinked_ok, n_unlinked);
