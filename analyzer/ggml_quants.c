@@ -340,14 +340,15 @@ static inline void put_half(uint8_t *p, uint16_t h)
     p[1] = (uint8_t)(h >> 8);
 }
 
-/* Nearest integer to v inside [lo, hi]; NaN goes to lo. No float-to-int conversion out of range. */
+/* Nearest integer to v inside [lo, hi] (ties to even); NaN goes to lo. Clamping first keeps the
+ * float-to-int conversion in range; adding and removing 1.5 * 2^23 rounds without a libm call
+ * (exact IEEE arithmetic, not folded without -ffast-math). Branch-free, so the loops vectorise. */
 static inline int round_clamp(float v, int lo, int hi)
 {
-    if (!(v >= (float)lo))
-        return lo;
-    if (v >= (float)hi)
-        return hi;
-    return (int)lrintf(v);
+    float flo = (float)lo, fhi = (float)hi;
+    v = v > flo ? v : flo; /* false for NaN */
+    v = v < fhi ? v : fhi;
+    return (int)((v + 12582912.0f) - 12582912.0f);
 }
 
 /* Squared error of x ≈ d * clamp(round(x / d)) over n values. */
@@ -380,7 +381,7 @@ static float sym_scale(const float *x, int n, int qmin, int qmax, bool half_scal
     float best_d = 0.0f, best_e = INFINITY;
     for (int side = 0; side < 2; side++) {
         float end = side == 0 ? (float)qmin : (float)qmax;
-        for (int k = -4; k <= 6; k++) {
+        for (int k = -1; k <= 3; k++) {
             float t = end + (end < 0 ? 0.1f : -0.1f) * (float)k; /* shrink or stretch the end */
             float d = vmax / t, dec = d;
             if (half_scale)
@@ -457,7 +458,7 @@ static void asym_scale_min(const float *x, int n, float *scale, float *min)
     if (!(hi > lo) || !isfinite(hi - lo))
         return;
     float best_e = INFINITY;
-    for (int k = -6; k <= 6; k++) {
+    for (int k = -2; k <= 2; k++) {
         float iscale = (15.0f + 0.1f * (float)k) / (hi - lo);
         float sx = 0, sq = 0, sqq = 0, sxq = 0;
         int q[32];
@@ -482,9 +483,9 @@ static void asym_scale_min(const float *x, int n, float *scale, float *min)
         }
         if (!(s > 0.0f))
             continue;
-        float e = 0.0f;
+        float e = 0.0f, is = 1.0f / s;
         for (int i = 0; i < n; i++) {
-            float r = x[i] - (s * (float)round_clamp((x[i] - off) / s, 0, 15) + off);
+            float r = x[i] - (s * (float)round_clamp((x[i] - off) * is, 0, 15) + off);
             e += r * r;
         }
         if (e < best_e) {
