@@ -101,8 +101,29 @@ scan_bench() {
     echo "$line"
 }
 
+gguf_bench() {
+    local model=$dir/base2g g=$dir/base2g-q4_k.gguf
+    [ -f "$model/model.safetensors" ] || analyzer_bench >/dev/null
+    [ -f "$g" ] || "$mk" gguf "$model" "$g" --type q4_k >/dev/null
+    cat "$g" >/dev/null
+    echo
+    echo "== GGUF: Q4_K file of the same model ($(du -BM "$g" | cut -f1)), in page cache (best of $runs)"
+    local rd sh f1 f2
+    rd=$(best_of "$bt" read "$g")
+    sh=$(best_of "$bt" sha "$g")
+    f1=$(best_of "$bt" fingerprint "$g" 1)
+    f2=$(best_of "$bt" fingerprint "$g" 2 nofilesha)
+    printf '%-34s %8s s %8s GB/s\n' "read()" "$(field seconds "$rd")" "$(field gbps "$rd")"
+    printf '%-34s %8s s %8s GB/s\n' "read() + SHA-256" "$(field seconds "$sh")" "$(field gbps "$sh")"
+    printf '%-34s %8s s %8s GB/s   %sx read\n' "dequantise + fingerprint, 1t" \
+        "$(field seconds "$f1")" "$(field gbps "$f1")" "$(ratio "$(field seconds "$f1")" "$(field seconds "$rd")")"
+    printf '%-34s %8s s %8s GB/s   %sx read\n' "  same, file SHA supplied, 2t" \
+        "$(field seconds "$f2")" "$(field gbps "$f2")" "$(ratio "$(field seconds "$f2")" "$(field seconds "$rd")")"
+}
+
 case "$only" in
-"" | analyzer) analyzer_bench; scan_bench ;;
+"" | analyzer) analyzer_bench; gguf_bench; scan_bench ;;
+gguf) gguf_bench ;;
 scan) scan_bench ;;
 esac
 if [ -z "$only" ] || [ "$only" = fs ]; then
