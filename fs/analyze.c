@@ -228,6 +228,10 @@ static int link_candidate(void *ctx, int64_t id, int64_t created_ns, const char 
         .score = r.score,
         .verdict = pa_verdict_name(r.verdict),
         .signals = sig,
+        /* Byte-identical tensors are the most direct evidence of descent; the score alone can
+         * rank a sibling (e.g. a quantized copy of the same base) a hair above the real parent. */
+        .rank = r.score + 0.01 * (r.tensors_b ? (double)r.tensors_identical / (double)r.tensors_b
+                                              : 0.0),
     };
     w->n_edges++;
     return 0;

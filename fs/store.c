@@ -47,6 +47,7 @@ static const char *const migrations[] = {
     "  parent_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,"
     "  child_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,"
     "  score REAL NOT NULL, verdict TEXT NOT NULL, signals TEXT,"
+    "  rank REAL NOT NULL DEFAULT 0,"
     "  is_parent INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY (parent_id, child_id));"
     "CREATE INDEX edges_child ON edges(child_id);"
@@ -647,13 +648,14 @@ static int wr_exec_id(store_handle *st, const char *sql, int64_t id)
     return step_done(st->wr, stmt);
 }
 
-/* Recomputes is_parent for the incoming edges of child: the best score wins, ties go to the
- * earliest parent. */
+/* Recomputes is_parent for the incoming edges of child: the best rank wins (see store_edge),
+ * then the best score, then the earliest parent. */
 static int relink_child(store_handle *st, int64_t child)
 {
     sqlite3_stmt *stmt = prep(st->wr, "UPDATE edges SET is_parent = (parent_id = ("
                                       "  SELECT e.parent_id FROM edges e WHERE e.child_id = ?1"
-                                      "  ORDER BY e.score DESC, e.parent_id LIMIT 1))"
+                                      "  ORDER BY e.rank DESC, e.score DESC, e.parent_id"
+                                      "  LIMIT 1))"
                                       " WHERE child_id = ?1");
     if (!stmt)
         return -1;
@@ -936,8 +938,8 @@ int store_set_edges(store_handle *st, int64_t model_id, const store_edge *edges,
         return -1;
     int ret = drop_edges(st, model_id);
     sqlite3_stmt *stmt = ret == 0 ? prep(st->wr, "INSERT OR REPLACE INTO edges"
-                                                 " (parent_id, child_id, score, verdict, signals)"
-                                                 " VALUES (?1, ?2, ?3, ?4, ?5)")
+                                                 " (parent_id, child_id, score, verdict, signals, rank)"
+                                                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
                                   : NULL;
     if (!stmt)
         ret = -1;
@@ -947,6 +949,7 @@ int store_set_edges(store_handle *st, int64_t model_id, const store_edge *edges,
         sqlite3_bind_double(stmt, 3, edges[i].score);
         sqlite3_bind_text(stmt, 4, edges[i].verdict, -1, SQLITE_STATIC);
         bind_text(stmt, 5, edges[i].signals);
+        sqlite3_bind_double(stmt, 6, edges[i].rank);
         if (sqlite3_step(stmt) != SQLITE_DONE) {
             store_log(st->wr, "insert edge");
             ret = -1;

@@ -135,6 +135,7 @@ typedef struct store_edge {
     double score;
     const char *verdict;
     const char *signals; /* JSON or NULL */
+    double rank;         /* orders a child's candidate parents; the best becomes is_parent */
 } store_edge;
 
 /* Replaces every edge touching model_id with edges[] and recomputes is_parent (the best-scoring

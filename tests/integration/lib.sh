@@ -1,0 +1,147 @@
+# Shared setup for the integration tests: sourced, not run.
+#
+# Each test gets a fresh temp dir with BACKING ($B) and MOUNTPOINT ($M), a provfs started in the
+# foreground with its log in $LOG, a hard timeout, and a trap that force-unmounts and fails the
+# test when the daemon log holds a sanitizer report or an unexpected error line.
+# Environment: PROVFS, PROVCTL, MKMODEL (binaries; meson passes them), TEST_TIMEOUT (seconds).
+set -euo pipefail
+
+: "${PROVFS:?PROVFS must point at the provfs binary}"
+: "${MKMODEL:=}"
+: "${PROVCTL:=}"
+TEST_NAME=$(basename "$0" .sh)
+
+if [ "$(id -u)" -ne 0 ] || [ ! -c /dev/fuse ] || ! command -v fusermount3 >/dev/null; then
+    echo "SKIP: needs root, /dev/fuse and fusermount3"
+    exit 77
+fi
+
+T=$(mktemp -d "/tmp/provfs-it-$TEST_NAME.XXXXXX")
+B=$T/backing
+M=$T/mnt
+LOG=$T/provfs.log
+mkdir -p "$B" "$M"
+chmod 755 "$T" # other users reach the mount in some tests
+PROVFS_PID=
+EXPECT_LOG_RE='^$' # log lines matching this are expected (tests extend it)
+
+fail() {
+    echo "FAIL [$TEST_NAME]: $*" >&2
+    exit 1
+}
+
+note() {
+    echo "-- $*"
+}
+
+unmount_all() {
+    if mountpoint -q "$M" 2>/dev/null; then
+        fusermount3 -u -z "$M" 2>/dev/null || true
+    fi
+    if [ -n "$PROVFS_PID" ]; then
+        for _ in $(seq 50); do kill -0 "$PROVFS_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$PROVFS_PID" 2>/dev/null || true
+        wait "$PROVFS_PID" 2>/dev/null || true
+        PROVFS_PID=
+    fi
+}
+
+check_log() {
+    [ -f "$LOG" ] || return 0
+    if grep -E 'AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:|ThreadSanitizer' "$LOG" >/dev/null; then
+        cat "$LOG" >&2
+        fail "sanitizer report in the daemon log"
+    fi
+    local bad
+    bad=$(grep -Ei 'error|abort|assert' "$LOG" | grep -Ev "$EXPECT_LOG_RE" || true)
+    if [ -n "$bad" ]; then
+        echo "$bad" >&2
+        fail "unexpected lines in the daemon log"
+    fi
+}
+
+cleanup() {
+    local rc=$?
+    set +e
+    unmount_all
+    if [ $rc -eq 0 ]; then
+        check_log
+        rc=$?
+    fi
+    if [ $rc -ne 0 ] && [ -f "$LOG" ]; then
+        echo "---- daemon log ($LOG)" >&2
+        tail -n 50 "$LOG" >&2
+    fi
+    [ $rc -eq 0 ] && rm -rf "$T"
+    exit $rc
+}
+trap cleanup EXIT
+trap 'fail "interrupted"' INT TERM
+
+# Hard timeout: the whole test, mounts included.
+# On expiry a hung daemon is killed (that fails every request waiting on it) and the mount is
+# detached, so the test itself can no longer block.
+( sleep "${TEST_TIMEOUT:-240}"; echo "TIMEOUT [$TEST_NAME]" >&2
+  [ -f "$T/pid" ] && kill -9 "$(cat "$T/pid")" 2>/dev/null
+  fusermount3 -u -z "$M" 2>/dev/null; kill -TERM $$ 2>/dev/null ) &
+WATCHDOG=$!
+disown "$WATCHDOG" 2>/dev/null || true
+trap 'kill $WATCHDOG 2>/dev/null || true; cleanup' EXIT
+
+# start_provfs [extra options...]: mounts $B at $M and waits for the mount.
+start_provfs() {
+    "$PROVFS" -f --quiet-ms "${QUIET_MS:-200}" "$@" "$B" "$M" >>"$LOG" 2>&1 &
+    PROVFS_PID=$!
+    echo "$PROVFS_PID" >"$T/pid"
+    for _ in $(seq 100); do
+        mountpoint -q "$M" && return 0
+        kill -0 "$PROVFS_PID" 2>/dev/null || { cat "$LOG" >&2; fail "provfs exited at start"; }
+        sleep 0.05
+    done
+    fail "mount did not appear"
+}
+
+stop_provfs() {
+    fusermount3 -u "$M" || fail "unmount failed"
+    for _ in $(seq 100); do kill -0 "$PROVFS_PID" 2>/dev/null || break; sleep 0.05; done
+    wait "$PROVFS_PID" 2>/dev/null || fail "provfs exited with an error"
+    PROVFS_PID=
+}
+
+# xattr PATH NAME: value of user.provenance.NAME, empty when absent.
+xattr() {
+    getfattr --only-values -n "user.provenance.$2" "$1" 2>/dev/null || true
+}
+
+# wait_status PATH STATUS [SECONDS]
+wait_status() {
+    local s
+    for _ in $(seq $((${3:-60} * 10))); do
+        s=$(xattr "$1" status)
+        [ "$s" = "$2" ] && return 0
+        sleep 0.1
+    done
+    fail "$1: status '$s', expected '$2'"
+}
+
+expect_eq() { # expect_eq WHAT ACTUAL EXPECTED
+    [ "$2" = "$3" ] || fail "$1: got '$2', expected '$3'"
+}
+
+# expect_errno EXPECTED_TEXT COMMAND...: the command fails with that strerror text.
+expect_errno() {
+    local want=$1 out
+    shift
+    if out=$("$@" 2>&1); then
+        fail "'$*' succeeded, expected '$want'"
+    fi
+    echo "$out" | grep -q "$want" || fail "'$*': '$out', expected '$want'"
+}
+
+need_mkmodel() {
+    [ -n "$MKMODEL" ] && [ -x "$MKMODEL" ] || { echo "SKIP: no mkmodel"; exit 77; }
+}
+
+DB() {
+    sqlite3 -bail "$B/.provfs/lineage.db" "$@"
+}
