@@ -41,8 +41,7 @@ const char policy_default_text[] = "{\n"
 
 static const char *const mode_names[] = {"off", "audit", "enforce"};
 static const char *const require_names[] = {"never", "unknown-lineage", "always"};
-static const char *const status_names[] = {"pending", "analyzing", "ready", "incomplete",
-                                           "failed"};
+static const char *const status_names[] = {"pending", "analyzing", "ready", "incomplete", "failed"};
 
 /* ---------------------------------------------------------------- lifetime */
 
@@ -502,7 +501,8 @@ const char *policy_status_name(policy_status status)
 }
 
 /* First pattern of list matching s, or NULL. Paths are matched case-sensitively and '*' crosses
- * '/', so a pattern ending in '*' covers a whole subtree; family names are matched ignoring case. */
+ * '/', so a pattern ending in '*' covers a whole subtree; family names are matched ignoring case.
+ */
 static const char *match_any(char *const *list, size_t n, const char *s, bool family)
 {
     if (!s)
@@ -555,16 +555,18 @@ static void decide_lineage(const policy *p, const policy_model *m, policy_decisi
     const char *anc = nearest_ancestor(m);
     if (m->ancestor_approved) {
         set(d, true, "require_approval");
-        snprintf(d->reason, sizeof d->reason, "known lineage: derives from an approved ancestor%s%s",
-                 anc ? " via " : "", anc ? anc : "");
+        snprintf(d->reason, sizeof d->reason,
+                 "known lineage: derives from an approved ancestor%s%s", anc ? " via " : "",
+                 anc ? anc : "");
         return;
     }
     if (p->n_allow > 0) {
         match a = match_model(p->allow, p->n_allow, m);
         if (a.pattern) {
             set(d, true, "allow_families");
-            snprintf(d->reason, sizeof d->reason, "known lineage: %s %s matches allow_families \"%s\"",
-                     a.what, a.subject, a.pattern);
+            snprintf(d->reason, sizeof d->reason,
+                     "known lineage: %s %s matches allow_families \"%s\"", a.what, a.subject,
+                     a.pattern);
         } else {
             set(d, false, "allow_families");
             snprintf(d->reason, sizeof d->reason,
@@ -586,9 +588,10 @@ static void decide_lineage(const policy *p, const policy_model *m, policy_decisi
                  "match (parent %s)",
                  anc);
     else
-        snprintf(d->reason, sizeof d->reason,
-                 "not approved, and its lineage is unknown: no derived or identical ancestor in the "
-                 "store or reference set");
+        snprintf(
+            d->reason, sizeof d->reason,
+            "not approved, and its lineage is unknown: no derived or identical ancestor in the "
+            "store or reference set");
 }
 
 void policy_decide(const policy *p, const policy_model *m, policy_decision *d)
@@ -613,8 +616,7 @@ void policy_decide(const policy *p, const policy_model *m, policy_decision *d)
         set(d, false, "failed");
         snprintf(d->reason, sizeof d->reason,
                  "analysis failed: a unit that cannot be analysed is unapproved");
-    } else if ((m->status == POLICY_PENDING || m->status == POLICY_ANALYZING) &&
-               p->block_pending) {
+    } else if ((m->status == POLICY_PENDING || m->status == POLICY_ANALYZING) && p->block_pending) {
         set(d, false, "block_pending");
         snprintf(d->reason, sizeof d->reason, "still %s (block_pending is true)",
                  m->status == POLICY_PENDING ? "pending analysis" : "being analysed");

@@ -81,7 +81,7 @@ const char *policy_source(const policy *p);
  * decision cache's key, so a reload invalidates every cached decision. */
 uint64_t policy_serial(const policy *p);
 
-const char *policy_mode_name(policy_mode mode);       /* "off", "audit", "enforce" */
+const char *policy_mode_name(policy_mode mode);      /* "off", "audit", "enforce" */
 const char *policy_require_name(policy_require req); /* "never", "unknown-lineage", "always" */
 
 /* The policy as a cJSON object with exactly the five policy.json keys (so it can be written back
@@ -130,13 +130,13 @@ typedef struct policy_model {
 } policy_model;
 
 typedef struct policy_decision {
-    bool allow;         /* the policy's verdict, whatever the mode */
-    bool enforced;      /* refuse reads: mode is enforce and allow is false */
-    bool logged;        /* one events row is due when it is applied: !allow and mode != off */
+    bool allow;    /* the policy's verdict, whatever the mode */
+    bool enforced; /* refuse reads: mode is enforce and allow is false */
+    bool logged;   /* one events row is due when it is applied: !allow and mode != off */
     policy_mode mode;
-    const char *rule;   /* static: "deny_families", "allow_families", "require_approval",
-                           "block_pending", "failed", or for allows also "approval", "off" */
-    char reason[320];   /* one line for .provenance, logs and provctl */
+    const char *rule; /* static: "deny_families", "allow_families", "require_approval",
+                         "block_pending", "failed", or for allows also "approval", "off" */
+    char reason[320]; /* one line for .provenance, logs and provctl */
 } policy_decision;
 
 /* Decides for one model. Precedence (first match wins; fs/POLICY.md explains each):

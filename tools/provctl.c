@@ -7,6 +7,7 @@
 #include "provctl_graph.h"
 #include "provfs/analyzer.h"
 #include "provctl_ref.h"
+#include "provctl_store.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -31,6 +32,11 @@ static int usage(FILE *f)
             "  refdb add MODEL --name N --family F [--out DIR]   add a local model as a reference\n"
             "  refdb list [--refdb DIR] [--json]         list the reference entries\n"
             "  graph --db FILE [--dot | --svg OUT] [--all-edges]   the store's lineage forest\n"
+            "  lineage PATH [--json]                     ancestors and children in a mounted store\n"
+            "  approve PATH [--note T]                   approve a model's content (admins)\n"
+            "  revoke PATH [--note T]                    revoke its approval (admins)\n"
+            "  log --db FILE [--json] [--limit N] [--kind K]   audit events, newest first\n"
+            "  check PATH [--wait S] [--json]            CI gate: exit 0 allowed, 3 blocked\n"
             "A and B are model directories, .safetensors files or saved fingerprints (--json "
             "output).\n");
     return f == stderr ? EXIT_ERR : 0;
@@ -339,6 +345,16 @@ int main(int argc, char **argv)
         return provctl_graph(argc - 2, argv + 2);
     if (strcmp(cmd, "refdb") == 0)
         return provctl_refdb(argc - 2, argv + 2);
+    if (strcmp(cmd, "lineage") == 0)
+        return provctl_lineage(argc - 2, argv + 2);
+    if (strcmp(cmd, "approve") == 0)
+        return provctl_approve(argc - 2, argv + 2);
+    if (strcmp(cmd, "revoke") == 0)
+        return provctl_revoke(argc - 2, argv + 2);
+    if (strcmp(cmd, "log") == 0)
+        return provctl_log(argc - 2, argv + 2);
+    if (strcmp(cmd, "check") == 0)
+        return provctl_check(argc - 2, argv + 2);
     fprintf(stderr, "provctl: unknown command '%s'\n", cmd);
     return usage(stderr);
 }

@@ -1,0 +1,779 @@
+/* provctl lineage / approve / revoke / log / check.
+ *
+ * lineage, approve, revoke and check talk to a mounted store only through the mount: the
+ * user.provenance.* xattrs and the `.provenance` file of the unit's directory (so they work for
+ * every user the mount lets in, and never disagree with what the daemon serves). log reads the
+ * events table of a lineage database, opened read-only.
+ */
+#include "provctl_store.h"
+
+#include "policy.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_ERR 2
+#define EXIT_REFUSED 3
+#define VFILE_MAX (64u << 20)
+
+/* ---------------------------------------------------------------- arguments */
+
+typedef struct opt_spec {
+    const char *flag;
+    bool takes_value;
+    const char **value; /* set to the value, or to the flag itself when it takes none */
+} opt_spec;
+
+/* Splits argv into the flags of specs and positionals (at most max_pos). An unknown option or a
+ * missing value is an error; returns the number of positionals, or -1 after a message. */
+static int parse_opts(const char *cmd, int argc, char **argv, const opt_spec *specs, size_t n_specs,
+                      const char **pos, int max_pos)
+{
+    int n = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] == '-' && a[1]) {
+            size_t k = 0;
+            while (k < n_specs && strcmp(a, specs[k].flag) != 0)
+                k++;
+            if (k == n_specs) {
+                fprintf(stderr, "provctl %s: unknown option %s\n", cmd, a);
+                return -1;
+            }
+            if (specs[k].takes_value) {
+                if (i + 1 >= argc) {
+                    fprintf(stderr, "provctl %s: %s needs a value\n", cmd, a);
+                    return -1;
+                }
+                *specs[k].value = argv[++i];
+            } else {
+                *specs[k].value = a;
+            }
+            continue;
+        }
+        if (n >= max_pos) {
+            fprintf(stderr, "provctl %s: unexpected argument %s\n", cmd, a);
+            return -1;
+        }
+        pos[n++] = a;
+    }
+    return n;
+}
+
+static bool parse_count(const char *text, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < 0 || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* ---------------------------------------------------------------- reading a unit */
+
+typedef struct unit_view {
+    char dir[PATH_MAX]; /* the directory whose .provenance describes PATH */
+    cJSON *prov;        /* its parsed .provenance */
+    const char *status; /* from prov */
+} unit_view;
+
+/* Reads a whole (virtual) file: the size stat reports is not trusted, reads go to EOF. */
+static int read_all(const char *path, char **out, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    size_t cap = 16384, n = 0;
+    char *buf = malloc(cap + 1);
+    int err = buf ? 0 : ENOMEM;
+    while (!err) {
+        if (n == cap) {
+            if (cap >= VFILE_MAX) {
+                err = EFBIG;
+                break;
+            }
+            char *bigger = realloc(buf, cap * 2 + 1);
+            if (!bigger) {
+                err = ENOMEM;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            err = errno;
+        else if (r == 0)
+            break;
+        else
+            n += (size_t)r;
+    }
+    close(fd);
+    if (err) {
+        free(buf);
+        return err;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+/* Fills v for path (a model directory or a file in one). Returns 0, or EXIT_ERR after one line on
+ * stderr: no such path, not in a provfs store, not a model unit. */
+static int unit_load(const char *path, unit_view *v)
+{
+    memset(v, 0, sizeof *v);
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        fprintf(stderr, "provctl: %s: %s\n", path, strerror(errno));
+        return EXIT_ERR;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        snprintf(v->dir, sizeof v->dir, "%s", path);
+    } else {
+        const char *slash = strrchr(path, '/');
+        if (!slash)
+            snprintf(v->dir, sizeof v->dir, ".");
+        else if (slash == path)
+            snprintf(v->dir, sizeof v->dir, "/");
+        else
+            snprintf(v->dir, sizeof v->dir, "%.*s", (int)(slash - path), path);
+    }
+    char vpath[PATH_MAX + 16];
+    snprintf(vpath, sizeof vpath, "%s/.provenance", v->dir);
+    char *text = NULL;
+    size_t len = 0;
+    int err = read_all(vpath, &text, &len);
+    if (err == ENOENT || err == ENOTDIR) {
+        fprintf(stderr, "provctl: %s: not in a provfs store (no .provenance in %s)\n", path,
+                v->dir);
+        return EXIT_ERR;
+    }
+    if (err) {
+        fprintf(stderr, "provctl: %s: %s\n", vpath, strerror(err));
+        return EXIT_ERR;
+    }
+    v->prov = cJSON_ParseWithLength(text, len);
+    free(text);
+    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(v->prov, "schema");
+    if (!cJSON_IsString(schema)) {
+        fprintf(stderr, "provctl: %s: not a provfs .provenance file (not in a provfs store)\n",
+                vpath);
+        goto fail;
+    }
+    if (strcmp(schema->valuestring, "provfs.store/1") == 0) {
+        fprintf(stderr, "provctl: %s: not a model unit (the store root)\n", path);
+        goto fail;
+    }
+    if (strcmp(schema->valuestring, "provfs.provenance/1") != 0) {
+        fprintf(stderr, "provctl: %s: unknown .provenance schema %s\n", vpath, schema->valuestring);
+        goto fail;
+    }
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(v->prov, "model");
+    const cJSON *status = cJSON_GetObjectItemCaseSensitive(v->prov, "status");
+    if (cJSON_IsFalse(model) || !cJSON_IsString(status)) {
+        fprintf(stderr, "provctl: %s: not a model unit\n", path);
+        goto fail;
+    }
+    v->status = status->valuestring;
+    return 0;
+fail:
+    cJSON_Delete(v->prov);
+    v->prov = NULL;
+    return EXIT_ERR;
+}
+
+static void unit_clear(unit_view *v)
+{
+    cJSON_Delete(v->prov);
+    v->prov = NULL;
+}
+
+/* Value of a user.provenance.* xattr as a string; false when absent or unreadable. */
+static bool get_xattr(const char *path, const char *name, char *buf, size_t size)
+{
+    ssize_t n = getxattr(path, name, buf, size - 1);
+    if (n < 0)
+        return false;
+    buf[n] = '\0';
+    return true;
+}
+
+static const char *str_member(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* The approval label from .provenance: a string, or an object with "state". */
+static const char *approval_label(const cJSON *prov)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(prov, "approval");
+    if (cJSON_IsString(a))
+        return a->valuestring;
+    return cJSON_IsObject(a) ? str_member(a, "state") : NULL;
+}
+
+/* ---------------------------------------------------------------- lineage */
+
+static void print_link(const cJSON *l, const char *indent)
+{
+    const char *p = str_member(l, "path");
+    const char *id = str_member(l, "id");
+    const cJSON *score = cJSON_GetObjectItemCaseSensitive(l, "score");
+    const char *verdict = str_member(l, "verdict");
+    char name[PATH_MAX + 32];
+    if (p)
+        snprintf(name, sizeof name, "%s", p);
+    else
+        snprintf(name, sizeof name, "(id %s, no path)", id ? id : "?");
+    printf("%s%-40s", indent, name);
+    if (cJSON_IsNumber(score))
+        printf("  score %.4f", score->valuedouble);
+    if (verdict)
+        printf("  %s", verdict);
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(l, "is_parent")))
+        printf("  (this is its parent)");
+    putchar('\n');
+}
+
+static cJSON *dup_member(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    cJSON *c = v ? cJSON_Duplicate(v, true) : NULL;
+    return c ? c : cJSON_CreateNull();
+}
+
+/* A copy of an array member, or an empty array. */
+static cJSON *array_member(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsArray(v) ? cJSON_Duplicate(v, true) : cJSON_CreateArray();
+}
+
+int provctl_lineage(int argc, char **argv)
+{
+    const char *json = NULL, *pos[1];
+    opt_spec specs[] = {{"--json", false, &json}};
+    int n = parse_opts("lineage", argc, argv, specs, 1, pos, 1);
+    if (n != 1) {
+        if (n == 0)
+            fprintf(stderr, "usage: provctl lineage PATH [--json]\n");
+        return EXIT_ERR;
+    }
+    unit_view v;
+    int rc = unit_load(pos[0], &v);
+    if (rc)
+        return rc;
+    const cJSON *lin = cJSON_GetObjectItemCaseSensitive(v.prov, "lineage");
+    const cJSON *parent = cJSON_GetObjectItemCaseSensitive(lin, "parent");
+    const cJSON *anc = cJSON_GetObjectItemCaseSensitive(lin, "ancestors");
+    const cJSON *kids = cJSON_GetObjectItemCaseSensitive(lin, "children");
+    const cJSON *pol = cJSON_GetObjectItemCaseSensitive(v.prov, "policy");
+    char family[PATH_MAX] = "";
+    bool have_family = get_xattr(v.dir, "user.provenance.family", family, sizeof family);
+    const char *store_path = str_member(v.prov, "path");
+    const char *approval = approval_label(v.prov);
+
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        if (o) {
+            cJSON_AddStringToObject(o, "schema", "provfs.lineage/1");
+            cJSON_AddStringToObject(o, "path", pos[0]);
+            cJSON_AddItemToObject(o, "store_path", dup_member(v.prov, "path"));
+            cJSON_AddItemToObject(o, "id", dup_member(v.prov, "id"));
+            cJSON_AddStringToObject(o, "status", v.status);
+            if (have_family)
+                cJSON_AddStringToObject(o, "family", family);
+            else
+                cJSON_AddNullToObject(o, "family");
+            cJSON_AddItemToObject(o, "parent", dup_member(lin, "parent"));
+            cJSON_AddItemToObject(o, "ancestors", array_member(lin, "ancestors"));
+            cJSON_AddItemToObject(o, "children", array_member(lin, "children"));
+            cJSON_AddItemToObject(o, "approval", dup_member(v.prov, "approval"));
+            cJSON_AddItemToObject(o, "policy", dup_member(v.prov, "policy"));
+        }
+        char *text = o ? cJSON_Print(o) : NULL;
+        cJSON_Delete(o);
+        if (!text) {
+            fprintf(stderr, "provctl: %s: out of memory\n", pos[0]);
+            unit_clear(&v);
+            return EXIT_ERR;
+        }
+        puts(text);
+        free(text);
+        unit_clear(&v);
+        return 0;
+    }
+
+    const char *id = str_member(v.prov, "id");
+    printf("%s  %s%s%s\n", store_path ? store_path : pos[0], v.status, id ? "  id " : "",
+           id ? id : "");
+    if (approval || cJSON_IsObject(pol)) {
+        const char *dec = str_member(pol, "decision");
+        const char *reason = str_member(pol, "reason");
+        printf("  approval: %s", approval ? approval : "?");
+        if (dec)
+            printf("   policy: %s%s%s", dec, reason ? " — " : "", reason ? reason : "");
+        putchar('\n');
+    }
+    if (cJSON_IsObject(parent)) {
+        printf("  parent:   ");
+        print_link(parent, "");
+    } else {
+        printf("  parent:   none\n");
+    }
+    if (have_family)
+        printf("  family:   %s\n", family);
+    printf("ancestors (nearest first):\n");
+    int count = 0;
+    const cJSON *l;
+    cJSON_ArrayForEach(l, anc)
+    {
+        char indent[16];
+        snprintf(indent, sizeof indent, "  %2d. ", ++count);
+        print_link(l, indent);
+    }
+    if (!count)
+        printf("  (none)\n");
+    printf("children:\n");
+    count = 0;
+    cJSON_ArrayForEach(l, kids)
+    {
+        count++;
+        print_link(l, "  ");
+    }
+    if (!count)
+        printf("  (none)\n");
+    unit_clear(&v);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- approve / revoke */
+
+static int set_control(const char *cmd, int argc, char **argv)
+{
+    const char *note = NULL, *pos[1];
+    opt_spec specs[] = {{"--note", true, &note}};
+    int n = parse_opts(cmd, argc, argv, specs, 1, pos, 1);
+    if (n != 1) {
+        if (n == 0)
+            fprintf(stderr, "usage: provctl %s PATH [--note TEXT]\n", cmd);
+        return EXIT_ERR;
+    }
+    const char *path = pos[0];
+    char clean[POLICY_NOTE_MAX + 1], why[128];
+    if (policy_note_parse(note, note ? strlen(note) : 0, clean, why, sizeof why) != 0) {
+        fprintf(stderr, "provctl: %s: bad --note: %s\n", path, why);
+        return EXIT_ERR;
+    }
+    /* Only inside a store: elsewhere a user.* xattr would be stored silently and mean nothing. */
+    unit_view v;
+    int rc = unit_load(path, &v);
+    if (rc)
+        return rc;
+    char name[64];
+    snprintf(name, sizeof name, "user.provenance.%s", cmd);
+    if (setxattr(v.dir, name, clean, strlen(clean), 0) != 0) {
+        int e = errno;
+        const char *what = strcmp(cmd, "approve") == 0 ? "approve" : "revoke";
+        if (e == EPERM || e == EACCES)
+            fprintf(stderr, "provctl: %s: permission denied: only admins %s\n", path, what);
+        else if (e == ENODATA)
+            fprintf(stderr, "provctl: %s: not a model unit\n", path);
+        else if (e == EBUSY || e == EAGAIN)
+            fprintf(stderr,
+                    "provctl: %s: no content digest yet (status %s); try again when it is ready\n",
+                    path, v.status);
+        else if (e == EINVAL)
+            fprintf(stderr, "provctl: %s: the store refused the request (%s)\n", path, strerror(e));
+        else if (e == ENOTSUP)
+            fprintf(stderr, "provctl: %s: this store does not support %s yet\n", path, what);
+        else
+            fprintf(stderr, "provctl: %s: %s: %s\n", path, name, strerror(e));
+        unit_clear(&v);
+        return EXIT_ERR;
+    }
+    char label[64] = "";
+    unit_clear(&v);
+    if (get_xattr(v.dir, "user.provenance.approval", label, sizeof label))
+        printf("%s: %s (approval: %s)\n", path,
+               strcmp(cmd, "approve") == 0 ? "approved" : "revoked", label);
+    else
+        printf("%s: %s\n", path, strcmp(cmd, "approve") == 0 ? "approved" : "revoked");
+    return 0;
+}
+
+int provctl_approve(int argc, char **argv)
+{
+    return set_control("approve", argc, argv);
+}
+
+int provctl_revoke(int argc, char **argv)
+{
+    return set_control("revoke", argc, argv);
+}
+
+/* ---------------------------------------------------------------- check */
+
+int provctl_check(int argc, char **argv)
+{
+    const char *wait_arg = NULL, *json = NULL, *pos[1];
+    opt_spec specs[] = {{"--wait", true, &wait_arg}, {"--json", false, &json}};
+    int n = parse_opts("check", argc, argv, specs, 2, pos, 1);
+    if (n != 1) {
+        if (n == 0)
+            fprintf(stderr, "usage: provctl check PATH [--wait SECONDS] [--json]\n");
+        return EXIT_ERR;
+    }
+    long wait_s = 0;
+    if (wait_arg && !parse_count(wait_arg, 86400, &wait_s)) {
+        fprintf(stderr, "provctl check: --wait needs a number of seconds, not %s\n", wait_arg);
+        return EXIT_ERR;
+    }
+    const char *path = pos[0];
+    unit_view v;
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        int rc = unit_load(path, &v);
+        if (rc)
+            return rc;
+        bool settling = strcmp(v.status, "pending") == 0 || strcmp(v.status, "analyzing") == 0;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (!settling || now.tv_sec - start.tv_sec >= wait_s)
+            break;
+        unit_clear(&v);
+        usleep(200000);
+    }
+    const cJSON *pol = cJSON_GetObjectItemCaseSensitive(v.prov, "policy");
+    const char *decision = str_member(pol, "decision");
+    const char *reason = str_member(pol, "reason");
+    const char *rule = str_member(pol, "rule");
+    char approval[64] = "";
+    if (!get_xattr(v.dir, "user.provenance.approval", approval, sizeof approval)) {
+        const char *label = approval_label(v.prov);
+        snprintf(approval, sizeof approval, "%s", label ? label : "");
+    }
+    if (!decision || (strcmp(decision, "allow") != 0 && strcmp(decision, "block") != 0)) {
+        fprintf(stderr, "provctl: %s/.provenance: no policy decision\n", v.dir);
+        unit_clear(&v);
+        return EXIT_ERR;
+    }
+    bool allowed = strcmp(decision, "allow") == 0 && strcmp(approval, "blocked") != 0 &&
+                   strcmp(approval, "unapproved") != 0;
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        if (o) {
+            cJSON_AddStringToObject(o, "schema", "provfs.check/1");
+            cJSON_AddStringToObject(o, "path", path);
+            cJSON_AddStringToObject(o, "status", v.status);
+            cJSON_AddBoolToObject(o, "allowed", allowed);
+            cJSON_AddStringToObject(o, "approval", approval);
+            cJSON_AddItemToObject(o, "policy", dup_member(v.prov, "policy"));
+        }
+        char *text = o ? cJSON_Print(o) : NULL;
+        cJSON_Delete(o);
+        if (text)
+            puts(text);
+        free(text);
+    } else {
+        printf("%s: %s", path, allowed ? "allow" : "block");
+        if (rule && rule[0])
+            printf(" [%s]", rule);
+        printf(" (status %s, approval %s)\n", v.status, approval[0] ? approval : "?");
+        if (reason && reason[0])
+            printf("  %s\n", reason);
+    }
+    unit_clear(&v);
+    return allowed ? 0 : EXIT_REFUSED;
+}
+
+/* ---------------------------------------------------------------- log */
+
+/* "file:" URI for a path, percent-encoding everything but unreserved characters and '/'. */
+static char *ro_uri(const char *path)
+{
+    size_t n = strlen(path);
+    char *uri = malloc(n * 3 + 32);
+    if (!uri)
+        return NULL;
+    memcpy(uri, "file:", 5);
+    size_t k = 5;
+    for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
+        if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+            strchr("/-._~", *c))
+            uri[k++] = (char)*c;
+        else
+            k += (size_t)snprintf(uri + k, 4, "%%%02X", *c);
+    }
+    snprintf(uri + k, 16, "?mode=ro");
+    return uri;
+}
+
+typedef struct event_cols {
+    const char *time; /* column name holding the time, NULL when none */
+    bool time_is_ns;
+    bool uid, pid, path, model_id, kind, decision, rule, detail;
+} event_cols;
+
+static int table_columns(sqlite3 *db, event_cols *c)
+{
+    memset(c, 0, sizeof *c);
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v2(db, "PRAGMA table_info(events)", -1, &stmt, NULL) != SQLITE_OK)
+        return -1;
+    while (sqlite3_step(stmt) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(stmt, 1);
+        if (!name)
+            continue;
+        if (strcmp(name, "time_ns") == 0)
+            c->time = "time_ns", c->time_is_ns = true;
+        else if (strcmp(name, "time") == 0 && !c->time)
+            c->time = "time";
+        else if (strcmp(name, "uid") == 0)
+            c->uid = true;
+        else if (strcmp(name, "pid") == 0)
+            c->pid = true;
+        else if (strcmp(name, "path") == 0)
+            c->path = true;
+        else if (strcmp(name, "model_id") == 0)
+            c->model_id = true;
+        else if (strcmp(name, "kind") == 0)
+            c->kind = true;
+        else if (strcmp(name, "decision") == 0)
+            c->decision = true;
+        else if (strcmp(name, "rule") == 0)
+            c->rule = true;
+        else if (strcmp(name, "detail") == 0)
+            c->detail = true;
+    }
+    sqlite3_finalize(stmt);
+    return 0;
+}
+
+/* ISO 8601 UTC (milliseconds) of a time column value. */
+static void format_time(sqlite3_stmt *stmt, int col, bool is_ns, char *out, size_t outlen)
+{
+    if (sqlite3_column_type(stmt, col) == SQLITE_NULL) {
+        snprintf(out, outlen, "-");
+        return;
+    }
+    if (sqlite3_column_type(stmt, col) == SQLITE_TEXT) {
+        snprintf(out, outlen, "%s", (const char *)sqlite3_column_text(stmt, col));
+        return;
+    }
+    int64_t v = sqlite3_column_int64(stmt, col);
+    if (v < 0 || (!is_ns && v > INT64_MAX / 1000000000)) {
+        snprintf(out, outlen, "%" PRId64, v); /* not a time we can show */
+        return;
+    }
+    int64_t ns = is_ns ? v : v * 1000000000;
+    time_t secs = (time_t)(ns / 1000000000);
+    struct tm tm;
+    char base[32] = "?";
+    if (gmtime_r(&secs, &tm))
+        strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, outlen, "%s.%03dZ", base, (int)((ns % 1000000000) / 1000000));
+}
+
+static const char *col_text(sqlite3_stmt *stmt, int col)
+{
+    return (const char *)sqlite3_column_text(stmt, col);
+}
+
+static void json_text_or_null(cJSON *o, const char *key, const char *text)
+{
+    if (text)
+        cJSON_AddStringToObject(o, key, text);
+    else
+        cJSON_AddNullToObject(o, key);
+}
+
+int provctl_log(int argc, char **argv)
+{
+    const char *db_path = NULL, *json = NULL, *limit_arg = NULL, *kind = NULL, *pos[1];
+    opt_spec specs[] = {{"--db", true, &db_path},
+                        {"--json", false, &json},
+                        {"--limit", true, &limit_arg},
+                        {"--kind", true, &kind}};
+    int n = parse_opts("log", argc, argv, specs, 4, pos, 0);
+    if (n < 0)
+        return EXIT_ERR;
+    if (!db_path) {
+        fprintf(stderr, "usage: provctl log --db FILE [--json] [--limit N] [--kind K]\n");
+        return EXIT_ERR;
+    }
+    long limit = -1;
+    if (limit_arg && (!parse_count(limit_arg, LONG_MAX, &limit) || limit == 0)) {
+        fprintf(stderr, "provctl log: --limit needs a positive number, not %s\n", limit_arg);
+        return EXIT_ERR;
+    }
+    struct stat sb;
+    if (stat(db_path, &sb) != 0) {
+        fprintf(stderr, "provctl: %s: %s\n", db_path, strerror(errno));
+        return EXIT_ERR;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        fprintf(stderr, "provctl: %s: not a database file\n", db_path);
+        return EXIT_ERR;
+    }
+    if (access(db_path, R_OK) != 0) {
+        fprintf(stderr, "provctl: %s: %s\n", db_path, strerror(errno));
+        return EXIT_ERR;
+    }
+    char *uri = ro_uri(db_path);
+    sqlite3 *db = NULL;
+    int ret = EXIT_ERR;
+    sqlite3_stmt *stmt = NULL;
+    char *sql = NULL;
+    if (!uri ||
+        sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) != SQLITE_OK) {
+        fprintf(stderr, "provctl: %s: cannot open: %s\n", db_path,
+                db ? sqlite3_errmsg(db) : "out of memory");
+        goto out;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    if (sqlite3_prepare_v2(db,
+                           "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'",
+                           -1, &stmt, NULL) != SQLITE_OK) {
+        fprintf(stderr, "provctl: %s: not a provfs database: %s\n", db_path, sqlite3_errmsg(db));
+        goto out;
+    }
+    int rc = sqlite3_step(stmt);
+    sqlite3_finalize(stmt);
+    stmt = NULL;
+    if (rc == SQLITE_DONE) {
+        fprintf(stderr,
+                "provctl: %s: no events table yet (not a provfs lineage database, or one "
+                "from before the audit log)\n",
+                db_path);
+        goto out;
+    }
+    if (rc != SQLITE_ROW) {
+        fprintf(stderr, "provctl: %s: %s\n", db_path, sqlite3_errmsg(db));
+        goto out;
+    }
+    event_cols c;
+    if (table_columns(db, &c) != 0) {
+        fprintf(stderr, "provctl: %s: %s\n", db_path, sqlite3_errmsg(db));
+        goto out;
+    }
+    if (kind && !c.kind) {
+        fprintf(stderr, "provctl: %s: the events table has no kind column\n", db_path);
+        goto out;
+    }
+    /* Column names come from the fixed list above, never from input. */
+    char time_col[32];
+    snprintf(time_col, sizeof time_col, "%s", c.time ? c.time : "NULL");
+    sql = sqlite3_mprintf("SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s FROM events%s"
+                          " ORDER BY %s DESC, rowid DESC LIMIT ?1",
+                          time_col, c.uid ? "uid" : "NULL", c.pid ? "pid" : "NULL",
+                          c.path ? "path" : "NULL", c.model_id ? "model_id" : "NULL",
+                          c.kind ? "kind" : "NULL", c.decision ? "decision" : "NULL",
+                          c.rule ? "rule" : "NULL", c.detail ? "detail" : "NULL",
+                          kind ? " WHERE kind = ?2" : "", c.time ? c.time : "rowid");
+    if (!sql || sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+        fprintf(stderr, "provctl: %s: %s\n", db_path, sql ? sqlite3_errmsg(db) : "out of memory");
+        goto out;
+    }
+    sqlite3_bind_int64(stmt, 1, limit);
+    if (kind)
+        sqlite3_bind_text(stmt, 2, kind, -1, SQLITE_STATIC);
+    cJSON *root = json ? cJSON_CreateObject() : NULL;
+    cJSON *events = NULL;
+    if (json) {
+        cJSON_AddStringToObject(root, "schema", "provfs.events/1");
+        cJSON_AddStringToObject(root, "db", db_path);
+        events = cJSON_AddArrayToObject(root, "events");
+    }
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        char when[64];
+        format_time(stmt, 0, c.time_is_ns, when, sizeof when);
+        bool has_uid = sqlite3_column_type(stmt, 1) != SQLITE_NULL;
+        bool has_pid = sqlite3_column_type(stmt, 2) != SQLITE_NULL;
+        bool has_model = sqlite3_column_type(stmt, 4) != SQLITE_NULL;
+        int64_t uid = sqlite3_column_int64(stmt, 1), pid = sqlite3_column_int64(stmt, 2);
+        char model[24] = "";
+        if (has_model)
+            snprintf(model, sizeof model, "%" PRIx64, (uint64_t)sqlite3_column_int64(stmt, 4));
+        if (json) {
+            cJSON *e = cJSON_CreateObject();
+            if (!e)
+                break;
+            cJSON_AddStringToObject(e, "time", when);
+            if (has_uid)
+                cJSON_AddNumberToObject(e, "uid", (double)uid);
+            else
+                cJSON_AddNullToObject(e, "uid");
+            if (has_pid)
+                cJSON_AddNumberToObject(e, "pid", (double)pid);
+            else
+                cJSON_AddNullToObject(e, "pid");
+            json_text_or_null(e, "path", col_text(stmt, 3));
+            json_text_or_null(e, "model_id", has_model ? model : NULL);
+            json_text_or_null(e, "kind", col_text(stmt, 5));
+            json_text_or_null(e, "decision", col_text(stmt, 6));
+            json_text_or_null(e, "rule", col_text(stmt, 7));
+            json_text_or_null(e, "detail", col_text(stmt, 8));
+            cJSON_AddItemToArray(events, e);
+            continue;
+        }
+        const char *path = col_text(stmt, 3), *k = col_text(stmt, 5), *dec = col_text(stmt, 6);
+        const char *rule = col_text(stmt, 7), *detail = col_text(stmt, 8);
+        printf("%s  %-12s", when, k ? k : "-");
+        if (dec || rule)
+            printf("  %s %s", dec ? dec : "-", rule ? rule : "-");
+        if (has_uid)
+            printf("  uid=%" PRId64, uid);
+        if (has_pid)
+            printf(" pid=%" PRId64, pid);
+        printf("  %s", path ? path : "-");
+        if (has_model)
+            printf("  model=%s", model);
+        if (detail && detail[0])
+            printf("  %s", detail);
+        putchar('\n');
+    }
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        fprintf(stderr, "provctl: %s: %s\n", db_path, sqlite3_errmsg(db));
+        cJSON_Delete(root);
+        goto out;
+    }
+    if (json) {
+        char *text = root ? cJSON_Print(root) : NULL;
+        if (!text) {
+            fprintf(stderr, "provctl: %s: out of memory\n", db_path);
+            cJSON_Delete(root);
+            goto out;
+        }
+        puts(text);
+        free(text);
+        cJSON_Delete(root);
+    }
+    ret = 0;
+out:
+    sqlite3_finalize(stmt);
+    sqlite3_free(sql);
+    sqlite3_close(db);
+    free(uri);
+    return ret;
+}
