@@ -24,16 +24,18 @@ fi
 
 jobs=$(nproc)
 
-echo "== build (release checks, -Werror)"
+start=$SECONDS
+stamp() { echo "== [$((SECONDS - start))s] $*"; }
+stamp "build (release checks, -Werror)"
 [ -d build ] || meson setup build -Dwerror=true >/dev/null
 ninja -C build -j"$jobs"
 
-echo "== unit and integration tests"
+stamp "unit and integration tests"
 suites=(--suite unit)
 [ "${SKIP_INTEGRATION:-0}" = 1 ] || suites+=(--suite integration)
 meson test -C build "${suites[@]}" --print-errorlogs --num-processes 1
 
-echo "== unit tests under ASan+UBSan"
+stamp "unit tests under ASan+UBSan"
 [ -d build-asan ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false \
     -Dbuildtype=debug >/dev/null
 ninja -C build-asan -j"$jobs"
@@ -41,7 +43,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
     meson test -C build-asan --suite unit --print-errorlogs --num-processes 1
 
 if [ "$fuzz_seconds" -gt 0 ]; then
-    echo "== fuzzing (${fuzz_seconds}s per target)"
+    stamp "fuzzing (${fuzz_seconds}s per target)"
     [ -d build-fuzz ] || CC=clang meson setup build-fuzz -Dfuzz=true \
         -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null
     ninja -C build-fuzz -j"$jobs"
@@ -50,7 +52,7 @@ if [ "$fuzz_seconds" -gt 0 ]; then
     pids=()
     names=()
     for exe in build-fuzz/tests/fuzz/fuzz_*; do
-        [ -x "$exe" ] || continue
+        [ -f "$exe" ] && [ -x "$exe" ] || continue   # skip meson's fuzz_*.p object directories
         name=${exe##*/fuzz_}
         mkdir -p "$work/$name"
         cp -r "$root/tests/fuzz/corpus/$name/." "$work/$name/" 2>/dev/null || true
@@ -74,4 +76,4 @@ if [ "$fuzz_seconds" -gt 0 ]; then
     done
     [ $status -eq 0 ] || exit 1
 fi
-echo "== all tests passed"
+stamp "all tests passed"
