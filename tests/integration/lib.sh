@@ -81,12 +81,18 @@ trap 'fail "interrupted"' INT TERM
 # Hard timeout: the whole test, mounts included.
 # On expiry a hung daemon is killed (that fails every request waiting on it) and the mount is
 # detached, so the test itself can no longer block.
-( sleep "${TEST_TIMEOUT:-240}"; echo "TIMEOUT [$TEST_NAME]" >&2
+# The watchdog must not hold the test's stdout/stderr (meson waits for them to close) and must
+# not outlive the test (its kill would hit a reused pid): its sleep is killed with it.
+( exec >/dev/null 2>>"$T/watchdog.log"
+  sleep "${TEST_TIMEOUT:-240}" &
+  echo $! >"$T/watchdog.pid"
+  wait $! || exit 0
+  echo "TIMEOUT [$TEST_NAME]" >&2
   [ -f "$T/pid" ] && kill -9 "$(cat "$T/pid")" 2>/dev/null
   fusermount3 -u -z "$M" 2>/dev/null; kill -TERM $$ 2>/dev/null ) &
 WATCHDOG=$!
 disown "$WATCHDOG" 2>/dev/null || true
-trap 'kill $WATCHDOG 2>/dev/null || true; cleanup' EXIT
+trap 'kill "$(cat "$T/watchdog.pid" 2>/dev/null)" "$WATCHDOG" 2>/dev/null || true; cleanup' EXIT
 
 # start_provfs [extra options...]: mounts $B at $M and waits for the mount.
 start_provfs() {
