@@ -146,6 +146,10 @@ bool pa_gguf_kv_int(const pa_gguf *g, const char *key, int64_t *out);
 /* "<general.architecture>.<suffix>" looked up as an integer, e.g. suffix "attention.head_count".
  * A per-layer array counts when all its entries are equal. */
 bool pa_gguf_arch_int(const pa_gguf *g, const char *suffix, int64_t *out);
+/* "<general.architecture>.<suffix>" as stored, or NULL. */
+const cJSON *pa_gguf_arch_kv(const pa_gguf *g, const char *suffix);
+/* An integral JSON number that fits int64. */
+bool pa_gguf_json_int(const cJSON *v, int64_t *out);
 /* Tensor by llama.cpp name, or NULL. */
 const pa_gguf_tensor *pa_gguf_find(const pa_gguf *g, const char *name);
 
