@@ -78,6 +78,12 @@ struct pa_fingerprint {
     uint64_t weight_bytes;
 };
 
+struct pa_unit;
+/* The weights pass (stream.c): tensor table, per-tensor SHA-256 and sketches, whole-file SHA-256
+ * of files the caller did not supply, embedding anchors; tok (may be NULL) picks the anchors. */
+pa_status pa_stream_weights(pa_fingerprint *fp, struct pa_unit *u, const pa_tokenizer *tok,
+                            const pa_fp_options *opt, pa_error *err);
+
 /* Canonical role of a tensor name; writes role (malloc'd) and layer. */
 char *pa_role_of(const char *name, int32_t *layer);
 

@@ -1,0 +1,899 @@
+/* The weights pass of a fingerprint: one streaming pass over a model's bytes.
+ *
+ * Every tensor is read once with pread() into a per-thread buffer (FS-NOTES: after a write,
+ * pread beats mmap), hashed with SHA-256 and decoded to float in chunks; from each chunk we keep
+ * only small sketches (fp.h): moments, row and column sums at evenly spaced positions, a sampled
+ * block, 1-D samples, and for the embedding matrix the row-norm histogram and anchor rows. Whole
+ * files are hashed as separate jobs, so with two threads the two SHA-256 streams run side by side.
+ * Memory stays bounded: a chunk buffer per thread, plus anchor rows.
+ */
+#include "fp.h"
+#include "hot.h"
+#include "jsonutil.h"
+#include "gguf.h"
+#include "model.h"
+#include "sha.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CHUNK_BYTES (4u << 20)
+#define SUB_ELEMS 4096u /* floats decoded at a time: 16 KiB, stays in L1 */
+
+/* ------------------------------------------------------------------ sampling */
+
+/* k-th of K evenly spaced indices in [0, n): the centre of the k-th of K equal parts. */
+static inline uint64_t spaced(uint64_t k, uint64_t K, uint64_t n)
+{
+    return (uint64_t)(((long double)k + 0.5L) * (long double)n / (long double)K);
+}
+
+/* Inverse of spaced(): k when idx is the k-th of K evenly spaced indices in [0, n), else -1.
+ * Random access, so rows may arrive in any order (GGUF stores Q/K rows permuted). */
+static inline int64_t spaced_index(uint64_t idx, uint64_t K, uint64_t n)
+{
+    if (K == 0 || n == 0)
+        return -1;
+    uint64_t k0 = (uint64_t)((long double)idx * (long double)K / (long double)n);
+    for (uint64_t k = k0 ? k0 - 1 : 0; k <= k0 + 1 && k < K; k++)
+        if (spaced(k, K, n) == idx)
+            return (int64_t)k;
+    return -1;
+}
+
+static uint32_t min_u32(uint64_t a, uint32_t b)
+{
+    return a < b ? (uint32_t)a : b;
+}
+
+/* ------------------------------------------------------------------ jobs */
+
+/* Where a tensor's bytes are and how to decode them: safetensors (one element per dtype unit) or
+ * GGUF (ggml blocks of several elements). */
+typedef struct tsrc {
+    const char *path;
+    const char *name; /* name in the file, for messages */
+    uint64_t off;     /* absolute file offset */
+    uint64_t nbytes;
+    uint64_t numel;
+    uint32_t ndim;
+    uint64_t shape[PA_MAX_DIMS]; /* Hugging Face order: shape[0] = rows */
+    bool ggml;
+    uint32_t type;     /* pa_dtype, or a ggml type when ggml */
+    uint32_t qk_heads; /* > 0: rows are in llama.cpp's rotary order for this many heads */
+} tsrc;
+
+typedef struct job {
+    int kind;         /* 0 = hash a whole file, 1 = a tensor */
+    size_t file;      /* unit file index (kind 0) */
+    size_t tensor;    /* index into fp->tensors (kind 1) */
+    uint64_t bytes;
+    tsrc src;         /* kind 1 */
+} job;
+
+typedef struct anchor_plan {
+    uint32_t n;
+    uint64_t row[PA_SK_ANCHORS];  /* sorted by row */
+    uint32_t slot[PA_SK_ANCHORS]; /* position in fp->embed anchors */
+} anchor_plan;
+
+typedef struct run_ctx {
+    pa_unit *unit;
+    pa_fingerprint *fp;
+    const pa_fp_options *opt;
+    job *jobs;
+    size_t n_jobs;
+    atomic_size_t next;
+    atomic_uint_fast64_t done_bytes;
+    uint64_t total_bytes;
+    size_t embed_tensor; /* index into fp->tensors, SIZE_MAX when none */
+    anchor_plan anchors;
+    float *anchor_full; /* n_anchors x cols */
+    float *row_norms;   /* embedding rows */
+    pthread_mutex_t lock; /* guards err and progress calls */
+    pa_error *err;
+    atomic_int failed;
+} run_ctx;
+
+typedef struct tbuf {
+    uint8_t *raw;
+    float *val;
+} tbuf;
+
+static void fail(run_ctx *c, pa_status st, const char *fmt, const char *a, const char *b)
+{
+    pthread_mutex_lock(&c->lock);
+    pa_error_set(c->err, st, fmt, a, b);
+    pthread_mutex_unlock(&c->lock);
+    atomic_store(&c->failed, 1);
+}
+
+static bool cancelled(run_ctx *c)
+{
+    return atomic_load(&c->failed) || (c->opt && c->opt->cancel && *c->opt->cancel);
+}
+
+static void progress(run_ctx *c, uint64_t add)
+{
+    uint64_t done = atomic_fetch_add(&c->done_bytes, add) + add;
+    if (c->opt && c->opt->progress) {
+        pthread_mutex_lock(&c->lock);
+        c->opt->progress(c->opt->progress_ctx, done, c->total_bytes);
+        pthread_mutex_unlock(&c->lock);
+    }
+}
+
+static bool pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+    uint8_t *p = buf;
+    while (len) {
+        ssize_t r = pread(fd, p, len, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return false;
+        p += r;
+        len -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return true;
+}
+
+static void job_file_hash(run_ctx *c, tbuf *b, const job *j)
+{
+    const char *path = c->unit->file_paths[j->file];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fail(c, PA_E_IO, "%s: cannot open: %s", path, strerror(errno));
+        return;
+    }
+    pa_sha_ctx *sha = pa_sha_new();
+    if (!sha) {
+        close(fd);
+        fail(c, PA_E_NOMEM, "%s: %s", path, "out of memory");
+        return;
+    }
+    uint64_t off = 0;
+    for (;;) {
+        if (cancelled(c))
+            break;
+        ssize_t r = pread(fd, b->raw, CHUNK_BYTES, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            fail(c, PA_E_IO, "%s: read failed: %s", path, strerror(errno));
+            break;
+        }
+        if (r == 0)
+            break;
+        pa_sha_update(sha, b->raw, (size_t)r);
+        off += (uint64_t)r;
+        progress(c, (uint64_t)r);
+    }
+    uint8_t d[32];
+    pa_sha_final(sha, d);
+    close(fd);
+    pa_hex(d, 32, c->fp->files[j->file].sha256);
+}
+
+/* Per-tensor accumulation state. */
+typedef struct tacc {
+    pa_tensor_fp *t;
+    uint64_t rows, cols;
+    uint32_t kc, kr, br, bc, ks; /* sample counts: colsum, rowsum, block rows/cols, 1-D sample */
+    uint64_t *col_idx;           /* kc sampled columns (ascending) */
+    double *colsum;
+    uint64_t next_sample; /* next sampled position of a 1-D tensor */
+    uint32_t sample_k;
+    int64_t brow; /* block row of the current row, -1 when the row is not sampled */
+    uint64_t *bcol_idx; /* bc block columns */
+    double row_acc, row_sq;
+    double sum, sumsq;
+    float mn, mx;
+    uint64_t nonfinite;
+    bool is_embed;
+} tacc;
+
+/* Sums, min and max of a contiguous run of values. 16 independent lanes so the compiler
+ * vectorises the loop without -ffast-math (a single accumulator is a serial dependency chain). */
+PA_CLONES static void
+run_stats(const float *v, size_t n, double *sum, double *sumsq, float *mn, float *mx)
+{
+    float s[16] = {0}, q[16] = {0}, lo[16], hi[16];
+    for (int k = 0; k < 16; k++) {
+        lo[k] = *mn;
+        hi[k] = *mx;
+    }
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        for (int k = 0; k < 16; k++) {
+            float x = v[i + k];
+            s[k] += x;
+            q[k] += x * x;
+            lo[k] = x < lo[k] ? x : lo[k];
+            hi[k] = x > hi[k] ? x : hi[k];
+        }
+    }
+    for (; i < n; i++) {
+        float x = v[i];
+        s[i & 15] += x;
+        q[i & 15] += x * x;
+        lo[i & 15] = x < lo[i & 15] ? x : lo[i & 15];
+        hi[i & 15] = x > hi[i & 15] ? x : hi[i & 15];
+    }
+    double ds = 0, dq = 0;
+    float l = *mn, h = *mx;
+    for (int k = 0; k < 16; k++) {
+        ds += s[k];
+        dq += q[k];
+        l = lo[k] < l ? lo[k] : l;
+        h = hi[k] > h ? hi[k] : h;
+    }
+    *sum += ds;
+    *sumsq += dq;
+    *mn = l;
+    *mx = h;
+}
+
+static uint64_t count_nonfinite(const float *v, size_t n)
+{
+    uint64_t c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += !isfinite(v[i]);
+    return c;
+}
+
+static void anchor_capture(run_ctx *c, uint64_t row, uint64_t c0, const float *v, size_t len)
+{
+    /* binary search the anchor plan */
+    uint32_t lo = 0, hi = c->anchors.n;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (c->anchors.row[mid] < row)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    uint64_t cols = c->fp->embed.cols;
+    /* two token strings can share a row (added tokens): fill every slot of the row */
+    for (; lo < c->anchors.n && c->anchors.row[lo] == row; lo++)
+        memcpy(c->anchor_full + (size_t)c->anchors.slot[lo] * cols + c0, v, len * sizeof(float));
+}
+
+/* Feed one run of values that lies inside one row: row r, columns [c0, c0+len). */
+static void acc_run(run_ctx *c, tacc *a, uint64_t r, uint64_t c0, const float *v, size_t len)
+{
+    double s0 = a->sum, q0 = a->sumsq;
+    run_stats(v, len, &a->sum, &a->sumsq, &a->mn, &a->mx);
+    double rs = a->sum - s0, rq = a->sumsq - q0;
+    if (!isfinite(rs) || !isfinite(rq)) {
+        a->nonfinite += count_nonfinite(v, len);
+        /* keep the moments finite: recompute this run over finite values only */
+        a->sum = s0;
+        a->sumsq = q0;
+        rs = rq = 0;
+        for (size_t i = 0; i < len; i++)
+            if (isfinite(v[i])) {
+                rs += v[i];
+                rq += (double)v[i] * v[i];
+            }
+        a->sum += rs;
+        a->sumsq += rq;
+    }
+    pa_tensor_fp *t = a->t;
+    if (a->rows == 1 && a->cols == t->numel && t->ndim < 2) {
+        /* 1-D: keep evenly spaced entries */
+        while (a->sample_k < a->ks && a->next_sample < c0 + len) {
+            if (a->next_sample >= c0)
+                t->sample.v[a->sample_k] = v[a->next_sample - c0];
+            a->sample_k++;
+            if (a->sample_k < a->ks)
+                a->next_sample = spaced(a->sample_k, a->ks, a->cols);
+        }
+        return;
+    }
+    /* column sums at sampled columns */
+    if (a->kc) {
+        uint64_t *ci = a->col_idx;
+        /* first sampled column >= c0 */
+        uint32_t lo = 0, hi = a->kc;
+        while (lo < hi) {
+            uint32_t mid = (lo + hi) / 2;
+            if (ci[mid] < c0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (uint32_t k = lo; k < a->kc && ci[k] < c0 + len; k++)
+            a->colsum[k] += v[ci[k] - c0];
+    }
+    a->row_acc += rs;
+    a->row_sq += rq;
+    if (c0 == 0)
+        a->brow = spaced_index(r, a->br, a->rows);
+    if (a->brow >= 0) {
+        for (uint32_t k = 0; k < a->bc; k++) {
+            uint64_t col = a->bcol_idx[k];
+            if (col >= c0 && col < c0 + len)
+                t->block.v[(uint64_t)a->brow * a->bc + k] = v[col - c0];
+        }
+    }
+    if (a->is_embed && c->anchors.n)
+        anchor_capture(c, r, c0, v, len);
+    if (c0 + len == a->cols) { /* row complete */
+        int64_t k = spaced_index(r, a->kr, a->rows);
+        if (k >= 0)
+            t->rowsum.v[k] = (float)a->row_acc;
+        if (a->is_embed && c->row_norms)
+            c->row_norms[r] = (float)sqrt(a->row_sq);
+        a->row_acc = a->row_sq = 0;
+    }
+}
+
+static bool vec_alloc(pa_vec *v, uint32_t n)
+{
+    v->n = n;
+    v->v = n ? calloc(n, sizeof(float)) : NULL;
+    return n == 0 || v->v != NULL;
+}
+
+static bool decodable(const tsrc *src)
+{
+    return src->ggml ? pa_gguf_type_supported(src->type) : pa_dtype_decodable((pa_dtype)src->type);
+}
+
+static void job_tensor(run_ctx *c, tbuf *b, const job *j)
+{
+    const tsrc *d = &j->src;
+    pa_tensor_fp *t = &c->fp->tensors[j->tensor];
+    /* a unit: one element of a safetensors dtype, or one ggml block */
+    size_t unit_elems = d->ggml ? pa_gguf_block_elems(d->type) : 1;
+    size_t unit_bytes = d->ggml ? pa_gguf_block_bytes(d->type) : pa_dtype_size((pa_dtype)d->type);
+    bool decode = decodable(d) && unit_elems && unit_bytes;
+    t->decoded = decode && d->numel > 0;
+    tacc a = {0};
+    a.t = t;
+    a.is_embed = j->tensor == c->embed_tensor;
+    a.mn = INFINITY;
+    a.mx = -INFINITY;
+    if (d->ndim >= 2) {
+        a.rows = d->shape[0];
+        a.cols = d->shape[0] ? d->numel / d->shape[0] : 0;
+    } else {
+        a.rows = 1;
+        a.cols = d->numel;
+    }
+    t->rows = d->ndim >= 2 ? a.rows : 0;
+    t->cols = d->ndim >= 2 ? a.cols : 0;
+    bool ok = true;
+    if (decode && d->numel) {
+        if (d->ndim >= 2) {
+            a.kc = min_u32(a.cols, PA_SK_MARGINAL);
+            a.kr = min_u32(a.rows, PA_SK_MARGINAL);
+            a.br = min_u32(a.rows, PA_SK_BLOCK_R);
+            a.bc = min_u32(a.cols, PA_SK_BLOCK_C);
+            a.col_idx = malloc(a.kc * sizeof *a.col_idx);
+            a.colsum = calloc(a.kc, sizeof *a.colsum);
+            a.bcol_idx = malloc(a.bc * sizeof *a.bcol_idx);
+            ok = a.col_idx && a.colsum && a.bcol_idx && vec_alloc(&t->colsum, a.kc) &&
+                 vec_alloc(&t->rowsum, a.kr) && vec_alloc(&t->block, a.br * a.bc);
+            if (ok) {
+                for (uint32_t k = 0; k < a.kc; k++)
+                    a.col_idx[k] = spaced(k, a.kc, a.cols);
+                for (uint32_t k = 0; k < a.bc; k++)
+                    a.bcol_idx[k] = spaced(k, a.bc, a.cols);
+                t->block_r = a.br;
+                t->block_c = a.bc;
+            }
+        } else {
+            a.ks = min_u32(a.cols, PA_SK_NORMVEC);
+            a.next_sample = spaced(0, a.ks, a.cols);
+            ok = vec_alloc(&t->sample, a.ks);
+        }
+    }
+    pa_sha_ctx *sha = pa_sha_new();
+    if (!ok || !sha) {
+        if (sha) {
+            uint8_t dummy[32];
+            pa_sha_final(sha, dummy);
+        }
+        fail(c, PA_E_NOMEM, "%s: out of memory for tensor %s", d->path, d->name);
+        goto out;
+    }
+    int fd = open(d->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        uint8_t dummy[32];
+        pa_sha_final(sha, dummy);
+        fail(c, PA_E_IO, "%s: cannot open: %s", d->path, strerror(errno));
+        goto out;
+    }
+    uint64_t n_units = d->nbytes / (unit_bytes ? unit_bytes : 1);
+    size_t chunk_units = CHUNK_BYTES / (unit_bytes ? unit_bytes : 1);
+    size_t sub_units = SUB_ELEMS / (unit_elems ? unit_elems : 1);
+    if (sub_units == 0)
+        sub_units = 1;
+    uint64_t done_units = 0;
+    while (done_units < n_units && !cancelled(c)) {
+        size_t n = (size_t)(n_units - done_units < chunk_units ? n_units - done_units : chunk_units);
+        if (!pread_full(fd, b->raw, n * unit_bytes, d->off + done_units * unit_bytes)) {
+            fail(c, PA_E_FORMAT, "%s: short read in tensor '%s' (file changed or truncated?)",
+                 d->path, d->name);
+            break;
+        }
+        pa_sha_update(sha, b->raw, n * unit_bytes);
+        /* Decode and summarise in cache-sized pieces: the floats never leave L1/L2. */
+        for (size_t s0 = 0; decode && s0 < n; s0 += sub_units) {
+            size_t su = n - s0 < sub_units ? n - s0 : sub_units;
+            size_t sn = su * unit_elems;
+            const uint8_t *src = b->raw + s0 * unit_bytes;
+            if (d->ggml) {
+                pa_error derr = {0};
+                if (pa_gguf_dequant(d->type, src, su * unit_bytes, b->val, sn, &derr) != PA_OK) {
+                    fail(c, derr.status, "%s: tensor '%s' cannot be decoded", d->path, d->name);
+                    break;
+                }
+            } else {
+                pa_dtype_to_f32((pa_dtype)d->type, src, b->val, sn);
+            }
+            uint64_t e0 = (done_units + s0) * unit_elems;
+            size_t i = 0;
+            while (i < sn) {
+                uint64_t e = e0 + i;
+                uint64_t r = e / a.cols, c0 = e % a.cols;
+                size_t len = (size_t)(a.cols - c0);
+                if (len > sn - i)
+                    len = sn - i;
+                if (d->qk_heads)
+                    r = pa_gguf_qk_row(r, a.rows, d->qk_heads);
+                acc_run(c, &a, r, c0, b->val + i, len);
+                i += len;
+            }
+        }
+        done_units += n;
+        progress(c, (uint64_t)n * unit_bytes);
+    }
+    close(fd);
+    pa_sha_final(sha, t->sha);
+    if (decode && d->numel) {
+        uint64_t finite = d->numel - a.nonfinite;
+        t->n_nonfinite = a.nonfinite;
+        t->mean = finite ? a.sum / (double)finite : 0;
+        double var = finite ? a.sumsq / (double)finite - t->mean * t->mean : 0;
+        t->std = var > 0 ? sqrt(var) : 0;
+        t->l2 = sqrt(a.sumsq);
+        t->min = a.mn;
+        t->max = a.mx;
+        for (uint32_t k = 0; k < a.kc; k++)
+            t->colsum.v[k] = (float)a.colsum[k];
+    }
+out:
+    free(a.col_idx);
+    free(a.colsum);
+    free(a.bcol_idx);
+}
+
+static void *worker(void *arg)
+{
+    run_ctx *c = arg;
+    tbuf b;
+    b.raw = malloc(CHUNK_BYTES);
+    b.val = malloc((size_t)SUB_ELEMS * sizeof(float));
+    if (!b.raw || !b.val) {
+        free(b.raw);
+        free(b.val);
+        fail(c, PA_E_NOMEM, "%s: %s", c->unit->path, "out of memory for read buffers");
+        return NULL;
+    }
+    for (;;) {
+        size_t i = atomic_fetch_add(&c->next, 1);
+        if (i >= c->n_jobs || cancelled(c))
+            break;
+        if (c->jobs[i].kind == 0)
+            job_file_hash(c, &b, &c->jobs[i]);
+        else
+            job_tensor(c, &b, &c->jobs[i]);
+    }
+    free(b.raw);
+    free(b.val);
+    return NULL;
+}
+
+static int cmp_job(const void *x, const void *y)
+{
+    const job *a = x, *b = y;
+    /* whole-file hashes first (largest first), so a second thread starts them at once */
+    if (a->kind != b->kind)
+        return a->kind - b->kind;
+    if (a->kind == 0)
+        return a->bytes < b->bytes ? 1 : a->bytes > b->bytes ? -1 : 0;
+    /* tensors in file order: sequential reads */
+    int pc = strcmp(a->src.path, b->src.path);
+    if (pc)
+        return pc;
+    return a->src.off < b->src.off ? -1 : a->src.off > b->src.off;
+}
+
+typedef struct anchor_cand {
+    uint64_t hash;
+    uint64_t row;
+} anchor_cand;
+
+static int cmp_cand(const void *x, const void *y)
+{
+    const anchor_cand *a = x, *b = y;
+    return a->hash < b->hash ? -1 : a->hash > b->hash;
+}
+
+static int cmp_plan(const void *x, const void *y)
+{
+    const uint64_t *a = x, *b = y; /* pairs (row, slot) */
+    return a[0] < b[0] ? -1 : a[0] > b[0];
+}
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+/* Anchor tokens: the PA_SK_ANCHORS rows whose token *string* hashes lowest (consistent sampling),
+ * so models with different but overlapping vocabularies share most anchors. Without a tokenizer
+ * the row number stands in for the string. */
+static pa_status plan_anchors(run_ctx *c, const pa_tokenizer *tok, pa_error *err)
+{
+    pa_embed_fp *e = &c->fp->embed;
+    uint64_t rows = e->rows;
+    size_t n = 0;
+    anchor_cand *cand = NULL;
+    if (tok) {
+        cand = malloc((tok->n_tokens ? tok->n_tokens : 1) * sizeof *cand);
+        if (!cand)
+            return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", c->fp->path);
+        for (size_t i = 0; i < tok->n_tokens; i++)
+            if (tok->tokens[i].id < rows) {
+                cand[n].hash = pa_token_hash(tok->tokens[i].str, tok->tokens[i].len);
+                cand[n++].row = tok->tokens[i].id;
+            }
+    }
+    if (n < 2) {
+        free(cand);
+        n = 0;
+        uint64_t m = rows < 65536 ? rows : 65536;
+        cand = malloc((m ? m : 1) * sizeof *cand);
+        if (!cand)
+            return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", c->fp->path);
+        for (uint64_t r = 0; r < m; r++) {
+            cand[n].hash = mix64(r + 0x9e3779b97f4a7c15ULL);
+            cand[n++].row = r;
+        }
+    }
+    qsort(cand, n, sizeof *cand, cmp_cand);
+    uint32_t k = (uint32_t)(n < PA_SK_ANCHORS ? n : PA_SK_ANCHORS);
+    uint64_t pairs[PA_SK_ANCHORS][2];
+    for (uint32_t i = 0; i < k; i++) {
+        e->anchor_hash[i] = cand[i].hash;
+        pairs[i][0] = cand[i].row;
+        pairs[i][1] = i;
+    }
+    free(cand);
+    qsort(pairs, k, sizeof pairs[0], cmp_plan);
+    for (uint32_t i = 0; i < k; i++) {
+        c->anchors.row[i] = pairs[i][0];
+        c->anchors.slot[i] = (uint32_t)pairs[i][1];
+    }
+    c->anchors.n = k;
+    e->n_anchors = k;
+    if (e->cols > (1u << 20))
+        return pa_error_set(err, PA_E_LIMIT, "%s: embedding width %llu is over the limit",
+                            c->fp->path, (unsigned long long)e->cols);
+    c->anchor_full = calloc((size_t)k * e->cols + 1, sizeof(float));
+    if (!c->anchor_full)
+        return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", c->fp->path);
+    if (rows > (1u << 26))
+        return pa_error_set(err, PA_E_LIMIT, "%s: embedding has %llu rows", c->fp->path,
+                            (unsigned long long)rows);
+    c->row_norms = calloc(rows ? rows : 1, sizeof(float));
+    if (!c->row_norms)
+        return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", c->fp->path);
+    return PA_OK;
+}
+
+static pa_status finish_embed(run_ctx *c, pa_error *err)
+{
+    pa_embed_fp *e = &c->fp->embed;
+    uint32_t k = e->n_anchors;
+    uint64_t cols = e->cols;
+    e->anchor_c = min_u32(cols, PA_SK_ANCHOR_C);
+    e->anchor_cos = calloc((size_t)k * k + 1, sizeof(float));
+    e->anchor_rows = calloc((size_t)k * e->anchor_c + 1, sizeof(float));
+    if (!e->anchor_cos || !e->anchor_rows)
+        return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", c->fp->path);
+    for (uint32_t i = 0; i < k; i++) {
+        const float *ri = c->anchor_full + (size_t)i * cols;
+        for (uint32_t j = 0; j < e->anchor_c; j++)
+            e->anchor_rows[(size_t)i * e->anchor_c + j] = ri[spaced(j, e->anchor_c, cols)];
+        for (uint32_t j = i; j < k; j++) {
+            const float *rj = c->anchor_full + (size_t)j * cols;
+            double cs = pa_cosine(ri, rj, cols);
+            float v = isfinite(cs) ? (float)cs : 0.0f;
+            e->anchor_cos[(size_t)i * k + j] = v;
+            e->anchor_cos[(size_t)j * k + i] = v;
+        }
+    }
+    /* END: histogram of row norms over [min, max] */
+    double lo = INFINITY, hi = -INFINITY;
+    for (uint64_t r = 0; r < e->rows; r++) {
+        double v = c->row_norms[r];
+        if (!isfinite(v))
+            continue;
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    e->norm_min = isfinite(lo) ? lo : 0;
+    e->norm_max = isfinite(hi) ? hi : 0;
+    double cnt[PA_SK_END_BINS] = {0};
+    double total = 0;
+    for (uint64_t r = 0; r < e->rows; r++) {
+        double v = c->row_norms[r];
+        if (!isfinite(v))
+            continue;
+        int bin = hi > lo ? (int)((v - lo) / (hi - lo) * PA_SK_END_BINS) : 0;
+        if (bin >= PA_SK_END_BINS)
+            bin = PA_SK_END_BINS - 1;
+        if (bin < 0)
+            bin = 0;
+        cnt[bin] += 1;
+        total += 1;
+    }
+    for (int b = 0; b < PA_SK_END_BINS; b++)
+        e->end_hist[b] = total > 0 ? (float)(cnt[b] / total) : 0;
+    return PA_OK;
+}
+
+static int cmp_tensor_name(const void *x, const void *y)
+{
+    return strcmp(((const pa_tensor_fp *)x)->name, ((const pa_tensor_fp *)y)->name);
+}
+
+static int default_threads(const pa_fp_options *opt)
+{
+    int n = opt && opt->threads > 0 ? opt->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        n = 1;
+    if (n > 16)
+        n = 16;
+    return n;
+}
+
+static bool fp_decodable(const pa_tensor_fp *t)
+{
+    return t->ggml ? pa_gguf_type_supported(t->ggml_type) : pa_dtype_decodable(t->dtype);
+}
+
+static bool is_embed_candidate(const pa_tensor_fp *t)
+{
+    return strcmp(t->role, "embed.w") == 0 && t->ndim == 2;
+}
+
+/* One tensor-table row and its job. */
+static bool add_tensor(pa_fingerprint *fp, job *j, const char *name, const tsrc *src)
+{
+    pa_tensor_fp *t = &fp->tensors[fp->n_tensors];
+    t->name = strdup(name);
+    t->role = t->name ? pa_role_of(t->name, &t->layer) : NULL;
+    fp->n_tensors++;
+    if (!t->name || !t->role)
+        return false;
+    t->ggml = src->ggml;
+    t->dtype = src->ggml ? PA_DT_COUNT : (pa_dtype)src->type;
+    t->ggml_type = src->ggml ? src->type : 0;
+    t->ndim = src->ndim;
+    memcpy(t->shape, src->shape, sizeof t->shape);
+    t->numel = src->numel;
+    j->kind = 1;
+    j->bytes = src->nbytes;
+    j->src = *src;
+    return true;
+}
+
+pa_status pa_stream_weights(pa_fingerprint *fp, pa_unit *u, const pa_tokenizer *tok,
+                             const pa_fp_options *opt, pa_error *err)
+{
+    pa_status st = PA_OK;
+    size_t nt = u->is_gguf ? u->gguf.n_tensors : 0;
+    for (size_t s = 0; s < u->n_shards; s++)
+        nt += u->shards[s].hdr.n_tensors;
+    if (nt > PA_FP_MAX_TENSORS)
+        return pa_error_set(err, PA_E_LIMIT, "%s: %zu tensors is over the limit of %u", u->path, nt,
+                            PA_FP_MAX_TENSORS);
+    fp->tensors = calloc(nt ? nt : 1, sizeof *fp->tensors);
+    size_t nfile_jobs = (opt && (opt->flags & PA_FP_NO_FILE_SHA)) ? 0 : u->n_files;
+    job *jobs = calloc(nt + nfile_jobs + 1, sizeof *jobs);
+    run_ctx c;
+    memset(&c, 0, sizeof c);
+    if (!fp->tensors || !jobs) {
+        free(jobs);
+        return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->path);
+    }
+    /* tensor table (sorted by name below; a name in two shards is an error) */
+    size_t k = 0;
+    for (size_t s = 0; s < u->n_shards; s++)
+        for (size_t i = 0; i < u->shards[s].hdr.n_tensors; i++) {
+            const pa_tensor_desc *d = &u->shards[s].hdr.tensors[i];
+            tsrc src = {.path = u->shards[s].path, .name = d->name,
+                        .off = u->shards[s].hdr.data_offset + d->begin, .nbytes = d->end - d->begin,
+                        .numel = d->numel, .ndim = d->ndim, .type = d->dtype};
+            memcpy(src.shape, d->shape, sizeof src.shape);
+            if (!add_tensor(fp, &jobs[nfile_jobs + k], d->name, &src)) {
+                free(jobs);
+                return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->path);
+            }
+            k++;
+        }
+    if (u->is_gguf) {
+        const pa_gguf *g = &u->gguf;
+        const char *arch = pa_gguf_kv_str(g, "general.architecture");
+        int64_t heads = 0, kv_heads = 0;
+        bool permuted = arch && pa_gguf_arch_permutes_qk(arch) &&
+                        pa_gguf_arch_int(g, "attention.head_count", &heads) && heads > 0;
+        if (permuted && !pa_gguf_arch_int(g, "attention.head_count_kv", &kv_heads))
+            kv_heads = heads;
+        for (size_t i = 0; i < g->n_tensors; i++) {
+            const pa_gguf_tensor *gt = &g->tensors[i];
+            tsrc src = {.path = u->path, .name = gt->name, .off = gt->offset, .nbytes = gt->nbytes,
+                        .numel = gt->numel, .ndim = gt->ndim, .ggml = true, .type = gt->type};
+            for (uint32_t dim = 0; dim < gt->ndim && dim < PA_MAX_DIMS; dim++)
+                src.shape[dim] = gt->ne[gt->ndim - 1 - dim]; /* ne[0] is the row length */
+            char *hf = pa_gguf_hf_name(gt->name);
+            if (!hf || !add_tensor(fp, &jobs[nfile_jobs + k], hf, &src)) {
+                free(hf);
+                free(jobs);
+                return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->path);
+            }
+            free(hf);
+            /* undo llama.cpp's rotary row order of Q and K (weights; biases are 1-D) */
+            const char *role = fp->tensors[k].role;
+            if (permuted && gt->ndim == 2) {
+                if (strcmp(role, "attn_q.w") == 0)
+                    jobs[nfile_jobs + k].src.qk_heads = (uint32_t)heads;
+                else if (strcmp(role, "attn_k.w") == 0)
+                    jobs[nfile_jobs + k].src.qk_heads = (uint32_t)kv_heads;
+            }
+            k++;
+        }
+    }
+    nt = k;
+    /* sort tensors by name, carrying job origins along */
+    {
+        typedef struct {
+            pa_tensor_fp t;
+            job j;
+        } pairt;
+        pairt *tmp = malloc((nt ? nt : 1) * sizeof *tmp);
+        if (!tmp) {
+            free(jobs);
+            return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->path);
+        }
+        for (size_t i = 0; i < nt; i++) {
+            tmp[i].t = fp->tensors[i];
+            tmp[i].j = jobs[nfile_jobs + i];
+        }
+        qsort(tmp, nt, sizeof *tmp, cmp_tensor_name); /* t is the first member */
+        for (size_t i = 0; i < nt; i++) {
+            fp->tensors[i] = tmp[i].t;
+            jobs[nfile_jobs + i] = tmp[i].j;
+            jobs[nfile_jobs + i].tensor = i;
+        }
+        free(tmp);
+        for (size_t i = 1; i < nt; i++)
+            if (strcmp(fp->tensors[i].name, fp->tensors[i - 1].name) == 0) {
+                free(jobs);
+                return pa_error_set(err, PA_E_FORMAT, "%s: tensor '%s' appears in two shards",
+                                    u->path, fp->tensors[i].name);
+            }
+    }
+    uint64_t total = 0;
+    size_t nf = 0;
+    for (size_t i = 0; i < nfile_jobs; i++) {
+        if (fp->files[i].sha256[0])
+            continue; /* known to the caller */
+        jobs[nf].kind = 0;
+        jobs[nf].file = i;
+        jobs[nf].bytes = u->files[i].size;
+        total += u->files[i].size;
+        nf++;
+    }
+    /* close the gap left by known files */
+    if (nf < nfile_jobs) {
+        memmove(jobs + nf, jobs + nfile_jobs, nt * sizeof *jobs);
+        nfile_jobs = nf;
+    }
+    for (size_t i = 0; i < nt; i++) {
+        total += jobs[nfile_jobs + i].bytes;
+        fp->n_params += fp->tensors[i].numel;
+        fp->weight_bytes += jobs[nfile_jobs + i].bytes;
+        if (fp->tensors[i].layer >= 0 && (uint32_t)fp->tensors[i].layer + 1 > fp->n_layers)
+            fp->n_layers = (uint32_t)fp->tensors[i].layer + 1;
+    }
+    qsort(jobs, nt + nfile_jobs, sizeof *jobs, cmp_job);
+
+    c.unit = u;
+    c.fp = fp;
+    c.opt = opt;
+    c.jobs = jobs;
+    c.n_jobs = nt + nfile_jobs;
+    c.total_bytes = total;
+    c.err = err;
+    c.embed_tensor = SIZE_MAX;
+    pthread_mutex_init(&c.lock, NULL);
+    /* the embedding: by role, else the largest 2-D tensor whose rows match the vocabulary */
+    for (size_t i = 0; i < nt; i++)
+        if (is_embed_candidate(&fp->tensors[i]) && fp_decodable(&fp->tensors[i])) {
+            c.embed_tensor = i;
+            break;
+        }
+    if (c.embed_tensor == SIZE_MAX && fp->has_mfi && fp->mfi.vocab_size > 0)
+        for (size_t i = 0; i < nt; i++)
+            if (fp->tensors[i].ndim == 2 && fp->tensors[i].shape[0] == (uint64_t)fp->mfi.vocab_size &&
+                fp_decodable(&fp->tensors[i])) {
+                c.embed_tensor = i;
+                break;
+            }
+    if (c.embed_tensor != SIZE_MAX) {
+        pa_tensor_fp *et = &fp->tensors[c.embed_tensor];
+        fp->embed.present = true;
+        fp->embed.tensor = strdup(et->name);
+        fp->embed.rows = et->shape[0];
+        fp->embed.cols = et->numel / (et->shape[0] ? et->shape[0] : 1);
+        if (!fp->embed.tensor)
+            st = pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->path);
+        if (!st)
+            st = plan_anchors(&c, tok, err);
+    }
+    if (!st) {
+        int nthreads = default_threads(opt);
+        if ((size_t)nthreads > c.n_jobs)
+            nthreads = c.n_jobs ? (int)c.n_jobs : 1;
+        pthread_t th[16];
+        int started = 0;
+        for (int i = 1; i < nthreads; i++)
+            if (pthread_create(&th[started], NULL, worker, &c) == 0)
+                started++;
+        worker(&c);
+        for (int i = 0; i < started; i++)
+            pthread_join(th[i], NULL);
+        if (err->status)
+            st = err->status;
+        else if (opt && opt->cancel && *opt->cancel)
+            st = pa_error_set(err, PA_E_ARG, "%s: cancelled", u->path);
+    }
+    if (!st) {
+        for (size_t i = 0; i < nt; i++)
+            if (fp->tensors[i].n_nonfinite) {
+                st = pa_error_set(err, PA_E_FORMAT, "%s: tensor '%s' has %llu NaN/Inf values",
+                                  u->path, fp->tensors[i].name,
+                                  (unsigned long long)fp->tensors[i].n_nonfinite);
+                break;
+            }
+    }
+    if (!st && fp->embed.present)
+        st = finish_embed(&c, err);
+    pthread_mutex_destroy(&c.lock);
+    free(c.anchor_full);
+    free(c.row_norms);
+    free(jobs);
+    fp->has_weights = !st && nt > 0;
+    return st;
+}
+
