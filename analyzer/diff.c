@@ -46,22 +46,6 @@ static tref *collect(const pa_unit *u, size_t *n)
     return r;
 }
 
-static bool pread_all(int fd, void *buf, size_t len, uint64_t off)
-{
-    uint8_t *p = buf;
-    while (len) {
-        ssize_t r = pread(fd, p, len, (off_t)off);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return false;
-        p += r;
-        len -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return true;
-}
-
 static void shape_str(const pa_tensor_desc *d, char *out, size_t cap)
 {
     size_t o = 0;
@@ -104,8 +88,8 @@ static pa_status diff_one(const tref *a, const tref *b, pa_diff_entry *e, uint8_
     pa_status st = PA_OK;
     for (uint64_t done = 0; done < da->numel;) {
         size_t n = (size_t)(da->numel - done < DIFF_CHUNK ? da->numel - done : DIFF_CHUNK);
-        if (!pread_all(fda, ra, n * ea, a->shard->hdr.data_offset + da->begin + done * ea) ||
-            !pread_all(fdb, rb, n * eb, b->shard->hdr.data_offset + db->begin + done * eb)) {
+        if (pa_pread_exact(fda, ra, n * ea, a->shard->hdr.data_offset + da->begin + done * ea) ||
+            pa_pread_exact(fdb, rb, n * eb, b->shard->hdr.data_offset + db->begin + done * eb)) {
             st = pa_error_set(err, PA_E_FORMAT, "short read in tensor '%s'", a->name);
             break;
         }

@@ -660,25 +660,6 @@ pa_status pa_gguf_parse(const uint8_t *buf, size_t len, uint64_t file_size, cons
     return parse_impl(buf, len, file_size, label, out, err, &short_buffer);
 }
 
-/* pread exactly len bytes at off: 0 on success, -1 with errno on error, 1 when the file ended. */
-static int pread_exact(int fd, void *dst, size_t len, uint64_t off)
-{
-    uint8_t *p = dst;
-    while (len) {
-        ssize_t got = pread(fd, p, len, (off_t)off);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0)
-            return -1;
-        if (got == 0)
-            return 1;
-        p += got;
-        len -= (size_t)got;
-        off += (uint64_t)got;
-    }
-    return 0;
-}
-
 pa_status pa_gguf_read(int fd, const char *label, pa_gguf *out, pa_error *err)
 {
     if (!label)
@@ -704,7 +685,7 @@ pa_status pa_gguf_read(int fd, const char *label, pa_gguf *out, pa_error *err)
             return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", label);
         }
         buf = grown;
-        int rc = pread_exact(fd, buf + have, want - have, have);
+        int rc = pa_pread_exact(fd, buf + have, want - have, have);
         if (rc != 0) {
             int e = errno;
             free(buf);

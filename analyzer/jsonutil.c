@@ -60,6 +60,24 @@ pa_status pa_read_file(const char *path, size_t limit, char **out, size_t *len, 
     return PA_OK;
 }
 
+int pa_pread_exact(int fd, void *dst, size_t len, uint64_t off)
+{
+    uint8_t *p = dst;
+    while (len) {
+        ssize_t r = pread(fd, p, len, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            return 1;
+        p += r;
+        len -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return 0;
+}
+
 cJSON *pa_json_parse(const char *text, size_t len, const char *label, pa_error *err)
 {
     const char *end = NULL;

@@ -9,6 +9,9 @@
 
 /* Read a whole regular file (at most limit bytes, else PA_E_LIMIT). The buffer is NUL terminated. */
 pa_status pa_read_file(const char *path, size_t limit, char **out, size_t *len, pa_error *err);
+/* pread exactly len bytes at off: 0 on success, -1 with errno on error, 1 when the file ended
+ * first. */
+int pa_pread_exact(int fd, void *dst, size_t len, uint64_t off);
 /* Parse JSON text with cJSON (bounded nesting); on failure the error names label and the byte
  * offset. */
 cJSON *pa_json_parse(const char *text, size_t len, const char *label, pa_error *err);

@@ -440,25 +440,6 @@ fail:
     return st;
 }
 
-/* pread exactly len bytes at off: 0 on success, -1 with errno on error, 1 when the file ended. */
-static int pread_exact(int fd, void *dst, size_t len, uint64_t off)
-{
-    uint8_t *p = dst;
-    while (len) {
-        ssize_t r = pread(fd, p, len, (off_t)off);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return -1;
-        if (r == 0)
-            return 1;
-        p += r;
-        len -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return 0;
-}
-
 pa_status pa_st_read(int fd, const char *label, pa_st_header *out, pa_error *err)
 {
     if (!label)
@@ -478,7 +459,7 @@ pa_status pa_st_read(int fd, const char *label, pa_st_header *out, pa_error *err
                             label, (unsigned long long)file_size);
 
     uint8_t prefix[PREFIX_LEN];
-    int r = pread_exact(fd, prefix, sizeof prefix, 0);
+    int r = pa_pread_exact(fd, prefix, sizeof prefix, 0);
     if (r < 0)
         return pa_error_set(err, PA_E_IO, "%s: read failed: %s", label, strerror(errno));
     if (r > 0)
@@ -494,7 +475,7 @@ pa_status pa_st_read(int fd, const char *label, pa_st_header *out, pa_error *err
     if (!buf)
         return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", label);
     memcpy(buf, prefix, PREFIX_LEN);
-    r = pread_exact(fd, buf + PREFIX_LEN, (size_t)header_len, PREFIX_LEN);
+    r = pa_pread_exact(fd, buf + PREFIX_LEN, (size_t)header_len, PREFIX_LEN);
     if (r != 0) {
         int e = errno;
         free(buf);

@@ -130,22 +130,6 @@ static void progress(run_ctx *c, uint64_t add)
     }
 }
 
-static bool pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-    uint8_t *p = buf;
-    while (len) {
-        ssize_t r = pread(fd, p, len, (off_t)off);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return false;
-        p += r;
-        len -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return true;
-}
-
 static void job_file_hash(run_ctx *c, tbuf *b, const job *j)
 {
     const char *path = c->unit->file_paths[j->file];
@@ -422,7 +406,7 @@ static void job_tensor(run_ctx *c, tbuf *b, const job *j)
     uint64_t done_units = 0;
     while (done_units < n_units && !cancelled(c)) {
         size_t n = (size_t)(n_units - done_units < chunk_units ? n_units - done_units : chunk_units);
-        if (!pread_full(fd, b->raw, n * unit_bytes, d->off + done_units * unit_bytes)) {
+        if (pa_pread_exact(fd, b->raw, n * unit_bytes, d->off + done_units * unit_bytes)) {
             fail(c, PA_E_FORMAT, "%s: short read in tensor '%s' (file changed or truncated?)",
                  d->path, d->name);
             break;
