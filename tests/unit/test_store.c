@@ -1,0 +1,282 @@
+/* In-process tests of fs/store.c, fs/queue.c and fs/xattr.c (no FUSE, no analyzer run). */
+#include "check.h"
+#include "queue.h"
+#include "store.h"
+#include "vfile.h"
+#include "xattr.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <unistd.h>
+
+static store_handle *open_fresh(char *dir, const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    unlink(path);
+    store_handle *st = NULL;
+    char err[256];
+    CHECK_MSG(store_open(path, 0, &st, err, sizeof err) == 0, "%s", err);
+    return st;
+}
+
+static int64_t ready_model(store_handle *st, const char *path, const char *digest,
+                           int64_t created, int64_t hidden)
+{
+    int64_t id = 0, final_id = 0;
+    bool merged = false;
+    CHECK(store_begin(st, path, created, 0, &id) == 0);
+    store_file files[2] = {{.name = "config.json", .size = 10, .mtime_ns = 1},
+                           {.name = "model.safetensors", .size = 100, .mtime_ns = 2}};
+    snprintf(files[0].sha256, 65, "%064d", 1);
+    snprintf(files[1].sha256, 65, "%064d", 2);
+    store_result res = {.digest = digest, .format = "safetensors",
+                        .fingerprint_json = "{\"schema\":\"provfs.fingerprint/1\",\"mfi\":{}}",
+                        .n_files = 2, .files = files};
+    res.keys.hidden_size = hidden;
+    res.keys.num_layers = 2;
+    res.keys.vocab_size = 100;
+    CHECK(store_finish_ready(st, path, id, &res, &final_id, &merged) == 0);
+    return final_id;
+}
+
+static int count_cb(void *ctx, int64_t id, int64_t created_ns, const char *digest,
+                    const char *json, size_t len)
+{
+    (void)id, (void)created_ns, (void)digest, (void)json, (void)len;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+static void test_store_lineage(char *dir)
+{
+    store_handle *st = open_fresh(dir, "lineage.db");
+    if (!st)
+        return;
+    int64_t base = ready_model(st, "/base", "d-base", 100, 64);
+    int64_t ft = ready_model(st, "/ft", "d-ft", 200, 64);
+    int64_t q8 = ready_model(st, "/q8", "d-q8", 300, 64);
+    int64_t other = ready_model(st, "/other", "d-other", 400, 128);
+    CHECK(base && ft && q8 && other && base != ft);
+
+    /* Prefilter: same hidden size or vocab → all but self; keys of a stranger → none. */
+    store_keys keys = {.hidden_size = 64, .vocab_size = 100, .num_layers = 2};
+    int n = 0;
+    CHECK(store_candidates(st, &keys, ft, count_cb, &n) == 0);
+    CHECK_INT(n, 3);
+    store_keys stranger = {.hidden_size = 5, .vocab_size = 5, .num_layers = 5};
+    n = 0;
+    CHECK(store_candidates(st, &stranger, ft, count_cb, &n) == 0);
+    CHECK_INT(n, 0);
+
+    /* Edges for q8: from base (rank higher) and ft. */
+    store_edge e[2] = {{.parent_id = base, .child_id = q8, .score = 0.98, .verdict = "derived",
+                        .rank = 0.99},
+                       {.parent_id = ft, .child_id = q8, .score = 0.985, .verdict = "derived",
+                        .rank = 0.985}};
+    CHECK(store_set_edges(st, q8, e, 2) == 0);
+    /* Linking ft replaces every edge touching ft, so it lists its edge to q8 again. */
+    store_edge fe[2] = {{.parent_id = base, .child_id = ft, .score = 0.99, .verdict = "derived",
+                         .rank = 0.99},
+                        e[1]};
+    CHECK(store_set_edges(st, ft, fe, 2) == 0);
+    store_link parent = {0};
+    CHECK(store_parent(st, q8, &parent) == 0);
+    CHECK_INT(parent.id, base);
+    CHECK_STR(parent.path, "/base");
+    free(parent.path);
+    free(parent.signals);
+    CHECK(store_parent(st, base, &parent) == 1);
+
+    store_link *links = NULL;
+    size_t nl = 0;
+    CHECK(store_children(st, base, &links, &nl) == 0);
+    CHECK_INT(nl, 2);
+    store_links_free(links, nl);
+    CHECK(store_ancestors(st, q8, &links, &nl) == 0);
+    CHECK_INT(nl, 1);
+    store_links_free(links, nl);
+
+    /* Same content at a second path: one model. */
+    int64_t copy = ready_model(st, "/copy-of-ft", "d-ft", 500, 64);
+    CHECK_INT(copy, ft);
+    store_model m;
+    CHECK(store_model_by_path(st, "/copy-of-ft", &m) == 0);
+    CHECK_INT(m.id, ft);
+    CHECK_STR(m.status, "ready");
+    store_model_clear(&m);
+
+    /* Rename a directory tree. */
+    CHECK(store_rename(st, "/base", "/bases/tiny") == 0);
+    CHECK(store_model_by_path(st, "/base", &m) == 1);
+    CHECK(store_model_by_path(st, "/bases/tiny", &m) == 0);
+    CHECK_INT(m.id, base);
+    store_model_clear(&m);
+    char sha[65];
+    CHECK(store_file_sha(st, base, "model.safetensors", sha) == 0);
+    CHECK(store_file_sha(st, base, "nope", sha) == 1);
+
+    /* Deleting the parent relinks its child to the next best parent. */
+    CHECK(store_remove_path(st, "/bases", true) == 0);
+    CHECK(store_model_by_id(st, base, &m) == 1);
+    if (store_parent(st, q8, &parent) == 0) {
+        CHECK_INT(parent.id, ft);
+        free(parent.path);
+        free(parent.signals);
+    } else {
+        CHECK(!"q8 has no parent after its best parent was deleted");
+    }
+
+    /* A failed analysis clears digest, files and edges. */
+    int64_t id = 0;
+    CHECK(store_begin(st, "/q8", 300, 0, &id) == 0);
+    CHECK_INT(id, q8);
+    CHECK(store_finish_error(st, q8, "failed", "/q8/model.safetensors: bad header") == 0);
+    CHECK(store_model_by_path(st, "/q8", &m) == 0);
+    CHECK_STR(m.status, "failed");
+    CHECK(m.error && strstr(m.error, "bad header"));
+    store_model_clear(&m);
+    CHECK(store_parent(st, q8, &parent) == 1);
+
+    /* A shared model re-analysed at one path detaches that path. */
+    CHECK(store_begin(st, "/copy-of-ft", 600, 0, &id) == 0);
+    CHECK(id != ft);
+    CHECK(store_model_by_path(st, "/ft", &m) == 0);
+    CHECK_STR(m.status, "ready");
+    store_model_clear(&m);
+
+    store_counts c;
+    CHECK(store_counts_get(st, &c) == 0);
+    CHECK_INT(c.failed, 1);
+    CHECK_INT(c.analyzing, 1);
+
+    /* xattrs from the store. */
+    char buf[256];
+    int len = xattr_get(st, NULL, "/ft", NULL, "user.provenance.status", buf, sizeof buf);
+    CHECK_INT(len, 5);
+    CHECK(len == 5 && memcmp(buf, "ready", 5) == 0);
+    len = xattr_get(st, NULL, "/ft", NULL, "user.provenance.verdict", buf, sizeof buf);
+    CHECK(len == 4 && memcmp(buf, "none", 4) == 0);
+    CHECK_INT(xattr_get(st, NULL, "/ft", NULL, "user.provenance.parent", buf, sizeof buf),
+              -ENODATA);
+    CHECK_INT(xattr_get(st, NULL, "/ft", NULL, "user.provenance.status", buf, 2), -ERANGE);
+    CHECK_INT(xattr_get(st, NULL, "/nothing", NULL, "user.provenance.status", buf, sizeof buf),
+              -ENODATA);
+    len = xattr_get(st, NULL, "/q8", NULL, "user.provenance.error", buf, sizeof buf);
+    CHECK(len > 0);
+    len = xattr_get(st, NULL, "/ft", "model.safetensors", "user.provenance.sha256", buf,
+                    sizeof buf);
+    CHECK_INT(len, 64);
+    CHECK(xattr_list(st, NULL, "/ft", NULL, NULL, 0) > 0);
+
+    size_t jlen = 0;
+    char *json = vfile_render(st, NULL, "/ft", NULL, &jlen);
+    CHECK(json && strstr(json, "provfs.provenance/1") && strstr(json, "\"lineage\""));
+    free(json);
+    json = vfile_render(st, NULL, "/", "{\"mode\":\"audit\"}", &jlen);
+    CHECK(json && strstr(json, "provfs.store/1"));
+    free(json);
+
+    store_close(st);
+
+    /* Reopen: the schema is there once, the data survived, integrity holds. */
+    char path[512];
+    snprintf(path, sizeof path, "%s/lineage.db", dir);
+    char err[256];
+    CHECK(store_open(path, 0, &st, err, sizeof err) == 0);
+    CHECK(store_model_by_path(st, "/ft", &m) == 0);
+    store_model_clear(&m);
+    store_close(st);
+    CHECK(store_open(path, STORE_READONLY, &st, err, sizeof err) == 0);
+    CHECK(store_begin(st, "/x", 1, 0, &id) != 0);
+    store_close(st);
+    sqlite3 *db = NULL;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    sqlite3_stmt *stmt = NULL;
+    CHECK(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &stmt, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(stmt) == SQLITE_ROW);
+    CHECK_STR((const char *)sqlite3_column_text(stmt, 0), "ok");
+    sqlite3_finalize(stmt);
+    CHECK(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(stmt) == SQLITE_ROW);
+    CHECK_INT(sqlite3_column_int(stmt, 0), STORE_SCHEMA_VERSION);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+}
+
+/* ---------------------------------------------------------------- queue */
+
+typedef struct qtest {
+    queue *q;
+    atomic_int runs;
+    atomic_int stale;
+    atomic_int slow;
+} qtest;
+
+static void qjob(void *ctx, const queue_job *job)
+{
+    qtest *t = ctx;
+    atomic_fetch_add(&t->runs, 1);
+    if (atomic_load(&t->slow))
+        for (int i = 0; i < 100 && !*job->cancel; i++)
+            usleep(2000);
+    if (!queue_current(t->q, job->path, job->gen))
+        atomic_fetch_add(&t->stale, 1);
+}
+
+static void test_queue(void)
+{
+    qtest t = {0};
+    t.q = queue_create(2, 50, qjob, &t);
+    CHECK(t.q != NULL);
+    if (!t.q)
+        return;
+    /* Many marks within the quiet period coalesce into one run. */
+    for (int i = 0; i < 20; i++)
+        queue_mark(t.q, "/a", 0, 0);
+    CHECK_INT(queue_get_state(t.q, "/a"), QUEUE_PENDING);
+    CHECK(queue_wait_idle(t.q, 5000));
+    CHECK_INT(atomic_load(&t.runs), 1);
+    CHECK_INT(queue_get_state(t.q, "/a"), QUEUE_NONE);
+
+    /* A mark during a run cancels it, the result is stale, and the unit runs again. */
+    atomic_store(&t.slow, 1);
+    queue_mark(t.q, "/b", 0, 0);
+    for (int i = 0; i < 200 && queue_get_state(t.q, "/b") != QUEUE_ANALYZING; i++)
+        usleep(5000);
+    CHECK_INT(queue_get_state(t.q, "/b"), QUEUE_ANALYZING);
+    queue_mark(t.q, "/b", 0, 0);
+    CHECK(queue_wait_idle(t.q, 5000));
+    CHECK_INT(atomic_load(&t.runs), 3);
+    CHECK_INT(atomic_load(&t.stale), 1);
+
+    /* Rename and forget. */
+    atomic_store(&t.slow, 0);
+    queue_mark(t.q, "/dir/m", 0, 0);
+    queue_rename(t.q, "/dir", "/dir2");
+    CHECK_INT(queue_get_state(t.q, "/dir/m"), QUEUE_NONE);
+    CHECK_INT(queue_get_state(t.q, "/dir2/m"), QUEUE_PENDING);
+    queue_forget(t.q, "/dir2");
+    CHECK_INT(queue_get_state(t.q, "/dir2/m"), QUEUE_NONE);
+    CHECK(queue_wait_idle(t.q, 5000));
+    queue_destroy(t.q);
+}
+
+int main(void)
+{
+    char dir[] = "/tmp/provfs-test-store.XXXXXX";
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    test_store_lineage(dir);
+    test_queue();
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", dir);
+    return check_report("test_store");
+}
