@@ -169,9 +169,21 @@ static bool store_knows(pf_fs *fs, const char *dir)
     return true;
 }
 
+/* Who caused a change: taken from the request before it is replied (the reply frees it). */
+typedef struct pf_caller {
+    uint32_t uid;
+    int32_t pid;
+} pf_caller;
+
+static pf_caller caller_of(fuse_req_t req)
+{
+    const struct fuse_ctx *ctx = req ? fuse_req_ctx(req) : NULL;
+    return (pf_caller){.uid = ctx ? ctx->uid : 0, .pid = ctx ? ctx->pid : 0};
+}
+
 /* Schedules dir for analysis when it is a model unit, or when it was one (the worker then
  * forgets it). */
-static void mark_dir(pf_fs *fs, fuse_req_t req, const char *dir)
+static void mark_dir(pf_fs *fs, pf_caller who, const char *dir)
 {
     if (!fs->q)
         return;
@@ -179,25 +191,24 @@ static void mark_dir(pf_fs *fs, fuse_req_t req, const char *dir)
     if (analyze_unit_check(fs->root.fd, rel) != 1 &&
         queue_get_state(fs->q, dir) == QUEUE_NONE && !store_knows(fs, dir))
         return;
-    const struct fuse_ctx *ctx = req ? fuse_req_ctx(req) : NULL;
-    queue_mark(fs->q, dir, ctx ? ctx->uid : 0, ctx ? ctx->pid : 0);
+    queue_mark(fs->q, dir, who.uid, who.pid);
 }
 
-static void mark_inode_dir(pf_fs *fs, fuse_req_t req, pf_inode *dir)
+static void mark_inode_dir(pf_fs *fs, pf_caller who, pf_inode *dir)
 {
     char path[PATH_MAX];
     if (inode_path(fs, dir, path, sizeof path) == 0)
-        mark_dir(fs, req, path);
+        mark_dir(fs, who, path);
 }
 
 /* The unit holding the file open on fd (or O_PATH fd) changed. */
-static void mark_file_fd(pf_fs *fs, fuse_req_t req, int fd)
+static void mark_file_fd(pf_fs *fs, pf_caller who, int fd)
 {
     char path[PATH_MAX];
     if (fd_path(fs, fd, path, sizeof path) != 0)
         return;
     split_path(path);
-    mark_dir(fs, req, path);
+    mark_dir(fs, who, path);
 }
 
 /* ---------------------------------------------------------------- inode table */
@@ -450,7 +461,7 @@ static void pf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
         if (h)
             atomic_store(&h->written, 1);
         else
-            mark_file_fd(fs, req, in->fd);
+            mark_file_fd(fs, caller_of(req), in->fd);
     }
     if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
         struct timespec tv[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_nsec = UTIME_OMIT}};
@@ -571,6 +582,7 @@ static void pf_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 {
     pf_fs *fs = fs_of(req);
     pf_inode *dir = inode_of(req, parent);
+    pf_caller who = caller_of(req);
     int err = check_new_name(fs, dir, name);
     if (!err)
         err = symlinkat(link, dir->fd, name) != 0
@@ -578,7 +590,7 @@ static void pf_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
                   : give_to_caller(req, dir->fd, name, -1, S_IFLNK | 0777);
     reply_new_entry(req, fs, dir, name, err);
     if (!err)
-        mark_inode_dir(fs, req, dir);
+        mark_inode_dir(fs, who, dir);
 }
 
 static void pf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char *name)
@@ -586,6 +598,7 @@ static void pf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
     pf_fs *fs = fs_of(req);
     pf_inode *in = inode_of(req, ino);
     pf_inode *dir = inode_of(req, parent);
+    pf_caller who = caller_of(req);
     int err = in->vdir ? EACCES : check_new_name(fs, dir, name);
     if (!err) {
         char proc[64];
@@ -595,19 +608,20 @@ static void pf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
     }
     reply_new_entry(req, fs, dir, name, err);
     if (!err)
-        mark_inode_dir(fs, req, dir);
+        mark_inode_dir(fs, who, dir);
 }
 
 static void pf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     pf_fs *fs = fs_of(req);
     pf_inode *dir = inode_of(req, parent);
+    pf_caller who = caller_of(req);
     int err = check_new_name(fs, dir, name);
     if (!err && unlinkat(dir->fd, name, 0) != 0)
         err = errno;
     fuse_reply_err(req, err);
     if (!err)
-        mark_inode_dir(fs, req, dir);
+        mark_inode_dir(fs, who, dir);
 }
 
 static void pf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -636,6 +650,7 @@ static void pf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
     char from[PATH_MAX], to[PATH_MAX];
     bool have_paths = child_path(fs, dir, name, from, sizeof from) == 0 &&
                       child_path(fs, newdir, newname, to, sizeof to) == 0;
+    pf_caller who = caller_of(req);
     int err = check_new_name(fs, dir, name);
     if (!err)
         err = check_new_name(fs, newdir, newname);
@@ -651,18 +666,17 @@ static void pf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
         queue_rename(fs->q, from, to);
         store_rename(fs->st, from, to);
         if (store_knows(fs, to))
-            store_event(fs->st, fuse_req_ctx(req)->uid, fuse_req_ctx(req)->pid, to, 0,
-                        "renamed", from);
+            store_event(fs->st, who.uid, who.pid, to, 0, "renamed", from);
     } else if (flags & RENAME_EXCHANGE) {
-        mark_dir(fs, req, from);
-        mark_dir(fs, req, to);
+        mark_dir(fs, who, from);
+        mark_dir(fs, who, to);
     }
     /* A file moved out of one unit and into another. */
     split_path(from);
     split_path(to);
-    mark_dir(fs, req, from);
+    mark_dir(fs, who, from);
     if (strcmp(from, to) != 0)
-        mark_dir(fs, req, to);
+        mark_dir(fs, who, to);
 }
 
 /* ---------------------------------------------------------------- files */
@@ -680,8 +694,15 @@ static int open_vfile(pf_fs *fs, pf_inode *vf, struct fuse_file_info *fi)
     if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))
         return EACCES;
     char path[PATH_MAX];
-    if (!fs->st || inode_path(fs, vf->vdir, path, sizeof path) != 0)
+    if (!fs->st || inode_path(fs, vf->vdir, path, sizeof path) != 0) {
+        char proc[64], buf[PATH_MAX];
+        proc_path(vf->vdir->fd, proc);
+        ssize_t n = readlink(proc, buf, sizeof buf - 1);
+        buf[n > 0 ? n : 0] = 0;
+        fprintf(stderr, "provfs: .provenance: directory fd %d resolves to '%s' (%zd, errno %d)\n",
+                vf->vdir->fd, buf, n, errno);
         return ENOENT;
+    }
     pf_handle *h = handle_new(-1);
     if (!h)
         return ENOMEM;
@@ -822,12 +843,13 @@ static void pf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     (void)ino;
     pf_fs *fs = fs_of(req);
     pf_handle *h = (pf_handle *)(uintptr_t)fi->fh;
+    pf_caller who = caller_of(req);
     fuse_reply_err(req, 0);
     if (h->vdata) {
         free(h->vdata);
     } else {
         if (atomic_load(&h->written))
-            mark_file_fd(fs, NULL, h->fd);
+            mark_file_fd(fs, who, h->fd);
         close(h->fd);
     }
     free(h);
