@@ -284,6 +284,16 @@ pa_status pa_fingerprint_path(const char *path, const pa_fp_options *opt, pa_fin
 
 /* ------------------------------------------------------------------ views */
 
+bool pa_fp_set_path(pa_fingerprint *fp, const char *path)
+{
+    char *p = path ? strdup(path) : NULL;
+    if (path && !p)
+        return false;
+    free(fp->path);
+    fp->path = p;
+    return true;
+}
+
 const pa_mfi *pa_fp_mfi(const pa_fingerprint *fp)
 {
     return fp->has_mfi ? &fp->mfi : NULL;

@@ -286,7 +286,8 @@ char *pa_fp_to_json(const pa_fingerprint *fp, bool pretty)
     if (!o)
         return NULL;
     cJSON_AddStringToObject(o, "schema", FP_SCHEMA);
-    cJSON_AddStringToObject(o, "path", fp->path ? fp->path : "");
+    if (fp->path)
+        cJSON_AddStringToObject(o, "path", fp->path);
     cJSON_AddStringToObject(o, "format", fp->format);
     cJSON_AddStringToObject(o, "digest", fp->digest);
     cJSON *files = cJSON_AddArrayToObject(o, "files");

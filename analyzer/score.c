@@ -17,7 +17,12 @@
  *  - The reference method's weight statistics (EAS, NLF, LEP, END, WVC) are combined into its
  *    identity score with its weights (0.36/0.08/0.16/0.19/0.21) and reported. They describe the
  *    architecture and training recipe as much as the checkpoint (independent runs of one recipe
- *    score high), so they may only *support*: score = 0.85 lineage + 0.15 identity.
+ *    score high), so they may only *support*.
+ *  - Byte-identical tensors (SHA-256) are the most direct evidence there is: the share of b's
+ *    tensors found unchanged in a tells a direct parent from a sibling that agrees just as well
+ *    element-wise (a pruned model is closer to the base it was cut from than to an int8 copy of
+ *    that base). Independent models share none.
+ *    score = 0.80 lineage + 0.10 identity + 0.10 exact share.
  *  - Metadata (MFI) and tokenizer (TFV, VOA) never confirm lineage: a forged config.json and a
  *    copied tokenizer are free. Without weights on both sides the score is capped at 0.5 and the
  *    verdict is at most `weak`.
@@ -130,7 +135,10 @@ void pa_compare(const pa_fingerprint *a, const pa_fingerprint *b, pa_compare_res
         return;
     }
     double support = isfinite(r->identity_score) ? clamp01(r->identity_score) : lineage;
-    r->score = 0.85 * lineage + 0.15 * support;
+    double exact = b->n_tensors ? (double)r->tensors_identical / (double)b->n_tensors : 0;
+    if (exact > 1)
+        exact = 1;
+    r->score = 0.80 * lineage + 0.10 * support + 0.10 * exact;
     if (r->score >= T_DERIVED && lineage >= T_DERIVED_LINEAGE)
         r->verdict = PA_V_DERIVED;
     else if (r->score >= T_WEAK)

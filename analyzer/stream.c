@@ -860,7 +860,7 @@ pa_status pa_stream_weights(pa_fingerprint *fp, pa_unit *u, const pa_tokenizer *
         if (err->status)
             st = err->status;
         else if (opt && opt->cancel && *opt->cancel)
-            st = pa_error_set(err, PA_E_ARG, "%s: cancelled", u->path);
+            st = pa_error_set(err, PA_E_CANCELLED, "%s: cancelled", u->path);
     }
     if (!st) {
         for (size_t i = 0; i < nt; i++)

@@ -28,6 +28,7 @@ typedef enum pa_status {
     PA_E_NOMEM,       /* allocation failed */
     PA_E_LIMIT,       /* input exceeds a hard limit (sizes, counts, nesting) */
     PA_E_ARG,         /* caller error */
+    PA_E_CANCELLED,   /* the caller's cancel flag was set */
 } pa_status;
 
 typedef struct pa_error {
@@ -231,7 +232,7 @@ typedef struct pa_fp_options {
     int threads;                       /* 0 = number of online CPUs, max 16 */
     void (*progress)(void *ctx, uint64_t done, uint64_t total);
     void *progress_ctx;
-    volatile const int *cancel;        /* when non-NULL and set, stop with PA_E_ARG "cancelled" */
+    volatile const int *cancel;        /* when non-NULL and set, stop with PA_E_CANCELLED */
     /* Optional: the SHA-256 (hex) of a unit file the caller already knows — e.g. the store hashed
      * it while it was being written — or NULL to hash it here. Each byte is then hashed once. */
     const char *(*known_sha256)(void *ctx, const char *name, uint64_t size, int64_t mtime_ns);
@@ -254,6 +255,10 @@ bool pa_fp_has_weights(const pa_fingerprint *fp);
 /* Digest of the unit: SHA-256 over the sorted "name\0sha256\n" list of its files. */
 const char *pa_fp_digest(const pa_fingerprint *fp);
 const char *pa_fp_format(const pa_fingerprint *fp); /* "safetensors", "config-only", ... */
+
+/* The path recorded in the fingerprint (its JSON "path"); NULL leaves it out — a store keeps
+ * fingerprints by content, not by where they were first seen. false when out of memory. */
+bool pa_fp_set_path(pa_fingerprint *fp, const char *path);
 
 /* Versioned JSON (schema provfs.fingerprint/1). The caller frees the string with free(). */
 char *pa_fp_to_json(const pa_fingerprint *fp, bool pretty);
@@ -287,7 +292,8 @@ typedef struct pa_compare_result {
 } pa_compare_result;
 
 /* Compare two fingerprints: a is the candidate ancestor, b the model under test (symmetric in all
- * but wording). */
+ * but wording). Reads both fingerprints and writes only out: any number of threads may compare
+ * shared fingerprints at once. */
 void pa_compare(const pa_fingerprint *a, const pa_fingerprint *b, pa_compare_result *out);
 /* compare --json object (schema provfs.compare/1); caller frees. */
 char *pa_compare_to_json(const pa_compare_result *r, const char *a_label, const char *b_label,

@@ -169,6 +169,15 @@ int main(void)
     expect("gbase", "gperm-heads", PA_V_DERIVED);
     expect("gbase", "gstudent", PA_V_DERIVED);
     expect("gbase", "grenamed", PA_V_IDENTICAL);
+    {
+        /* a direct parent outranks a sibling that agrees as well element-wise: the pruned model
+         * keeps the base's tensors byte for byte, the int8 copy's only in its norms */
+        pa_compare_result parent, sibling;
+        pa_compare(fp_of("base"), fp_of("prune-layers"), &parent);
+        pa_compare(fp_of("int8"), fp_of("prune-layers"), &sibling);
+        CHECK_MSG(parent.score > sibling.score + 0.02, "pruned: base %.4f vs int8 sibling %.4f",
+                  parent.score, sibling.score);
+    }
     expect("base", "base-q8_0.gguf", PA_V_DERIVED);
     expect("base", "base-q4_k.gguf", PA_V_DERIVED);
     expect("base", "base-q6_k.gguf", PA_V_DERIVED);
