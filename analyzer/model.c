@@ -85,7 +85,8 @@ static bool safe_name(const char *n)
     return n[0] && !strchr(n, '/') && strcmp(n, ".") != 0 && strcmp(n, "..") != 0;
 }
 
-static pa_status read_index(pa_unit *u, pa_error *err)
+/* total_size: metadata.total_size of the index (tensor bytes of all shards), 0 when absent. */
+static pa_status read_index(pa_unit *u, uint64_t *total_size, pa_error *err)
 {
     char *text = NULL;
     size_t len = 0;
@@ -96,6 +97,9 @@ static pa_status read_index(pa_unit *u, pa_error *err)
     free(text);
     if (!root)
         return err->status;
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "metadata");
+    int64_t ts = 0;
+    *total_size = cJSON_IsObject(meta) && pa_json_int(meta, "total_size", &ts) && ts > 0 ? (uint64_t)ts : 0;
     const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(map)) {
         cJSON_Delete(root);
@@ -316,8 +320,9 @@ pa_status pa_unit_open(const char *path, pa_unit *u, pa_error *err)
         return st;
     }
     bool indexed = u->index_path != NULL;
+    uint64_t total_size = 0;
     if (indexed) {
-        st = read_index(u, err);
+        st = read_index(u, &total_size, err);
     } else {
         for (size_t i = 0; i < u->n_files && !st; i++)
             if (has_suffix(u->files[i].name, ".safetensors"))
@@ -328,10 +333,30 @@ pa_status pa_unit_open(const char *path, pa_unit *u, pa_error *err)
         pa_error sub = {0};
         st = parse_shard(u, &u->shards[i], indexed, &seen, &sub);
         if (st == PA_E_FORMAT && indexed) {
-            /* A shard still being copied is short: its header or data runs past EOF. */
+            /* A shard still being copied is short: its header or data runs past the end of the
+             * file. With the index's total_size we know: the shards together must hold at least
+             * that many bytes. Without it, the parser's reason tells. */
             const char *m = sub.msg;
-            if (strstr(m, "EOF") || strstr(m, "past") || strstr(m, "shorter") ||
-                strstr(m, "beyond"))
+            uint64_t have = 0; /* data bytes present: file size past each shard's header */
+            for (size_t k = 0; k < u->n_shards; k++) {
+                uint8_t pre[8];
+                int sfd = open(u->shards[k].path, O_RDONLY | O_CLOEXEC);
+                struct stat ss;
+                if (sfd < 0)
+                    continue;
+                if (fstat(sfd, &ss) == 0 && pa_pread_exact(sfd, pre, 8, 0) == 0) {
+                    uint64_t hl = 0;
+                    for (int b = 7; b >= 0; b--)
+                        hl = hl << 8 | pre[b];
+                    if (hl < (uint64_t)ss.st_size - 8)
+                        have += (uint64_t)ss.st_size - 8 - hl;
+                }
+                close(sfd);
+            }
+            bool short_file = total_size ? have < total_size
+                                         : (strstr(m, "end of file") || strstr(m, "past the data") ||
+                                            strstr(m, "shorter than"));
+            if (short_file)
                 st = pa_error_set(err, PA_E_INCOMPLETE, "%s: shard %s is short (%s)", u->path,
                                   u->shards[i].name, m);
             else

@@ -318,6 +318,31 @@ static void test_bad_json(void)
     }
 }
 
+/* A sharded model whose second shard is still being copied is incomplete; one whose shards hold
+ * every byte the index promises but are malformed is a format error. */
+static void test_incomplete(void)
+{
+    char dir[512], p[600];
+    snprintf(dir, sizeof dir, "%s/toy-partial", tmp);
+    make_toy(dir, true);
+    snprintf(p, sizeof p, "%s/model-00002-of-00002.safetensors", dir);
+    CHECK(truncate(p, 100) == 0); /* header intact, data cut */
+    pa_error err = {0};
+    pa_fingerprint *fp = NULL;
+    CHECK_INT(pa_fingerprint_path(dir, NULL, &fp, &err), PA_E_INCOMPLETE);
+    CHECK_MSG(strstr(err.msg, "model-00002-of-00002.safetensors") != NULL, "%s", err.msg);
+
+    snprintf(dir, sizeof dir, "%s/toy-corrupt", tmp);
+    make_toy(dir, true);
+    snprintf(p, sizeof p, "%s/model-00002-of-00002.safetensors", dir);
+    FILE *f = fopen(p, "r+b");
+    CHECK(f && fseek(f, 8, SEEK_SET) == 0 && fputc('[', f) == '[');
+    if (f)
+        fclose(f);
+    pa_error_clear(&err);
+    CHECK_INT(pa_fingerprint_path(dir, NULL, &fp, &err), PA_E_FORMAT);
+}
+
 int main(void)
 {
     snprintf(tmp, sizeof tmp, "/tmp/provfs-fp-XXXXXX");
@@ -325,6 +350,7 @@ int main(void)
         return 1;
     test_roles();
     test_toy();
+    test_incomplete();
     test_bad_json();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
