@@ -166,6 +166,15 @@ pa_status pa_diff_paths(const char *pa, const char *pb, pa_diff *d, pa_error *er
         pa_unit_free(&ua);
         return st;
     }
+    if (ua.is_gguf || ub.is_gguf) {
+        /* element-wise diff across ggml blocks and llama.cpp's row order is not built yet; compare
+         * gives the lineage verdict for GGUF files */
+        pa_error_set(err, PA_E_UNSUPPORTED, "%s: per-tensor diff of GGUF files is not supported "
+                                            "(use compare)", ua.is_gguf ? pa : pb);
+        pa_unit_free(&ua);
+        pa_unit_free(&ub);
+        return PA_E_UNSUPPORTED;
+    }
     size_t na = 0, nb = 0, cap = 0;
     tref *ta = collect(&ua, &na), *tb = collect(&ub, &nb);
     uint8_t *ra = malloc((size_t)DIFF_CHUNK * 8), *rb = malloc((size_t)DIFF_CHUNK * 8);
