@@ -21,6 +21,12 @@ void analyze_job(void *ctx, const queue_job *job);
  * a *.safetensors or model.safetensors.index.json? 1 yes, 0 no, -1 not a directory / missing. */
 int analyze_unit_check(int dirfd, const char *rel);
 
+/* Is dirfd/rel (relative to dirfd, or absolute) a GGUF unit: a regular file that starts with the
+ * magic "GGUF" (the format comes from the bytes), or one named *.gguf (a damaged one then fails
+ * visibly instead of being ignored)? A GGUF file is a unit of its own wherever it is, also inside
+ * a Hugging Face unit. 1 yes, 0 no, -1 missing or not a regular file. */
+int analyze_file_unit_check(int dirfd, const char *rel);
+
 /* Mount-time reconciliation (run it on its own thread): paths whose directory is gone are
  * removed, changed or unfinished units are queued, units added while unmounted are found. */
 void analyze_reconcile(analyze_ctx *an);

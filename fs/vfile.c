@@ -118,6 +118,64 @@ static void add_lineage(cJSON *o, store_handle *st, int64_t id)
     store_links_free(links, n);
 }
 
+/* Stored paths directly inside one directory: the file units (GGUF) there. */
+typedef struct unit_list {
+    const char *dir;
+    size_t dir_len;
+    char **paths;
+    size_t n, cap;
+} unit_list;
+
+static int collect_unit(void *ctx, const char *path, int64_t model_id, const char *status,
+                        int64_t dir_mtime_ns)
+{
+    (void)model_id;
+    (void)status;
+    (void)dir_mtime_ns;
+    unit_list *l = ctx;
+    size_t skip = l->dir_len == 1 ? 1 : l->dir_len + 1; /* "/" or "/a/b" + "/" */
+    if (strlen(path) <= skip || strncmp(path, l->dir, l->dir_len) != 0 ||
+        (l->dir_len > 1 && path[l->dir_len] != '/') || strchr(path + skip, '/'))
+        return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 8;
+        char **grown = realloc(l->paths, cap * sizeof *grown);
+        if (!grown)
+            return 1;
+        l->paths = grown;
+        l->cap = cap;
+    }
+    l->paths[l->n] = strdup(path);
+    if (l->paths[l->n])
+        l->n++;
+    return 0;
+}
+
+static cJSON *render_model(store_handle *st, queue *q, const char *dir);
+
+/* "units": the models that are single files in dir (GGUF), each rendered like a directory. */
+static void add_file_units(cJSON *o, store_handle *st, queue *q, const char *dir)
+{
+    unit_list l = {.dir = dir, .dir_len = strlen(dir)};
+    store_each_path(st, collect_unit, &l);
+    cJSON *arr = cJSON_AddArrayToObject(o, "units");
+    for (size_t i = 0; i < l.n; i++) {
+        /* Directory units below have their own .provenance; list the file units only. */
+        store_model m;
+        bool file_unit = false;
+        if (store_model_by_path(st, l.paths[i], &m) == 0) {
+            size_t len = strlen(l.paths[i]);
+            file_unit = strcmp(m.format, "gguf") == 0 ||
+                        (len > 5 && strcmp(l.paths[i] + len - 5, ".gguf") == 0);
+            store_model_clear(&m);
+        }
+        if (arr && file_unit)
+            cJSON_AddItemToArray(arr, render_model(st, q, l.paths[i]));
+        free(l.paths[i]);
+    }
+    free(l.paths);
+}
+
 static cJSON *render_model(store_handle *st, queue *q, const char *dir)
 {
     cJSON *o = cJSON_CreateObject();
@@ -138,6 +196,7 @@ static cJSON *render_model(store_handle *st, queue *q, const char *dir)
         cJSON_AddBoolToObject(o, "model", false);
         if (rc == 0)
             store_model_clear(&m);
+        add_file_units(o, st, q, dir);
         return o;
     }
     cJSON_AddStringToObject(o, "status", status);
@@ -184,6 +243,7 @@ static cJSON *render_model(store_handle *st, queue *q, const char *dir)
     }
     add_time(o, "analyzed_at", m.analyzed_at);
     store_model_clear(&m);
+    add_file_units(o, st, q, dir);
     return o;
 }
 

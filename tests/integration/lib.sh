@@ -92,7 +92,8 @@ trap 'fail "interrupted"' INT TERM
   fusermount3 -u -z "$M" 2>/dev/null; kill -TERM $$ 2>/dev/null ) &
 WATCHDOG=$!
 disown "$WATCHDOG" 2>/dev/null || true
-trap 'kill "$(cat "$T/watchdog.pid" 2>/dev/null)" "$WATCHDOG" 2>/dev/null || true; cleanup' EXIT
+# (the test's exit status is passed on to cleanup past the kill)
+trap 'rc_=$?; kill "$(cat "$T/watchdog.pid" 2>/dev/null)" "$WATCHDOG" 2>/dev/null || true; (exit $rc_); cleanup' EXIT
 
 # start_provfs [extra options...]: mounts $B at $M and waits for the mount.
 start_provfs() {
