@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,6 +16,8 @@ struct store_handle {
     sqlite3 *wr;                /* NULL when read-only */
     pthread_mutex_t read_lock;  /* protects rd */
     sqlite3 *rd;
+    /* Bumped after every committed write that can change a policy decision. */
+    atomic_uint_fast64_t generation;
 };
 
 /* Version 1. Each later version appends one migration; store_open runs the missing ones. */
@@ -54,6 +57,24 @@ static const char *const migrations[] = {
     "CREATE TABLE events ("
     "  id INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, uid INTEGER, pid INTEGER,"
     "  path TEXT, model_id INTEGER, kind TEXT NOT NULL, detail TEXT);",
+    /* 2: approvals (bound to content digests, no foreign key: they outlive model rows) and the
+     * policy columns of events. fs/POLICY.md. */
+    "CREATE TABLE approvals ("
+    "  digest TEXT PRIMARY KEY,"
+    "  state TEXT NOT NULL CHECK (state IN ('approved','revoked')),"
+    "  by_uid INTEGER NOT NULL,"
+    "  at INTEGER NOT NULL,"
+    "  note TEXT NOT NULL DEFAULT '');"
+    "ALTER TABLE events ADD COLUMN rule TEXT;"
+    "ALTER TABLE events ADD COLUMN decision TEXT;"
+    "CREATE INDEX events_time ON events(time_ns);",
+    /* Reference-set match of a model (fs/README.md "Reference sets"): a parent `ref:NAME` when
+     * weights matched, else a family hint. One row per model, replaced by every analysis. */
+    "CREATE TABLE model_refs ("
+    "  model_id INTEGER PRIMARY KEY REFERENCES models(id) ON DELETE CASCADE,"
+    "  kind TEXT NOT NULL CHECK (kind IN ('parent','hint')),"
+    "  name TEXT NOT NULL, family TEXT NOT NULL, score REAL NOT NULL, verdict TEXT NOT NULL,"
+    "  evidence TEXT, signals TEXT);",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 
@@ -612,6 +633,8 @@ static int tx_end(store_handle *st, int ret)
         ret = -1;
     if (ret != 0)
         exec_sql(st->wr, "ROLLBACK");
+    /* Also after a rollback: cheap, and a cached decision can never outlive a failed write. */
+    atomic_fetch_add(&st->generation, 1);
     pthread_mutex_unlock(&st->write_lock);
     return ret;
 }
@@ -1093,5 +1116,250 @@ int store_event(store_handle *st, uint32_t uid, int32_t pid, const char *path, i
         ret = step_done(st->wr, stmt);
     }
     pthread_mutex_unlock(&st->write_lock);
+    return ret;
+}
+
+int store_set_digest(store_handle *st, int64_t model_id, const char *digest)
+{
+    if (tx_begin(st) != 0)
+        return -1;
+    int64_t other = 0;
+    int ret = wr_int(st, "SELECT id FROM models WHERE digest = ?1", 0, digest, &other);
+    if (ret == 0 && other != model_id) {
+        ret = 1; /* the same bytes are another model already: that one carries the digest */
+    } else if (ret >= 0) {
+        sqlite3_stmt *stmt = prep(st->wr, "UPDATE models SET digest = ?2 WHERE id = ?1");
+        ret = -1;
+        if (stmt) {
+            sqlite3_bind_int64(stmt, 1, model_id);
+            bind_text(stmt, 2, digest);
+            ret = step_done(st->wr, stmt);
+        }
+    }
+    int rc = tx_end(st, ret < 0 ? ret : 0);
+    return rc < 0 ? rc : ret;
+}
+
+/* ---------------------------------------------------------------- policy */
+
+uint64_t store_generation(store_handle *st)
+{
+    return atomic_load(&st->generation);
+}
+
+int store_approval_set(store_handle *st, const char *digest, const char *state, uint32_t uid,
+                       int32_t pid, const char *path, int64_t model_id, const char *note)
+{
+    if (!st->wr || !digest || strlen(digest) != 64)
+        return -1;
+    pthread_mutex_lock(&st->write_lock);
+    /* A security record: durable at commit. synchronous cannot change inside a transaction. */
+    int ret = exec_sql(st->wr, "PRAGMA synchronous=FULL");
+    if (ret == 0)
+        ret = exec_sql(st->wr, "BEGIN IMMEDIATE");
+    if (ret != 0) {
+        exec_sql(st->wr, "PRAGMA synchronous=NORMAL");
+        pthread_mutex_unlock(&st->write_lock);
+        return -1;
+    }
+    int64_t now = now_ns();
+    sqlite3_stmt *stmt = prep(st->wr, "INSERT INTO approvals (digest, state, by_uid, at, note)"
+                                      " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(digest) DO UPDATE"
+                                      " SET state = excluded.state, by_uid = excluded.by_uid,"
+                                      " at = excluded.at, note = excluded.note");
+    ret = -1;
+    if (stmt) {
+        sqlite3_bind_text(stmt, 1, digest, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 2, state, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 3, uid);
+        sqlite3_bind_int64(stmt, 4, now / 1000000000);
+        sqlite3_bind_text(stmt, 5, note ? note : "", -1, SQLITE_STATIC);
+        ret = step_done(st->wr, stmt);
+    }
+    stmt = ret == 0 ? prep(st->wr, "INSERT INTO events (time_ns, uid, pid, path, model_id, kind,"
+                                   " detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                    : NULL;
+    if (stmt) {
+        sqlite3_bind_int64(stmt, 1, now);
+        sqlite3_bind_int64(stmt, 2, uid);
+        sqlite3_bind_int64(stmt, 3, pid);
+        bind_text(stmt, 4, path);
+        if (model_id)
+            sqlite3_bind_int64(stmt, 5, model_id);
+        else
+            sqlite3_bind_null(stmt, 5);
+        sqlite3_bind_text(stmt, 6, strcmp(state, "approved") == 0 ? "approve" : "revoke", -1,
+                          SQLITE_STATIC);
+        bind_text(stmt, 7, note);
+        ret = step_done(st->wr, stmt);
+    } else {
+        ret = -1;
+    }
+    if (ret == 0 && exec_sql(st->wr, "COMMIT") != 0)
+        ret = -1;
+    if (ret != 0)
+        exec_sql(st->wr, "ROLLBACK");
+    exec_sql(st->wr, "PRAGMA synchronous=NORMAL");
+    atomic_fetch_add(&st->generation, 1);
+    pthread_mutex_unlock(&st->write_lock);
+    return ret;
+}
+
+void store_approval_clear(store_approval *a)
+{
+    free(a->note);
+    memset(a, 0, sizeof *a);
+}
+
+int store_approval_get(store_handle *st, const char *digest, store_approval *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!digest || !*digest)
+        return 1;
+    int ret = -1;
+    pthread_mutex_lock(&st->read_lock);
+    sqlite3_stmt *stmt =
+        prep(st->rd, "SELECT state, by_uid, at, note FROM approvals WHERE digest = ?1");
+    if (!stmt)
+        goto out;
+    sqlite3_bind_text(stmt, 1, digest, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        snprintf(out->digest, sizeof out->digest, "%s", digest);
+        copy_col(stmt, 0, out->state, sizeof out->state);
+        out->by_uid = (uint32_t)sqlite3_column_int64(stmt, 1);
+        out->at = sqlite3_column_int64(stmt, 2);
+        out->note = dup_col(stmt, 3);
+        ret = 0;
+    } else if (rc == SQLITE_DONE) {
+        ret = 1;
+    } else {
+        store_log(st->rd, "approval");
+    }
+    sqlite3_finalize(stmt);
+out:
+    pthread_mutex_unlock(&st->read_lock);
+    return ret;
+}
+
+int store_any_approved(store_handle *st, const int64_t *ids, size_t n)
+{
+    int ret = 0;
+    pthread_mutex_lock(&st->read_lock);
+    sqlite3_stmt *stmt = prep(st->rd, "SELECT 1 FROM approvals a JOIN models m"
+                                      " ON m.digest = a.digest"
+                                      " WHERE a.state = 'approved' AND m.id = ?1");
+    if (!stmt)
+        ret = -1;
+    for (size_t i = 0; stmt && i < n && ret == 0; i++) {
+        sqlite3_bind_int64(stmt, 1, ids[i]);
+        int rc = sqlite3_step(stmt);
+        if (rc == SQLITE_ROW)
+            ret = 1;
+        else if (rc != SQLITE_DONE)
+            ret = -1;
+        sqlite3_reset(stmt);
+    }
+    sqlite3_finalize(stmt);
+    pthread_mutex_unlock(&st->read_lock);
+    return ret;
+}
+
+int store_policy_event(store_handle *st, uint32_t uid, int32_t pid, const char *path,
+                       int64_t model_id, const char *rule, const char *decision,
+                       const char *reason)
+{
+    if (!st->wr)
+        return -1;
+    pthread_mutex_lock(&st->write_lock);
+    int ret = -1;
+    sqlite3_stmt *stmt = prep(st->wr, "INSERT INTO events (time_ns, uid, pid, path, model_id,"
+                                      " kind, detail, rule, decision)"
+                                      " VALUES (?1, ?2, ?3, ?4, ?5, 'policy', ?6, ?7, ?8)");
+    if (stmt) {
+        sqlite3_bind_int64(stmt, 1, now_ns());
+        sqlite3_bind_int64(stmt, 2, uid);
+        sqlite3_bind_int64(stmt, 3, pid);
+        bind_text(stmt, 4, path);
+        if (model_id)
+            sqlite3_bind_int64(stmt, 5, model_id);
+        else
+            sqlite3_bind_null(stmt, 5);
+        bind_text(stmt, 6, reason);
+        bind_text(stmt, 7, rule);
+        bind_text(stmt, 8, decision);
+        ret = step_done(st->wr, stmt);
+    }
+    pthread_mutex_unlock(&st->write_lock);
+    return ret;
+}
+
+/* ---------------------------------------------------------------- reference matches */
+
+void store_ref_clear(store_ref *r)
+{
+    free(r->name);
+    free(r->family);
+    free(r->evidence);
+    free(r->signals);
+    memset(r, 0, sizeof *r);
+}
+
+int store_set_ref(store_handle *st, int64_t model_id, const store_ref *ref)
+{
+    if (tx_begin(st) != 0)
+        return -1;
+    int ret = -1;
+    sqlite3_stmt *stmt = prep(st->wr, "DELETE FROM model_refs WHERE model_id = ?1");
+    if (stmt) {
+        sqlite3_bind_int64(stmt, 1, model_id);
+        ret = step_done(st->wr, stmt);
+    }
+    if (ret == 0 && ref) {
+        stmt = prep(st->wr, "INSERT INTO model_refs (model_id, kind, name, family, score, verdict,"
+                            " evidence, signals) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+        ret = -1;
+        if (stmt) {
+            sqlite3_bind_int64(stmt, 1, model_id);
+            bind_text(stmt, 2, ref->is_parent ? "parent" : "hint");
+            bind_text(stmt, 3, ref->name);
+            bind_text(stmt, 4, ref->family);
+            sqlite3_bind_double(stmt, 5, ref->score);
+            bind_text(stmt, 6, ref->verdict);
+            bind_text(stmt, 7, ref->evidence);
+            bind_text(stmt, 8, ref->signals);
+            ret = step_done(st->wr, stmt);
+        }
+    }
+    return tx_end(st, ret);
+}
+
+int store_ref_get(store_handle *st, int64_t model_id, store_ref *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&st->read_lock);
+    sqlite3_stmt *stmt = prep(st->rd, "SELECT kind, name, family, score, verdict, evidence, signals"
+                                      " FROM model_refs WHERE model_id = ?1");
+    int ret = -1;
+    if (stmt) {
+        sqlite3_bind_int64(stmt, 1, model_id);
+        int rc = sqlite3_step(stmt);
+        if (rc == SQLITE_ROW) {
+            out->is_parent = strcmp((const char *)sqlite3_column_text(stmt, 0), "parent") == 0;
+            out->name = dup_col(stmt, 1);
+            out->family = dup_col(stmt, 2);
+            out->score = sqlite3_column_double(stmt, 3);
+            copy_col(stmt, 4, out->verdict, sizeof out->verdict);
+            out->evidence = dup_col(stmt, 5);
+            out->signals = dup_col(stmt, 6);
+            ret = out->name && out->family ? 0 : -1;
+        } else if (rc == SQLITE_DONE) {
+            ret = 1;
+        }
+        sqlite3_finalize(stmt);
+    }
+    pthread_mutex_unlock(&st->read_lock);
+    if (ret != 0)
+        store_ref_clear(out);
     return ret;
 }

@@ -16,7 +16,7 @@
 
 typedef struct store_handle store_handle;
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 3
 
 enum { STORE_READONLY = 1u << 0 };
 
@@ -152,5 +152,57 @@ int store_rename(store_handle *st, const char *from, const char *to);
 /* Appends to the events table. model_id 0 = none. */
 int store_event(store_handle *st, uint32_t uid, int32_t pid, const char *path, int64_t model_id,
                 const char *kind, const char *detail);
+
+/* Gives a failed/incomplete model the digest of its files (so an admin can approve it). 1 when
+ * another model already has that digest (left as it is). */
+int store_set_digest(store_handle *st, int64_t model_id, const char *digest);
+
+/* ---------------------------------------------------------------- policy (fs/POLICY.md) */
+
+typedef struct store_approval {
+    char digest[65];
+    char state[16]; /* "approved" or "revoked" */
+    uint32_t by_uid;
+    int64_t at;     /* unix seconds */
+    char *note;
+} store_approval;
+
+/* state "approved" or "revoked": writes the approvals row and an approve/revoke events row in
+ * one synchronous=FULL transaction. */
+int store_approval_set(store_handle *st, const char *digest, const char *state, uint32_t uid,
+                       int32_t pid, const char *path, int64_t model_id, const char *note);
+/* 0 and *out filled (note malloc'd; store_approval_clear), 1 when the digest has no record. */
+int store_approval_get(store_handle *st, const char *digest, store_approval *out);
+void store_approval_clear(store_approval *a);
+/* 1 when some model of ids[] has an approval in force, 0 when none, -1 on error. */
+int store_any_approved(store_handle *st, const int64_t *ids, size_t n);
+/* Policy refusal rows: kind "policy", rule, decision "refused"/"would-refuse", detail = reason. */
+int store_policy_event(store_handle *st, uint32_t uid, int32_t pid, const char *path,
+                       int64_t model_id, const char *rule, const char *decision,
+                       const char *reason);
+/* Increases with every committed write that can change a decision (status, digest, edges,
+ * paths, approvals): part of the decision cache key. */
+uint64_t store_generation(store_handle *st);
+
+/* ---------------------------------------------------------------- reference matches */
+
+/* A model's match in the reference set (provfs --refdb): a parent (weights gave derived or
+ * identical; shown as `ref:NAME` when the model has no parent in the store) or only a family hint
+ * (metadata/tokenizer evidence: never a parent, never `derived`). */
+typedef struct store_ref {
+    bool is_parent;
+    char *name;
+    char *family;
+    double score;
+    char verdict[16];
+    char *evidence; /* JSON {"weights":..,"metadata":..,"tokenizer":..} or NULL */
+    char *signals;  /* compare JSON (provfs.compare/1) or NULL */
+} store_ref;
+
+/* Replaces the model's reference match (ref NULL: none). */
+int store_set_ref(store_handle *st, int64_t model_id, const store_ref *ref);
+/* 0 and *out filled (store_ref_clear), 1 when the model has none. */
+int store_ref_get(store_handle *st, int64_t model_id, store_ref *out);
+void store_ref_clear(store_ref *r);
 
 #endif
