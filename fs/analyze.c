@@ -3,6 +3,8 @@
 
 #include "provfs/analyzer.h"
 
+#include <openssl/evp.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -124,55 +126,6 @@ out:
     return ret;
 }
 
-static bool has_gguf_magic(int fd)
-{
-    char magic[4];
-    return pread(fd, magic, sizeof magic, 0) == (ssize_t)sizeof magic &&
-           memcmp(magic, "GGUF", 4) == 0;
-}
-
-int analyze_file_unit_check(int dirfd, const char *rel)
-{
-    int fd = openat(dirfd, rel, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    struct stat sb;
-    int ret = -1;
-    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
-        const char *base = strrchr(rel, '/');
-        ret = has_gguf_magic(fd) || has_suffix(base ? base + 1 : rel, ".gguf");
-    }
-    close(fd);
-    return ret;
-}
-
-typedef enum unit_kind { UNIT_GONE = -1, UNIT_NONE = 0, UNIT_DIR = 1, UNIT_FILE = 2 } unit_kind;
-
-/* What BACKING path abs is now: a directory unit, a GGUF file unit, neither, or gone. */
-static unit_kind unit_kind_of(const char *abs)
-{
-    struct stat sb;
-    if (lstat(abs, &sb) != 0)
-        return UNIT_GONE;
-    if (S_ISDIR(sb.st_mode)) {
-        int rc = analyze_unit_check(AT_FDCWD, abs);
-        return rc < 0 ? UNIT_GONE : rc ? UNIT_DIR : UNIT_NONE;
-    }
-    if (S_ISREG(sb.st_mode))
-        return analyze_file_unit_check(AT_FDCWD, abs) == 1 ? UNIT_FILE : UNIT_NONE;
-    return UNIT_NONE;
-}
-
-static bool file_has_gguf_magic(const char *abs)
-{
-    int fd = open(abs, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    bool ok = has_gguf_magic(fd);
-    close(fd);
-    return ok;
-}
-
 /* Replaces BACKING in an analyzer message with the mount-relative form. */
 static void relative_message(const analyze_ctx *an, const char *msg, char *out, size_t outlen)
 {
@@ -279,12 +232,8 @@ static int link_candidate(void *ctx, int64_t id, int64_t created_ns, const char 
         .signals = sig,
         /* Byte-identical tensors are the most direct evidence of descent; the score alone can
          * rank a sibling (e.g. a quantized copy of the same base) a hair above the real parent. */
-        .rank = r.score +
-                0.01 * (r.tensors_b ? (double)r.tensors_identical / (double)r.tensors_b : 0.0) -
-                /* A GGUF file is an inference export, usually quantised: two quantisations of one
-                 * base agree with each other a hair more than either does with the base (they
-                 * share its rounding), so a GGUF sibling must not outrank the original. */
-                (strcmp(pa_fp_format(a), "gguf") == 0 ? 0.05 : 0.0),
+        .rank = r.score + 0.01 * (r.tensors_b ? (double)r.tensors_identical / (double)r.tensors_b
+                                              : 0.0),
     };
     w->n_edges++;
     return 0;
@@ -311,6 +260,108 @@ static int link_model(analyze_ctx *an, int64_t id, const pa_fingerprint *fp,
     return ret;
 }
 
+/* ---------------------------------------------------------------- failed units */
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* SHA-256 of one file's bytes (hex). */
+static int sha256_file(int dirfd, const char *name, volatile const int *cancel, char out[65])
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    size_t bufsize = 1u << 20;
+    unsigned char *buf = malloc(bufsize);
+    int ret = buf && md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 ? 0 : -1;
+    for (ssize_t n; ret == 0 && (n = read(fd, buf, bufsize)) != 0;) {
+        if (n < 0 || (cancel && *cancel) || EVP_DigestUpdate(md, buf, (size_t)n) != 1)
+            ret = -1;
+    }
+    free(buf);
+    unsigned char d[32];
+    if (ret == 0 && EVP_DigestFinal_ex(md, d, NULL) != 1)
+        ret = -1;
+    for (int i = 0; ret == 0 && i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+    EVP_MD_CTX_free(md);
+    close(fd);
+    return ret;
+}
+
+/* The digest of a unit the analyzer could not parse, the same way as the analyzer's: SHA-256
+ * over the sorted "name\0sha256\n" list of its regular files (a GGUF unit: the file itself). */
+static int failed_unit_digest(const char *abs, volatile const int *cancel, char out[65])
+{
+    struct stat sb;
+    if (stat(abs, &sb) != 0)
+        return -1;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int dirfd, ret = -1;
+    if (S_ISREG(sb.st_mode)) {
+        const char *slash = strrchr(abs, '/');
+        char *parent = strndup(abs, slash && slash != abs ? (size_t)(slash - abs) : 1);
+        dirfd = parent ? open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+        free(parent);
+        names = malloc(sizeof *names);
+        if (names && (names[0] = strdup(slash ? slash + 1 : abs)) != NULL)
+            n = 1;
+    } else {
+        dirfd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int lfd = dirfd >= 0 ? dup(dirfd) : -1;
+        DIR *dir = lfd >= 0 ? fdopendir(lfd) : NULL;
+        if (!dir && lfd >= 0)
+            close(lfd);
+        struct dirent *de;
+        while (dir && (de = readdir(dir)) != NULL) {
+            struct stat fs;
+            if (de->d_name[0] == '.' || fstatat(dirfd, de->d_name, &fs, AT_SYMLINK_NOFOLLOW) != 0 ||
+                !S_ISREG(fs.st_mode))
+                continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                char **grown = realloc(names, cap * sizeof *names);
+                if (!grown)
+                    break;
+                names = grown;
+            }
+            if ((names[n] = strdup(de->d_name)) != NULL)
+                n++;
+        }
+        if (dir)
+            closedir(dir);
+        if (n)
+            qsort(names, n, sizeof *names, name_cmp);
+    }
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (dirfd >= 0 && n > 0 && md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1) {
+        ret = 0;
+        for (size_t i = 0; i < n && ret == 0; i++) {
+            char sha[65];
+            ret = sha256_file(dirfd, names[i], cancel, sha);
+            if (ret == 0 && (EVP_DigestUpdate(md, names[i], strlen(names[i]) + 1) != 1 ||
+                             EVP_DigestUpdate(md, sha, 64) != 1 || EVP_DigestUpdate(md, "\n", 1) != 1))
+                ret = -1;
+        }
+        unsigned char d[32];
+        if (ret == 0 && EVP_DigestFinal_ex(md, d, NULL) != 1)
+            ret = -1;
+        for (int i = 0; ret == 0 && i < 32; i++)
+            snprintf(out + 2 * i, 3, "%02x", d[i]);
+    }
+    EVP_MD_CTX_free(md);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    if (dirfd >= 0)
+        close(dirfd);
+    return ret;
+}
+
 /* ---------------------------------------------------------------- the job */
 
 void analyze_job(void *ctx, const queue_job *job)
@@ -319,22 +370,21 @@ void analyze_job(void *ctx, const queue_job *job)
     char *abs = backing_path(an, job->path);
     if (!abs)
         return;
-    unit_kind unit = unit_kind_of(abs);
-    if (unit <= UNIT_NONE) {
+    int unit = analyze_unit_check(AT_FDCWD, abs);
+    if (unit <= 0) {
         /* Gone, or no longer a model: forget what the store knew about this path. */
         store_model m;
         if (store_model_by_path(an->st, job->path, &m) == 0) {
             if (queue_current(an->q, job->path, job->gen)) {
-                store_remove_path(an->st, job->path, unit == UNIT_GONE);
+                store_remove_path(an->st, job->path, unit < 0);
                 store_event(an->st, job->uid, job->pid, job->path, m.id, "removed",
-                            unit == UNIT_GONE ? "gone" : "no longer a model unit");
+                            unit < 0 ? "directory gone" : "no longer a model unit");
             }
             store_model_clear(&m);
         }
         free(abs);
         return;
     }
-    /* A directory unit records the directory's mtime, a GGUF unit its file's. */
     struct stat sb;
     int64_t dir_mtime = stat(abs, &sb) == 0
                             ? (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec
@@ -347,19 +397,11 @@ void analyze_job(void *ctx, const queue_job *job)
     pa_fp_options opt = {.threads = an->fp_threads, .cancel = job->cancel};
     pa_fingerprint *fp = NULL;
     pa_error err = {0};
-    pa_status status;
-    if (unit == UNIT_FILE && !file_has_gguf_magic(abs)) {
-        /* Named *.gguf without the magic: never guess another format from the bytes. */
-        const char *base = strrchr(job->path, '/');
-        status = pa_error_set(&err, PA_E_FORMAT, "%s: not a GGUF file (bad magic)",
-                              base ? base + 1 : job->path);
-    } else {
-        status = pa_fingerprint_path(abs, &opt, &fp, &err);
-    }
+    pa_status status = pa_fingerprint_path(abs, &opt, &fp, &err);
     if (*job->cancel) {
         /* Written again, renamed, deleted or unmounting: the queue runs it again if it still
-         * exists; a row begun for a unit that went away is dropped. */
-        if (unit_kind_of(abs) == UNIT_GONE)
+         * exists; a row begun for a directory that went away is dropped. */
+        if (analyze_unit_check(AT_FDCWD, abs) < 0)
             store_remove_path(an->st, job->path, false);
         pa_fingerprint_free(fp);
         free(abs);
@@ -369,9 +411,14 @@ void analyze_job(void *ctx, const queue_job *job)
         char msg[sizeof err.msg];
         relative_message(an, err.msg[0] ? err.msg : pa_status_name(status), msg, sizeof msg);
         const char *st_name = status == PA_E_INCOMPLETE ? "incomplete" : "failed";
+        /* The content digest even so, so an admin can approve (release) a failed unit. */
+        char digest[65];
+        bool have_digest = failed_unit_digest(abs, job->cancel, digest) == 0;
         pthread_mutex_lock(&an->lineage_lock);
         if (queue_current(an->q, job->path, job->gen)) {
             store_finish_error(an->st, id, st_name, msg);
+            if (have_digest)
+                store_set_digest(an->st, id, digest);
             store_event(an->st, job->uid, job->pid, job->path, id, st_name, msg);
         }
         pthread_mutex_unlock(&an->lineage_lock);
@@ -379,8 +426,7 @@ void analyze_job(void *ctx, const queue_job *job)
         free(abs);
         return;
     }
-    /* Stored fingerprints are content: the BACKING path stays out of them. */
-    char *json = pa_fp_set_path(fp, NULL) ? pa_fp_to_json(fp, false) : NULL;
+    char *json = pa_fp_to_json(fp, false);
     size_t n_files = pa_fp_n_files(fp);
     store_file *files = calloc(n_files ? n_files : 1, sizeof *files);
     if (!json || !files)
@@ -437,19 +483,7 @@ static bool files_changed(analyze_ctx *an, const char *abs, int64_t model_id)
     if (store_files(an->st, model_id, &files, &n) != 0)
         return true;
     bool changed = n == 0;
-    /* A GGUF unit is one file: its name is looked up in its directory. */
-    struct stat self;
-    int dfd;
-    if (stat(abs, &self) == 0 && S_ISREG(self.st_mode)) {
-        char *dir = strdup(abs);
-        char *slash = dir ? strrchr(dir, '/') : NULL;
-        if (slash)
-            *(slash == dir ? slash + 1 : slash) = '\0';
-        dfd = slash ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-        free(dir);
-    } else {
-        dfd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    }
+    int dfd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     for (size_t i = 0; i < n && !changed; i++) {
         struct stat sb;
         if (dfd < 0 || fstatat(dfd, files[i].name, &sb, 0) != 0 ||
@@ -470,9 +504,7 @@ static int recon_path(void *ctx, const char *path, int64_t model_id, const char 
     if (!abs)
         return 1;
     struct stat sb;
-    if (stat(abs, &sb) != 0 ||
-        !(S_ISDIR(sb.st_mode) ||
-          (S_ISREG(sb.st_mode) && analyze_file_unit_check(AT_FDCWD, abs) == 1))) {
+    if (stat(abs, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
         store_remove_path(r->an->st, path, false);
         store_event(r->an->st, 0, 0, path, model_id, "removed", "gone while unmounted");
         r->removed++;
@@ -514,29 +546,16 @@ static void recon_walk(recon *r, int dirfd, const char *rel, int depth)
             continue;
         if (depth == 0 && strcmp(de->d_name, ".provfs") == 0)
             continue;
-        if (de->d_type != DT_DIR && de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
+        if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
+            continue;
+        int sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub < 0)
             continue;
         char child[PATH_MAX];
         int n = snprintf(child, sizeof child, "%s%s%s", rel, strcmp(rel, "/") == 0 ? "" : "/",
                          de->d_name);
-        if (n <= 0 || (size_t)n >= sizeof child)
-            continue;
-        if (de->d_type != DT_DIR && analyze_file_unit_check(dirfd, de->d_name) == 1) {
-            /* A GGUF file: a unit of its own. */
-            store_model m;
-            int rc = store_model_by_path(r->an->st, child, &m);
-            if (rc == 0)
-                store_model_clear(&m);
-            else if (rc == 1) {
-                queue_mark(r->an->q, child, 0, 0);
-                r->queued++;
-            }
-            continue;
-        }
-        int sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (sub < 0)
-            continue;
-        recon_walk(r, sub, child, depth + 1);
+        if (n > 0 && (size_t)n < sizeof child)
+            recon_walk(r, sub, child, depth + 1);
         close(sub);
     }
     closedir(dir);

@@ -68,7 +68,8 @@ struct pf_fs {
     size_t n_inodes;     /* inode_lock */
     store_handle *st;    /* set before the loop; thread-safe */
     queue *q;            /* set before the loop; thread-safe */
-    const char *policy_json;
+    gate *gate;          /* set before the loop; thread-safe (policy decisions) */
+    gid_t admin_gid;     /* set before the loop */
 };
 
 static pf_fs *fs_of(fuse_req_t req)
@@ -201,26 +202,12 @@ static void mark_inode_dir(pf_fs *fs, pf_caller who, pf_inode *dir)
         mark_dir(fs, who, path);
 }
 
-/* Schedules the file at path when it is a unit of its own (GGUF, detected from its bytes), or
- * was one. */
-static void mark_file(pf_fs *fs, pf_caller who, const char *path)
-{
-    if (!fs->q)
-        return;
-    if (analyze_file_unit_check(fs->root.fd, path + 1) != 1 &&
-        queue_get_state(fs->q, path) == QUEUE_NONE && !store_knows(fs, path))
-        return;
-    queue_mark(fs->q, path, who.uid, who.pid);
-}
-
-/* The unit holding the file open on fd (or O_PATH fd) changed: the file's own unit (GGUF) and
- * its directory's. */
+/* The unit holding the file open on fd (or O_PATH fd) changed. */
 static void mark_file_fd(pf_fs *fs, pf_caller who, int fd)
 {
     char path[PATH_MAX];
     if (fd_path(fs, fd, path, sizeof path) != 0)
         return;
-    mark_file(fs, who, path);
     split_path(path);
     mark_dir(fs, who, path);
 }
@@ -342,7 +329,7 @@ static void vfile_attr(pf_fs *fs, pf_inode *vf, struct stat *st)
     size_t len = 0;
     char *text = NULL;
     if (fs->st && inode_path(fs, vf->vdir, path, sizeof path) == 0)
-        text = vfile_render(fs->st, fs->q, path, fs->policy_json, &len);
+        text = vfile_render(fs->st, fs->q, fs->gate, path, &len);
     free(text);
     st->st_size = (off_t)len;
 }
@@ -620,13 +607,9 @@ static void pf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
         if (linkat(AT_FDCWD, proc, dir->fd, name, AT_SYMLINK_FOLLOW) != 0)
             err = errno;
     }
-    char path[PATH_MAX];
-    bool have_path = !err && child_path(fs, dir, name, path, sizeof path) == 0;
     reply_new_entry(req, fs, dir, name, err);
     if (!err)
         mark_inode_dir(fs, who, dir);
-    if (have_path)
-        mark_file(fs, who, path);
 }
 
 static void pf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -634,20 +617,12 @@ static void pf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     pf_fs *fs = fs_of(req);
     pf_inode *dir = inode_of(req, parent);
     pf_caller who = caller_of(req);
-    char path[PATH_MAX];
-    bool have_path = child_path(fs, dir, name, path, sizeof path) == 0;
     int err = check_new_name(fs, dir, name);
     if (!err && unlinkat(dir->fd, name, 0) != 0)
         err = errno;
     fuse_reply_err(req, err);
     if (!err)
         mark_inode_dir(fs, who, dir);
-    if (!err && have_path && fs->q) {
-        /* A GGUF unit goes with its name (another hard link is a path of its own). */
-        queue_forget(fs->q, path);
-        if (store_knows(fs, path))
-            store_remove_path(fs->st, path, false);
-    }
 }
 
 static void pf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -686,24 +661,16 @@ static void pf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
     if (err || !have_paths || !fs->q)
         return;
     struct stat st;
-    bool moved = fstatat(newdir->fd, newname, &st, AT_SYMLINK_NOFOLLOW) == 0;
-    bool file_unit = moved && S_ISREG(st.st_mode) &&
-                     (queue_get_state(fs->q, from) != QUEUE_NONE || store_knows(fs, from) ||
-                      analyze_file_unit_check(fs->root.fd, to + 1) == 1);
-    if (moved && (S_ISDIR(st.st_mode) || file_unit) && !(flags & RENAME_EXCHANGE)) {
-        /* A directory or a GGUF file moved: its models keep their analysis under the new name. */
+    if (fstatat(newdir->fd, newname, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) &&
+        !(flags & RENAME_EXCHANGE)) {
+        /* A directory moved: the models in it keep their analysis under the new name. */
         queue_rename(fs->q, from, to);
         store_rename(fs->st, from, to);
         if (store_knows(fs, to))
             store_event(fs->st, who.uid, who.pid, to, 0, "renamed", from);
-        /* A GGUF unit's one file changed its name (part of the unit's file list and digest). */
-        if (file_unit)
-            mark_file(fs, who, to);
     } else if (flags & RENAME_EXCHANGE) {
         mark_dir(fs, who, from);
         mark_dir(fs, who, to);
-        mark_file(fs, who, from);
-        mark_file(fs, who, to);
     }
     /* A file moved out of one unit and into another. */
     split_path(from);
@@ -740,7 +707,7 @@ static int open_vfile(pf_fs *fs, pf_inode *vf, struct fuse_file_info *fi)
     pf_handle *h = handle_new(-1);
     if (!h)
         return ENOMEM;
-    h->vdata = vfile_render(fs->st, fs->q, path, fs->policy_json, &h->vlen);
+    h->vdata = vfile_render(fs->st, fs->q, fs->gate, path, &h->vlen);
     if (!h->vdata) {
         free(h);
         return EIO;
@@ -1052,6 +1019,93 @@ static void pf_statfs(fuse_req_t req, fuse_ino_t ino)
         fuse_reply_statfs(req, &sv);
 }
 
+/* ---------------------------------------------------------------- policy enforcement */
+
+/* uid 0, or a member of --admin-gid (primary or supplementary group). The groups come from
+ * /proc, so they are read only when a decision would refuse. */
+static bool caller_is_admin(fuse_req_t req, pf_fs *fs)
+{
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    if (ctx->uid == 0 || ctx->gid == fs->admin_gid)
+        return true;
+    gid_t groups[256];
+    int n = fuse_req_getgroups(req, 256, groups);
+    for (int i = 0; i < n && i < 256; i++)
+        if (groups[i] == fs->admin_gid)
+            return true;
+    return false;
+}
+
+/* The one place where reads are refused (fs/POLICY.md): open, and create of a name that already
+ * exists, for reading, of a gated file of a blocked unit by a non-admin. Decided from stored
+ * data (gate.c caches it); never analyses. Returns EACCES to refuse, 0 to go on; *log is set
+ * when an events row is due, written after the reply so it never delays the caller. */
+static int policy_gate(fuse_req_t req, pf_fs *fs, const char *path, int flags, gate_open *log)
+{
+    memset(log, 0, sizeof *log);
+    gate_open o;
+    if ((flags & O_ACCMODE) == O_WRONLY || gate_check_open(fs->gate, path, &o) != 0 ||
+        !o.applies || caller_is_admin(req, fs))
+        return 0;
+    *log = o;
+    return o.enforced ? EACCES : 0;
+}
+
+static void policy_log(pf_fs *fs, const gate_open *log, const char *path, pf_caller who)
+{
+    if (log->applies)
+        gate_log_open(fs->gate, log, path, who.uid, who.pid);
+}
+
+static void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+
+static void pf_open_gated(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    pf_fs *fs = fs_of(req);
+    pf_inode *in = inode_of(req, ino);
+    char path[PATH_MAX];
+    if (in->vdir || !fs->gate || (fi->flags & O_ACCMODE) == O_WRONLY || gate_off(fs->gate) ||
+        inode_path(fs, in, path, sizeof path) != 0) {
+        pf_open(req, ino, fi);
+        return;
+    }
+    gate_open log;
+    pf_caller who = caller_of(req);
+    int err = policy_gate(req, fs, path, fi->flags, &log);
+    if (err)
+        fuse_reply_err(req, err);
+    else
+        pf_open(req, ino, fi);
+    policy_log(fs, &log, path, who);
+}
+
+static void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                      struct fuse_file_info *fi);
+
+static void pf_create_gated(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                            struct fuse_file_info *fi)
+{
+    pf_fs *fs = fs_of(req);
+    pf_inode *dir = inode_of(req, parent);
+    char path[PATH_MAX];
+    struct stat sb;
+    /* Only an existing file exposes bytes; a new one is empty. */
+    if (dir->vdir || !fs->gate || (fi->flags & O_ACCMODE) == O_WRONLY || (fi->flags & O_EXCL) ||
+        gate_off(fs->gate) || fstatat(dir->fd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !S_ISREG(sb.st_mode) || child_path(fs, dir, name, path, sizeof path) != 0) {
+        pf_create(req, parent, name, mode, fi);
+        return;
+    }
+    gate_open log;
+    pf_caller who = caller_of(req);
+    int err = policy_gate(req, fs, path, fi->flags, &log);
+    if (err)
+        fuse_reply_err(req, err);
+    else
+        pf_create(req, parent, name, mode, fi);
+    policy_log(fs, &log, path, who);
+}
+
 /* ---------------------------------------------------------------- xattrs */
 
 /* Never ENOSYS: the kernel would switch xattrs off for the whole mount. */
@@ -1068,12 +1122,6 @@ static bool provenance_target(pf_fs *fs, pf_inode *in, char *dir, size_t dirlen,
         return false;
     if (inode_path(fs, in, dir, dirlen) != 0)
         return false;
-    if (in->type == S_IFREG && fs->q &&
-        (queue_get_state(fs->q, dir) != QUEUE_NONE || store_knows(fs, dir))) {
-        /* A GGUF file is a unit of its own: its xattrs describe it, not its directory. */
-        *file = strrchr(dir, '/') + 1;
-        return true;
-    }
     *file = in->type == S_IFDIR ? NULL : split_path(dir);
     return true;
 }
@@ -1101,7 +1149,7 @@ static void pf_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
             err = ENOMEM;
             goto out;
         }
-        len = xattr_get(fs->st, fs->q, dir, file, name, value, size);
+        len = xattr_get(fs->st, fs->q, fs->gate, dir, file, name, value, size);
     } else if (in->type == S_IFLNK) {
         len = -ENODATA;
     } else {
@@ -1152,7 +1200,7 @@ static void pf_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
     char dir[PATH_MAX];
     const char *file = NULL;
     bool ours = provenance_target(fs, in, dir, sizeof dir, &file);
-    int extra = ours ? xattr_list(fs->st, fs->q, dir, file, NULL, 0) : 0;
+    int extra = ours ? xattr_list(fs->st, fs->q, fs->gate, dir, file, NULL, 0) : 0;
     if (extra < 0)
         extra = 0;
     size_t cap = (size_t)native + (size_t)extra + 256; /* room for a name added meanwhile */
@@ -1169,7 +1217,8 @@ static void pf_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
         }
     }
     if (ours) {
-        int n = xattr_list(fs->st, fs->q, dir, file, list + used, cap - (size_t)used);
+        int n = xattr_list(fs->st, fs->q, fs->gate, dir, file, list + used,
+                           cap - (size_t)used);
         if (n > 0)
             used += n;
     }
@@ -1188,12 +1237,22 @@ out:
 static void pf_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
                         size_t size, int flags)
 {
+    pf_fs *fs = fs_of(req);
     pf_inode *in = inode_of(req, ino);
     int err = 0;
+    char dir[PATH_MAX];
+    const char *file = NULL;
     if (in->vdir)
         err = EACCES;
-    else if (xattr_is_provenance(name))
+    else if (xattr_is_provenance(name) &&
+             !provenance_target(fs, in, dir, sizeof dir, &file))
         err = EPERM;
+    else if (xattr_is_provenance(name)) {
+        /* Only the approve/revoke controls, only for admins (xattr_set says which). */
+        pf_caller who = caller_of(req);
+        err = -xattr_set(fs->st, fs->q, dir, file, name, value, size, caller_is_admin(req, fs),
+                         who.uid, who.pid);
+    }
     else if (in->type == S_IFLNK)
         err = EPERM;
     else {
@@ -1241,8 +1300,8 @@ static const struct fuse_lowlevel_ops pf_ops = {
     .unlink = pf_unlink,
     .rmdir = pf_rmdir,
     .rename = pf_rename,
-    .create = pf_create,
-    .open = pf_open,
+    .create = pf_create_gated, /* policy enforcement wraps these two */
+    .open = pf_open_gated,
     .read = pf_read,
     .write_buf = pf_write_buf,
     .flush = pf_flush,
@@ -1297,11 +1356,12 @@ pf_fs *ops_fs_new(const char *backing_abs, double timeout)
     return fs;
 }
 
-void ops_fs_attach(pf_fs *fs, store_handle *st, queue *q, const char *policy_json)
+void ops_fs_attach(pf_fs *fs, store_handle *st, queue *q, gate *g, gid_t admin_gid)
 {
     fs->st = st;
     fs->q = q;
-    fs->policy_json = policy_json;
+    fs->gate = g;
+    fs->admin_gid = admin_gid;
 }
 
 void ops_fs_free(pf_fs *fs)

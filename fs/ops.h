@@ -5,6 +5,7 @@
 #define FUSE_USE_VERSION 34
 #include <fuse_lowlevel.h>
 
+#include "gate.h"
 #include "queue.h"
 #include "store.h"
 
@@ -13,7 +14,8 @@ typedef struct pf_fs pf_fs;
 /* backing_abs: canonical absolute BACKING path. timeout: entry/attr cache seconds. */
 pf_fs *ops_fs_new(const char *backing_abs, double timeout);
 /* Attaches the store and queue (opened after fuse_daemonize) before the loop starts. */
-void ops_fs_attach(pf_fs *fs, store_handle *st, queue *q, const char *policy_json);
+/* g: policy decisions (may be NULL: nothing is refused); admin_gid: --admin-gid. */
+void ops_fs_attach(pf_fs *fs, store_handle *st, queue *q, gate *g, gid_t admin_gid);
 void ops_fs_free(pf_fs *fs);
 const struct fuse_lowlevel_ops *ops_table(void);
 

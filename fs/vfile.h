@@ -3,6 +3,7 @@
 #ifndef PROVFS_VFILE_H
 #define PROVFS_VFILE_H
 
+#include "gate.h"
 #include "queue.h"
 #include "store.h"
 
@@ -10,10 +11,9 @@
 
 #define VFILE_NAME ".provenance"
 
-/* JSON for DIR/.provenance (dir is mount-relative; "/" renders the store summary). policy_json
- * is the active policy file's text (may be NULL). Returns malloc'd text and its length, NULL on
- * allocation or store failure. */
-char *vfile_render(store_handle *st, queue *q, const char *dir, const char *policy_json,
-                   size_t *len);
+/* JSON for DIR/.provenance (dir is mount-relative; "/" renders the store summary: counts, the
+ * blocked count and the active policy). g (may be NULL: no policy) decides. Returns malloc'd
+ * text and its length, NULL on allocation or store failure. */
+char *vfile_render(store_handle *st, queue *q, gate *g, const char *dir, size_t *len);
 
 #endif

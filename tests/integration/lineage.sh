@@ -34,7 +34,8 @@ for k in ft q8 pruned; do
     score=$(xattr "$M/work/$k" score)
     [[ "$score" =~ ^[01]\.[0-9]{4}$ ]] || fail "$k score '$score' is not 4 decimals"
     python3 -c "import sys; sys.exit(0 if float('$score') >= 0.5 else 1)" || fail "$k score $score"
-    expect_eq "$k approval" "$(xattr "$M/work/$k" approval)" not-required
+    # default policy (audit, unknown-lineage): derived from an unapproved base = would-be block
+    expect_eq "$k approval" "$(xattr "$M/work/$k" approval)" unapproved
 done
 expect_eq "other parent" "$(xattr "$M/work/other" parent)" ""
 expect_eq "other verdict" "$(xattr "$M/work/other" verdict)" none

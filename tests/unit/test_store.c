@@ -155,28 +155,28 @@ static void test_store_lineage(char *dir)
 
     /* xattrs from the store. */
     char buf[256];
-    int len = xattr_get(st, NULL, "/ft", NULL, "user.provenance.status", buf, sizeof buf);
+    int len = xattr_get(st, NULL, NULL, "/ft", NULL, "user.provenance.status", buf, sizeof buf);
     CHECK_INT(len, 5);
     CHECK(len == 5 && memcmp(buf, "ready", 5) == 0);
-    len = xattr_get(st, NULL, "/ft", NULL, "user.provenance.verdict", buf, sizeof buf);
+    len = xattr_get(st, NULL, NULL, "/ft", NULL, "user.provenance.verdict", buf, sizeof buf);
     CHECK(len == 4 && memcmp(buf, "none", 4) == 0);
-    CHECK_INT(xattr_get(st, NULL, "/ft", NULL, "user.provenance.parent", buf, sizeof buf),
+    CHECK_INT(xattr_get(st, NULL, NULL, "/ft", NULL, "user.provenance.parent", buf, sizeof buf),
               -ENODATA);
-    CHECK_INT(xattr_get(st, NULL, "/ft", NULL, "user.provenance.status", buf, 2), -ERANGE);
-    CHECK_INT(xattr_get(st, NULL, "/nothing", NULL, "user.provenance.status", buf, sizeof buf),
+    CHECK_INT(xattr_get(st, NULL, NULL, "/ft", NULL, "user.provenance.status", buf, 2), -ERANGE);
+    CHECK_INT(xattr_get(st, NULL, NULL, "/nothing", NULL, "user.provenance.status", buf, sizeof buf),
               -ENODATA);
-    len = xattr_get(st, NULL, "/q8", NULL, "user.provenance.error", buf, sizeof buf);
+    len = xattr_get(st, NULL, NULL, "/q8", NULL, "user.provenance.error", buf, sizeof buf);
     CHECK(len > 0);
-    len = xattr_get(st, NULL, "/ft", "model.safetensors", "user.provenance.sha256", buf,
+    len = xattr_get(st, NULL, NULL, "/ft", "model.safetensors", "user.provenance.sha256", buf,
                     sizeof buf);
     CHECK_INT(len, 64);
-    CHECK(xattr_list(st, NULL, "/ft", NULL, NULL, 0) > 0);
+    CHECK(xattr_list(st, NULL, NULL, "/ft", NULL, NULL, 0) > 0);
 
     size_t jlen = 0;
-    char *json = vfile_render(st, NULL, "/ft", NULL, &jlen);
+    char *json = vfile_render(st, NULL, NULL, "/ft", &jlen);
     CHECK(json && strstr(json, "provfs.provenance/1") && strstr(json, "\"lineage\""));
     free(json);
-    json = vfile_render(st, NULL, "/", "{\"mode\":\"audit\"}", &jlen);
+    json = vfile_render(st, NULL, NULL, "/", &jlen);
     CHECK(json && strstr(json, "provfs.store/1"));
     free(json);
 

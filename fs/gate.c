@@ -1,0 +1,332 @@
+/* Policy decisions for store units, cached. See gate.h and fs/POLICY.md. */
+#include "gate.h"
+
+#include <cjson/cJSON.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GATE_BUCKETS 8192
+#define GATE_MAX_ENTRIES 65536
+#define GATE_MAX_ANCESTORS 64
+
+typedef struct gate_entry {
+    struct gate_entry *next; /* gate.lock */
+    char *path;              /* immutable */
+    uint64_t generation;     /* key: store_generation() when computed */
+    uint64_t serial;         /* key: policy_serial() */
+    queue_state qs;          /* key: queue state when computed */
+    gate_verdict verdict;
+} gate_entry;
+
+struct gate {
+    store_handle *st;  /* immutable, thread-safe */
+    queue *q;          /* immutable, thread-safe (may be NULL) */
+    policy_slot *slot; /* immutable, thread-safe */
+    pthread_mutex_t lock;
+    gate_entry *buckets[GATE_BUCKETS]; /* lock */
+    size_t n_entries;                  /* lock */
+};
+
+gate *gate_create(store_handle *st, queue *q, policy_slot *slot)
+{
+    gate *g = calloc(1, sizeof *g);
+    if (!g)
+        return NULL;
+    g->st = st;
+    g->q = q;
+    g->slot = slot;
+    pthread_mutex_init(&g->lock, NULL);
+    return g;
+}
+
+static void clear_locked(gate *g)
+{
+    for (size_t b = 0; b < GATE_BUCKETS; b++) {
+        gate_entry *e = g->buckets[b];
+        while (e) {
+            gate_entry *next = e->next;
+            free(e->path);
+            free(e);
+            e = next;
+        }
+        g->buckets[b] = NULL;
+    }
+    g->n_entries = 0;
+}
+
+void gate_destroy(gate *g)
+{
+    if (!g)
+        return;
+    clear_locked(g);
+    pthread_mutex_destroy(&g->lock);
+    free(g);
+}
+
+policy *gate_policy(gate *g)
+{
+    return g && g->slot ? policy_slot_get(g->slot) : NULL;
+}
+
+bool gate_off(gate *g)
+{
+    policy *p = gate_policy(g);
+    bool off = !p || policy_get_mode(p) == POLICY_OFF;
+    policy_unref(p);
+    return off;
+}
+
+static size_t hash_path(const char *path)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const unsigned char *c = (const unsigned char *)path; *c; c++)
+        h = (h ^ *c) * 1099511628211ull;
+    return (size_t)(h % GATE_BUCKETS);
+}
+
+/* ---------------------------------------------------------------- describing a unit */
+
+/* The config's own model_type, from the stored fingerprint (self-declared: reasons only). */
+static char *claimed_family(store_handle *st, int64_t id)
+{
+    char *text = NULL;
+    if (store_fingerprint(st, id, &text) != 0)
+        return NULL;
+    cJSON *fp = cJSON_Parse(text);
+    free(text);
+    const cJSON *mfi = cJSON_GetObjectItemCaseSensitive(fp, "mfi");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(mfi, "model_type");
+    char *out = cJSON_IsString(type) ? strdup(type->valuestring) : NULL;
+    cJSON_Delete(fp);
+    return out;
+}
+
+static bool linked_verdict(const char *verdict)
+{
+    return strcmp(verdict, "derived") == 0 || strcmp(verdict, "identical") == 0;
+}
+
+static int compute(gate *g, const policy *p, const char *dir, queue_state qs, gate_verdict *out)
+{
+    memset(out, 0, sizeof *out);
+    store_model m;
+    int rc = store_model_by_path(g->st, dir, &m);
+    if (rc < 0)
+        return -1;
+    if (rc == 1 && qs == QUEUE_NONE)
+        return 0;
+    out->unit = true;
+    policy_model pm = {0};
+    const char *paths[1] = {dir};
+    pm.paths = paths;
+    pm.n_paths = 1;
+    pm.status = qs == QUEUE_PENDING     ? POLICY_PENDING
+                : qs == QUEUE_ANALYZING ? POLICY_ANALYZING
+                                        : policy_status_parse(m.status);
+    store_link *anc = NULL;
+    size_t n_anc = 0, n_linked = 0;
+    const char *anc_paths[GATE_MAX_ANCESTORS];
+    int64_t anc_ids[GATE_MAX_ANCESTORS];
+    char *claim = NULL;
+    int ret = 0;
+    if (rc == 0) {
+        out->model_id = m.id;
+        /* While pending after a write, the stored digest is the old content's. */
+        if (qs == QUEUE_NONE && m.digest[0]) {
+            store_approval a;
+            int arc = store_approval_get(g->st, m.digest, &a);
+            if (arc < 0)
+                ret = -1;
+            else if (arc == 0)
+                out->approved = strcmp(a.state, "approved") == 0 &&
+                                policy_approval_binds(a.digest, m.digest);
+            if (arc == 0)
+                store_approval_clear(&a);
+        }
+        if (ret == 0 && store_ancestors(g->st, m.id, &anc, &n_anc) != 0)
+            ret = -1;
+        /* Lineage follows derived/identical edges only; a weak edge ends the chain. */
+        for (size_t i = 0; ret == 0 && i < n_anc && i < GATE_MAX_ANCESTORS; i++) {
+            if (!linked_verdict(anc[i].verdict))
+                break;
+            anc_paths[n_linked] = anc[i].path;
+            anc_ids[n_linked] = anc[i].id;
+            n_linked++;
+        }
+        if (ret == 0 && n_linked > 0) {
+            int any = store_any_approved(g->st, anc_ids, n_linked);
+            if (any < 0)
+                ret = -1;
+            pm.ancestor_approved = any == 1;
+        }
+        claim = ret == 0 ? claimed_family(g->st, m.id) : NULL;
+        store_model_clear(&m);
+    }
+    pm.approved = out->approved;
+    pm.has_linked_ancestor = n_linked > 0;
+    pm.ancestor_paths = anc_paths;
+    pm.n_ancestor_paths = n_linked;
+    pm.claimed_family = claim;
+    if (ret == 0)
+        policy_decide(p, &pm, &out->decision);
+    free(claim);
+    store_links_free(anc, n_anc);
+    return ret;
+}
+
+/* Decides for dir with the policy p, through the cache. */
+static int unit_cached(gate *g, const policy *p, const char *dir, gate_verdict *out)
+{
+    /* The key is read before the store is: a write committed meanwhile changes the generation,
+     * so a result computed from older data is never found under a newer key. */
+    uint64_t gen = store_generation(g->st);
+    uint64_t serial = policy_serial(p);
+    queue_state qs = g->q ? queue_get_state(g->q, dir) : QUEUE_NONE;
+    size_t b = hash_path(dir);
+    pthread_mutex_lock(&g->lock);
+    for (gate_entry *e = g->buckets[b]; e; e = e->next) {
+        if (strcmp(e->path, dir) == 0 && e->generation == gen && e->serial == serial &&
+            e->qs == qs) {
+            *out = e->verdict;
+            pthread_mutex_unlock(&g->lock);
+            return 0;
+        }
+    }
+    pthread_mutex_unlock(&g->lock);
+    if (compute(g, p, dir, qs, out) != 0)
+        return -1;
+    gate_entry *fresh = calloc(1, sizeof *fresh);
+    char *copy = fresh ? strdup(dir) : NULL;
+    if (!copy) {
+        free(fresh);
+        return 0; /* decided, just not cached */
+    }
+    fresh->path = copy;
+    fresh->generation = gen;
+    fresh->serial = serial;
+    fresh->qs = qs;
+    fresh->verdict = *out;
+    pthread_mutex_lock(&g->lock);
+    /* Drop this path's stale entries; start over when the table is full. */
+    for (gate_entry **pp = &g->buckets[b]; *pp;) {
+        gate_entry *e = *pp;
+        if (strcmp(e->path, dir) == 0) {
+            *pp = e->next;
+            free(e->path);
+            free(e);
+            g->n_entries--;
+        } else {
+            pp = &e->next;
+        }
+    }
+    if (g->n_entries >= GATE_MAX_ENTRIES)
+        clear_locked(g);
+    fresh->next = g->buckets[b];
+    g->buckets[b] = fresh;
+    g->n_entries++;
+    pthread_mutex_unlock(&g->lock);
+    return 0;
+}
+
+int gate_unit(gate *g, const char *dir, gate_verdict *out)
+{
+    memset(out, 0, sizeof *out);
+    policy *p = gate_policy(g);
+    if (!p)
+        return 0;
+    int ret = unit_cached(g, p, dir, out);
+    policy_unref(p);
+    return ret;
+}
+
+/* ---------------------------------------------------------------- open */
+
+int gate_check_open(gate *g, const char *path, gate_open *out)
+{
+    memset(out, 0, sizeof *out);
+    policy *p = gate_policy(g);
+    if (!p)
+        return 0;
+    int ret = 0;
+    if (policy_get_mode(p) == POLICY_OFF)
+        goto out;
+    char unit[PATH_MAX];
+    if (snprintf(unit, sizeof unit, "%s", path) >= (int)sizeof unit)
+        goto out;
+    /* Every enclosing unit counts: the file itself (a GGUF unit), its directory, and up. */
+    size_t plen = strlen(path), len = plen;
+    const char *base = strrchr(path, '/');
+    for (;;) {
+        /* path relative to the unit (a file unit: its own name) */
+        const char *name = len == plen ? (base ? base + 1 : path)
+                           : len == 1  ? path + 1
+                                       : path + len + 1;
+        gate_verdict v;
+        if (unit_cached(g, p, unit, &v) != 0) {
+            ret = -1;
+            break;
+        }
+        if (v.unit && !v.decision.allow && policy_file_gated(name)) {
+            out->applies = true;
+            out->enforced = v.decision.enforced;
+            out->model_id = v.model_id;
+            out->rule = v.decision.rule;
+            out->decision = policy_event_decision(&v.decision);
+            snprintf(out->reason, sizeof out->reason, "%s", v.decision.reason);
+            break;
+        }
+        if (len <= 1)
+            break;
+        char *slash = strrchr(unit, '/');
+        if (!slash)
+            break;
+        len = slash == unit ? 1 : (size_t)(slash - unit);
+        unit[len] = '\0';
+    }
+out:
+    policy_unref(p);
+    return ret;
+}
+
+void gate_log_open(gate *g, const gate_open *o, const char *path, uint32_t uid, int32_t pid)
+{
+    if (!o->applies || !o->decision)
+        return;
+    store_policy_event(g->st, uid, pid, path, o->model_id, o->rule, o->decision, o->reason);
+}
+
+/* ---------------------------------------------------------------- counts */
+
+typedef struct count_ctx {
+    gate *g;
+    const policy *p;
+    int64_t blocked;
+} count_ctx;
+
+static int count_one(void *ctx, const char *path, int64_t model_id, const char *status,
+                     int64_t dir_mtime_ns)
+{
+    (void)model_id;
+    (void)status;
+    (void)dir_mtime_ns;
+    count_ctx *c = ctx;
+    gate_verdict v;
+    if (unit_cached(c->g, c->p, path, &v) == 0 && v.unit && !v.decision.allow)
+        c->blocked++;
+    return 0;
+}
+
+int64_t gate_count_blocked(gate *g)
+{
+    policy *p = gate_policy(g);
+    if (!p)
+        return 0;
+    count_ctx c = {.g = g, .p = p};
+    if (policy_get_mode(p) != POLICY_OFF)
+        store_each_path(g->st, count_one, &c);
+    policy_unref(p);
+    return c.blocked;
+}

@@ -1,0 +1,63 @@
+/* The policy applied to the store: describes a unit from what the store and the queue know,
+ * asks policy_decide(), and caches the answer. Plain module, no FUSE (ops.c supplies the caller's
+ * identity); xattr.c, vfile.c and the open() wrapper in ops.c all decide through it, so the
+ * label, the `.provenance` decision and the refusal can never disagree.
+ *
+ * Decisions are computed from stored data only (never analysis) and cached per unit path, keyed
+ * by (store_generation, policy_serial, queue state): an approval, a new analysis, a rename or a
+ * policy reload changes the key, so no explicit invalidation is needed. Thread-safe; the cache
+ * lock (gate.lock) is a leaf, never held across a store or queue call.
+ */
+#ifndef PROVFS_GATE_H
+#define PROVFS_GATE_H
+
+#include "policy.h"
+#include "queue.h"
+#include "store.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct gate gate;
+
+/* slot: the active policy (reloaded on SIGHUP by main); the gate does not own it. */
+gate *gate_create(store_handle *st, queue *q, policy_slot *slot);
+void gate_destroy(gate *g);
+/* True when the active policy's mode is off (nothing to check on open). */
+bool gate_off(gate *g);
+/* A new reference to the active policy (release with policy_unref); NULL when none. */
+policy *gate_policy(gate *g);
+
+/* The policy's verdict on one unit. */
+typedef struct gate_verdict {
+    bool unit;        /* the path is a model unit (stored or queued) */
+    bool approved;    /* an approval is in force for the unit's current digest */
+    int64_t model_id; /* 0 while unknown */
+    policy_decision decision;
+} gate_verdict;
+
+/* Decides for the unit at dir (mount-relative, "/a/b"; a GGUF file unit's own path). 0 with out
+ * filled (out->unit false when dir is not a unit), -1 on a store error. */
+int gate_unit(gate *g, const char *dir, gate_verdict *out);
+
+/* What an open() for reading of path (a file, mount-relative) must do, before the caller's
+ * identity is known. */
+typedef struct gate_open {
+    bool applies;     /* a gated file of a blocked unit: refuse (enforced) or log for non-admins */
+    bool enforced;    /* refuse with EACCES */
+    int64_t model_id;
+    const char *rule; /* static */
+    const char *decision; /* "refused" / "would-refuse" */
+    char reason[320];
+} gate_open;
+
+/* Fills out for an open of path for reading. Cheap on a cache hit (no store access). 0, or -1 on
+ * a store error (out->applies false: the read is not refused for a store error). */
+int gate_check_open(gate *g, const char *path, gate_open *out);
+/* Writes the events row of a refusal or would-be refusal (path, uid, pid of the caller). */
+void gate_log_open(gate *g, const gate_open *o, const char *path, uint32_t uid, int32_t pid);
+
+/* Number of stored unit paths whose decision is block (for /.provenance). */
+int64_t gate_count_blocked(gate *g);
+
+#endif
