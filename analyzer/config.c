@@ -231,9 +231,9 @@ static bool hash_json(const cJSON *arr, char out[65])
     char *text = pa_json_pydumps(arr, true);
     if (!text)
         return false;
-    pa_sha256_hex(text, strlen(text), out);
+    bool ok = pa_sha256_hex(text, strlen(text), out);
     free(text);
-    return true;
+    return ok;
 }
 
 /* arch_hash: [model_type, architectures, hidden_size, num_hidden_layers, num_attention_heads,
@@ -359,13 +359,13 @@ static void rope_scaling_type(const char *rope_scaling, char *out, size_t cap)
  * str(round(rope_theta, -2)) — "10000.0" — or "none". A rope_theta written as an integer (10000)
  * gives "10000" in Python; cJSON does not keep that distinction, so we always write the float form.
  * The tokenizer_hash part differs from the reference anyway (see pa_mfi_finish). */
-void pa_mfi_finish(pa_mfi *mfi)
+bool pa_mfi_finish(pa_mfi *mfi)
 {
     if (!mfi)
-        return;
+        return false;
     mfi->family_hash[0] = '\0';
-    if (!mfi->tokenizer_hash[0])
-        pa_sha256_hex("", 0, mfi->tokenizer_hash);
+    if (!mfi->tokenizer_hash[0] && !pa_sha256_hex("", 0, mfi->tokenizer_hash))
+        return false;
     char bucket[64] = "none", scaling[128];
     if (!isnan(mfi->rope_theta))
         py_float_str(py_round_hundreds(mfi->rope_theta), bucket, sizeof bucket);
@@ -373,7 +373,7 @@ void pa_mfi_finish(pa_mfi *mfi)
 
     cJSON *arr = cJSON_CreateArray();
     if (!arr)
-        return;
+        return false;
     bool ok =
         arr_add_item(arr, NULL,
                      mfi->model_type ? cJSON_CreateString(mfi->model_type) : cJSON_CreateNull()) &&
@@ -387,6 +387,7 @@ void pa_mfi_finish(pa_mfi *mfi)
     if (!ok)
         mfi->family_hash[0] = '\0';
     cJSON_Delete(arr);
+    return ok;
 }
 
 pa_status pa_mfi_parse(const char *json, size_t len, const char *label, pa_mfi *out, pa_error *err)
@@ -468,7 +469,10 @@ pa_status pa_mfi_parse(const char *json, size_t len, const char *label, pa_mfi *
         pa_mfi_free(out);
         return pa_error_set(err, PA_E_NOMEM, "%s: out of memory while hashing the config", label);
     }
-    pa_mfi_finish(out);
+    if (!pa_mfi_finish(out)) {
+        pa_mfi_free(out);
+        return pa_error_set(err, PA_E_NOMEM, "%s: out of memory while hashing the config", label);
+    }
     return PA_OK;
 }
 

@@ -241,6 +241,7 @@ static const char *kind_name(pa_diff_kind k)
 
 char *pa_diff_to_json(const pa_diff *d, const char *a_label, const char *b_label, bool pretty)
 {
+    pa_json_fail_reset();
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
@@ -268,7 +269,11 @@ char *pa_diff_to_json(const pa_diff *d, const char *a_label, const char *b_label
             cJSON_AddStringToObject(t, "note", e->note);
         cJSON_AddItemToArray(arr, t);
     }
-    char *out = pretty ? cJSON_Print(o) : cJSON_PrintUnformatted(o);
+    char *out = pa_json_failed() ? NULL : pretty ? cJSON_Print(o) : cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
+    if (out && pa_json_failed()) {
+        free(out);
+        out = NULL;
+    }
     return out;
 }

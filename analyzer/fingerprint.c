@@ -66,11 +66,9 @@ static pa_status vocab_sketch(pa_fingerprint *fp, const pa_tokenizer *tok, pa_er
             h[u++] = h[i];
     fp->vocab_n = u;
     fp->vocab_k = (uint32_t)(u < PA_SK_VOCAB ? u : PA_SK_VOCAB);
-    fp->vocab_hashes = realloc(h, (fp->vocab_k ? fp->vocab_k : 1) * sizeof *h);
-    if (!fp->vocab_hashes) {
-        free(h);
-        return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", fp->path);
-    }
+    /* shrink to the sketch; if that fails the larger block serves as well */
+    uint64_t *shrunk = realloc(h, (fp->vocab_k ? fp->vocab_k : 1) * sizeof *h);
+    fp->vocab_hashes = shrunk ? shrunk : h;
     return PA_OK;
 }
 
@@ -130,18 +128,19 @@ static pa_status load_gguf_metadata(pa_fingerprint *fp, const pa_unit *u, pa_tok
         st = pa_tokenizer_parse(tokj, strlen(tokj), tokcfg, tokcfg ? strlen(tokcfg) : 0, u->path,
                                 &tok, err);
         if (!st) {
-            if (fp->has_mfi)
-                pa_sha256_hex(tokj, strlen(tokj), fp->mfi.tokenizer_hash);
-            st = fill_tokenizer(fp, tok, err);
             *tok_out = tok;
+            if (fp->has_mfi && !pa_sha256_hex(tokj, strlen(tokj), fp->mfi.tokenizer_hash))
+                st = pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->path);
+            if (!st)
+                st = fill_tokenizer(fp, tok, err);
         }
     } else if (ts != PA_E_UNSUPPORTED) {
         st = pa_error_set(err, ts, "%s", sub.msg);
     }
     free(tokj);
     free(tokcfg);
-    if (!st && fp->has_mfi)
-        pa_mfi_finish(&fp->mfi);
+    if (!st && fp->has_mfi && !pa_mfi_finish(&fp->mfi))
+        st = pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->path);
     return st;
 }
 
@@ -176,15 +175,16 @@ static pa_status load_metadata(pa_fingerprint *fp, const pa_unit *u, pa_tokenize
             st = pa_tokenizer_parse(text, len, cfg, cfg_len, u->tok_path, &tok, err);
         free(cfg);
         if (!st) {
-            if (fp->has_mfi)
-                pa_sha256_hex(text, len, fp->mfi.tokenizer_hash);
-            st = fill_tokenizer(fp, tok, err);
             *tok_out = tok;
+            if (fp->has_mfi && !pa_sha256_hex(text, len, fp->mfi.tokenizer_hash))
+                st = pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->tok_path);
+            if (!st)
+                st = fill_tokenizer(fp, tok, err);
         }
         free(text);
     }
-    if (!st && fp->has_mfi)
-        pa_mfi_finish(&fp->mfi);
+    if (!st && fp->has_mfi && !pa_mfi_finish(&fp->mfi))
+        st = pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->path);
     return st;
 }
 
@@ -257,7 +257,8 @@ pa_status pa_fingerprint_path(const char *path, const pa_fp_options *opt, pa_fin
                 continue;
             st = pa_read_file(u.file_paths[i], PA_JSON_MAX_FILE, &text, &len, err);
             if (!st)
-                pa_sha256_hex(text, len, fp->files[i].sha256);
+                if (!pa_sha256_hex(text, len, fp->files[i].sha256))
+                    st = pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u.file_paths[i]);
             free(text);
         }
     }

@@ -73,6 +73,7 @@ static cJSON *vec_to_json(const float *v, uint32_t n)
     free(tmp);
     if (!b) {
         cJSON_Delete(o);
+        pa_json_fail_note();
         return NULL;
     }
     cJSON_AddNumberToObject(o, "n", n);
@@ -140,7 +141,7 @@ static cJSON *mfi_to_json(const pa_mfi *m)
         return NULL;
     add_str_or_null(o, "model_type", m->model_type);
     cJSON *arch = m->architectures ? cJSON_Parse(m->architectures) : NULL;
-    cJSON_AddItemToObject(o, "architectures", arch ? arch : cJSON_CreateNull());
+    pa_json_add(o, "architectures", arch ? arch : cJSON_CreateNull());
     add_int_or_null(o, "hidden_size", m->hidden_size);
     add_int_or_null(o, "num_hidden_layers", m->num_hidden_layers);
     add_int_or_null(o, "num_attention_heads", m->num_attention_heads);
@@ -154,7 +155,7 @@ static cJSON *mfi_to_json(const pa_mfi *m)
     else
         cJSON_AddNullToObject(o, "rope_theta");
     cJSON *rs = m->rope_scaling ? cJSON_Parse(m->rope_scaling) : NULL;
-    cJSON_AddItemToObject(o, "rope_scaling", rs ? rs : cJSON_CreateNull());
+    pa_json_add(o, "rope_scaling", rs ? rs : cJSON_CreateNull());
     if (m->tie_word_embeddings < 0)
         cJSON_AddNullToObject(o, "tie_word_embeddings");
     else
@@ -234,16 +235,16 @@ static cJSON *tensor_to_json(const pa_tensor_fp *t)
         cJSON_AddNumberToObject(o, "max", t->max);
     }
     if (t->colsum.n)
-        cJSON_AddItemToObject(o, "colsum", vec_to_json(t->colsum.v, t->colsum.n));
+        pa_json_add(o, "colsum", vec_to_json(t->colsum.v, t->colsum.n));
     if (t->rowsum.n)
-        cJSON_AddItemToObject(o, "rowsum", vec_to_json(t->rowsum.v, t->rowsum.n));
+        pa_json_add(o, "rowsum", vec_to_json(t->rowsum.v, t->rowsum.n));
     if (t->block.n) {
         cJSON_AddNumberToObject(o, "block_r", t->block_r);
         cJSON_AddNumberToObject(o, "block_c", t->block_c);
-        cJSON_AddItemToObject(o, "block", vec_to_json(t->block.v, t->block.n));
+        pa_json_add(o, "block", vec_to_json(t->block.v, t->block.n));
     }
     if (t->sample.n)
-        cJSON_AddItemToObject(o, "sample", vec_to_json(t->sample.v, t->sample.n));
+        pa_json_add(o, "sample", vec_to_json(t->sample.v, t->sample.n));
     return o;
 }
 
@@ -262,26 +263,31 @@ static cJSON *embed_to_json(const pa_embed_fp *e)
         cJSON_AddItemToArray(h, cJSON_CreateNumber(round(e->end_hist[i] * 1e6) / 1e6));
     cJSON_AddNumberToObject(o, "anchors", e->n_anchors);
     char *b = b64_encode((const uint8_t *)e->anchor_hash, (size_t)e->n_anchors * 8);
+    if (!b)
+        pa_json_fail_note();
     cJSON_AddStringToObject(o, "anchor_hash", b ? b : "");
     free(b);
     /* upper triangle with diagonal */
     uint32_t k = e->n_anchors;
     size_t nt = (size_t)k * (k + 1) / 2, p = 0;
     float *tri = malloc((nt ? nt : 1) * sizeof *tri);
+    if (!tri)
+        pa_json_fail_note();
     if (tri) {
         for (uint32_t i = 0; i < k; i++)
             for (uint32_t j = i; j < k; j++)
                 tri[p++] = e->anchor_cos[(size_t)i * k + j];
-        cJSON_AddItemToObject(o, "anchor_cos", vec_to_json(tri, (uint32_t)nt));
+        pa_json_add(o, "anchor_cos", vec_to_json(tri, (uint32_t)nt));
         free(tri);
     }
     cJSON_AddNumberToObject(o, "anchor_c", e->anchor_c);
-    cJSON_AddItemToObject(o, "anchor_rows", vec_to_json(e->anchor_rows, k * e->anchor_c));
+    pa_json_add(o, "anchor_rows", vec_to_json(e->anchor_rows, k * e->anchor_c));
     return o;
 }
 
 char *pa_fp_to_json(const pa_fingerprint *fp, bool pretty)
 {
+    pa_json_fail_reset();
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
@@ -301,11 +307,13 @@ char *pa_fp_to_json(const pa_fingerprint *fp, bool pretty)
         cJSON_AddStringToObject(f, "sha256", fp->files[i].sha256);
         cJSON_AddItemToArray(files, f);
     }
-    cJSON_AddItemToObject(o, "mfi", fp->has_mfi ? mfi_to_json(&fp->mfi) : cJSON_CreateNull());
-    cJSON_AddItemToObject(o, "tokenizer", fp->has_tfv ? tfv_to_json(&fp->tfv) : cJSON_CreateNull());
+    pa_json_add(o, "mfi", fp->has_mfi ? mfi_to_json(&fp->mfi) : cJSON_CreateNull());
+    pa_json_add(o, "tokenizer", fp->has_tfv ? tfv_to_json(&fp->tfv) : cJSON_CreateNull());
     if (fp->vocab_k) {
         cJSON *v = cJSON_AddObjectToObject(o, "vocab");
         char *b = b64_encode((const uint8_t *)fp->vocab_hashes, (size_t)fp->vocab_k * 8);
+        if (!b)
+            pa_json_fail_note();
         if (v) {
             cJSON_AddNumberToObject(v, "n", (double)fp->vocab_n);
             cJSON_AddNumberToObject(v, "k", fp->vocab_k);
@@ -349,13 +357,17 @@ char *pa_fp_to_json(const pa_fingerprint *fp, bool pretty)
         cJSON *ts = cJSON_AddArrayToObject(w, "tensors");
         for (size_t i = 0; ts && i < fp->n_tensors; i++)
             cJSON_AddItemToArray(ts, tensor_to_json(&fp->tensors[i]));
-        cJSON_AddItemToObject(w, "embedding",
+        pa_json_add(w, "embedding",
                               fp->embed.present ? embed_to_json(&fp->embed) : cJSON_CreateNull());
     } else {
         cJSON_AddNullToObject(o, "weights");
     }
-    char *out = pretty ? cJSON_Print(o) : cJSON_PrintUnformatted(o);
+    char *out = pa_json_failed() ? NULL : pretty ? cJSON_Print(o) : cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
+    if (out && pa_json_failed()) {
+        free(out);
+        out = NULL;
+    }
     return out;
 }
 

@@ -103,6 +103,56 @@ cJSON *pa_json_parse(const char *text, size_t len, const char *label, pa_error *
     return v;
 }
 
+static _Thread_local bool json_alloc_failed;
+
+static void *json_malloc(size_t n)
+{
+    void *p = malloc(n);
+    if (!p)
+        json_alloc_failed = true;
+    return p;
+}
+
+static void json_free(void *p)
+{
+    free(p);
+}
+
+__attribute__((constructor)) static void json_hooks(void)
+{
+    cJSON_Hooks hooks = {json_malloc, json_free};
+    cJSON_InitHooks(&hooks);
+}
+
+void pa_json_fail_reset(void)
+{
+    json_alloc_failed = false;
+}
+
+void pa_json_fail_note(void)
+{
+    json_alloc_failed = true;
+}
+
+bool pa_json_failed(void)
+{
+    return json_alloc_failed;
+}
+
+bool pa_json_add(cJSON *obj, const char *key, cJSON *item)
+{
+    if (!item) {
+        json_alloc_failed = true;
+        return false;
+    }
+    if (!obj || !cJSON_AddItemToObject(obj, key, item)) {
+        cJSON_Delete(item);
+        json_alloc_failed = true;
+        return false;
+    }
+    return true;
+}
+
 bool pa_json_int(const cJSON *obj, const char *key, int64_t *out)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);

@@ -19,6 +19,16 @@ cJSON *pa_json_parse(const char *text, size_t len, const char *label, pa_error *
  * non-ASCII as \uXXXX (surrogate pairs above the BMP), integers without a fraction, other numbers
  * in shortest round-trip form. Caller frees. NULL on allocation failure. */
 char *pa_json_pydumps(const cJSON *v, bool sort_keys);
+/* Allocation failures while building JSON: cJSON's allocations go through hooks that note a
+ * failure in a per-thread flag, and writers note their own. A writer resets the flag, builds its
+ * tree, and returns NULL when it is set — a document with a silently missing member is worse than
+ * no document. */
+void pa_json_fail_reset(void);
+void pa_json_fail_note(void);
+bool pa_json_failed(void);
+/* cJSON_AddItemToObject that frees item when it cannot be attached (the key copy failed):
+ * cJSON's own call leaks it then. false on failure or a NULL item. */
+bool pa_json_add(cJSON *obj, const char *key, cJSON *item);
 /* Integer value of an object member: true when present, a number, and integral. */
 bool pa_json_int(const cJSON *obj, const char *key, int64_t *out);
 /* String member or NULL. */

@@ -252,7 +252,7 @@ pa_status pa_refdb_write_entry(const char *out_dir, const char *name, const char
     cJSON_AddStringToObject(o, "name", name);
     cJSON_AddStringToObject(o, "family", family);
     cJSON_AddStringToObject(o, "source", source);
-    cJSON_AddItemToObject(o, "fingerprint", fpo);
+    pa_json_add(o, "fingerprint", fpo);
     fpo = NULL;
     text = cJSON_Print(o);
     if (!text) {
@@ -511,7 +511,7 @@ static bool is_int_value(const cJSON *v)
 
 static bool put(cJSON *dst, const char *key, cJSON *item)
 {
-    return item && cJSON_AddItemToObject(dst, key, item);
+    return pa_json_add(dst, key, item);
 }
 
 /* integer or null (absent = null); min bounds the value */
@@ -764,8 +764,8 @@ pa_status pa_refdb_mpk_record(const char *json, size_t len, const char *label, p
     cJSON_AddStringToObject(fpo, "format", "reference-metadata");
     cJSON_AddStringToObject(fpo, "digest", "");
     cJSON_AddArrayToObject(fpo, "files");
-    cJSON_AddItemToObject(fpo, "mfi", mfi);
-    cJSON_AddItemToObject(fpo, "tokenizer", tfv);
+    pa_json_add(fpo, "mfi", mfi);
+    pa_json_add(fpo, "tokenizer", tfv);
     cJSON_AddNullToObject(fpo, "vocab");
     cJSON_AddNullToObject(fpo, "weights");
     text = cJSON_PrintUnformatted(fpo);

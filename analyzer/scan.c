@@ -12,6 +12,7 @@
  * stored weight fingerprints only compares plausible ones.
  */
 #include "fp.h"
+#include "jsonutil.h"
 #include "refdb.h"
 
 #include <cjson/cJSON.h>
@@ -289,7 +290,7 @@ char *pa_scan_to_json(const char *model_label, const pa_scan_match *matches, siz
             break;
         cJSON_AddStringToObject(e, "name", x->name);
         cJSON_AddStringToObject(e, "family", x->family);
-        cJSON_AddItemToObject(e, "score", num4(x->score));
+        pa_json_add(e, "score", num4(x->score));
         cJSON_AddStringToObject(e, "verdict", pa_verdict_name(x->verdict));
         cJSON *ev = cJSON_AddObjectToObject(e, "evidence");
         if (ev) {
@@ -302,8 +303,8 @@ char *pa_scan_to_json(const char *model_label, const pa_scan_match *matches, siz
             cJSON_AddNumberToObject(e, "mfi_tier", x->mfi_tier);
         else
             cJSON_AddNullToObject(e, "mfi_tier");
-        cJSON_AddItemToObject(e, "mfi_score", num4(x->mfi_score));
-        cJSON_AddItemToObject(e, "tokenizer_score", num4(x->tokenizer_score));
+        pa_json_add(e, "mfi_score", num4(x->mfi_score));
+        pa_json_add(e, "tokenizer_score", num4(x->tokenizer_score));
         cJSON_AddItemToArray(arr, e);
     }
     char *text = pretty ? cJSON_Print(o) : cJSON_PrintUnformatted(o);

@@ -33,6 +33,7 @@
  *  0.6 (tests/unit/test_matrix.c holds the labelled pairs).
  */
 #include "fp.h"
+#include "jsonutil.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -157,12 +158,13 @@ static cJSON *num_or_null(double v)
 
 static void add_signal(cJSON *o, const char *name, const pa_signal *s)
 {
-    cJSON_AddItemToObject(o, name, s->valid ? num_or_null(s->value) : cJSON_CreateNull());
+    pa_json_add(o, name, s->valid ? num_or_null(s->value) : cJSON_CreateNull());
 }
 
 char *pa_compare_to_json(const pa_compare_result *r, const char *a_label, const char *b_label,
                          bool pretty)
 {
+    pa_json_fail_reset();
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
@@ -170,17 +172,17 @@ char *pa_compare_to_json(const pa_compare_result *r, const char *a_label, const 
     cJSON_AddStringToObject(o, "a", a_label ? a_label : "");
     cJSON_AddStringToObject(o, "b", b_label ? b_label : "");
     cJSON_AddStringToObject(o, "verdict", pa_verdict_name(r->verdict));
-    cJSON_AddItemToObject(o, "score", num_or_null(r->score));
-    cJSON_AddItemToObject(o, "identity_score", num_or_null(r->identity_score));
-    cJSON_AddItemToObject(o, "tokenizer_score", num_or_null(r->tokenizer_score));
-    cJSON_AddItemToObject(o, "weight_agreement", num_or_null(r->weight_agreement));
+    pa_json_add(o, "score", num_or_null(r->score));
+    pa_json_add(o, "identity_score", num_or_null(r->identity_score));
+    pa_json_add(o, "tokenizer_score", num_or_null(r->tokenizer_score));
+    pa_json_add(o, "weight_agreement", num_or_null(r->weight_agreement));
     cJSON_AddStringToObject(o, "reason", r->reason);
     cJSON *s = cJSON_AddObjectToObject(o, "signals");
     if (s) {
         cJSON *mfi = cJSON_AddObjectToObject(s, "mfi");
         if (mfi && r->mfi.valid) {
             cJSON_AddNumberToObject(mfi, "tier", r->mfi_tier);
-            cJSON_AddItemToObject(mfi, "score", num_or_null(r->mfi.value));
+            pa_json_add(mfi, "score", num_or_null(r->mfi.value));
         } else if (mfi) {
             cJSON_AddNullToObject(mfi, "tier");
             cJSON_AddNullToObject(mfi, "score");
@@ -202,7 +204,11 @@ char *pa_compare_to_json(const pa_compare_result *r, const char *a_label, const 
         cJSON_AddNumberToObject(t, "compared", (double)r->tensors_compared);
         cJSON_AddNumberToObject(t, "identical", (double)r->tensors_identical);
     }
-    char *out = pretty ? cJSON_Print(o) : cJSON_PrintUnformatted(o);
+    char *out = pa_json_failed() ? NULL : pretty ? cJSON_Print(o) : cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
+    if (out && pa_json_failed()) {
+        free(out);
+        out = NULL;
+    }
     return out;
 }

@@ -776,7 +776,10 @@ pa_status pa_tokenizer_parse(const char *json, size_t len, const char *config_js
     if (!tok)
         return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", label);
     tok->bos_id = tok->eos_id = tok->pad_id = tok->unk_id = PA_NULL_INT;
-    pa_sha256_hex(json, len, tok->sha256);
+    if (!pa_sha256_hex(json, len, tok->sha256)) {
+        free(tok);
+        return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", label);
+    }
 
     pa_status st;
     cJSON *root = pa_json_parse(json, len, label, err);

@@ -155,8 +155,9 @@ typedef struct pa_mfi {
 
 /* Parse config.json text (len bytes, need not be NUL terminated). label names the file. */
 pa_status pa_mfi_parse(const char *json, size_t len, const char *label, pa_mfi *out, pa_error *err);
-/* Recompute family_hash after tokenizer_hash / bos / eos were filled in from the tokenizer. */
-void pa_mfi_finish(pa_mfi *mfi);
+/* Recompute family_hash after tokenizer_hash / bos / eos were filled in from the tokenizer. false
+ * (family_hash "") when out of memory. */
+bool pa_mfi_finish(pa_mfi *mfi);
 void pa_mfi_free(pa_mfi *mfi);
 /* Tier 1 (1.0), tier 2 (0.9) or tier 3 soft score, as the reference method defines them. */
 double pa_mfi_similarity(const pa_mfi *a, const pa_mfi *b, int *tier);
@@ -323,8 +324,9 @@ char *pa_diff_to_json(const pa_diff *d, const char *a_label, const char *b_label
 
 /* ---------------------------------------------------------------- utilities */
 
-/* Lowercase hex SHA-256 of a buffer (OpenSSL EVP). out must hold 65 bytes. */
-void pa_sha256_hex(const void *data, size_t len, char out[65]);
+/* Lowercase hex SHA-256 of a buffer (OpenSSL EVP). out must hold 65 bytes. false (and out "")
+ * when OpenSSL could not allocate. */
+bool pa_sha256_hex(const void *data, size_t len, char out[65]);
 
 #ifdef __cplusplus
 }
