@@ -2,8 +2,7 @@
 #include "analyze.h"
 
 #include "provfs/analyzer.h"
-
-#include <openssl/evp.h>
+#include "refdb.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -30,6 +29,7 @@ struct analyze_ctx {
     store_handle *st;   /* immutable, thread-safe */
     queue *q;           /* set once before the first job */
     int fp_threads;     /* immutable */
+    pa_refdb *refdb;    /* set once before the first job (analyze_load_refdb); read-only after */
     /* Serialises the compare-and-link step so two models analysed at once still see each other.
      * Lock order: lineage_lock, then the queue's lock, then the store's locks. */
     pthread_mutex_t lineage_lock;
@@ -63,9 +63,25 @@ void analyze_destroy(analyze_ctx *an)
         return;
     for (size_t i = 0; i < FP_CACHE_SLOTS; i++)
         pa_fingerprint_free(an->cache[i].fp);
+    pa_refdb_free(an->refdb);
     pthread_mutex_destroy(&an->lineage_lock);
     free(an->backing);
     free(an);
+}
+
+int analyze_load_refdb(analyze_ctx *an, const char *dir, size_t *n_entries, char *err,
+                       size_t errlen)
+{
+    pa_error e = {0};
+    pa_refdb *db = NULL;
+    if (pa_refdb_load(dir, &db, &e) != PA_OK) {
+        snprintf(err, errlen, "%s", e.msg[0] ? e.msg : pa_status_name(e.status));
+        return -1;
+    }
+    pa_refdb_free(an->refdb);
+    an->refdb = db;
+    *n_entries = pa_refdb_count(db);
+    return 0;
 }
 
 /* BACKING path of a mount-relative path; caller frees. */
@@ -124,6 +140,55 @@ out:
     if (fd >= 0)
         close(fd);
     return ret;
+}
+
+static bool has_gguf_magic(int fd)
+{
+    char magic[4];
+    return pread(fd, magic, sizeof magic, 0) == (ssize_t)sizeof magic &&
+           memcmp(magic, "GGUF", 4) == 0;
+}
+
+int analyze_file_unit_check(int dirfd, const char *rel)
+{
+    int fd = openat(dirfd, rel, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct stat sb;
+    int ret = -1;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        const char *base = strrchr(rel, '/');
+        ret = has_gguf_magic(fd) || has_suffix(base ? base + 1 : rel, ".gguf");
+    }
+    close(fd);
+    return ret;
+}
+
+typedef enum unit_kind { UNIT_GONE = -1, UNIT_NONE = 0, UNIT_DIR = 1, UNIT_FILE = 2 } unit_kind;
+
+/* What BACKING path abs is now: a directory unit, a GGUF file unit, neither, or gone. */
+static unit_kind unit_kind_of(const char *abs)
+{
+    struct stat sb;
+    if (lstat(abs, &sb) != 0)
+        return UNIT_GONE;
+    if (S_ISDIR(sb.st_mode)) {
+        int rc = analyze_unit_check(AT_FDCWD, abs);
+        return rc < 0 ? UNIT_GONE : rc ? UNIT_DIR : UNIT_NONE;
+    }
+    if (S_ISREG(sb.st_mode))
+        return analyze_file_unit_check(AT_FDCWD, abs) == 1 ? UNIT_FILE : UNIT_NONE;
+    return UNIT_NONE;
+}
+
+static bool file_has_gguf_magic(const char *abs)
+{
+    int fd = open(abs, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    bool ok = has_gguf_magic(fd);
+    close(fd);
+    return ok;
 }
 
 /* Replaces BACKING in an analyzer message with the mount-relative form. */
@@ -232,8 +297,12 @@ static int link_candidate(void *ctx, int64_t id, int64_t created_ns, const char 
         .signals = sig,
         /* Byte-identical tensors are the most direct evidence of descent; the score alone can
          * rank a sibling (e.g. a quantized copy of the same base) a hair above the real parent. */
-        .rank = r.score + 0.01 * (r.tensors_b ? (double)r.tensors_identical / (double)r.tensors_b
-                                              : 0.0),
+        .rank = r.score +
+                0.01 * (r.tensors_b ? (double)r.tensors_identical / (double)r.tensors_b : 0.0) -
+                /* A GGUF file is an inference export, usually quantised: two quantisations of one
+                 * base agree with each other a hair more than either does with the base (they
+                 * share its rounding), so a GGUF sibling must not outrank the original. */
+                (strcmp(pa_fp_format(a), "gguf") == 0 ? 0.05 : 0.0),
     };
     w->n_edges++;
     return 0;
@@ -242,7 +311,7 @@ static int link_candidate(void *ctx, int64_t id, int64_t created_ns, const char 
 /* Compares the new model with every prefiltered stored model and records the edges. Called
  * with lineage_lock held. */
 static int link_model(analyze_ctx *an, int64_t id, const pa_fingerprint *fp,
-                      const store_keys *keys, size_t *compared)
+                      const store_keys *keys, size_t *compared, bool *has_parent)
 {
     store_model self;
     if (store_model_by_id(an->st, id, &self) != 0)
@@ -257,108 +326,64 @@ static int link_model(analyze_ctx *an, int64_t id, const pa_fingerprint *fp,
     free(w.signals);
     free(w.edges);
     *compared = w.compared;
+    *has_parent = false;
+    for (size_t i = 0; i < w.n_edges; i++)
+        if (w.edges[i].child_id == id)
+            *has_parent = true;
     return ret;
 }
 
-/* ---------------------------------------------------------------- failed units */
+/* ---------------------------------------------------------------- reference sets */
 
-static int name_cmp(const void *a, const void *b)
+/* The model's best reference-set match: a parent when an entry with weights gives derived or
+ * identical (pa_compare's verdict), else a family hint from metadata/tokenizer evidence (never a
+ * parent, never derived: refdb.h's honesty rule). 0 and *out filled, 1 when nothing matched. */
+static int reference_match(const analyze_ctx *an, const pa_fingerprint *fp, store_ref *out)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* SHA-256 of one file's bytes (hex). */
-static int sha256_file(int dirfd, const char *name, volatile const int *cancel, char out[65])
-{
-    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    size_t bufsize = 1u << 20;
-    unsigned char *buf = malloc(bufsize);
-    int ret = buf && md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 ? 0 : -1;
-    for (ssize_t n; ret == 0 && (n = read(fd, buf, bufsize)) != 0;) {
-        if (n < 0 || (cancel && *cancel) || EVP_DigestUpdate(md, buf, (size_t)n) != 1)
-            ret = -1;
-    }
-    free(buf);
-    unsigned char d[32];
-    if (ret == 0 && EVP_DigestFinal_ex(md, d, NULL) != 1)
-        ret = -1;
-    for (int i = 0; ret == 0 && i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", d[i]);
-    EVP_MD_CTX_free(md);
-    close(fd);
-    return ret;
-}
-
-/* The digest of a unit the analyzer could not parse, the same way as the analyzer's: SHA-256
- * over the sorted "name\0sha256\n" list of its regular files (a GGUF unit: the file itself). */
-static int failed_unit_digest(const char *abs, volatile const int *cancel, char out[65])
-{
-    struct stat sb;
-    if (stat(abs, &sb) != 0)
-        return -1;
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-    int dirfd, ret = -1;
-    if (S_ISREG(sb.st_mode)) {
-        const char *slash = strrchr(abs, '/');
-        char *parent = strndup(abs, slash && slash != abs ? (size_t)(slash - abs) : 1);
-        dirfd = parent ? open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-        free(parent);
-        names = malloc(sizeof *names);
-        if (names && (names[0] = strdup(slash ? slash + 1 : abs)) != NULL)
-            n = 1;
-    } else {
-        dirfd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        int lfd = dirfd >= 0 ? dup(dirfd) : -1;
-        DIR *dir = lfd >= 0 ? fdopendir(lfd) : NULL;
-        if (!dir && lfd >= 0)
-            close(lfd);
-        struct dirent *de;
-        while (dir && (de = readdir(dir)) != NULL) {
-            struct stat fs;
-            if (de->d_name[0] == '.' || fstatat(dirfd, de->d_name, &fs, AT_SYMLINK_NOFOLLOW) != 0 ||
-                !S_ISREG(fs.st_mode))
+    memset(out, 0, sizeof *out);
+    if (!an->refdb || pa_refdb_count(an->refdb) == 0)
+        return 1;
+    pa_scan_options opt = {.top_k = 0, .threshold = 0};
+    pa_scan_match *m = NULL;
+    size_t n = 0;
+    pa_scan_stats stats;
+    pa_error err = {0};
+    if (pa_scan(an->refdb, NULL, 0, fp, &opt, &m, &n, &stats, &err) != PA_OK)
+        return 1;
+    const pa_scan_match *best = NULL;
+    for (size_t i = 0; i < n && !best; i++)
+        if (m[i].from_refdb && m[i].verdict != PA_V_NONE)
+            best = &m[i];
+    int ret = 1;
+    if (best) {
+        bool parent = best->evidence.weights &&
+                      (best->verdict == PA_V_DERIVED || best->verdict == PA_V_IDENTICAL);
+        out->is_parent = parent;
+        out->name = strdup(best->name);
+        out->family = strdup(best->family);
+        out->score = best->score;
+        snprintf(out->verdict, sizeof out->verdict, "%s",
+                 pa_verdict_name(parent || best->verdict == PA_V_WEAK ? best->verdict : PA_V_WEAK));
+        char ev[96];
+        snprintf(ev, sizeof ev, "{\"weights\":%s,\"metadata\":%s,\"tokenizer\":%s}",
+                 best->evidence.weights ? "true" : "false", best->evidence.metadata ? "true" : "false",
+                 best->evidence.tokenizer ? "true" : "false");
+        out->evidence = strdup(ev);
+        /* The per-signal evidence of a parent, as for a parent in the store. */
+        for (size_t i = 0; parent && i < pa_refdb_count(an->refdb); i++) {
+            if (strcmp(pa_refdb_name(an->refdb, i), best->name) != 0)
                 continue;
-            if (n == cap) {
-                cap = cap ? cap * 2 : 16;
-                char **grown = realloc(names, cap * sizeof *names);
-                if (!grown)
-                    break;
-                names = grown;
-            }
-            if ((names[n] = strdup(de->d_name)) != NULL)
-                n++;
+            pa_compare_result r;
+            memset(&r, 0, sizeof r);
+            pa_compare(pa_refdb_fingerprint(an->refdb, i), fp, &r);
+            out->signals = pa_compare_to_json(&r, "parent", "child", false);
+            break;
         }
-        if (dir)
-            closedir(dir);
-        if (n)
-            qsort(names, n, sizeof *names, name_cmp);
+        ret = out->name && out->family && out->evidence ? 0 : 1;
+        if (ret)
+            store_ref_clear(out);
     }
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (dirfd >= 0 && n > 0 && md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1) {
-        ret = 0;
-        for (size_t i = 0; i < n && ret == 0; i++) {
-            char sha[65];
-            ret = sha256_file(dirfd, names[i], cancel, sha);
-            if (ret == 0 && (EVP_DigestUpdate(md, names[i], strlen(names[i]) + 1) != 1 ||
-                             EVP_DigestUpdate(md, sha, 64) != 1 || EVP_DigestUpdate(md, "\n", 1) != 1))
-                ret = -1;
-        }
-        unsigned char d[32];
-        if (ret == 0 && EVP_DigestFinal_ex(md, d, NULL) != 1)
-            ret = -1;
-        for (int i = 0; ret == 0 && i < 32; i++)
-            snprintf(out + 2 * i, 3, "%02x", d[i]);
-    }
-    EVP_MD_CTX_free(md);
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-    if (dirfd >= 0)
-        close(dirfd);
+    pa_scan_free(m, n);
     return ret;
 }
 
@@ -370,21 +395,22 @@ void analyze_job(void *ctx, const queue_job *job)
     char *abs = backing_path(an, job->path);
     if (!abs)
         return;
-    int unit = analyze_unit_check(AT_FDCWD, abs);
-    if (unit <= 0) {
+    unit_kind unit = unit_kind_of(abs);
+    if (unit <= UNIT_NONE) {
         /* Gone, or no longer a model: forget what the store knew about this path. */
         store_model m;
         if (store_model_by_path(an->st, job->path, &m) == 0) {
             if (queue_current(an->q, job->path, job->gen)) {
-                store_remove_path(an->st, job->path, unit < 0);
+                store_remove_path(an->st, job->path, unit == UNIT_GONE);
                 store_event(an->st, job->uid, job->pid, job->path, m.id, "removed",
-                            unit < 0 ? "directory gone" : "no longer a model unit");
+                            unit == UNIT_GONE ? "gone" : "no longer a model unit");
             }
             store_model_clear(&m);
         }
         free(abs);
         return;
     }
+    /* A directory unit records the directory's mtime, a GGUF unit its file's. */
     struct stat sb;
     int64_t dir_mtime = stat(abs, &sb) == 0
                             ? (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec
@@ -397,11 +423,19 @@ void analyze_job(void *ctx, const queue_job *job)
     pa_fp_options opt = {.threads = an->fp_threads, .cancel = job->cancel};
     pa_fingerprint *fp = NULL;
     pa_error err = {0};
-    pa_status status = pa_fingerprint_path(abs, &opt, &fp, &err);
+    pa_status status;
+    if (unit == UNIT_FILE && !file_has_gguf_magic(abs)) {
+        /* Named *.gguf without the magic: never guess another format from the bytes. */
+        const char *base = strrchr(job->path, '/');
+        status = pa_error_set(&err, PA_E_FORMAT, "%s: not a GGUF file (bad magic)",
+                              base ? base + 1 : job->path);
+    } else {
+        status = pa_fingerprint_path(abs, &opt, &fp, &err);
+    }
     if (*job->cancel) {
         /* Written again, renamed, deleted or unmounting: the queue runs it again if it still
-         * exists; a row begun for a directory that went away is dropped. */
-        if (analyze_unit_check(AT_FDCWD, abs) < 0)
+         * exists; a row begun for a unit that went away is dropped. */
+        if (unit_kind_of(abs) == UNIT_GONE)
             store_remove_path(an->st, job->path, false);
         pa_fingerprint_free(fp);
         free(abs);
@@ -411,14 +445,10 @@ void analyze_job(void *ctx, const queue_job *job)
         char msg[sizeof err.msg];
         relative_message(an, err.msg[0] ? err.msg : pa_status_name(status), msg, sizeof msg);
         const char *st_name = status == PA_E_INCOMPLETE ? "incomplete" : "failed";
-        /* The content digest even so, so an admin can approve (release) a failed unit. */
-        char digest[65];
-        bool have_digest = failed_unit_digest(abs, job->cancel, digest) == 0;
         pthread_mutex_lock(&an->lineage_lock);
         if (queue_current(an->q, job->path, job->gen)) {
             store_finish_error(an->st, id, st_name, msg);
-            if (have_digest)
-                store_set_digest(an->st, id, digest);
+            store_set_ref(an->st, id, NULL);
             store_event(an->st, job->uid, job->pid, job->path, id, st_name, msg);
         }
         pthread_mutex_unlock(&an->lineage_lock);
@@ -426,7 +456,8 @@ void analyze_job(void *ctx, const queue_job *job)
         free(abs);
         return;
     }
-    char *json = pa_fp_to_json(fp, false);
+    /* Stored fingerprints are content: the BACKING path stays out of them. */
+    char *json = pa_fp_set_path(fp, NULL) ? pa_fp_to_json(fp, false) : NULL;
     size_t n_files = pa_fp_n_files(fp);
     store_file *files = calloc(n_files ? n_files : 1, sizeof *files);
     if (!json || !files)
@@ -441,6 +472,9 @@ void analyze_job(void *ctx, const queue_job *job)
     store_result res = {.digest = pa_fp_digest(fp), .format = pa_fp_format(fp),
                         .fingerprint_json = json, .n_files = n_files, .files = files};
     fill_keys(fp, &res.keys);
+    /* Outside the lineage lock: used only when the store gives no parent. */
+    store_ref ref;
+    bool have_ref = reference_match(an, fp, &ref) == 0;
 
     pthread_mutex_lock(&an->lineage_lock);
     if (queue_current(an->q, job->path, job->gen)) {
@@ -448,8 +482,11 @@ void analyze_job(void *ctx, const queue_job *job)
         bool merged = false;
         size_t compared = 0;
         int rc = store_finish_ready(an->st, job->path, id, &res, &final_id, &merged);
+        bool has_parent = false;
         if (rc == 0 && !merged)
-            rc = link_model(an, final_id, fp, &res.keys, &compared);
+            rc = link_model(an, final_id, fp, &res.keys, &compared, &has_parent);
+        if (rc == 0 && !merged)
+            rc = store_set_ref(an->st, final_id, have_ref && !has_parent ? &ref : NULL);
         char detail[160];
         snprintf(detail, sizeof detail, "digest %.16s%s, %zu compared", res.digest,
                  merged ? " (same content as an existing model)" : "", compared);
@@ -457,6 +494,8 @@ void analyze_job(void *ctx, const queue_job *job)
                     rc == 0 ? "analyzed" : "store-failed", detail);
     }
     pthread_mutex_unlock(&an->lineage_lock);
+    if (have_ref)
+        store_ref_clear(&ref);
 out:
     free(files);
     free(json);
@@ -483,7 +522,19 @@ static bool files_changed(analyze_ctx *an, const char *abs, int64_t model_id)
     if (store_files(an->st, model_id, &files, &n) != 0)
         return true;
     bool changed = n == 0;
-    int dfd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    /* A GGUF unit is one file: its name is looked up in its directory. */
+    struct stat self;
+    int dfd;
+    if (stat(abs, &self) == 0 && S_ISREG(self.st_mode)) {
+        char *dir = strdup(abs);
+        char *slash = dir ? strrchr(dir, '/') : NULL;
+        if (slash)
+            *(slash == dir ? slash + 1 : slash) = '\0';
+        dfd = slash ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+        free(dir);
+    } else {
+        dfd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    }
     for (size_t i = 0; i < n && !changed; i++) {
         struct stat sb;
         if (dfd < 0 || fstatat(dfd, files[i].name, &sb, 0) != 0 ||
@@ -504,7 +555,9 @@ static int recon_path(void *ctx, const char *path, int64_t model_id, const char 
     if (!abs)
         return 1;
     struct stat sb;
-    if (stat(abs, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+    if (stat(abs, &sb) != 0 ||
+        !(S_ISDIR(sb.st_mode) ||
+          (S_ISREG(sb.st_mode) && analyze_file_unit_check(AT_FDCWD, abs) == 1))) {
         store_remove_path(r->an->st, path, false);
         store_event(r->an->st, 0, 0, path, model_id, "removed", "gone while unmounted");
         r->removed++;
@@ -546,16 +599,29 @@ static void recon_walk(recon *r, int dirfd, const char *rel, int depth)
             continue;
         if (depth == 0 && strcmp(de->d_name, ".provfs") == 0)
             continue;
-        if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
-            continue;
-        int sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (sub < 0)
+        if (de->d_type != DT_DIR && de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
             continue;
         char child[PATH_MAX];
         int n = snprintf(child, sizeof child, "%s%s%s", rel, strcmp(rel, "/") == 0 ? "" : "/",
                          de->d_name);
-        if (n > 0 && (size_t)n < sizeof child)
-            recon_walk(r, sub, child, depth + 1);
+        if (n <= 0 || (size_t)n >= sizeof child)
+            continue;
+        if (de->d_type != DT_DIR && analyze_file_unit_check(dirfd, de->d_name) == 1) {
+            /* A GGUF file: a unit of its own. */
+            store_model m;
+            int rc = store_model_by_path(r->an->st, child, &m);
+            if (rc == 0)
+                store_model_clear(&m);
+            else if (rc == 1) {
+                queue_mark(r->an->q, child, 0, 0);
+                r->queued++;
+            }
+            continue;
+        }
+        int sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub < 0)
+            continue;
+        recon_walk(r, sub, child, depth + 1);
         close(sub);
     }
     closedir(dir);

@@ -1,28 +1,38 @@
 /* provfs [--db FILE] [--policy FILE] [--workers N] [--admin-gid GID] [--quiet-ms N] [-f] [-d]
  *        [-o OPT] BACKING MOUNTPOINT */
 #include "analyze.h"
-#include "gate.h"
 #include "ops.h"
-#include "policy.h"
 #include "queue.h"
 #include "store.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#ifndef PROVFS_REFDB_DIR
+#define PROVFS_REFDB_DIR "/usr/share/provfs/refdb"
+#endif
+
+static const char default_policy[] =
+    "{\n"
+    "  \"mode\": \"audit\",\n"
+    "  \"require_approval\": \"unknown-lineage\",\n"
+    "  \"allow_families\": [],\n"
+    "  \"deny_families\": [],\n"
+    "  \"block_pending\": false\n"
+    "}\n";
+
 typedef struct options {
     const char *backing;
     const char *mountpoint;
     const char *db;
     const char *policy;
+    const char *refdb; /* reference set directory; "none" = no reference set */
     unsigned workers;
     long admin_gid;
     unsigned quiet_ms;
@@ -37,6 +47,8 @@ static void usage(FILE *out)
             "usage: provfs [options] BACKING MOUNTPOINT\n"
             "  --db FILE         lineage database (default BACKING/.provfs/lineage.db)\n"
             "  --policy FILE     policy file (default BACKING/.provfs/policy.json)\n"
+            "  --refdb DIR       reference set(s) for models without a parent in the store\n"
+            "                    (default " PROVFS_REFDB_DIR " when present; none: no reference set)\n"
             "  --workers N       analysis worker threads (default 2)\n"
             "  --admin-gid GID   group whose members may approve (default 0)\n"
             "  --quiet-ms N      quiet period before a written unit is analysed (default 500)\n"
@@ -83,6 +95,9 @@ static int parse_args(int argc, char **argv, options *opt, struct fuse_args *far
         } else if (strcmp(a, "--db") == 0 && val) {
             opt->db = val;
             i++;
+        } else if (strcmp(a, "--refdb") == 0 && val) {
+            opt->refdb = val;
+            i++;
         } else if (strcmp(a, "--policy") == 0 && val) {
             opt->policy = val;
             i++;
@@ -115,39 +130,48 @@ static int parse_args(int argc, char **argv, options *opt, struct fuse_args *far
     return 0;
 }
 
-/* SIGHUP reloads the policy: one thread sigwaits for it (SIGHUP is blocked everywhere, so
- * libfuse's handler, which would end the session, never runs). */
-typedef struct reloader {
-    pthread_t thread;
-    atomic_bool stop;
-    policy_slot *slot;
-    const char *path;
-    store_handle *st;
-} reloader;
-
-static void *reload_main(void *arg)
+/* Reads the policy file, writing the defaults on first mount. Returns malloc'd text or NULL. */
+static char *load_policy(const char *path)
 {
-    reloader *r = arg;
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGHUP);
-    for (;;) {
-        int sig = 0;
-        if (sigwait(&set, &sig) != 0)
-            continue;
-        if (atomic_load(&r->stop))
-            break;
-        char err[512], detail[640];
-        if (policy_slot_reload(r->slot, r->path, err, sizeof err) == 0) {
-            fprintf(stderr, "provfs: policy reloaded from %s\n", r->path);
-            snprintf(detail, sizeof detail, "loaded %s", r->path);
-        } else {
-            fprintf(stderr, "provfs: %s; keeping the previous policy\n", err);
-            snprintf(detail, sizeof detail, "kept the old policy: %s", err);
+    FILE *f = fopen(path, "r");
+    if (!f && errno == ENOENT) {
+        f = fopen(path, "wx");
+        if (f) {
+            fputs(default_policy, f);
+            fclose(f);
         }
-        store_event(r->st, 0, 0, r->path, 0, "policy-reload", detail);
+        return strdup(default_policy);
     }
-    return NULL;
+    if (!f)
+        return NULL;
+    char *text = malloc(1 << 20);
+    size_t n = text ? fread(text, 1, (1 << 20) - 1, f) : 0;
+    fclose(f);
+    if (text)
+        text[n] = '\0';
+    return text;
+}
+
+/* The reference set: --refdb DIR must load; the built-in default is used when it is there. */
+static bool load_refdb(analyze_ctx *an, const char *dir)
+{
+    bool explicit_dir = dir != NULL;
+    if (dir && strcmp(dir, "none") == 0)
+        return true;
+    struct stat sb;
+    if (!dir) {
+        dir = PROVFS_REFDB_DIR;
+        if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+            return true;
+    }
+    char err[600];
+    size_t n = 0;
+    if (analyze_load_refdb(an, dir, &n, err, sizeof err) != 0) {
+        fprintf(stderr, "provfs: reference set %s: %s\n", dir, err);
+        return !explicit_dir; /* a broken built-in set does not stop the mount */
+    }
+    fprintf(stderr, "provfs: reference set %s: %zu entries\n", dir, n);
+    return true;
 }
 
 static void *reconcile_main(void *arg)
@@ -168,18 +192,9 @@ int main(int argc, char **argv)
     store_handle *st = NULL;
     analyze_ctx *an = NULL;
     queue *q = NULL;
-    policy_slot *slot = NULL;
-    gate *gatekeeper = NULL;
-    reloader reload = {0};
-    bool reloading = false;
+    char *policy_text = NULL;
     pthread_t reconciler;
     bool reconciling = false;
-
-    /* Before any thread exists, so every thread (FUSE loop, workers) inherits the mask. */
-    sigset_t hup;
-    sigemptyset(&hup);
-    sigaddset(&hup, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &hup, NULL);
 
     fuse_opt_add_arg(&fargs, argv[0]);
     int rc = parse_args(argc, argv, &opt, &fargs);
@@ -209,20 +224,7 @@ int main(int argc, char **argv)
         opt.db = db_default;
     if (!opt.policy)
         opt.policy = policy_default;
-    /* An invalid policy refuses the mount: nothing is served under rules nobody wrote. */
-    policy *pol = NULL;
-    if (policy_write_default(opt.policy, err, sizeof err) < 0 ||
-        policy_load(opt.policy, &pol, err, sizeof err) != 0) {
-        fprintf(stderr, "provfs: %s\n", err);
-        ret = 2;
-        goto out_args;
-    }
-    slot = policy_slot_create(pol);
-    if (!slot) {
-        policy_unref(pol);
-        fprintf(stderr, "provfs: out of memory\n");
-        goto out_args;
-    }
+    policy_text = load_policy(opt.policy);
 
     if (geteuid() == 0) {
         fuse_opt_add_arg(&fargs, "-o");
@@ -261,20 +263,17 @@ int main(int argc, char **argv)
         goto out_unmount;
     }
     an = analyze_create(backing, st, 0);
+    if (an && !load_refdb(an, opt.refdb)) {
+        ret = 2;
+        goto out_store;
+    }
     q = an ? queue_create(opt.workers, opt.quiet_ms, analyze_job, an) : NULL;
     if (!q) {
         fprintf(stderr, "provfs: cannot start analysis workers\n");
         goto out_store;
     }
     analyze_set_queue(an, q);
-    gatekeeper = gate_create(st, q, slot);
-    if (!gatekeeper) {
-        fprintf(stderr, "provfs: out of memory\n");
-        goto out_store;
-    }
-    ops_fs_attach(fs, st, q, gatekeeper, (gid_t)opt.admin_gid);
-    reload = (reloader){.slot = slot, .path = opt.policy, .st = st};
-    reloading = pthread_create(&reload.thread, NULL, reload_main, &reload) == 0;
+    ops_fs_attach(fs, st, q, policy_text);
     reconciling = pthread_create(&reconciler, NULL, reconcile_main, an) == 0;
 
     if (opt.single_thread) {
@@ -287,15 +286,9 @@ int main(int argc, char **argv)
 
     if (reconciling)
         pthread_join(reconciler, NULL);
-    if (reloading) {
-        atomic_store(&reload.stop, true);
-        pthread_kill(reload.thread, SIGHUP);
-        pthread_join(reload.thread, NULL);
-    }
-    ops_fs_attach(fs, NULL, NULL, NULL, 0);
+    ops_fs_attach(fs, NULL, NULL, NULL);
 out_store:
     queue_destroy(q);
-    gate_destroy(gatekeeper);
     analyze_destroy(an);
     store_close(st);
 out_unmount:
@@ -307,7 +300,7 @@ out_session:
 out_fs:
     ops_fs_free(fs);
 out_args:
-    policy_slot_destroy(slot);
+    free(policy_text);
     fuse_opt_free_args(&fargs);
     return ret;
 }

@@ -1,8 +1,6 @@
 /* `.provenance` JSON rendering. */
 #include "vfile.h"
 
-#include "policy.h"
-
 #include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -86,19 +84,58 @@ static void add_weights(cJSON *o, const cJSON *fp)
     }
 }
 
+/* A reference-set match: {path "ref:NAME", name, family, score, verdict, evidence[, signals]}. */
+static cJSON *ref_json(const store_ref *r, bool with_signals)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    if (r->is_parent) {
+        char path[300]; /* names are at most 256 bytes (refdb.h) */
+        snprintf(path, sizeof path, "ref:%s", r->name);
+        cJSON_AddStringToObject(o, "path", path);
+    }
+    cJSON_AddStringToObject(o, "name", r->name);
+    cJSON_AddStringToObject(o, "family", r->family);
+    cJSON_AddNumberToObject(o, "score", r->score);
+    cJSON_AddStringToObject(o, "verdict", r->verdict);
+    cJSON *ev = r->evidence ? cJSON_Parse(r->evidence) : NULL;
+    cJSON_AddItemToObject(o, "evidence", ev ? ev : cJSON_CreateNull());
+    cJSON_AddBoolToObject(o, "reference", true);
+    if (with_signals && r->signals) {
+        cJSON *cmp = cJSON_Parse(r->signals);
+        cJSON *sig = cmp ? cJSON_DetachItemFromObjectCaseSensitive(cmp, "signals") : NULL;
+        cJSON_AddItemToObject(o, "signals", sig ? sig : cJSON_CreateNull());
+        cJSON_Delete(cmp);
+    }
+    return o;
+}
+
 static void add_lineage(cJSON *o, store_handle *st, int64_t id)
 {
     cJSON *lin = cJSON_AddObjectToObject(o, "lineage");
     if (!lin)
         return;
     store_link parent;
+    store_ref ref;
+    int has_ref = store_ref_get(st, id, &ref) == 0;
     if (store_parent(st, id, &parent) == 0) {
         cJSON_AddItemToObject(lin, "parent", link_json(&parent, true));
         free(parent.path);
         free(parent.signals);
+    } else if (has_ref && ref.is_parent) {
+        /* No parent in the store: the reference entry it derives from (weights evidence). */
+        cJSON_AddItemToObject(lin, "parent", ref_json(&ref, true));
     } else {
         cJSON_AddNullToObject(lin, "parent");
     }
+    /* Metadata-only evidence: a family hint, never a parent. */
+    if (has_ref && !ref.is_parent)
+        cJSON_AddItemToObject(lin, "reference_hint", ref_json(&ref, false));
+    else
+        cJSON_AddNullToObject(lin, "reference_hint");
+    if (has_ref)
+        store_ref_clear(&ref);
     store_link *links = NULL;
     size_t n = 0;
     cJSON *anc = cJSON_AddArrayToObject(lin, "ancestors");
@@ -120,42 +157,65 @@ static void add_lineage(cJSON *o, store_handle *st, int64_t id)
     store_links_free(links, n);
 }
 
-/* `approval` ({state: label, by, at, note, record}) and `policy` ({decision, reason, rule, mode,
- * enforced}) from the same cached decision the open() gate uses. */
-static void add_policy(cJSON *o, store_handle *st, gate *g, const char *dir, const store_model *m)
+/* Stored paths directly inside one directory: the file units (GGUF) there. */
+typedef struct unit_list {
+    const char *dir;
+    size_t dir_len;
+    char **paths;
+    size_t n, cap;
+} unit_list;
+
+static int collect_unit(void *ctx, const char *path, int64_t model_id, const char *status,
+                        int64_t dir_mtime_ns)
 {
-    gate_verdict v;
-    if (!g || gate_unit(g, dir, &v) != 0 || !v.unit) {
-        cJSON_AddNullToObject(o, "approval");
-        cJSON_AddNullToObject(o, "policy");
-        return;
+    (void)model_id;
+    (void)status;
+    (void)dir_mtime_ns;
+    unit_list *l = ctx;
+    size_t skip = l->dir_len == 1 ? 1 : l->dir_len + 1; /* "/" or "/a/b" + "/" */
+    if (strlen(path) <= skip || strncmp(path, l->dir, l->dir_len) != 0 ||
+        (l->dir_len > 1 && path[l->dir_len] != '/') || strchr(path + skip, '/'))
+        return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 8;
+        char **grown = realloc(l->paths, cap * sizeof *grown);
+        if (!grown)
+            return 1;
+        l->paths = grown;
+        l->cap = cap;
     }
-    store_approval a;
-    int rc = m->digest[0] ? store_approval_get(st, m->digest, &a) : 1;
-    bool have = rc == 0;
-    cJSON *ap = policy_approval_to_json(policy_approval_label(v.approved, &v.decision),
-                                        have ? a.state : NULL, have ? a.by_uid : 0,
-                                        have ? a.at : 0, have ? a.note : NULL);
-    if (ap) {
-        if (have) {
-            cJSON_AddNumberToObject(ap, "by", (double)a.by_uid);
-            add_time(ap, "at", a.at);
-            cJSON_AddStringToObject(ap, "note", a.note ? a.note : "");
-            cJSON_AddBoolToObject(ap, "in_force", v.approved);
-        } else {
-            cJSON_AddNullToObject(ap, "by");
-            cJSON_AddNullToObject(ap, "at");
-            cJSON_AddNullToObject(ap, "note");
-        }
-    }
-    cJSON_AddItemToObject(o, "approval", ap ? ap : cJSON_CreateNull());
-    if (have)
-        store_approval_clear(&a);
-    cJSON *pol = policy_decision_to_json(&v.decision);
-    cJSON_AddItemToObject(o, "policy", pol ? pol : cJSON_CreateNull());
+    l->paths[l->n] = strdup(path);
+    if (l->paths[l->n])
+        l->n++;
+    return 0;
 }
 
-static cJSON *render_model(store_handle *st, queue *q, gate *g, const char *dir)
+static cJSON *render_model(store_handle *st, queue *q, const char *dir);
+
+/* "units": the models that are single files in dir (GGUF), each rendered like a directory. */
+static void add_file_units(cJSON *o, store_handle *st, queue *q, const char *dir)
+{
+    unit_list l = {.dir = dir, .dir_len = strlen(dir)};
+    store_each_path(st, collect_unit, &l);
+    cJSON *arr = cJSON_AddArrayToObject(o, "units");
+    for (size_t i = 0; i < l.n; i++) {
+        /* Directory units below have their own .provenance; list the file units only. */
+        store_model m;
+        bool file_unit = false;
+        if (store_model_by_path(st, l.paths[i], &m) == 0) {
+            size_t len = strlen(l.paths[i]);
+            file_unit = strcmp(m.format, "gguf") == 0 ||
+                        (len > 5 && strcmp(l.paths[i] + len - 5, ".gguf") == 0);
+            store_model_clear(&m);
+        }
+        if (arr && file_unit)
+            cJSON_AddItemToArray(arr, render_model(st, q, l.paths[i]));
+        free(l.paths[i]);
+    }
+    free(l.paths);
+}
+
+static cJSON *render_model(store_handle *st, queue *q, const char *dir)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o)
@@ -175,15 +235,13 @@ static cJSON *render_model(store_handle *st, queue *q, gate *g, const char *dir)
         cJSON_AddBoolToObject(o, "model", false);
         if (rc == 0)
             store_model_clear(&m);
+        add_file_units(o, st, q, dir);
         return o;
     }
     cJSON_AddStringToObject(o, "status", status);
     cJSON_AddBoolToObject(o, "model", true);
     if (rc != 0) {
-        /* Queued, never analysed: the policy still judges it (a fresh upload). */
         cJSON_AddNullToObject(o, "id");
-        store_model none = {0};
-        add_policy(o, st, g, dir, &none);
         return o;
     }
     add_hex_id(o, "id", m.id);
@@ -216,13 +274,19 @@ static cJSON *render_model(store_handle *st, queue *q, gate *g, const char *dir)
     add_weights(o, fp);
     cJSON_Delete(fp);
     add_lineage(o, st, m.id);
-    add_policy(o, st, g, dir, &m);
+    cJSON_AddStringToObject(o, "approval", "not-required");
+    cJSON *pol = cJSON_AddObjectToObject(o, "policy");
+    if (pol) {
+        cJSON_AddStringToObject(pol, "decision", "allow");
+        cJSON_AddStringToObject(pol, "reason", "no policy is enforced yet");
+    }
     add_time(o, "analyzed_at", m.analyzed_at);
     store_model_clear(&m);
+    add_file_units(o, st, q, dir);
     return o;
 }
 
-static cJSON *render_store(store_handle *st, gate *g)
+static cJSON *render_store(store_handle *st, const char *policy_json)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o)
@@ -242,19 +306,16 @@ static cJSON *render_store(store_handle *st, gate *g)
             cJSON_AddNumberToObject(by, "failed", (double)c.failed);
         }
     }
-    cJSON_AddNumberToObject(o, "blocked", g ? (double)gate_count_blocked(g) : 0);
-    policy *p = gate_policy(g);
-    cJSON *pol = p ? policy_to_json(p) : NULL;
-    if (pol && p && policy_source(p)[0])
-        cJSON_AddItemToObject(o, "policy_file", cJSON_CreateString(policy_source(p)));
-    policy_unref(p);
+    cJSON_AddNumberToObject(o, "blocked", 0);
+    cJSON *pol = policy_json ? cJSON_Parse(policy_json) : NULL;
     cJSON_AddItemToObject(o, "policy", pol ? pol : cJSON_CreateNull());
     return o;
 }
 
-char *vfile_render(store_handle *st, queue *q, gate *g, const char *dir, size_t *len)
+char *vfile_render(store_handle *st, queue *q, const char *dir, const char *policy_json,
+                   size_t *len)
 {
-    cJSON *o = strcmp(dir, "/") == 0 ? render_store(st, g) : render_model(st, q, g, dir);
+    cJSON *o = strcmp(dir, "/") == 0 ? render_store(st, policy_json) : render_model(st, q, dir);
     if (!o)
         return NULL;
     char *text = cJSON_Print(o);

@@ -1,8 +1,6 @@
 /* user.provenance.* values from the store. */
 #include "xattr.h"
 
-#include "policy.h"
-
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -61,8 +59,8 @@ static int view_load(store_handle *st, queue *q, const char *dir, const char *fi
 }
 
 /* Writes the value of one short name into out; 0, -ENODATA or -EIO. */
-static int value_of(store_handle *st, gate *g, const xview *v, const char *dir,
-                    const char *file, const char *name, char *out, size_t outlen)
+static int value_of(store_handle *st, const xview *v, const char *dir, const char *file,
+                    const char *name, char *out, size_t outlen)
 {
     bool ready = v->settled && v->have_model && strcmp(v->model.status, "ready") == 0;
     if (strcmp(name, "status") == 0) {
@@ -76,11 +74,7 @@ static int value_of(store_handle *st, gate *g, const xview *v, const char *dir,
         return 0;
     }
     if (strcmp(name, "approval") == 0) {
-        gate_verdict gv;
-        if (!g || gate_unit(g, dir, &gv) != 0 || !gv.unit)
-            snprintf(out, outlen, "not-required");
-        else
-            snprintf(out, outlen, "%s", policy_approval_label(gv.approved, &gv.decision));
+        snprintf(out, outlen, "not-required");
         return 0;
     }
     if (strcmp(name, "error") == 0) {
@@ -102,31 +96,59 @@ static int value_of(store_handle *st, gate *g, const xview *v, const char *dir,
     int rc = store_parent(st, v->model.id, &parent);
     if (rc < 0)
         return -EIO;
+    /* Without a parent in the store, a reference-set parent (ref:NAME) stands in; a hint never
+     * does. */
+    store_ref ref;
+    bool have_ref = false;
+    if (rc == 1 && strcmp(name, "family") != 0) {
+        int rr = store_ref_get(st, v->model.id, &ref);
+        if (rr < 0)
+            return -EIO;
+        have_ref = rr == 0 && ref.is_parent;
+        if (rr == 0 && !have_ref)
+            store_ref_clear(&ref);
+    }
     int ret = 0;
     if (strcmp(name, "parent") == 0) {
-        if (rc == 1 || !parent.path)
+        if (have_ref)
+            snprintf(out, outlen, "ref:%s", ref.name);
+        else if (rc == 1 || !parent.path)
             ret = -ENODATA;
         else
             snprintf(out, outlen, "%s", parent.path);
     } else if (strcmp(name, "score") == 0) {
-        if (rc == 1)
+        if (have_ref)
+            snprintf(out, outlen, "%.4f", ref.score);
+        else if (rc == 1)
             ret = -ENODATA;
         else
             snprintf(out, outlen, "%.4f", parent.score);
     } else if (strcmp(name, "verdict") == 0) {
-        snprintf(out, outlen, "%s", rc == 1 ? "none" : parent.verdict);
+        snprintf(out, outlen, "%s", have_ref ? ref.verdict : rc == 1 ? "none" : parent.verdict);
     } else if (strcmp(name, "family") == 0) {
-        if (rc == 1) {
-            snprintf(out, outlen, "%s", dir);
-        } else {
+        /* The root ancestor's path, or the family of the reference entry it descends from. */
+        int64_t root_id = v->model.id;
+        char *root_path = NULL;
+        if (rc == 0) {
             store_link *anc = NULL;
             size_t n = 0;
             if (store_ancestors(st, v->model.id, &anc, &n) != 0 || n == 0 || !anc[n - 1].path)
                 ret = -ENODATA;
-            else
-                snprintf(out, outlen, "%s", anc[n - 1].path);
+            else if (!(root_path = strdup(anc[n - 1].path)))
+                ret = -ENOMEM;
+            if (n > 0)
+                root_id = anc[n - 1].id;
             store_links_free(anc, n);
         }
+        store_ref root_ref;
+        int rr = ret == 0 ? store_ref_get(st, root_id, &root_ref) : 1;
+        if (rr == 0 && root_ref.is_parent)
+            snprintf(out, outlen, "%s", root_ref.family);
+        else if (ret == 0)
+            snprintf(out, outlen, "%s", root_path ? root_path : dir);
+        if (rr == 0)
+            store_ref_clear(&root_ref);
+        free(root_path);
     } else {
         ret = -ENODATA;
     }
@@ -134,11 +156,13 @@ static int value_of(store_handle *st, gate *g, const xview *v, const char *dir,
         free(parent.path);
         free(parent.signals);
     }
+    if (have_ref)
+        store_ref_clear(&ref);
     return ret;
 }
 
-int xattr_get(store_handle *st, queue *q, gate *g, const char *dir, const char *file,
-              const char *name, char *buf, size_t size)
+int xattr_get(store_handle *st, queue *q, const char *dir, const char *file, const char *name,
+              char *buf, size_t size)
 {
     if (!xattr_is_provenance(name))
         return -ENODATA;
@@ -149,7 +173,7 @@ int xattr_get(store_handle *st, queue *q, gate *g, const char *dir, const char *
         ret = -ENODATA;
     char value[4096];
     if (ret == 0)
-        ret = value_of(st, g, &v, dir, file, short_name, value, sizeof value);
+        ret = value_of(st, &v, dir, file, short_name, value, sizeof value);
     store_model_clear(&v.model);
     if (ret < 0)
         return ret;
@@ -162,7 +186,7 @@ int xattr_get(store_handle *st, queue *q, gate *g, const char *dir, const char *
     return (int)len;
 }
 
-int xattr_list(store_handle *st, queue *q, gate *g, const char *dir, const char *file, char *buf,
+int xattr_list(store_handle *st, queue *q, const char *dir, const char *file, char *buf,
                size_t size)
 {
     xview v;
@@ -174,7 +198,7 @@ int xattr_list(store_handle *st, queue *q, gate *g, const char *dir, const char 
     size_t len = 0;
     char value[4096];
     for (size_t i = 0; i < N_NAMES; i++) {
-        if (value_of(st, g, &v, dir, file, xattr_names[i], value, sizeof value) != 0)
+        if (value_of(st, &v, dir, file, xattr_names[i], value, sizeof value) != 0)
             continue;
         size_t n = sizeof XATTR_PREFIX - 1 + strlen(xattr_names[i]) + 1;
         if (size > 0) {
@@ -188,30 +212,4 @@ int xattr_list(store_handle *st, queue *q, gate *g, const char *dir, const char 
     }
     store_model_clear(&v.model);
     return (int)len;
-}
-
-int xattr_set(store_handle *st, queue *q, const char *dir, const char *file, const char *name,
-              const char *value, size_t size, bool admin, uint32_t uid, int32_t pid)
-{
-    const char *short_name = name + sizeof XATTR_PREFIX - 1;
-    bool approve = strcmp(short_name, "approve") == 0;
-    if (!approve && strcmp(short_name, "revoke") != 0)
-        return -EPERM;
-    if (!admin)
-        return -EPERM;
-    xview v;
-    int ret = view_load(st, q, dir, file, &v);
-    if (ret == 0 && !v.present)
-        ret = -ENODATA;
-    /* Approval belongs to content: no digest yet, nothing to bind it to. */
-    if (ret == 0 && (!v.settled || !v.have_model || strlen(v.model.digest) != 64))
-        ret = -EBUSY;
-    char note[POLICY_NOTE_MAX + 1], why[128];
-    if (ret == 0 && policy_note_parse(value, size, note, why, sizeof why) != 0)
-        ret = -EINVAL;
-    if (ret == 0 && store_approval_set(st, v.model.digest, approve ? "approved" : "revoked", uid,
-                                       pid, dir, v.model.id, note) != 0)
-        ret = -EIO;
-    store_model_clear(&v.model);
-    return ret;
 }
