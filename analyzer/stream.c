@@ -13,6 +13,7 @@
 #include "gguf.h"
 #include "model.h"
 #include "sha.h"
+#include "sha2x.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -333,134 +334,346 @@ static bool decodable(const tsrc *src)
     return src->ggml ? pa_gguf_type_supported(src->type) : pa_dtype_decodable((pa_dtype)src->type);
 }
 
-static void job_tensor(run_ctx *c, tbuf *b, const job *j)
+/* A tensor being summarised: fed its bytes in any slices, in order. */
+typedef struct tstate {
+    const tsrc *d;
+    pa_tensor_fp *t;
+    tacc a;
+    size_t unit_elems, unit_bytes;
+    bool decode;
+    bool fused;       /* bytes are hashed by the caller into sha2 (two-stream SHA-NI) */
+    pa_sha_ctx *sha;  /* otherwise OpenSSL */
+    pa_sha2x sha2;
+    uint64_t units_done;
+    /* Bytes are summarised in fixed pieces of SUB_ELEMS elements counted from the tensor's start,
+     * whatever slices they arrive in, so the sums come out the same on every schedule. */
+    size_t piece_bytes;
+    size_t npend;
+    uint8_t pend[SUB_ELEMS * 8];
+} tstate;
+
+static bool tensor_begin(run_ctx *c, const job *j, bool fused, tstate *ts)
 {
-    const tsrc *d = &j->src;
-    pa_tensor_fp *t = &c->fp->tensors[j->tensor];
+    memset(ts, 0, sizeof *ts);
+    const tsrc *d = ts->d = &j->src;
+    pa_tensor_fp *t = ts->t = &c->fp->tensors[j->tensor];
     /* a unit: one element of a safetensors dtype, or one ggml block */
-    size_t unit_elems = d->ggml ? pa_gguf_block_elems(d->type) : 1;
-    size_t unit_bytes = d->ggml ? pa_gguf_block_bytes(d->type) : pa_dtype_size((pa_dtype)d->type);
-    bool decode = decodable(d) && unit_elems && unit_bytes;
-    t->decoded = decode && d->numel > 0;
-    tacc a = {0};
-    a.t = t;
-    a.is_embed = j->tensor == c->embed_tensor;
-    a.mn = INFINITY;
-    a.mx = -INFINITY;
+    ts->unit_elems = d->ggml ? pa_gguf_block_elems(d->type) : 1;
+    ts->unit_bytes = d->ggml ? pa_gguf_block_bytes(d->type) : pa_dtype_size((pa_dtype)d->type);
+    size_t sub_units = ts->unit_elems ? SUB_ELEMS / ts->unit_elems : 0;
+    ts->piece_bytes = (sub_units ? sub_units : 1) * ts->unit_bytes;
+    ts->decode = decodable(d) && ts->unit_elems && ts->unit_bytes &&
+                 ts->piece_bytes <= sizeof ts->pend;
+    t->decoded = ts->decode && d->numel > 0;
+    tacc *a = &ts->a;
+    a->t = t;
+    a->is_embed = j->tensor == c->embed_tensor;
+    a->mn = INFINITY;
+    a->mx = -INFINITY;
     if (d->ndim >= 2) {
-        a.rows = d->shape[0];
-        a.cols = d->shape[0] ? d->numel / d->shape[0] : 0;
+        a->rows = d->shape[0];
+        a->cols = d->shape[0] ? d->numel / d->shape[0] : 0;
     } else {
-        a.rows = 1;
-        a.cols = d->numel;
+        a->rows = 1;
+        a->cols = d->numel;
     }
-    t->rows = d->ndim >= 2 ? a.rows : 0;
-    t->cols = d->ndim >= 2 ? a.cols : 0;
+    t->rows = d->ndim >= 2 ? a->rows : 0;
+    t->cols = d->ndim >= 2 ? a->cols : 0;
     bool ok = true;
-    if (decode && d->numel) {
+    if (ts->decode && d->numel) {
         if (d->ndim >= 2) {
-            a.kc = min_u32(a.cols, PA_SK_MARGINAL);
-            a.kr = min_u32(a.rows, PA_SK_MARGINAL);
-            a.br = min_u32(a.rows, PA_SK_BLOCK_R);
-            a.bc = min_u32(a.cols, PA_SK_BLOCK_C);
-            a.col_idx = malloc(a.kc * sizeof *a.col_idx);
-            a.colsum = calloc(a.kc, sizeof *a.colsum);
-            a.bcol_idx = malloc(a.bc * sizeof *a.bcol_idx);
-            ok = a.col_idx && a.colsum && a.bcol_idx && vec_alloc(&t->colsum, a.kc) &&
-                 vec_alloc(&t->rowsum, a.kr) && vec_alloc(&t->block, a.br * a.bc);
+            a->kc = min_u32(a->cols, PA_SK_MARGINAL);
+            a->kr = min_u32(a->rows, PA_SK_MARGINAL);
+            a->br = min_u32(a->rows, PA_SK_BLOCK_R);
+            a->bc = min_u32(a->cols, PA_SK_BLOCK_C);
+            a->col_idx = malloc(a->kc * sizeof *a->col_idx);
+            a->colsum = calloc(a->kc, sizeof *a->colsum);
+            a->bcol_idx = malloc(a->bc * sizeof *a->bcol_idx);
+            ok = a->col_idx && a->colsum && a->bcol_idx && vec_alloc(&t->colsum, a->kc) &&
+                 vec_alloc(&t->rowsum, a->kr) && vec_alloc(&t->block, a->br * a->bc);
             if (ok) {
-                for (uint32_t k = 0; k < a.kc; k++)
-                    a.col_idx[k] = spaced(k, a.kc, a.cols);
-                for (uint32_t k = 0; k < a.bc; k++)
-                    a.bcol_idx[k] = spaced(k, a.bc, a.cols);
-                t->block_r = a.br;
-                t->block_c = a.bc;
+                for (uint32_t k = 0; k < a->kc; k++)
+                    a->col_idx[k] = spaced(k, a->kc, a->cols);
+                for (uint32_t k = 0; k < a->bc; k++)
+                    a->bcol_idx[k] = spaced(k, a->bc, a->cols);
+                t->block_r = a->br;
+                t->block_c = a->bc;
             }
         } else {
-            a.ks = min_u32(a.cols, PA_SK_NORMVEC);
-            a.next_sample = spaced(0, a.ks, a.cols);
-            ok = vec_alloc(&t->sample, a.ks);
+            a->ks = min_u32(a->cols, PA_SK_NORMVEC);
+            a->next_sample = spaced(0, a->ks, a->cols);
+            ok = vec_alloc(&t->sample, a->ks);
         }
     }
-    pa_sha_ctx *sha = pa_sha_new();
-    if (!ok || !sha) {
-        if (sha) {
-            uint8_t dummy[32];
-            pa_sha_final(sha, dummy);
-        }
+    ts->fused = fused;
+    if (fused)
+        pa_sha2x_init(&ts->sha2);
+    else
+        ok = ok && (ts->sha = pa_sha_new()) != NULL;
+    if (!ok)
         fail(c, PA_E_NOMEM, "%s: out of memory for tensor %s", d->path, d->name);
-        goto out;
-    }
-    int fd = open(d->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        uint8_t dummy[32];
-        pa_sha_final(sha, dummy);
-        fail(c, PA_E_IO, "%s: cannot open: %s", d->path, strerror(errno));
-        goto out;
-    }
-    uint64_t n_units = d->nbytes / (unit_bytes ? unit_bytes : 1);
-    size_t chunk_units = CHUNK_BYTES / (unit_bytes ? unit_bytes : 1);
-    size_t sub_units = SUB_ELEMS / (unit_elems ? unit_elems : 1);
+    return ok;
+}
+
+/* Decode and summarise whole units, in cache-sized pieces: the floats never leave L1/L2. */
+static bool tensor_units(run_ctx *c, tstate *ts, tbuf *b, const uint8_t *raw, size_t n)
+{
+    const tsrc *d = ts->d;
+    tacc *a = &ts->a;
+    size_t sub_units = SUB_ELEMS / ts->unit_elems;
     if (sub_units == 0)
         sub_units = 1;
-    uint64_t done_units = 0;
-    while (done_units < n_units && !cancelled(c)) {
-        size_t n = (size_t)(n_units - done_units < chunk_units ? n_units - done_units : chunk_units);
-        if (pa_pread_exact(fd, b->raw, n * unit_bytes, d->off + done_units * unit_bytes)) {
+    for (size_t s0 = 0; s0 < n; s0 += sub_units) {
+        size_t su = n - s0 < sub_units ? n - s0 : sub_units;
+        size_t sn = su * ts->unit_elems;
+        const uint8_t *src = raw + s0 * ts->unit_bytes;
+        if (d->ggml) {
+            pa_error derr = {0};
+            if (pa_gguf_dequant(d->type, src, su * ts->unit_bytes, b->val, sn, &derr) != PA_OK) {
+                fail(c, derr.status, "%s: tensor '%s' cannot be decoded", d->path, d->name);
+                return false;
+            }
+        } else {
+            pa_dtype_to_f32((pa_dtype)d->type, src, b->val, sn);
+        }
+        uint64_t e0 = (ts->units_done + s0) * ts->unit_elems;
+        size_t i = 0;
+        while (i < sn) {
+            uint64_t e = e0 + i;
+            uint64_t r = e / a->cols, c0 = e % a->cols;
+            size_t len = (size_t)(a->cols - c0);
+            if (len > sn - i)
+                len = sn - i;
+            if (d->qk_heads)
+                r = pa_gguf_qk_row(r, a->rows, d->qk_heads);
+            acc_run(c, a, r, c0, b->val + i, len);
+            i += len;
+        }
+    }
+    ts->units_done += n;
+    return true;
+}
+
+/* The next n bytes of the tensor. */
+static bool tensor_feed(run_ctx *c, tstate *ts, tbuf *b, const uint8_t *p, size_t n)
+{
+    if (!ts->fused)
+        pa_sha_update(ts->sha, p, n);
+    if (!ts->decode)
+        return true;
+    size_t pb = ts->piece_bytes, ub = ts->unit_bytes;
+    if (ts->npend) {
+        size_t take = pb - ts->npend < n ? pb - ts->npend : n;
+        memcpy(ts->pend + ts->npend, p, take);
+        ts->npend += take;
+        p += take;
+        n -= take;
+        if (ts->npend < pb)
+            return true;
+        ts->npend = 0;
+        if (!tensor_units(c, ts, b, ts->pend, pb / ub))
+            return false;
+    }
+    size_t whole = n / pb * pb;
+    if (whole && !tensor_units(c, ts, b, p, whole / ub))
+        return false;
+    memcpy(ts->pend, p + whole, n - whole);
+    ts->npend = n - whole;
+    return true;
+}
+
+static void tensor_end(run_ctx *c, tstate *ts, tbuf *b, bool ok)
+{
+    pa_tensor_fp *t = ts->t;
+    tacc *a = &ts->a;
+    /* the last, shorter piece */
+    if (ok && ts->decode && ts->npend)
+        ok = tensor_units(c, ts, b, ts->pend, ts->npend / ts->unit_bytes);
+    ts->npend = 0;
+    if (ts->fused) {
+        pa_sha2x_final(&ts->sha2, t->sha);
+    } else if (ts->sha) {
+        pa_sha_final(ts->sha, t->sha);
+    }
+    if (ok && ts->decode && ts->d->numel) {
+        uint64_t finite = ts->d->numel - a->nonfinite;
+        t->n_nonfinite = a->nonfinite;
+        t->mean = finite ? a->sum / (double)finite : 0;
+        double var = finite ? a->sumsq / (double)finite - t->mean * t->mean : 0;
+        t->std = var > 0 ? sqrt(var) : 0;
+        t->l2 = sqrt(a->sumsq);
+        t->min = a->mn;
+        t->max = a->mx;
+        for (uint32_t k = 0; k < a->kc; k++)
+            t->colsum.v[k] = (float)a->colsum[k];
+    }
+    free(a->col_idx);
+    free(a->colsum);
+    free(a->bcol_idx);
+}
+
+static void job_tensor(run_ctx *c, tbuf *b, const job *j)
+{
+    tstate ts;
+    if (!tensor_begin(c, j, false, &ts)) {
+        tensor_end(c, &ts, b, false);
+        return;
+    }
+    const tsrc *d = &j->src;
+    int fd = open(d->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fail(c, PA_E_IO, "%s: cannot open: %s", d->path, strerror(errno));
+        tensor_end(c, &ts, b, false);
+        return;
+    }
+    bool ok = true;
+    for (uint64_t done = 0; ok && done < d->nbytes && !cancelled(c);) {
+        size_t n = (size_t)(d->nbytes - done < CHUNK_BYTES ? d->nbytes - done : CHUNK_BYTES);
+        if (pa_pread_exact(fd, b->raw, n, d->off + done)) {
             fail(c, PA_E_FORMAT, "%s: short read in tensor '%s' (file changed or truncated?)",
                  d->path, d->name);
+            ok = false;
             break;
         }
-        pa_sha_update(sha, b->raw, n * unit_bytes);
-        /* Decode and summarise in cache-sized pieces: the floats never leave L1/L2. */
-        for (size_t s0 = 0; decode && s0 < n; s0 += sub_units) {
-            size_t su = n - s0 < sub_units ? n - s0 : sub_units;
-            size_t sn = su * unit_elems;
-            const uint8_t *src = b->raw + s0 * unit_bytes;
-            if (d->ggml) {
-                pa_error derr = {0};
-                if (pa_gguf_dequant(d->type, src, su * unit_bytes, b->val, sn, &derr) != PA_OK) {
-                    fail(c, derr.status, "%s: tensor '%s' cannot be decoded", d->path, d->name);
-                    break;
-                }
-            } else {
-                pa_dtype_to_f32((pa_dtype)d->type, src, b->val, sn);
-            }
-            uint64_t e0 = (done_units + s0) * unit_elems;
-            size_t i = 0;
-            while (i < sn) {
-                uint64_t e = e0 + i;
-                uint64_t r = e / a.cols, c0 = e % a.cols;
-                size_t len = (size_t)(a.cols - c0);
-                if (len > sn - i)
-                    len = sn - i;
-                if (d->qk_heads)
-                    r = pa_gguf_qk_row(r, a.rows, d->qk_heads);
-                acc_run(c, &a, r, c0, b->val + i, len);
-                i += len;
-            }
-        }
-        done_units += n;
-        progress(c, (uint64_t)n * unit_bytes);
+        ok = tensor_feed(c, &ts, b, b->raw, n);
+        done += n;
+        progress(c, n);
     }
     close(fd);
-    pa_sha_final(sha, t->sha);
-    if (decode && d->numel) {
-        uint64_t finite = d->numel - a.nonfinite;
-        t->n_nonfinite = a.nonfinite;
-        t->mean = finite ? a.sum / (double)finite : 0;
-        double var = finite ? a.sumsq / (double)finite - t->mean * t->mean : 0;
-        t->std = var > 0 ? sqrt(var) : 0;
-        t->l2 = sqrt(a.sumsq);
-        t->min = a.mn;
-        t->max = a.mx;
-        for (uint32_t k = 0; k < a.kc; k++)
-            t->colsum.v[k] = (float)a.colsum[k];
+    tensor_end(c, &ts, b, ok);
+}
+
+/* One thread, one file: read it once, front to back, and hash every byte into the file's digest
+ * and — two streams side by side on the SHA extensions — the bytes of each tensor into the
+ * tensor's. This is the single-thread path: each byte is read once and both digests cost little
+ * more than one. tensors[] are the file's tensor jobs sorted by offset. */
+static void job_file_fused(run_ctx *c, tbuf *b, const job *fj, const job *const *tensors,
+                           size_t nt)
+{
+    const char *path = c->unit->file_paths[fj->file];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fail(c, PA_E_IO, "%s: cannot open: %s", path, strerror(errno));
+        return;
     }
+    pa_sha2x file;
+    pa_sha2x_init(&file);
+    size_t ti = 0;
+    tstate ts;
+    bool open_t = false, ok = true;
+    uint64_t off = 0;
+    for (;;) {
+        if (cancelled(c)) {
+            ok = false;
+            break;
+        }
+        ssize_t r = pread(fd, b->raw, CHUNK_BYTES, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            fail(c, PA_E_IO, "%s: read failed: %s", path, strerror(errno));
+            ok = false;
+            break;
+        }
+        if (r == 0)
+            break;
+        const uint8_t *p = b->raw;
+        uint64_t end = off + (uint64_t)r;
+        while (ok && off < end) {
+            /* skip to the next tensor that has bytes left */
+            while (!open_t && ti < nt && tensors[ti]->src.off + tensors[ti]->src.nbytes <= off) {
+                /* empty tensor or one already behind us */
+                ok = tensor_begin(c, tensors[ti], true, &ts);
+                tensor_end(c, &ts, b, ok);
+                ti++;
+            }
+            if (!ok)
+                break;
+            const tsrc *d = ti < nt ? &tensors[ti]->src : NULL;
+            if (!d || off < d->off) {
+                /* header, padding or gaps: the file digest only */
+                uint64_t stop = d && d->off < end ? d->off : end;
+                pa_sha2x_update(&file, p, (size_t)(stop - off));
+                p += stop - off;
+                off = stop;
+                continue;
+            }
+            if (!open_t) {
+                if (!tensor_begin(c, tensors[ti], true, &ts)) {
+                    tensor_end(c, &ts, b, false);
+                    ok = false;
+                    break;
+                }
+                open_t = true;
+            }
+            uint64_t stop = d->off + d->nbytes < end ? d->off + d->nbytes : end;
+            size_t n = (size_t)(stop - off);
+            pa_sha2x_update2(&file, p, n, &ts.sha2, p, n);
+            ok = tensor_feed(c, &ts, b, p, n);
+            p += n;
+            off = stop;
+            if (off == d->off + d->nbytes) {
+                tensor_end(c, &ts, b, ok);
+                open_t = false;
+                ti++;
+            }
+        }
+        progress(c, (uint64_t)r);
+        if (!ok)
+            break;
+    }
+    if (open_t)
+        tensor_end(c, &ts, b, false);
+    close(fd);
+    if (ok && ti < nt) {
+        fail(c, PA_E_FORMAT, "%s: file ended inside tensor '%s' (changed or truncated?)", path,
+             tensors[ti]->src.name);
+        return;
+    }
+    uint8_t dgst[32];
+    pa_sha2x_final(&file, dgst);
+    if (ok)
+        pa_hex(dgst, 32, c->fp->files[fj->file].sha256);
+}
+
+/* The single-thread schedule: each weights file in one fused pass (job_file_fused), the other
+ * files hashed and the remaining tensors read on their own. */
+static void run_serial_fused(run_ctx *c)
+{
+    tbuf b;
+    b.raw = malloc(CHUNK_BYTES);
+    b.val = malloc((size_t)SUB_ELEMS * sizeof(float));
+    const job **group = malloc((c->n_jobs ? c->n_jobs : 1) * sizeof *group);
+    bool *done = calloc(c->n_jobs ? c->n_jobs : 1, sizeof *done);
+    if (!b.raw || !b.val || !group || !done) {
+        fail(c, PA_E_NOMEM, "%s: %s", c->unit->path, "out of memory for read buffers");
+        goto out;
+    }
+    for (size_t i = 0; i < c->n_jobs && !cancelled(c); i++) {
+        const job *j = &c->jobs[i];
+        if (j->kind != 0)
+            continue;
+        const char *path = c->unit->file_paths[j->file];
+        size_t n = 0;
+        for (size_t k = 0; k < c->n_jobs; k++)
+            if (c->jobs[k].kind == 1 && strcmp(c->jobs[k].src.path, path) == 0) {
+                group[n++] = &c->jobs[k]; /* jobs are sorted by path, then offset */
+                done[k] = true;
+            }
+        if (n)
+            job_file_fused(c, &b, j, group, n);
+        else
+            job_file_hash(c, &b, j);
+        done[i] = true;
+    }
+    for (size_t i = 0; i < c->n_jobs && !cancelled(c); i++)
+        if (!done[i] && c->jobs[i].kind == 1)
+            job_tensor(c, &b, &c->jobs[i]);
 out:
-    free(a.col_idx);
-    free(a.colsum);
-    free(a.bcol_idx);
+    free(b.raw);
+    free(b.val);
+    free(group);
+    free(done);
 }
 
 static void *worker(void *arg)
@@ -845,7 +1058,13 @@ pa_status pa_stream_weights(pa_fingerprint *fp, pa_unit *u, const pa_tokenizer *
         if (!st)
             st = plan_anchors(&c, tok, err);
     }
-    if (!st) {
+    if (!st && default_threads(opt) == 1 && pa_sha2x_available()) {
+        run_serial_fused(&c);
+        if (err->status)
+            st = err->status;
+        else if (opt && opt->cancel && *opt->cancel)
+            st = pa_error_set(err, PA_E_CANCELLED, "%s: cancelled", u->path);
+    } else if (!st) {
         int nthreads = default_threads(opt);
         if ((size_t)nthreads > c.n_jobs)
             nthreads = c.n_jobs ? (int)c.n_jobs : 1;
