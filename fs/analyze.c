@@ -4,6 +4,8 @@
 #include "provfs/analyzer.h"
 #include "refdb.h"
 
+#include <openssl/evp.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -387,6 +389,108 @@ static int reference_match(const analyze_ctx *an, const pa_fingerprint *fp, stor
     return ret;
 }
 
+/* ---------------------------------------------------------------- failed units */
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* SHA-256 of one file's bytes (hex). */
+static int sha256_file(int dirfd, const char *name, volatile const int *cancel, char out[65])
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    size_t bufsize = 1u << 20;
+    unsigned char *buf = malloc(bufsize);
+    int ret = buf && md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 ? 0 : -1;
+    for (ssize_t n; ret == 0 && (n = read(fd, buf, bufsize)) != 0;) {
+        if (n < 0 || (cancel && *cancel) || EVP_DigestUpdate(md, buf, (size_t)n) != 1)
+            ret = -1;
+    }
+    free(buf);
+    unsigned char d[32];
+    if (ret == 0 && EVP_DigestFinal_ex(md, d, NULL) != 1)
+        ret = -1;
+    for (int i = 0; ret == 0 && i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+    EVP_MD_CTX_free(md);
+    close(fd);
+    return ret;
+}
+
+/* The digest of a unit the analyzer could not parse, the same way as the analyzer's: SHA-256
+ * over the sorted "name\0sha256\n" list of its regular files (a GGUF unit: the file itself). */
+static int failed_unit_digest(const char *abs, volatile const int *cancel, char out[65])
+{
+    struct stat sb;
+    if (stat(abs, &sb) != 0)
+        return -1;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int dirfd, ret = -1;
+    if (S_ISREG(sb.st_mode)) {
+        const char *slash = strrchr(abs, '/');
+        char *parent = strndup(abs, slash && slash != abs ? (size_t)(slash - abs) : 1);
+        dirfd = parent ? open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+        free(parent);
+        names = malloc(sizeof *names);
+        if (names && (names[0] = strdup(slash ? slash + 1 : abs)) != NULL)
+            n = 1;
+    } else {
+        dirfd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int lfd = dirfd >= 0 ? dup(dirfd) : -1;
+        DIR *dir = lfd >= 0 ? fdopendir(lfd) : NULL;
+        if (!dir && lfd >= 0)
+            close(lfd);
+        struct dirent *de;
+        while (dir && (de = readdir(dir)) != NULL) {
+            struct stat fs;
+            if (de->d_name[0] == '.' || fstatat(dirfd, de->d_name, &fs, AT_SYMLINK_NOFOLLOW) != 0 ||
+                !S_ISREG(fs.st_mode))
+                continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                char **grown = realloc(names, cap * sizeof *names);
+                if (!grown)
+                    break;
+                names = grown;
+            }
+            if ((names[n] = strdup(de->d_name)) != NULL)
+                n++;
+        }
+        if (dir)
+            closedir(dir);
+        if (n)
+            qsort(names, n, sizeof *names, name_cmp);
+    }
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (dirfd >= 0 && n > 0 && md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1) {
+        ret = 0;
+        for (size_t i = 0; i < n && ret == 0; i++) {
+            char sha[65];
+            ret = sha256_file(dirfd, names[i], cancel, sha);
+            if (ret == 0 && (EVP_DigestUpdate(md, names[i], strlen(names[i]) + 1) != 1 ||
+                             EVP_DigestUpdate(md, sha, 64) != 1 || EVP_DigestUpdate(md, "\n", 1) != 1))
+                ret = -1;
+        }
+        unsigned char d[32];
+        if (ret == 0 && EVP_DigestFinal_ex(md, d, NULL) != 1)
+            ret = -1;
+        for (int i = 0; ret == 0 && i < 32; i++)
+            snprintf(out + 2 * i, 3, "%02x", d[i]);
+    }
+    EVP_MD_CTX_free(md);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    if (dirfd >= 0)
+        close(dirfd);
+    return ret;
+}
+
 /* ---------------------------------------------------------------- the job */
 
 void analyze_job(void *ctx, const queue_job *job)
@@ -445,10 +549,15 @@ void analyze_job(void *ctx, const queue_job *job)
         char msg[sizeof err.msg];
         relative_message(an, err.msg[0] ? err.msg : pa_status_name(status), msg, sizeof msg);
         const char *st_name = status == PA_E_INCOMPLETE ? "incomplete" : "failed";
+        /* The content digest even so, so an admin can approve (release) a failed unit. */
+        char digest[65];
+        bool have_digest = failed_unit_digest(abs, job->cancel, digest) == 0;
         pthread_mutex_lock(&an->lineage_lock);
         if (queue_current(an->q, job->path, job->gen)) {
             store_finish_error(an->st, id, st_name, msg);
             store_set_ref(an->st, id, NULL);
+            if (have_digest)
+                store_set_digest(an->st, id, digest);
             store_event(an->st, job->uid, job->pid, job->path, id, st_name, msg);
         }
         pthread_mutex_unlock(&an->lineage_lock);

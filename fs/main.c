@@ -1,13 +1,17 @@
 /* provfs [--db FILE] [--policy FILE] [--workers N] [--admin-gid GID] [--quiet-ms N] [-f] [-d]
  *        [-o OPT] BACKING MOUNTPOINT */
 #include "analyze.h"
+#include "gate.h"
 #include "ops.h"
+#include "policy.h"
 #include "queue.h"
 #include "store.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,15 +21,6 @@
 #ifndef PROVFS_REFDB_DIR
 #define PROVFS_REFDB_DIR "/usr/share/provfs/refdb"
 #endif
-
-static const char default_policy[] =
-    "{\n"
-    "  \"mode\": \"audit\",\n"
-    "  \"require_approval\": \"unknown-lineage\",\n"
-    "  \"allow_families\": [],\n"
-    "  \"deny_families\": [],\n"
-    "  \"block_pending\": false\n"
-    "}\n";
 
 typedef struct options {
     const char *backing;
@@ -130,26 +125,39 @@ static int parse_args(int argc, char **argv, options *opt, struct fuse_args *far
     return 0;
 }
 
-/* Reads the policy file, writing the defaults on first mount. Returns malloc'd text or NULL. */
-static char *load_policy(const char *path)
+/* SIGHUP reloads the policy: one thread sigwaits for it (SIGHUP is blocked everywhere, so
+ * libfuse's handler, which would end the session, never runs). */
+typedef struct reloader {
+    pthread_t thread;
+    atomic_bool stop;
+    policy_slot *slot;
+    const char *path;
+    store_handle *st;
+} reloader;
+
+static void *reload_main(void *arg)
 {
-    FILE *f = fopen(path, "r");
-    if (!f && errno == ENOENT) {
-        f = fopen(path, "wx");
-        if (f) {
-            fputs(default_policy, f);
-            fclose(f);
+    reloader *r = arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (atomic_load(&r->stop))
+            break;
+        char err[512], detail[640];
+        if (policy_slot_reload(r->slot, r->path, err, sizeof err) == 0) {
+            fprintf(stderr, "provfs: policy reloaded from %s\n", r->path);
+            snprintf(detail, sizeof detail, "loaded %s", r->path);
+        } else {
+            fprintf(stderr, "provfs: %s; keeping the previous policy\n", err);
+            snprintf(detail, sizeof detail, "kept the old policy: %s", err);
         }
-        return strdup(default_policy);
+        store_event(r->st, 0, 0, r->path, 0, "policy-reload", detail);
     }
-    if (!f)
-        return NULL;
-    char *text = malloc(1 << 20);
-    size_t n = text ? fread(text, 1, (1 << 20) - 1, f) : 0;
-    fclose(f);
-    if (text)
-        text[n] = '\0';
-    return text;
+    return NULL;
 }
 
 /* The reference set: --refdb DIR must load; the built-in default is used when it is there. */
@@ -192,9 +200,18 @@ int main(int argc, char **argv)
     store_handle *st = NULL;
     analyze_ctx *an = NULL;
     queue *q = NULL;
-    char *policy_text = NULL;
+    policy_slot *slot = NULL;
+    gate *gatekeeper = NULL;
+    reloader reload = {0};
+    bool reloading = false;
     pthread_t reconciler;
     bool reconciling = false;
+
+    /* Before any thread exists, so every thread (FUSE loop, workers) inherits the mask. */
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, NULL);
 
     fuse_opt_add_arg(&fargs, argv[0]);
     int rc = parse_args(argc, argv, &opt, &fargs);
@@ -224,7 +241,20 @@ int main(int argc, char **argv)
         opt.db = db_default;
     if (!opt.policy)
         opt.policy = policy_default;
-    policy_text = load_policy(opt.policy);
+    /* An invalid policy refuses the mount: nothing is served under rules nobody wrote. */
+    policy *pol = NULL;
+    if (policy_write_default(opt.policy, err, sizeof err) < 0 ||
+        policy_load(opt.policy, &pol, err, sizeof err) != 0) {
+        fprintf(stderr, "provfs: %s\n", err);
+        ret = 2;
+        goto out_args;
+    }
+    slot = policy_slot_create(pol);
+    if (!slot) {
+        policy_unref(pol);
+        fprintf(stderr, "provfs: out of memory\n");
+        goto out_args;
+    }
 
     if (geteuid() == 0) {
         fuse_opt_add_arg(&fargs, "-o");
@@ -273,7 +303,14 @@ int main(int argc, char **argv)
         goto out_store;
     }
     analyze_set_queue(an, q);
-    ops_fs_attach(fs, st, q, policy_text);
+    gatekeeper = gate_create(st, q, slot);
+    if (!gatekeeper) {
+        fprintf(stderr, "provfs: out of memory\n");
+        goto out_store;
+    }
+    ops_fs_attach(fs, st, q, gatekeeper, (gid_t)opt.admin_gid);
+    reload = (reloader){.slot = slot, .path = opt.policy, .st = st};
+    reloading = pthread_create(&reload.thread, NULL, reload_main, &reload) == 0;
     reconciling = pthread_create(&reconciler, NULL, reconcile_main, an) == 0;
 
     if (opt.single_thread) {
@@ -286,9 +323,15 @@ int main(int argc, char **argv)
 
     if (reconciling)
         pthread_join(reconciler, NULL);
-    ops_fs_attach(fs, NULL, NULL, NULL);
+    if (reloading) {
+        atomic_store(&reload.stop, true);
+        pthread_kill(reload.thread, SIGHUP);
+        pthread_join(reload.thread, NULL);
+    }
+    ops_fs_attach(fs, NULL, NULL, NULL, 0);
 out_store:
     queue_destroy(q);
+    gate_destroy(gatekeeper);
     analyze_destroy(an);
     store_close(st);
 out_unmount:
@@ -300,7 +343,7 @@ out_session:
 out_fs:
     ops_fs_free(fs);
 out_args:
-    free(policy_text);
+    policy_slot_destroy(slot);
     fuse_opt_free_args(&fargs);
     return ret;
 }

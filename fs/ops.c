@@ -202,12 +202,26 @@ static void mark_inode_dir(pf_fs *fs, pf_caller who, pf_inode *dir)
         mark_dir(fs, who, path);
 }
 
-/* The unit holding the file open on fd (or O_PATH fd) changed. */
+/* Schedules the file at path when it is a unit of its own (GGUF, detected from its bytes), or
+ * was one. */
+static void mark_file(pf_fs *fs, pf_caller who, const char *path)
+{
+    if (!fs->q)
+        return;
+    if (analyze_file_unit_check(fs->root.fd, path + 1) != 1 &&
+        queue_get_state(fs->q, path) == QUEUE_NONE && !store_knows(fs, path))
+        return;
+    queue_mark(fs->q, path, who.uid, who.pid);
+}
+
+/* The unit holding the file open on fd (or O_PATH fd) changed: the file's own unit (GGUF) and
+ * its directory's. */
 static void mark_file_fd(pf_fs *fs, pf_caller who, int fd)
 {
     char path[PATH_MAX];
     if (fd_path(fs, fd, path, sizeof path) != 0)
         return;
+    mark_file(fs, who, path);
     split_path(path);
     mark_dir(fs, who, path);
 }
@@ -607,9 +621,13 @@ static void pf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
         if (linkat(AT_FDCWD, proc, dir->fd, name, AT_SYMLINK_FOLLOW) != 0)
             err = errno;
     }
+    char path[PATH_MAX];
+    bool have_path = !err && child_path(fs, dir, name, path, sizeof path) == 0;
     reply_new_entry(req, fs, dir, name, err);
     if (!err)
         mark_inode_dir(fs, who, dir);
+    if (have_path)
+        mark_file(fs, who, path);
 }
 
 static void pf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -617,12 +635,20 @@ static void pf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     pf_fs *fs = fs_of(req);
     pf_inode *dir = inode_of(req, parent);
     pf_caller who = caller_of(req);
+    char path[PATH_MAX];
+    bool have_path = child_path(fs, dir, name, path, sizeof path) == 0;
     int err = check_new_name(fs, dir, name);
     if (!err && unlinkat(dir->fd, name, 0) != 0)
         err = errno;
     fuse_reply_err(req, err);
     if (!err)
         mark_inode_dir(fs, who, dir);
+    if (!err && have_path && fs->q) {
+        /* A GGUF unit goes with its name (another hard link is a path of its own). */
+        queue_forget(fs->q, path);
+        if (store_knows(fs, path))
+            store_remove_path(fs->st, path, false);
+    }
 }
 
 static void pf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -661,16 +687,24 @@ static void pf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
     if (err || !have_paths || !fs->q)
         return;
     struct stat st;
-    if (fstatat(newdir->fd, newname, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) &&
-        !(flags & RENAME_EXCHANGE)) {
-        /* A directory moved: the models in it keep their analysis under the new name. */
+    bool moved = fstatat(newdir->fd, newname, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    bool file_unit = moved && S_ISREG(st.st_mode) &&
+                     (queue_get_state(fs->q, from) != QUEUE_NONE || store_knows(fs, from) ||
+                      analyze_file_unit_check(fs->root.fd, to + 1) == 1);
+    if (moved && (S_ISDIR(st.st_mode) || file_unit) && !(flags & RENAME_EXCHANGE)) {
+        /* A directory or a GGUF file moved: its models keep their analysis under the new name. */
         queue_rename(fs->q, from, to);
         store_rename(fs->st, from, to);
         if (store_knows(fs, to))
             store_event(fs->st, who.uid, who.pid, to, 0, "renamed", from);
+        /* A GGUF unit's one file changed its name (part of the unit's file list and digest). */
+        if (file_unit)
+            mark_file(fs, who, to);
     } else if (flags & RENAME_EXCHANGE) {
         mark_dir(fs, who, from);
         mark_dir(fs, who, to);
+        mark_file(fs, who, from);
+        mark_file(fs, who, to);
     }
     /* A file moved out of one unit and into another. */
     split_path(from);
@@ -1122,6 +1156,12 @@ static bool provenance_target(pf_fs *fs, pf_inode *in, char *dir, size_t dirlen,
         return false;
     if (inode_path(fs, in, dir, dirlen) != 0)
         return false;
+    if (in->type == S_IFREG && fs->q &&
+        (queue_get_state(fs->q, dir) != QUEUE_NONE || store_knows(fs, dir))) {
+        /* A GGUF file is a unit of its own: its xattrs describe it, not its directory. */
+        *file = strrchr(dir, '/') + 1;
+        return true;
+    }
     *file = in->type == S_IFDIR ? NULL : split_path(dir);
     return true;
 }

@@ -1,6 +1,8 @@
 /* `.provenance` JSON rendering. */
 #include "vfile.h"
 
+#include "policy.h"
+
 #include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -190,10 +192,10 @@ static int collect_unit(void *ctx, const char *path, int64_t model_id, const cha
     return 0;
 }
 
-static cJSON *render_model(store_handle *st, queue *q, const char *dir);
+static cJSON *render_model(store_handle *st, queue *q, gate *g, const char *dir);
 
 /* "units": the models that are single files in dir (GGUF), each rendered like a directory. */
-static void add_file_units(cJSON *o, store_handle *st, queue *q, const char *dir)
+static void add_file_units(cJSON *o, store_handle *st, queue *q, gate *g, const char *dir)
 {
     unit_list l = {.dir = dir, .dir_len = strlen(dir)};
     store_each_path(st, collect_unit, &l);
@@ -209,13 +211,48 @@ static void add_file_units(cJSON *o, store_handle *st, queue *q, const char *dir
             store_model_clear(&m);
         }
         if (arr && file_unit)
-            cJSON_AddItemToArray(arr, render_model(st, q, l.paths[i]));
+            cJSON_AddItemToArray(arr, render_model(st, q, g, l.paths[i]));
         free(l.paths[i]);
     }
     free(l.paths);
 }
 
-static cJSON *render_model(store_handle *st, queue *q, const char *dir)
+/* `approval` ({state: label, by, at, note, record}) and `policy` ({decision, reason, rule, mode,
+ * enforced}) from the same cached decision the open() gate uses. */
+static void add_policy(cJSON *o, store_handle *st, gate *g, const char *dir, const store_model *m)
+{
+    gate_verdict v;
+    if (!g || gate_unit(g, dir, &v) != 0 || !v.unit) {
+        cJSON_AddNullToObject(o, "approval");
+        cJSON_AddNullToObject(o, "policy");
+        return;
+    }
+    store_approval a;
+    int rc = m->digest[0] ? store_approval_get(st, m->digest, &a) : 1;
+    bool have = rc == 0;
+    cJSON *ap = policy_approval_to_json(policy_approval_label(v.approved, &v.decision),
+                                        have ? a.state : NULL, have ? a.by_uid : 0,
+                                        have ? a.at : 0, have ? a.note : NULL);
+    if (ap) {
+        if (have) {
+            cJSON_AddNumberToObject(ap, "by", (double)a.by_uid);
+            add_time(ap, "at", a.at);
+            cJSON_AddStringToObject(ap, "note", a.note ? a.note : "");
+            cJSON_AddBoolToObject(ap, "in_force", v.approved);
+        } else {
+            cJSON_AddNullToObject(ap, "by");
+            cJSON_AddNullToObject(ap, "at");
+            cJSON_AddNullToObject(ap, "note");
+        }
+    }
+    cJSON_AddItemToObject(o, "approval", ap ? ap : cJSON_CreateNull());
+    if (have)
+        store_approval_clear(&a);
+    cJSON *pol = policy_decision_to_json(&v.decision);
+    cJSON_AddItemToObject(o, "policy", pol ? pol : cJSON_CreateNull());
+}
+
+static cJSON *render_model(store_handle *st, queue *q, gate *g, const char *dir)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o)
@@ -235,13 +272,16 @@ static cJSON *render_model(store_handle *st, queue *q, const char *dir)
         cJSON_AddBoolToObject(o, "model", false);
         if (rc == 0)
             store_model_clear(&m);
-        add_file_units(o, st, q, dir);
+        add_file_units(o, st, q, g, dir);
         return o;
     }
     cJSON_AddStringToObject(o, "status", status);
     cJSON_AddBoolToObject(o, "model", true);
     if (rc != 0) {
+        /* Queued, never analysed: the policy still judges it (a fresh upload). */
         cJSON_AddNullToObject(o, "id");
+        store_model none = {0};
+        add_policy(o, st, g, dir, &none);
         return o;
     }
     add_hex_id(o, "id", m.id);
@@ -274,19 +314,14 @@ static cJSON *render_model(store_handle *st, queue *q, const char *dir)
     add_weights(o, fp);
     cJSON_Delete(fp);
     add_lineage(o, st, m.id);
-    cJSON_AddStringToObject(o, "approval", "not-required");
-    cJSON *pol = cJSON_AddObjectToObject(o, "policy");
-    if (pol) {
-        cJSON_AddStringToObject(pol, "decision", "allow");
-        cJSON_AddStringToObject(pol, "reason", "no policy is enforced yet");
-    }
+    add_policy(o, st, g, dir, &m);
     add_time(o, "analyzed_at", m.analyzed_at);
     store_model_clear(&m);
-    add_file_units(o, st, q, dir);
+    add_file_units(o, st, q, g, dir);
     return o;
 }
 
-static cJSON *render_store(store_handle *st, const char *policy_json)
+static cJSON *render_store(store_handle *st, gate *g)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o)
@@ -306,16 +341,19 @@ static cJSON *render_store(store_handle *st, const char *policy_json)
             cJSON_AddNumberToObject(by, "failed", (double)c.failed);
         }
     }
-    cJSON_AddNumberToObject(o, "blocked", 0);
-    cJSON *pol = policy_json ? cJSON_Parse(policy_json) : NULL;
+    cJSON_AddNumberToObject(o, "blocked", g ? (double)gate_count_blocked(g) : 0);
+    policy *p = gate_policy(g);
+    cJSON *pol = p ? policy_to_json(p) : NULL;
+    if (pol && p && policy_source(p)[0])
+        cJSON_AddItemToObject(o, "policy_file", cJSON_CreateString(policy_source(p)));
+    policy_unref(p);
     cJSON_AddItemToObject(o, "policy", pol ? pol : cJSON_CreateNull());
     return o;
 }
 
-char *vfile_render(store_handle *st, queue *q, const char *dir, const char *policy_json,
-                   size_t *len)
+char *vfile_render(store_handle *st, queue *q, gate *g, const char *dir, size_t *len)
 {
-    cJSON *o = strcmp(dir, "/") == 0 ? render_store(st, policy_json) : render_model(st, q, dir);
+    cJSON *o = strcmp(dir, "/") == 0 ? render_store(st, g) : render_model(st, q, g, dir);
     if (!o)
         return NULL;
     char *text = cJSON_Print(o);

@@ -1,6 +1,8 @@
 /* user.provenance.* values from the store. */
 #include "xattr.h"
 
+#include "policy.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -59,8 +61,8 @@ static int view_load(store_handle *st, queue *q, const char *dir, const char *fi
 }
 
 /* Writes the value of one short name into out; 0, -ENODATA or -EIO. */
-static int value_of(store_handle *st, const xview *v, const char *dir, const char *file,
-                    const char *name, char *out, size_t outlen)
+static int value_of(store_handle *st, gate *g, const xview *v, const char *dir,
+                    const char *file, const char *name, char *out, size_t outlen)
 {
     bool ready = v->settled && v->have_model && strcmp(v->model.status, "ready") == 0;
     if (strcmp(name, "status") == 0) {
@@ -74,7 +76,11 @@ static int value_of(store_handle *st, const xview *v, const char *dir, const cha
         return 0;
     }
     if (strcmp(name, "approval") == 0) {
-        snprintf(out, outlen, "not-required");
+        gate_verdict gv;
+        if (!g || gate_unit(g, dir, &gv) != 0 || !gv.unit)
+            snprintf(out, outlen, "not-required");
+        else
+            snprintf(out, outlen, "%s", policy_approval_label(gv.approved, &gv.decision));
         return 0;
     }
     if (strcmp(name, "error") == 0) {
@@ -161,8 +167,8 @@ static int value_of(store_handle *st, const xview *v, const char *dir, const cha
     return ret;
 }
 
-int xattr_get(store_handle *st, queue *q, const char *dir, const char *file, const char *name,
-              char *buf, size_t size)
+int xattr_get(store_handle *st, queue *q, gate *g, const char *dir, const char *file,
+              const char *name, char *buf, size_t size)
 {
     if (!xattr_is_provenance(name))
         return -ENODATA;
@@ -173,7 +179,7 @@ int xattr_get(store_handle *st, queue *q, const char *dir, const char *file, con
         ret = -ENODATA;
     char value[4096];
     if (ret == 0)
-        ret = value_of(st, &v, dir, file, short_name, value, sizeof value);
+        ret = value_of(st, g, &v, dir, file, short_name, value, sizeof value);
     store_model_clear(&v.model);
     if (ret < 0)
         return ret;
@@ -186,7 +192,7 @@ int xattr_get(store_handle *st, queue *q, const char *dir, const char *file, con
     return (int)len;
 }
 
-int xattr_list(store_handle *st, queue *q, const char *dir, const char *file, char *buf,
+int xattr_list(store_handle *st, queue *q, gate *g, const char *dir, const char *file, char *buf,
                size_t size)
 {
     xview v;
@@ -198,7 +204,7 @@ int xattr_list(store_handle *st, queue *q, const char *dir, const char *file, ch
     size_t len = 0;
     char value[4096];
     for (size_t i = 0; i < N_NAMES; i++) {
-        if (value_of(st, &v, dir, file, xattr_names[i], value, sizeof value) != 0)
+        if (value_of(st, g, &v, dir, file, xattr_names[i], value, sizeof value) != 0)
             continue;
         size_t n = sizeof XATTR_PREFIX - 1 + strlen(xattr_names[i]) + 1;
         if (size > 0) {
@@ -212,4 +218,30 @@ int xattr_list(store_handle *st, queue *q, const char *dir, const char *file, ch
     }
     store_model_clear(&v.model);
     return (int)len;
+}
+
+int xattr_set(store_handle *st, queue *q, const char *dir, const char *file, const char *name,
+              const char *value, size_t size, bool admin, uint32_t uid, int32_t pid)
+{
+    const char *short_name = name + sizeof XATTR_PREFIX - 1;
+    bool approve = strcmp(short_name, "approve") == 0;
+    if (!approve && strcmp(short_name, "revoke") != 0)
+        return -EPERM;
+    if (!admin)
+        return -EPERM;
+    xview v;
+    int ret = view_load(st, q, dir, file, &v);
+    if (ret == 0 && !v.present)
+        ret = -ENODATA;
+    /* Approval belongs to content: no digest yet, nothing to bind it to. */
+    if (ret == 0 && (!v.settled || !v.have_model || strlen(v.model.digest) != 64))
+        ret = -EBUSY;
+    char note[POLICY_NOTE_MAX + 1], why[128];
+    if (ret == 0 && policy_note_parse(value, size, note, why, sizeof why) != 0)
+        ret = -EINVAL;
+    if (ret == 0 && store_approval_set(st, v.model.digest, approve ? "approved" : "revoked", uid,
+                                       pid, dir, v.model.id, note) != 0)
+        ret = -EIO;
+    store_model_clear(&v.model);
+    return ret;
 }

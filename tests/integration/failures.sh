@@ -46,7 +46,12 @@ expect_eq "fixed error gone" "$(xattr "$M/bad" error)" ""
 
 note "refusals"
 expect_errno "Operation not permitted" setfattr -n user.provenance.parent -v /x "$M/ft"
-expect_errno "Operation not permitted" setfattr -n user.provenance.approve -v ok "$M/ft"
+# root is an admin: the approve control works (tests/integration/policy.sh has the rest) ...
+setfattr -n user.provenance.approve -v ok "$M/ft" || fail "root cannot approve"
+expect_eq "approval of ft" "$(xattr "$M/ft" approval)" approved
+# ... also for a unit the analyzer could not parse: it keeps a content digest, so it can be released
+setfattr -n user.provenance.approve -v released "$M/bad" || fail "cannot approve a failed unit"
+expect_eq "approval of a failed unit" "$(xattr "$M/bad" approval)" approved
 expect_errno "Operation not permitted" setfattr -x user.provenance.status "$M/ft"
 expect_errno "Permission denied" sh -c "echo {} >$M/ft/.provenance"
 expect_errno "Permission denied" rm "$M/ft/.provenance"
