@@ -493,6 +493,29 @@ static int failed_unit_digest(const char *abs, volatile const int *cancel, char 
 
 /* ---------------------------------------------------------------- the job */
 
+/* pa_fp_options.known_sha256: hashes the daemon took while the files were written. */
+typedef struct known_ctx {
+    queue *q;
+    const char *unit_path; /* mount-relative */
+    bool file_unit;        /* the unit is the file itself (GGUF) */
+    char sha[65];
+    size_t hits;
+} known_ctx;
+
+static const char *known_sha(void *ctx, const char *name, uint64_t size, int64_t mtime_ns)
+{
+    known_ctx *k = ctx;
+    char path[PATH_MAX];
+    int n = k->file_unit ? snprintf(path, sizeof path, "%s", k->unit_path)
+                         : snprintf(path, sizeof path, "%s%s%s", k->unit_path,
+                                    strcmp(k->unit_path, "/") == 0 ? "" : "/", name);
+    if (n <= 0 || (size_t)n >= sizeof path || !k->q ||
+        !queue_known_get(k->q, path, size, mtime_ns, k->sha))
+        return NULL;
+    k->hits++;
+    return k->sha;
+}
+
 void analyze_job(void *ctx, const queue_job *job)
 {
     analyze_ctx *an = ctx;
@@ -524,7 +547,9 @@ void analyze_job(void *ctx, const queue_job *job)
         free(abs);
         return;
     }
-    pa_fp_options opt = {.threads = an->fp_threads, .cancel = job->cancel};
+    known_ctx known = {.q = an->q, .unit_path = job->path, .file_unit = unit == UNIT_FILE};
+    pa_fp_options opt = {.threads = an->fp_threads, .cancel = job->cancel,
+                         .known_sha256 = known_sha, .known_ctx = &known};
     pa_fingerprint *fp = NULL;
     pa_error err = {0};
     pa_status status;
@@ -596,9 +621,10 @@ void analyze_job(void *ctx, const queue_job *job)
             rc = link_model(an, final_id, fp, &res.keys, &compared, &has_parent);
         if (rc == 0 && !merged)
             rc = store_set_ref(an->st, final_id, have_ref && !has_parent ? &ref : NULL);
-        char detail[160];
-        snprintf(detail, sizeof detail, "digest %.16s%s, %zu compared", res.digest,
-                 merged ? " (same content as an existing model)" : "", compared);
+        char detail[200];
+        snprintf(detail, sizeof detail, "digest %.16s%s, %zu compared, %zu file hash(es) taken while written",
+                 res.digest, merged ? " (same content as an existing model)" : "", compared,
+                 known.hits);
         store_event(an->st, job->uid, job->pid, job->path, final_id,
                     rc == 0 ? "analyzed" : "store-failed", detail);
     }

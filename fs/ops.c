@@ -11,6 +11,7 @@
 
 #include "analyze.h"
 #include "vfile.h"
+#include "writehash.h"
 #include "xattr.h"
 
 #include <dirent.h>
@@ -39,6 +40,8 @@ typedef struct pf_inode {
     ino_t ino;              /* immutable */
     mode_t type;            /* S_IFMT bits; immutable */
     uint64_t nlookup;       /* inode_lock */
+    atomic_int writers;     /* handles open for writing */
+    atomic_uint write_gen;  /* bumped by every open for writing and truncate by path */
     struct pf_inode *vfile; /* this directory's .provenance inode; inode_lock */
     struct pf_inode *vdir;  /* virtual file: the directory it describes (holds one lookup) */
 } pf_inode;
@@ -46,6 +49,9 @@ typedef struct pf_inode {
 typedef struct pf_handle {
     int fd;
     atomic_int written;
+    pf_inode *in;       /* open for writing: its inode (kept by the kernel while open) */
+    unsigned write_gen; /* in->write_gen when opened */
+    writehash *wh;      /* hash while writing (fs/writehash.h), NULL when not hashed */
     char *vdata; /* virtual file: the rendered JSON */
     size_t vlen;
 } pf_handle;
@@ -473,10 +479,13 @@ static void pf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
     if (valid & FUSE_SET_ATTR_SIZE) {
         if ((h ? ftruncate(h->fd, attr->st_size) : truncate(proc, attr->st_size)) != 0)
             goto out_errno;
-        if (h)
+        if (h) {
             atomic_store(&h->written, 1);
-        else
+            writehash_invalidate(h->wh);
+        } else {
+            atomic_fetch_add(&in->write_gen, 1); /* a hash being taken is no longer the file's */
             mark_file_fd(fs, caller_of(req), in->fd);
+        }
     }
     if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
         struct timespec tv[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_nsec = UTIME_OMIT}};
@@ -700,6 +709,8 @@ static void pf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
         /* A GGUF unit's one file changed its name (part of the unit's file list and digest). */
         if (file_unit)
             mark_file(fs, who, to);
+    } else if (moved && S_ISREG(st.st_mode) && !(flags & RENAME_EXCHANGE)) {
+        queue_rename(fs->q, from, to); /* its hash taken while written (rsync's temporary name) */
     } else if (flags & RENAME_EXCHANGE) {
         mark_dir(fs, who, from);
         mark_dir(fs, who, to);
@@ -715,6 +726,20 @@ static void pf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 }
 
 /* ---------------------------------------------------------------- files */
+
+/* A handle opened for writing: counts as a writer of its inode; a file written from its start
+ * (fresh: created, truncated or empty) by this handle alone is hashed while written. Another
+ * writer opening the file later invalidates the hash (write_gen moves). */
+static void handle_start_write(pf_handle *h, pf_inode *in, int flags, bool fresh)
+{
+    if ((flags & O_ACCMODE) == O_RDONLY || in->vdir)
+        return;
+    h->in = in;
+    bool alone = atomic_fetch_add(&in->writers, 1) == 0;
+    h->write_gen = atomic_fetch_add(&in->write_gen, 1) + 1;
+    if (alone && fresh)
+        h->wh = writehash_new();
+}
 
 static pf_handle *handle_new(int fd)
 {
@@ -778,6 +803,7 @@ static void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     }
     /* A new file changes its unit even when nothing is written into it. */
     atomic_store(&h->written, 1);
+    handle_start_write(h, (pf_inode *)(uintptr_t)e.ino, fi->flags, true);
     fi->fh = (uintptr_t)h;
     fuse_reply_create(req, &e, fi);
     return;
@@ -811,6 +837,9 @@ static void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
     if (fi->flags & O_TRUNC)
         atomic_store(&h->written, 1);
+    struct stat sb;
+    handle_start_write(h, in, fi->flags,
+                       (fi->flags & O_TRUNC) || (fstat(fd, &sb) == 0 && sb.st_size == 0));
     fi->fh = (uintptr_t)h;
 out:
     if (err)
@@ -850,13 +879,29 @@ static void pf_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_
     out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
     out.buf[0].fd = h->fd;
     out.buf[0].pos = off;
+    /* The data in memory, for the write hash (fuse_buf_copy advances in_buf). */
+    const void *data = in_buf->count == 1 && in_buf->idx == 0 && in_buf->off == 0 &&
+                               !(in_buf->buf[0].flags & FUSE_BUF_IS_FD)
+                           ? in_buf->buf[0].mem
+                           : NULL;
     ssize_t res = fuse_buf_copy(&out, in_buf, 0);
     if (res < 0) {
         fuse_reply_err(req, (int)-res);
+        writehash_invalidate(h->wh);
         return;
     }
     atomic_store(&h->written, 1);
+    /* Hashed after the reply: the writer goes on while this thread hashes (in_buf is this
+     * thread's buffer until we return). The hold keeps wh (and h) alive past a release that
+     * follows the reply at once; h is not touched after the reply. */
+    writehash *wh = h->wh;
+    if (wh && data)
+        writehash_hold(wh);
+    else
+        writehash_invalidate(wh);
     fuse_reply_write(req, (size_t)res);
+    if (wh && data)
+        writehash_update(wh, (uint64_t)off, data, (size_t)res);
 }
 
 static void pf_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -883,6 +928,18 @@ static void pf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     if (h->vdata) {
         free(h->vdata);
     } else {
+        if (h->in) {
+            atomic_fetch_sub(&h->in->writers, 1);
+            bool alone = atomic_load(&h->in->write_gen) == h->write_gen;
+            struct stat sb;
+            char hex[65], path[PATH_MAX];
+            /* Recorded before the mark, so the analysis finds it. */
+            if (writehash_finish(h->wh, fstat(h->fd, &sb) == 0 ? (uint64_t)sb.st_size : UINT64_MAX,
+                                 hex) &&
+                alone && fs->q && fd_path(fs, h->fd, path, sizeof path) == 0)
+                queue_known_put(fs->q, path, (uint64_t)sb.st_size,
+                                (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec, hex);
+        }
         if (atomic_load(&h->written))
             mark_file_fd(fs, who, h->fd);
         close(h->fd);
@@ -908,8 +965,10 @@ static void pf_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
     int err = h->vdata ? EACCES : 0;
     if (!err && fallocate(h->fd, mode, offset, length) != 0)
         err = errno;
-    if (!err)
+    if (!err) {
         atomic_store(&h->written, 1);
+        writehash_invalidate(h->wh);
+    }
     fuse_reply_err(req, err == ENOSYS ? EOPNOTSUPP : err);
 }
 
@@ -943,6 +1002,7 @@ static void pf_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
         return;
     }
     atomic_store(&out->written, 1);
+    writehash_invalidate(out->wh);
     fuse_reply_write(req, (size_t)n);
 }
 

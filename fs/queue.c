@@ -22,6 +22,15 @@ typedef struct qentry {
     bool removed;  /* unlinked while its job runs; the worker frees it */
 } qentry;
 
+typedef struct kentry {
+    struct kentry *next; /* bucket chain */
+    char *path;
+    uint64_t size;
+    int64_t mtime_ns;
+    uint64_t seq; /* insertion order, for eviction */
+    char sha256[65];
+} kentry;
+
 struct queue {
     pthread_mutex_t lock;
     pthread_cond_t work_cond; /* a unit became due or stop was set */
@@ -30,6 +39,9 @@ struct queue {
     size_t n_entries;               /* protected by lock (linked entries) */
     size_t n_running;               /* protected by lock */
     bool stop;                      /* protected by lock */
+    kentry *known[QUEUE_BUCKETS];   /* protected by lock */
+    size_t n_known;                 /* protected by lock */
+    uint64_t known_seq;             /* protected by lock */
     unsigned quiet_ms;
     queue_fn fn;
     void *ctx;
@@ -139,9 +151,134 @@ void queue_mark(queue *q, const char *path, uint32_t uid, int32_t pid)
     pthread_mutex_unlock(&q->lock);
 }
 
+/* ---------------------------------------------------------------- known hashes */
+
+static void known_free(kentry *k)
+{
+    free(k->path);
+    free(k);
+}
+
+/* Drops the known hashes for which drop(k, arg) holds. */
+static void known_drop_locked(queue *q, bool (*drop)(const kentry *k, const void *arg),
+                              const void *arg)
+{
+    for (size_t b = 0; b < QUEUE_BUCKETS; b++) {
+        for (kentry **pp = &q->known[b]; *pp;) {
+            kentry *k = *pp;
+            if (drop(k, arg)) {
+                *pp = k->next;
+                known_free(k);
+                q->n_known--;
+            } else {
+                pp = &k->next;
+            }
+        }
+    }
+}
+
+static bool known_is_below(const kentry *k, const void *dir)
+{
+    return is_below(k->path, dir);
+}
+
+static bool known_is_old(const kentry *k, const void *limit)
+{
+    return k->seq < *(const uint64_t *)limit;
+}
+
+void queue_known_put(queue *q, const char *path, uint64_t size, int64_t mtime_ns,
+                     const char sha256[65])
+{
+    kentry *k = calloc(1, sizeof *k);
+    if (!k || !(k->path = strdup(path))) {
+        free(k);
+        return;
+    }
+    k->size = size;
+    k->mtime_ns = mtime_ns;
+    memcpy(k->sha256, sha256, 65);
+    k->sha256[64] = '\0';
+    pthread_mutex_lock(&q->lock);
+    for (kentry **pp = &q->known[bucket_of(path)]; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->path, path) == 0) { /* the path's previous entry */
+            kentry *old = *pp;
+            *pp = old->next;
+            known_free(old);
+            q->n_known--;
+            break;
+        }
+    }
+    if (q->n_known >= QUEUE_KNOWN_MAX) {
+        uint64_t limit = q->known_seq - QUEUE_KNOWN_MAX / 2;
+        known_drop_locked(q, known_is_old, &limit);
+    }
+    k->seq = q->known_seq++;
+    size_t b = bucket_of(path);
+    k->next = q->known[b];
+    q->known[b] = k;
+    q->n_known++;
+    pthread_mutex_unlock(&q->lock);
+}
+
+bool queue_known_get(queue *q, const char *path, uint64_t size, int64_t mtime_ns, char out[65])
+{
+    bool found = false;
+    pthread_mutex_lock(&q->lock);
+    for (kentry *k = q->known[bucket_of(path)]; k; k = k->next) {
+        if (strcmp(k->path, path) == 0) {
+            found = k->size == size && k->mtime_ns == mtime_ns;
+            if (found)
+                memcpy(out, k->sha256, 65);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&q->lock);
+    return found;
+}
+
+/* Moves the known hashes of from and below to to (same renaming as queue entries). */
+static void known_rename_locked(queue *q, const char *from, const char *to)
+{
+    size_t from_len = strlen(from), to_len = strlen(to);
+    kentry *moved = NULL;
+    known_drop_locked(q, known_is_below, to);
+    for (size_t b = 0; b < QUEUE_BUCKETS; b++) {
+        for (kentry **pp = &q->known[b]; *pp;) {
+            kentry *k = *pp;
+            if (is_below(k->path, from)) {
+                *pp = k->next;
+                k->next = moved;
+                moved = k;
+            } else {
+                pp = &k->next;
+            }
+        }
+    }
+    while (moved) {
+        kentry *k = moved;
+        moved = k->next;
+        size_t rest = strlen(k->path) - from_len;
+        char *path = malloc(to_len + rest + 1);
+        if (!path) {
+            known_free(k);
+            q->n_known--;
+            continue;
+        }
+        memcpy(path, to, to_len);
+        memcpy(path + to_len, k->path + from_len, rest + 1);
+        free(k->path);
+        k->path = path;
+        size_t nb = bucket_of(path);
+        k->next = q->known[nb];
+        q->known[nb] = k;
+    }
+}
+
 void queue_forget(queue *q, const char *path)
 {
     pthread_mutex_lock(&q->lock);
+    known_drop_locked(q, known_is_below, path);
     for (size_t b = 0; b < QUEUE_BUCKETS; b++) {
         qentry *e = q->buckets[b];
         while (e) {
@@ -160,6 +297,7 @@ void queue_rename(queue *q, const char *from, const char *to)
     size_t from_len = strlen(from), to_len = strlen(to);
     qentry *moved = NULL;
     pthread_mutex_lock(&q->lock);
+    known_rename_locked(q, from, to);
     for (size_t b = 0; b < QUEUE_BUCKETS; b++) {
         qentry *e = q->buckets[b];
         while (e) {
@@ -356,6 +494,14 @@ void queue_destroy(queue *q)
             qentry *next = e->next;
             free_entry(e);
             e = next;
+        }
+    }
+    for (size_t b = 0; b < QUEUE_BUCKETS; b++) {
+        kentry *k = q->known[b];
+        while (k) {
+            kentry *next = k->next;
+            known_free(k);
+            k = next;
         }
     }
     free(q->workers);

@@ -39,6 +39,16 @@ void queue_rename(queue *q, const char *from, const char *to);
 queue_state queue_get_state(queue *q, const char *path);
 /* True while path's job of generation gen is still the latest (its result may be stored). */
 bool queue_current(queue *q, const char *path, uint64_t gen);
+/* SHA-256s of files hashed while they were written (fs/writehash.h), keyed by mount-relative
+ * path and valid only for that size and mtime: the worker hands them to the analyzer
+ * (pa_fp_options.known_sha256) so it hashes each byte once. They follow renames and are dropped
+ * with forgotten paths; the oldest go when more than QUEUE_KNOWN_MAX are held. */
+#define QUEUE_KNOWN_MAX 16384
+void queue_known_put(queue *q, const char *path, uint64_t size, int64_t mtime_ns,
+                     const char sha256[65]);
+/* True and out filled when path has a known hash for exactly that size and mtime. */
+bool queue_known_get(queue *q, const char *path, uint64_t size, int64_t mtime_ns, char out[65]);
+
 /* Waits until nothing is pending or running, at most timeout_ms; true when idle. */
 bool queue_wait_idle(queue *q, int timeout_ms);
 

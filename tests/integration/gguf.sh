@@ -119,6 +119,29 @@ ls "$M/models" >/dev/null
 cmp "$M/models/base-q6_k.gguf" "$S/base-q6_k.gguf" || fail "read back"
 expect_eq "status still served" "$(xattr "$M/models/base-q6_k.gguf" status)" ready
 
+note "hash while writing: a sequential copy is hashed once, an out-of-order write still right"
+cp "$S/base-q6_k.gguf" "$M/bad/seq.gguf"
+wait_status "$M/bad/seq.gguf" ready
+expect_eq "sequential sha256" "$(xattr "$M/bad/seq.gguf" sha256)" \
+    "$(sha256sum "$S/base-q6_k.gguf" | cut -d' ' -f1)"
+expect_eq "taken while written" "$(DB "SELECT count(*) FROM events WHERE path = '/bad/seq.gguf'
+    AND kind = 'analyzed' AND detail LIKE '%, 1 file hash(es) taken while written'")" 1
+python3 - "$S/base-q6_k.gguf" "$M/bad/ooo.gguf" <<'EOF'
+import os, sys
+data = open(sys.argv[1], "rb").read()
+half = len(data) // 2
+fd = os.open(sys.argv[2], os.O_CREAT | os.O_WRONLY, 0o644)
+os.pwrite(fd, data[half:], half)   # the second half first (hashed in file order once the gap closes)
+os.pwrite(fd, data[:half], 0)
+os.pwrite(fd, data[:4096], 0)      # an overwrite: not a sequential write any more
+os.close(fd)
+EOF
+wait_status "$M/bad/ooo.gguf" ready
+expect_eq "out-of-order sha256" "$(xattr "$M/bad/ooo.gguf" sha256)" \
+    "$(sha256sum "$S/base-q6_k.gguf" | cut -d' ' -f1)"
+expect_eq "not taken while written" "$(DB "SELECT count(*) FROM events WHERE path = '/bad/ooo.gguf'
+    AND kind = 'analyzed' AND detail LIKE '%, 0 file hash(es) taken while written'")" 1
+
 note "a GGUF copied in while unmounted is found on mount"
 stop_provfs
 cp "$S/base-q4_k.gguf" "$B/models/late-q4_k.gguf"

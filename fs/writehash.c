@@ -1,0 +1,128 @@
+/* Hash while writing (see writehash.h). */
+#include "writehash.h"
+
+#include "sha.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+/* How long a chunk waits for the one before it (a writer's chunks arrive in order, but two FUSE
+ * threads can swap them by a few microseconds). A gap that stays open means a sparse write. */
+#define WRITEHASH_WAIT_MS 200
+
+struct writehash {
+    pthread_mutex_t lock;
+    pthread_cond_t moved; /* next advanced or valid dropped */
+    pa_sha_ctx *sha;      /* touched only by the thread that set busy */
+    uint64_t next;        /* lock: bytes [0, next) are hashed */
+    bool busy;            /* lock: a thread is hashing the chunk at next */
+    bool valid;           /* lock */
+    unsigned users;       /* lock: holds not yet ended by an update (finish waits for them) */
+};
+
+writehash *writehash_new(void)
+{
+    writehash *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->sha = pa_sha_new();
+    if (!w->sha) {
+        free(w);
+        return NULL;
+    }
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->moved, &attr);
+    pthread_condattr_destroy(&attr);
+    w->valid = true;
+    return w;
+}
+
+static void invalidate_locked(writehash *w)
+{
+    w->valid = false;
+    pthread_cond_broadcast(&w->moved);
+}
+
+void writehash_invalidate(writehash *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->lock);
+    invalidate_locked(w);
+    pthread_mutex_unlock(&w->lock);
+}
+
+void writehash_hold(writehash *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->users++;
+    pthread_mutex_unlock(&w->lock);
+}
+
+void writehash_unhold(writehash *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->users--;
+    pthread_cond_broadcast(&w->moved);
+    pthread_mutex_unlock(&w->lock);
+}
+
+void writehash_update(writehash *w, uint64_t off, const void *data, size_t len)
+{
+    if (!w)
+        return;
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_nsec += WRITEHASH_WAIT_MS * 1000000L;
+    deadline.tv_sec += deadline.tv_nsec / 1000000000L;
+    deadline.tv_nsec %= 1000000000L;
+    pthread_mutex_lock(&w->lock);
+    while (w->valid && (w->busy || w->next < off)) {
+        if (pthread_cond_timedwait(&w->moved, &w->lock, &deadline) != 0 && (w->busy || w->next < off))
+            invalidate_locked(w); /* a gap that does not close: not a sequential write */
+    }
+    if (!w->valid || w->next != off) {
+        invalidate_locked(w); /* an overwrite of bytes already hashed */
+        w->users--;
+        pthread_cond_broadcast(&w->moved);
+        pthread_mutex_unlock(&w->lock);
+        return;
+    }
+    w->busy = true;
+    pthread_mutex_unlock(&w->lock);
+    pa_sha_update(w->sha, data, len);
+    pthread_mutex_lock(&w->lock);
+    w->busy = false;
+    w->next += len;
+    w->users--;
+    pthread_cond_broadcast(&w->moved);
+    pthread_mutex_unlock(&w->lock);
+}
+
+bool writehash_finish(writehash *w, uint64_t size, char hex[65])
+{
+    if (!w)
+        return false;
+    /* Release comes after every write was replied; a write still hashing is waited for. */
+    pthread_mutex_lock(&w->lock);
+    while (w->busy || w->users > 0)
+        pthread_cond_wait(&w->moved, &w->lock);
+    bool ok = w->valid && w->next == size;
+    pthread_mutex_unlock(&w->lock);
+    uint8_t digest[32];
+    pa_sha_final(w->sha, digest);
+    if (ok)
+        pa_hex(digest, 32, hex);
+    pthread_cond_destroy(&w->moved);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+    return ok;
+}
