@@ -178,13 +178,16 @@ static int compute(gate *g, const policy *p, const char *dir, queue_state qs, ga
 }
 
 /* Decides for dir with the policy p, through the cache. */
-static int unit_cached(gate *g, const policy *p, const char *dir, gate_verdict *out)
+static int unit_cached(gate *g, const policy *p, const char *dir, gate_verdict *out,
+                       queue_state *qs_out)
 {
     /* The key is read before the store is: a write committed meanwhile changes the generation,
      * so a result computed from older data is never found under a newer key. */
     uint64_t gen = store_generation(g->st);
     uint64_t serial = policy_serial(p);
     queue_state qs = g->q ? queue_get_state(g->q, dir) : QUEUE_NONE;
+    if (qs_out)
+        *qs_out = qs;
     size_t b = hash_path(dir);
     pthread_mutex_lock(&g->lock);
     for (gate_entry *e = g->buckets[b]; e; e = e->next) {
@@ -237,12 +240,42 @@ int gate_unit(gate *g, const char *dir, gate_verdict *out)
     policy *p = gate_policy(g);
     if (!p)
         return 0;
-    int ret = unit_cached(g, p, dir, out);
+    int ret = unit_cached(g, p, dir, out, NULL);
     policy_unref(p);
     return ret;
 }
 
 /* ---------------------------------------------------------------- open */
+
+gate_stamp gate_current_stamp(gate *g)
+{
+    gate_stamp s = {.generation = store_generation(g->st)};
+    policy *p = gate_policy(g);
+    s.serial = p ? policy_serial(p) : 0;
+    s.off = !p || policy_get_mode(p) == POLICY_OFF;
+    policy_unref(p);
+    return s;
+}
+
+bool gate_settled(gate *g, const char *path)
+{
+    if (!g->q)
+        return true;
+    char cur[PATH_MAX];
+    if (snprintf(cur, sizeof cur, "%s", path) >= (int)sizeof cur)
+        return false;
+    for (;;) {
+        if (queue_get_state(g->q, cur) != QUEUE_NONE)
+            return false;
+        char *slash = strrchr(cur, '/');
+        if (!slash || (slash == cur && cur[1] == '\0'))
+            return true;
+        if (slash == cur)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
+    }
+}
 
 int gate_check_open(gate *g, const char *path, gate_open *out)
 {
@@ -259,16 +292,19 @@ int gate_check_open(gate *g, const char *path, gate_open *out)
     /* Every enclosing unit counts: the file itself (a GGUF unit), its directory, and up. */
     size_t plen = strlen(path), len = plen;
     const char *base = strrchr(path, '/');
+    bool settled = true;
     for (;;) {
         /* path relative to the unit (a file unit: its own name) */
         const char *name = len == plen ? (base ? base + 1 : path)
                            : len == 1  ? path + 1
                                        : path + len + 1;
         gate_verdict v;
-        if (unit_cached(g, p, unit, &v) != 0) {
+        queue_state qs = QUEUE_NONE;
+        if (unit_cached(g, p, unit, &v, &qs) != 0) {
             ret = -1;
             break;
         }
+        settled = settled && qs == QUEUE_NONE;
         if (v.unit && !v.decision.allow && policy_file_gated(name)) {
             out->applies = true;
             out->enforced = v.decision.enforced;
@@ -286,6 +322,7 @@ int gate_check_open(gate *g, const char *path, gate_open *out)
         len = slash == unit ? 1 : (size_t)(slash - unit);
         unit[len] = '\0';
     }
+    out->cacheable = ret == 0 && !out->applies && settled;
 out:
     policy_unref(p);
     return ret;
@@ -314,7 +351,7 @@ static int count_one(void *ctx, const char *path, int64_t model_id, const char *
     (void)dir_mtime_ns;
     count_ctx *c = ctx;
     gate_verdict v;
-    if (unit_cached(c->g, c->p, path, &v) == 0 && v.unit && !v.decision.allow)
+    if (unit_cached(c->g, c->p, path, &v, NULL) == 0 && v.unit && !v.decision.allow)
         c->blocked++;
     return 0;
 }

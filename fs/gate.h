@@ -44,12 +44,24 @@ int gate_unit(gate *g, const char *dir, gate_verdict *out);
  * identity is known. */
 typedef struct gate_open {
     bool applies;     /* a gated file of a blocked unit: refuse (enforced) or log for non-admins */
+    bool cacheable;   /* !applies, decided while gate_settled(path): reusable under the stamp */
     bool enforced;    /* refuse with EACCES */
     int64_t model_id;
     const char *rule; /* static */
     const char *decision; /* "refused" / "would-refuse" */
     char reason[320];
 } gate_open;
+
+/* What a cached "nothing to do" answer for one path depends on besides the queue: the store's
+ * generation and the policy's serial. A caller (ops.c caches per inode, to skip resolving the
+ * path) may reuse an answer while the stamp is equal and gate_settled(path) holds. */
+typedef struct gate_stamp {
+    uint64_t generation, serial;
+    bool off; /* the policy's mode is off (or there is none): nothing to check */
+} gate_stamp;
+gate_stamp gate_current_stamp(gate *g);
+/* True when neither path nor any directory above it is pending or analysing. */
+bool gate_settled(gate *g, const char *path);
 
 /* Fills out for an open of path for reading. Cheap on a cache hit (no store access). 0, or -1 on
  * a store error (out->applies false: the read is not refused for a store error). */

@@ -44,6 +44,11 @@ typedef struct pf_inode {
     atomic_uint write_gen;  /* bumped by every open for writing and truncate by path */
     struct pf_inode *vfile; /* this directory's .provenance inode; inode_lock */
     struct pf_inode *vdir;  /* virtual file: the directory it describes (holds one lookup) */
+    /* A cached "policy: nothing to do" for opens of this file (pf_open_gated), valid while the
+     * stamp and the namespace epoch are unchanged and the path stays settled; inode_lock. */
+    char *gate_path;
+    gate_stamp gate_stamp;
+    uint64_t gate_epoch;
 } pf_inode;
 
 typedef struct pf_handle {
@@ -75,6 +80,7 @@ struct pf_fs {
     store_handle *st;    /* set before the loop; thread-safe */
     queue *q;            /* set before the loop; thread-safe */
     gate *gate;          /* set before the loop; thread-safe (policy decisions) */
+    atomic_uint_fast64_t ns_epoch; /* bumped by rename, link, unlink: paths cached per inode */
     gid_t admin_gid;     /* set before the loop */
 };
 
@@ -283,6 +289,7 @@ static void unref_locked(pf_fs *fs, pf_inode *in, uint64_t n)
         }
     }
     close(in->fd);
+    free(in->gate_path);
     free(in);
 }
 
@@ -620,6 +627,7 @@ static void pf_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 static void pf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char *name)
 {
     pf_fs *fs = fs_of(req);
+    atomic_fetch_add(&fs->ns_epoch, 1);
     pf_inode *in = inode_of(req, ino);
     pf_inode *dir = inode_of(req, parent);
     pf_caller who = caller_of(req);
@@ -642,6 +650,7 @@ static void pf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
 static void pf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     pf_fs *fs = fs_of(req);
+    atomic_fetch_add(&fs->ns_epoch, 1);
     pf_inode *dir = inode_of(req, parent);
     pf_caller who = caller_of(req);
     char path[PATH_MAX];
@@ -681,6 +690,7 @@ static void pf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
                       const char *newname, unsigned int flags)
 {
     pf_fs *fs = fs_of(req);
+    atomic_fetch_add(&fs->ns_epoch, 1);
     pf_inode *dir = inode_of(req, parent);
     pf_inode *newdir = inode_of(req, newparent);
     char from[PATH_MAX], to[PATH_MAX];
@@ -1138,8 +1148,10 @@ static int policy_gate(fuse_req_t req, pf_fs *fs, const char *path, int flags, g
 {
     memset(log, 0, sizeof *log);
     gate_open o;
-    if ((flags & O_ACCMODE) == O_WRONLY || gate_check_open(fs->gate, path, &o) != 0 ||
-        !o.applies || caller_is_admin(req, fs))
+    if ((flags & O_ACCMODE) == O_WRONLY || gate_check_open(fs->gate, path, &o) != 0)
+        return 0;
+    log->cacheable = o.cacheable;
+    if (!o.applies || caller_is_admin(req, fs))
         return 0;
     *log = o;
     return o.enforced ? EACCES : 0;
@@ -1153,12 +1165,49 @@ static void policy_log(pf_fs *fs, const gate_open *log, const char *path, pf_cal
 
 static void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 
+/* True when in's cached "nothing to do" still holds (no readlink of its path needed). */
+static bool gate_cache_hit(pf_fs *fs, pf_inode *in, gate_stamp stamp, uint64_t epoch)
+{
+    char path[PATH_MAX];
+    bool hit = false;
+    pthread_mutex_lock(&fs->inode_lock);
+    if (in->gate_path && in->gate_epoch == epoch && in->gate_stamp.generation == stamp.generation &&
+        in->gate_stamp.serial == stamp.serial) {
+        snprintf(path, sizeof path, "%s", in->gate_path);
+        hit = true;
+    }
+    pthread_mutex_unlock(&fs->inode_lock);
+    return hit && gate_settled(fs->gate, path);
+}
+
+static void gate_cache_store(pf_fs *fs, pf_inode *in, const char *path, gate_stamp stamp,
+                             uint64_t epoch)
+{
+    char *copy = strdup(path);
+    if (!copy)
+        return;
+    pthread_mutex_lock(&fs->inode_lock);
+    char *old = in->gate_path;
+    in->gate_path = copy;
+    in->gate_stamp = stamp;
+    in->gate_epoch = epoch;
+    pthread_mutex_unlock(&fs->inode_lock);
+    free(old);
+}
+
 static void pf_open_gated(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     pf_fs *fs = fs_of(req);
     pf_inode *in = inode_of(req, ino);
     char path[PATH_MAX];
-    if (in->vdir || !fs->gate || (fi->flags & O_ACCMODE) == O_WRONLY || gate_off(fs->gate) ||
+    if (in->vdir || !fs->gate || (fi->flags & O_ACCMODE) == O_WRONLY) {
+        pf_open(req, ino, fi);
+        return;
+    }
+    /* Read before deciding: a change meanwhile makes the stored answer stale, never wrong. */
+    gate_stamp stamp = gate_current_stamp(fs->gate);
+    uint64_t epoch = atomic_load(&fs->ns_epoch);
+    if (stamp.off || gate_cache_hit(fs, in, stamp, epoch) ||
         inode_path(fs, in, path, sizeof path) != 0) {
         pf_open(req, ino, fi);
         return;
@@ -1170,6 +1219,8 @@ static void pf_open_gated(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
         fuse_reply_err(req, err);
     else
         pf_open(req, ino, fi);
+    if (log.cacheable)
+        gate_cache_store(fs, in, path, stamp, epoch);
     policy_log(fs, &log, path, who);
 }
 
@@ -1475,6 +1526,7 @@ void ops_fs_free(pf_fs *fs)
             if (in->vfile)
                 free(in->vfile);
             close(in->fd);
+            free(in->gate_path);
             free(in);
             in = next;
         }
