@@ -131,6 +131,10 @@ static int compute(gate *g, const policy *p, const char *dir, queue_state qs, ga
     const char *anc_paths[GATE_MAX_ANCESTORS];
     int64_t anc_ids[GATE_MAX_ANCESTORS];
     char *claim = NULL;
+    /* Families of derived/identical reference-set matches of the model and its ancestors. */
+    char *ref_owned[GATE_MAX_ANCESTORS + 1];
+    const char *ref_fams[GATE_MAX_ANCESTORS + 1];
+    size_t n_ref = 0;
     int ret = 0;
     if (rc == 0) {
         out->model_id = m.id;
@@ -162,17 +166,36 @@ static int compute(gate *g, const policy *p, const char *dir, queue_state qs, ga
                 ret = -1;
             pm.ancestor_approved = any == 1;
         }
+        for (size_t i = 0; ret == 0 && i <= n_linked; i++) {
+            store_ref r;
+            int rr = store_ref_get(g->st, i == 0 ? m.id : anc_ids[i - 1], &r);
+            if (rr < 0)
+                ret = -1;
+            if (rr != 0)
+                continue;
+            if (r.is_parent && r.family && r.family[0] && linked_verdict(r.verdict)) {
+                ref_owned[n_ref] = r.family;
+                ref_fams[n_ref] = r.family;
+                r.family = NULL;
+                n_ref++;
+            }
+            store_ref_clear(&r);
+        }
         claim = ret == 0 ? claimed_family(g->st, m.id) : NULL;
         store_model_clear(&m);
     }
     pm.approved = out->approved;
-    pm.has_linked_ancestor = n_linked > 0;
+    pm.has_linked_ancestor = n_linked > 0 || n_ref > 0;
+    pm.ref_families = ref_fams;
+    pm.n_ref_families = n_ref;
     pm.ancestor_paths = anc_paths;
     pm.n_ancestor_paths = n_linked;
     pm.claimed_family = claim;
     if (ret == 0)
         policy_decide(p, &pm, &out->decision);
     free(claim);
+    for (size_t i = 0; i < n_ref; i++)
+        free(ref_owned[i]);
     store_links_free(anc, n_anc);
     return ret;
 }

@@ -4,7 +4,8 @@
 # to root; approve / one-byte change / rename / copy / remount; a fine-tune of an approved base is
 # allowed; an ancestor under deny_families blocks whatever the config claims; only admins approve;
 # audit refuses nothing but logs; provctl log / check; an invalid policy refuses the mount; SIGHUP
-# keeps the old policy when the new one is invalid and applies a valid one without a remount.
+# keeps the old policy when the new one is invalid and applies a valid one without a remount; a
+# reference-set parent counts as known lineage and its family is matched by deny_families.
 . "$(dirname "$0")/lib.sh"
 need_mkmodel
 [ -n "$PROVCTL" ] && [ -x "$PROVCTL" ] || { echo "SKIP: no provctl"; exit 77; }
@@ -218,8 +219,7 @@ note "remount: approvals and decisions are as before"
 write_policy enforce "/vendor/denied*"
 stop_provfs
 start_provfs
-wait_status "$M/m/renamed" ready
-wait_status "$M/work/ft" ready
+for u in m/renamed m/copy work/ft work/dft; do wait_status "$M/$u" ready; done
 readable "$M/m/renamed/model.safetensors"
 readable "$M/m/copy/model.safetensors"
 readable "$M/work/ft/model.safetensors"
@@ -228,6 +228,26 @@ expect_eq "approval after remount" "$(xattr "$M/m/renamed" approval)" approved
 expect_eq "approval note after remount" "$(prov "$M/m/renamed" "p['approval']['note']")" again
 expect_eq "integrity" "$(DB 'PRAGMA integrity_check')" ok
 expect_eq "approvals table" "$(DB "SELECT count(*) FROM approvals WHERE state = 'approved'")" 4
+
+note "a reference-set parent is trusted lineage; deny_families matches its family"
+stop_provfs
+"$MKMODEL" create "$S/rbase" --arch llama --seed 16 >/dev/null
+"$MKMODEL" derive "$S/rbase" "$S/rft" --kind finetune --seed 17 >/dev/null
+"$PROVCTL" refdb add "$S/rbase" --name rbase-ref --family acme --out "$T/refdb" >/dev/null
+start_provfs --refdb "$T/refdb"
+cp -r "$S/rft" "$M/work/rft"
+wait_status "$M/work/rft" ready
+expect_eq "rft parent" "$(xattr "$M/work/rft" parent)" ref:rbase-ref
+readable "$M/work/rft/model.safetensors"
+expect_eq "rft approval" "$(xattr "$M/work/rft" approval)" not-required
+write_policy enforce "acme*"
+kill -HUP "$PROVFS_PID"
+for _ in $(seq 100); do
+    python3 -c "import json,sys; sys.exit(0 if json.load(open('$M/.provenance'))['policy']['deny_families'] == ['acme*'] else 1)" && break
+    sleep 0.05
+done
+refused "$M/work/rft/model.safetensors"
+expect_eq "rft rule" "$(prov "$M/work/rft" "p['policy']['rule']")" deny_families
 
 cd /
 stop_provfs
