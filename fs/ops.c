@@ -1251,6 +1251,71 @@ static void pf_create_gated(fuse_req_t req, fuse_ino_t parent, const char *name,
     policy_log(fs, &log, path, who);
 }
 
+/* A gated file of a blocked unit must not leave its unit by rename or link, or its bytes would be
+ * readable as a loose file (fs/POLICY.md step 4). Moves within one directory (editors, rsync's
+ * temporary names) and directory renames (the unit moves whole) are not checked. */
+static int policy_gate_move(fuse_req_t req, pf_fs *fs, const char *from, const char *to_dir,
+                            gate_open *log)
+{
+    memset(log, 0, sizeof *log);
+    char from_dir[PATH_MAX];
+    snprintf(from_dir, sizeof from_dir, "%s", from);
+    split_path(from_dir);
+    if (strcmp(from_dir, to_dir) == 0)
+        return 0;
+    return policy_gate(req, fs, from, O_RDONLY, log);
+}
+
+static void pf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags);
+
+static void pf_rename_gated(fuse_req_t req, fuse_ino_t parent, const char *name,
+                            fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+    pf_fs *fs = fs_of(req);
+    pf_inode *dir = inode_of(req, parent), *newdir = inode_of(req, newparent);
+    char from[PATH_MAX], to_dir[PATH_MAX];
+    struct stat sb;
+    if (!fs->gate || dir->vdir || newdir->vdir || gate_off(fs->gate) ||
+        fstatat(dir->fd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode) ||
+        child_path(fs, dir, name, from, sizeof from) != 0 ||
+        inode_path(fs, newdir, to_dir, sizeof to_dir) != 0) {
+        pf_rename(req, parent, name, newparent, newname, flags);
+        return;
+    }
+    gate_open log;
+    pf_caller who = caller_of(req);
+    int err = policy_gate_move(req, fs, from, to_dir, &log);
+    if (err)
+        fuse_reply_err(req, err);
+    else
+        pf_rename(req, parent, name, newparent, newname, flags);
+    policy_log(fs, &log, from, who);
+}
+
+static void pf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char *name);
+
+static void pf_link_gated(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char *name)
+{
+    pf_fs *fs = fs_of(req);
+    pf_inode *in = inode_of(req, ino), *newdir = inode_of(req, parent);
+    char from[PATH_MAX], to_dir[PATH_MAX];
+    if (!fs->gate || in->vdir || newdir->vdir || in->type != S_IFREG || gate_off(fs->gate) ||
+        inode_path(fs, in, from, sizeof from) != 0 ||
+        inode_path(fs, newdir, to_dir, sizeof to_dir) != 0) {
+        pf_link(req, ino, parent, name);
+        return;
+    }
+    gate_open log;
+    pf_caller who = caller_of(req);
+    int err = policy_gate_move(req, fs, from, to_dir, &log);
+    if (err)
+        fuse_reply_err(req, err);
+    else
+        pf_link(req, ino, parent, name);
+    policy_log(fs, &log, from, who);
+}
+
 /* ---------------------------------------------------------------- xattrs */
 
 /* Never ENOSYS: the kernel would switch xattrs off for the whole mount. */
@@ -1447,10 +1512,10 @@ static const struct fuse_lowlevel_ops pf_ops = {
     .mknod = pf_mknod,
     .mkdir = pf_mkdir,
     .symlink = pf_symlink,
-    .link = pf_link,
+    .link = pf_link_gated, /* policy: gated files do not leave a blocked unit */
     .unlink = pf_unlink,
     .rmdir = pf_rmdir,
-    .rename = pf_rename,
+    .rename = pf_rename_gated,
     .create = pf_create_gated, /* policy enforcement wraps these two */
     .open = pf_open_gated,
     .read = pf_read,

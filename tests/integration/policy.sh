@@ -111,6 +111,11 @@ expect_errno "Operation not permitted" as_user setfattr -n user.provenance.statu
 expect_errno "Operation not permitted" setfattr -n user.provenance.status -v ready "$M/m/fresh"
 expect_errno "Operation not permitted" setfattr -x user.provenance.approval "$M/m/fresh"
 refused "$W"
+# ... nor move or hard-link the weights out of the blocked unit to read them as a loose file
+mkdir -m 1777 "$M/drop"
+expect_errno "Permission denied" as_user mv "$W" "$M/drop/w"
+expect_errno "Permission denied" as_user ln "$W" "$M/drop/w"
+[ -f "$W" ] && [ ! -e "$M/drop/w" ] || fail "the weights moved"
 
 note "approve: readable; the record shows who, when and why"
 "$PROVCTL" approve "$M/m/fresh" --note "reviewed by it" >/dev/null || fail "provctl approve"
