@@ -3,13 +3,20 @@
 
 #include "sha.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 /* How long a chunk waits for the one before it (a writer's chunks arrive in order, but two FUSE
  * threads can swap them by a few microseconds). A gap that stays open means a sparse write. */
 #define WRITEHASH_WAIT_MS 200
+/* Writes of one file waiting to be hashed. Hashing runs at the lowest CPU priority, so that it
+ * only uses CPU the write path leaves idle; when it falls this far behind, the file is not hashed
+ * here (the analyzer hashes it later) rather than slowing the writer down. */
+#define WRITEHASH_MAX_BEHIND 16
 
 struct writehash {
     pthread_mutex_t lock;
@@ -62,6 +69,8 @@ void writehash_hold(writehash *w)
         return;
     pthread_mutex_lock(&w->lock);
     w->users++;
+    if (w->users > WRITEHASH_MAX_BEHIND)
+        invalidate_locked(w);
     pthread_mutex_unlock(&w->lock);
 }
 
@@ -98,7 +107,14 @@ void writehash_update(writehash *w, uint64_t off, const void *data, size_t len)
     }
     w->busy = true;
     pthread_mutex_unlock(&w->lock);
+    /* Lowest priority while hashing (this thread only; restored after): the writer first. */
+    pid_t tid = gettid();
+    errno = 0;
+    int nice_was = getpriority(PRIO_PROCESS, (id_t)tid);
+    bool reniced = errno == 0 && setpriority(PRIO_PROCESS, (id_t)tid, 19) == 0;
     pa_sha_update(w->sha, data, len);
+    if (reniced)
+        setpriority(PRIO_PROCESS, (id_t)tid, nice_was);
     pthread_mutex_lock(&w->lock);
     w->busy = false;
     w->next += len;

@@ -7,7 +7,10 @@
  * fallocate and copy_file_range (the caller calls writehash_invalidate). Writes of one file may
  * be handled by several FUSE threads at once: each waits (briefly, after its reply was sent) until
  * the bytes before it are hashed, so the hash sees them in file order; the only lock is the file's
- * own, never held while hashing.
+ * own, never held while hashing. Hashing runs after the write's reply at the lowest CPU priority
+ * (nice 19, this thread only), so it uses CPU the write path leaves idle; a file whose hashing
+ * falls WRITEHASH_MAX_BEHIND writes behind is given up (the analyzer hashes it later) instead of
+ * slowing its writer down.
  */
 #ifndef PROVFS_WRITEHASH_H
 #define PROVFS_WRITEHASH_H
