@@ -323,15 +323,15 @@ static int link_model(analyze_ctx *an, int64_t id, const pa_fingerprint *fp,
     int ret = store_candidates(an->st, keys, id, link_candidate, &w);
     if (ret == 0)
         ret = store_set_edges(an->st, id, w.edges, w.n_edges);
-    for (size_t i = 0; i < w.n_edges; i++)
-        free(w.signals[i]);
-    free(w.signals);
-    free(w.edges);
     *compared = w.compared;
     *has_parent = false;
     for (size_t i = 0; i < w.n_edges; i++)
         if (w.edges[i].child_id == id)
             *has_parent = true;
+    for (size_t i = 0; i < w.n_edges; i++)
+        free(w.signals[i]);
+    free(w.signals);
+    free(w.edges);
     return ret;
 }
 
