@@ -61,7 +61,7 @@ check_log() {
 }
 
 cleanup() {
-    local rc=$?
+    local rc=${1:-$?} # the EXIT trap passes the test's status in
     set +e
     unmount_all
     if [ $rc -eq 0 ]; then
@@ -92,8 +92,8 @@ trap 'fail "interrupted"' INT TERM
   fusermount3 -u -z "$M" 2>/dev/null; kill -TERM $$ 2>/dev/null ) &
 WATCHDOG=$!
 disown "$WATCHDOG" 2>/dev/null || true
-# (the test's exit status is passed on to cleanup past the kill)
-trap 'rc_=$?; kill "$(cat "$T/watchdog.pid" 2>/dev/null)" "$WATCHDOG" 2>/dev/null || true; (exit $rc_); cleanup' EXIT
+# (the test's exit status is passed to cleanup: `set -e` would end a trap at a failing `(exit N)`)
+trap 'rc_=$?; kill "$(cat "$T/watchdog.pid" 2>/dev/null)" "$WATCHDOG" 2>/dev/null || true; cleanup "$rc_"' EXIT
 
 # start_provfs [extra options...]: mounts $B at $M and waits for the mount.
 start_provfs() {
