@@ -16,7 +16,7 @@ done
 # A real unprivileged user, removed again in the trap.
 TU=provfs-it-$$
 useradd -M -r -s /usr/sbin/nologin "$TU" >/dev/null || fail "useradd $TU"
-trap 'rc=$?; userdel -f "$TU" >/dev/null 2>&1; kill "$(cat "$T/watchdog.pid" 2>/dev/null)" "$WATCHDOG" 2>/dev/null || true; (exit $rc); cleanup' EXIT
+trap 'rc_=$?; userdel -f "$TU" >/dev/null 2>&1; kill "$(cat "$T/watchdog.pid" 2>/dev/null)" "$WATCHDOG" 2>/dev/null || true; cleanup "$rc_"' EXIT
 TUID=$(id -u "$TU")
 TGID=$(id -g "$TU")
 as_user() {
