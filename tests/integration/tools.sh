@@ -93,6 +93,11 @@ expect_eq "unit without weights leaves the db" \
     "$(DB "SELECT count(*) FROM model_paths WHERE path = '/linked'")" 0
 expect_eq "no xattrs on a non-model" "$(xattr "$M/linked" status)" ""
 rm -rf "$M/ft2"
+# the store follows the namespace right after the reply to rmdir, not before it
+for _ in $(seq 100); do
+    [ "$(DB "SELECT count(*) FROM model_paths WHERE path = '/ft2'")" = 0 ] && break
+    sleep 0.1
+done
 expect_eq "rm -rf removes the path" "$(DB "SELECT count(*) FROM model_paths WHERE path = '/ft2'")" 0
 expect_eq "model of the deleted content is gone" \
     "$(DB "SELECT count(*) FROM models m WHERE NOT EXISTS
