@@ -188,13 +188,17 @@ static pa_status load_metadata(pa_fingerprint *fp, const pa_unit *u, pa_tokenize
     return st;
 }
 
-static pa_status digest_files(pa_fingerprint *fp, pa_error *err)
+/* The unit digest: SHA-256 over the sorted "name\0sha256\n" list. A single-file unit (a GGUF or
+ * .safetensors file) is its content alone: the name is left out, so a rename keeps its digest
+ * and with it its approval. */
+static pa_status digest_files(pa_fingerprint *fp, bool single_file, pa_error *err)
 {
     pa_sha_ctx *sha = pa_sha_new();
     if (!sha)
         return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", fp->path);
     for (size_t i = 0; i < fp->n_files; i++) {
-        pa_sha_update(sha, fp->files[i].name, strlen(fp->files[i].name) + 1);
+        const char *name = single_file ? "" : fp->files[i].name;
+        pa_sha_update(sha, name, strlen(name) + 1);
         pa_sha_update(sha, fp->files[i].sha256, strlen(fp->files[i].sha256));
         pa_sha_update(sha, "\n", 1);
     }
@@ -263,7 +267,7 @@ pa_status pa_fingerprint_path(const char *path, const pa_fp_options *opt, pa_fin
         }
     }
     if (!st)
-        st = digest_files(fp, err);
+        st = digest_files(fp, !u.is_dir, err);
     if (!st) {
         /* the format of the unit, whether or not its weights were read */
         if (u.is_gguf)

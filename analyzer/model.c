@@ -148,6 +148,9 @@ static pa_status scan_dir(pa_unit *u, pa_error *err)
         const char *n = de->d_name;
         if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0 || strcmp(n, ".provenance") == 0)
             continue;
+        /* a GGUF file is a model unit of its own, not a file of the directory's unit */
+        if (has_suffix(n, ".gguf"))
+            continue;
         char *p = join(u->path, n);
         if (!p) {
             st = pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->path);

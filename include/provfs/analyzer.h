@@ -253,7 +253,9 @@ const pa_file_fp *pa_fp_file(const pa_fingerprint *fp, size_t i);
 uint64_t pa_fp_n_params(const pa_fingerprint *fp);
 size_t pa_fp_n_tensors(const pa_fingerprint *fp);
 bool pa_fp_has_weights(const pa_fingerprint *fp);
-/* Digest of the unit: SHA-256 over the sorted "name\0sha256\n" list of its files. */
+/* Digest of the unit: SHA-256 over the sorted "name\0sha256\n" list of its files (a
+ * single-file unit: "\0sha256\n", its content alone). *.gguf files in a directory are units of
+ * their own and not part of the directory's unit. */
 const char *pa_fp_digest(const pa_fingerprint *fp);
 const char *pa_fp_format(const pa_fingerprint *fp); /* "safetensors", "config-only", ... */
 
