@@ -687,6 +687,44 @@ static int relink_child(store_handle *st, int64_t child)
 }
 
 /* Deletes a model that no longer has a path, relinking its former children. */
+/* The children of id (edges out of it); -1 on a store error or when out of memory, so no child
+ * is silently left unrelinked. */
+static int children_of(store_handle *st, int64_t id, int64_t **out, size_t *n)
+{
+    int64_t *ids = NULL;
+    size_t count = 0, cap = 0;
+    int ret = 0;
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *stmt = prep(st->wr, "SELECT child_id FROM edges WHERE parent_id = ?1");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, id);
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (count == cap) {
+            cap = cap ? cap * 2 : 8;
+            int64_t *grown = realloc(ids, cap * sizeof *ids);
+            if (!grown) {
+                ret = -1;
+                break;
+            }
+            ids = grown;
+        }
+        ids[count++] = sqlite3_column_int64(stmt, 0);
+    }
+    if (ret == 0 && rc != SQLITE_DONE)
+        ret = -1;
+    sqlite3_finalize(stmt);
+    if (ret != 0) {
+        free(ids);
+        return -1;
+    }
+    *out = ids;
+    *n = count;
+    return 0;
+}
+
 static int drop_if_orphan(store_handle *st, int64_t id)
 {
     int64_t n = 0;
@@ -695,22 +733,9 @@ static int drop_if_orphan(store_handle *st, int64_t id)
     if (n > 0)
         return 0;
     int64_t *children = NULL;
-    size_t count = 0, cap = 0;
-    sqlite3_stmt *stmt = prep(st->wr, "SELECT child_id FROM edges WHERE parent_id = ?1");
-    if (!stmt)
+    size_t count = 0;
+    if (children_of(st, id, &children, &count) != 0)
         return -1;
-    sqlite3_bind_int64(stmt, 1, id);
-    while (sqlite3_step(stmt) == SQLITE_ROW) {
-        if (count == cap) {
-            cap = cap ? cap * 2 : 8;
-            int64_t *grown = realloc(children, cap * sizeof *children);
-            if (!grown)
-                break;
-            children = grown;
-        }
-        children[count++] = sqlite3_column_int64(stmt, 0);
-    }
-    sqlite3_finalize(stmt);
     int ret = wr_exec_id(st, "DELETE FROM models WHERE id = ?1", id);
     for (size_t i = 0; ret == 0 && i < count; i++)
         ret = relink_child(st, children[i]);
@@ -787,22 +812,9 @@ int store_set_status(store_handle *st, const char *path, const char *status)
 static int drop_edges(store_handle *st, int64_t id)
 {
     int64_t *others = NULL;
-    size_t count = 0, cap = 0;
-    sqlite3_stmt *stmt = prep(st->wr, "SELECT child_id FROM edges WHERE parent_id = ?1");
-    if (!stmt)
+    size_t count = 0;
+    if (children_of(st, id, &others, &count) != 0)
         return -1;
-    sqlite3_bind_int64(stmt, 1, id);
-    while (sqlite3_step(stmt) == SQLITE_ROW) {
-        if (count == cap) {
-            cap = cap ? cap * 2 : 8;
-            int64_t *grown = realloc(others, cap * sizeof *others);
-            if (!grown)
-                break;
-            others = grown;
-        }
-        others[count++] = sqlite3_column_int64(stmt, 0);
-    }
-    sqlite3_finalize(stmt);
     int ret = wr_exec_id(st, "DELETE FROM edges WHERE parent_id = ?1 OR child_id = ?1", id);
     for (size_t i = 0; ret == 0 && i < count; i++)
         ret = relink_child(st, others[i]);
