@@ -667,12 +667,10 @@ pa_status pa_gguf_read(int fd, const char *label, pa_gguf *out, pa_error *err)
     if (!out)
         return pa_error_set(err, PA_E_ARG, "%s: no header to fill", label);
     memset(out, 0, sizeof *out);
-    struct stat sb;
-    if (fstat(fd, &sb) != 0)
-        return pa_error_set(err, PA_E_IO, "%s: cannot stat: %s", label, strerror(errno));
-    if (!S_ISREG(sb.st_mode))
-        return pa_error_set(err, PA_E_FORMAT, "%s: not a regular file", label);
-    uint64_t file_size = (uint64_t)sb.st_size;
+    uint64_t file_size;
+    pa_status rs = pa_regular_size(fd, label, &file_size, err);
+    if (rs)
+        return rs;
 
     uint8_t *buf = NULL;
     size_t have = 0, want = PA_GGUF_READ_FIRST;

@@ -60,6 +60,17 @@ pa_status pa_read_file(const char *path, size_t limit, char **out, size_t *len, 
     return PA_OK;
 }
 
+pa_status pa_regular_size(int fd, const char *label, uint64_t *size, pa_error *err)
+{
+    struct stat sb;
+    if (fstat(fd, &sb) != 0)
+        return pa_error_set(err, PA_E_IO, "%s: cannot stat: %s", label, strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        return pa_error_set(err, PA_E_FORMAT, "%s: not a regular file", label);
+    *size = (uint64_t)sb.st_size;
+    return PA_OK;
+}
+
 int pa_pread_exact(int fd, void *dst, size_t len, uint64_t off)
 {
     uint8_t *p = dst;

@@ -447,12 +447,10 @@ pa_status pa_st_read(int fd, const char *label, pa_st_header *out, pa_error *err
     if (!out)
         return pa_error_set(err, PA_E_ARG, "%s: no header to fill", label);
     memset(out, 0, sizeof *out);
-    struct stat sb;
-    if (fstat(fd, &sb) != 0)
-        return pa_error_set(err, PA_E_IO, "%s: cannot stat: %s", label, strerror(errno));
-    if (!S_ISREG(sb.st_mode))
-        return pa_error_set(err, PA_E_FORMAT, "%s: not a regular file", label);
-    uint64_t file_size = (uint64_t)sb.st_size;
+    uint64_t file_size;
+    pa_status rs = pa_regular_size(fd, label, &file_size, err);
+    if (rs)
+        return rs;
     if (file_size < PREFIX_LEN)
         return pa_error_set(err, PA_E_FORMAT,
                             "%s: file of %llu bytes is shorter than the 8-byte safetensors prefix",

@@ -5,6 +5,7 @@
  * error (one line on stderr naming the file and the problem), 3 policy refusal.
  */
 #include "provctl_graph.h"
+#include "jsonutil.h"
 #include "provfs/analyzer.h"
 #include "provctl_ref.h"
 #include "provctl_store.h"
@@ -131,27 +132,10 @@ static pa_fingerprint *load(const char *path, int threads, pa_error *err)
 {
     pa_fingerprint *fp = NULL;
     if (looks_like_fingerprint(path)) {
-        FILE *f = fopen(path, "rb");
-        if (!f) {
-            pa_error_set(err, PA_E_IO, "%s: cannot open", path);
-            return NULL;
-        }
-        fseek(f, 0, SEEK_END);
-        long len = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        if (len < 0 || len > (256L << 20)) {
-            fclose(f);
-            pa_error_set(err, PA_E_LIMIT, "%s: fingerprint file too large", path);
-            return NULL;
-        }
-        char *buf = malloc((size_t)len + 1);
-        size_t got = buf ? fread(buf, 1, (size_t)len, f) : 0;
-        fclose(f);
-        if (!buf) {
-            pa_error_set(err, PA_E_NOMEM, "%s: out of memory", path);
-            return NULL;
-        }
-        pa_fp_from_json(buf, got, path, &fp, err);
+        char *buf = NULL;
+        size_t len = 0;
+        if (pa_read_file(path, PA_JSON_MAX_FILE, &buf, &len, err) == PA_OK)
+            pa_fp_from_json(buf, len, path, &fp, err);
         free(buf);
         return fp;
     }
