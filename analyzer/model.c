@@ -120,10 +120,12 @@ static pa_status read_index(pa_unit *u, uint64_t *total_size, pa_error *err)
     size_t k = 0;
     for (const cJSON *e = map->child; e; e = e->next) {
         if (!cJSON_IsString(e) || !safe_name(e->valuestring)) {
+            /* the message is formatted while the tree (and e->string) still exists */
+            pa_error_set(err, PA_E_FORMAT, "%s: weight_map entry '%s' names no shard file",
+                         u->index_path, e->string ? e->string : "?");
             free(names);
             cJSON_Delete(root);
-            return pa_error_set(err, PA_E_FORMAT, "%s: weight_map entry '%s' names no shard file",
-                                u->index_path, e->string ? e->string : "?");
+            return err->status;
         }
         names[k++] = e->valuestring;
     }

@@ -40,6 +40,10 @@ typedef struct pa_error {
 pa_status pa_error_set(pa_error *err, pa_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void pa_error_clear(pa_error *err);
+/* Copies in[0..in_len) to out (NUL-terminated, truncated to out_size) with every byte that is not
+ * part of a printable UTF-8 character written as "\xNN" (controls, DEL, C1 controls, invalid
+ * sequences). Returns the length written. */
+size_t pa_escape_text(const char *in, size_t in_len, char *out, size_t out_size);
 const char *pa_status_name(pa_status status);
 
 /* Null marker for integer fields that a config may omit (JSON null). */
