@@ -1,12 +1,33 @@
 #!/usr/bin/env bash
-# Build provfs and run the whole test suite: unit tests (plain and ASan+UBSan), integration tests
-# on real FUSE mounts, and time-boxed libFuzzer runs. Installs missing Debian packages first.
-#   FUZZ_SECONDS=N   seconds per fuzz target (default 60; 0 skips fuzzing)
-#   SKIP_INTEGRATION=1   unit and fuzz only
+# Build provfs and run the test suite: unit tests (plain and ASan+UBSan), integration tests on
+# real FUSE mounts (also with an ASan+UBSan daemon), attack tests as a real unprivileged user, and
+# time-boxed libFuzzer runs. Installs missing Debian packages first. See tests/README.md.
+#   tools/test.sh                 everything (what CI runs)
+#   tools/test.sh --quick         the in-process unit tests only
+#   tools/test.sh --suite S       one meson suite: unit, integration, attacks
+#   tools/test.sh --only NAME     one case by its meson name (e.g. policy, attack-create-race)
+#   tools/test.sh --list          the case names
+# Environment:
+#   FUZZ_SECONDS=N      seconds per fuzz target (default 60; 0 skips fuzzing)
+#   SKIP_INTEGRATION=1  unit and fuzz only
+#   SKIP_ASAN_DAEMON=1  no second integration run with the ASan+UBSan daemon
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 fuzz_seconds=${FUZZ_SECONDS:-60}
+mode=all
+only=
+while [ $# -gt 0 ]; do
+    case $1 in
+    --quick) mode=quick ;;
+    --suite) mode=suite; only=${2:?--suite needs a name}; shift ;;
+    --only) mode=only; only=${2:?--only needs a test name}; shift ;;
+    --list) mode=list ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "test.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
 
 need=(build-essential meson ninja-build pkg-config libfuse3-dev fuse3 libssl-dev libsqlite3-dev
       libcjson-dev attr sqlite3 rsync python3 clang libclang-rt-14-dev)
@@ -30,6 +51,16 @@ stamp "build (release checks, -Werror)"
 [ -d build ] || meson setup build -Dwerror=true >/dev/null
 ninja -C build -j"$jobs"
 
+case $mode in
+list) meson test -C build --list; exit 0 ;;
+quick) stamp "unit tests"
+    meson test -C build --suite unit --print-errorlogs --num-processes "$jobs"; exit 0 ;;
+suite) stamp "suite $only"
+    meson test -C build --suite "$only" --print-errorlogs --num-processes 1; exit 0 ;;
+only) stamp "test $only"
+    meson test -C build "$only" --print-errorlogs --num-processes 1; exit 0 ;;
+esac
+
 stamp "unit and integration tests"
 suites=(--suite unit)
 [ "${SKIP_INTEGRATION:-0}" = 1 ] || suites+=(--suite integration)
@@ -41,6 +72,13 @@ stamp "unit tests under ASan+UBSan"
 ninja -C build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     meson test -C build-asan --suite unit --print-errorlogs --num-processes 1
+if [ "${SKIP_INTEGRATION:-0}" != 1 ] && [ "${SKIP_ASAN_DAEMON:-0}" != 1 ]; then
+    # The daemon, provctl and mkmodel of the sanitizer build on real mounts: lib.sh fails a test
+    # whose daemon log holds a sanitizer report.
+    stamp "integration and attack tests with the ASan+UBSan daemon"
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+        meson test -C build-asan --suite integration --print-errorlogs --num-processes 1
+fi
 
 if [ "$fuzz_seconds" -gt 0 ]; then
     stamp "fuzzing (${fuzz_seconds}s per target)"

@@ -1,0 +1,62 @@
+# Shared setup for the attack tests: sourced, not run. Each attack script runs as a real
+# unprivileged user ($TU, created here and removed in the trap) against an `enforce` mount and
+# asserts that the attack fails: the blocked bytes stay unreadable, root's files keep their owner
+# and mode, the store stays right.
+. "$(dirname "$0")/../lib.sh"
+need_mkmodel
+[ -n "$PROVCTL" ] && [ -x "$PROVCTL" ] || { echo "SKIP: no provctl"; exit 77; }
+for tool in setpriv useradd userdel setfattr python3 sqlite3; do
+    command -v "$tool" >/dev/null || { echo "SKIP: no $tool"; exit 77; }
+done
+
+TU=provfs-at-$$
+useradd -M -r -s /usr/sbin/nologin "$TU" >/dev/null || fail "useradd $TU"
+trap 'rc_=$?; userdel -f "$TU" >/dev/null 2>&1; kill "$(cat "$T/watchdog.pid" 2>/dev/null)" "$WATCHDOG" 2>/dev/null || true; cleanup "$rc_"' EXIT
+TUID=$(id -u "$TU")
+TGID=$(id -g "$TU")
+UPY=/usr/bin/python3
+[ -x "$UPY" ] || { echo "SKIP: no /usr/bin/python3"; exit 77; }
+
+as_user() {
+    setpriv --reuid="$TUID" --regid="$TGID" --clear-groups -- "$@"
+}
+
+# write_policy MODE [BLOCK_PENDING]: enforce/audit with approval required for unknown lineage.
+write_policy() {
+    mkdir -p "$B/.provfs"
+    printf '{ "mode": "%s", "require_approval": "unknown-lineage",\n  "allow_families": [], "deny_families": [], "block_pending": %s }\n' \
+        "$1" "${2:-false}" >"$B/.provfs/policy.json"
+}
+
+# refused PATH: the user cannot read PATH (EACCES).
+refused() {
+    expect_errno "Permission denied" as_user cat "$1"
+}
+
+# unreadable PATH: the user cannot read PATH, for whatever reason (refused, gone).
+unreadable() {
+    if as_user cat "$1" >/dev/null 2>&1; then
+        fail "$1: readable by $TU"
+    fi
+}
+
+readable() {
+    as_user cat "$1" >/dev/null 2>&1 || fail "$1: not readable by $TU"
+}
+
+# blocked_unit DIR SEED: a fresh unrelated model (unknown lineage: blocked under enforce) at DIR
+# in the mount, owned by the user, ready.
+blocked_unit() {
+    local src=$T/src-$2
+    "$MKMODEL" create "$src" --arch llama --seed "$2" >/dev/null
+    mkdir -p "$(dirname "$1")"
+    cp -r "$src" "$1"
+    chown -R "$TU" "$1"
+    wait_status "$1" ready
+    expect_eq "approval of $1" "$(xattr "$1" approval)" blocked
+}
+
+# same_bytes A B: true when the two files hold the same bytes (read as root).
+same_bytes() {
+    cmp -s "$1" "$2"
+}
