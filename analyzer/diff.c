@@ -158,10 +158,10 @@ pa_status pa_diff_paths(const char *pa, const char *pb, pa_diff *d, pa_error *er
 {
     memset(d, 0, sizeof *d);
     pa_unit ua, ub;
-    pa_status st = pa_unit_open(pa, &ua, err);
+    pa_status st = pa_unit_open(pa, NULL, &ua, err);
     if (st)
         return st;
-    st = pa_unit_open(pb, &ub, err);
+    st = pa_unit_open(pb, NULL, &ub, err);
     if (st) {
         pa_unit_free(&ua);
         return st;

@@ -72,9 +72,10 @@ static pa_status vocab_sketch(pa_fingerprint *fp, const pa_tokenizer *tok, pa_er
     return PA_OK;
 }
 
-static pa_status read_json_file(const char *path, char **text, size_t *len, pa_error *err)
+static pa_status read_json_file(const pa_unit *u, const char *path, char **text, size_t *len,
+                                pa_error *err)
 {
-    return pa_read_file(path, PA_JSON_MAX_FILE, text, len, err);
+    return pa_unit_read_file(u, path, PA_JSON_MAX_FILE, text, len, err);
 }
 
 /* TFV, special ids and the vocabulary sketch from a parsed tokenizer. */
@@ -154,7 +155,7 @@ static pa_status load_metadata(pa_fingerprint *fp, const pa_unit *u, pa_tokenize
     if (u->is_gguf)
         return load_gguf_metadata(fp, u, tok_out, err);
     if (u->config_path) {
-        st = read_json_file(u->config_path, &text, &len, err);
+        st = read_json_file(u, u->config_path, &text, &len, err);
         if (st)
             return st;
         st = pa_mfi_parse(text, len, u->config_path, &fp->mfi, err);
@@ -167,9 +168,9 @@ static pa_status load_metadata(pa_fingerprint *fp, const pa_unit *u, pa_tokenize
         return pa_error_set(err, PA_E_FORMAT, "%s: config.json is missing", u->path);
     }
     if (u->tok_path) {
-        st = read_json_file(u->tok_path, &text, &len, err);
+        st = read_json_file(u, u->tok_path, &text, &len, err);
         if (!st && u->tokcfg_path)
-            st = read_json_file(u->tokcfg_path, &cfg, &cfg_len, err);
+            st = read_json_file(u, u->tokcfg_path, &cfg, &cfg_len, err);
         pa_tokenizer *tok = NULL;
         if (!st)
             st = pa_tokenizer_parse(text, len, cfg, cfg_len, u->tok_path, &tok, err);
@@ -213,7 +214,7 @@ pa_status pa_fingerprint_path(const char *path, const pa_fp_options *opt, pa_fin
 {
     *out = NULL;
     pa_unit u;
-    pa_status st = pa_unit_open(path, &u, err);
+    pa_status st = pa_unit_open(path, opt, &u, err);
     if (st)
         return st;
     pa_fingerprint *fp = calloc(1, sizeof *fp);
@@ -259,7 +260,7 @@ pa_status pa_fingerprint_path(const char *path, const pa_fp_options *opt, pa_fin
             /* small files only here: weights are hashed by run_weights */
             if (u.files[i].size > PA_JSON_MAX_FILE || fp->files[i].sha256[0])
                 continue;
-            st = pa_read_file(u.file_paths[i], PA_JSON_MAX_FILE, &text, &len, err);
+            st = pa_unit_read_file(&u, u.file_paths[i], PA_JSON_MAX_FILE, &text, &len, err);
             if (!st)
                 if (!pa_sha256_hex(text, len, fp->files[i].sha256))
                     st = pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u.file_paths[i]);

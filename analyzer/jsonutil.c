@@ -10,54 +10,54 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-pa_status pa_read_file(const char *path, size_t limit, char **out, size_t *len, pa_error *err)
+pa_status pa_read_fd(int fd, const char *path, size_t limit, char **out, size_t *len,
+                     pa_error *err)
 {
     *out = NULL;
     *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return pa_error_set(err, PA_E_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return pa_error_set(err, PA_E_IO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
+    if (fstat(fd, &st) != 0)
+        return pa_error_set(err, PA_E_IO, "%s: cannot stat: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
         return pa_error_set(err, PA_E_FORMAT, "%s: not a regular file", path);
-    }
-    if ((uint64_t)st.st_size > limit) {
-        close(fd);
+    if ((uint64_t)st.st_size > limit)
         return pa_error_set(err, PA_E_LIMIT, "%s: %lld bytes is over the %zu-byte limit", path,
                             (long long)st.st_size, limit);
-    }
     size_t cap = (size_t)st.st_size;
     char *buf = malloc(cap + 1);
-    if (!buf) {
-        close(fd);
+    if (!buf)
         return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", path);
-    }
     size_t got = 0;
     while (got < cap) {
-        ssize_t r = read(fd, buf + got, cap - got);
+        ssize_t r = pread(fd, buf + got, cap - got, (off_t)got);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
             int e = errno;
             free(buf);
-            close(fd);
             return pa_error_set(err, PA_E_IO, "%s: read failed: %s", path, strerror(e));
         }
         if (r == 0)
             break; /* shrank while reading: use what is there */
         got += (size_t)r;
     }
-    close(fd);
     buf[got] = '\0';
     *out = buf;
     *len = got;
     return PA_OK;
+}
+
+pa_status pa_read_file(const char *path, size_t limit, char **out, size_t *len, pa_error *err)
+{
+    *out = NULL;
+    *len = 0;
+    /* O_NONBLOCK: a FIFO must not hang the reader; it is refused as not regular below. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return pa_error_set(err, PA_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    pa_status st = pa_read_fd(fd, path, limit, out, len, err);
+    close(fd);
+    return st;
 }
 
 pa_status pa_regular_size(int fd, const char *label, uint64_t *size, pa_error *err)

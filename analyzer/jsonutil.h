@@ -9,6 +9,9 @@
 
 /* Read a whole regular file (at most limit bytes, else PA_E_LIMIT). The buffer is NUL terminated. */
 pa_status pa_read_file(const char *path, size_t limit, char **out, size_t *len, pa_error *err);
+/* The same from an open fd (read with pread from offset 0); path names the file in errors. */
+pa_status pa_read_fd(int fd, const char *path, size_t limit, char **out, size_t *len,
+                     pa_error *err);
 /* Size of the regular file open at fd: PA_E_IO when it cannot be stat'ed, PA_E_FORMAT when it is
  * not a regular file (the one preamble of every header reader). */
 pa_status pa_regular_size(int fd, const char *label, uint64_t *size, pa_error *err);

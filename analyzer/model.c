@@ -5,10 +5,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static char *join(const char *dir, const char *name)
@@ -52,7 +55,131 @@ void pa_unit_free(pa_unit *u)
         pa_gguf_free(&u->gguf);
     free(u->files);
     free(u->file_paths);
+    if (u->root_path && u->root_fd >= 0)
+        close(u->root_fd);
+    free(u->root_path);
+    free(u->private_path);
     memset(u, 0, sizeof *u);
+    u->root_fd = -1;
+}
+
+/* ---------------------------------------------------------------- opening files safely */
+
+/* Marks a resolution that reached the confinement's private directory. */
+#define PRIVATE_ERRNO EPERM
+
+static bool is_significant(const char *name);
+
+/* An O_PATH fd for path, resolved as the unit's confinement allows; -errno on failure (-EXDEV:
+ * it leads out of the root; -PRIVATE_ERRNO: into the private directory). self: path is the unit
+ * itself, which must contain no symlink at all (the daemon names units by their real path). */
+static int resolve(const pa_unit *u, const char *path, bool self)
+{
+    if (!u->root_path) {
+        int fd = open(path, O_PATH | O_CLOEXEC);
+        return fd >= 0 ? fd : -errno;
+    }
+    size_t rl = strlen(u->root_path);
+    if (strncmp(path, u->root_path, rl) != 0 || (path[rl] != '/' && path[rl] != '\0'))
+        return -EXDEV;
+    const char *rel = path + rl;
+    while (*rel == '/')
+        rel++;
+    struct open_how how = {
+        .flags = O_PATH | O_CLOEXEC,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | (self ? RESOLVE_NO_SYMLINKS : 0),
+    };
+    int fd = (int)syscall(SYS_openat2, u->root_fd, *rel ? rel : ".", &how, sizeof how);
+    if (fd < 0)
+        return -errno;
+    if (u->private_path) {
+        char proc[64], real[PATH_MAX];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(proc, real, sizeof real - 1);
+        size_t pl = strlen(u->private_path);
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            return -e;
+        }
+        real[n] = '\0';
+        if (strncmp(real, u->private_path, pl) == 0 && (real[pl] == '/' || real[pl] == '\0')) {
+            close(fd);
+            return -PRIVATE_ERRNO;
+        }
+    }
+    return fd;
+}
+
+/* The error of a failed resolve(), naming the file. */
+static pa_status resolve_error(const pa_unit *u, const char *path, int e, pa_error *err)
+{
+    if (u->root_path && e == EXDEV)
+        return pa_error_set(err, PA_E_FORMAT,
+                            "%s: a symlink leads out of the store (not followed)", path);
+    if (u->root_path && e == PRIVATE_ERRNO)
+        return pa_error_set(err, PA_E_FORMAT,
+                            "%s: a symlink leads into the store's private directory (not followed)",
+                            path);
+    if (u->root_path && e == ELOOP)
+        return pa_error_set(err, PA_E_FORMAT, "%s: a symlink where none may be", path);
+    return pa_error_set(err, PA_E_IO, "%s: cannot open: %s", path, strerror(e));
+}
+
+/* Reopens an O_PATH fd of a regular file for reading (closes pfd). */
+static int reopen_regular(int pfd, const char *path, pa_error *err)
+{
+    struct stat sb;
+    if (fstat(pfd, &sb) != 0) {
+        int e = errno;
+        close(pfd);
+        pa_error_set(err, PA_E_IO, "%s: cannot stat: %s", path, strerror(e));
+        return -1;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(pfd);
+        pa_error_set(err, PA_E_FORMAT, "%s: not a regular file", path);
+        return -1;
+    }
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", pfd);
+    int fd = open(proc, O_RDONLY | O_CLOEXEC);
+    int e = errno;
+    close(pfd);
+    if (fd < 0)
+        pa_error_set(err, PA_E_IO, "%s: cannot open: %s", path, strerror(e));
+    return fd;
+}
+
+/* pa_unit_open_file, with the errno of a failed resolution in *eno (0 otherwise). */
+static int open_file(const pa_unit *u, const char *path, int *eno, pa_error *err)
+{
+    int pfd = resolve(u, path, false);
+    *eno = pfd < 0 ? -pfd : 0;
+    if (pfd < 0) {
+        resolve_error(u, path, -pfd, err);
+        return -1;
+    }
+    return reopen_regular(pfd, path, err);
+}
+
+int pa_unit_open_file(const pa_unit *u, const char *path, pa_error *err)
+{
+    int eno;
+    return open_file(u, path, &eno, err);
+}
+
+pa_status pa_unit_read_file(const pa_unit *u, const char *path, size_t limit, char **out,
+                            size_t *len, pa_error *err)
+{
+    *out = NULL;
+    *len = 0;
+    int fd = pa_unit_open_file(u, path, err);
+    if (fd < 0)
+        return err->status;
+    pa_status st = pa_read_fd(fd, path, limit, out, len, err);
+    close(fd);
+    return st;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -90,7 +217,7 @@ static pa_status read_index(pa_unit *u, uint64_t *total_size, pa_error *err)
 {
     char *text = NULL;
     size_t len = 0;
-    pa_status st = pa_read_file(u->index_path, PA_JSON_MAX_FILE, &text, &len, err);
+    pa_status st = pa_unit_read_file(u, u->index_path, PA_JSON_MAX_FILE, &text, &len, err);
     if (st)
         return st;
     cJSON *root = pa_json_parse(text, len, u->index_path, err);
@@ -138,11 +265,47 @@ static pa_status read_index(pa_unit *u, uint64_t *total_size, pa_error *err)
     return st;
 }
 
+/* Files a unit is read from: anything else in the directory is hashed when regular, skipped
+ * when not. */
+static bool is_significant(const char *name)
+{
+    return strcmp(name, "config.json") == 0 || strcmp(name, "tokenizer.json") == 0 ||
+           strcmp(name, "tokenizer_config.json") == 0 ||
+           strcmp(name, "model.safetensors.index.json") == 0 || has_suffix(name, ".safetensors");
+}
+
+static DIR *open_unit_dir(pa_unit *u, pa_error *err)
+{
+    DIR *d = NULL;
+    if (!u->root_path) {
+        d = opendir(u->path);
+        if (!d)
+            pa_error_set(err, PA_E_IO, "%s: cannot open directory: %s", u->path, strerror(errno));
+        return d;
+    }
+    int pfd = resolve(u, u->path, true);
+    if (pfd < 0) {
+        resolve_error(u, u->path, -pfd, err);
+        return NULL;
+    }
+    int fd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int e = errno;
+    close(pfd);
+    d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        e = fd >= 0 ? errno : e;
+        if (fd >= 0)
+            close(fd);
+        pa_error_set(err, PA_E_IO, "%s: cannot open directory: %s", u->path, strerror(e));
+    }
+    return d;
+}
+
 static pa_status scan_dir(pa_unit *u, pa_error *err)
 {
-    DIR *d = opendir(u->path);
+    DIR *d = open_unit_dir(u, err);
     if (!d)
-        return pa_error_set(err, PA_E_IO, "%s: cannot open directory: %s", u->path, strerror(errno));
+        return err->status;
     pa_status st = PA_OK;
     size_t cap = 0;
     struct dirent *de;
@@ -158,9 +321,26 @@ static pa_status scan_dir(pa_unit *u, pa_error *err)
             st = pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->path);
             break;
         }
+        /* Symlinks are followed (Hugging Face caches are symlink farms into blobs/), within the
+         * confinement: one that leads out of it fails the unit, never read. A dangling one is
+         * skipped; a weights, config, index or tokenizer name that is not a regular file fails
+         * the unit, any other such entry (subdirectories, sockets) is skipped. */
+        int pfd = resolve(u, p, false);
         struct stat sb;
-        /* stat follows symlinks: Hugging Face caches are symlink farms into blobs/. */
-        if (stat(p, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        bool have = pfd >= 0 && fstat(pfd, &sb) == 0;
+        if (pfd >= 0)
+            close(pfd);
+        if (pfd == -EXDEV || pfd == -PRIVATE_ERRNO) {
+            st = resolve_error(u, p, -pfd, err);
+            free(p);
+            break;
+        }
+        if (have && !S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode) && is_significant(n)) {
+            st = pa_error_set(err, PA_E_FORMAT, "%s: not a regular file", p);
+            free(p);
+            break;
+        }
+        if (!have || !S_ISREG(sb.st_mode)) {
             free(p);
             continue;
         }
@@ -234,12 +414,14 @@ static pa_status set_path(pa_unit *u, const char *name, char **slot, pa_error *e
 static pa_status parse_shard(pa_unit *u, pa_shard *s, bool indexed, uint64_t *bytes_seen,
                              pa_error *err)
 {
-    int fd = open(s->path, O_RDONLY | O_CLOEXEC);
+    int eno;
+    pa_error sub = {0};
+    int fd = open_file(u, s->path, &eno, &sub);
     if (fd < 0) {
-        if (errno == ENOENT && indexed)
+        if (eno == ENOENT && indexed)
             return pa_error_set(err, PA_E_INCOMPLETE, "%s: shard %s listed in the index is missing",
                                 u->path, s->name);
-        return pa_error_set(err, PA_E_IO, "%s: cannot open: %s", s->path, strerror(errno));
+        return pa_error_set(err, sub.status, "%s", sub.msg);
     }
     struct stat sb;
     if (fstat(fd, &sb) == 0)
@@ -250,19 +432,61 @@ static pa_status parse_shard(pa_unit *u, pa_shard *s, bool indexed, uint64_t *by
     return st;
 }
 
-pa_status pa_unit_open(const char *path, pa_unit *u, pa_error *err)
+/* Sets up the unit's confinement from opt (none when opt or its root is NULL). */
+static pa_status confine(pa_unit *u, const pa_fp_options *opt, const char *path, pa_error *err)
+{
+    if (!opt || !opt->confine_root)
+        return PA_OK;
+    const char *root = opt->confine_root;
+    size_t rl = strlen(root);
+    while (rl > 0 && root[rl - 1] == '/')
+        rl--;
+    u->root_path = strndup(root, rl);
+    if (!u->root_path)
+        return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", path);
+    u->root_fd = open(rl ? u->root_path : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (u->root_fd < 0)
+        return pa_error_set(err, PA_E_IO, "%s: cannot open: %s", root, strerror(errno));
+    if (opt->confine_private && opt->confine_private[0]) {
+        size_t n = rl + strlen(opt->confine_private) + 2;
+        u->private_path = malloc(n);
+        if (!u->private_path)
+            return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", path);
+        snprintf(u->private_path, n, "%s/%s", u->root_path, opt->confine_private);
+    }
+    return PA_OK;
+}
+
+pa_status pa_unit_open(const char *path, const pa_fp_options *opt, pa_unit *u, pa_error *err)
 {
     memset(u, 0, sizeof *u);
-    struct stat sb;
-    if (stat(path, &sb) != 0)
-        return pa_error_set(err, PA_E_IO, "%s: %s", path, strerror(errno));
+    u->root_fd = -1;
+    pa_status st = confine(u, opt, path, err);
+    if (st) {
+        pa_unit_free(u);
+        return st;
+    }
     u->path = strdup(path);
-    if (!u->path)
+    if (!u->path) {
+        pa_unit_free(u);
         return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", path);
+    }
     size_t plen = strlen(u->path);
     while (plen > 1 && u->path[plen - 1] == '/')
         u->path[--plen] = '\0';
-    pa_status st = PA_OK;
+    struct stat sb;
+    int pfd = resolve(u, u->path, true);
+    if (pfd < 0 || fstat(pfd, &sb) != 0) {
+        if (pfd < 0)
+            st = resolve_error(u, u->path, -pfd, err);
+        else
+            st = pa_error_set(err, PA_E_IO, "%s: %s", path, strerror(errno));
+        if (pfd >= 0)
+            close(pfd);
+        pa_unit_free(u);
+        return st;
+    }
+    close(pfd);
     if (S_ISREG(sb.st_mode)) {
         /* A single weights file is a unit of its own. */
         u->is_dir = false;
@@ -282,9 +506,9 @@ pa_status pa_unit_open(const char *path, pa_unit *u, pa_error *err)
         u->files[0].mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
         /* the format comes from the bytes, never from the name */
         uint8_t magic[8] = {0};
-        int fd = open(u->path, O_RDONLY | O_CLOEXEC);
+        int fd = pa_unit_open_file(u, u->path, err);
         if (fd < 0) {
-            st = pa_error_set(err, PA_E_IO, "%s: cannot open: %s", u->path, strerror(errno));
+            st = err->status;
         } else {
             ssize_t got = pread(fd, magic, sizeof magic, 0);
             if (got >= 4 && pa_gguf_sniff(magic, (size_t)got)) {
@@ -345,7 +569,8 @@ pa_status pa_unit_open(const char *path, pa_unit *u, pa_error *err)
             uint64_t have = 0; /* data bytes present: file size past each shard's header */
             for (size_t k = 0; k < u->n_shards; k++) {
                 uint8_t pre[8];
-                int sfd = open(u->shards[k].path, O_RDONLY | O_CLOEXEC);
+                pa_error ignored = {0};
+                int sfd = pa_unit_open_file(u, u->shards[k].path, &ignored);
                 struct stat ss;
                 if (sfd < 0)
                     continue;

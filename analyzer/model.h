@@ -24,10 +24,22 @@ typedef struct pa_unit {
     size_t n_files;
     pa_file_fp *files; /* every regular file of the unit, sorted by name; sha256 empty */
     char **file_paths;
+    /* Confinement (pa_fp_options.confine_root): every file is resolved beneath root_fd, never
+     * through an absolute symlink, a ".." that leaves it or a magic link, and never inside
+     * root/private; -1 when unconfined (provctl, as the user). */
+    int root_fd;
+    char *root_path;    /* the confinement root as given, no trailing slash ("" for "/") */
+    char *private_path; /* root/private (no trailing slash), NULL when none */
 } pa_unit;
 
 /* Discover a unit: a directory (Hugging Face layout), one .safetensors file or one GGUF file. Parses every
  * shard's header. A sharded unit with missing or short shards gives PA_E_INCOMPLETE. */
-pa_status pa_unit_open(const char *path, pa_unit *unit, pa_error *err);
+pa_status pa_unit_open(const char *path, const pa_fp_options *opt, pa_unit *unit, pa_error *err);
+/* Opens one file of the unit (path as in file_paths / shards / *_path) for reading, the way the
+ * unit's confinement allows, and only when it is a regular file. The fd, or -1 with err set. */
+int pa_unit_open_file(const pa_unit *unit, const char *path, pa_error *err);
+/* Reads one file of the unit (at most limit bytes) through pa_unit_open_file. */
+pa_status pa_unit_read_file(const pa_unit *unit, const char *path, size_t limit, char **out,
+                            size_t *len, pa_error *err);
 void pa_unit_free(pa_unit *unit);
 #endif

@@ -134,9 +134,10 @@ static void progress(run_ctx *c, uint64_t add)
 static void job_file_hash(run_ctx *c, tbuf *b, const job *j)
 {
     const char *path = c->unit->file_paths[j->file];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    pa_error oerr = {0};
+    int fd = pa_unit_open_file(c->unit, path, &oerr);
     if (fd < 0) {
-        fail(c, PA_E_IO, "%s: cannot open: %s", path, strerror(errno));
+        fail(c, oerr.status, "%s%s", oerr.msg, "");
         return;
     }
     pa_sha_ctx *sha = pa_sha_new();
@@ -520,9 +521,10 @@ static void job_tensor(run_ctx *c, tbuf *b, const job *j)
         return;
     }
     const tsrc *d = &j->src;
-    int fd = open(d->path, O_RDONLY | O_CLOEXEC);
+    pa_error oerr = {0};
+    int fd = pa_unit_open_file(c->unit, d->path, &oerr);
     if (fd < 0) {
-        fail(c, PA_E_IO, "%s: cannot open: %s", d->path, strerror(errno));
+        fail(c, oerr.status, "%s%s", oerr.msg, "");
         tensor_end(c, &ts, b, false);
         return;
     }
@@ -551,9 +553,10 @@ static void job_file_fused(run_ctx *c, tbuf *b, const job *fj, const job *const 
                            size_t nt)
 {
     const char *path = c->unit->file_paths[fj->file];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    pa_error oerr = {0};
+    int fd = pa_unit_open_file(c->unit, path, &oerr);
     if (fd < 0) {
-        fail(c, PA_E_IO, "%s: cannot open: %s", path, strerror(errno));
+        fail(c, oerr.status, "%s%s", oerr.msg, "");
         return;
     }
     pa_sha2x file;

@@ -10,11 +10,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define FP_CACHE_SLOTS 4096
@@ -28,6 +30,7 @@ typedef struct fp_slot {
 
 struct analyze_ctx {
     char *backing;      /* immutable */
+    int backing_fd;     /* O_PATH of BACKING; immutable */
     store_handle *st;   /* immutable, thread-safe */
     queue *q;           /* set once before the first job */
     int fp_threads;     /* immutable */
@@ -44,7 +47,11 @@ analyze_ctx *analyze_create(const char *backing_abs, store_handle *st, int fp_th
     if (!an)
         return NULL;
     an->backing = strdup(backing_abs);
-    if (!an->backing) {
+    an->backing_fd = open(backing_abs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (!an->backing || an->backing_fd < 0) {
+        if (an->backing_fd >= 0)
+            close(an->backing_fd);
+        free(an->backing);
         free(an);
         return NULL;
     }
@@ -67,6 +74,7 @@ void analyze_destroy(analyze_ctx *an)
         pa_fingerprint_free(an->cache[i].fp);
     pa_refdb_free(an->refdb);
     pthread_mutex_destroy(&an->lineage_lock);
+    close(an->backing_fd);
     free(an->backing);
     free(an);
 }
@@ -105,6 +113,36 @@ static char *backing_path(const analyze_ctx *an, const char *rel)
         abs[1] = '\0';
     }
     return abs;
+}
+
+/* Opens the BACKING path abs (from backing_path) beneath BACKING without following any symlink:
+ * the daemon names units by their real paths, so a symlink on the way was put there by a user
+ * and is never followed as root. -1 with errno set. */
+static int backing_open(const analyze_ctx *an, const char *abs, int flags)
+{
+    size_t blen = strcmp(an->backing, "/") == 0 ? 0 : strlen(an->backing);
+    if (strncmp(abs, an->backing, blen) != 0 || (abs[blen] != '/' && abs[blen] != '\0')) {
+        errno = EXDEV;
+        return -1;
+    }
+    const char *rel = abs + blen;
+    while (*rel == '/')
+        rel++;
+    struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC),
+                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+                                      RESOLVE_NO_MAGICLINKS};
+    return (int)syscall(SYS_openat2, an->backing_fd, *rel ? rel : ".", &how, sizeof how);
+}
+
+/* lstat of a BACKING path through backing_open: 0 or -1. */
+static int backing_stat(const analyze_ctx *an, const char *abs, struct stat *sb)
+{
+    int fd = backing_open(an, abs, O_PATH | O_NOFOLLOW);
+    if (fd < 0)
+        return -1;
+    int rc = fstat(fd, sb);
+    close(fd);
+    return rc;
 }
 
 static bool has_suffix(const char *name, const char *suffix)
@@ -169,26 +207,39 @@ int analyze_file_unit_check(int dirfd, const char *rel)
 typedef enum unit_kind { UNIT_GONE = -1, UNIT_NONE = 0, UNIT_DIR = 1, UNIT_FILE = 2 } unit_kind;
 
 /* What BACKING path abs is now: a directory unit, a GGUF file unit, neither, or gone. */
-static unit_kind unit_kind_of(const char *abs)
+static unit_kind unit_kind_of(const analyze_ctx *an, const char *abs)
 {
+    int fd = backing_open(an, abs, O_PATH | O_NOFOLLOW);
     struct stat sb;
-    if (lstat(abs, &sb) != 0)
+    if (fd < 0)
         return UNIT_GONE;
-    if (S_ISDIR(sb.st_mode)) {
-        int rc = analyze_unit_check(AT_FDCWD, abs);
-        return rc < 0 ? UNIT_GONE : rc ? UNIT_DIR : UNIT_NONE;
+    unit_kind kind = UNIT_NONE;
+    if (fstat(fd, &sb) != 0) {
+        kind = UNIT_GONE;
+    } else if (S_ISDIR(sb.st_mode)) {
+        int rc = analyze_unit_check(fd, ".");
+        kind = rc < 0 ? UNIT_GONE : rc ? UNIT_DIR : UNIT_NONE;
+    } else if (S_ISREG(sb.st_mode)) {
+        const char *slash = strrchr(abs, '/');
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        int rfd = open(proc, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        if (rfd >= 0 && (has_gguf_magic(rfd) || has_suffix(slash ? slash + 1 : abs, ".gguf")))
+            kind = UNIT_FILE;
+        if (rfd >= 0)
+            close(rfd);
     }
-    if (S_ISREG(sb.st_mode))
-        return analyze_file_unit_check(AT_FDCWD, abs) == 1 ? UNIT_FILE : UNIT_NONE;
-    return UNIT_NONE;
+    close(fd);
+    return kind;
 }
 
-static bool file_has_gguf_magic(const char *abs)
+static bool file_has_gguf_magic(const analyze_ctx *an, const char *abs)
 {
-    int fd = open(abs, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    int fd = backing_open(an, abs, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return false;
-    bool ok = has_gguf_magic(fd);
+    struct stat sb;
+    bool ok = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && has_gguf_magic(fd);
     close(fd);
     return ok;
 }
@@ -399,9 +450,14 @@ static int name_cmp(const void *a, const void *b)
 /* SHA-256 of one file's bytes (hex). */
 static int sha256_file(int dirfd, const char *name, volatile const int *cancel, char out[65])
 {
-    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return -1;
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return -1;
+    }
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     size_t bufsize = 1u << 20;
     unsigned char *buf = malloc(bufsize);
@@ -423,10 +479,11 @@ static int sha256_file(int dirfd, const char *name, volatile const int *cancel, 
 
 /* The digest of a unit the analyzer could not parse, the same way as the analyzer's: SHA-256
  * over the sorted "name\0sha256\n" list of its regular files (a GGUF unit: the file itself). */
-static int failed_unit_digest(const char *abs, volatile const int *cancel, char out[65])
+static int failed_unit_digest(const analyze_ctx *an, const char *abs, volatile const int *cancel,
+                              char out[65])
 {
     struct stat sb;
-    if (stat(abs, &sb) != 0)
+    if (backing_stat(an, abs, &sb) != 0)
         return -1;
     char **names = NULL;
     size_t n = 0, cap = 0;
@@ -434,13 +491,13 @@ static int failed_unit_digest(const char *abs, volatile const int *cancel, char 
     if (S_ISREG(sb.st_mode)) {
         const char *slash = strrchr(abs, '/');
         char *parent = strndup(abs, slash && slash != abs ? (size_t)(slash - abs) : 1);
-        dirfd = parent ? open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+        dirfd = parent ? backing_open(an, parent, O_RDONLY | O_DIRECTORY) : -1;
         free(parent);
         names = malloc(sizeof *names);
         if (names && (names[0] = strdup(slash ? slash + 1 : abs)) != NULL)
             n = 1;
     } else {
-        dirfd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        dirfd = backing_open(an, abs, O_RDONLY | O_DIRECTORY);
         int lfd = dirfd >= 0 ? dup(dirfd) : -1;
         DIR *dir = lfd >= 0 ? fdopendir(lfd) : NULL;
         if (!dir && lfd >= 0)
@@ -522,7 +579,7 @@ void analyze_job(void *ctx, const queue_job *job)
     char *abs = backing_path(an, job->path);
     if (!abs)
         return;
-    unit_kind unit = unit_kind_of(abs);
+    unit_kind unit = unit_kind_of(an, abs);
     if (unit <= UNIT_NONE) {
         /* Gone, or no longer a model: forget what the store knew about this path. */
         store_model m;
@@ -539,7 +596,7 @@ void analyze_job(void *ctx, const queue_job *job)
     }
     /* A directory unit records the directory's mtime, a GGUF unit its file's. */
     struct stat sb;
-    int64_t dir_mtime = stat(abs, &sb) == 0
+    int64_t dir_mtime = backing_stat(an, abs, &sb) == 0
                             ? (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec
                             : 0;
     int64_t id = 0;
@@ -549,11 +606,12 @@ void analyze_job(void *ctx, const queue_job *job)
     }
     known_ctx known = {.q = an->q, .unit_path = job->path, .file_unit = unit == UNIT_FILE};
     pa_fp_options opt = {.threads = an->fp_threads, .cancel = job->cancel,
-                         .known_sha256 = known_sha, .known_ctx = &known};
+                         .known_sha256 = known_sha, .known_ctx = &known,
+                         .confine_root = an->backing, .confine_private = ".provfs"};
     pa_fingerprint *fp = NULL;
     pa_error err = {0};
     pa_status status;
-    if (unit == UNIT_FILE && !file_has_gguf_magic(abs)) {
+    if (unit == UNIT_FILE && !file_has_gguf_magic(an, abs)) {
         /* Named *.gguf without the magic: never guess another format from the bytes. */
         const char *base = strrchr(job->path, '/');
         status = pa_error_set(&err, PA_E_FORMAT, "%s: not a GGUF file (bad magic)",
@@ -564,7 +622,7 @@ void analyze_job(void *ctx, const queue_job *job)
     if (*job->cancel) {
         /* Written again, renamed, deleted or unmounting: the queue runs it again if it still
          * exists; a row begun for a unit that went away is dropped. */
-        if (unit_kind_of(abs) == UNIT_GONE)
+        if (unit_kind_of(an, abs) == UNIT_GONE)
             store_remove_path(an->st, job->path, false);
         pa_fingerprint_free(fp);
         free(abs);
@@ -576,7 +634,7 @@ void analyze_job(void *ctx, const queue_job *job)
         const char *st_name = status == PA_E_INCOMPLETE ? "incomplete" : "failed";
         /* The content digest even so, so an admin can approve (release) a failed unit. */
         char digest[65];
-        bool have_digest = failed_unit_digest(abs, job->cancel, digest) == 0;
+        bool have_digest = failed_unit_digest(an, abs, job->cancel, digest) == 0;
         pthread_mutex_lock(&an->lineage_lock);
         if (queue_current(an->q, job->path, job->gen)) {
             store_finish_error(an->st, id, st_name, msg);
@@ -660,19 +718,19 @@ static bool files_changed(analyze_ctx *an, const char *abs, int64_t model_id)
     /* A GGUF unit is one file: its name is looked up in its directory. */
     struct stat self;
     int dfd;
-    if (stat(abs, &self) == 0 && S_ISREG(self.st_mode)) {
+    if (backing_stat(an, abs, &self) == 0 && S_ISREG(self.st_mode)) {
         char *dir = strdup(abs);
         char *slash = dir ? strrchr(dir, '/') : NULL;
         if (slash)
             *(slash == dir ? slash + 1 : slash) = '\0';
-        dfd = slash ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+        dfd = slash ? backing_open(an, dir, O_PATH | O_DIRECTORY) : -1;
         free(dir);
     } else {
-        dfd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        dfd = backing_open(an, abs, O_PATH | O_DIRECTORY);
     }
     for (size_t i = 0; i < n && !changed; i++) {
         struct stat sb;
-        if (dfd < 0 || fstatat(dfd, files[i].name, &sb, 0) != 0 ||
+        if (dfd < 0 || fstatat(dfd, files[i].name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
             (uint64_t)sb.st_size != files[i].size || mtime_ns(&sb) != files[i].mtime_ns)
             changed = true;
     }
@@ -690,9 +748,9 @@ static int recon_path(void *ctx, const char *path, int64_t model_id, const char 
     if (!abs)
         return 1;
     struct stat sb;
-    if (stat(abs, &sb) != 0 ||
+    if (backing_stat(r->an, abs, &sb) != 0 ||
         !(S_ISDIR(sb.st_mode) ||
-          (S_ISREG(sb.st_mode) && analyze_file_unit_check(AT_FDCWD, abs) == 1))) {
+          (S_ISREG(sb.st_mode) && unit_kind_of(r->an, abs) == UNIT_FILE))) {
         store_remove_path(r->an->st, path, false);
         store_event(r->an->st, 0, 0, path, model_id, "removed", "gone while unmounted");
         r->removed++;

@@ -242,6 +242,15 @@ typedef struct pa_fp_options {
      * it while it was being written — or NULL to hash it here. Each byte is then hashed once. */
     const char *(*known_sha256)(void *ctx, const char *name, uint64_t size, int64_t mtime_ns);
     void *known_ctx;
+    /* Optional confinement, for a caller with more privilege than the files' writers (the daemon
+     * runs as root over files any user writes): path must lie below confine_root, and every file
+     * is resolved beneath it (relative symlinks that stay inside are followed, as a Hugging Face
+     * cache needs; an absolute symlink, a ".." out of it or a magic link is an error, never
+     * followed). Nothing below confine_root/confine_private is ever read. NULL: paths are opened
+     * as given (provctl runs as the user). Either way, a unit's weights, config, index and
+     * tokenizer must be regular files. */
+    const char *confine_root;
+    const char *confine_private;
 } pa_fp_options;
 
 /* Fingerprint a model directory (Hugging Face layout) or a single .safetensors file. */
