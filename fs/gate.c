@@ -1,12 +1,17 @@
 /* Policy decisions for store units, cached. See gate.h and fs/POLICY.md. */
 #include "gate.h"
 
+#include "provfs/analyzer.h"
+
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define GATE_BUCKETS 8192
 #define GATE_MAX_ENTRIES 65536
@@ -300,7 +305,21 @@ bool gate_settled(gate *g, const char *path)
     }
 }
 
-int gate_check_open(gate *g, const char *path, gate_open *out)
+/* True when the bytes on fd announce a model format (-1: unknown bytes, which count as one). A
+ * name exemption (README.md, LICENSE, config.json, ...) holds only for bytes that are not a
+ * model: weights renamed or hard-linked to such a name stay gated. */
+static bool model_bytes(int fd)
+{
+    if (fd < 0)
+        return true;
+    uint8_t head[PA_SNIFF_BYTES];
+    ssize_t n = pread(fd, head, sizeof head, 0);
+    if (n < 0)
+        return true;
+    return pa_sniff_format(head, (size_t)n) != NULL;
+}
+
+int gate_check_open(gate *g, const char *path, int fd, gate_open *out)
 {
     memset(out, 0, sizeof *out);
     policy *p = gate_policy(g);
@@ -328,7 +347,10 @@ int gate_check_open(gate *g, const char *path, gate_open *out)
             break;
         }
         settled = settled && qs == QUEUE_NONE;
-        if (v.unit && !v.decision.allow && policy_file_gated(name)) {
+        /* A file unit (GGUF) is gated whatever its own name; in a directory unit, names that
+         * are documentation or configuration are open unless their bytes are a model's. */
+        if (v.unit && !v.decision.allow &&
+            (len == plen || policy_file_gated(name) || model_bytes(fd))) {
             out->applies = true;
             out->enforced = v.decision.enforced;
             out->model_id = v.model_id;
@@ -349,6 +371,25 @@ int gate_check_open(gate *g, const char *path, gate_open *out)
 out:
     policy_unref(p);
     return ret;
+}
+
+int gate_check_unresolved(gate *g, int fd, gate_open *out)
+{
+    memset(out, 0, sizeof *out);
+    policy *p = gate_policy(g);
+    if (!p)
+        return 0;
+    if (policy_get_mode(p) != POLICY_OFF && model_bytes(fd)) {
+        out->applies = true;
+        out->enforced = policy_get_mode(p) == POLICY_ENFORCE;
+        out->rule = "unresolved-path";
+        out->decision = out->enforced ? "refused" : "would-refuse";
+        snprintf(out->reason, sizeof out->reason,
+                 "the file's path in the store cannot be resolved (deleted, or too long): its "
+                 "unit and decision are unknown");
+    }
+    policy_unref(p);
+    return 0;
 }
 
 void gate_log_open(gate *g, const gate_open *o, const char *path, uint32_t uid, int32_t pid)

@@ -63,9 +63,15 @@ gate_stamp gate_current_stamp(gate *g);
 /* True when neither path nor any directory above it is pending or analysing. */
 bool gate_settled(gate *g, const char *path);
 
-/* Fills out for an open of path for reading. Cheap on a cache hit (no store access). 0, or -1 on
- * a store error (out->applies false: the read is not refused for a store error). */
-int gate_check_open(gate *g, const char *path, gate_open *out);
+/* Fills out for an open of path for reading; fd is the file open for reading (its first bytes
+ * decide whether a documentation name is really exempt), -1 when its bytes are unknown (they then
+ * count as a model's). Cheap on a cache hit (no store access). 0, or -1 on a store error
+ * (out->applies false: the read is not refused for a store error). */
+int gate_check_open(gate *g, const char *path, int fd, gate_open *out);
+/* Fills out for an open of a file whose path cannot be resolved (deleted name, a path longer than
+ * PATH_MAX): fails closed (rule "unresolved-path") when its bytes are a model's and a policy is
+ * active. */
+int gate_check_unresolved(gate *g, int fd, gate_open *out);
 /* Writes the events row of a refusal or would-be refusal (path, uid, pid of the caller). */
 void gate_log_open(gate *g, const gate_open *o, const char *path, uint32_t uid, int32_t pid);
 

@@ -10,6 +10,7 @@
 #include "ops.h"
 
 #include "analyze.h"
+#include "provfs/analyzer.h"
 #include "vfile.h"
 #include "writehash.h"
 #include "xattr.h"
@@ -27,11 +28,13 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #define PROVFS_DIR ".provfs"
 #define VFILE_INO_BIT (1ull << 63)
+#define PF_MAX_GROUPS 1024
 
 typedef struct pf_inode {
     struct pf_inode *hnext; /* hash chain; inode_lock */
@@ -44,7 +47,7 @@ typedef struct pf_inode {
     atomic_uint write_gen;  /* bumped by every open for writing and truncate by path */
     struct pf_inode *vfile; /* this directory's .provenance inode; inode_lock */
     struct pf_inode *vdir;  /* virtual file: the directory it describes (holds one lookup) */
-    /* A cached "policy: nothing to do" for opens of this file (pf_open_gated), valid while the
+    /* A cached "policy: nothing to do" for opens of this file (pf_open), valid while the
      * stamp and the namespace epoch are unchanged and the path stays settled; inode_lock. */
     char *gate_path;
     gate_stamp gate_stamp;
@@ -82,6 +85,8 @@ struct pf_fs {
     gate *gate;          /* set before the loop; thread-safe (policy decisions) */
     atomic_uint_fast64_t ns_epoch; /* bumped by rename, link, unlink: paths cached per inode */
     gid_t admin_gid;     /* set before the loop */
+    gid_t groups[PF_MAX_GROUPS]; /* the daemon's own supplementary groups; immutable */
+    int n_groups;              /* immutable */
 };
 
 static pf_fs *fs_of(fuse_req_t req)
@@ -537,6 +542,193 @@ static void pf_readlink(fuse_req_t req, fuse_ino_t ino)
     }
 }
 
+/* ---------------------------------------------------------------- policy enforcement */
+
+/* uid 0, or a member of --admin-gid (primary or supplementary group). The groups come from
+ * /proc, so they are read only when a decision would refuse. */
+static bool caller_is_admin(fuse_req_t req, pf_fs *fs)
+{
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    if (ctx->uid == 0 || ctx->gid == fs->admin_gid)
+        return true;
+    gid_t groups[256];
+    int n = fuse_req_getgroups(req, 256, groups);
+    for (int i = 0; i < n && i < 256; i++)
+        if (groups[i] == fs->admin_gid)
+            return true;
+    return false;
+}
+
+/* The one decision for exposing a file's bytes (fs/POLICY.md), asked by every operation that
+ * opens a file for reading (open, create of a name that exists) or moves bytes between names
+ * (rename in either direction, exchange, link). path: the file's mount-relative path, NULL when
+ * it cannot be resolved (then model bytes are refused: fail closed); fd: the file open for
+ * reading (its first bytes tell a model from documentation), -1 when unknown. A store error
+ * fails closed too. Decided from stored data (gate.c caches it); never analyses. Returns EACCES
+ * to refuse, 0 to go on; *log is set when an events row is due, written after the reply so it
+ * never delays the caller. */
+static int gate_read_fd(fuse_req_t req, pf_fs *fs, const char *path, int fd, int flags,
+                        gate_open *log)
+{
+    memset(log, 0, sizeof *log);
+    if (!fs->gate || (flags & O_ACCMODE) == O_WRONLY)
+        return 0;
+    gate_open o;
+    if (!path || gate_check_open(fs->gate, path, fd, &o) != 0)
+        gate_check_unresolved(fs->gate, fd, &o);
+    log->cacheable = o.cacheable && path;
+    if (!o.applies || caller_is_admin(req, fs))
+        return 0;
+    *log = o;
+    return o.enforced ? EACCES : 0;
+}
+
+static void policy_log(pf_fs *fs, const gate_open *log, const char *path, pf_caller who)
+{
+    if (log->applies)
+        gate_log_open(fs->gate, log, path && path[0] ? path : "(unresolved)", who.uid, who.pid);
+}
+
+/* True when in's cached "nothing to do" still holds (no readlink of its path needed). */
+static bool gate_cache_hit(pf_fs *fs, pf_inode *in, gate_stamp stamp, uint64_t epoch)
+{
+    char path[PATH_MAX];
+    bool hit = false;
+    pthread_mutex_lock(&fs->inode_lock);
+    if (in->gate_path && in->gate_epoch == epoch && in->gate_stamp.generation == stamp.generation &&
+        in->gate_stamp.serial == stamp.serial) {
+        snprintf(path, sizeof path, "%s", in->gate_path);
+        hit = true;
+    }
+    pthread_mutex_unlock(&fs->inode_lock);
+    return hit && gate_settled(fs->gate, path);
+}
+
+static void gate_cache_store(pf_fs *fs, pf_inode *in, const char *path, gate_stamp stamp,
+                             uint64_t epoch)
+{
+    char *copy = strdup(path);
+    if (!copy)
+        return;
+    pthread_mutex_lock(&fs->inode_lock);
+    char *old = in->gate_path;
+    in->gate_path = copy;
+    in->gate_stamp = stamp;
+    in->gate_epoch = epoch;
+    pthread_mutex_unlock(&fs->inode_lock);
+    free(old);
+}
+
+/* An fd to read the first bytes of the regular file name in dir (or of in when name is NULL),
+ * -1 when it is not a regular file. */
+static int sniff_fd(pf_inode *dir, const char *name, pf_inode *in)
+{
+    int fd;
+    if (name) {
+        fd = openat(dir->fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    } else {
+        char proc[64];
+        proc_path(in->fd, proc);
+        fd = in->type == S_IFREG ? open(proc, O_RDONLY | O_NONBLOCK | O_CLOEXEC) : -1;
+    }
+    struct stat sb;
+    if (fd >= 0 && (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+/* Moving the bytes of a file (name in dir, or the inode in for a link) to newdir: refused when
+ * they are gated bytes of a blocked unit and leave their directory, as a read of them would be.
+ * Moves within one directory keep the file in its unit, under the same decision (a gated name
+ * stays gated; a documentation name is exempt only for bytes that are not a model's). 0 or
+ * EACCES; *log and from (the source path) filled for policy_log. */
+static int gate_move(fuse_req_t req, pf_fs *fs, pf_inode *dir, const char *name, pf_inode *in,
+                     pf_inode *newdir, gate_open *log, char *from, size_t fromlen)
+{
+    memset(log, 0, sizeof *log);
+    from[0] = '\0';
+    if (!fs->gate || gate_off(fs->gate))
+        return 0;
+    int fd = sniff_fd(dir, name, in);
+    if (fd < 0)
+        return 0; /* a directory moves its units whole; links and special files hold no bytes */
+    int rc = name ? child_path(fs, dir, name, from, fromlen) : inode_path(fs, in, from, fromlen);
+    char from_dir[PATH_MAX], to_dir[PATH_MAX];
+    uint8_t head[PA_SNIFF_BYTES];
+    ssize_t n = pread(fd, head, sizeof head, 0);
+    const char *format = n > 0 ? pa_sniff_format(head, (size_t)n) : NULL;
+    /* A GGUF file is a unit of its own: another name for it is another unit, checked. */
+    bool file_unit = format && strcmp(format, "gguf") == 0;
+    if (rc == 0 && !file_unit && inode_path(fs, newdir, to_dir, sizeof to_dir) == 0) {
+        snprintf(from_dir, sizeof from_dir, "%s", from);
+        split_path(from_dir);
+        if (strcmp(from_dir, to_dir) == 0) {
+            close(fd);
+            return 0;
+        }
+    }
+    int err = gate_read_fd(req, fs, rc == 0 ? from : NULL, fd, O_RDONLY, log);
+    close(fd);
+    return err;
+}
+
+/* ---------------------------------------------------------------- acting as the caller */
+
+/* New entries are made with the caller's credentials, not made as root and handed over: the
+ * filesystem user and group and the supplementary groups of this thread are switched to the
+ * caller's for the one system call (raw syscalls: glibc's wrappers would switch every thread).
+ * Nothing is ever owned by root on the way, so no name a user controls (a symlink or FIFO swapped
+ * in by another path into BACKING) can be chowned, chmodded or opened as root, and the kernel
+ * applies set-gid directories, the umask the caller sent and default ACLs itself. Switching the
+ * fsuid away from 0 drops the filesystem capabilities of this thread until it is switched back. */
+typedef struct pf_creds {
+    bool switched;
+} pf_creds;
+
+static int creds_enter(fuse_req_t req, pf_fs *fs, pf_creds *saved)
+{
+    saved->switched = false;
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    if (ctx->uid == 0 && ctx->gid == 0)
+        return 0;
+    gid_t groups[PF_MAX_GROUPS];
+    int n = fuse_req_getgroups(req, PF_MAX_GROUPS, groups);
+    if (n < 0)
+        n = 0; /* the caller is gone or the groups unreadable: its primary group only */
+    if (n > PF_MAX_GROUPS)
+        n = PF_MAX_GROUPS; /* beyond that the kernel's own check has seen more than BACKING will */
+    if (syscall(SYS_setgroups, (size_t)n, groups) != 0)
+        return errno;
+    syscall(SYS_setfsgid, ctx->gid);
+    syscall(SYS_setfsuid, ctx->uid);
+    saved->switched = true;
+    /* setfsuid/setfsgid report no error: check that the switch took. */
+    if ((uid_t)syscall(SYS_setfsuid, (uid_t)-1) != ctx->uid ||
+        (gid_t)syscall(SYS_setfsgid, (gid_t)-1) != ctx->gid) {
+        (void)fs;
+        return EPERM;
+    }
+    return 0;
+}
+
+static void creds_leave(pf_fs *fs, pf_creds *saved)
+{
+    if (!saved->switched)
+        return;
+    syscall(SYS_setfsuid, 0);
+    syscall(SYS_setfsgid, 0);
+    if (syscall(SYS_setgroups, (size_t)fs->n_groups, fs->groups) != 0 ||
+        (uid_t)syscall(SYS_setfsuid, (uid_t)-1) != 0) {
+        /* A worker thread left with a user's identity would act as that user for the next
+         * caller: never go on. */
+        fprintf(stderr, "provfs: cannot restore the daemon's credentials: %s\n", strerror(errno));
+        abort();
+    }
+    saved->switched = false;
+}
+
 /* ---------------------------------------------------------------- creating names */
 
 /* Refuses names that are not the user's to create. 0 or errno. */
@@ -546,31 +738,6 @@ static int check_new_name(pf_fs *fs, pf_inode *dir, const char *name)
         return ENOTDIR;
     if (is_vfile_name(name) || is_hidden_name(fs, dir, name))
         return EACCES;
-    return 0;
-}
-
-/* Gives a new entry to the caller: the daemon creates as root (the kernel already checked the
- * caller's permissions with default_permissions), then hands ownership over. A setgid directory
- * keeps its group, as the kernel did when creating. */
-static int give_to_caller(fuse_req_t req, int dirfd, const char *name, int fd, mode_t mode)
-{
-    const struct fuse_ctx *ctx = fuse_req_ctx(req);
-    if (ctx->uid == 0 && ctx->gid == 0)
-        return 0;
-    struct stat dir;
-    if (fstatat(dirfd, "", &dir, AT_EMPTY_PATH) != 0)
-        return errno;
-    gid_t gid = (dir.st_mode & S_ISGID) ? (gid_t)-1 : ctx->gid;
-    int rc = fd >= 0 ? fchown(fd, ctx->uid, gid)
-                     : fchownat(dirfd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW);
-    if (rc != 0)
-        return errno;
-    /* chown clears set-id bits; restore what the caller asked for. */
-    if ((mode & (S_ISUID | S_ISGID)) && !S_ISLNK(mode) && !S_ISDIR(mode)) {
-        rc = fd >= 0 ? fchmod(fd, mode & 07777) : fchmodat(dirfd, name, mode & 07777, 0);
-        if (rc != 0)
-            return errno;
-    }
     return 0;
 }
 
@@ -590,10 +757,12 @@ static void pf_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     pf_fs *fs = fs_of(req);
     pf_inode *dir = inode_of(req, parent);
     int err = check_new_name(fs, dir, name);
-    if (!err) {
+    pf_creds cr = {0};
+    if (!err && !(err = creds_enter(req, fs, &cr))) {
         int rc = S_ISFIFO(mode) ? mkfifoat(dir->fd, name, mode) : mknodat(dir->fd, name, mode, rdev);
-        err = rc != 0 ? errno : give_to_caller(req, dir->fd, name, -1, mode);
+        err = rc != 0 ? errno : 0;
     }
+    creds_leave(fs, &cr);
     reply_new_entry(req, fs, dir, name, err);
 }
 
@@ -602,10 +771,10 @@ static void pf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     pf_fs *fs = fs_of(req);
     pf_inode *dir = inode_of(req, parent);
     int err = check_new_name(fs, dir, name);
-    if (!err)
-        err = mkdirat(dir->fd, name, mode) != 0 ? errno
-                                                 : give_to_caller(req, dir->fd, name, -1,
-                                                                  S_IFDIR | mode);
+    pf_creds cr = {0};
+    if (!err && !(err = creds_enter(req, fs, &cr)))
+        err = mkdirat(dir->fd, name, mode) != 0 ? errno : 0;
+    creds_leave(fs, &cr);
     reply_new_entry(req, fs, dir, name, err);
 }
 
@@ -615,10 +784,10 @@ static void pf_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
     pf_inode *dir = inode_of(req, parent);
     pf_caller who = caller_of(req);
     int err = check_new_name(fs, dir, name);
-    if (!err)
-        err = symlinkat(link, dir->fd, name) != 0
-                  ? errno
-                  : give_to_caller(req, dir->fd, name, -1, S_IFLNK | 0777);
+    pf_creds cr = {0};
+    if (!err && !(err = creds_enter(req, fs, &cr)))
+        err = symlinkat(link, dir->fd, name) != 0 ? errno : 0;
+    creds_leave(fs, &cr);
     reply_new_entry(req, fs, dir, name, err);
     if (!err)
         mark_inode_dir(fs, who, dir);
@@ -631,7 +800,11 @@ static void pf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
     pf_inode *in = inode_of(req, ino);
     pf_inode *dir = inode_of(req, parent);
     pf_caller who = caller_of(req);
+    gate_open log = {0};
+    char from[PATH_MAX] = "";
     int err = in->vdir ? EACCES : check_new_name(fs, dir, name);
+    if (!err)
+        err = gate_move(req, fs, NULL, NULL, in, dir, &log, from, sizeof from);
     if (!err) {
         char proc[64];
         proc_path(in->fd, proc);
@@ -641,6 +814,7 @@ static void pf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
     char path[PATH_MAX];
     bool have_path = !err && child_path(fs, dir, name, path, sizeof path) == 0;
     reply_new_entry(req, fs, dir, name, err);
+    policy_log(fs, &log, from, who);
     if (!err)
         mark_inode_dir(fs, who, dir);
     if (have_path)
@@ -697,12 +871,22 @@ static void pf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
     bool have_paths = child_path(fs, dir, name, from, sizeof from) == 0 &&
                       child_path(fs, newdir, newname, to, sizeof to) == 0;
     pf_caller who = caller_of(req);
+    gate_open log = {0}, log_back = {0};
+    char gated_from[PATH_MAX], gated_back[PATH_MAX];
     int err = check_new_name(fs, dir, name);
     if (!err)
         err = check_new_name(fs, newdir, newname);
+    /* The bytes that move: the source to newdir, and with an exchange the target back to dir. */
+    if (!err)
+        err = gate_move(req, fs, dir, name, NULL, newdir, &log, gated_from, sizeof gated_from);
+    if (!err && (flags & RENAME_EXCHANGE))
+        err = gate_move(req, fs, newdir, newname, NULL, dir, &log_back, gated_back,
+                        sizeof gated_back);
     if (!err && renameat2(dir->fd, name, newdir->fd, newname, flags) != 0)
         err = errno;
     fuse_reply_err(req, err);
+    policy_log(fs, &log, gated_from, who);
+    policy_log(fs, &log_back, gated_back, who);
     if (err || !have_paths || !fs->q)
         return;
     struct stat st;
@@ -786,47 +970,100 @@ static int open_vfile(pf_fs *fs, pf_inode *vf, struct fuse_file_info *fi)
     return 0;
 }
 
+static int gate_read_fd(fuse_req_t req, pf_fs *fs, const char *path, int fd, int flags,
+                        gate_open *log);
+
+/* open(O_CREAT): the name is created as the caller with O_EXCL | O_NOFOLLOW, so the daemon never
+ * opens, chowns or chmods a name a user swapped in. When the name exists already (made in BACKING
+ * by another path since the kernel's lookup) and the caller did not ask for O_EXCL, the existing
+ * regular file is opened as the caller — its permissions checked by BACKING's kernel — and
+ * through the policy gate like any open; a symlink or special file there is refused. */
 static void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                       struct fuse_file_info *fi)
 {
     pf_fs *fs = fs_of(req);
     pf_inode *dir = inode_of(req, parent);
+    pf_caller who = caller_of(req);
     struct fuse_entry_param e;
+    gate_open log = {0};
+    char path[PATH_MAX] = "";
+    pf_creds cr = {0};
+    bool created = false;
     int fd = -1;
     int err = check_new_name(fs, dir, name);
     if (err)
         goto out;
-    fd = openat(dir->fd, name, (fi->flags | O_CREAT | O_CLOEXEC) & ~O_NOFOLLOW, mode);
-    if (fd < 0) {
-        err = errno;
+    int flags = (fi->flags | O_NOFOLLOW | O_CLOEXEC) & ~(O_CREAT | O_EXCL);
+    if ((err = creds_enter(req, fs, &cr)) != 0)
         goto out;
+    fd = openat(dir->fd, name, flags | O_CREAT | O_EXCL, mode);
+    if (fd >= 0)
+        created = true;
+    else if (errno == EEXIST && !(fi->flags & O_EXCL))
+        fd = openat(dir->fd, name, flags | O_NONBLOCK, 0);
+    err = fd < 0 ? errno : 0;
+    creds_leave(fs, &cr);
+    if (err)
+        goto out;
+    if (!created) {
+        struct stat sb;
+        if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+            err = EEXIST;
+            goto out;
+        }
+        if (!(fi->flags & O_NONBLOCK))
+            fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+        if (child_path(fs, dir, name, path, sizeof path) != 0)
+            path[0] = '\0';
+        err = gate_read_fd(req, fs, path[0] ? path : NULL, fd, fi->flags, &log);
+        if (err)
+            goto out;
     }
-    err = give_to_caller(req, dir->fd, name, fd, S_IFREG | mode);
-    if (!err)
-        err = do_lookup(fs, dir, name, &e);
+    err = do_lookup(fs, dir, name, &e);
     if (err)
         goto out;
     pf_handle *h = handle_new(fd);
     if (!h) {
-        err = ENOMEM;
-        goto out;
+        fuse_reply_err(req, ENOMEM);
+        pthread_mutex_lock(&fs->inode_lock);
+        unref_locked(fs, (pf_inode *)(uintptr_t)e.ino, 1);
+        pthread_mutex_unlock(&fs->inode_lock);
+        close(fd);
+        return;
     }
     /* A new file changes its unit even when nothing is written into it. */
-    atomic_store(&h->written, 1);
-    handle_start_write(h, (pf_inode *)(uintptr_t)e.ino, fi->flags, true);
+    struct stat sb;
+    atomic_store(&h->written, created || (fi->flags & O_TRUNC));
+    handle_start_write(h, (pf_inode *)(uintptr_t)e.ino, fi->flags,
+                       created || (fi->flags & O_TRUNC) || (fstat(fd, &sb) == 0 && sb.st_size == 0));
     fi->fh = (uintptr_t)h;
     fuse_reply_create(req, &e, fi);
+    if (log.applies)
+        policy_log(fs, &log, path, who);
     return;
 out:
+    if (fd >= 0 && created) {
+        /* Undo the entry this call made, when the name still is it. */
+        struct stat mine, now;
+        if (fstat(fd, &mine) == 0 && fstatat(dir->fd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+            mine.st_dev == now.st_dev && mine.st_ino == now.st_ino)
+            unlinkat(dir->fd, name, 0);
+    }
     if (fd >= 0)
         close(fd);
     fuse_reply_err(req, err);
+    if (log.applies)
+        policy_log(fs, &log, path, who);
 }
 
 static void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     pf_fs *fs = fs_of(req);
     pf_inode *in = inode_of(req, ino);
+    pf_caller who = caller_of(req);
+    gate_open log = {0};
+    char path[PATH_MAX] = "";
+    int fd = -1;
     int err = 0;
     if (in->vdir) {
         err = open_vfile(fs, in, fi);
@@ -834,28 +1071,44 @@ static void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
     char proc[64];
     proc_path(in->fd, proc);
-    int fd = open(proc, (fi->flags | O_CLOEXEC) & ~(O_NOFOLLOW | O_CREAT));
+    fd = open(proc, (fi->flags | O_CLOEXEC) & ~(O_NOFOLLOW | O_CREAT));
     if (fd < 0) {
         err = errno;
         goto out;
     }
+    if (fs->gate && (fi->flags & O_ACCMODE) != O_WRONLY) {
+        /* Read before deciding: a change meanwhile makes the stored answer stale, never wrong. */
+        gate_stamp stamp = gate_current_stamp(fs->gate);
+        uint64_t epoch = atomic_load(&fs->ns_epoch);
+        if (!stamp.off && !gate_cache_hit(fs, in, stamp, epoch)) {
+            bool have = inode_path(fs, in, path, sizeof path) == 0;
+            err = gate_read_fd(req, fs, have ? path : NULL, fd, fi->flags, &log);
+            if (log.cacheable)
+                gate_cache_store(fs, in, path, stamp, epoch);
+            if (err)
+                goto out;
+        }
+    }
     pf_handle *h = handle_new(fd);
     if (!h) {
-        close(fd);
         err = ENOMEM;
         goto out;
     }
+    fd = -1;
     if (fi->flags & O_TRUNC)
         atomic_store(&h->written, 1);
     struct stat sb;
     handle_start_write(h, in, fi->flags,
-                       (fi->flags & O_TRUNC) || (fstat(fd, &sb) == 0 && sb.st_size == 0));
+                       (fi->flags & O_TRUNC) || (fstat(h->fd, &sb) == 0 && sb.st_size == 0));
     fi->fh = (uintptr_t)h;
 out:
+    if (fd >= 0)
+        close(fd);
     if (err)
         fuse_reply_err(req, err);
     else
         fuse_reply_open(req, fi);
+    policy_log(fs, &log, path, who);
 }
 
 static void pf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -1123,199 +1376,6 @@ static void pf_statfs(fuse_req_t req, fuse_ino_t ino)
         fuse_reply_statfs(req, &sv);
 }
 
-/* ---------------------------------------------------------------- policy enforcement */
-
-/* uid 0, or a member of --admin-gid (primary or supplementary group). The groups come from
- * /proc, so they are read only when a decision would refuse. */
-static bool caller_is_admin(fuse_req_t req, pf_fs *fs)
-{
-    const struct fuse_ctx *ctx = fuse_req_ctx(req);
-    if (ctx->uid == 0 || ctx->gid == fs->admin_gid)
-        return true;
-    gid_t groups[256];
-    int n = fuse_req_getgroups(req, 256, groups);
-    for (int i = 0; i < n && i < 256; i++)
-        if (groups[i] == fs->admin_gid)
-            return true;
-    return false;
-}
-
-/* The one place where reads are refused (fs/POLICY.md): open, and create of a name that already
- * exists, for reading, of a gated file of a blocked unit by a non-admin. Decided from stored
- * data (gate.c caches it); never analyses. Returns EACCES to refuse, 0 to go on; *log is set
- * when an events row is due, written after the reply so it never delays the caller. */
-static int policy_gate(fuse_req_t req, pf_fs *fs, const char *path, int flags, gate_open *log)
-{
-    memset(log, 0, sizeof *log);
-    gate_open o;
-    if ((flags & O_ACCMODE) == O_WRONLY || gate_check_open(fs->gate, path, &o) != 0)
-        return 0;
-    log->cacheable = o.cacheable;
-    if (!o.applies || caller_is_admin(req, fs))
-        return 0;
-    *log = o;
-    return o.enforced ? EACCES : 0;
-}
-
-static void policy_log(pf_fs *fs, const gate_open *log, const char *path, pf_caller who)
-{
-    if (log->applies)
-        gate_log_open(fs->gate, log, path, who.uid, who.pid);
-}
-
-static void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
-
-/* True when in's cached "nothing to do" still holds (no readlink of its path needed). */
-static bool gate_cache_hit(pf_fs *fs, pf_inode *in, gate_stamp stamp, uint64_t epoch)
-{
-    char path[PATH_MAX];
-    bool hit = false;
-    pthread_mutex_lock(&fs->inode_lock);
-    if (in->gate_path && in->gate_epoch == epoch && in->gate_stamp.generation == stamp.generation &&
-        in->gate_stamp.serial == stamp.serial) {
-        snprintf(path, sizeof path, "%s", in->gate_path);
-        hit = true;
-    }
-    pthread_mutex_unlock(&fs->inode_lock);
-    return hit && gate_settled(fs->gate, path);
-}
-
-static void gate_cache_store(pf_fs *fs, pf_inode *in, const char *path, gate_stamp stamp,
-                             uint64_t epoch)
-{
-    char *copy = strdup(path);
-    if (!copy)
-        return;
-    pthread_mutex_lock(&fs->inode_lock);
-    char *old = in->gate_path;
-    in->gate_path = copy;
-    in->gate_stamp = stamp;
-    in->gate_epoch = epoch;
-    pthread_mutex_unlock(&fs->inode_lock);
-    free(old);
-}
-
-static void pf_open_gated(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-    pf_fs *fs = fs_of(req);
-    pf_inode *in = inode_of(req, ino);
-    char path[PATH_MAX];
-    if (in->vdir || !fs->gate || (fi->flags & O_ACCMODE) == O_WRONLY) {
-        pf_open(req, ino, fi);
-        return;
-    }
-    /* Read before deciding: a change meanwhile makes the stored answer stale, never wrong. */
-    gate_stamp stamp = gate_current_stamp(fs->gate);
-    uint64_t epoch = atomic_load(&fs->ns_epoch);
-    if (stamp.off || gate_cache_hit(fs, in, stamp, epoch) ||
-        inode_path(fs, in, path, sizeof path) != 0) {
-        pf_open(req, ino, fi);
-        return;
-    }
-    gate_open log;
-    pf_caller who = caller_of(req);
-    int err = policy_gate(req, fs, path, fi->flags, &log);
-    if (err)
-        fuse_reply_err(req, err);
-    else
-        pf_open(req, ino, fi);
-    if (log.cacheable)
-        gate_cache_store(fs, in, path, stamp, epoch);
-    policy_log(fs, &log, path, who);
-}
-
-static void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-                      struct fuse_file_info *fi);
-
-static void pf_create_gated(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-                            struct fuse_file_info *fi)
-{
-    pf_fs *fs = fs_of(req);
-    pf_inode *dir = inode_of(req, parent);
-    char path[PATH_MAX];
-    struct stat sb;
-    /* Only an existing file exposes bytes; a new one is empty. */
-    if (dir->vdir || !fs->gate || (fi->flags & O_ACCMODE) == O_WRONLY || (fi->flags & O_EXCL) ||
-        gate_off(fs->gate) || fstatat(dir->fd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
-        !S_ISREG(sb.st_mode) || child_path(fs, dir, name, path, sizeof path) != 0) {
-        pf_create(req, parent, name, mode, fi);
-        return;
-    }
-    gate_open log;
-    pf_caller who = caller_of(req);
-    int err = policy_gate(req, fs, path, fi->flags, &log);
-    if (err)
-        fuse_reply_err(req, err);
-    else
-        pf_create(req, parent, name, mode, fi);
-    policy_log(fs, &log, path, who);
-}
-
-/* A gated file of a blocked unit must not leave its unit by rename or link, or its bytes would be
- * readable as a loose file (fs/POLICY.md step 4). Moves within one directory (editors, rsync's
- * temporary names) and directory renames (the unit moves whole) are not checked. */
-static int policy_gate_move(fuse_req_t req, pf_fs *fs, const char *from, const char *to_dir,
-                            gate_open *log)
-{
-    memset(log, 0, sizeof *log);
-    char from_dir[PATH_MAX];
-    snprintf(from_dir, sizeof from_dir, "%s", from);
-    split_path(from_dir);
-    if (strcmp(from_dir, to_dir) == 0)
-        return 0;
-    return policy_gate(req, fs, from, O_RDONLY, log);
-}
-
-static void pf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
-                      const char *newname, unsigned int flags);
-
-static void pf_rename_gated(fuse_req_t req, fuse_ino_t parent, const char *name,
-                            fuse_ino_t newparent, const char *newname, unsigned int flags)
-{
-    pf_fs *fs = fs_of(req);
-    pf_inode *dir = inode_of(req, parent), *newdir = inode_of(req, newparent);
-    char from[PATH_MAX], to_dir[PATH_MAX];
-    struct stat sb;
-    if (!fs->gate || dir->vdir || newdir->vdir || gate_off(fs->gate) ||
-        fstatat(dir->fd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode) ||
-        child_path(fs, dir, name, from, sizeof from) != 0 ||
-        inode_path(fs, newdir, to_dir, sizeof to_dir) != 0) {
-        pf_rename(req, parent, name, newparent, newname, flags);
-        return;
-    }
-    gate_open log;
-    pf_caller who = caller_of(req);
-    int err = policy_gate_move(req, fs, from, to_dir, &log);
-    if (err)
-        fuse_reply_err(req, err);
-    else
-        pf_rename(req, parent, name, newparent, newname, flags);
-    policy_log(fs, &log, from, who);
-}
-
-static void pf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char *name);
-
-static void pf_link_gated(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char *name)
-{
-    pf_fs *fs = fs_of(req);
-    pf_inode *in = inode_of(req, ino), *newdir = inode_of(req, parent);
-    char from[PATH_MAX], to_dir[PATH_MAX];
-    if (!fs->gate || in->vdir || newdir->vdir || in->type != S_IFREG || gate_off(fs->gate) ||
-        inode_path(fs, in, from, sizeof from) != 0 ||
-        inode_path(fs, newdir, to_dir, sizeof to_dir) != 0) {
-        pf_link(req, ino, parent, name);
-        return;
-    }
-    gate_open log;
-    pf_caller who = caller_of(req);
-    int err = policy_gate_move(req, fs, from, to_dir, &log);
-    if (err)
-        fuse_reply_err(req, err);
-    else
-        pf_link(req, ino, parent, name);
-    policy_log(fs, &log, from, who);
-}
-
 /* ---------------------------------------------------------------- xattrs */
 
 /* Never ENOSYS: the kernel would switch xattrs off for the whole mount. */
@@ -1512,12 +1572,12 @@ static const struct fuse_lowlevel_ops pf_ops = {
     .mknod = pf_mknod,
     .mkdir = pf_mkdir,
     .symlink = pf_symlink,
-    .link = pf_link_gated, /* policy: gated files do not leave a blocked unit */
+    .link = pf_link,
     .unlink = pf_unlink,
     .rmdir = pf_rmdir,
-    .rename = pf_rename_gated,
-    .create = pf_create_gated, /* policy enforcement wraps these two */
-    .open = pf_open_gated,
+    .rename = pf_rename,
+    .create = pf_create,
+    .open = pf_open,
     .read = pf_read,
     .write_buf = pf_write_buf,
     .flush = pf_flush,
@@ -1559,6 +1619,9 @@ pf_fs *ops_fs_new(const char *backing_abs, double timeout)
         free(fs);
         return NULL;
     }
+    fs->n_groups = getgroups(PF_MAX_GROUPS, fs->groups);
+    if (fs->n_groups < 0)
+        fs->n_groups = 0;
     fs->backing_len = strcmp(backing_abs, "/") == 0 ? 0 : strlen(backing_abs);
     fs->timeout = timeout;
     fs->root.type = S_IFDIR;

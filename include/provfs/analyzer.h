@@ -216,6 +216,16 @@ int64_t pa_tokenizer_find(const pa_tokenizer *tok, const char *str, size_t len);
 /* 64-bit hash of a token string, stable across platforms (used for VOA sketches and anchors). */
 uint64_t pa_token_hash(const char *str, size_t len);
 
+/* ---------------------------------------------------------------- formats by content */
+
+/* The model format the first n bytes of a file announce ("gguf", "safetensors", "zip", "pickle",
+ * "hdf5", "npy"), NULL for none. 16 bytes are enough. */
+#define PA_SNIFF_BYTES 16
+const char *pa_sniff_format(const uint8_t *buf, size_t n);
+/* True when a file name carries a model format's suffix (.safetensors, .gguf, .bin, .pt, .pth,
+ * .ckpt, .onnx, .h5, .msgpack, .pkl, .npy, ...). */
+bool pa_model_suffix(const char *name);
+
 /* ---------------------------------------------------------------- model directories */
 
 typedef struct pa_file_fp {

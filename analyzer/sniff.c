@@ -1,0 +1,42 @@
+/* Model formats recognised from their first bytes (the policy gate's "is this a model?"). */
+#include "provfs/analyzer.h"
+
+#include <string.h>
+
+const char *pa_sniff_format(const uint8_t *b, size_t n)
+{
+    if (n >= 4 && memcmp(b, "GGUF", 4) == 0)
+        return "gguf";
+    /* safetensors: an 8-byte little-endian header length, then the JSON header's '{' */
+    if (n >= 9 && b[8] == '{') {
+        uint64_t hl = 0;
+        for (int i = 7; i >= 0; i--)
+            hl = hl << 8 | b[i];
+        if (hl >= 2 && hl <= (1ull << 32))
+            return "safetensors";
+    }
+    if (n >= 4 && memcmp(b, "PK\x03\x04", 4) == 0)
+        return "zip"; /* PyTorch's zip checkpoints, .npz, Keras archives */
+    if (n >= 2 && b[0] == 0x80 && b[1] >= 2 && b[1] <= 5)
+        return "pickle"; /* pickle protocol 2..5: legacy torch.save, joblib, .pkl */
+    if (n >= 8 && memcmp(b, "\x89HDF\r\n\x1a\n", 8) == 0)
+        return "hdf5";
+    if (n >= 6 && memcmp(b, "\x93NUMPY", 6) == 0)
+        return "npy";
+    return NULL;
+}
+
+bool pa_model_suffix(const char *name)
+{
+    static const char *const suffixes[] = {".safetensors", ".gguf", ".bin", ".pt", ".pth",
+                                           ".ckpt", ".onnx", ".h5", ".hdf5", ".msgpack",
+                                           ".pkl", ".pickle", ".npy", ".npz", ".keras",
+                                           ".tflite", ".ggml", ".joblib"};
+    size_t len = strlen(name);
+    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
+        size_t sl = strlen(suffixes[i]);
+        if (len >= sl && strcmp(name + len - sl, suffixes[i]) == 0)
+            return true;
+    }
+    return false;
+}
