@@ -763,7 +763,10 @@ static void pf_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
         err = rc != 0 ? errno : 0;
     }
     creds_leave(fs, &cr);
+    pf_caller who = caller_of(req);
     reply_new_entry(req, fs, dir, name, err);
+    if (!err) /* a special file under a unit's name fails the unit */
+        mark_inode_dir(fs, who, dir);
 }
 
 static void pf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
