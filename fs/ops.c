@@ -125,9 +125,6 @@ static int fd_path(pf_fs *fs, int fd, char *out, size_t outlen)
     if (n < 0)
         return -1;
     buf[n] = '\0';
-    static const char deleted[] = " (deleted)";
-    if ((size_t)n > sizeof deleted - 1 && strcmp(buf + n - (sizeof deleted - 1), deleted) == 0)
-        return -1;
     if (strncmp(buf, fs->backing, fs->backing_len) != 0)
         return -1;
     const char *rel = buf + fs->backing_len;
@@ -135,6 +132,15 @@ static int fd_path(pf_fs *fs, int fd, char *out, size_t outlen)
         rel = "/";
     else if (*rel != '/')
         return -1;
+    /* The kernel marks the name of an unlinked dentry with this suffix, and a user may name a
+     * file so too: the path stands only when it still names this very inode. */
+    static const char deleted[] = " (deleted)";
+    if ((size_t)n > sizeof deleted - 1 && strcmp(buf + n - (sizeof deleted - 1), deleted) == 0) {
+        struct stat mine, named;
+        if (fstat(fd, &mine) != 0 || fstatat(fs->root.fd, rel + 1, &named, AT_SYMLINK_NOFOLLOW) != 0 ||
+            mine.st_dev != named.st_dev || mine.st_ino != named.st_ino)
+            return -1;
+    }
     if (snprintf(out, outlen, "%s", rel) >= (int)outlen)
         return -1;
     return 0;
