@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,6 +35,7 @@ typedef struct options {
     int foreground;
     int debug;
     int single_thread;
+    int allow_shared_backing; /* -o allow_shared_backing: skip the enforce check of BACKING */
 } options;
 
 static void usage(FILE *out)
@@ -50,7 +52,8 @@ static void usage(FILE *out)
             "  -f                stay in the foreground\n"
             "  -d                FUSE debug output (implies -f)\n"
             "  -s                single-threaded FUSE loop\n"
-            "  -o OPT[,OPT...]   FUSE mount options\n");
+            "  -o OPT[,OPT...]   FUSE mount options; allow_shared_backing: mount under enforce\n"
+            "                    although users other than root can reach BACKING directly\n");
 }
 
 static bool parse_uint(const char *text, unsigned long max, unsigned long *out)
@@ -62,6 +65,69 @@ static bool parse_uint(const char *text, unsigned long max, unsigned long *out)
         return false;
     *out = v;
     return true;
+}
+
+/* Passes a -o list to FUSE, less the options that are ours (allow_shared_backing). */
+static int add_mount_options(options *opt, struct fuse_args *fargs, const char *list)
+{
+    char *copy = strdup(list), *rest = copy, *tok;
+    char *kept = calloc(1, strlen(list) + 1);
+    if (!copy || !kept) {
+        free(copy);
+        free(kept);
+        fprintf(stderr, "provfs: out of memory\n");
+        return -1;
+    }
+    while ((tok = strsep(&rest, ",")) != NULL) {
+        if (strcmp(tok, "allow_shared_backing") == 0) {
+            opt->allow_shared_backing = 1;
+        } else if (tok[0]) {
+            if (kept[0])
+                strcat(kept, ",");
+            strcat(kept, tok);
+        }
+    }
+    if (kept[0]) {
+        fuse_opt_add_arg(fargs, "-o");
+        fuse_opt_add_arg(fargs, kept);
+    }
+    free(copy);
+    free(kept);
+    return 0;
+}
+
+/* Under enforce, the gate holds only if users cannot read BACKING directly: some directory on
+ * the way from / to BACKING (BACKING included) must be root's and closed to group and others.
+ * Returns 0 when so; otherwise fills why (the most private directory found) and returns -1. ACLs
+ * and other mounts of the same filesystem are not looked at (fs/SECURITY.md). */
+static int backing_private(const char *backing, char *why, size_t whylen)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s", backing);
+    for (;;) {
+        struct stat sb;
+        if (stat(path, &sb) != 0) {
+            int n = snprintf(why, whylen, "%.300s: %s", path, strerror(errno));
+            (void)n;
+            return -1;
+        }
+        if (sb.st_uid == 0 && (sb.st_mode & 0011) == 0)
+            return 0;
+        char *slash = strrchr(path, '/');
+        if (!slash || (slash == path && path[1] == '\0'))
+            break;
+        if (slash == path)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
+    }
+    int n = snprintf(why, whylen,
+             "%.200s can be reached by users other than root (every directory from / to it is "
+             "searchable by them), so they could read blocked weights there: put it inside a "
+             "root-only directory (chmod 700 PARENT) or mount with -o allow_shared_backing",
+             backing);
+    (void)n;
+    return -1;
 }
 
 /* Splits argv into our options and FUSE's; returns 0, or an exit code. */
@@ -81,12 +147,11 @@ static int parse_args(int argc, char **argv, options *opt, struct fuse_args *far
             opt->foreground = 1;
         } else if (strcmp(a, "-s") == 0) {
             opt->single_thread = 1;
-        } else if (strcmp(a, "-o") == 0 && val) {
-            fuse_opt_add_arg(fargs, "-o");
-            fuse_opt_add_arg(fargs, val);
-            i++;
-        } else if (strncmp(a, "-o", 2) == 0 && a[2]) {
-            fuse_opt_add_arg(fargs, a);
+        } else if ((strcmp(a, "-o") == 0 && val) || (strncmp(a, "-o", 2) == 0 && a[2])) {
+            if (!a[2])
+                i++;
+            if (add_mount_options(opt, fargs, a[2] ? a + 2 : val) != 0)
+                return 2;
         } else if (strcmp(a, "--db") == 0 && val) {
             opt->db = val;
             i++;
@@ -248,6 +313,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "provfs: %s\n", err);
         ret = 2;
         goto out_args;
+    }
+    if (policy_get_mode(pol) == POLICY_ENFORCE && !opt.allow_shared_backing &&
+        backing_private(backing, err, sizeof err) != 0) {
+        fprintf(stderr, "provfs: %s\n", err);
+        policy_unref(pol);
+        ret = 2;
+        goto out_args;
+    }
+    /* One O_PATH fd per inode the kernel holds, plus open files: use what the system allows. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
     }
     slot = policy_slot_create(pol);
     if (!slot) {

@@ -17,11 +17,14 @@ if [ "$(id -u)" -ne 0 ] || [ ! -c /dev/fuse ] || ! command -v fusermount3 >/dev/
 fi
 
 T=$(mktemp -d "/tmp/provfs-it-$TEST_NAME.XXXXXX")
-B=$T/backing
+# BACKING inside a root-only directory, as provfs requires under enforce (fs/SECURITY.md): users
+# reach the models through the mount only.
+B=$T/private/backing
 M=$T/mnt
 LOG=$T/provfs.log
 mkdir -p "$B" "$M"
-chmod 755 "$T" # other users reach the mount in some tests
+chmod 700 "$T/private"
+chmod 755 "$T" "$B" # other users reach the mount in some tests
 PROVFS_PID=
 EXPECT_LOG_RE='^$' # log lines matching this are expected (tests extend it)
 

@@ -7,7 +7,9 @@
 . "$(dirname "$0")/lib.sh"
 command -v gcc >/dev/null || { echo "SKIP: no gcc"; exit 77; }
 write_policy enforce
-start_provfs
+# This test needs BACKING reachable by the user (the attack works on BACKING directly).
+chmod 755 "$T/private"
+start_provfs -o allow_shared_backing
 
 # The victim: root's, outside BACKING, reachable by the user's symlinks.
 V=$T/victim
@@ -19,7 +21,6 @@ victim_stat() { stat -c '%u:%g:%a' "$V/file"; }
 before=$(victim_stat)
 
 # The user's directory, writable by the user in BACKING too (BACKING traversable for this test).
-chmod 755 "$T" "$B"
 mkdir "$B/u"
 chown "$TU" "$B/u"
 
