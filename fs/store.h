@@ -144,10 +144,13 @@ int store_set_edges(store_handle *st, int64_t model_id, const store_edge *edges,
 
 /* ---------------------------------------------------------------- namespace changes */
 
+/* Paths are compared byte for byte (case-sensitive, no wildcards, any encoding): "below dir"
+ * means starting with dir "/". */
 /* Removes path (and, when recursive, the paths below it); models left without paths are
- * deleted. */
+ * deleted (their children relinked). */
 int store_remove_path(store_handle *st, const char *path, bool recursive);
-/* Renames path and every path below it. */
+/* Renames path and every path below it; whatever was stored at or below to is replaced. -1 when
+ * to lies below from. */
 int store_rename(store_handle *st, const char *from, const char *to);
 /* Appends to the events table. model_id 0 = none. */
 int store_event(store_handle *st, uint32_t uid, int32_t pid, const char *path, int64_t model_id,
