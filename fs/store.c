@@ -18,6 +18,10 @@ struct store_handle {
     sqlite3 *rd;
     /* Bumped after every committed write that can change a policy decision. */
     atomic_uint_fast64_t generation;
+    /* events rotation (under write_lock): the row cap (0 = none) and the inserts since the last
+     * trim. */
+    int64_t events_max;
+    unsigned events_since_trim;
 };
 
 /* Version 1. Each later version appends one migration; store_open runs the missing ones. */
@@ -75,8 +79,16 @@ static const char *const migrations[] = {
     "  kind TEXT NOT NULL CHECK (kind IN ('parent','hint')),"
     "  name TEXT NOT NULL, family TEXT NOT NULL, score REAL NOT NULL, verdict TEXT NOT NULL,"
     "  evidence TEXT, signals TEXT);",
+    /* 4: repeated policy refusals aggregate into one events row per minute (count, last_ns), and
+     * the events table is capped (settings.events_max, oldest rows deleted first). */
+    "ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE events ADD COLUMN last_ns INTEGER;"
+    "CREATE INDEX events_policy ON events(uid, model_id, time_ns) WHERE kind = 'policy';"
+    "CREATE TABLE settings (key TEXT PRIMARY KEY, value NOT NULL);"
+    "INSERT INTO settings (key, value) VALUES ('events_max', 1000000);",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
+_Static_assert(N_MIGRATIONS == STORE_SCHEMA_VERSION, "one migration per schema version");
 
 static void store_log(sqlite3 *db, const char *what)
 {
@@ -207,6 +219,32 @@ fail:
     return -1;
 }
 
+static int trim_events(store_handle *st, int64_t newest);
+
+/* settings.events_max (a missing, non-integer or negative value: the default), then a trim. */
+static int load_events_max(store_handle *st)
+{
+    st->events_max = STORE_EVENTS_MAX_DEFAULT;
+    sqlite3_stmt *stmt = prep(st->wr, "SELECT value FROM settings WHERE key = 'events_max'");
+    if (!stmt)
+        return -1;
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW && sqlite3_column_type(stmt, 0) == SQLITE_INTEGER &&
+        sqlite3_column_int64(stmt, 0) >= 0)
+        st->events_max = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return -1;
+    int64_t newest = 0;
+    stmt = prep(st->wr, "SELECT max(id) FROM events");
+    if (!stmt)
+        return -1;
+    if (sqlite3_step(stmt) == SQLITE_ROW)
+        newest = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    return trim_events(st, newest);
+}
+
 int store_open(const char *path, unsigned flags, store_handle **out, char *err, size_t errlen)
 {
     bool readonly = flags & STORE_READONLY;
@@ -222,6 +260,10 @@ int store_open(const char *path, unsigned flags, store_handle **out, char *err, 
             goto fail;
         if (migrate(st->wr, err, errlen) != 0)
             goto fail;
+        if (load_events_max(st) != 0) {
+            snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(st->wr));
+            goto fail;
+        }
     }
     if (open_conn(path, readonly, &st->rd, err, errlen) != 0)
         goto fail;
@@ -1255,6 +1297,37 @@ out_free:
     return ret;
 }
 
+/* ---------------------------------------------------------------- events */
+
+/* Deletes the rows older than the newest events_max (ids grow by one per row; rows are only ever
+ * deleted from the old end, so "id <= newest - max" keeps the newest max rows). Write lock held. */
+static int trim_events(store_handle *st, int64_t newest)
+{
+    st->events_since_trim = 0;
+    if (st->events_max <= 0 || newest <= st->events_max)
+        return 0;
+    sqlite3_stmt *stmt = prep(st->wr, "DELETE FROM events WHERE id <= ?1");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, newest - st->events_max);
+    return step_done(st->wr, stmt);
+}
+
+/* After an events row was inserted (write lock held, outside a transaction): trims every
+ * max/64 inserts (1..1024), so the table holds at most about 1.6 % more than the cap and the
+ * delete runs in batches. */
+static int events_inserted(store_handle *st, int64_t rowid)
+{
+    int64_t every = st->events_max / 64;
+    if (every < 1)
+        every = 1;
+    if (every > 1024)
+        every = 1024;
+    if (st->events_max <= 0 || ++st->events_since_trim < (unsigned)every)
+        return 0;
+    return trim_events(st, rowid);
+}
+
 int store_event(store_handle *st, uint32_t uid, int32_t pid, const char *path, int64_t model_id,
                 const char *kind, const char *detail)
 {
@@ -1277,8 +1350,41 @@ int store_event(store_handle *st, uint32_t uid, int32_t pid, const char *path, i
         bind_text(stmt, 7, detail);
         ret = step_done(st->wr, stmt);
     }
+    if (ret == 0)
+        ret = events_inserted(st, sqlite3_last_insert_rowid(st->wr));
     pthread_mutex_unlock(&st->write_lock);
     return ret;
+}
+
+int store_set_events_max(store_handle *st, int64_t max)
+{
+    if (!st->wr || max < 0)
+        return -1;
+    pthread_mutex_lock(&st->write_lock);
+    int ret = -1;
+    sqlite3_stmt *stmt = prep(st->wr, "INSERT INTO settings (key, value) VALUES ('events_max', ?1)"
+                                      " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    if (stmt) {
+        sqlite3_bind_int64(stmt, 1, max);
+        ret = step_done(st->wr, stmt);
+    }
+    if (ret == 0) {
+        st->events_max = max;
+        int64_t newest = 0;
+        ret = wr_int(st, "SELECT coalesce(max(id), ?1) FROM events", 0, NULL, &newest);
+        if (ret == 0)
+            ret = trim_events(st, newest);
+    }
+    pthread_mutex_unlock(&st->write_lock);
+    return ret;
+}
+
+int64_t store_events_max(store_handle *st)
+{
+    pthread_mutex_lock(&st->write_lock);
+    int64_t max = st->events_max;
+    pthread_mutex_unlock(&st->write_lock);
+    return max;
 }
 
 int store_set_digest(store_handle *st, int64_t model_id, const char *digest)
@@ -1357,11 +1463,14 @@ int store_approval_set(store_handle *st, const char *digest, const char *state, 
     } else {
         ret = -1;
     }
+    int64_t event_id = sqlite3_last_insert_rowid(st->wr);
     if (ret == 0 && exec_sql(st->wr, "COMMIT") != 0)
         ret = -1;
     if (ret != 0)
         exec_sql(st->wr, "ROLLBACK");
     exec_sql(st->wr, "PRAGMA synchronous=NORMAL");
+    if (ret == 0)
+        events_inserted(st, event_id); /* the approval is committed: a failed trim is no error */
     atomic_fetch_add(&st->generation, 1);
     pthread_mutex_unlock(&st->write_lock);
     return ret;
@@ -1435,23 +1544,55 @@ int store_policy_event(store_handle *st, uint32_t uid, int32_t pid, const char *
         return -1;
     pthread_mutex_lock(&st->write_lock);
     int ret = -1;
-    sqlite3_stmt *stmt = prep(st->wr, "INSERT INTO events (time_ns, uid, pid, path, model_id,"
-                                      " kind, detail, rule, decision)"
-                                      " VALUES (?1, ?2, ?3, ?4, ?5, 'policy', ?6, ?7, ?8)");
-    if (stmt) {
-        sqlite3_bind_int64(stmt, 1, now_ns());
-        sqlite3_bind_int64(stmt, 2, uid);
-        sqlite3_bind_int64(stmt, 3, pid);
-        bind_text(stmt, 4, path);
-        if (model_id)
-            sqlite3_bind_int64(stmt, 5, model_id);
-        else
-            sqlite3_bind_null(stmt, 5);
-        bind_text(stmt, 6, reason);
-        bind_text(stmt, 7, rule);
-        bind_text(stmt, 8, decision);
-        ret = step_done(st->wr, stmt);
+    int64_t now = now_ns(), minute = now - now % STORE_EVENTS_WINDOW_NS;
+    /* The same refusal (uid, unit, rule, decision, reason) in the same minute: one more. The unit
+     * is the model id, or the path while the unit has no model row. */
+    sqlite3_stmt *stmt = prep(
+        st->wr, "UPDATE events SET count = count + 1, last_ns = ?1 WHERE id = ("
+                " SELECT id FROM events WHERE kind = 'policy' AND uid = ?2 AND model_id IS ?3"
+                " AND time_ns >= ?4 AND time_ns < ?5 AND (?3 IS NOT NULL OR path IS ?6)"
+                " AND rule IS ?7 AND decision IS ?8 AND detail IS ?9"
+                " ORDER BY id DESC LIMIT 1)");
+    if (!stmt)
+        goto out;
+    sqlite3_bind_int64(stmt, 1, now);
+    sqlite3_bind_int64(stmt, 2, uid);
+    if (model_id)
+        sqlite3_bind_int64(stmt, 3, model_id);
+    else
+        sqlite3_bind_null(stmt, 3);
+    sqlite3_bind_int64(stmt, 4, minute);
+    sqlite3_bind_int64(stmt, 5, minute + STORE_EVENTS_WINDOW_NS);
+    bind_text(stmt, 6, path);
+    bind_text(stmt, 7, rule);
+    bind_text(stmt, 8, decision);
+    bind_text(stmt, 9, reason);
+    if (step_done(st->wr, stmt) != 0)
+        goto out;
+    if (sqlite3_changes(st->wr) > 0) {
+        ret = 0;
+        goto out;
     }
+    stmt = prep(st->wr, "INSERT INTO events (time_ns, uid, pid, path, model_id,"
+                        " kind, detail, rule, decision, count, last_ns)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5, 'policy', ?6, ?7, ?8, 1, ?1)");
+    if (!stmt)
+        goto out;
+    sqlite3_bind_int64(stmt, 1, now);
+    sqlite3_bind_int64(stmt, 2, uid);
+    sqlite3_bind_int64(stmt, 3, pid);
+    bind_text(stmt, 4, path);
+    if (model_id)
+        sqlite3_bind_int64(stmt, 5, model_id);
+    else
+        sqlite3_bind_null(stmt, 5);
+    bind_text(stmt, 6, reason);
+    bind_text(stmt, 7, rule);
+    bind_text(stmt, 8, decision);
+    ret = step_done(st->wr, stmt);
+    if (ret == 0)
+        ret = events_inserted(st, sqlite3_last_insert_rowid(st->wr));
+out:
     pthread_mutex_unlock(&st->write_lock);
     return ret;
 }

@@ -16,7 +16,7 @@
 
 typedef struct store_handle store_handle;
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 enum { STORE_READONLY = 1u << 0 };
 
@@ -156,6 +156,16 @@ int store_rename(store_handle *st, const char *from, const char *to);
 int store_event(store_handle *st, uint32_t uid, int32_t pid, const char *path, int64_t model_id,
                 const char *kind, const char *detail);
 
+/* The events table keeps at most about this many rows (the oldest go first, in batches of at
+ * most max/64): settings.events_max in the database, read at store_open. 0 = no cap. */
+#define STORE_EVENTS_MAX_DEFAULT 1000000
+/* Sets the cap (stored, so it outlives the mount) and trims now. */
+int store_set_events_max(store_handle *st, int64_t max);
+int64_t store_events_max(store_handle *st);
+/* Policy events are aggregated per window: the same refusal in the same minute (wall clock,
+ * aligned) adds one to a row's count. */
+#define STORE_EVENTS_WINDOW_NS (60 * (int64_t)1000000000)
+
 /* Gives a failed/incomplete model the digest of its files (so an admin can approve it). 1 when
  * another model already has that digest (left as it is). */
 int store_set_digest(store_handle *st, int64_t model_id, const char *digest);
@@ -179,7 +189,10 @@ int store_approval_get(store_handle *st, const char *digest, store_approval *out
 void store_approval_clear(store_approval *a);
 /* 1 when some model of ids[] has an approval in force, 0 when none, -1 on error. */
 int store_any_approved(store_handle *st, const int64_t *ids, size_t n);
-/* Policy refusal rows: kind "policy", rule, decision "refused"/"would-refuse", detail = reason. */
+/* Policy refusal rows: kind "policy", rule, decision "refused"/"would-refuse", detail = reason.
+ * A refusal equal to one already logged in the current minute (same uid, unit (model id, or path
+ * when 0), rule, decision and reason) adds one to that row's count and sets its last_ns; time_ns,
+ * pid and path stay the first refusal's. */
 int store_policy_event(store_handle *st, uint32_t uid, int32_t pid, const char *path,
                        int64_t model_id, const char *rule, const char *decision,
                        const char *reason);
