@@ -1,7 +1,9 @@
 /* The lineage store (SQLite). Schema and migrations: see fs/README.md. */
 #include "store.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sqlite3.h>
@@ -9,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 struct store_handle {
     pthread_mutex_t write_lock; /* protects wr */
@@ -221,6 +225,138 @@ fail:
 
 static int trim_events(store_handle *st, int64_t newest);
 
+/* ---------------------------------------------------------------- file modes */
+
+/* Gives the object behind fd the mode (and, when running as root, the owner root). fd may be an
+ * O_PATH descriptor: the database's files are never opened for I/O here, since closing such a
+ * descriptor would drop the POSIX locks SQLite holds on them in this process. */
+static int protect_fd(int fd, mode_t mode, const char *what, char *err, size_t errlen)
+{
+    struct stat sb;
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    if (fstat(fd, &sb) != 0)
+        goto fail;
+    if (geteuid() == 0 && (sb.st_uid != 0 || sb.st_gid != 0) &&
+        fchownat(fd, "", 0, 0, AT_EMPTY_PATH) != 0)
+        goto fail;
+    /* chown cleared any set-id bits: compare with the mode as it is now. */
+    if (fstat(fd, &sb) != 0)
+        goto fail;
+    if ((sb.st_mode & 07777) != mode && chmod(proc, mode) != 0)
+        goto fail;
+    return 0;
+fail:
+    snprintf(err, errlen, "%s: %s", what, strerror(errno));
+    return -1;
+}
+
+/* 0600 for one existing regular file (ENOENT is fine); a symlink or anything but a regular file
+ * is refused. */
+static int protect_file(int dirfd, const char *name, const char *what, char *err, size_t errlen)
+{
+    int fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        snprintf(err, errlen, "%s: %s", what, strerror(errno));
+        return -1;
+    }
+    struct stat sb;
+    int ret = -1;
+    if (fstat(fd, &sb) != 0)
+        snprintf(err, errlen, "%s: %s", what, strerror(errno));
+    else if (S_ISLNK(sb.st_mode))
+        snprintf(err, errlen, "%s: is a symbolic link", what);
+    else if (!S_ISREG(sb.st_mode))
+        snprintf(err, errlen, "%s: not a regular file", what);
+    else
+        ret = protect_fd(fd, 0600, what, err, errlen);
+    close(fd);
+    return ret;
+}
+
+int store_protect_dir(const char *dir, char *err, size_t errlen)
+{
+    err[0] = '\0';
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        struct stat sb;
+        bool link = e == ELOOP || (lstat(dir, &sb) == 0 && S_ISLNK(sb.st_mode));
+        snprintf(err, errlen, "%s: %s", dir, link ? "is a symbolic link" : strerror(e));
+        return -1;
+    }
+    int ret = protect_fd(fd, 0700, dir, err, errlen);
+    int dup_fd = ret == 0 ? dup(fd) : -1;
+    DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+    if (ret == 0 && !d) {
+        if (dup_fd >= 0)
+            close(dup_fd);
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+        ret = -1;
+    }
+    struct dirent *de;
+    while (ret == 0 && (errno = 0, de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        char what[4200];
+        snprintf(what, sizeof what, "%s/%s", dir, de->d_name);
+        struct stat sb;
+        if (fstatat(fd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (errno == ENOENT)
+                continue;
+            snprintf(err, errlen, "%s: %s", what, strerror(errno));
+            ret = -1;
+        } else if (S_ISREG(sb.st_mode)) {
+            ret = protect_file(fd, de->d_name, what, err, errlen);
+        } else if (S_ISDIR(sb.st_mode)) {
+            int sub = openat(fd, de->d_name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub < 0)
+                snprintf(err, errlen, "%s: %s", what, strerror(errno));
+            ret = sub < 0 ? -1 : protect_fd(sub, 0700, what, err, errlen);
+            if (sub >= 0)
+                close(sub);
+        }
+        /* Symlinks, sockets, FIFOs: not the store's; left alone, never followed. */
+    }
+    if (ret == 0 && errno != 0) {
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+        ret = -1;
+    }
+    if (d)
+        closedir(d);
+    close(fd);
+    return ret;
+}
+
+/* Before the connections open: the database file (created 0600 when missing) and its -wal and
+ * -shm become 0600. SQLite gives a -wal/-shm it creates later the database file's mode. */
+static int protect_db(const char *path, char *err, size_t errlen)
+{
+    err[0] = '\0';
+    int fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        close(fd); /* new and empty: no connection can hold a lock on it yet */
+    else if (errno != EEXIST) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t n = strlen(path) + 8;
+    char *side = malloc(n);
+    if (!side) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int ret = 0;
+    for (int i = 0; ret == 0 && i < 3; i++) {
+        snprintf(side, n, "%s%s", path, i == 0 ? "" : i == 1 ? "-wal" : "-shm");
+        ret = protect_file(AT_FDCWD, side, side, err, errlen);
+    }
+    free(side);
+    return ret;
+}
+
 /* settings.events_max (a missing, non-integer or negative value: the default), then a trim. */
 static int load_events_max(store_handle *st)
 {
@@ -248,6 +384,7 @@ static int load_events_max(store_handle *st)
 int store_open(const char *path, unsigned flags, store_handle **out, char *err, size_t errlen)
 {
     bool readonly = flags & STORE_READONLY;
+    *out = NULL;
     store_handle *st = calloc(1, sizeof *st);
     if (!st) {
         snprintf(err, errlen, "out of memory");
@@ -256,6 +393,8 @@ int store_open(const char *path, unsigned flags, store_handle **out, char *err, 
     pthread_mutex_init(&st->write_lock, NULL);
     pthread_mutex_init(&st->read_lock, NULL);
     if (!readonly) {
+        if (protect_db(path, err, errlen) != 0)
+            goto fail;
         if (open_conn(path, false, &st->wr, err, errlen) != 0)
             goto fail;
         if (migrate(st->wr, err, errlen) != 0)

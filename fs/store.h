@@ -24,6 +24,14 @@ enum { STORE_READONLY = 1u << 0 };
  * reason on failure. */
 int store_open(const char *path, unsigned flags, store_handle **out, char *err, size_t errlen);
 void store_close(store_handle *st);
+/* store_open (unless READONLY) makes the database file and its -wal and -shm mode 0600 (owner
+ * root when running as root) before opening them, creating the file so; a symlink there refuses
+ * the open. Modes are set through O_PATH descriptors: the database is never opened and closed
+ * behind SQLite's back (that would drop its POSIX locks). */
+/* The store's directory (BACKING/.provfs): mode 0700, each regular file in it 0600, each
+ * directory 0700, owner root when running as root; symlinks are never followed (one at dir
+ * itself refuses). 0, or -1 with err. */
+int store_protect_dir(const char *dir, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------- reading */
 
