@@ -300,18 +300,31 @@ int main(int argc, char **argv)
         fprintf(stderr, "provfs: %s: %s\n", db_default, strerror(errno));
         goto out_args;
     }
+    char provfs_dir[PATH_MAX + 64];
+    snprintf(provfs_dir, sizeof provfs_dir, "%s", db_default);
     snprintf(policy_default, sizeof policy_default, "%s/policy.json", db_default);
     strncat(db_default, "/lineage.db", sizeof db_default - strlen(db_default) - 1);
     if (!opt.db)
         opt.db = db_default;
     if (!opt.policy)
         opt.policy = policy_default;
+    /* .provfs 0700 and its files 0600, whatever modes an earlier version or an admin left
+     * (store_open does the same for a --db elsewhere); again after policy.json is created. */
+    if (store_protect_dir(provfs_dir, err, sizeof err) != 0) {
+        fprintf(stderr, "provfs: %s\n", err);
+        goto out_args;
+    }
     /* An invalid policy refuses the mount: nothing is served under rules nobody wrote. */
     policy *pol = NULL;
-    if (policy_write_default(opt.policy, err, sizeof err) < 0 ||
-        policy_load(opt.policy, &pol, err, sizeof err) != 0) {
+    int written = policy_write_default(opt.policy, err, sizeof err);
+    if (written < 0 || policy_load(opt.policy, &pol, err, sizeof err) != 0) {
         fprintf(stderr, "provfs: %s\n", err);
         ret = 2;
+        goto out_args;
+    }
+    if (written == 0 && store_protect_dir(provfs_dir, err, sizeof err) != 0) {
+        fprintf(stderr, "provfs: %s\n", err);
+        policy_unref(pol);
         goto out_args;
     }
     if (policy_get_mode(pol) == POLICY_ENFORCE && !opt.allow_shared_backing &&

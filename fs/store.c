@@ -1,7 +1,9 @@
 /* The lineage store (SQLite). Schema and migrations: see fs/README.md. */
 #include "store.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sqlite3.h>
@@ -9,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 struct store_handle {
     pthread_mutex_t write_lock; /* protects wr */
@@ -18,6 +22,10 @@ struct store_handle {
     sqlite3 *rd;
     /* Bumped after every committed write that can change a policy decision. */
     atomic_uint_fast64_t generation;
+    /* events rotation (under write_lock): the row cap (0 = none) and the inserts since the last
+     * trim. */
+    int64_t events_max;
+    unsigned events_since_trim;
 };
 
 /* Version 1. Each later version appends one migration; store_open runs the missing ones. */
@@ -75,8 +83,16 @@ static const char *const migrations[] = {
     "  kind TEXT NOT NULL CHECK (kind IN ('parent','hint')),"
     "  name TEXT NOT NULL, family TEXT NOT NULL, score REAL NOT NULL, verdict TEXT NOT NULL,"
     "  evidence TEXT, signals TEXT);",
+    /* 4: repeated policy refusals aggregate into one events row per minute (count, last_ns), and
+     * the events table is capped (settings.events_max, oldest rows deleted first). */
+    "ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE events ADD COLUMN last_ns INTEGER;"
+    "CREATE INDEX events_policy ON events(uid, model_id, time_ns) WHERE kind = 'policy';"
+    "CREATE TABLE settings (key TEXT PRIMARY KEY, value NOT NULL);"
+    "INSERT INTO settings (key, value) VALUES ('events_max', 1000000);",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
+_Static_assert(N_MIGRATIONS == STORE_SCHEMA_VERSION, "one migration per schema version");
 
 static void store_log(sqlite3 *db, const char *what)
 {
@@ -207,9 +223,168 @@ fail:
     return -1;
 }
 
+static int trim_events(store_handle *st, int64_t newest);
+
+/* ---------------------------------------------------------------- file modes */
+
+/* Gives the object behind fd the mode (and, when running as root, the owner root). fd may be an
+ * O_PATH descriptor: the database's files are never opened for I/O here, since closing such a
+ * descriptor would drop the POSIX locks SQLite holds on them in this process. */
+static int protect_fd(int fd, mode_t mode, const char *what, char *err, size_t errlen)
+{
+    struct stat sb;
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    if (fstat(fd, &sb) != 0)
+        goto fail;
+    if (geteuid() == 0 && (sb.st_uid != 0 || sb.st_gid != 0) &&
+        fchownat(fd, "", 0, 0, AT_EMPTY_PATH) != 0)
+        goto fail;
+    /* chown cleared any set-id bits: compare with the mode as it is now. */
+    if (fstat(fd, &sb) != 0)
+        goto fail;
+    if ((sb.st_mode & 07777) != mode && chmod(proc, mode) != 0)
+        goto fail;
+    return 0;
+fail:
+    snprintf(err, errlen, "%s: %s", what, strerror(errno));
+    return -1;
+}
+
+/* 0600 for one existing regular file (ENOENT is fine); a symlink or anything but a regular file
+ * is refused. */
+static int protect_file(int dirfd, const char *name, const char *what, char *err, size_t errlen)
+{
+    int fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        snprintf(err, errlen, "%s: %s", what, strerror(errno));
+        return -1;
+    }
+    struct stat sb;
+    int ret = -1;
+    if (fstat(fd, &sb) != 0)
+        snprintf(err, errlen, "%s: %s", what, strerror(errno));
+    else if (S_ISLNK(sb.st_mode))
+        snprintf(err, errlen, "%s: is a symbolic link", what);
+    else if (!S_ISREG(sb.st_mode))
+        snprintf(err, errlen, "%s: not a regular file", what);
+    else
+        ret = protect_fd(fd, 0600, what, err, errlen);
+    close(fd);
+    return ret;
+}
+
+int store_protect_dir(const char *dir, char *err, size_t errlen)
+{
+    err[0] = '\0';
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        struct stat sb;
+        bool link = e == ELOOP || (lstat(dir, &sb) == 0 && S_ISLNK(sb.st_mode));
+        snprintf(err, errlen, "%s: %s", dir, link ? "is a symbolic link" : strerror(e));
+        return -1;
+    }
+    int ret = protect_fd(fd, 0700, dir, err, errlen);
+    int dup_fd = ret == 0 ? dup(fd) : -1;
+    DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+    if (ret == 0 && !d) {
+        if (dup_fd >= 0)
+            close(dup_fd);
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+        ret = -1;
+    }
+    struct dirent *de;
+    while (ret == 0 && (errno = 0, de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        char what[4200];
+        snprintf(what, sizeof what, "%s/%s", dir, de->d_name);
+        struct stat sb;
+        if (fstatat(fd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (errno == ENOENT)
+                continue;
+            snprintf(err, errlen, "%s: %s", what, strerror(errno));
+            ret = -1;
+        } else if (S_ISREG(sb.st_mode)) {
+            ret = protect_file(fd, de->d_name, what, err, errlen);
+        } else if (S_ISDIR(sb.st_mode)) {
+            int sub = openat(fd, de->d_name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub < 0)
+                snprintf(err, errlen, "%s: %s", what, strerror(errno));
+            ret = sub < 0 ? -1 : protect_fd(sub, 0700, what, err, errlen);
+            if (sub >= 0)
+                close(sub);
+        }
+        /* Symlinks, sockets, FIFOs: not the store's; left alone, never followed. */
+    }
+    if (ret == 0 && errno != 0) {
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+        ret = -1;
+    }
+    if (d)
+        closedir(d);
+    close(fd);
+    return ret;
+}
+
+/* Before the connections open: the database file (created 0600 when missing) and its -wal and
+ * -shm become 0600. SQLite gives a -wal/-shm it creates later the database file's mode. */
+static int protect_db(const char *path, char *err, size_t errlen)
+{
+    err[0] = '\0';
+    int fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        close(fd); /* new and empty: no connection can hold a lock on it yet */
+    else if (errno != EEXIST) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t n = strlen(path) + 8;
+    char *side = malloc(n);
+    if (!side) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int ret = 0;
+    for (int i = 0; ret == 0 && i < 3; i++) {
+        snprintf(side, n, "%s%s", path, i == 0 ? "" : i == 1 ? "-wal" : "-shm");
+        ret = protect_file(AT_FDCWD, side, side, err, errlen);
+    }
+    free(side);
+    return ret;
+}
+
+/* settings.events_max (a missing, non-integer or negative value: the default), then a trim. */
+static int load_events_max(store_handle *st)
+{
+    st->events_max = STORE_EVENTS_MAX_DEFAULT;
+    sqlite3_stmt *stmt = prep(st->wr, "SELECT value FROM settings WHERE key = 'events_max'");
+    if (!stmt)
+        return -1;
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW && sqlite3_column_type(stmt, 0) == SQLITE_INTEGER &&
+        sqlite3_column_int64(stmt, 0) >= 0)
+        st->events_max = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return -1;
+    int64_t newest = 0;
+    stmt = prep(st->wr, "SELECT max(id) FROM events");
+    if (!stmt)
+        return -1;
+    if (sqlite3_step(stmt) == SQLITE_ROW)
+        newest = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    return trim_events(st, newest);
+}
+
 int store_open(const char *path, unsigned flags, store_handle **out, char *err, size_t errlen)
 {
     bool readonly = flags & STORE_READONLY;
+    *out = NULL;
     store_handle *st = calloc(1, sizeof *st);
     if (!st) {
         snprintf(err, errlen, "out of memory");
@@ -218,10 +393,16 @@ int store_open(const char *path, unsigned flags, store_handle **out, char *err, 
     pthread_mutex_init(&st->write_lock, NULL);
     pthread_mutex_init(&st->read_lock, NULL);
     if (!readonly) {
+        if (protect_db(path, err, errlen) != 0)
+            goto fail;
         if (open_conn(path, false, &st->wr, err, errlen) != 0)
             goto fail;
         if (migrate(st->wr, err, errlen) != 0)
             goto fail;
+        if (load_events_max(st) != 0) {
+            snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(st->wr));
+            goto fail;
+        }
     }
     if (open_conn(path, readonly, &st->rd, err, errlen) != 0)
         goto fail;
@@ -1002,107 +1183,288 @@ int store_set_edges(store_handle *st, int64_t model_id, const store_edge *edges,
 
 /* ---------------------------------------------------------------- namespace changes */
 
-/* LIKE pattern for "everything below dir": escapes the wildcards of dir itself. */
-static char *below_pattern(const char *dir)
+/* Paths are compared as bytes (BINARY collation, case-sensitive, no wildcards): the rows strictly
+ * below dir are exactly those in the half-open range [dir "/", dir "0"), since '0' is the byte
+ * after '/'. Both bounds are built here; the range uses the primary key index. */
+typedef struct subtree {
+    char *lo; /* dir + "/" (dir "/" itself for the root) */
+    char *hi; /* lo with its last byte '/' raised to '0' */
+} subtree;
+
+static int subtree_init(subtree *s, const char *dir)
 {
     size_t len = strlen(dir);
-    char *pat = malloc(2 * len + 3);
-    if (!pat)
-        return NULL;
-    char *p = pat;
-    for (size_t i = 0; i < len; i++) {
-        if (dir[i] == '%' || dir[i] == '_' || dir[i] == '\\')
-            *p++ = '\\';
-        *p++ = dir[i];
+    bool slash = len > 0 && dir[len - 1] == '/';
+    s->lo = malloc(len + 2);
+    s->hi = malloc(len + 2);
+    if (!s->lo || !s->hi) {
+        free(s->lo);
+        free(s->hi);
+        return -1;
     }
-    if (p == pat || p[-1] != '/')
-        *p++ = '/';
-    *p++ = '%';
-    *p = '\0';
-    return pat;
+    memcpy(s->lo, dir, len);
+    if (!slash)
+        s->lo[len++] = '/';
+    s->lo[len] = '\0';
+    memcpy(s->hi, s->lo, len + 1);
+    s->hi[len - 1] = '/' + 1;
+    return 0;
 }
 
-int store_remove_path(store_handle *st, const char *path, bool recursive)
+static void subtree_free(subtree *s)
 {
-    /* A pattern that matches nothing when only path itself goes. */
-    char *pat = recursive ? below_pattern(path) : strdup("");
-    if (!pat)
-        return -1;
-    if (tx_begin(st) != 0) {
-        free(pat);
-        return -1;
+    free(s->lo);
+    free(s->hi);
+}
+
+/* WHERE clause: ?1 = the path itself, ?2/?3 = subtree bounds (bound NULL: the path alone). */
+#define AT_OR_BELOW "(path = ?1 OR (path >= ?2 AND path < ?3))"
+
+static void bind_subtree(sqlite3_stmt *stmt, const char *path, const subtree *s)
+{
+    sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
+    if (s) {
+        sqlite3_bind_text(stmt, 2, s->lo, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 3, s->hi, -1, SQLITE_STATIC);
+    } else {
+        sqlite3_bind_null(stmt, 2);
+        sqlite3_bind_null(stmt, 3);
     }
-    int ret = -1;
+}
+
+typedef struct moved_row {
+    char *path; /* the new path */
+    int64_t model_id, dir_mtime_ns;
+} moved_row;
+
+/* The model ids of the rows at or below path (s NULL: at path only), each once. */
+static int ids_at(store_handle *st, const char *path, const subtree *s, int64_t **out, size_t *n)
+{
     int64_t *ids = NULL;
     size_t count = 0, cap = 0;
-    sqlite3_stmt *stmt = prep(st->wr, "SELECT DISTINCT model_id FROM model_paths"
-                                      " WHERE path = ?1 OR path LIKE ?2 ESCAPE '\\'");
+    int ret = 0;
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *stmt =
+        prep(st->wr, "SELECT DISTINCT model_id FROM model_paths WHERE " AT_OR_BELOW);
     if (!stmt)
-        goto out;
-    sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
-    sqlite3_bind_text(stmt, 2, pat, -1, SQLITE_STATIC);
-    while (sqlite3_step(stmt) == SQLITE_ROW) {
+        return -1;
+    bind_subtree(stmt, path, s);
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         if (count == cap) {
             cap = cap ? cap * 2 : 8;
             int64_t *grown = realloc(ids, cap * sizeof *ids);
-            if (!grown)
+            if (!grown) {
+                ret = -1;
                 break;
+            }
             ids = grown;
         }
         ids[count++] = sqlite3_column_int64(stmt, 0);
     }
+    if (ret == 0 && rc != SQLITE_DONE) {
+        store_log(st->wr, "paths below");
+        ret = -1;
+    }
     sqlite3_finalize(stmt);
-    stmt = prep(st->wr, "DELETE FROM model_paths WHERE path = ?1 OR path LIKE ?2 ESCAPE '\\'");
+    if (ret != 0) {
+        free(ids);
+        return -1;
+    }
+    *out = ids;
+    *n = count;
+    return 0;
+}
+
+static int delete_at(store_handle *st, const char *path, const subtree *s)
+{
+    sqlite3_stmt *stmt = prep(st->wr, "DELETE FROM model_paths WHERE " AT_OR_BELOW);
     if (!stmt)
-        goto out;
-    sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
-    sqlite3_bind_text(stmt, 2, pat, -1, SQLITE_STATIC);
-    ret = step_done(st->wr, stmt);
-    for (size_t i = 0; ret == 0 && i < count; i++)
+        return -1;
+    bind_subtree(stmt, path, s);
+    return step_done(st->wr, stmt);
+}
+
+static int drop_orphans(store_handle *st, const int64_t *ids, size_t n)
+{
+    int ret = 0;
+    for (size_t i = 0; ret == 0 && i < n; i++)
         ret = drop_if_orphan(st, ids[i]);
-out:
+    return ret;
+}
+
+int store_remove_path(store_handle *st, const char *path, bool recursive)
+{
+    subtree s = {0};
+    if (recursive && subtree_init(&s, path) != 0)
+        return -1;
+    if (tx_begin(st) != 0) {
+        subtree_free(&s);
+        return -1;
+    }
+    int64_t *ids = NULL;
+    size_t count = 0;
+    const subtree *below = recursive ? &s : NULL;
+    int ret = ids_at(st, path, below, &ids, &count);
+    if (ret == 0)
+        ret = delete_at(st, path, below);
+    if (ret == 0)
+        ret = drop_orphans(st, ids, count);
     free(ids);
-    free(pat);
+    subtree_free(&s);
     return tx_end(st, ret);
+}
+
+/* The rows at or below from, with their new paths (to + the bytes after from). */
+static int rows_to_move(store_handle *st, const char *from, const subtree *s, const char *to,
+                        moved_row **out, size_t *n)
+{
+    moved_row *rows = NULL;
+    size_t count = 0, cap = 0, from_len = strlen(from), to_len = strlen(to);
+    int ret = 0;
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *stmt = prep(st->wr, "SELECT path, model_id, dir_mtime_ns FROM model_paths"
+                                      " WHERE " AT_OR_BELOW);
+    if (!stmt)
+        return -1;
+    bind_subtree(stmt, from, s);
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const char *old = (const char *)sqlite3_column_text(stmt, 0);
+        size_t old_len = (size_t)sqlite3_column_bytes(stmt, 0);
+        if (!old || old_len < from_len || memcmp(old, from, from_len) != 0) {
+            ret = -1; /* cannot happen: the range selects exactly this prefix */
+            break;
+        }
+        if (count == cap) {
+            cap = cap ? cap * 2 : 8;
+            moved_row *grown = realloc(rows, cap * sizeof *rows);
+            if (!grown) {
+                ret = -1;
+                break;
+            }
+            rows = grown;
+        }
+        size_t tail = old_len - from_len;
+        char *np = malloc(to_len + tail + 1);
+        if (!np) {
+            ret = -1;
+            break;
+        }
+        memcpy(np, to, to_len);
+        memcpy(np + to_len, old + from_len, tail);
+        np[to_len + tail] = '\0';
+        rows[count++] = (moved_row){np, sqlite3_column_int64(stmt, 1),
+                                    sqlite3_column_int64(stmt, 2)};
+    }
+    if (ret == 0 && rc != SQLITE_DONE) {
+        store_log(st->wr, "rename");
+        ret = -1;
+    }
+    sqlite3_finalize(stmt);
+    if (ret != 0) {
+        for (size_t i = 0; i < count; i++)
+            free(rows[i].path);
+        free(rows);
+        return -1;
+    }
+    *out = rows;
+    *n = count;
+    return 0;
 }
 
 int store_rename(store_handle *st, const char *from, const char *to)
 {
-    char *pat = below_pattern(from);
-    char *to_pat = below_pattern(to);
+    if (strcmp(from, to) == 0)
+        return 0;
+    size_t from_len = strlen(from);
+    /* Into its own subtree: rename(2) refuses that (EINVAL); so does the store. */
+    if (from_len > 0 && strncmp(to, from, from_len) == 0 &&
+        (to[from_len] == '/' || from[from_len - 1] == '/'))
+        return -1;
+    subtree sf = {0}, stt = {0};
+    if (subtree_init(&sf, from) != 0)
+        return -1;
+    if (subtree_init(&stt, to) != 0) {
+        subtree_free(&sf);
+        return -1;
+    }
+    moved_row *rows = NULL;
+    size_t n_rows = 0, n_ids = 0;
+    int64_t *ids = NULL;
+    sqlite3_stmt *stmt = NULL;
     int ret = -1;
-    if (!pat || !to_pat)
-        goto out_free;
     if (tx_begin(st) != 0)
         goto out_free;
-    /* Whatever was stored at the target is replaced (rename over an existing name). */
-    sqlite3_stmt *stmt =
-        prep(st->wr, "DELETE FROM model_paths WHERE path = ?1 OR path LIKE ?2 ESCAPE '\\'");
-    if (stmt) {
-        sqlite3_bind_text(stmt, 1, to, -1, SQLITE_STATIC);
-        sqlite3_bind_text(stmt, 2, to_pat, -1, SQLITE_STATIC);
-        ret = step_done(st->wr, stmt);
-    }
-    stmt = ret == 0 ? prep(st->wr, "UPDATE model_paths SET path = ?3 || substr(path, ?4)"
-                                   " WHERE path = ?1 OR path LIKE ?2 ESCAPE '\\'")
-                    : NULL;
-    if (stmt) {
-        sqlite3_bind_text(stmt, 1, from, -1, SQLITE_STATIC);
-        sqlite3_bind_text(stmt, 2, pat, -1, SQLITE_STATIC);
-        sqlite3_bind_text(stmt, 3, to, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(stmt, 4, (int64_t)strlen(from) + 1);
-        ret = step_done(st->wr, stmt);
-    } else {
-        ret = -1;
-    }
+    /* Take the moving rows out, drop whatever was stored at the target (rename over an existing
+     * name replaces it), put the rows back under their new paths. */
+    ret = rows_to_move(st, from, &sf, to, &rows, &n_rows);
     if (ret == 0)
-        ret = exec_sql(st->wr, "DELETE FROM models WHERE id NOT IN"
-                               " (SELECT model_id FROM model_paths)");
+        ret = delete_at(st, from, &sf);
+    if (ret == 0)
+        ret = ids_at(st, to, &stt, &ids, &n_ids);
+    if (ret == 0)
+        ret = delete_at(st, to, &stt);
+    if (ret == 0)
+        stmt = prep(st->wr, "INSERT INTO model_paths (path, model_id, dir_mtime_ns)"
+                            " VALUES (?1, ?2, ?3)");
+    if (ret == 0 && !stmt)
+        ret = -1;
+    for (size_t i = 0; ret == 0 && i < n_rows; i++) {
+        sqlite3_bind_text(stmt, 1, rows[i].path, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 2, rows[i].model_id);
+        sqlite3_bind_int64(stmt, 3, rows[i].dir_mtime_ns);
+        if (sqlite3_step(stmt) != SQLITE_DONE) {
+            store_log(st->wr, "rename");
+            ret = -1;
+        }
+        sqlite3_reset(stmt);
+    }
+    sqlite3_finalize(stmt);
+    if (ret == 0)
+        ret = drop_orphans(st, ids, n_ids);
     ret = tx_end(st, ret);
 out_free:
-    free(pat);
-    free(to_pat);
+    for (size_t i = 0; i < n_rows; i++)
+        free(rows[i].path);
+    free(rows);
+    free(ids);
+    subtree_free(&sf);
+    subtree_free(&stt);
     return ret;
+}
+
+/* ---------------------------------------------------------------- events */
+
+/* Deletes the rows older than the newest events_max (ids grow by one per row; rows are only ever
+ * deleted from the old end, so "id <= newest - max" keeps the newest max rows). Write lock held. */
+static int trim_events(store_handle *st, int64_t newest)
+{
+    st->events_since_trim = 0;
+    if (st->events_max <= 0 || newest <= st->events_max)
+        return 0;
+    sqlite3_stmt *stmt = prep(st->wr, "DELETE FROM events WHERE id <= ?1");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, newest - st->events_max);
+    return step_done(st->wr, stmt);
+}
+
+/* After an events row was inserted (write lock held, outside a transaction): trims every
+ * max/64 inserts (1..1024), so the table holds at most about 1.6 % more than the cap and the
+ * delete runs in batches. */
+static int events_inserted(store_handle *st, int64_t rowid)
+{
+    int64_t every = st->events_max / 64;
+    if (every < 1)
+        every = 1;
+    if (every > 1024)
+        every = 1024;
+    if (st->events_max <= 0 || ++st->events_since_trim < (unsigned)every)
+        return 0;
+    return trim_events(st, rowid);
 }
 
 int store_event(store_handle *st, uint32_t uid, int32_t pid, const char *path, int64_t model_id,
@@ -1127,8 +1489,41 @@ int store_event(store_handle *st, uint32_t uid, int32_t pid, const char *path, i
         bind_text(stmt, 7, detail);
         ret = step_done(st->wr, stmt);
     }
+    if (ret == 0)
+        ret = events_inserted(st, sqlite3_last_insert_rowid(st->wr));
     pthread_mutex_unlock(&st->write_lock);
     return ret;
+}
+
+int store_set_events_max(store_handle *st, int64_t max)
+{
+    if (!st->wr || max < 0)
+        return -1;
+    pthread_mutex_lock(&st->write_lock);
+    int ret = -1;
+    sqlite3_stmt *stmt = prep(st->wr, "INSERT INTO settings (key, value) VALUES ('events_max', ?1)"
+                                      " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    if (stmt) {
+        sqlite3_bind_int64(stmt, 1, max);
+        ret = step_done(st->wr, stmt);
+    }
+    if (ret == 0) {
+        st->events_max = max;
+        int64_t newest = 0;
+        ret = wr_int(st, "SELECT coalesce(max(id), ?1) FROM events", 0, NULL, &newest);
+        if (ret == 0)
+            ret = trim_events(st, newest);
+    }
+    pthread_mutex_unlock(&st->write_lock);
+    return ret;
+}
+
+int64_t store_events_max(store_handle *st)
+{
+    pthread_mutex_lock(&st->write_lock);
+    int64_t max = st->events_max;
+    pthread_mutex_unlock(&st->write_lock);
+    return max;
 }
 
 int store_set_digest(store_handle *st, int64_t model_id, const char *digest)
@@ -1207,11 +1602,14 @@ int store_approval_set(store_handle *st, const char *digest, const char *state, 
     } else {
         ret = -1;
     }
+    int64_t event_id = sqlite3_last_insert_rowid(st->wr);
     if (ret == 0 && exec_sql(st->wr, "COMMIT") != 0)
         ret = -1;
     if (ret != 0)
         exec_sql(st->wr, "ROLLBACK");
     exec_sql(st->wr, "PRAGMA synchronous=NORMAL");
+    if (ret == 0)
+        events_inserted(st, event_id); /* the approval is committed: a failed trim is no error */
     atomic_fetch_add(&st->generation, 1);
     pthread_mutex_unlock(&st->write_lock);
     return ret;
@@ -1285,23 +1683,55 @@ int store_policy_event(store_handle *st, uint32_t uid, int32_t pid, const char *
         return -1;
     pthread_mutex_lock(&st->write_lock);
     int ret = -1;
-    sqlite3_stmt *stmt = prep(st->wr, "INSERT INTO events (time_ns, uid, pid, path, model_id,"
-                                      " kind, detail, rule, decision)"
-                                      " VALUES (?1, ?2, ?3, ?4, ?5, 'policy', ?6, ?7, ?8)");
-    if (stmt) {
-        sqlite3_bind_int64(stmt, 1, now_ns());
-        sqlite3_bind_int64(stmt, 2, uid);
-        sqlite3_bind_int64(stmt, 3, pid);
-        bind_text(stmt, 4, path);
-        if (model_id)
-            sqlite3_bind_int64(stmt, 5, model_id);
-        else
-            sqlite3_bind_null(stmt, 5);
-        bind_text(stmt, 6, reason);
-        bind_text(stmt, 7, rule);
-        bind_text(stmt, 8, decision);
-        ret = step_done(st->wr, stmt);
+    int64_t now = now_ns(), minute = now - now % STORE_EVENTS_WINDOW_NS;
+    /* The same refusal (uid, unit, rule, decision, reason) in the same minute: one more. The unit
+     * is the model id, or the path while the unit has no model row. */
+    sqlite3_stmt *stmt = prep(
+        st->wr, "UPDATE events SET count = count + 1, last_ns = ?1 WHERE id = ("
+                " SELECT id FROM events WHERE kind = 'policy' AND uid = ?2 AND model_id IS ?3"
+                " AND time_ns >= ?4 AND time_ns < ?5 AND (?3 IS NOT NULL OR path IS ?6)"
+                " AND rule IS ?7 AND decision IS ?8 AND detail IS ?9"
+                " ORDER BY id DESC LIMIT 1)");
+    if (!stmt)
+        goto out;
+    sqlite3_bind_int64(stmt, 1, now);
+    sqlite3_bind_int64(stmt, 2, uid);
+    if (model_id)
+        sqlite3_bind_int64(stmt, 3, model_id);
+    else
+        sqlite3_bind_null(stmt, 3);
+    sqlite3_bind_int64(stmt, 4, minute);
+    sqlite3_bind_int64(stmt, 5, minute + STORE_EVENTS_WINDOW_NS);
+    bind_text(stmt, 6, path);
+    bind_text(stmt, 7, rule);
+    bind_text(stmt, 8, decision);
+    bind_text(stmt, 9, reason);
+    if (step_done(st->wr, stmt) != 0)
+        goto out;
+    if (sqlite3_changes(st->wr) > 0) {
+        ret = 0;
+        goto out;
     }
+    stmt = prep(st->wr, "INSERT INTO events (time_ns, uid, pid, path, model_id,"
+                        " kind, detail, rule, decision, count, last_ns)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5, 'policy', ?6, ?7, ?8, 1, ?1)");
+    if (!stmt)
+        goto out;
+    sqlite3_bind_int64(stmt, 1, now);
+    sqlite3_bind_int64(stmt, 2, uid);
+    sqlite3_bind_int64(stmt, 3, pid);
+    bind_text(stmt, 4, path);
+    if (model_id)
+        sqlite3_bind_int64(stmt, 5, model_id);
+    else
+        sqlite3_bind_null(stmt, 5);
+    bind_text(stmt, 6, reason);
+    bind_text(stmt, 7, rule);
+    bind_text(stmt, 8, decision);
+    ret = step_done(st->wr, stmt);
+    if (ret == 0)
+        ret = events_inserted(st, sqlite3_last_insert_rowid(st->wr));
+out:
     pthread_mutex_unlock(&st->write_lock);
     return ret;
 }

@@ -16,7 +16,7 @@
 
 typedef struct store_handle store_handle;
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 enum { STORE_READONLY = 1u << 0 };
 
@@ -24,6 +24,14 @@ enum { STORE_READONLY = 1u << 0 };
  * reason on failure. */
 int store_open(const char *path, unsigned flags, store_handle **out, char *err, size_t errlen);
 void store_close(store_handle *st);
+/* store_open (unless READONLY) makes the database file and its -wal and -shm mode 0600 (owner
+ * root when running as root) before opening them, creating the file so; a symlink there refuses
+ * the open. Modes are set through O_PATH descriptors: the database is never opened and closed
+ * behind SQLite's back (that would drop its POSIX locks). */
+/* The store's directory (BACKING/.provfs): mode 0700, each regular file in it 0600, each
+ * directory 0700, owner root when running as root; symlinks are never followed (one at dir
+ * itself refuses). 0, or -1 with err. */
+int store_protect_dir(const char *dir, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------- reading */
 
@@ -144,14 +152,27 @@ int store_set_edges(store_handle *st, int64_t model_id, const store_edge *edges,
 
 /* ---------------------------------------------------------------- namespace changes */
 
+/* Paths are compared byte for byte (case-sensitive, no wildcards, any encoding): "below dir"
+ * means starting with dir "/". */
 /* Removes path (and, when recursive, the paths below it); models left without paths are
- * deleted. */
+ * deleted (their children relinked). */
 int store_remove_path(store_handle *st, const char *path, bool recursive);
-/* Renames path and every path below it. */
+/* Renames path and every path below it; whatever was stored at or below to is replaced. -1 when
+ * to lies below from. */
 int store_rename(store_handle *st, const char *from, const char *to);
 /* Appends to the events table. model_id 0 = none. */
 int store_event(store_handle *st, uint32_t uid, int32_t pid, const char *path, int64_t model_id,
                 const char *kind, const char *detail);
+
+/* The events table keeps at most about this many rows (the oldest go first, in batches of at
+ * most max/64): settings.events_max in the database, read at store_open. 0 = no cap. */
+#define STORE_EVENTS_MAX_DEFAULT 1000000
+/* Sets the cap (stored, so it outlives the mount) and trims now. */
+int store_set_events_max(store_handle *st, int64_t max);
+int64_t store_events_max(store_handle *st);
+/* Policy events are aggregated per window: the same refusal in the same minute (wall clock,
+ * aligned) adds one to a row's count. */
+#define STORE_EVENTS_WINDOW_NS (60 * (int64_t)1000000000)
 
 /* Gives a failed/incomplete model the digest of its files (so an admin can approve it). 1 when
  * another model already has that digest (left as it is). */
@@ -176,7 +197,10 @@ int store_approval_get(store_handle *st, const char *digest, store_approval *out
 void store_approval_clear(store_approval *a);
 /* 1 when some model of ids[] has an approval in force, 0 when none, -1 on error. */
 int store_any_approved(store_handle *st, const int64_t *ids, size_t n);
-/* Policy refusal rows: kind "policy", rule, decision "refused"/"would-refuse", detail = reason. */
+/* Policy refusal rows: kind "policy", rule, decision "refused"/"would-refuse", detail = reason.
+ * A refusal equal to one already logged in the current minute (same uid, unit (model id, or path
+ * when 0), rule, decision and reason) adds one to that row's count and sets its last_ns; time_ns,
+ * pid and path stay the first refusal's. */
 int store_policy_event(store_handle *st, uint32_t uid, int32_t pid, const char *path,
                        int64_t model_id, const char *rule, const char *decision,
                        const char *reason);

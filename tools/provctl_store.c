@@ -533,6 +533,7 @@ typedef struct event_cols {
     const char *time; /* column name holding the time, NULL when none */
     bool time_is_ns;
     bool uid, pid, path, model_id, kind, decision, rule, detail;
+    bool count, last_ns; /* schema 4: aggregated policy refusals */
 } event_cols;
 
 static int table_columns(sqlite3 *db, event_cols *c)
@@ -565,6 +566,10 @@ static int table_columns(sqlite3 *db, event_cols *c)
             c->rule = true;
         else if (strcmp(name, "detail") == 0)
             c->detail = true;
+        else if (strcmp(name, "count") == 0)
+            c->count = true;
+        else if (strcmp(name, "last_ns") == 0)
+            c->last_ns = true;
     }
     sqlite3_finalize(stmt);
     return 0;
@@ -684,12 +689,13 @@ int provctl_log(int argc, char **argv)
     /* Column names come from the fixed list above, never from input. */
     char time_col[32];
     snprintf(time_col, sizeof time_col, "%s", c.time ? c.time : "NULL");
-    sql = sqlite3_mprintf("SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s FROM events%s"
+    sql = sqlite3_mprintf("SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM events%s"
                           " ORDER BY %s DESC, rowid DESC LIMIT ?1",
                           time_col, c.uid ? "uid" : "NULL", c.pid ? "pid" : "NULL",
                           c.path ? "path" : "NULL", c.model_id ? "model_id" : "NULL",
                           c.kind ? "kind" : "NULL", c.decision ? "decision" : "NULL",
                           c.rule ? "rule" : "NULL", c.detail ? "detail" : "NULL",
+                          c.count ? "count" : "1", c.last_ns ? "last_ns" : "NULL",
                           kind ? " WHERE kind = ?2" : "", c.time ? c.time : "rowid");
     if (!sql || sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK) {
         fprintf(stderr, "provctl: %s: %s\n", db_path, sql ? sqlite3_errmsg(db) : "out of memory");
@@ -713,6 +719,14 @@ int provctl_log(int argc, char **argv)
         bool has_model = sqlite3_column_type(stmt, 4) != SQLITE_NULL;
         int64_t uid = sqlite3_column_int64(stmt, 1), pid = sqlite3_column_int64(stmt, 2);
         char model[24] = "";
+        /* An aggregated refusal: how many, and the time of the last one. */
+        int64_t count = sqlite3_column_type(stmt, 9) == SQLITE_INTEGER
+                            ? sqlite3_column_int64(stmt, 9)
+                            : 1;
+        char last[64] = "";
+        bool has_last = sqlite3_column_type(stmt, 10) != SQLITE_NULL;
+        if (has_last)
+            format_time(stmt, 10, true, last, sizeof last);
         if (has_model)
             snprintf(model, sizeof model, "%" PRIx64, (uint64_t)sqlite3_column_int64(stmt, 4));
         if (json) {
@@ -734,6 +748,8 @@ int provctl_log(int argc, char **argv)
             json_text_or_null(e, "decision", col_text(stmt, 6));
             json_text_or_null(e, "rule", col_text(stmt, 7));
             json_text_or_null(e, "detail", col_text(stmt, 8));
+            cJSON_AddNumberToObject(e, "count", (double)count);
+            json_text_or_null(e, "last", has_last ? last : NULL);
             cJSON_AddItemToArray(events, e);
             continue;
         }
@@ -751,6 +767,8 @@ int provctl_log(int argc, char **argv)
             printf("  model=%s", model);
         if (detail && detail[0])
             printf("  %s", detail);
+        if (count != 1)
+            printf("  (%" PRId64 " times, last %s)", count, has_last ? last : "-");
         putchar('\n');
     }
     if (rc != SQLITE_DONE && rc != SQLITE_ROW) {

@@ -52,7 +52,7 @@ wait_digest() {
     done
     fail "$1: no new digest"
 }
-policy_events() { DB "SELECT count(*) FROM events WHERE kind = 'policy' AND $1"; }
+policy_events() { DB "SELECT coalesce(sum(count), 0) FROM events WHERE kind = 'policy' AND $1"; }
 
 S=$T/src
 mkdir -p "$S" "$B/.provfs"
