@@ -57,7 +57,7 @@ xattr "$M/up/b" error | grep -q "README.md: a symlink leads out of the store" ||
 note "a relative symlink that climbs out of BACKING"
 as_user mkdir "$M/up/c"
 as_user cp "$S/base/model.safetensors" "$M/up/c/"
-as_user ln -s "../../../secret/config.json" "$M/up/c/config.json"
+as_user ln -s "../../../../secret/config.json" "$M/up/c/config.json"
 wait_status "$M/up/c" failed
 nowhere secretfamily "$secret_sha" "$blob_sha"
 

@@ -20,9 +20,11 @@ check_modes() { # check_modes STEP
 }
 
 note "a fresh BACKING"
+# The user must reach BACKING for this test to mean anything: a shared BACKING.
+chmod 755 "$T/private"
 write_policy enforce
 chmod 755 "$B/.provfs" # write_policy's mkdir made it with the umask's mode
-start_provfs
+start_provfs -o allow_shared_backing
 blocked_unit "$M/m" 91
 refused "$M/m/model.safetensors"
 [ -f "$B/.provfs/lineage.db-wal" ] || fail "no -wal while mounted"
@@ -38,7 +40,7 @@ chmod 644 "$B/.provfs/lineage.db" "$B/.provfs/lineage.db-wal" "$B/.provfs/lineag
 chown "$TU" "$B/.provfs/policy.json"
 as_user sqlite3 "file:$B/.provfs/lineage.db?mode=ro" "SELECT count(*) FROM events" >/dev/null ||
     fail "setup: the loose database is not readable by the user"
-start_provfs
+start_provfs -o allow_shared_backing
 check_modes "remount"
 wait_status "$M/m" ready
 refused "$M/m/model.safetensors"
@@ -55,7 +57,7 @@ EXPECT_LOG_RE='policy reloaded'
 # An admin's editor may write a new policy.json with its own mode; the next mount fixes it.
 chmod 644 "$B/.provfs/policy.json"
 stop_provfs
-start_provfs
+start_provfs -o allow_shared_backing
 check_modes "after a reload and a remount"
 
 note "a symlinked lineage.db refuses the mount"
@@ -64,7 +66,7 @@ mv "$B/.provfs/lineage.db" "$B/.provfs/real.db"
 rm -f "$B/.provfs/lineage.db-wal" "$B/.provfs/lineage.db-shm"
 ln -s real.db "$B/.provfs/lineage.db"
 rc=0
-"$PROVFS" -f "$B" "$M" >"$T/symlink.log" 2>&1 || rc=$?
+"$PROVFS" -f -o allow_shared_backing "$B" "$M" >"$T/symlink.log" 2>&1 || rc=$?
 [ "$rc" -ne 0 ] || fail "mounted over a symlinked database"
 grep -q "lineage.db: is a symbolic link" "$T/symlink.log" || { cat "$T/symlink.log" >&2; fail "message"; }
 mountpoint -q "$M" && fail "still mounted"
