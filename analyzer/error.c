@@ -7,7 +7,7 @@
 
 /* Length of the valid, printable UTF-8 sequence at s (n bytes left), 0 when the byte at s must be
  * escaped: ASCII controls and DEL, C1 controls, overlong forms, surrogates, beyond U+10FFFF. */
-static size_t printable_seq(const unsigned char *s, size_t n)
+size_t pa_utf8_printable(const unsigned char *s, size_t n)
 {
     unsigned c = s[0];
     if (c < 0x80)
@@ -43,7 +43,7 @@ size_t pa_escape_text(const char *in, size_t in_len, char *out, size_t out_size)
     if (out_size == 0)
         return 0;
     for (size_t i = 0; i < in_len;) {
-        size_t len = printable_seq(s + i, in_len - i);
+        size_t len = pa_utf8_printable(s + i, in_len - i);
         if (len) {
             if (o + len >= out_size)
                 break;

@@ -676,34 +676,6 @@ bool policy_file_gated(const char *name)
 
 /* ---------------------------------------------------------------- approvals */
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 when invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len;
-    unsigned cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4, cp = c & 0x07;
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f))
-        return 0;
-    return len;
-}
 
 int policy_note_parse(const char *value, size_t len, char note[POLICY_NOTE_MAX + 1], char *err,
                       size_t errlen)
@@ -725,7 +697,7 @@ int policy_note_parse(const char *value, size_t len, char note[POLICY_NOTE_MAX +
             snprintf(err, errlen, "note contains a control character at byte %zu", i);
             return -1;
         }
-        size_t k = utf8_seq(s + i, len - i);
+        size_t k = pa_utf8_printable(s + i, len - i);
         if (k == 0) {
             snprintf(err, errlen, "note is not valid UTF-8 (byte %zu)", i);
             return -1;

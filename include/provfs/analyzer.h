@@ -44,6 +44,9 @@ void pa_error_clear(pa_error *err);
  * part of a printable UTF-8 character written as "\xNN" (controls, DEL, C1 controls, invalid
  * sequences). Returns the length written. */
 size_t pa_escape_text(const char *in, size_t in_len, char *out, size_t out_size);
+/* Length of the valid, printable UTF-8 character at s (n bytes left; n > 0), 0 when the byte at s
+ * is a control (ASCII, DEL, C1), starts an invalid or overlong sequence or a surrogate. */
+size_t pa_utf8_printable(const unsigned char *s, size_t n);
 const char *pa_status_name(pa_status status);
 
 /* Null marker for integer fields that a config may omit (JSON null). */
