@@ -32,6 +32,7 @@ typedef struct options {
     unsigned workers;
     long admin_gid;
     unsigned quiet_ms;
+    unsigned max_delay_ms;
     int foreground;
     int debug;
     int single_thread;
@@ -49,6 +50,8 @@ static void usage(FILE *out)
             "  --workers N       analysis worker threads (default 2)\n"
             "  --admin-gid GID   group whose members may approve (default 0)\n"
             "  --quiet-ms N      quiet period before a written unit is analysed (default 500)\n"
+            "  --max-delay-ms N  analyse a unit at most N ms after its first change, even while\n"
+            "                    changes keep coming (default 10000; 0: no bound)\n"
             "  -f                stay in the foreground\n"
             "  -d                FUSE debug output (implies -f)\n"
             "  -s                single-threaded FUSE loop\n"
@@ -170,6 +173,9 @@ static int parse_args(int argc, char **argv, options *opt, struct fuse_args *far
         } else if (strcmp(a, "--quiet-ms") == 0 && val && parse_uint(val, 3600000, &n)) {
             opt->quiet_ms = (unsigned)n;
             i++;
+        } else if (strcmp(a, "--max-delay-ms") == 0 && val && parse_uint(val, 86400000, &n)) {
+            opt->max_delay_ms = (unsigned)n;
+            i++;
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "provfs: bad option or value: %s\n", a);
             usage(stderr);
@@ -255,7 +261,8 @@ static void *reconcile_main(void *arg)
 
 int main(int argc, char **argv)
 {
-    options opt = {.workers = 2, .admin_gid = 0, .quiet_ms = 500};
+    options opt = {.workers = 2, .admin_gid = 0, .quiet_ms = 500,
+                   .max_delay_ms = QUEUE_MAX_DELAY_MS};
     struct fuse_args fargs = FUSE_ARGS_INIT(0, NULL);
     char backing[PATH_MAX], db_default[PATH_MAX + 64], policy_default[PATH_MAX + 128];
     char err[512];
@@ -393,6 +400,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "provfs: cannot start analysis workers\n");
         goto out_store;
     }
+    queue_set_max_delay(q, opt.max_delay_ms);
     analyze_set_queue(an, q);
     gatekeeper = gate_create(st, q, slot);
     if (!gatekeeper) {

@@ -207,7 +207,7 @@ static pf_caller caller_of(fuse_req_t req)
 
 /* Schedules dir for analysis when it is a model unit, or when it was one (the worker then
  * forgets it). */
-static void mark_dir(pf_fs *fs, pf_caller who, const char *dir)
+static void mark_dir(pf_fs *fs, pf_caller who, const char *dir, bool opening)
 {
     if (!fs->q)
         return;
@@ -215,38 +215,44 @@ static void mark_dir(pf_fs *fs, pf_caller who, const char *dir)
     if (analyze_unit_check(fs->root.fd, rel) != 1 &&
         queue_get_state(fs->q, dir) == QUEUE_NONE && !store_knows(fs, dir))
         return;
-    queue_mark(fs->q, dir, who.uid, who.pid);
+    if (opening)
+        queue_mark_open(fs->q, dir, who.uid, who.pid);
+    else
+        queue_mark(fs->q, dir, who.uid, who.pid);
 }
 
 static void mark_inode_dir(pf_fs *fs, pf_caller who, pf_inode *dir)
 {
     char path[PATH_MAX];
     if (inode_path(fs, dir, path, sizeof path) == 0)
-        mark_dir(fs, who, path);
+        mark_dir(fs, who, path, false);
 }
 
 /* Schedules the file at path when it is a unit of its own (GGUF, detected from its bytes), or
  * was one. */
-static void mark_file(pf_fs *fs, pf_caller who, const char *path)
+static void mark_file(pf_fs *fs, pf_caller who, const char *path, bool opening)
 {
     if (!fs->q)
         return;
     if (analyze_file_unit_check(fs->root.fd, path + 1) != 1 &&
         queue_get_state(fs->q, path) == QUEUE_NONE && !store_knows(fs, path))
         return;
-    queue_mark(fs->q, path, who.uid, who.pid);
+    if (opening)
+        queue_mark_open(fs->q, path, who.uid, who.pid);
+    else
+        queue_mark(fs->q, path, who.uid, who.pid);
 }
 
 /* The unit holding the file open on fd (or O_PATH fd) changed: the file's own unit (GGUF) and
  * its directory's. */
-static void mark_file_fd(pf_fs *fs, pf_caller who, int fd)
+static void mark_file_fd(pf_fs *fs, pf_caller who, int fd, bool opening)
 {
     char path[PATH_MAX];
     if (fd_path(fs, fd, path, sizeof path) != 0)
         return;
-    mark_file(fs, who, path);
+    mark_file(fs, who, path, opening);
     split_path(path);
-    mark_dir(fs, who, path);
+    mark_dir(fs, who, path, opening);
 }
 
 /* ---------------------------------------------------------------- inode table */
@@ -471,6 +477,8 @@ static void pf_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         fuse_reply_attr(req, &st, fs->timeout);
 }
 
+static void handle_changed(fuse_req_t req, pf_handle *h);
+
 static void pf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
                        struct fuse_file_info *fi)
 {
@@ -498,11 +506,11 @@ static void pf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
         if ((h ? ftruncate(h->fd, attr->st_size) : truncate(proc, attr->st_size)) != 0)
             goto out_errno;
         if (h) {
-            atomic_store(&h->written, 1);
+            handle_changed(req, h);
             writehash_invalidate(h->wh);
         } else {
             atomic_fetch_add(&in->write_gen, 1); /* a hash being taken is no longer the file's */
-            mark_file_fd(fs, caller_of(req), in->fd);
+            mark_file_fd(fs, caller_of(req), in->fd, false);
         }
     }
     if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
@@ -827,7 +835,7 @@ static void pf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
     if (!err)
         mark_inode_dir(fs, who, dir);
     if (have_path)
-        mark_file(fs, who, path);
+        mark_file(fs, who, path, false);
 }
 
 static void pf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -841,15 +849,16 @@ static void pf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     int err = check_new_name(fs, dir, name);
     if (!err && unlinkat(dir->fd, name, 0) != 0)
         err = errno;
-    fuse_reply_err(req, err);
-    if (!err)
-        mark_inode_dir(fs, who, dir);
+    /* The records follow before the reply (a name made again at once is a new file). */
     if (!err && have_path && fs->q) {
         /* A GGUF unit goes with its name (another hard link is a path of its own). */
         queue_forget(fs->q, path);
         if (store_knows(fs, path))
             store_remove_path(fs->st, path, false);
     }
+    if (!err)
+        mark_inode_dir(fs, who, dir);
+    fuse_reply_err(req, err);
 }
 
 static void pf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -861,12 +870,58 @@ static void pf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     int err = check_new_name(fs, dir, name);
     if (!err && unlinkat(dir->fd, name, AT_REMOVEDIR) != 0)
         err = errno;
-    fuse_reply_err(req, err);
     if (!err && have_path && fs->q) {
         queue_forget(fs->q, path);
         if (store_knows(fs, path))
             store_remove_path(fs->st, path, true);
     }
+    fuse_reply_err(req, err);
+}
+
+/* Moves the store's and the queue's records after a rename that succeeded. from and to are the
+ * mount-relative paths of the source and the target (changed here). */
+static void rename_bookkeeping(pf_fs *fs, pf_caller who, pf_inode *newdir, const char *newname,
+                               char *from, char *to, unsigned int flags)
+{
+    struct stat st;
+    bool moved = fstatat(newdir->fd, newname, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    bool file_unit = moved && S_ISREG(st.st_mode) &&
+                     (queue_get_state(fs->q, from) != QUEUE_NONE || store_knows(fs, from) ||
+                      analyze_file_unit_check(fs->root.fd, to + 1) == 1);
+    if (moved && (S_ISDIR(st.st_mode) || file_unit) && !(flags & RENAME_EXCHANGE)) {
+        /* A directory or a GGUF file moved: its models keep their analysis under the new name. */
+        queue_rename(fs->q, from, to);
+        store_rename(fs->st, from, to);
+        if (store_knows(fs, to))
+            store_event(fs->st, who.uid, who.pid, to, 0, "renamed", from);
+        /* A GGUF unit's one file changed its name (part of the unit's file list and digest). */
+        if (file_unit)
+            mark_file(fs, who, to, false);
+    } else if (moved && S_ISREG(st.st_mode) && !(flags & RENAME_EXCHANGE)) {
+        queue_rename(fs->q, from, to); /* its hash taken while written (rsync's temporary name) */
+    } else if (moved && S_ISDIR(st.st_mode) && (flags & RENAME_EXCHANGE)) {
+        /* Two directories swapped: their records swap through a name no path can have. */
+        static const char tmp[] = "//exchange"; /* no path holds "//" */
+        queue_rename(fs->q, from, tmp);
+        store_rename(fs->st, from, tmp);
+        queue_rename(fs->q, to, from);
+        store_rename(fs->st, to, from);
+        queue_rename(fs->q, tmp, to);
+        store_rename(fs->st, tmp, to);
+        mark_dir(fs, who, from, false);
+        mark_dir(fs, who, to, false);
+    } else if (flags & RENAME_EXCHANGE) {
+        mark_dir(fs, who, from, false);
+        mark_dir(fs, who, to, false);
+        mark_file(fs, who, from, false);
+        mark_file(fs, who, to, false);
+    }
+    /* A file moved out of one unit and into another. */
+    split_path(from);
+    split_path(to);
+    mark_dir(fs, who, from, false);
+    if (strcmp(from, to) != 0)
+        mark_dir(fs, who, to, false);
 }
 
 static void pf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
@@ -893,39 +948,13 @@ static void pf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
                         sizeof gated_back);
     if (!err && renameat2(dir->fd, name, newdir->fd, newname, flags) != 0)
         err = errno;
+    /* The queue and the store follow before the reply: an open of the new name that the caller
+     * makes after rename() returns finds the unit (and its decision) already there. */
+    if (!err && have_paths && fs->q)
+        rename_bookkeeping(fs, who, newdir, newname, from, to, flags);
     fuse_reply_err(req, err);
     policy_log(fs, &log, gated_from, who);
     policy_log(fs, &log_back, gated_back, who);
-    if (err || !have_paths || !fs->q)
-        return;
-    struct stat st;
-    bool moved = fstatat(newdir->fd, newname, &st, AT_SYMLINK_NOFOLLOW) == 0;
-    bool file_unit = moved && S_ISREG(st.st_mode) &&
-                     (queue_get_state(fs->q, from) != QUEUE_NONE || store_knows(fs, from) ||
-                      analyze_file_unit_check(fs->root.fd, to + 1) == 1);
-    if (moved && (S_ISDIR(st.st_mode) || file_unit) && !(flags & RENAME_EXCHANGE)) {
-        /* A directory or a GGUF file moved: its models keep their analysis under the new name. */
-        queue_rename(fs->q, from, to);
-        store_rename(fs->st, from, to);
-        if (store_knows(fs, to))
-            store_event(fs->st, who.uid, who.pid, to, 0, "renamed", from);
-        /* A GGUF unit's one file changed its name (part of the unit's file list and digest). */
-        if (file_unit)
-            mark_file(fs, who, to);
-    } else if (moved && S_ISREG(st.st_mode) && !(flags & RENAME_EXCHANGE)) {
-        queue_rename(fs->q, from, to); /* its hash taken while written (rsync's temporary name) */
-    } else if (flags & RENAME_EXCHANGE) {
-        mark_dir(fs, who, from);
-        mark_dir(fs, who, to);
-        mark_file(fs, who, from);
-        mark_file(fs, who, to);
-    }
-    /* A file moved out of one unit and into another. */
-    split_path(from);
-    split_path(to);
-    mark_dir(fs, who, from);
-    if (strcmp(from, to) != 0)
-        mark_dir(fs, who, to);
 }
 
 /* ---------------------------------------------------------------- files */
@@ -950,6 +979,15 @@ static pf_handle *handle_new(int fd)
     if (h)
         h->fd = fd;
     return h;
+}
+
+/* The first change through a handle (write, truncate, fallocate, copy into it) makes the file's
+ * unit pending at once, before the reply: from then on it carries no earlier decision or
+ * approval. Its analysis follows the close (release marks again). */
+static void handle_changed(fuse_req_t req, pf_handle *h)
+{
+    if (!atomic_exchange(&h->written, 1))
+        mark_file_fd(fs_of(req), caller_of(req), h->fd, true);
 }
 
 static int open_vfile(pf_fs *fs, pf_inode *vf, struct fuse_file_info *fi)
@@ -1042,9 +1080,10 @@ static void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     }
     /* A new file changes its unit even when nothing is written into it. */
     struct stat sb;
-    atomic_store(&h->written, created || (fi->flags & O_TRUNC));
     handle_start_write(h, (pf_inode *)(uintptr_t)e.ino, fi->flags,
                        created || (fi->flags & O_TRUNC) || (fstat(fd, &sb) == 0 && sb.st_size == 0));
+    if (created || (fi->flags & O_TRUNC))
+        handle_changed(req, h);
     fi->fh = (uintptr_t)h;
     fuse_reply_create(req, &e, fi);
     if (log.applies)
@@ -1105,7 +1144,7 @@ static void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
     fd = -1;
     if (fi->flags & O_TRUNC)
-        atomic_store(&h->written, 1);
+        handle_changed(req, h);
     struct stat sb;
     handle_start_write(h, in, fi->flags,
                        (fi->flags & O_TRUNC) || (fstat(h->fd, &sb) == 0 && sb.st_size == 0));
@@ -1128,7 +1167,16 @@ static void pf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     if (h->vdata) {
         size_t start = (size_t)off < h->vlen ? (size_t)off : h->vlen;
         size_t n = h->vlen - start < size ? h->vlen - start : size;
-        fuse_reply_buf(req, h->vdata + start, n);
+        /* Replied from a copy: once the kernel has the reply, the reader may close and the
+         * release (another thread) frees vdata while this thread is still in fuse_reply_buf. */
+        char *copy = malloc(n ? n : 1);
+        if (!copy) {
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        memcpy(copy, h->vdata + start, n);
+        fuse_reply_buf(req, copy, n);
+        free(copy);
         return;
     }
     struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
@@ -1162,7 +1210,7 @@ static void pf_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_
         writehash_invalidate(h->wh);
         return;
     }
-    atomic_store(&h->written, 1);
+    handle_changed(req, h);
     /* Hashed after the reply: the writer goes on while this thread hashes (in_buf is this
      * thread's buffer until we return). The hold keeps wh (and h) alive past a release that
      * follows the reply at once; h is not touched after the reply. */
@@ -1213,7 +1261,7 @@ static void pf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
                                 (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec, hex);
         }
         if (atomic_load(&h->written))
-            mark_file_fd(fs, who, h->fd);
+            mark_file_fd(fs, who, h->fd, false);
         close(h->fd);
     }
     free(h);
@@ -1238,7 +1286,7 @@ static void pf_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
     if (!err && fallocate(h->fd, mode, offset, length) != 0)
         err = errno;
     if (!err) {
-        atomic_store(&h->written, 1);
+        handle_changed(req, h);
         writehash_invalidate(h->wh);
     }
     fuse_reply_err(req, err == ENOSYS ? EOPNOTSUPP : err);
@@ -1273,7 +1321,7 @@ static void pf_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
         fuse_reply_err(req, errno == ENOSYS ? EXDEV : errno);
         return;
     }
-    atomic_store(&out->written, 1);
+    handle_changed(req, out);
     writehash_invalidate(out->wh);
     fuse_reply_write(req, (size_t)n);
 }

@@ -14,6 +14,9 @@ typedef struct qentry {
     char *path;
     uint64_t gen;
     int64_t due_ms;        /* CLOCK_MONOTONIC */
+    int64_t window_ms;     /* CLOCK_MONOTONIC: first mark since idle or since the last job began */
+    bool capped;           /* due_ms was held at window_ms + max_delay_ms by a stream of marks */
+    bool forced;           /* the running job began at its deadline: marks do not cancel it */
     int64_t first_seen_ns; /* CLOCK_REALTIME */
     uint32_t uid;
     int32_t pid;
@@ -43,6 +46,7 @@ struct queue {
     size_t n_known;                 /* protected by lock */
     uint64_t known_seq;             /* protected by lock */
     unsigned quiet_ms;
+    unsigned max_delay_ms; /* 0: no bound (quiet period only) */
     queue_fn fn;
     void *ctx;
     unsigned n_workers;
@@ -126,7 +130,19 @@ static void drop_locked(queue *q, qentry *e)
     }
 }
 
+static void mark(queue *q, const char *path, uint32_t uid, int32_t pid, bool opening);
+
 void queue_mark(queue *q, const char *path, uint32_t uid, int32_t pid)
+{
+    mark(q, path, uid, pid, false);
+}
+
+void queue_mark_open(queue *q, const char *path, uint32_t uid, int32_t pid)
+{
+    mark(q, path, uid, pid, true);
+}
+
+static void mark(queue *q, const char *path, uint32_t uid, int32_t pid, bool opening)
 {
     pthread_mutex_lock(&q->lock);
     qentry *e = find_locked(q, path);
@@ -139,13 +155,31 @@ void queue_mark(queue *q, const char *path, uint32_t uid, int32_t pid)
         }
         e->state = QUEUE_PENDING;
         e->first_seen_ns = real_ns();
+        e->window_ms = mono_ms();
         link_locked(q, e);
     }
     e->gen++;
-    e->due_ms = mono_ms() + q->quiet_ms;
+    int64_t now = mono_ms();
+    int64_t due = now + q->quiet_ms;
+    /* A change that opens a write (create, first write, truncate) makes the unit pending now
+     * but does not bring its analysis forward: the close that follows does. */
+    if (opening && q->max_delay_ms) {
+        due = e->window_ms + q->max_delay_ms;
+        if (e->state == QUEUE_PENDING && e->gen > 1 && e->due_ms < due)
+            due = e->due_ms;
+    }
+    e->due_ms = due;
+    /* Changes that keep coming cannot keep a unit pending for ever: it is analysed at most
+     * max_delay_ms after the first of them. */
+    if (q->max_delay_ms && e->due_ms >= e->window_ms + q->max_delay_ms) {
+        e->due_ms = e->window_ms + q->max_delay_ms;
+        if (e->due_ms < now)
+            e->due_ms = now;
+        e->capped = true;
+    }
     e->uid = uid;
     e->pid = pid;
-    if (e->state == QUEUE_ANALYZING)
+    if (e->state == QUEUE_ANALYZING && !e->forced)
         e->cancel = 1;
     pthread_cond_signal(&q->work_cond);
     pthread_mutex_unlock(&q->lock);
@@ -353,7 +387,7 @@ bool queue_current(queue *q, const char *path, uint64_t gen)
 {
     pthread_mutex_lock(&q->lock);
     qentry *e = find_locked(q, path);
-    bool current = e && e->state == QUEUE_ANALYZING && e->gen == gen && !q->stop;
+    bool current = e && e->state == QUEUE_ANALYZING && (e->gen == gen || e->forced) && !q->stop;
     pthread_mutex_unlock(&q->lock);
     return current;
 }
@@ -415,6 +449,11 @@ static void *worker_main(void *arg)
         }
         e->state = QUEUE_ANALYZING;
         e->cancel = 0;
+        /* A job begun at its deadline stores its result even if marks come meanwhile (they
+         * start a new window): the unit then carries a decision at most max_delay_ms old. */
+        e->forced = e->capped;
+        e->capped = false;
+        e->window_ms = mono_ms();
         q->n_running++;
         char *path = strdup(e->path);
         queue_job job = {.path = path, .gen = e->gen, .first_seen_ns = e->first_seen_ns,
@@ -425,6 +464,7 @@ static void *worker_main(void *arg)
         free(path);
         pthread_mutex_lock(&q->lock);
         q->n_running--;
+        e->forced = false;
         if (e->removed) {
             free_entry(e);
         } else if (e->gen != job.gen || !path) {
@@ -440,6 +480,13 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+void queue_set_max_delay(queue *q, unsigned max_delay_ms)
+{
+    pthread_mutex_lock(&q->lock);
+    q->max_delay_ms = max_delay_ms;
+    pthread_mutex_unlock(&q->lock);
+}
+
 queue *queue_create(unsigned workers, unsigned quiet_ms, queue_fn fn, void *ctx)
 {
     queue *q = calloc(1, sizeof *q);
@@ -453,6 +500,7 @@ queue *queue_create(unsigned workers, unsigned quiet_ms, queue_fn fn, void *ctx)
     pthread_cond_init(&q->idle_cond, &attr);
     pthread_condattr_destroy(&attr);
     q->quiet_ms = quiet_ms;
+    q->max_delay_ms = QUEUE_MAX_DELAY_MS;
     q->fn = fn;
     q->ctx = ctx;
     if (workers == 0)

@@ -28,10 +28,19 @@ typedef struct queue_job {
 typedef void (*queue_fn)(void *ctx, const queue_job *job);
 
 queue *queue_create(unsigned workers, unsigned quiet_ms, queue_fn fn, void *ctx);
+/* Marks that keep coming postpone a unit's analysis by the quiet period each, but never more than
+ * max_delay_ms after the first of them; a job begun at that deadline is not cancelled by later
+ * marks and its result is stored (they are analysed next). 0: no bound. */
+#define QUEUE_MAX_DELAY_MS 10000u
+void queue_set_max_delay(queue *q, unsigned max_delay_ms);
 /* Stops the workers (cancelling running jobs) and frees everything. */
 void queue_destroy(queue *q);
 
 void queue_mark(queue *q, const char *path, uint32_t uid, int32_t pid);
+/* The same for a change that begins a write (create, the first write of a handle, truncate):
+ * the unit is pending from now on, and its analysis is due when the write's close marks it
+ * (queue_mark), or at the latest max_delay_ms after its first change. */
+void queue_mark_open(queue *q, const char *path, uint32_t uid, int32_t pid);
 /* Forgets path and every unit below it (deleted). A running job is cancelled. */
 void queue_forget(queue *q, const char *path);
 /* Moves path and every unit below it; running jobs on them are restarted under the new name. */
