@@ -778,9 +778,9 @@ static void pf_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     }
     creds_leave(fs, &cr);
     pf_caller who = caller_of(req);
-    reply_new_entry(req, fs, dir, name, err);
     if (!err) /* a special file under a unit's name fails the unit */
         mark_inode_dir(fs, who, dir);
+    reply_new_entry(req, fs, dir, name, err);
 }
 
 static void pf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -805,9 +805,9 @@ static void pf_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
     if (!err && !(err = creds_enter(req, fs, &cr)))
         err = symlinkat(link, dir->fd, name) != 0 ? errno : 0;
     creds_leave(fs, &cr);
-    reply_new_entry(req, fs, dir, name, err);
-    if (!err)
+    if (!err) /* before the reply: the kernel may forget dir once it has it */
         mark_inode_dir(fs, who, dir);
+    reply_new_entry(req, fs, dir, name, err);
 }
 
 static void pf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char *name)
@@ -830,12 +830,12 @@ static void pf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
     }
     char path[PATH_MAX];
     bool have_path = !err && child_path(fs, dir, name, path, sizeof path) == 0;
-    reply_new_entry(req, fs, dir, name, err);
-    policy_log(fs, &log, from, who);
     if (!err)
         mark_inode_dir(fs, who, dir);
     if (have_path)
         mark_file(fs, who, path, false);
+    reply_new_entry(req, fs, dir, name, err);
+    policy_log(fs, &log, from, who);
 }
 
 static void pf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -1244,13 +1244,17 @@ static void pf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     pf_fs *fs = fs_of(req);
     pf_handle *h = (pf_handle *)(uintptr_t)fi->fh;
     pf_caller who = caller_of(req);
+    /* The inode is the kernel's to forget once release is replied: done with it first. */
+    bool alone = false;
+    if (!h->vdata && h->in) {
+        atomic_fetch_sub(&h->in->writers, 1);
+        alone = atomic_load(&h->in->write_gen) == h->write_gen;
+    }
     fuse_reply_err(req, 0);
     if (h->vdata) {
         free(h->vdata);
     } else {
         if (h->in) {
-            atomic_fetch_sub(&h->in->writers, 1);
-            bool alone = atomic_load(&h->in->write_gen) == h->write_gen;
             struct stat sb;
             char hex[65], path[PATH_MAX];
             /* Recorded before the mark, so the analysis finds it. */
