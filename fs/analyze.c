@@ -189,6 +189,21 @@ static bool has_gguf_magic(int fd)
            memcmp(magic, "GGUF", 4) == 0;
 }
 
+/* Is the regular file open on fd (named name, in the directory dirfd) a unit of its own? A GGUF
+ * file (magic or name) wherever it is; any other model format (its first bytes, or its suffix)
+ * when its directory is not a directory unit: weights never lie loose and ungated. */
+static bool file_unit_fd(int fd, const char *name, int dirfd)
+{
+    uint8_t head[PA_SNIFF_BYTES];
+    ssize_t n = pread(fd, head, sizeof head, 0);
+    const char *format = n > 0 ? pa_sniff_format(head, (size_t)n) : NULL;
+    if ((format && strcmp(format, "gguf") == 0) || has_suffix(name, ".gguf"))
+        return true;
+    if (!format && !pa_model_suffix(name))
+        return false;
+    return analyze_unit_check(dirfd, ".") != 1;
+}
+
 int analyze_file_unit_check(int dirfd, const char *rel)
 {
     int fd = openat(dirfd, rel, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
@@ -198,7 +213,18 @@ int analyze_file_unit_check(int dirfd, const char *rel)
     int ret = -1;
     if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
         const char *base = strrchr(rel, '/');
-        ret = has_gguf_magic(fd) || has_suffix(base ? base + 1 : rel, ".gguf");
+        int parent = -1;
+        if (base) {
+            char *dir = strndup(rel, (size_t)(base - rel));
+            parent = dir ? openat(dirfd, base == rel ? "/" : dir, O_PATH | O_DIRECTORY | O_CLOEXEC)
+                         : -1;
+            free(dir);
+        } else {
+            parent = dirfd == AT_FDCWD ? open(".", O_PATH | O_DIRECTORY | O_CLOEXEC) : dup(dirfd);
+        }
+        ret = parent >= 0 && file_unit_fd(fd, base ? base + 1 : rel, parent);
+        if (parent >= 0)
+            close(parent);
     }
     close(fd);
     return ret;
@@ -224,8 +250,13 @@ static unit_kind unit_kind_of(const analyze_ctx *an, const char *abs)
         char proc[64];
         snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
         int rfd = open(proc, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-        if (rfd >= 0 && (has_gguf_magic(rfd) || has_suffix(slash ? slash + 1 : abs, ".gguf")))
+        char *dir = slash ? strndup(abs, slash == abs ? 1 : (size_t)(slash - abs)) : NULL;
+        int dfd = dir ? backing_open(an, dir, O_PATH | O_DIRECTORY) : -1;
+        if (rfd >= 0 && dfd >= 0 && file_unit_fd(rfd, slash + 1, dfd))
             kind = UNIT_FILE;
+        free(dir);
+        if (dfd >= 0)
+            close(dfd);
         if (rfd >= 0)
             close(rfd);
     }
@@ -573,6 +604,34 @@ static const char *known_sha(void *ctx, const char *name, uint64_t size, int64_t
     return k->sha;
 }
 
+/* A directory that is no longer a unit (its config.json renamed away, say): the model files it
+ * holds are now units of their own, pending from now on, never loose. */
+static void mark_loose_files(analyze_ctx *an, const char *abs, const queue_job *job)
+{
+    int dfd = backing_open(an, abs, O_RDONLY | O_DIRECTORY);
+    DIR *dir = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!dir) {
+        if (dfd >= 0)
+            close(dfd);
+        return;
+    }
+    struct dirent *de;
+    while ((de = readdir(dir)) != NULL) {
+        if (de->d_name[0] == '.' && (!de->d_name[1] || strcmp(de->d_name, "..") == 0))
+            continue;
+        if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
+            continue;
+        if (analyze_file_unit_check(dirfd(dir), de->d_name) != 1)
+            continue;
+        char child[PATH_MAX];
+        int n = snprintf(child, sizeof child, "%s%s%s", job->path,
+                         strcmp(job->path, "/") == 0 ? "" : "/", de->d_name);
+        if (n > 0 && (size_t)n < sizeof child)
+            queue_mark(an->q, child, job->uid, job->pid);
+    }
+    closedir(dir);
+}
+
 void analyze_job(void *ctx, const queue_job *job)
 {
     analyze_ctx *an = ctx;
@@ -580,6 +639,8 @@ void analyze_job(void *ctx, const queue_job *job)
     if (!abs)
         return;
     unit_kind unit = unit_kind_of(an, abs);
+    if (unit == UNIT_NONE)
+        mark_loose_files(an, abs, job);
     if (unit <= UNIT_NONE) {
         /* Gone, or no longer a model: forget what the store knew about this path. */
         store_model m;
@@ -611,7 +672,7 @@ void analyze_job(void *ctx, const queue_job *job)
     pa_fingerprint *fp = NULL;
     pa_error err = {0};
     pa_status status;
-    if (unit == UNIT_FILE && !file_has_gguf_magic(an, abs)) {
+    if (unit == UNIT_FILE && has_suffix(job->path, ".gguf") && !file_has_gguf_magic(an, abs)) {
         /* Named *.gguf without the magic: never guess another format from the bytes. */
         const char *base = strrchr(job->path, '/');
         status = pa_error_set(&err, PA_E_FORMAT, "%s: not a GGUF file (bad magic)",

@@ -25,10 +25,12 @@ void analyze_job(void *ctx, const queue_job *job);
  * a *.safetensors or model.safetensors.index.json? 1 yes, 0 no, -1 not a directory / missing. */
 int analyze_unit_check(int dirfd, const char *rel);
 
-/* Is dirfd/rel (relative to dirfd, or absolute) a GGUF unit: a regular file that starts with the
- * magic "GGUF" (the format comes from the bytes), or one named *.gguf (a damaged one then fails
- * visibly instead of being ignored)? A GGUF file is a unit of its own wherever it is, also inside
- * a Hugging Face unit. 1 yes, 0 no, -1 missing or not a regular file. */
+/* Is dirfd/rel (relative to dirfd, or absolute) a file unit? A GGUF file (the magic "GGUF", or a
+ * name *.gguf, so a damaged one fails visibly) is a unit of its own wherever it is, also inside a
+ * Hugging Face unit; any other model format (pa_sniff_format on its first bytes, or
+ * pa_model_suffix) is one when its directory is not a directory unit: a lone weights file, one in
+ * a subdirectory of a unit, the weights of a unit whose config.json went away. 1 yes, 0 no, -1
+ * missing or not a regular file. */
 int analyze_file_unit_check(int dirfd, const char *rel);
 
 /* Mount-time reconciliation (run it on its own thread): paths whose directory is gone are

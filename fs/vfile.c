@@ -206,8 +206,14 @@ static void add_file_units(cJSON *o, store_handle *st, queue *q, gate *g, const 
         bool file_unit = false;
         if (store_model_by_path(st, l.paths[i], &m) == 0) {
             size_t len = strlen(l.paths[i]);
+            store_file *files = NULL;
+            size_t n = 0;
+            /* a single-file unit: GGUF, or loose weights (a directory unit has >= 2 files) */
             file_unit = strcmp(m.format, "gguf") == 0 ||
-                        (len > 5 && strcmp(l.paths[i] + len - 5, ".gguf") == 0);
+                        (len > 5 && strcmp(l.paths[i] + len - 5, ".gguf") == 0) ||
+                        (store_files(st, m.id, &files, &n) == 0 && n == 1 &&
+                         strcmp(m.format, "config-only") != 0);
+            store_files_free(files, n);
             store_model_clear(&m);
         }
         if (arr && file_unit)

@@ -48,18 +48,23 @@ static int view_load(store_handle *st, queue *q, const char *dir, const char *fi
         v->status = "analyzing";
     else
         v->status = v->model.status;
-    if (file && v->have_model && strcmp(v->model.format, "gguf") == 0) {
+    /* dir names the file itself when the unit is a single file (GGUF, loose weights) */
+    const char *last = strrchr(dir, '/');
+    bool own_name = file && last && strcmp(last + 1, file) == 0;
+    store_file *files = NULL;
+    size_t n = 0;
+    if (file && v->have_model && (strcmp(v->model.format, "gguf") == 0 || own_name) &&
+        store_files(st, v->model.id, &files, &n) < 0)
+        return -EIO;
+    if (file && v->have_model && (strcmp(v->model.format, "gguf") == 0 || (own_name && n == 1))) {
         /* a single-file unit: its one file, whatever name this path gives it (the same content
          * at two paths is one model, listed under the name it was first seen with) */
-        store_file *files = NULL;
-        size_t n = 0;
-        if (store_files(st, v->model.id, &files, &n) < 0)
-            return -EIO;
         v->have_file_sha = n == 1;
         if (n == 1)
             snprintf(v->file_sha, sizeof v->file_sha, "%s", files[0].sha256);
         store_files_free(files, n);
     } else if (file && v->have_model) {
+        store_files_free(files, n);
         rc = store_file_sha(st, v->model.id, file, v->file_sha);
         if (rc < 0)
             return -EIO;
