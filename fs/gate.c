@@ -109,6 +109,18 @@ static char *claimed_family(store_handle *st, int64_t id)
     return out;
 }
 
+/* 1 when the model is one file whose SHA-256 is a file of an approved unit; 0, or -1 on error. */
+static int content_approved(store_handle *st, int64_t id)
+{
+    store_file *files = NULL;
+    size_t n = 0;
+    if (store_files(st, id, &files, &n) != 0)
+        return -1;
+    int ret = n == 1 && files[0].sha256[0] ? store_content_approved(st, files[0].sha256) : 0;
+    store_files_free(files, n);
+    return ret;
+}
+
 static bool linked_verdict(const char *verdict)
 {
     return strcmp(verdict, "derived") == 0 || strcmp(verdict, "identical") == 0;
@@ -154,6 +166,11 @@ static int compute(gate *g, const policy *p, const char *dir, queue_state qs, ga
                                 policy_approval_binds(a.digest, m.digest);
             if (arc == 0)
                 store_approval_clear(&a);
+            /* A single-file unit with no decision of its own whose bytes are a file of an
+             * approved unit is approved with it: a Hugging Face cache blob read through the
+             * approved snapshot that links to it. Approval belongs to the content. */
+            if (arc == 1 && content_approved(g->st, m.id) == 1)
+                out->approved = true;
         }
         if (ret == 0 && store_ancestors(g->st, m.id, &anc, &n_anc) != 0)
             ret = -1;

@@ -90,6 +90,9 @@ static const char *const migrations[] = {
     "CREATE INDEX events_policy ON events(uid, model_id, time_ns) WHERE kind = 'policy';"
     "CREATE TABLE settings (key TEXT PRIMARY KEY, value NOT NULL);"
     "INSERT INTO settings (key, value) VALUES ('events_max', 1000000);",
+    /* 5: files by content, for "these bytes are a file of an approved unit" (a Hugging Face
+     * cache's blobs, read through the snapshot that names them). */
+    "CREATE INDEX IF NOT EXISTS files_sha ON files(sha256);",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 _Static_assert(N_MIGRATIONS == STORE_SCHEMA_VERSION, "one migration per schema version");
@@ -1669,6 +1672,23 @@ int store_any_approved(store_handle *st, const int64_t *ids, size_t n)
         else if (rc != SQLITE_DONE)
             ret = -1;
         sqlite3_reset(stmt);
+    }
+    sqlite3_finalize(stmt);
+    pthread_mutex_unlock(&st->read_lock);
+    return ret;
+}
+
+int store_content_approved(store_handle *st, const char *sha256)
+{
+    int ret = -1;
+    pthread_mutex_lock(&st->read_lock);
+    sqlite3_stmt *stmt = prep(st->rd, "SELECT 1 FROM files f JOIN models m ON m.id = f.model_id"
+                                      " JOIN approvals a ON a.digest = m.digest"
+                                      " WHERE f.sha256 = ?1 AND a.state = 'approved' LIMIT 1");
+    if (stmt) {
+        sqlite3_bind_text(stmt, 1, sha256, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(stmt);
+        ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
     }
     sqlite3_finalize(stmt);
     pthread_mutex_unlock(&st->read_lock);

@@ -16,7 +16,7 @@
 
 typedef struct store_handle store_handle;
 
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 enum { STORE_READONLY = 1u << 0 };
 
@@ -197,6 +197,9 @@ int store_approval_get(store_handle *st, const char *digest, store_approval *out
 void store_approval_clear(store_approval *a);
 /* 1 when some model of ids[] has an approval in force, 0 when none, -1 on error. */
 int store_any_approved(store_handle *st, const int64_t *ids, size_t n);
+/* 1 when a file with this SHA-256 belongs to a model whose current digest is approved, 0 when
+ * none, -1 on error. */
+int store_content_approved(store_handle *st, const char *sha256);
 /* Policy refusal rows: kind "policy", rule, decision "refused"/"would-refuse", detail = reason.
  * A refusal equal to one already logged in the current minute (same uid, unit (model id, or path
  * when 0), rule, decision and reason) adds one to that row's count and sets its last_ns; time_ns,
