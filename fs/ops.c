@@ -310,15 +310,39 @@ static void unref_locked(pf_fs *fs, pf_inode *in, uint64_t n)
     free(in);
 }
 
+static int lookup_fd(pf_fs *fs, int fd, struct fuse_entry_param *e);
+
 /* Looks name up under parent on BACKING; fills e and takes one lookup reference. 0 or errno. */
 static int do_lookup(pf_fs *fs, pf_inode *parent, const char *name, struct fuse_entry_param *e)
+{
+    int fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        memset(e, 0, sizeof *e);
+        return errno;
+    }
+    return lookup_fd(fs, fd, e);
+}
+
+/* The entry of the file open on fd (any kind of fd): the file this call made, whatever its name
+ * names by now. 0 or errno. */
+static int lookup_open_file(pf_fs *fs, int fd, struct fuse_entry_param *e)
+{
+    char proc[64];
+    proc_path(fd, proc);
+    int pfd = open(proc, O_PATH | O_CLOEXEC);
+    if (pfd < 0) {
+        memset(e, 0, sizeof *e);
+        return errno;
+    }
+    return lookup_fd(fs, pfd, e);
+}
+
+/* Enters the O_PATH fd (taken over) in the inode table; fills e, one lookup reference. */
+static int lookup_fd(pf_fs *fs, int fd, struct fuse_entry_param *e)
 {
     memset(e, 0, sizeof *e);
     e->attr_timeout = fs->timeout;
     e->entry_timeout = fs->timeout;
-    int fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return errno;
     if (fstatat(fd, "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
         int err = errno;
         close(fd);
@@ -990,6 +1014,45 @@ static void handle_changed(fuse_req_t req, pf_handle *h)
         mark_file_fd(fs_of(req), caller_of(req), h->fd, true);
 }
 
+/* Leaving a handle, in two steps around the reply: the inode is the kernel's to forget once the
+ * release is replied, so the writer count is dropped first (true: this handle wrote alone). */
+static bool handle_leave(pf_handle *h)
+{
+    if (h->vdata || !h->in)
+        return false;
+    atomic_fetch_sub(&h->in->writers, 1);
+    return atomic_load(&h->in->write_gen) == h->write_gen;
+}
+
+static void handle_finish(pf_fs *fs, pf_handle *h, pf_caller who, bool alone)
+{
+    if (h->vdata) {
+        free(h->vdata);
+    } else {
+        if (h->in) {
+            struct stat sb;
+            char hex[65], path[PATH_MAX];
+            /* Recorded before the mark, so the analysis finds it. */
+            if (writehash_finish(h->wh, fstat(h->fd, &sb) == 0 ? (uint64_t)sb.st_size : UINT64_MAX,
+                                 hex) &&
+                alone && fs->q && fd_path(fs, h->fd, path, sizeof path) == 0)
+                queue_known_put(fs->q, path, (uint64_t)sb.st_size,
+                                (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec, hex);
+        }
+        if (atomic_load(&h->written))
+            mark_file_fd(fs, who, h->fd, false);
+        close(h->fd);
+    }
+    free(h);
+}
+
+/* An open or create whose reply did not reach the caller (interrupted): the kernel will send no
+ * release for it, so the handle is released here. */
+static void handle_unreplied(pf_fs *fs, pf_handle *h, pf_caller who)
+{
+    handle_finish(fs, h, who, handle_leave(h));
+}
+
 static int open_vfile(pf_fs *fs, pf_inode *vf, struct fuse_file_info *fi)
 {
     if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))
@@ -1066,7 +1129,8 @@ static void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
         if (err)
             goto out;
     }
-    err = do_lookup(fs, dir, name, &e);
+    /* The entry is the file opened above, not whatever the name names by now. */
+    err = lookup_open_file(fs, fd, &e);
     if (err)
         goto out;
     pf_handle *h = handle_new(fd);
@@ -1085,7 +1149,12 @@ static void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     if (created || (fi->flags & O_TRUNC))
         handle_changed(req, h);
     fi->fh = (uintptr_t)h;
-    fuse_reply_create(req, &e, fi);
+    if (fuse_reply_create(req, &e, fi) != 0) {
+        pthread_mutex_lock(&fs->inode_lock);
+        unref_locked(fs, (pf_inode *)(uintptr_t)e.ino, 1);
+        pthread_mutex_unlock(&fs->inode_lock);
+        handle_unreplied(fs, h, who);
+    }
     if (log.applies)
         policy_log(fs, &log, path, who);
     return;
@@ -1154,8 +1223,8 @@ out:
         close(fd);
     if (err)
         fuse_reply_err(req, err);
-    else
-        fuse_reply_open(req, fi);
+    else if (fuse_reply_open(req, fi) != 0)
+        handle_unreplied(fs, (pf_handle *)(uintptr_t)fi->fh, who);
     policy_log(fs, &log, path, who);
 }
 
@@ -1244,31 +1313,9 @@ static void pf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     pf_fs *fs = fs_of(req);
     pf_handle *h = (pf_handle *)(uintptr_t)fi->fh;
     pf_caller who = caller_of(req);
-    /* The inode is the kernel's to forget once release is replied: done with it first. */
-    bool alone = false;
-    if (!h->vdata && h->in) {
-        atomic_fetch_sub(&h->in->writers, 1);
-        alone = atomic_load(&h->in->write_gen) == h->write_gen;
-    }
+    bool alone = handle_leave(h);
     fuse_reply_err(req, 0);
-    if (h->vdata) {
-        free(h->vdata);
-    } else {
-        if (h->in) {
-            struct stat sb;
-            char hex[65], path[PATH_MAX];
-            /* Recorded before the mark, so the analysis finds it. */
-            if (writehash_finish(h->wh, fstat(h->fd, &sb) == 0 ? (uint64_t)sb.st_size : UINT64_MAX,
-                                 hex) &&
-                alone && fs->q && fd_path(fs, h->fd, path, sizeof path) == 0)
-                queue_known_put(fs->q, path, (uint64_t)sb.st_size,
-                                (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec, hex);
-        }
-        if (atomic_load(&h->written))
-            mark_file_fd(fs, who, h->fd, false);
-        close(h->fd);
-    }
-    free(h);
+    handle_finish(fs, h, who, alone);
 }
 
 static void pf_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -1355,7 +1402,10 @@ static void pf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     }
     d->is_root = in == &fs->root;
     fi->fh = (uintptr_t)d;
-    fuse_reply_open(req, fi);
+    if (fuse_reply_open(req, fi) != 0) {
+        closedir(d->dp);
+        free(d);
+    }
     return;
 out:
     free(d);
