@@ -60,6 +60,8 @@ typedef struct pf_handle {
     pf_inode *in;       /* open for writing: its inode (kept by the kernel while open) */
     unsigned write_gen; /* in->write_gen when opened */
     writehash *wh;      /* hash while writing (fs/writehash.h), NULL when not hashed */
+    uint32_t uid;       /* who opened it: the writer named in the analysis's audit row */
+    int32_t pid;
     char *vdata; /* virtual file: the rendered JSON */
     size_t vlen;
 } pf_handle;
@@ -1134,6 +1136,10 @@ static void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     if (err)
         goto out;
     pf_handle *h = handle_new(fd);
+    if (h) {
+        h->uid = who.uid;
+        h->pid = who.pid;
+    }
     if (!h) {
         fuse_reply_err(req, ENOMEM);
         pthread_mutex_lock(&fs->inode_lock);
@@ -1211,6 +1217,8 @@ static void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         err = ENOMEM;
         goto out;
     }
+    h->uid = who.uid;
+    h->pid = who.pid;
     fd = -1;
     if (fi->flags & O_TRUNC)
         handle_changed(req, h);
@@ -1312,7 +1320,8 @@ static void pf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     (void)ino;
     pf_fs *fs = fs_of(req);
     pf_handle *h = (pf_handle *)(uintptr_t)fi->fh;
-    pf_caller who = caller_of(req);
+    /* A release carries no caller: the analysis it triggers names the handle's opener. */
+    pf_caller who = {.uid = h->uid, .pid = h->pid};
     bool alone = handle_leave(h);
     fuse_reply_err(req, 0);
     handle_finish(fs, h, who, alone);

@@ -1,11 +1,14 @@
 /* `.provenance` JSON rendering. */
 #include "vfile.h"
 
+#include "provfs/analyzer.h"
+
 #include "policy.h"
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -258,6 +261,29 @@ static void add_policy(cJSON *o, store_handle *st, gate *g, const char *dir, con
     cJSON_AddItemToObject(o, "policy", pol ? pol : cJSON_CreateNull());
 }
 
+/* "path_bytes_hex": the exact bytes of a path that is not valid UTF-8 (its "path" shows them
+ * mapped as Latin-1 characters). */
+static void add_path_bytes(cJSON *o, const char *path)
+{
+    const unsigned char *p = (const unsigned char *)path;
+    size_t n = strlen(path);
+    bool valid = true;
+    for (size_t i = 0; i < n && valid;) {
+        size_t len = p[i] < 0x80 ? 1 : pa_utf8_printable(p + i, n - i);
+        valid = len > 0;
+        i += len;
+    }
+    if (valid)
+        return;
+    char *hex = malloc(2 * n + 1);
+    if (!hex)
+        return;
+    for (size_t i = 0; i < n; i++)
+        snprintf(hex + 2 * i, 3, "%02x", p[i]);
+    cJSON_AddStringToObject(o, "path_bytes_hex", hex);
+    free(hex);
+}
+
 static cJSON *render_model(store_handle *st, queue *q, gate *g, const char *dir)
 {
     cJSON *o = cJSON_CreateObject();
@@ -265,6 +291,7 @@ static cJSON *render_model(store_handle *st, queue *q, gate *g, const char *dir)
         return NULL;
     cJSON_AddStringToObject(o, "schema", "provfs.provenance/1");
     cJSON_AddStringToObject(o, "path", dir);
+    add_path_bytes(o, dir);
     store_model m;
     int rc = store_model_by_path(st, dir, &m);
     queue_state qs = q ? queue_get_state(q, dir) : QUEUE_NONE;
@@ -357,6 +384,38 @@ static cJSON *render_store(store_handle *st, gate *g)
     return o;
 }
 
+/* Valid JSON for any file name: cJSON copies string bytes as they are, so a name (or a config
+ * value) that is not UTF-8 would make the document invalid. Every byte that does not belong to a
+ * valid UTF-8 sequence is written as the character of the same number (Latin-1: 0xff becomes
+ * U+00FF); documented in fs/README.md, reversible with "path_bytes_hex" where it matters. Only
+ * string contents can hold such bytes (cJSON writes everything else in ASCII). */
+static char *utf8_fixed(const char *text, size_t n, size_t *out_len)
+{
+    char *out = malloc(2 * n + 2);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    const unsigned char *t = (const unsigned char *)text;
+    for (size_t i = 0; i < n;) {
+        size_t len = t[i] < 0x80 ? 1 : pa_utf8_printable(t + i, n - i);
+        if (len == 0 && t[i] == 0xc2 && i + 1 < n && t[i + 1] >= 0x80 && t[i + 1] <= 0x9f)
+            len = 2; /* a C1 control in UTF-8: valid JSON as it is */
+        if (len) {
+            memcpy(out + o, t + i, len);
+            o += len;
+            i += len;
+        } else {
+            out[o++] = (char)(0xc0 | t[i] >> 6);
+            out[o++] = (char)(0x80 | (t[i] & 0x3f));
+            i++;
+        }
+    }
+    out[o++] = '\n';
+    out[o] = '\0';
+    *out_len = o;
+    return out;
+}
+
 char *vfile_render(store_handle *st, queue *q, gate *g, const char *dir, size_t *len)
 {
     cJSON *o = strcmp(dir, "/") == 0 ? render_store(st, g) : render_model(st, q, g, dir);
@@ -366,14 +425,7 @@ char *vfile_render(store_handle *st, queue *q, gate *g, const char *dir, size_t 
     cJSON_Delete(o);
     if (!text)
         return NULL;
-    size_t n = strlen(text);
-    char *out = realloc(text, n + 2);
-    if (!out) {
-        free(text);
-        return NULL;
-    }
-    out[n] = '\n';
-    out[n + 1] = '\0';
-    *len = n + 1;
+    char *out = utf8_fixed(text, strlen(text), len);
+    free(text);
     return out;
 }

@@ -11,6 +11,9 @@
 #include "provctl_store.h"
 
 #include <math.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,10 +313,61 @@ static int cmd_diff(int argc, char **argv)
     return 0;
 }
 
+/* ---------------------------------------------------------------- terminal hygiene */
+
+/* Names, notes and reasons printed here come from users of a shared store: a control character
+ * in them could forge lines or drive the terminal. Text output goes through this filter, which
+ * writes every byte that is not part of a printable UTF-8 character (newline and tab kept) as
+ * \xNN. JSON output is left alone (cJSON escapes controls itself). */
+static ssize_t safe_write(void *cookie, const char *buf, size_t n)
+{
+    int fd = (int)(intptr_t)cookie;
+    char out[4096 + 8];
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = buf[i] == '\n' || buf[i] == '\t'
+                         ? 1
+                         : pa_utf8_printable((const unsigned char *)buf + i, n - i);
+        if (len)
+            memcpy(out + o, buf + i, len), o += len, i += len;
+        else
+            o += (size_t)snprintf(out + o, 5, "\\x%02x", (unsigned char)buf[i]), i++;
+        if (o >= 4096 || i == n) {
+            for (size_t w = 0; w < o;) {
+                ssize_t r = write(fd, out + w, o - w);
+                if (r < 0 && errno == EINTR)
+                    continue;
+                if (r <= 0)
+                    return -1;
+                w += (size_t)r;
+            }
+            o = 0;
+        }
+    }
+    return (ssize_t)n;
+}
+
+static void filter_stream(FILE **stream, int fd)
+{
+    cookie_io_functions_t io = {.write = safe_write};
+    FILE *f = fopencookie((void *)(intptr_t)fd, "w", io);
+    if (!f)
+        return;
+    setvbuf(f, NULL, fd == 2 ? _IOLBF : _IOFBF, 1 << 16);
+    *stream = f;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
         return usage(stderr);
+    filter_stream(&stderr, 2);
+    bool json = false;
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], "--json") == 0)
+            json = true;
+    if (!json)
+        filter_stream(&stdout, 1);
     const char *cmd = argv[1];
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0)
         return usage(stdout);
