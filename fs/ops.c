@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -444,6 +445,13 @@ static void pf_init(void *userdata, struct fuse_conn_info *conn)
     if (conn->capable & FUSE_CAP_SPLICE_MOVE)
         conn->want |= FUSE_CAP_SPLICE_MOVE;
     conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+    /* POSIX ACLs as on ext4: the kernel enforces them from system.posix_acl_* (passed through to
+     * BACKING), and the caller's umask is applied by BACKING's kernel (creds_enter), which
+     * ignores it where a default ACL is inherited, instead of being applied here always. */
+    if (conn->capable & FUSE_CAP_POSIX_ACL)
+        conn->want |= FUSE_CAP_POSIX_ACL;
+    if (conn->capable & FUSE_CAP_DONT_MASK)
+        conn->want |= FUSE_CAP_DONT_MASK;
     conn->max_write = 1u << 20;
 }
 
@@ -518,6 +526,12 @@ static void pf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
         goto out;
     }
     proc_path(in->fd, proc);
+    /* A symlink has no mode or size of its own (ext4 answers the same); never act through its
+     * magic link on anything else. */
+    if (in->type == S_IFLNK && (valid & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_SIZE))) {
+        err = (valid & FUSE_SET_ATTR_MODE) ? EOPNOTSUPP : EINVAL;
+        goto out;
+    }
     if (valid & FUSE_SET_ATTR_MODE) {
         if ((h ? fchmod(h->fd, attr->st_mode) : chmod(proc, attr->st_mode)) != 0)
             goto out_errno;
@@ -725,12 +739,23 @@ static int gate_move(fuse_req_t req, pf_fs *fs, pf_inode *dir, const char *name,
  * fsuid away from 0 drops the filesystem capabilities of this thread until it is switched back. */
 typedef struct pf_creds {
     bool switched;
+    bool masked; /* this thread's umask was set to the caller's */
 } pf_creds;
 
 static int creds_enter(fuse_req_t req, pf_fs *fs, pf_creds *saved)
 {
     saved->switched = false;
+    saved->masked = false;
     const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    /* The umask is per process unless a thread has its own fs_struct: give each FUSE thread
+     * one, once, then set the caller's umask around the call (FUSE_CAP_DONT_MASK). */
+    static _Thread_local bool own_fs;
+    if (!own_fs && unshare(CLONE_FS) == 0)
+        own_fs = true;
+    if (!own_fs)
+        return EIO; /* the caller's umask cannot be applied: create nothing */
+    umask(ctx->umask);
+    saved->masked = true;
     if (ctx->uid == 0 && ctx->gid == 0)
         return 0;
     gid_t groups[PF_MAX_GROUPS];
@@ -755,6 +780,9 @@ static int creds_enter(fuse_req_t req, pf_fs *fs, pf_creds *saved)
 
 static void creds_leave(pf_fs *fs, pf_creds *saved)
 {
+    if (saved->masked)
+        umask(0);
+    saved->masked = false;
     if (!saved->switched)
         return;
     syscall(SYS_setfsuid, 0);
@@ -1105,7 +1133,9 @@ static void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     int err = check_new_name(fs, dir, name);
     if (err)
         goto out;
-    int flags = (fi->flags | O_NOFOLLOW | O_CLOEXEC) & ~(O_CREAT | O_EXCL);
+    int flags = (fi->flags | O_NOFOLLOW | O_CLOEXEC) & ~(O_CREAT | O_EXCL | O_DIRECT);
+    if (fi->flags & O_DIRECT)
+        fi->direct_io = 1;
     if ((err = creds_enter(req, fs, &cr)) != 0)
         goto out;
     fd = openat(dir->fd, name, flags | O_CREAT | O_EXCL, mode);
@@ -1194,7 +1224,11 @@ static void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
     char proc[64];
     proc_path(in->fd, proc);
-    fd = open(proc, (fi->flags | O_CLOEXEC) & ~(O_NOFOLLOW | O_CREAT));
+    /* O_DIRECT stays the caller's (direct_io: no page cache for this open); BACKING is read
+     * and written through libfuse's unaligned buffers, so it must not see the flag. */
+    fd = open(proc, (fi->flags | O_CLOEXEC) & ~(O_NOFOLLOW | O_CREAT | O_DIRECT));
+    if (fi->flags & O_DIRECT)
+        fi->direct_io = 1;
     if (fd < 0) {
         err = errno;
         goto out;
@@ -1529,7 +1563,7 @@ static void pf_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
     char *value = NULL;
     int err = 0;
     ssize_t len;
-    if (in->vdir || strcmp(name, "security.capability") == 0) {
+    if (in->vdir) {
         err = ENODATA;
         goto out;
     }
@@ -1546,9 +1580,9 @@ static void pf_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
             goto out;
         }
         len = xattr_get(fs->st, fs->q, fs->gate, dir, file, name, value, size);
-    } else if (in->type == S_IFLNK) {
-        len = -ENODATA;
     } else {
+        /* Every other name passes through, also security.capability and the xattrs of symlinks
+         * (the magic link of an O_PATH fd names the symlink itself, never its target). */
         char proc[64];
         proc_path(in->fd, proc);
         value = size ? malloc(size) : NULL;
@@ -1585,7 +1619,7 @@ static void pf_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
     }
     char proc[64];
     proc_path(in->fd, proc);
-    ssize_t native = in->type == S_IFLNK ? 0 : listxattr(proc, NULL, 0);
+    ssize_t native = listxattr(proc, NULL, 0);
     if (native < 0) {
         if (errno != ENOTSUP) {
             err = errno;
@@ -1649,8 +1683,6 @@ static void pf_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
         err = -xattr_set(fs->st, fs->q, dir, file, name, value, size, caller_is_admin(req, fs),
                          who.uid, who.pid);
     }
-    else if (in->type == S_IFLNK)
-        err = EPERM;
     else {
         char proc[64];
         proc_path(in->fd, proc);
@@ -1667,8 +1699,6 @@ static void pf_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
     if (in->vdir)
         err = EACCES;
     else if (xattr_is_provenance(name))
-        err = EPERM;
-    else if (in->type == S_IFLNK)
         err = EPERM;
     else {
         char proc[64];
