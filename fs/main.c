@@ -265,6 +265,8 @@ int main(int argc, char **argv)
                    .max_delay_ms = QUEUE_MAX_DELAY_MS};
     struct fuse_args fargs = FUSE_ARGS_INIT(0, NULL);
     char backing[PATH_MAX], db_default[PATH_MAX + 64], policy_default[PATH_MAX + 128];
+    char mountpoint[PATH_MAX], control_path[PATH_MAX + 64];
+    control *ctl = NULL;
     char err[512];
     int ret = 1;
     pf_fs *fs = NULL;
@@ -341,11 +343,24 @@ int main(int argc, char **argv)
         ret = 2;
         goto out_args;
     }
-    /* One O_PATH fd per inode the kernel holds, plus open files: use what the system allows. */
+    /* One O_PATH fd per inode the kernel holds, plus open files: use what the system allows
+     * (root may raise the hard limit up to fs.nr_open), so users creating many files cannot
+     * exhaust the daemon's descriptors. */
     struct rlimit nofile;
-    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
-        nofile.rlim_cur = nofile.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &nofile);
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+        FILE *nr = fopen("/proc/sys/fs/nr_open", "re");
+        unsigned long long max = 0;
+        if (nr && fscanf(nr, "%llu", &max) == 1 && max > nofile.rlim_max && geteuid() == 0) {
+            struct rlimit raised = {.rlim_cur = (rlim_t)max, .rlim_max = (rlim_t)max};
+            if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+                nofile = raised;
+        }
+        if (nr)
+            fclose(nr);
+        if (nofile.rlim_cur < nofile.rlim_max) {
+            nofile.rlim_cur = nofile.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &nofile);
+        }
     }
     slot = policy_slot_create(pol);
     if (!slot) {
@@ -380,6 +395,11 @@ int main(int argc, char **argv)
         goto out_fs;
     if (fuse_set_signal_handlers(se) != 0)
         goto out_session;
+    if (!realpath(opt.mountpoint, mountpoint)) {
+        fprintf(stderr, "provfs: %s: %s\n", opt.mountpoint, strerror(errno));
+        ret = 2;
+        goto out_signals;
+    }
     if (fuse_session_mount(se, opt.mountpoint) != 0)
         goto out_signals;
     if (fuse_daemonize(opt.foreground) != 0)
@@ -408,6 +428,14 @@ int main(int argc, char **argv)
         goto out_store;
     }
     ops_fs_attach(fs, st, q, gatekeeper, (gid_t)opt.admin_gid);
+    /* Approvals by admins who may not write the unit (provctl approve|revoke). */
+    ops_fs_set_mountpoint(fs, mountpoint);
+    snprintf(control_path, sizeof control_path, "%s/.provfs/control.sock",
+             strcmp(backing, "/") ? backing : "");
+    ctl = control_start(mountpoint, control_path, ops_control, fs);
+    if (!ctl)
+        fprintf(stderr, "provfs: control socket: %s (approve with setfattr as root)\n",
+                strerror(errno));
     reload = (reloader){.slot = slot, .path = opt.policy, .st = st};
     reloading = pthread_create(&reload.thread, NULL, reload_main, &reload) == 0;
     reconciling = pthread_create(&reconciler, NULL, reconcile_main, an) == 0;
@@ -420,6 +448,7 @@ int main(int argc, char **argv)
     }
     ret = rc == 0 ? 0 : 1;
 
+    control_stop(ctl);
     if (reconciling)
         pthread_join(reconciler, NULL);
     if (reloading) {

@@ -89,6 +89,7 @@ struct pf_fs {
     atomic_uint_fast64_t ns_epoch; /* bumped by rename, link, unlink: paths cached per inode */
     gid_t admin_gid;     /* set before the loop */
     gid_t groups[PF_MAX_GROUPS]; /* the daemon's own supplementary groups; immutable */
+    char *mountpoint;            /* absolute; set before the loop (control requests) */
     int n_groups;              /* immutable */
 };
 
@@ -1747,6 +1748,73 @@ static const struct fuse_lowlevel_ops pf_ops = {
     .removexattr = pf_removexattr,
 };
 
+/* ---------------------------------------------------------------- control requests */
+
+static bool admin_creds(pf_fs *fs, uid_t uid, gid_t gid, const gid_t *groups, int n)
+{
+    if (uid == 0 || gid == fs->admin_gid)
+        return true;
+    for (int i = 0; i < n; i++)
+        if (groups[i] == fs->admin_gid)
+            return true;
+    return false;
+}
+
+int ops_control(void *ctx, const control_request *rq, char *reply, size_t replylen)
+{
+    pf_fs *fs = ctx;
+    bool approve = strcmp(rq->verb, "approve") == 0;
+    if (!approve && strcmp(rq->verb, "revoke") != 0) {
+        snprintf(reply, replylen, "unknown request");
+        return EINVAL;
+    }
+    if (!admin_creds(fs, rq->uid, rq->gid, rq->groups, rq->n_groups)) {
+        snprintf(reply, replylen, "permission denied: only admins %s", approve ? "approve" : "revoke");
+        return EPERM;
+    }
+    size_t ml = fs->mountpoint ? strlen(fs->mountpoint) : 0;
+    const char *rel = rq->path + ml;
+    if (!fs->st || !ml || strncmp(rq->path, fs->mountpoint, ml) != 0 ||
+        (*rel != '/' && *rel != '\0') || strstr(rel, "/..") || strstr(rel, "/./") ||
+        strstr(rel, "//")) {
+        snprintf(reply, replylen, "not a path in this store");
+        return EINVAL;
+    }
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", *rel ? rel : "/");
+    struct stat sb;
+    if (fstatat(fs->root.fd, strcmp(dir, "/") == 0 ? "." : dir + 1, &sb, AT_SYMLINK_NOFOLLOW) != 0) {
+        snprintf(reply, replylen, "%s", strerror(errno));
+        return ENOENT;
+    }
+    const char *file = NULL;
+    if (S_ISREG(sb.st_mode)) {
+        if (fs->q && (queue_get_state(fs->q, dir) != QUEUE_NONE || store_knows(fs, dir)))
+            file = strrchr(dir, '/') + 1; /* a file unit: it describes itself */
+        else
+            file = split_path(dir);
+    } else if (!S_ISDIR(sb.st_mode)) {
+        snprintf(reply, replylen, "not a model unit");
+        return EINVAL;
+    }
+    int err = -xattr_set(fs->st, fs->q, dir, file,
+                         approve ? XATTR_PREFIX "approve" : XATTR_PREFIX "revoke", rq->note,
+                         strlen(rq->note), true, rq->uid, rq->pid);
+    snprintf(reply, replylen, "%s",
+             err == 0        ? (approve ? "approved" : "revoked")
+             : err == ENODATA ? "not a model unit"
+             : err == EBUSY   ? "not analysed yet (pending): try again when it is ready"
+             : err == EINVAL  ? "bad note"
+                              : strerror(err));
+    return err;
+}
+
+void ops_fs_set_mountpoint(pf_fs *fs, const char *mountpoint_abs)
+{
+    free(fs->mountpoint);
+    fs->mountpoint = mountpoint_abs ? strdup(mountpoint_abs) : NULL;
+}
+
 const struct fuse_lowlevel_ops *ops_table(void)
 {
     return &pf_ops;
@@ -1813,6 +1881,7 @@ void ops_fs_free(pf_fs *fs)
     free(fs->table);
     close(fs->root.fd);
     pthread_mutex_destroy(&fs->inode_lock);
+    free(fs->mountpoint);
     free(fs->backing);
     free(fs);
 }

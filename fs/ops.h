@@ -5,6 +5,7 @@
 #define FUSE_USE_VERSION 34
 #include <fuse_lowlevel.h>
 
+#include "control.h"
 #include "gate.h"
 #include "queue.h"
 #include "store.h"
@@ -17,6 +18,10 @@ pf_fs *ops_fs_new(const char *backing_abs, double timeout);
 /* g: policy decisions (may be NULL: nothing is refused); admin_gid: --admin-gid. */
 void ops_fs_attach(pf_fs *fs, store_handle *st, queue *q, gate *g, gid_t admin_gid);
 void ops_fs_free(pf_fs *fs);
+/* The mount point (absolute), for control requests that name paths in the mount. */
+void ops_fs_set_mountpoint(pf_fs *fs, const char *mountpoint_abs);
+/* control_fn (fs/control.h) with ctx = the pf_fs: approve/revoke for admins by peer credentials. */
+int ops_control(void *ctx, const control_request *rq, char *reply, size_t replylen);
 const struct fuse_lowlevel_ops *ops_table(void);
 
 #endif

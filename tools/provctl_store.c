@@ -6,6 +6,7 @@
  * events table of a lineage database, opened read-only.
  */
 #include "provctl_store.h"
+#include "control.h"
 
 #include "policy.h"
 
@@ -19,6 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
+#include <sys/un.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <time.h>
@@ -368,6 +372,92 @@ int provctl_lineage(int argc, char **argv)
 
 /* ---------------------------------------------------------------- approve / revoke */
 
+/* Octal escapes of /proc/self/mountinfo (\040 for a space) undone in place. */
+static void unescape_mount(char *s)
+{
+    char *o = s;
+    for (char *p = s; *p;) {
+        if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' &&
+            p[3] >= '0' && p[3] <= '7') {
+            *o++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+            p += 4;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = '\0';
+}
+
+/* The provfs mount point holding the absolute path abs (the longest match); false when none. */
+static bool provfs_mount_of(const char *abs, char *out, size_t outlen)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    if (!f)
+        return false;
+    char line[8192];
+    size_t best = 0;
+    while (fgets(line, sizeof line, f)) {
+        char *sep = strstr(line, " - ");
+        if (!sep || strncmp(sep + 3, "fuse.provfs ", 12) != 0)
+            continue;
+        char *save = NULL, *field = strtok_r(line, " ", &save);
+        for (int i = 0; field && i < 4; i++)
+            field = strtok_r(NULL, " ", &save);
+        if (!field)
+            continue;
+        unescape_mount(field);
+        size_t len = strlen(field);
+        bool inside = strncmp(abs, field, len) == 0 && (abs[len] == '/' || abs[len] == '\0' ||
+                                                        strcmp(field, "/") == 0);
+        if (inside && len > best && len < outlen) {
+            best = len;
+            memcpy(out, field, len + 1);
+        }
+    }
+    fclose(f);
+    return best > 0;
+}
+
+/* Asks the daemon over its control socket (fs/control.h). -1 when no daemon answers there (the
+ * caller falls back to the xattr), else the daemon's errno (0: done) with its message. */
+static int control_request_send(const char *verb, const char *dir, const char *note, char *msg,
+                                size_t msglen)
+{
+    char abs[PATH_MAX], mnt[PATH_MAX];
+    if (!realpath(dir, abs) || !provfs_mount_of(abs, mnt, sizeof mnt))
+        return -1;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t len = control_abstract_name(mnt, sa.sun_path, sizeof sa.sun_path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct ucred server;
+    socklen_t sl = sizeof server;
+    /* Only root's daemon is asked: anybody can bind an abstract name first. */
+    if (connect(fd, (struct sockaddr *)&sa, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &server, &sl) != 0 || server.uid != 0) {
+        close(fd);
+        return -1;
+    }
+    size_t vl = strlen(verb) + 1, pl = strlen(abs) + 1, nl = strlen(note) + 1;
+    char req[PATH_MAX + POLICY_NOTE_MAX + 32];
+    memcpy(req, verb, vl);
+    memcpy(req + vl, abs, pl);
+    memcpy(req + vl + pl, note, nl);
+    ssize_t w = write(fd, req, vl + pl + nl);
+    char line[600];
+    ssize_t r = w == (ssize_t)(vl + pl + nl) ? read(fd, line, sizeof line - 1) : -1;
+    close(fd);
+    if (r <= 0)
+        return -1;
+    line[r] = '\0';
+    line[strcspn(line, "\n")] = '\0';
+    char *rest = NULL;
+    long err = strtol(line, &rest, 10);
+    snprintf(msg, msglen, "%s", rest && *rest == ' ' ? rest + 1 : "");
+    return (int)err;
+}
+
 static int set_control(const char *cmd, int argc, char **argv)
 {
     const char *note = NULL, *pos[1];
@@ -391,7 +481,14 @@ static int set_control(const char *cmd, int argc, char **argv)
         return rc;
     char name[64];
     snprintf(name, sizeof name, "user.provenance.%s", cmd);
-    if (setxattr(v.dir, name, clean, strlen(clean), 0) != 0) {
+    char msg[600];
+    int sent = control_request_send(cmd, v.dir, clean, msg, sizeof msg);
+    if (sent > 0) {
+        fprintf(stderr, "provctl: %s: %s\n", path, msg);
+        unit_clear(&v);
+        return EXIT_ERR;
+    }
+    if (sent < 0 && setxattr(v.dir, name, clean, strlen(clean), 0) != 0) {
         int e = errno;
         const char *what = strcmp(cmd, "approve") == 0 ? "approve" : "revoke";
         if (e == EPERM || e == EACCES)
