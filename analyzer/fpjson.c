@@ -57,15 +57,20 @@ static cJSON *vec_to_json(const float *v, uint32_t n)
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
+    /* The scale comes from the finite values only: a sketch of huge weights can hold an
+     * overflowed sum, and JSON has no inf (cJSON writes null, which the reader refuses). An
+     * infinity is kept as the largest value of its sign, a NaN as 0. */
     float scale = 0;
     for (uint32_t i = 0; i < n; i++)
-        scale = fabsf(v[i]) > scale ? fabsf(v[i]) : scale;
+        scale = isfinite(v[i]) && fabsf(v[i]) > scale ? fabsf(v[i]) : scale;
     uint16_t *h = malloc((n ? n : 1) * sizeof *h);
     float *tmp = malloc((n ? n : 1) * sizeof *tmp);
     char *b = NULL;
     if (h && tmp) {
         for (uint32_t i = 0; i < n; i++)
-            tmp[i] = scale > 0 ? v[i] / scale : 0;
+            tmp[i] = scale > 0 && isfinite(v[i]) ? v[i] / scale
+                     : scale > 0 && isinf(v[i]) ? (v[i] > 0 ? 1.0f : -1.0f)
+                                                 : 0;
         pa_f32_to_f16(tmp, h, n);
         b = b64_encode((const uint8_t *)h, (size_t)n * 2);
     }
