@@ -9,7 +9,8 @@
 # Output, in fuzz-out/:
 #   corpus/T/       the minimised corpus (-merge=1 of the run's corpus and tests/fuzz/corpus/T)
 #   crashes/T/      crash, leak, timeout and out-of-memory inputs (libFuzzer artifacts)
-#   logs/T.log      the fuzzer's output; summary.txt one line per target (execs, cov, corpus)
+#   logs/T.log      the fuzzer's output; summary.txt one line per target (execs, cov, corpus,
+#                   crash inputs of this run)
 #   coverage/       report.txt (llvm-cov per file), unreached.txt (analyzer functions no input
 #                   reached), from build-cov (clang -fprofile-instr-generate -fcoverage-mapping)
 # Exit status 1 when a target crashed.
@@ -26,7 +27,7 @@ while [ $# -gt 0 ]; do
     --target) targets+=("${2:?--target needs a name}"); shift ;;
     --jobs) jobs=${2:?--jobs needs a number}; shift ;;
     --no-coverage) coverage=0 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "fuzz.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -61,6 +62,7 @@ run_one() { # T: fuzz, then merge the corpus
     [ -d "$out/corpus/$t" ] && cp -r "$out/corpus/$t/." "$work/run/"
     cp -r "tests/fuzz/corpus/$t/." "$work/run/" 2>/dev/null || true
     local rc=0
+    touch "$out/logs/$t.start"
     (cd "$work" && "$exe" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
         -print_final_stats=1 "${dict[@]}" -artifact_prefix="$out/crashes/$t/" "$work/run" \
         >"$out/logs/$t.log" 2>&1) || rc=$?
@@ -76,8 +78,8 @@ run_one() { # T: fuzz, then merge the corpus
     local execs cov crashes
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$out/logs/$t.log" | grep -o '[0-9]*$' || true)
     cov=$(grep -o 'cov: [0-9]*' "$out/logs/$t.log" | tail -1 | grep -o '[0-9]*$' || true)
-    crashes=$(find "$out/crashes/$t" -type f | wc -l)
-    printf '%-12s rc=%-3s execs=%-9s cov=%-6s corpus=%s files/%s crashes=%s\n' "$t" "$rc" \
+    crashes=$(find "$out/crashes/$t" -type f -newer "$out/logs/$t.start" | wc -l)
+    printf '%-12s rc=%-3s execs=%-9s cov=%-6s corpus=%s files/%s new_crashes=%s\n' "$t" "$rc" \
         "${execs:-?}" "${cov:-?}" "$(find "$out/corpus/$t" -type f 2>/dev/null | wc -l)" \
         "$(du -sh "$out/corpus/$t" 2>/dev/null | cut -f1)" "$crashes" >"$out/logs/$t.summary"
     return $rc
