@@ -9,6 +9,7 @@
 #include "gguf.h"
 #include "jsonutil.h"
 
+#include <float.h>
 #include <math.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -57,15 +58,20 @@ static cJSON *vec_to_json(const float *v, uint32_t n)
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
+    /* The scale comes from the finite values only: a sketch of huge weights can hold an
+     * overflowed sum, and JSON has no inf (cJSON writes null, which the reader refuses). An
+     * infinity is kept as the largest value of its sign, a NaN as 0. */
     float scale = 0;
     for (uint32_t i = 0; i < n; i++)
-        scale = fabsf(v[i]) > scale ? fabsf(v[i]) : scale;
+        scale = isfinite(v[i]) && fabsf(v[i]) > scale ? fabsf(v[i]) : scale;
     uint16_t *h = malloc((n ? n : 1) * sizeof *h);
     float *tmp = malloc((n ? n : 1) * sizeof *tmp);
     char *b = NULL;
     if (h && tmp) {
         for (uint32_t i = 0; i < n; i++)
-            tmp[i] = scale > 0 ? v[i] / scale : 0;
+            tmp[i] = scale > 0 && isfinite(v[i]) ? v[i] / scale
+                     : scale > 0 && isinf(v[i]) ? (v[i] > 0 ? 1.0f : -1.0f)
+                                                 : 0;
         pa_f32_to_f16(tmp, h, n);
         b = b64_encode((const uint8_t *)h, (size_t)n * 2);
     }
@@ -93,7 +99,7 @@ static bool vec_from_json(const cJSON *o, uint32_t max_n, pa_vec *out)
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "s");
     const char *b = pa_json_str(o, "f16");
     if (!pa_json_int(o, "n", &n) || n < 0 || n > max_n || !cJSON_IsNumber(s) || !b ||
-        !isfinite(s->valuedouble))
+        !(fabs(s->valuedouble) <= FLT_MAX))
         return false;
     uint16_t *h = malloc(((size_t)n ? (size_t)n : 1) * 2);
     float *v = malloc(((size_t)n ? (size_t)n : 1) * sizeof *v);
@@ -127,9 +133,16 @@ static void add_str_or_null(cJSON *o, const char *k, const char *v)
         cJSON_AddNullToObject(o, k);
 }
 
+/* v rounded to 1/scale. A value of 2^52 or more has no fraction to round, and v * scale could
+ * overflow to inf (written as null, read back as 0): it stays as it is. */
+static double round_to(double v, double scale)
+{
+    return fabs(v) < 0x1p52 ? round(v * scale) / scale : v;
+}
+
 static double r4(double v)
 {
-    return round(v * 10000) / 10000;
+    return round_to(v, 10000);
 }
 
 /* ------------------------------------------------------------------ writer */
@@ -187,7 +200,7 @@ static cJSON *tfv_to_json(const pa_tfv *t)
     cJSON_AddNumberToObject(o, "num_merges", (double)t->num_merges);
     cJSON_AddStringToObject(o, "merge_rule_hash", t->merge_rule_hash);
     cJSON_AddNumberToObject(o, "pct_single_char", r4(t->pct_single_char));
-    cJSON_AddNumberToObject(o, "avg_token_length", round(t->avg_token_length * 100) / 100);
+    cJSON_AddNumberToObject(o, "avg_token_length", round_to(t->avg_token_length, 100));
     cJSON_AddNumberToObject(o, "max_token_length", (double)t->max_token_length);
     cJSON_AddNumberToObject(o, "pct_whitespace_prefix", r4(t->pct_whitespace_prefix));
     cJSON_AddNumberToObject(o, "pct_byte_tokens", r4(t->pct_byte_tokens));
@@ -260,7 +273,7 @@ static cJSON *embed_to_json(const pa_embed_fp *e)
     cJSON_AddNumberToObject(o, "norm_max", e->norm_max);
     cJSON *h = cJSON_AddArrayToObject(o, "end_histogram");
     for (int i = 0; h && i < PA_SK_END_BINS; i++)
-        cJSON_AddItemToArray(h, cJSON_CreateNumber(round(e->end_hist[i] * 1e6) / 1e6));
+        cJSON_AddItemToArray(h, cJSON_CreateNumber(round_to(e->end_hist[i], 1e6)));
     cJSON_AddNumberToObject(o, "anchors", e->n_anchors);
     char *b = b64_encode((const uint8_t *)e->anchor_hash, (size_t)e->n_anchors * 8);
     if (!b)
@@ -555,7 +568,8 @@ static bool embed_from_json(const cJSON *o, pa_embed_fp *e, pa_error *err)
         return BAD("fingerprint: embedding histogram must have %d bins", PA_SK_END_BINS);
     int i = 0;
     for (const cJSON *x = h->child; x; x = x->next)
-        e->end_hist[i++] = cJSON_IsNumber(x) ? (float)x->valuedouble : 0;
+        e->end_hist[i++] =
+            cJSON_IsNumber(x) && fabs(x->valuedouble) <= FLT_MAX ? (float)x->valuedouble : 0;
     if (!pa_json_int(o, "anchors", &v) || v < 0 || v > PA_SK_ANCHORS)
         return BAD("fingerprint: bad anchor count");
     e->n_anchors = (uint32_t)v;

@@ -84,7 +84,29 @@ if [ "$fuzz_seconds" -gt 0 ]; then
     stamp "fuzzing (${fuzz_seconds}s per target)"
     [ -d build-fuzz ] || CC=clang meson setup build-fuzz -Dfuzz=true \
         -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null
+    # the build fails when a library linked into a fuzz target has no coverage counters
+    # (tests/fuzz/check_instrumented.sh); the fuzz suite repeats that check
     ninja -C build-fuzz -j"$jobs"
+    meson test -C build-fuzz --suite fuzz --print-errorlogs --num-processes 1
+    export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    # regression inputs (tests/fuzz/regress/NAME/): each replayed once, no fuzzing
+    for dir in tests/fuzz/regress/*/; do
+        [ -d "$dir" ] || continue
+        name=$(basename "$dir")
+        files=()
+        for f in "$dir"*; do [ -f "$f" ] && files+=("$f"); done
+        [ ${#files[@]} -gt 0 ] || continue
+        if [ ! -x "build-fuzz/tests/fuzz/fuzz_$name" ]; then
+            echo "fuzz regress $name: no target fuzz_$name"; exit 1
+        fi
+        if ! "build-fuzz/tests/fuzz/fuzz_$name" "${files[@]}" >"build-fuzz/regress-$name.log" 2>&1
+        then
+            echo "fuzz regress $name: FAILED"
+            tail -40 "build-fuzz/regress-$name.log"
+            exit 1
+        fi
+        echo "fuzz regress $name: ok (${#files[@]} inputs)"
+    done
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
     pids=()
@@ -92,12 +114,16 @@ if [ "$fuzz_seconds" -gt 0 ]; then
     for exe in build-fuzz/tests/fuzz/fuzz_*; do
         [ -f "$exe" ] && [ -x "$exe" ] || continue   # skip meson's fuzz_*.p object directories
         name=${exe##*/fuzz_}
-        mkdir -p "$work/$name"
+        mkdir -p "$work/$name" "$root/build-fuzz/crashes/$name"
         cp -r "$root/tests/fuzz/corpus/$name/." "$work/$name/" 2>/dev/null || true
-        # one fuzzer per core at a time
+        dict=()
+        [ -f "$root/tests/fuzz/dict/$name.dict" ] && dict=(-dict="$root/tests/fuzz/dict/$name.dict")
+        # one fuzzer per core at a time; crash inputs are kept in build-fuzz/crashes/NAME/
         while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do sleep 1; done
         (cd "$work" && "$root/$exe" -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 \
-            -timeout=10 -print_final_stats=1 "$work/$name" >"$work/$name.log" 2>&1) &
+            -timeout=10 -print_final_stats=1 "${dict[@]}" \
+            -artifact_prefix="$root/build-fuzz/crashes/$name/" "$work/$name" \
+            >"$work/$name.log" 2>&1) &
         pids+=($!)
         names+=("$name")
     done
@@ -105,9 +131,10 @@ if [ "$fuzz_seconds" -gt 0 ]; then
     for i in "${!pids[@]}"; do
         if wait "${pids[$i]}"; then
             echo "fuzz ${names[$i]}: ok ($(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' \
-                "$work/${names[$i]}.log" | grep -o '[0-9]*$') runs)"
+                "$work/${names[$i]}.log" | grep -o '[0-9]*$') runs," \
+                "$(grep -o 'cov: [0-9]*' "$work/${names[$i]}.log" | tail -1))"
         else
-            echo "fuzz ${names[$i]}: FAILED"
+            echo "fuzz ${names[$i]}: FAILED (inputs in build-fuzz/crashes/${names[$i]}/)"
             tail -40 "$work/${names[$i]}.log"
             status=1
         fi
