@@ -96,7 +96,15 @@ static bool all_identical(const pa_fingerprint *a, const pa_fingerprint *b, size
            same == b->n_tensors && same > 0;
 }
 
+static void compare(const pa_fingerprint *a, const pa_fingerprint *b, pa_compare_result *r);
+
 void pa_compare(const pa_fingerprint *a, const pa_fingerprint *b, pa_compare_result *r)
+{
+    compare(a, b, r);
+    r->rank = pa_parent_rank(r, a);
+}
+
+static void compare(const pa_fingerprint *a, const pa_fingerprint *b, pa_compare_result *r)
 {
     memset(r, 0, sizeof *r);
     pa_signals_compute(a, b, r);
@@ -242,6 +250,7 @@ char *pa_compare_to_json(const pa_compare_result *r, const char *a_label, const 
         add_signal(s, "gram", &r->gram);
         add_signal(s, "invariant", &r->invariant);
     }
+    pa_json_add(o, "rank", num_or_null(r->rank));
     pa_json_add(o, "distance", num_or_null(r->distance));
     pa_json_add(o, "explained_share", num_or_null(r->explained_share));
     pa_json_add(o, "unexplained_share", num_or_null(r->unexplained_share));

@@ -317,6 +317,7 @@ typedef struct pa_compare_result {
     pa_signal gram;          /* embedding Gram matrix of shared anchors (rotation-invariant) */
     pa_signal invariant;     /* per-block products q·k, v·o, up·down on probe tokens (rotation,
                                 scaling and permutation invariant) */
+    double rank;             /* pa_parent_rank(this, a): orders candidate parents */
     double distance;         /* calibrated weight-space distance (relative L2, 0 = same); NaN
                                 when nothing could be aligned */
     double explained_share;  /* share of b's parameters a explains (parameter-weighted) */
