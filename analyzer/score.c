@@ -18,7 +18,9 @@
  *    scaling, permutation) leave the element-wise views at noise; the invariant terms
  *    (signals.c) do not move under them: per-block products q·k, v·o, up·down on probe tokens
  *    and the embedding Gram matrix. invariant lineage = 0.8 products + 0.2 Gram. Either kind of
- *    weight evidence may establish lineage: lineage = max(element-wise, invariant). Both are
+ *    weight evidence may establish lineage: lineage = max(element-wise, invariant). A candidate
+ *    that explains >= 25 % of the child's parameters (coverage below) gets lineage >= 0.6: the
+ *    second parent of a layer stitch owns half the blocks but not the embedding. Both are
  *    correlations of independent quantities for unrelated models, so the max of two near-0
  *    values stays near 0.
  *  - The reference method's weight statistics (EAS, NLF, LEP, END, WVC) are combined into its
@@ -57,6 +59,8 @@
 #define T_DERIVED 0.55
 #define T_DERIVED_LINEAGE 0.45
 #define T_WEAK 0.40
+#define T_PARENT_SHARE 0.25   /* share of the child's parameters that makes a parent */
+#define T_PARENT_LINEAGE 0.60 /* the lineage such a parent gets at least */
 
 const char *pa_verdict_name(pa_verdict v)
 {
@@ -153,6 +157,13 @@ static void compare(const pa_fingerprint *a, const pa_fingerprint *b, pa_compare
     bool by_invariant = isfinite(inv) && (!isfinite(lineage) || inv > lineage);
     if (by_invariant)
         lineage = inv;
+    /* Several parents: one that explains a substantial part of the child (a passthrough stitch's
+     * upper blocks) is a parent even though the mean over all tensors is diluted by the other
+     * parent's part. Explained means agreeing at >= 0.5 tensor by tensor or block by block,
+     * which unrelated weights never reach, so an unrelated model explains ~0 %. */
+    if (isfinite(r->explained_share) && r->explained_share >= T_PARENT_SHARE &&
+        (!isfinite(lineage) || lineage < T_PARENT_LINEAGE))
+        lineage = T_PARENT_LINEAGE;
     r->weight_agreement = lineage;
     if (!isfinite(lineage)) {
         r->score = 0;
