@@ -40,6 +40,9 @@ void pa_fingerprint_free(pa_fingerprint *fp)
     free(fp->embed.tensor);
     free(fp->embed.anchor_cos);
     free(fp->embed.anchor_rows);
+    free(fp->probe.layer);
+    free(fp->probe.have);
+    free(fp->probe.prod);
     free(fp);
 }
 

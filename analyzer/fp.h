@@ -13,6 +13,10 @@
 #define PA_SK_ANCHOR_C 64  /* sampled columns of an anchor row */
 #define PA_SK_VOCAB 4096   /* bottom-k token-string hashes kept for VOA */
 #define PA_SK_END_BINS 20
+#define PA_SK_PROBE 8         /* probe tokens: the first anchors by token-string hash */
+#define PA_SK_PROBE_LAYERS 16 /* blocks with invariant products, evenly spaced */
+#define PA_PROBE_TERMS 3      /* per block: attention q·k, attention v·o, MLP up·down */
+#define PA_PROBE_VERSION 1
 #define PA_FP_MAX_TENSORS 65536u /* a fingerprint must stay small; more is refused */
 
 typedef struct pa_vec {
@@ -56,6 +60,17 @@ typedef struct pa_embed_fp {
     uint32_t anchor_c;
 } pa_embed_fp;
 
+/* Invariant products (signals.c explains them): for each sampled block, PA_PROBE_TERMS m x m
+ * matrices over the probe tokens' embedding rows. */
+typedef struct pa_probe_fp {
+    uint32_t m;                   /* probe tokens (<= PA_SK_PROBE), 0 when not computed */
+    uint64_t hash[PA_SK_PROBE];   /* their token-string hashes */
+    uint32_t n_layers;
+    int32_t *layer;               /* block number of each entry */
+    uint8_t *have;                /* bit t set: term t was computed */
+    float *prod;                  /* n_layers x PA_PROBE_TERMS x m x m */
+} pa_probe_fp;
+
 struct pa_fingerprint {
     char *path;
     char format[32];
@@ -75,6 +90,7 @@ struct pa_fingerprint {
     pa_tensor_fp *tensors; /* sorted by name */
     uint32_t n_layers;     /* 1 + highest layer index seen */
     pa_embed_fp embed;
+    pa_probe_fp probe;
     uint64_t weight_bytes;
 };
 

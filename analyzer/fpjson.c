@@ -298,6 +298,85 @@ static cJSON *embed_to_json(const pa_embed_fp *e)
     return o;
 }
 
+static cJSON *probe_to_json(const pa_probe_fp *p)
+{
+    if (!p->m || !p->n_layers)
+        return cJSON_CreateNull();
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddNumberToObject(o, "version", PA_PROBE_VERSION);
+    cJSON_AddNumberToObject(o, "tokens", p->m);
+    char *b = b64_encode((const uint8_t *)p->hash, (size_t)p->m * 8);
+    if (!b)
+        pa_json_fail_note();
+    cJSON_AddStringToObject(o, "hash", b ? b : "");
+    free(b);
+    cJSON *blocks = cJSON_AddArrayToObject(o, "blocks");
+    size_t mm = (size_t)p->m * p->m;
+    for (uint32_t l = 0; blocks && l < p->n_layers; l++) {
+        cJSON *e = cJSON_CreateObject();
+        if (!e || !cJSON_AddItemToArray(blocks, e)) {
+            cJSON_Delete(e);
+            pa_json_fail_note();
+            break;
+        }
+        cJSON_AddNumberToObject(e, "layer", p->layer[l]);
+        static const char *const names[PA_PROBE_TERMS] = {"qk", "ov", "mlp"};
+        for (int t = 0; t < PA_PROBE_TERMS; t++)
+            pa_json_add(e, names[t],
+                        (p->have[l] & (1u << t))
+                            ? vec_to_json(p->prod + ((size_t)l * PA_PROBE_TERMS + t) * mm, (uint32_t)mm)
+                            : cJSON_CreateNull());
+    }
+    return o;
+}
+
+static bool probe_from_json(const cJSON *o, pa_probe_fp *p)
+{
+    if (!o || cJSON_IsNull(o))
+        return true; /* fingerprints from before the probe: no invariant products */
+    int64_t v, m;
+    if (!pa_json_int(o, "version", &v) || v != PA_PROBE_VERSION)
+        return true; /* another version: left out, not an error */
+    const char *hash = pa_json_str(o, "hash");
+    const cJSON *blocks = cJSON_GetObjectItemCaseSensitive(o, "blocks");
+    int nb = cJSON_GetArraySize(blocks);
+    if (!pa_json_int(o, "tokens", &m) || m < 1 || m > PA_SK_PROBE || !hash ||
+        !b64_decode(hash, (uint8_t *)p->hash, (size_t)m * 8) || nb < 1 || nb > PA_SK_PROBE_LAYERS)
+        return false;
+    size_t mm = (size_t)(m * m);
+    p->layer = calloc((size_t)nb, sizeof *p->layer);
+    p->have = calloc((size_t)nb, sizeof *p->have);
+    p->prod = calloc((size_t)nb * PA_PROBE_TERMS * mm, sizeof *p->prod);
+    if (!p->layer || !p->have || !p->prod)
+        return false;
+    uint32_t l = 0;
+    for (const cJSON *e = blocks->child; e; e = e->next, l++) {
+        if (!pa_json_int(e, "layer", &v) || v < 0 || v > INT32_MAX)
+            return false;
+        p->layer[l] = (int32_t)v;
+        static const char *const names[PA_PROBE_TERMS] = {"qk", "ov", "mlp"};
+        for (int t = 0; t < PA_PROBE_TERMS; t++) {
+            pa_vec x;
+            const cJSON *item = cJSON_GetObjectItemCaseSensitive(e, names[t]);
+            if (!vec_from_json(item, (uint32_t)mm, &x))
+                return false;
+            if (x.v && x.n == mm) {
+                memcpy(p->prod + ((size_t)l * PA_PROBE_TERMS + t) * mm, x.v, mm * sizeof *x.v);
+                p->have[l] |= (uint8_t)(1u << t);
+            } else if (x.v) {
+                free(x.v);
+                return false;
+            }
+            free(x.v);
+        }
+    }
+    p->m = (uint32_t)m;
+    p->n_layers = (uint32_t)nb;
+    return true;
+}
+
 char *pa_fp_to_json(const pa_fingerprint *fp, bool pretty)
 {
     pa_json_fail_reset();
@@ -372,6 +451,7 @@ char *pa_fp_to_json(const pa_fingerprint *fp, bool pretty)
             cJSON_AddItemToArray(ts, tensor_to_json(&fp->tensors[i]));
         pa_json_add(w, "embedding",
                               fp->embed.present ? embed_to_json(&fp->embed) : cJSON_CreateNull());
+        pa_json_add(w, "probe", probe_to_json(&fp->probe));
     } else {
         cJSON_AddNullToObject(o, "weights");
     }
@@ -701,6 +781,8 @@ pa_status pa_fp_from_json(const char *json, size_t len, const char *label, pa_fi
             fp->weight_bytes = (uint64_t)b;
         if (ok)
             ok = embed_from_json(cJSON_GetObjectItemCaseSensitive(w, "embedding"), &fp->embed, err);
+        if (ok && !probe_from_json(cJSON_GetObjectItemCaseSensitive(w, "probe"), &fp->probe))
+            ok = BAD("%s: bad invariant products (probe)", label);
         fp->has_weights = ok && fp->n_tensors > 0;
     }
     cJSON_Delete(o);

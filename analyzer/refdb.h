@@ -104,6 +104,7 @@ typedef struct pa_scan_match {
     char *name;
     char *family;
     double score; /* 0..1 */
+    double rank;  /* pa_parent_rank with weights on both sides, else the score: orders matches */
     pa_verdict verdict;
     pa_scan_evidence evidence;
     int mfi_tier;           /* 0 when not compared */

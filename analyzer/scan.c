@@ -142,6 +142,7 @@ static void score_one(const pa_fingerprint *cand, const pa_fingerprint *model, d
         m->tokenizer_score = NAN;
         m->detail = 0;
         m->score = quick > 0 ? quick : 0;
+        m->rank = m->score;
         m->verdict = PA_V_NONE;
         return;
     }
@@ -157,6 +158,7 @@ static void score_one(const pa_fingerprint *cand, const pa_fingerprint *model, d
     m->detail = m->evidence.metadata ? metadata_detail(&cand->mfi, &model->mfi) : 0;
     if (m->evidence.weights) {
         m->score = isfinite(r.score) ? r.score : 0;
+        m->rank = isfinite(r.score) ? pa_parent_rank(&r, cand) : 0;
         m->verdict = r.verdict;
         return;
     }
@@ -171,6 +173,7 @@ static void score_one(const pa_fingerprint *cand, const pa_fingerprint *model, d
     }
     m->score = wsum > 0 ? sum / wsum : 0;
     m->score = m->score < 0 ? 0 : m->score > 1 ? 1 : m->score;
+    m->rank = m->score;
     /* the honesty rule: metadata and tokenizer features give a family hint at most */
     m->verdict = wsum > 0 && m->score >= threshold ? PA_V_WEAK : PA_V_NONE;
 }
@@ -180,6 +183,8 @@ static int cmp_match(const void *x, const void *y)
     const pa_scan_match *a = x, *b = y;
     if (a->verdict != b->verdict)
         return a->verdict > b->verdict ? -1 : 1;
+    if (a->rank != b->rank)
+        return a->rank > b->rank ? -1 : 1;
     if (a->score != b->score)
         return a->score > b->score ? -1 : 1;
     if (a->detail != b->detail)

@@ -14,6 +14,15 @@
  *                   and re-ordering.
  *    lineage = 0.8 WEA + 0.2 anchor rows (WEA alone when the embedding cannot be aligned): WEA
  *    covers every block of the network, the anchors only the input embedding.
+ *  - Function-preserving re-expressions (rotation of the residual stream, per-neuron and per-head
+ *    scaling, permutation) leave the element-wise views at noise; the invariant terms
+ *    (signals.c) do not move under them: per-block products q·k, v·o, up·down on probe tokens
+ *    and the embedding Gram matrix. invariant lineage = 0.8 products + 0.2 Gram. Either kind of
+ *    weight evidence may establish lineage: lineage = max(element-wise, invariant). A candidate
+ *    that explains >= 25 % of the child's parameters (coverage below) gets lineage >= 0.6: the
+ *    second parent of a layer stitch owns half the blocks but not the embedding. Both are
+ *    correlations of independent quantities for unrelated models, so the max of two near-0
+ *    values stays near 0.
  *  - The reference method's weight statistics (EAS, NLF, LEP, END, WVC) are combined into its
  *    identity score with its weights (0.36/0.08/0.16/0.19/0.21) and reported. They describe the
  *    architecture and training recipe as much as the checkpoint (independent runs of one recipe
@@ -50,6 +59,8 @@
 #define T_DERIVED 0.55
 #define T_DERIVED_LINEAGE 0.45
 #define T_WEAK 0.40
+#define T_PARENT_SHARE 0.25   /* share of the child's parameters that makes a parent */
+#define T_PARENT_LINEAGE 0.60 /* the lineage such a parent gets at least */
 
 const char *pa_verdict_name(pa_verdict v)
 {
@@ -89,7 +100,15 @@ static bool all_identical(const pa_fingerprint *a, const pa_fingerprint *b, size
            same == b->n_tensors && same > 0;
 }
 
+static void compare(const pa_fingerprint *a, const pa_fingerprint *b, pa_compare_result *r);
+
 void pa_compare(const pa_fingerprint *a, const pa_fingerprint *b, pa_compare_result *r)
+{
+    compare(a, b, r);
+    r->rank = pa_parent_rank(r, a);
+}
+
+static void compare(const pa_fingerprint *a, const pa_fingerprint *b, pa_compare_result *r)
 {
     memset(r, 0, sizeof *r);
     pa_signals_compute(a, b, r);
@@ -118,7 +137,7 @@ void pa_compare(const pa_fingerprint *a, const pa_fingerprint *b, pa_compare_res
                  r->tensors_identical);
         return;
     }
-    double lineage;
+    double lineage, inv;
     if (r->wea.valid && r->anchor_rows.valid)
         lineage = 0.8 * clamp01(r->wea.value) + 0.2 * clamp01(r->anchor_rows.value);
     else if (r->wea.valid)
@@ -127,6 +146,24 @@ void pa_compare(const pa_fingerprint *a, const pa_fingerprint *b, pa_compare_res
         lineage = clamp01(r->anchor_rows.value);
     else
         lineage = NAN;
+    if (r->invariant.valid && r->gram.valid)
+        inv = 0.8 * clamp01(r->invariant.value) + 0.2 * clamp01(r->gram.value);
+    else if (r->invariant.valid)
+        inv = clamp01(r->invariant.value);
+    else if (r->gram.valid)
+        inv = clamp01(r->gram.value);
+    else
+        inv = NAN;
+    bool by_invariant = isfinite(inv) && (!isfinite(lineage) || inv > lineage);
+    if (by_invariant)
+        lineage = inv;
+    /* Several parents: one that explains a substantial part of the child (a passthrough stitch's
+     * upper blocks) is a parent even though the mean over all tensors is diluted by the other
+     * parent's part. Explained means agreeing at >= 0.5 tensor by tensor or block by block,
+     * which unrelated weights never reach, so an unrelated model explains ~0 %. */
+    if (isfinite(r->explained_share) && r->explained_share >= T_PARENT_SHARE &&
+        (!isfinite(lineage) || lineage < T_PARENT_LINEAGE))
+        lineage = T_PARENT_LINEAGE;
     r->weight_agreement = lineage;
     if (!isfinite(lineage)) {
         r->score = 0;
@@ -146,9 +183,34 @@ void pa_compare(const pa_fingerprint *a, const pa_fingerprint *b, pa_compare_res
         r->verdict = PA_V_WEAK;
     else
         r->verdict = PA_V_NONE;
-    snprintf(r->reason, sizeof r->reason,
-             "weight agreement %.3f over %zu aligned tensors (%zu byte-identical)", lineage,
-             r->tensors_compared, r->tensors_identical);
+    if (by_invariant)
+        snprintf(r->reason, sizeof r->reason,
+                 "invariant weight agreement %.3f (rotation/scaling/permutation-invariant "
+                 "products); %.1f%% of the parameters unexplained",
+                 lineage, 100 * r->unexplained_share);
+    else
+        snprintf(r->reason, sizeof r->reason,
+                 "weight agreement %.3f over %zu aligned tensors (%zu byte-identical); %.1f%% of "
+                 "the parameters unexplained",
+                 lineage, r->tensors_compared, r->tensors_identical, 100 * r->unexplained_share);
+}
+
+/* Parent ranking, the one rule for the daemon, provctl compare and provctl scan:
+ *  - the score;
+ *  - + 0.01 x the share of byte-identical tensors: the most direct evidence of descent; the score
+ *    alone can rank a sibling (e.g. a quantised copy of the same base) a hair above the parent;
+ *  - - 0.05 for a GGUF candidate: a GGUF file is an inference export, usually quantised, and two
+ *    quantisations of one base agree with each other a hair more than either does with the base
+ *    (they share its rounding), so a GGUF sibling must not outrank the original;
+ *  - - 0.5 x the weight-space distance (capped at 1; unknown counts as 1): similarity saturates
+ *    near 0.9 for every relative of a fine-tune, distance does not — the child is |δ₂| from its
+ *    parent and about √(|δ₁|²+|δ₂|²) from a sibling, so the nearer candidate wins. */
+double pa_parent_rank(const pa_compare_result *r, const pa_fingerprint *parent)
+{
+    double exact = r->tensors_b ? (double)r->tensors_identical / (double)r->tensors_b : 0.0;
+    double d = isfinite(r->distance) ? (r->distance > 1 ? 1 : r->distance) : 1.0;
+    bool gguf = parent && strcmp(pa_fp_format(parent), "gguf") == 0;
+    return r->score + 0.01 * exact - (gguf ? 0.05 : 0.0) - 0.5 * d;
 }
 
 static cJSON *num_or_null(double v)
@@ -196,6 +258,27 @@ char *pa_compare_to_json(const pa_compare_result *r, const char *a_label, const 
         add_signal(s, "wvc", &r->wvc);
         add_signal(s, "wea", &r->wea);
         add_signal(s, "anchor_rows", &r->anchor_rows);
+        add_signal(s, "gram", &r->gram);
+        add_signal(s, "invariant", &r->invariant);
+    }
+    pa_json_add(o, "rank", num_or_null(r->rank));
+    pa_json_add(o, "distance", num_or_null(r->distance));
+    pa_json_add(o, "explained_share", num_or_null(r->explained_share));
+    pa_json_add(o, "unexplained_share", num_or_null(r->unexplained_share));
+    cJSON_AddBoolToObject(o, "unknown_origin", r->unknown_origin);
+    cJSON *ux = cJSON_AddArrayToObject(o, "unexplained");
+    for (const char *p = r->unexplained; ux && *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char name[sizeof r->unexplained];
+        memcpy(name, p, len);
+        name[len] = '\0';
+        cJSON *sx = cJSON_CreateString(name);
+        if (!sx || !cJSON_AddItemToArray(ux, sx)) {
+            cJSON_Delete(sx);
+            pa_json_fail_note();
+        }
+        p += len + (comma ? 1 : 0);
     }
     cJSON *t = cJSON_AddObjectToObject(o, "tensors");
     if (t) {

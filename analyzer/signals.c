@@ -11,6 +11,7 @@
 #include "fp.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -423,8 +424,10 @@ static double matrix_agreement(const pa_tensor_fp *a, const pa_tensor_fp *b)
  * the best layer of the same role; when the role is unknown in a (renamed tensors), the best
  * matrix of the same shape. Mean over b's matrices, negatives as 0. */
 static double wea_similarity(const pa_fingerprint *a, const pa_fingerprint *b, size_t *compared,
-                             size_t *identical)
+                             size_t *identical, double *best_of)
 {
+    for (size_t i = 0; i < b->n_tensors; i++)
+        best_of[i] = NAN;
     double sum = 0;
     size_t n = 0, same = 0;
     for (size_t i = 0; i < b->n_tensors; i++) {
@@ -464,6 +467,7 @@ static double wea_similarity(const pa_fingerprint *a, const pa_fingerprint *b, s
                     best = r;
             }
         }
+        best_of[i] = best;
         if (!isfinite(best))
             continue;
         if (best >= 1.0 - 1e-12)
@@ -476,6 +480,346 @@ static double wea_similarity(const pa_fingerprint *a, const pa_fingerprint *b, s
     /* identical counts come from SHA-256 matches, counted by the caller */
     *identical = 0;
     return n ? sum / (double)n : NAN;
+}
+
+/* ------------------------------------------------------------------ invariant signals
+ *
+ * An adversary can re-express a network without changing what it computes: permute MLP neurons
+ * or heads, rescale a neuron or head by a factor the next matrix undoes, or — after folding each
+ * RMSNorm weight into the matrices that read its output — turn the whole residual stream by an
+ * orthogonal Q (E -> E·Q, readers W -> W·diag(g)·Q, writers W -> Qᵀ·W). Element-wise agreement
+ * and row/column sums see noise after a rotation. These terms do not move:
+ *
+ *  gram       cosines between the embedding rows of shared anchor tokens, E_s·E_sᵀ normalised:
+ *             (E_s·Q)(E_s·Q)ᵀ = E_s·E_sᵀ for any orthogonal Q, and a permutation of the hidden
+ *             units is an orthogonal Q. Pearson over the off-diagonal entries, raw (independent
+ *             embeddings give ~0).
+ *  invariant  per block, on the probe tokens' embedding rows X (unit RMS, times the block's norm
+ *             weight g for the matrices after that norm; stream.c):
+ *               q·k     X·diag(g1)·W_qᵀ·W_k·diag(g1)·Xᵀ  summed over heads (GQA: each query
+ *                       head with its key head)
+ *               v·o     X·W_o·W_v·diag(g1)·Xᵀ
+ *               up·down X·W_down·W_up·diag(g2)·Xᵀ
+ *             Rotation: X·Q·(W·diag(g)·Q)ᵀ = X·diag(g)·Wᵀ and X·Q·(Qᵀ·W_o) = X·W_o, so Q cancels
+ *             in every term (the folded norm is ones, and the original's g sits in the same
+ *             place). Permutation of heads or neurons re-orders the summation index of W_qᵀ·W_k,
+ *             W_o·W_v and W_down·W_up only. Scaling: q·c with k/c, v·b with o/b, up·a with
+ *             down/a cancel inside the same products. Quantisation and fine-tuning perturb the
+ *             matrices a little, the products by about as much. For independent models the
+ *             products are bilinear forms of independent matrices: their off-diagonal entries
+ *             correlate near 0. Per block: mean over the terms of the Pearson correlation of the
+ *             off-diagonal entries; a block of b is matched to the same block of a, or the best
+ *             block when that does not agree (layers dropped or stacked). The signal is the mean
+ *             over b's sampled blocks.
+ *  What they cannot see: trained models of one recipe share semantic structure (similar tokens
+ *  get similar rows in independent runs), so on real checkpoints the independent baseline of
+ *  gram is above 0; the per-block products carry more of the checkpoint. A transform that is
+ *  not function-preserving (distillation into a new basis) defeats both.
+ */
+static double offdiag_pearson(const float *x, const float *y, uint32_t m, const uint32_t *ix,
+                              const uint32_t *iy, uint32_t stride_x, uint32_t stride_y, size_t *nout,
+                              float *va, float *vb)
+{
+    size_t n = 0;
+    for (uint32_t i = 0; i < m; i++)
+        for (uint32_t j = 0; j < m; j++)
+            if (i != j) {
+                va[n] = x[(size_t)ix[i] * stride_x + ix[j]];
+                vb[n] = y[(size_t)iy[i] * stride_y + iy[j]];
+                n++;
+            }
+    if (nout)
+        *nout = n;
+    return pa_pearson(va, vb, n);
+}
+
+static double gram_similarity(const pa_embed_fp *a, const pa_embed_fp *b)
+{
+    if (!a->present || !b->present || !a->anchor_cos || !b->anchor_cos)
+        return NAN;
+    uint32_t ia[PA_SK_ANCHORS], ib[PA_SK_ANCHORS];
+    uint32_t m = common_anchors(a, b, ia, ib);
+    if (m < 8)
+        return NAN;
+    float *va = malloc((size_t)m * m * sizeof *va), *vb = malloc((size_t)m * m * sizeof *vb);
+    double r = va && vb ? offdiag_pearson(a->anchor_cos, b->anchor_cos, m, ia, ib, a->n_anchors,
+                                          b->n_anchors, NULL, va, vb)
+                        : NAN;
+    free(va);
+    free(vb);
+    return r;
+}
+
+/* Probe tokens present in both, matched by token-string hash. */
+static uint32_t probe_common(const pa_probe_fp *a, const pa_probe_fp *b, uint32_t *ia, uint32_t *ib)
+{
+    uint32_t m = 0;
+    for (uint32_t i = 0; i < a->m; i++)
+        for (uint32_t j = 0; j < b->m; j++)
+            if (a->hash[i] == b->hash[j]) {
+                ia[m] = i;
+                ib[m++] = j;
+                break;
+            }
+    return m;
+}
+
+/* Agreement of block la of a with block lb of b: mean over the shared terms of the off-diagonal
+ * Pearson; dist (may be NULL) gets the relative L2 distance of the shared terms. */
+static double probe_block(const pa_probe_fp *a, uint32_t la, const pa_probe_fp *b, uint32_t lb,
+                          const uint32_t *ia, const uint32_t *ib, uint32_t m, double *dist)
+{
+    float va[PA_SK_PROBE * PA_SK_PROBE], vb[PA_SK_PROBE * PA_SK_PROBE];
+    double sum = 0, d2 = 0, n2 = 0;
+    int cnt = 0;
+    for (int t = 0; t < PA_PROBE_TERMS; t++) {
+        if (!(a->have[la] & b->have[lb] & (1u << t)))
+            continue;
+        const float *x = a->prod + ((size_t)la * PA_PROBE_TERMS + t) * a->m * a->m;
+        const float *y = b->prod + ((size_t)lb * PA_PROBE_TERMS + t) * b->m * b->m;
+        double r = offdiag_pearson(x, y, m, ia, ib, a->m, b->m, NULL, va, vb);
+        if (!isfinite(r))
+            continue;
+        sum += r;
+        cnt++;
+        for (uint32_t i = 0; i < m; i++)
+            for (uint32_t j = 0; j < m; j++) {
+                double u = x[(size_t)ia[i] * a->m + ia[j]], v = y[(size_t)ib[i] * b->m + ib[j]];
+                d2 += (u - v) * (u - v);
+                n2 += 0.5 * (u * u + v * v);
+            }
+    }
+    if (dist)
+        *dist = n2 > 0 ? sqrt(d2 / n2) : NAN;
+    return cnt ? sum / cnt : NAN;
+}
+
+/* The invariant signal; per_block[k] (b's k-th sampled block) gets that block's agreement and
+ * dist_out the mean relative distance of the matched blocks. */
+static double invariant_similarity(const pa_fingerprint *a, const pa_fingerprint *b,
+                                   double *per_block, double *dist_out)
+{
+    const pa_probe_fp *pa = &a->probe, *pb = &b->probe;
+    *dist_out = NAN;
+    for (uint32_t k = 0; k < pb->n_layers; k++)
+        per_block[k] = NAN;
+    uint32_t ia[PA_SK_PROBE], ib[PA_SK_PROBE];
+    uint32_t m = pa->m && pb->m ? probe_common(pa, pb, ia, ib) : 0;
+    if (m < 4 || !pa->n_layers || !pb->n_layers)
+        return NAN;
+    double sum = 0, dsum = 0;
+    int n = 0, nd = 0;
+    for (uint32_t k = 0; k < pb->n_layers; k++) {
+        double best = NAN, bd = NAN;
+        for (uint32_t j = 0; j < pa->n_layers; j++)
+            if (pa->layer[j] == pb->layer[k])
+                best = probe_block(pa, j, pb, k, ia, ib, m, &bd);
+        if (!isfinite(best) || best < 0.5)
+            for (uint32_t j = 0; j < pa->n_layers; j++) {
+                double d, r = probe_block(pa, j, pb, k, ia, ib, m, &d);
+                if (isfinite(r) && (!isfinite(best) || r > best)) {
+                    best = r;
+                    bd = d;
+                }
+            }
+        per_block[k] = best;
+        if (!isfinite(best))
+            continue;
+        sum += clamp01(best);
+        n++;
+        if (isfinite(bd) && best >= 0.5) {
+            dsum += bd;
+            nd++;
+        }
+    }
+    if (nd)
+        *dist_out = dsum / nd;
+    return n ? sum / n : NAN;
+}
+
+/* ------------------------------------------------------------------ coverage and distance */
+
+#define T_EXPLAIN 0.5 /* agreement from which a tensor or block counts as explained */
+
+typedef struct cov_key {
+    int32_t layer;
+    const char *role;
+    size_t index;
+} cov_key;
+
+static int cmp_cov(const void *x, const void *y)
+{
+    const cov_key *a = x, *b = y;
+    if (a->layer != b->layer)
+        return a->layer < b->layer ? -1 : 1;
+    int c = strcmp(a->role, b->role);
+    if (c)
+        return c;
+    return a->index < b->index ? -1 : a->index > b->index;
+}
+
+static int cmp_sha32(const void *x, const void *y)
+{
+    return memcmp(x, y, 32);
+}
+
+/* Block agreement for block number l of b: the sampled block itself, else both nearest sampled
+ * neighbours (blocks between sampled ones are judged by them). */
+static double block_agreement(const pa_probe_fp *pb, const double *per_block, int32_t l)
+{
+    double lo = NAN, hi = NAN;
+    int32_t dlo = INT32_MAX, dhi = INT32_MAX;
+    for (uint32_t k = 0; k < pb->n_layers; k++) {
+        int32_t bl = pb->layer[k];
+        if (bl == l)
+            return per_block[k];
+        if (bl < l && l - bl < dlo) {
+            dlo = l - bl;
+            lo = per_block[k];
+        }
+        if (bl > l && bl - l < dhi) {
+            dhi = bl - l;
+            hi = per_block[k];
+        }
+    }
+    if (isfinite(lo) && isfinite(hi))
+        return lo < hi ? lo : hi;
+    return isfinite(lo) ? lo : hi;
+}
+
+static void append_name(pa_compare_result *r, const char *name)
+{
+    size_t len = strlen(r->unexplained), cap = sizeof r->unexplained;
+    if (len >= cap - 5)
+        return;
+    size_t need = strlen(name) + (len ? 1 : 0);
+    if (len + need >= cap - 4) {
+        memcpy(r->unexplained + len, len ? ",..." : "...", len ? 5 : 4);
+        return;
+    }
+    snprintf(r->unexplained + len, cap - len, "%s%s", len ? "," : "", name);
+}
+
+/* Which share of b's parameters a explains. A tensor is explained when a holds it byte for byte,
+ * when its aligned counterpart agrees element-wise (best_of >= T_EXPLAIN), when it is the
+ * first tensor of its role in a block whose invariant products agree, or (embedding and head)
+ * when the embedding Gram or anchor rows agree. 1-D tensors follow their block (outside blocks:
+ * follow whether anything is explained). A tensor only b has and that matches nothing — an
+ * unrelated model's weights stored beside the parent's — stays unexplained. */
+static void coverage(const pa_fingerprint *a, const pa_fingerprint *b, const double *best_of,
+                     const double *per_block, double embed_ok, pa_compare_result *r)
+{
+    size_t n = b->n_tensors;
+    r->unexplained[0] = '\0';
+    r->n_unexplained = 0;
+    bool *ok = calloc(n ? n : 1, sizeof *ok);
+    cov_key *keys = malloc((n ? n : 1) * sizeof *keys);
+    uint8_t(*sa)[32] = malloc((a->n_tensors ? a->n_tensors : 1) * 32);
+    uint32_t nl = b->n_layers;
+    bool *layer_ok = calloc(nl ? nl : 1, sizeof *layer_ok);
+    if (!ok || !keys || !sa || !layer_ok) {
+        free(ok);
+        free(keys);
+        free(sa);
+        free(layer_ok);
+        r->explained_share = r->unexplained_share = NAN;
+        return;
+    }
+    for (size_t i = 0; i < a->n_tensors; i++)
+        memcpy(sa[i], a->tensors[i].sha, 32);
+    qsort(sa, a->n_tensors, 32, cmp_sha32);
+    for (size_t i = 0; i < n; i++)
+        keys[i] = (cov_key){b->tensors[i].layer, b->tensors[i].role, i};
+    qsort(keys, n, sizeof *keys, cmp_cov);
+    bool any = false;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = keys[k].index;
+        const pa_tensor_fp *t = &b->tensors[i];
+        bool first = k == 0 || keys[k - 1].layer != t->layer || strcmp(keys[k - 1].role, t->role);
+        bool e = a->n_tensors && bsearch(t->sha, sa, a->n_tensors, 32, cmp_sha32) != NULL;
+        e = e || (isfinite(best_of[i]) && best_of[i] >= T_EXPLAIN);
+        if (!e && first && t->layer >= 0 && t->ndim >= 2 && b->probe.n_layers) {
+            double ba = block_agreement(&b->probe, per_block, t->layer);
+            e = isfinite(ba) && ba >= T_EXPLAIN;
+        }
+        if (!e && first && t->ndim >= 2 &&
+            (strcmp(t->role, "embed.w") == 0 || strcmp(t->role, "lm_head.w") == 0))
+            e = isfinite(embed_ok) && embed_ok >= T_EXPLAIN;
+        ok[i] = e;
+        if (e && t->ndim >= 2) {
+            any = true;
+            if (t->layer >= 0 && (uint32_t)t->layer < nl)
+                layer_ok[t->layer] = true;
+        }
+    }
+    double total = 0, unexplained = 0;
+    for (size_t i = 0; i < n; i++) {
+        const pa_tensor_fp *t = &b->tensors[i];
+        if (!ok[i] && t->ndim < 2)
+            ok[i] = t->layer >= 0 && (uint32_t)t->layer < nl ? layer_ok[t->layer] : any;
+        total += (double)t->numel;
+        if (!ok[i]) {
+            unexplained += (double)t->numel;
+            r->n_unexplained++;
+            append_name(r, t->name);
+        }
+    }
+    r->unexplained_share = total > 0 ? unexplained / total : NAN;
+    r->explained_share = total > 0 ? 1.0 - r->unexplained_share : NAN;
+    r->unknown_origin = total > 0 && r->unexplained_share >= PA_UNKNOWN_ORIGIN_SHARE;
+    free(ok);
+    free(keys);
+    free(sa);
+    free(layer_ok);
+}
+
+/* Relative L2 distance of two sampled vectors: |a - b| / rms(|a|, |b|). */
+static double rel_dist(const float *x, const float *y, size_t n)
+{
+    double d2 = 0, n2 = 0;
+    for (size_t i = 0; i < n; i++) {
+        d2 += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+        n2 += 0.5 * ((double)x[i] * x[i] + (double)y[i] * y[i]);
+    }
+    return n2 > 0 ? sqrt(d2 / n2) : NAN;
+}
+
+/* Weight-space distance over the sampled blocks of matrices aligned by role and layer (same
+ * shape, block agreeing element-wise), parameter-weighted; the sums views stand in when neurons
+ * were permuted. A fine-tune is base + δ₂ and a sibling base + δ₁: the child is |δ₂| from the
+ * base and about √(|δ₁|²+|δ₂|²) from the sibling, so unlike similarity the distance keeps
+ * telling the parent from the sibling. NaN when nothing aligns element-wise. */
+static double weight_distance(const pa_fingerprint *a, const pa_fingerprint *b)
+{
+    double sum = 0, w = 0;
+    for (size_t i = 0; i < b->n_tensors; i++) {
+        const pa_tensor_fp *tb = &b->tensors[i];
+        if (!is_matrix(tb))
+            continue;
+        for (size_t j = 0; j < a->n_tensors; j++) {
+            const pa_tensor_fp *ta = &a->tensors[j];
+            if (!is_matrix(ta) || ta->layer != tb->layer || strcmp(ta->role, tb->role) != 0)
+                continue;
+            double d = NAN;
+            if (memcmp(ta->sha, tb->sha, 32) == 0 && ta->numel == tb->numel)
+                d = 0;
+            else if (ta->rows == tb->rows && ta->cols == tb->cols && ta->block.n == tb->block.n &&
+                     pa_pearson(ta->block.v, tb->block.v, ta->block.n) >= T_EXPLAIN)
+                d = rel_dist(ta->block.v, tb->block.v, ta->block.n);
+            else if (ta->cols == tb->cols && ta->colsum.n == tb->colsum.n && ta->colsum.n >= 8 &&
+                     pa_pearson(ta->colsum.v, tb->colsum.v, ta->colsum.n) >= T_EXPLAIN)
+                d = rel_dist(ta->colsum.v, tb->colsum.v, ta->colsum.n);
+            else if (ta->rows == tb->rows && ta->rowsum.n == tb->rowsum.n && ta->rowsum.n >= 8 &&
+                     pa_pearson(ta->rowsum.v, tb->rowsum.v, ta->rowsum.n) >= T_EXPLAIN)
+                d = rel_dist(ta->rowsum.v, tb->rowsum.v, ta->rowsum.n);
+            if (isfinite(d)) {
+                sum += d * (double)tb->numel;
+                w += (double)tb->numel;
+            }
+            break;
+        }
+    }
+    return w > 0 ? sum / w : NAN;
 }
 
 static const pa_tensor_fp *find_by_name(const pa_fingerprint *f, const char *name)
@@ -567,7 +911,11 @@ void pa_signals_compute(const pa_fingerprint *a, const pa_fingerprint *b, pa_com
 {
     const pa_signal none = {NAN, false};
     r->mfi = r->tfv = r->voa = r->eas = r->nlf = r->lep = r->end = r->wvc = none;
-    r->wea = r->anchor_rows = none;
+    r->wea = r->anchor_rows = r->gram = r->invariant = none;
+    r->distance = r->explained_share = r->unexplained_share = NAN;
+    r->unknown_origin = false;
+    r->n_unexplained = 0;
+    r->unexplained[0] = '\0';
     r->mfi_tier = 0;
     if (a->has_mfi && b->has_mfi) {
         int tier = 3;
@@ -587,7 +935,22 @@ void pa_signals_compute(const pa_fingerprint *a, const pa_fingerprint *b, pa_com
     r->lep = sig(lep_similarity(a, b));
     r->wvc = sig(wvc_similarity(a, b));
     size_t ident = 0;
-    r->wea = sig(wea_similarity(a, b, &r->tensors_compared, &ident));
+    double *best_of = malloc((b->n_tensors ? b->n_tensors : 1) * sizeof *best_of);
+    double per_block[PA_SK_PROBE_LAYERS], inv_dist = NAN;
+    if (!best_of)
+        return;
+    r->wea = sig(wea_similarity(a, b, &r->tensors_compared, &ident, best_of));
     r->anchor_rows = sig(anchor_row_agreement(&a->embed, &b->embed));
     r->tensors_identical = identical_tensors(a, b);
+    r->gram = sig(gram_similarity(&a->embed, &b->embed));
+    r->invariant = sig(b->probe.n_layers <= PA_SK_PROBE_LAYERS
+                           ? invariant_similarity(a, b, per_block, &inv_dist)
+                           : NAN);
+    double embed_ok = fmax(r->gram.valid ? r->gram.value : -1,
+                           r->anchor_rows.valid ? r->anchor_rows.value : -1);
+    coverage(a, b, best_of, per_block, embed_ok, r);
+    r->distance = weight_distance(a, b);
+    if (!isfinite(r->distance))
+        r->distance = inv_dist;
+    free(best_of);
 }

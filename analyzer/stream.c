@@ -98,6 +98,15 @@ typedef struct run_ctx {
     anchor_plan anchors;
     float *anchor_full; /* n_anchors x cols */
     float *row_norms;   /* embedding rows */
+    /* invariant products (plan_probe) */
+    uint32_t probe_m, probe_nl;
+    int32_t *probe_layer_of; /* per block: index among the sampled blocks, -1 when not sampled */
+    float *probe_xt;         /* (1 + 2 probe_nl) inputs of h x PA_SK_PROBE: plain, then per block
+                                times the attention norm and times the MLP norm */
+    float **probe_acc;       /* per tensor: len x PA_SK_PROBE accumulator, or NULL */
+    const float **probe_in;  /* per tensor: its input */
+    uint64_t *probe_len;
+    uint8_t *probe_mode;     /* per tensor: 0 none, 1 contract columns, 2 contract rows */
     pthread_mutex_t lock; /* guards err and progress calls */
     pa_error *err;
     atomic_int failed;
@@ -185,7 +194,34 @@ typedef struct tacc {
     float mn, mx;
     uint64_t nonfinite;
     bool is_embed;
+    int pmode;        /* invariant products: 0 none, 1 contract columns, 2 contract rows */
+    const float *pin; /* h x PA_SK_PROBE input */
+    float *pacc;      /* len x PA_SK_PROBE */
 } tacc;
+
+/* acc[r] += sum_k in[c0 + k] * v[k]: a row of a matrix that reads the stream, against the
+ * probe rows (PA_SK_PROBE lanes, so the inner loop vectorises). */
+PA_CLONES static void probe_cols(const float *in, float *acc, const float *v, size_t len)
+{
+    float s[PA_SK_PROBE] = {0};
+    for (size_t k = 0; k < len; k++) {
+        const float *x = in + k * PA_SK_PROBE;
+        for (int i = 0; i < PA_SK_PROBE; i++)
+            s[i] += x[i] * v[k];
+    }
+    for (int i = 0; i < PA_SK_PROBE; i++)
+        acc[i] += s[i];
+}
+
+/* acc[c0 + k] += in[r] * v[k]: a row of a matrix whose rows run along the stream. */
+PA_CLONES static void probe_rows(const float *xr, float *acc, const float *v, size_t len)
+{
+    for (size_t k = 0; k < len; k++) {
+        float *p = acc + k * PA_SK_PROBE;
+        for (int i = 0; i < PA_SK_PROBE; i++)
+            p[i] += xr[i] * v[k];
+    }
+}
 
 /* Sums, min and max of a contiguous run of values. 16 independent lanes so the compiler
  * vectorises the loop without -ffast-math (a single accumulator is a serial dependency chain). */
@@ -313,6 +349,10 @@ static void acc_run(run_ctx *c, tacc *a, uint64_t r, uint64_t c0, const float *v
     }
     if (a->is_embed && c->anchors.n)
         anchor_capture(c, r, c0, v, len);
+    if (a->pmode == 1)
+        probe_cols(a->pin + c0 * PA_SK_PROBE, a->pacc + r * PA_SK_PROBE, v, len);
+    else if (a->pmode == 2)
+        probe_rows(a->pin + r * PA_SK_PROBE, a->pacc + c0 * PA_SK_PROBE, v, len);
     if (c0 + len == a->cols) { /* row complete */
         int64_t k = spaced_index(r, a->kr, a->rows);
         if (k >= 0)
@@ -369,6 +409,11 @@ static bool tensor_begin(run_ctx *c, const job *j, bool fused, tstate *ts)
     tacc *a = &ts->a;
     a->t = t;
     a->is_embed = j->tensor == c->embed_tensor;
+    if (c->probe_mode && c->probe_mode[j->tensor] && ts->decode && d->ndim == 2) {
+        a->pmode = c->probe_mode[j->tensor];
+        a->pin = c->probe_in[j->tensor];
+        a->pacc = c->probe_acc[j->tensor];
+    }
     a->mn = INFINITY;
     a->mx = -INFINITY;
     if (d->ndim >= 2) {
@@ -907,6 +952,264 @@ static bool add_tensor(pa_fingerprint *fp, job *j, const char *name, const tsrc 
     return true;
 }
 
+/* ------------------------------------------------------------------ invariant products */
+
+/* Read rows [row, row + n) of a tensor as floats (the embedding's probe rows, norm vectors). */
+static bool read_rows(run_ctx *c, const tsrc *d, uint64_t row, uint64_t cols, float *out)
+{
+    size_t ue = d->ggml ? pa_gguf_block_elems(d->type) : 1;
+    size_t ub = d->ggml ? pa_gguf_block_bytes(d->type) : pa_dtype_size((pa_dtype)d->type);
+    if (!decodable(d) || !ue || !ub || cols % ue || cols > (1u << 20))
+        return false;
+    size_t nbytes = (size_t)(cols / ue * ub);
+    uint64_t off = d->off + row * nbytes;
+    if (row * nbytes + nbytes > d->nbytes)
+        return false;
+    uint8_t *raw = malloc(nbytes ? nbytes : 1);
+    pa_error oerr = {0};
+    int fd = raw ? pa_unit_open_file(c->unit, d->path, &oerr) : -1;
+    bool ok = fd >= 0 && pa_pread_exact(fd, raw, nbytes, off) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (ok && d->ggml) {
+        pa_error derr = {0};
+        ok = pa_gguf_dequant(d->type, raw, nbytes, out, (size_t)cols, &derr) == PA_OK;
+    } else if (ok) {
+        pa_dtype_to_f32((pa_dtype)d->type, raw, out, (size_t)cols);
+    }
+    free(raw);
+    for (uint64_t i = 0; ok && i < cols; i++)
+        ok = isfinite(out[i]);
+    return ok;
+}
+
+static const job *job_of(const run_ctx *c, size_t tensor)
+{
+    for (size_t i = 0; i < c->n_jobs; i++)
+        if (c->jobs[i].kind == 1 && c->jobs[i].tensor == tensor)
+            return &c->jobs[i];
+    return NULL;
+}
+
+enum { PR_NONE, PR_Q, PR_K, PR_V, PR_QKV, PR_O, PR_UP, PR_DOWN, PR_N };
+
+static int probe_role(const pa_tensor_fp *t)
+{
+    static const char *const roles[PR_N] = {"", "attn_q.w", "attn_k.w", "attn_v.w", "attn_qkv.w",
+                                            "attn_o.w", "mlp_up.w", "mlp_down.w"};
+    for (int r = 1; r < PR_N; r++)
+        if (strcmp(t->role, roles[r]) == 0)
+            return r;
+    return PR_NONE;
+}
+
+/* Plan the products: pick the probe tokens and the sampled blocks, read the probe tokens'
+ * embedding rows and the blocks' norm weights, and mark which tensors accumulate what. Any
+ * failure only leaves the products out. */
+static void plan_probe(run_ctx *c)
+{
+    pa_fingerprint *fp = c->fp;
+    uint64_t h = fp->embed.cols;
+    uint32_t m = min_u32(fp->embed.n_anchors, PA_SK_PROBE);
+    const job *ej = job_of(c, c->embed_tensor);
+    if (m < 4 || !ej || h < 8 || h > (1u << 16) || fp->n_layers == 0)
+        return;
+    uint32_t nl = min_u32(fp->n_layers, PA_SK_PROBE_LAYERS);
+    float *x = calloc((size_t)h * PA_SK_PROBE, sizeof *x); /* m rows of h */
+    c->probe_layer_of = malloc(fp->n_layers * sizeof *c->probe_layer_of);
+    c->probe_xt = calloc((size_t)(2 * nl + 1) * h * PA_SK_PROBE, sizeof *c->probe_xt);
+    c->probe_acc = calloc(fp->n_tensors ? fp->n_tensors : 1, sizeof *c->probe_acc);
+    c->probe_mode = calloc(fp->n_tensors ? fp->n_tensors : 1, sizeof *c->probe_mode);
+    c->probe_in = calloc(fp->n_tensors ? fp->n_tensors : 1, sizeof *c->probe_in);
+    c->probe_len = calloc(fp->n_tensors ? fp->n_tensors : 1, sizeof *c->probe_len);
+    bool ok = x && c->probe_layer_of && c->probe_xt && c->probe_acc && c->probe_mode &&
+              c->probe_in && c->probe_len;
+    for (uint32_t s = 0; ok && s < m; s++) {
+        uint64_t row = UINT64_MAX;
+        for (uint32_t i = 0; i < c->anchors.n; i++)
+            if (c->anchors.slot[i] == s)
+                row = c->anchors.row[i];
+        ok = row != UINT64_MAX && read_rows(c, &ej->src, row, h, x + (size_t)s * h);
+        fp->probe.hash[s] = fp->embed.anchor_hash[s];
+    }
+    /* LayerNorm models (norm biases) centre the stream before scaling it */
+    bool centre = false;
+    for (size_t i = 0; ok && i < fp->n_tensors; i++)
+        centre |= strcmp(fp->tensors[i].role, "norm_attn.b") == 0;
+    for (uint32_t s = 0; ok && s < m; s++) {
+        float *r = x + (size_t)s * h;
+        double mean = 0, ss = 0;
+        for (uint64_t k = 0; centre && k < h; k++)
+            mean += r[k];
+        mean = centre ? mean / (double)h : 0;
+        for (uint64_t k = 0; k < h; k++) {
+            r[k] = (float)(r[k] - mean);
+            ss += (double)r[k] * r[k];
+        }
+        double inv = ss > 0 ? sqrt((double)h / ss) : 0; /* unit root mean square, as RMSNorm */
+        for (uint64_t k = 0; k < h; k++)
+            r[k] = (float)(r[k] * inv);
+    }
+    if (ok) {
+        /* plain (writers): transposed h x PA_SK_PROBE */
+        for (uint32_t s = 0; s < m; s++)
+            for (uint64_t k = 0; k < h; k++)
+                c->probe_xt[k * PA_SK_PROBE + s] = x[(size_t)s * h + k];
+        for (uint32_t l = 0; l < fp->n_layers; l++)
+            c->probe_layer_of[l] = -1;
+        for (uint32_t i = 0; i < nl; i++)
+            c->probe_layer_of[spaced(i, nl, fp->n_layers)] = (int32_t)i;
+        c->probe_nl = nl;
+        c->probe_m = m;
+    }
+    /* per sampled block: rows times the attention and the MLP norm weights */
+    for (uint32_t l = 0; ok && l < fp->n_layers; l++) {
+        int32_t pl = c->probe_layer_of[l];
+        if (pl < 0)
+            continue;
+        for (int which = 0; which < 2; which++) {
+            float *xt = c->probe_xt + (size_t)(1 + 2 * pl + which) * h * PA_SK_PROBE;
+            memcpy(xt, c->probe_xt, (size_t)h * PA_SK_PROBE * sizeof *xt);
+            const char *want = which ? "norm_mlp.w" : "norm_attn.w";
+            for (size_t i = 0; i < fp->n_tensors; i++) {
+                const pa_tensor_fp *t = &fp->tensors[i];
+                if (t->layer != (int32_t)l || t->numel != h || t->ndim != 1 || strcmp(t->role, want))
+                    continue;
+                const job *nj = job_of(c, i);
+                float *g = malloc(h * sizeof *g);
+                if (g && nj && read_rows(c, &nj->src, 0, h, g))
+                    for (uint64_t k = 0; k < h; k++)
+                        for (uint32_t s = 0; s < PA_SK_PROBE; s++)
+                            xt[k * PA_SK_PROBE + s] *= g[k];
+                free(g);
+                break;
+            }
+        }
+    }
+    /* the first tensor (by name) of each role in a sampled block accumulates */
+    for (size_t i = 0; ok && i < fp->n_tensors; i++) {
+        const pa_tensor_fp *t = &fp->tensors[i];
+        int role = probe_role(t);
+        if (!role || t->layer < 0 || t->ndim != 2 || c->probe_layer_of[t->layer] < 0 ||
+            !fp_decodable(t))
+            continue;
+        bool dup = false;
+        for (size_t j = 0; j < i && !dup; j++)
+            dup = c->probe_mode[j] && fp->tensors[j].layer == t->layer &&
+                  probe_role(&fp->tensors[j]) == role;
+        if (dup)
+            continue;
+        uint64_t rows = t->shape[0], cols = t->shape[1];
+        bool conv1d = strstr(t->name, ".c_") != NULL; /* GPT-2 Conv1D stores [in, out] */
+        bool writer = role == PR_O || role == PR_DOWN;
+        /* contract over the axis that runs along the residual stream */
+        int mode = (writer != conv1d) ? 2 : 1; /* 1: over columns, 2: over rows */
+        uint64_t along = mode == 1 ? cols : rows, len = mode == 1 ? rows : cols;
+        if (along != h || len > (1u << 18))
+            continue;
+        int32_t pl = c->probe_layer_of[t->layer];
+        int which = writer ? -1 : (role == PR_UP ? 1 : 0);
+        c->probe_in[i] = c->probe_xt + (size_t)(writer ? 0 : 1 + 2 * pl + which) * h * PA_SK_PROBE;
+        c->probe_acc[i] = calloc((size_t)len * PA_SK_PROBE, sizeof(float));
+        c->probe_len[i] = len;
+        if (c->probe_acc[i])
+            c->probe_mode[i] = (uint8_t)mode;
+    }
+    if (!ok)
+        c->probe_m = 0;
+    free(x);
+}
+
+/* out[s][u] = sum_d a[d][s] b[d][u] over d in [0, n) (PA_SK_PROBE-wide rows), into m x m. */
+static void gram_add(const float *a, const float *b, uint64_t n, uint32_t m, double *out)
+{
+    for (uint64_t d = 0; d < n; d++)
+        for (uint32_t s = 0; s < m; s++)
+            for (uint32_t u = 0; u < m; u++)
+                out[s * m + u] += (double)a[d * PA_SK_PROBE + s] * b[d * PA_SK_PROBE + u];
+}
+
+/* Grouped heads: query head h reads key/value head h / per. */
+static void heads_add(const float *q, uint64_t qlen, const float *k, uint64_t klen, uint64_t hd,
+                      uint32_t m, double *out)
+{
+    if (!hd || qlen % hd || klen % hd || !klen || qlen % klen)
+        return;
+    uint64_t per = qlen / klen;
+    for (uint64_t head = 0; head < qlen / hd; head++)
+        gram_add(q + head * hd * PA_SK_PROBE, k + (head / per) * hd * PA_SK_PROBE, hd, m, out);
+}
+
+static void finish_probe(run_ctx *c)
+{
+    pa_fingerprint *fp = c->fp;
+    uint32_t m = c->probe_m, nl = c->probe_nl;
+    if (!m)
+        return;
+    pa_probe_fp *p = &fp->probe;
+    p->layer = calloc(nl, sizeof *p->layer);
+    p->have = calloc(nl, sizeof *p->have);
+    p->prod = calloc((size_t)nl * PA_PROBE_TERMS * m * m, sizeof *p->prod);
+    double *acc = malloc((size_t)m * m * sizeof *acc);
+    if (!p->layer || !p->have || !p->prod || !acc) {
+        free(acc);
+        return;
+    }
+    uint64_t h = fp->embed.cols, hd = 0;
+    if (fp->has_mfi && fp->mfi.head_dim > 0 && fp->mfi.head_dim != PA_NULL_INT)
+        hd = (uint64_t)fp->mfi.head_dim;
+    else if (fp->has_mfi && fp->mfi.num_attention_heads > 0 &&
+             fp->mfi.num_attention_heads != PA_NULL_INT)
+        hd = h / (uint64_t)fp->mfi.num_attention_heads;
+    for (uint32_t l = 0; l < fp->n_layers; l++) {
+        int32_t pl = c->probe_layer_of[l];
+        if (pl < 0)
+            continue;
+        p->layer[pl] = (int32_t)l;
+        const float *acc_of[PR_N] = {0};
+        uint64_t len_of[PR_N] = {0};
+        for (size_t i = 0; i < fp->n_tensors; i++)
+            if (c->probe_mode[i] && fp->tensors[i].layer == (int32_t)l) {
+                int r = probe_role(&fp->tensors[i]);
+                acc_of[r] = c->probe_acc[i];
+                len_of[r] = c->probe_len[i];
+            }
+        if (acc_of[PR_QKV] && len_of[PR_QKV] == 3 * h) { /* fused q, k, v */
+            acc_of[PR_Q] = acc_of[PR_QKV];
+            acc_of[PR_K] = acc_of[PR_QKV] + h * PA_SK_PROBE;
+            acc_of[PR_V] = acc_of[PR_QKV] + 2 * h * PA_SK_PROBE;
+            len_of[PR_Q] = len_of[PR_K] = len_of[PR_V] = h;
+        }
+        const struct {
+            int a, b;
+        } terms[PA_PROBE_TERMS] = {{PR_Q, PR_K}, {PR_O, PR_V}, {PR_DOWN, PR_UP}};
+        for (int t = 0; t < PA_PROBE_TERMS; t++) {
+            const float *a = acc_of[terms[t].a], *b = acc_of[terms[t].b];
+            uint64_t la = len_of[terms[t].a], lb = len_of[terms[t].b];
+            if (!a || !b)
+                continue;
+            memset(acc, 0, (size_t)m * m * sizeof *acc);
+            if (la == lb)
+                gram_add(a, b, la, m, acc);
+            else if (t < 2)
+                heads_add(a, la, b, lb, hd, m, acc);
+            else
+                continue;
+            float *dst = p->prod + ((size_t)pl * PA_PROBE_TERMS + t) * m * m;
+            bool finite = true;
+            for (size_t k = 0; k < (size_t)m * m; k++) {
+                dst[k] = (float)acc[k];
+                finite &= isfinite(dst[k]);
+            }
+            if (finite && (la == lb || hd))
+                p->have[pl] |= (uint8_t)(1u << t);
+        }
+    }
+    free(acc);
+    p->m = m;
+    p->n_layers = nl;
+}
+
 pa_status pa_stream_weights(pa_fingerprint *fp, pa_unit *u, const pa_tokenizer *tok,
                              const pa_fp_options *opt, pa_error *err)
 {
@@ -1060,6 +1363,8 @@ pa_status pa_stream_weights(pa_fingerprint *fp, pa_unit *u, const pa_tokenizer *
             st = pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->path);
         if (!st)
             st = plan_anchors(&c, tok, err);
+        if (!st)
+            plan_probe(&c);
     }
     if (!st && default_threads(opt) == 1 && pa_sha2x_available()) {
         run_serial_fused(&c);
@@ -1095,6 +1400,16 @@ pa_status pa_stream_weights(pa_fingerprint *fp, pa_unit *u, const pa_tokenizer *
     }
     if (!st && fp->embed.present)
         st = finish_embed(&c, err);
+    if (!st)
+        finish_probe(&c);
+    for (size_t i = 0; c.probe_acc && i < nt; i++)
+        free(c.probe_acc[i]);
+    free(c.probe_acc);
+    free(c.probe_in);
+    free(c.probe_len);
+    free(c.probe_mode);
+    free(c.probe_xt);
+    free(c.probe_layer_of);
     pthread_mutex_destroy(&c.lock);
     free(c.anchor_full);
     free(c.row_norms);

@@ -379,14 +379,7 @@ static int link_candidate(void *ctx, int64_t id, int64_t created_ns, const char 
         .score = r.score,
         .verdict = pa_verdict_name(r.verdict),
         .signals = sig,
-        /* Byte-identical tensors are the most direct evidence of descent; the score alone can
-         * rank a sibling (e.g. a quantized copy of the same base) a hair above the real parent. */
-        .rank = r.score +
-                0.01 * (r.tensors_b ? (double)r.tensors_identical / (double)r.tensors_b : 0.0) -
-                /* A GGUF file is an inference export, usually quantised: two quantisations of one
-                 * base agree with each other a hair more than either does with the base (they
-                 * share its rounding), so a GGUF sibling must not outrank the original. */
-                (strcmp(pa_fp_format(a), "gguf") == 0 ? 0.05 : 0.0),
+        .rank = pa_parent_rank(&r, a), /* the analyzer's ranking rule (score.c) */
     };
     w->n_edges++;
     return 0;

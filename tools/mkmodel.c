@@ -23,11 +23,13 @@ static const char usage_text[] =
     "                      [--dtype f32|f16|bf16] [--shards N] [--tok-seed T] [--tie]\n"
     "       mkmodel derive PARENT OUT --kind KIND [--seed N] [--dtype f32|f16|bf16] [--shards N]\n"
     "                      [--drift D] [--rank R] [--scale S] [--drop N | --keep LIST]\n"
-    "                      [--keep-frac F] [--add N]\n"
+    "                      [--keep-frac F] [--add N] [--with DIR] [--experts N]\n"
     "  kinds: finetune [--drift D]  lora [--rank R] [--scale S]  convert --dtype D  quant-int8\n"
     "         quant-q4  prune-layers [--drop N | --keep 0,1,3]  prune-mlp [--keep-frac F]\n"
     "         vocab-extend [--add N]  permute-mlp  permute-heads  student [--drift D]  forge\n"
     "         rename  reshard --shards N  copy\n"
+    "         rotate  scale  noise [--drift D]  smuggle --with OTHER  soup --with SIBLING\n"
+    "         stitch --with OTHER  upcycle [--experts N]\n"
     "       mkmodel gguf SRC OUT.gguf --type f32|f16|bf16|q8_0|q4_0|q4_k|q6_k\n";
 
 /* ---------------------------------------------------------------- option parsing */
@@ -89,7 +91,8 @@ static const struct {
     {"--drift", MK_O_DRIFT, true},     {"--rank", MK_O_RANK, true},
     {"--scale", MK_O_SCALE, true},     {"--drop", MK_O_DROP, true},
     {"--keep", MK_O_KEEP, true},       {"--keep-frac", MK_O_KEEP_FRAC, true},
-    {"--add", MK_O_ADD, true},
+    {"--add", MK_O_ADD, true},         {"--with", MK_O_WITH, true},
+    {"--experts", MK_O_EXPERTS, true},
 };
 
 static const char *option_name(unsigned bit)
@@ -190,6 +193,12 @@ static size_t parse_args(int argc, char **argv, int first, mk_options *opt, cons
             break;
         case MK_O_KEEP:
             opt->keep = v;
+            break;
+        case MK_O_WITH:
+            opt->with = v;
+            break;
+        case MK_O_EXPERTS:
+            opt->experts = parse_int(a, v, 2, 256);
             break;
         default:
             break;

@@ -36,6 +36,8 @@ enum {
     MK_O_KEEP = 1u << 18,
     MK_O_KEEP_FRAC = 1u << 19,
     MK_O_ADD = 1u << 20,
+    MK_O_WITH = 1u << 21,
+    MK_O_EXPERTS = 1u << 22,
 };
 
 typedef struct mk_options {
@@ -48,7 +50,8 @@ typedef struct mk_options {
     bool tie;
     const char *kind;
     double drift, scale, keep_frac;
-    int64_t rank, drop, add;
+    int64_t rank, drop, add, experts;
+    const char *with; /* second parent (soup, stitch) or payload model (smuggle) */
     const char *keep; /* "0,1,3" */
 } mk_options;
 

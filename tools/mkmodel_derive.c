@@ -40,7 +40,14 @@ enum kind {
     K_FORGE,
     K_RENAME,
     K_RESHARD,
-    K_COPY
+    K_COPY,
+    K_ROTATE,
+    K_SCALE,
+    K_NOISE,
+    K_SMUGGLE,
+    K_SOUP,
+    K_STITCH,
+    K_UPCYCLE
 };
 
 static const struct {
@@ -62,6 +69,13 @@ static const struct {
     [K_RENAME] = {"rename", 0},
     [K_RESHARD] = {"reshard", 0},
     [K_COPY] = {"copy", 0},
+    [K_ROTATE] = {"rotate", 0},
+    [K_SCALE] = {"scale", 0},
+    [K_NOISE] = {"noise", MK_O_DRIFT},
+    [K_SMUGGLE] = {"smuggle", MK_O_WITH},
+    [K_SOUP] = {"soup", MK_O_WITH},
+    [K_STITCH] = {"stitch", MK_O_WITH},
+    [K_UPCYCLE] = {"upcycle", MK_O_EXPERTS},
 };
 
 typedef struct derive_ctx {
@@ -70,6 +84,10 @@ typedef struct derive_ctx {
     int kind;
     int64_t heads, kv_heads, head_dim; /* permute-heads */
     size_t vocab_add;                  /* vocab-extend */
+    const mk_parent *p2;               /* soup, stitch, smuggle: the --with model */
+    int64_t hidden;                    /* rotate */
+    double *rot;                       /* rotate: hidden x hidden orthogonal Q, row-major */
+    int split;                         /* stitch: first layer taken from --with */
 } derive_ctx;
 
 /* Does this tensor's data change (beyond re-encoding)? */
@@ -81,7 +99,18 @@ static bool transforms(const derive_ctx *c, const mk_src_tensor *s)
     switch (c->kind) {
     case K_FINETUNE:
     case K_STUDENT:
+    case K_NOISE:
+    case K_SOUP:
         return true;
+    case K_ROTATE: /* everything that reads or writes the residual stream, and the norms */
+        return s->role == MK_R_EMBED || s->role == MK_R_LM_HEAD || s->role == MK_R_Q ||
+               s->role == MK_R_K || s->role == MK_R_V || s->role == MK_R_O ||
+               s->role == MK_R_GATE || s->role == MK_R_UP || s->role == MK_R_DOWN ||
+               s->role == MK_R_NORM;
+    case K_SCALE:
+        return s->layer >= 0 && !s->bias &&
+               (s->role == MK_R_Q || s->role == MK_R_K || s->role == MK_R_V ||
+                s->role == MK_R_O || s->role == MK_R_UP || s->role == MK_R_DOWN);
     case K_LORA:
         return matrix && !s->bias &&
                (s->role == MK_R_Q || s->role == MK_R_K || s->role == MK_R_V || s->role == MK_R_O ||
@@ -310,6 +339,211 @@ static void embed_extend(const float *x, uint64_t rows, uint64_t cols, const der
     free(mean);
 }
 
+/* ---------------------------------------------------------------- function-preserving kinds */
+
+static const mk_src_tensor *find_src(const mk_parent *p, const char *name)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->t[i].desc->name, name) == 0)
+            return &p->t[i];
+    return NULL;
+}
+
+/* A whole source tensor as floats (caller frees). */
+static float *read_src(const mk_src_tensor *s)
+{
+    size_t nbytes = (size_t)(s->desc->end - s->desc->begin);
+    uint8_t *raw = mk_alloc(nbytes ? nbytes : 1, 1);
+    mk_parent_read(s, raw, 0, nbytes);
+    float *x = mk_alloc((size_t)s->desc->numel ? (size_t)s->desc->numel : 1, sizeof *x);
+    pa_dtype_to_f32(s->desc->dtype, raw, x, (size_t)s->desc->numel);
+    free(raw);
+    return x;
+}
+
+/* A random orthogonal h x h matrix: Gram-Schmidt (twice, for accuracy) over normal rows. */
+static double *random_rotation(uint64_t seed, int64_t h)
+{
+    size_t n = (size_t)h;
+    double *q = mk_alloc(n * n, sizeof *q);
+    float *row = mk_alloc(n, sizeof *row);
+    mk_rng rng;
+    mk_rng_init(&rng, seed, "rotate", "Q");
+    for (size_t i = 0; i < n; i++) {
+        double *qi = q + i * n;
+        mk_fill_normal(&rng, row, n, 0.0f, 1.0f);
+        for (size_t k = 0; k < n; k++)
+            qi[k] = row[k];
+        for (int pass = 0; pass < 2; pass++)
+            for (size_t j = 0; j < i; j++) {
+                const double *qj = q + j * n;
+                double d = 0;
+                for (size_t k = 0; k < n; k++)
+                    d += qi[k] * qj[k];
+                for (size_t k = 0; k < n; k++)
+                    qi[k] -= d * qj[k];
+            }
+        double norm = 0;
+        for (size_t k = 0; k < n; k++)
+            norm += qi[k] * qi[k];
+        norm = sqrt(norm);
+        if (norm < 1e-9)
+            mk_die(MK_EXIT_IO, "rotate: degenerate random matrix");
+        for (size_t k = 0; k < n; k++)
+            qi[k] /= norm;
+    }
+    free(row);
+    return q;
+}
+
+/* The RMSNorm weight folded into a matrix that reads the stream after it: the block's
+ * input_layernorm for q/k/v, post_attention_layernorm for gate/up, model.norm for lm_head.
+ * NULL when there is none (the norm is then the identity). */
+static float *norm_for(const derive_ctx *c, const mk_src_tensor *s)
+{
+    const char *name = s->desc->name;
+    char *norm;
+    if (s->role == MK_R_LM_HEAD)
+        norm = mk_strdup("model.norm.weight");
+    else if (s->layer < 0)
+        return NULL;
+    else
+        norm = mk_printf("%.*s.%s", (int)(s->layer_at + s->layer_len), name,
+                         s->role == MK_R_GATE || s->role == MK_R_UP ? "post_attention_layernorm.weight"
+                                                                    : "input_layernorm.weight");
+    const mk_src_tensor *ns = find_src(c->p, norm);
+    free(norm);
+    if (!ns)
+        return NULL;
+    if ((int64_t)ns->desc->numel != c->hidden)
+        mk_die(MK_EXIT_USAGE, "rotate: %s has %llu entries, not the hidden size", ns->desc->name,
+               (unsigned long long)ns->desc->numel);
+    return read_src(ns);
+}
+
+/* rotate: fold the norm weight into readers (W -> W·diag(g)·Q), rotate writers (W -> Qᵀ·W) and
+ * the embedding (E -> E·Q); norms become ones. RMSNorm(x·Q) = RMSNorm(x)·Q because an orthogonal
+ * Q keeps the root mean square, so every block computes the same function in a rotated basis. */
+static float *rotate_tensor(const derive_ctx *c, const mk_src_tensor *s, float *x, uint64_t rows,
+                            uint64_t cols)
+{
+    size_t h = (size_t)c->hidden;
+    const double *q = c->rot;
+    if (s->role == MK_R_NORM) {
+        for (uint64_t i = 0; i < rows * cols; i++)
+            x[i] = 1.0f;
+        return x;
+    }
+    float *out = mk_alloc((size_t)(rows * cols), sizeof *out);
+    double *acc = mk_alloc(h, sizeof *acc);
+    if (s->role == MK_R_O || s->role == MK_R_DOWN) {
+        if (rows != h)
+            mk_die(MK_EXIT_USAGE, "rotate: %s has %llu rows, not the hidden size", s->desc->name,
+                   (unsigned long long)rows);
+        /* out[i][j] = sum_k Q[k][i] x[k][j] */
+        double *col = mk_alloc(h, sizeof *col);
+        for (uint64_t j = 0; j < cols; j++) {
+            for (size_t k = 0; k < h; k++)
+                col[k] = x[k * cols + j];
+            for (size_t i = 0; i < h; i++) {
+                double v = 0;
+                for (size_t k = 0; k < h; k++)
+                    v += q[k * h + i] * col[k];
+                out[i * cols + j] = (float)v;
+            }
+        }
+        free(col);
+    } else {
+        if (cols != h)
+            mk_die(MK_EXIT_USAGE, "rotate: %s has %llu columns, not the hidden size",
+                   s->desc->name, (unsigned long long)cols);
+        float *g = s->role == MK_R_EMBED ? NULL : norm_for(c, s);
+        for (uint64_t r = 0; r < rows; r++) {
+            const float *xr = x + r * cols;
+            for (size_t j = 0; j < h; j++)
+                acc[j] = 0;
+            for (size_t k = 0; k < h; k++) {
+                double v = (double)xr[k] * (g ? g[k] : 1.0f);
+                const double *qk = q + k * h;
+                for (size_t j = 0; j < h; j++)
+                    acc[j] += v * qk[j];
+            }
+            for (size_t j = 0; j < h; j++)
+                out[r * cols + j] = (float)acc[j];
+        }
+        free(g);
+    }
+    free(acc);
+    return out;
+}
+
+/* n factors in [1/2, 2], log-uniform, from the stream keyed by (seed, what, layer). */
+static double *scale_factors(const derive_ctx *c, const char *what, int layer, size_t n)
+{
+    char tag[64];
+    snprintf(tag, sizeof tag, "%s layer %d", what, layer);
+    mk_rng rng;
+    mk_rng_init(&rng, c->opt->seed, "scale", tag);
+    double *f = mk_alloc(n, sizeof *f);
+    for (size_t i = 0; i < n; i++)
+        f[i] = exp(((double)mk_rng_below(&rng, 1u << 20) / (double)(1u << 20) * 2.0 - 1.0) * log(2.0));
+    return f;
+}
+
+/* scale: rescale what the next matrix undoes. MLP neuron i: up row ·a_i, down column /a_i
+ * (SiLU(gate)·up is linear in up). Per key/value head j: v rows ·b_j, the o columns of its
+ * query heads /b_j; k rows /c_j, its query heads' q rows ·c_j — q·k and softmax(qk)·v keep
+ * their values, and a per-head scalar commutes with RoPE. */
+static void scale_tensor(const derive_ctx *c, const mk_src_tensor *s, float *x, uint64_t rows,
+                         uint64_t cols)
+{
+    int l = s->layer;
+    if (s->role == MK_R_UP || s->role == MK_R_DOWN) {
+        size_t n = (size_t)(s->role == MK_R_UP ? rows : cols);
+        double *a = scale_factors(c, "mlp", l, n);
+        for (uint64_t i = 0; i < rows; i++)
+            for (uint64_t j = 0; j < cols; j++)
+                x[i * cols + j] = (float)(s->role == MK_R_UP ? x[i * cols + j] * a[i]
+                                                             : x[i * cols + j] / a[j]);
+        free(a);
+        return;
+    }
+    size_t hd = (size_t)c->head_dim, kv = (size_t)c->kv_heads;
+    size_t per = (size_t)(c->heads / c->kv_heads);
+    bool qk = s->role == MK_R_Q || s->role == MK_R_K;
+    double *f = scale_factors(c, qk ? "qk" : "vo", l, kv);
+    /* kv head of a row (q, k, v) or column (o) */
+    bool by_col = s->role == MK_R_O;
+    uint64_t span = by_col ? cols : rows;
+    bool grouped = s->role == MK_R_Q || s->role == MK_R_O;
+    if (span != (grouped ? per * kv * hd : kv * hd))
+        mk_die(MK_EXIT_USAGE, "scale: %s does not match %lld heads of %zu", s->desc->name,
+               (long long)c->heads, hd);
+    bool multiply = s->role == MK_R_Q || s->role == MK_R_V;
+    for (uint64_t i = 0; i < rows; i++)
+        for (uint64_t j = 0; j < cols; j++) {
+            uint64_t pos = by_col ? j : i;
+            size_t head = (size_t)(pos / hd);
+            size_t g = grouped ? head / per : head;
+            double v = x[i * cols + j];
+            x[i * cols + j] = (float)(multiply ? v * f[g] : v / f[g]);
+        }
+    free(f);
+}
+
+/* soup: the mean of the parent and the --with model, tensor by tensor. */
+static void soup_tensor(const derive_ctx *c, const mk_src_tensor *s, float *x)
+{
+    const mk_src_tensor *o = find_src(c->p2, s->desc->name);
+    if (!o || o->desc->numel != s->desc->numel || !mk_is_float(o->desc->dtype))
+        mk_die(MK_EXIT_USAGE, "soup: %s has no tensor %s of the same shape", c->p2->dir,
+               s->desc->name);
+    float *y = read_src(o);
+    for (uint64_t i = 0; i < s->desc->numel; i++)
+        x[i] = 0.5f * (x[i] + y[i]);
+    free(y);
+}
+
 /* Apply the derivation to one tensor's values x (source shape); returns the output values
  * (t's shape), x itself or a new buffer. */
 static float *transform(const derive_ctx *c, const mk_src_tensor *s, const mk_tensor *t, float *x,
@@ -326,7 +560,16 @@ static float *transform(const derive_ctx *c, const mk_src_tensor *s, const mk_te
     switch (c->kind) {
     case K_FINETUNE:
     case K_STUDENT:
+    case K_NOISE:
         finetune(x, (size_t)d->numel, c->opt->drift, seed, name);
+        return x;
+    case K_ROTATE:
+        return rotate_tensor(c, s, x, rows, cols);
+    case K_SCALE:
+        scale_tensor(c, s, x, rows, cols);
+        return x;
+    case K_SOUP:
+        soup_tensor(c, s, x);
         return x;
     case K_LORA:
         lora(x, rows, cols, c, seed, name);
@@ -380,6 +623,10 @@ static void derive_produce(void *ctx, const mk_tensor *t, mk_sink *sink)
 {
     const derive_ctx *c = ctx;
     const mk_src_tensor *s = t->src;
+    if (!s) { /* upcycle's router */
+        mk_sink_generate(sink, t, c->opt->seed, "upcycle-router");
+        return;
+    }
     const pa_tensor_desc *d = s->desc;
     if (c->kind == K_FORGE && mk_is_float(d->dtype)) {
         mk_sink_generate(sink, t, c->opt->seed, "forge");
@@ -592,6 +839,75 @@ static mk_tensor *plan_tensors(const mk_parent *p, const derive_ctx *c, const in
     return out;
 }
 
+static void plan_one(mk_tensor *t, const derive_ctx *c, const mk_src_tensor *s, const char *name)
+{
+    pa_dtype dtype = s->desc->dtype;
+    if (mk_is_float(dtype) && (c->opt->given & MK_O_DTYPE))
+        dtype = c->opt->dtype;
+    mk_tensor_set(t, name, dtype, s->desc->ndim, s->desc->shape);
+    t->src = s;
+    t->role = s->role;
+    t->init = s->bias ? MK_INIT_BIAS : s->role == MK_R_NORM ? MK_INIT_NORM : MK_INIT_WEIGHT;
+}
+
+/* Output tensors of the kinds that assemble a model from whole tensors: stitch (layers below the
+ * split, the embedding, final norm and head from the parent, the rest from --with), smuggle (all
+ * of the parent, plus every tensor of --with under "smuggled.") and upcycle (each MLP matrix as
+ * the same matrix in every expert, Mixtral names, plus a fresh router per layer). */
+static mk_tensor *plan_assembled(const derive_ctx *c, size_t *n_out)
+{
+    const mk_parent *p = c->p, *p2 = c->p2;
+    size_t experts = (size_t)c->opt->experts;
+    size_t cap = p->n * (c->kind == K_UPCYCLE ? experts + 1 : 1) + (p2 ? p2->n : 0);
+    mk_tensor *out = mk_alloc(cap, sizeof *out);
+    size_t n = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        const mk_src_tensor *s = &p->t[i];
+        if (c->kind == K_STITCH && s->layer >= c->split)
+            continue;
+        if (c->kind == K_UPCYCLE && s->layer >= 0 &&
+            (s->role == MK_R_GATE || s->role == MK_R_UP || s->role == MK_R_DOWN) && !s->bias) {
+            const char *w = s->role == MK_R_GATE ? "w1" : s->role == MK_R_DOWN ? "w2" : "w3";
+            int pl = (int)(s->layer_at + s->layer_len);
+            for (size_t e = 0; e < experts; e++) {
+                char *name = mk_printf("%.*s.block_sparse_moe.experts.%zu.%s.weight", pl,
+                                       s->desc->name, e, w);
+                plan_one(&out[n++], c, s, name);
+                free(name);
+            }
+            if (s->role == MK_R_GATE) { /* the router: experts x hidden */
+                char *name = mk_printf("%.*s.block_sparse_moe.gate.weight", pl, s->desc->name);
+                uint64_t shape[PA_MAX_DIMS] = {experts, s->desc->shape[1]};
+                pa_dtype dtype = (c->opt->given & MK_O_DTYPE) ? c->opt->dtype : s->desc->dtype;
+                if (!is_encodable(dtype))
+                    dtype = PA_DT_F32;
+                mk_tensor_set(&out[n], name, dtype, 2, shape);
+                out[n].src = NULL;
+                out[n].role = MK_R_OTHER;
+                out[n].init = MK_INIT_WEIGHT;
+                n++;
+                free(name);
+            }
+            continue;
+        }
+        plan_one(&out[n++], c, s, s->desc->name);
+    }
+    if (p2)
+        for (size_t i = 0; i < p2->n; i++) {
+            const mk_src_tensor *s = &p2->t[i];
+            if (c->kind == K_STITCH) {
+                if (s->layer >= c->split)
+                    plan_one(&out[n++], c, s, s->desc->name);
+            } else {
+                char *name = mk_printf("smuggled.%s", s->desc->name);
+                plan_one(&out[n++], c, s, name);
+                free(name);
+            }
+        }
+    *n_out = n;
+    return out;
+}
+
 static bool weight_file(const char *name)
 {
     static const char *const suffixes[] = {".safetensors", ".safetensors.index.json",
@@ -667,6 +983,13 @@ void mk_derive(const char *parent_dir, const char *out, const mk_options *given)
         o.keep_frac = 0.75;
     if (!(o.given & MK_O_ADD))
         o.add = 64;
+    if (!(o.given & MK_O_EXPERTS))
+        o.experts = 4;
+    if (kind == K_NOISE && !(o.given & MK_O_DRIFT))
+        o.drift = 0.1;
+    bool two = kind == K_SMUGGLE || kind == K_SOUP || kind == K_STITCH;
+    if (two && !(o.given & MK_O_WITH))
+        mk_die(MK_EXIT_USAGE, "--kind %s needs --with DIR", o.kind);
 
     mk_parent p;
     mk_parent_load(&p, parent_dir);
@@ -681,7 +1004,35 @@ void mk_derive(const char *parent_dir, const char *out, const mk_options *given)
     }
 
     derive_ctx c = {.p = &p, .opt = &o, .kind = kind, .vocab_add = (size_t)o.add};
-    if (kind == K_PERMUTE_HEADS) {
+    mk_parent p2;
+    if (two) {
+        mk_parent_load(&p2, o.with);
+        c.p2 = &p2;
+        if (same_dir(o.with, out))
+            mk_die(MK_EXIT_USAGE, "%s: the output directory is the --with model", out);
+        if (kind == K_STITCH) {
+            if (p.layers < 2 || p2.layers != p.layers)
+                mk_die(MK_EXIT_USAGE, "stitch: %s and %s need the same number (>= 2) of layers",
+                       parent_dir, o.with);
+            c.split = p.layers / 2;
+        }
+    }
+    if ((kind == K_ROTATE || kind == K_SCALE || kind == K_UPCYCLE) && p.gpt2)
+        mk_die(MK_EXIT_USAGE, "--kind %s needs a llama-layout parent (RMSNorm, gated MLP)", o.kind);
+    if (kind == K_ROTATE) {
+        c.hidden = mk_cfg_int(&p, keys_hidden, 0);
+        if (c.hidden < 1 || c.hidden > 8192)
+            mk_die(MK_EXIT_USAGE, "%s/config.json: rotate needs a hidden size in [1, 8192]",
+                   parent_dir);
+        bool head = false;
+        for (size_t i = 0; i < p.n; i++)
+            head |= p.t[i].role == MK_R_LM_HEAD;
+        if (!head)
+            mk_die(MK_EXIT_USAGE, "%s: rotate needs an untied lm_head (the final norm folds into it)",
+                   parent_dir);
+        c.rot = random_rotation(o.seed, c.hidden);
+    }
+    if (kind == K_PERMUTE_HEADS || kind == K_SCALE) {
         int64_t hidden = mk_cfg_int(&p, keys_hidden, 0);
         c.heads = mk_cfg_int(&p, keys_heads, 0);
         if (!hidden || !c.heads)
@@ -694,13 +1045,15 @@ void mk_derive(const char *parent_dir, const char *out, const mk_options *given)
         if (c.heads % c.kv_heads)
             mk_die(MK_EXIT_USAGE, "%s/config.json: %lld heads are not a multiple of %lld KV heads",
                    parent_dir, (long long)c.heads, (long long)c.kv_heads);
-        if ((p.gpt2 ? c.heads : c.kv_heads) < 2)
+        if (kind == K_PERMUTE_HEADS && (p.gpt2 ? c.heads : c.kv_heads) < 2)
             mk_die(MK_EXIT_USAGE, "%s: permute-heads needs at least two %s heads", parent_dir,
                    p.gpt2 ? "attention" : "key/value");
     }
     int *kept = (kind == K_PRUNE_LAYERS || kind == K_STUDENT) ? layer_plan(&p, &c) : NULL;
     size_t n_out;
-    mk_tensor *ts = plan_tensors(&p, &c, kept, &n_out);
+    mk_tensor *ts = (kind == K_STITCH || kind == K_SMUGGLE || kind == K_UPCYCLE)
+                        ? plan_assembled(&c, &n_out)
+                        : plan_tensors(&p, &c, kept, &n_out);
     if ((o.given & MK_O_SHARDS) && (size_t)o.shards > n_out)
         mk_die(MK_EXIT_USAGE, "--shards %lld: the model has only %zu tensors", (long long)o.shards,
                n_out);
@@ -732,6 +1085,14 @@ void mk_derive(const char *parent_dir, const char *out, const mk_options *given)
                                p.gpt2 ? keys_inter_gpt2 : keys_inter_llama, (long long)width);
                     break;
                 }
+        }
+        if (kind == K_UPCYCLE) {
+            char literal[32];
+            snprintf(literal, sizeof literal, "%lld", (long long)o.experts);
+            mk_json_set(&config, &config_len, "num_local_experts", literal);
+            mk_json_set(&config, &config_len, "num_experts_per_tok", "2");
+            mk_json_set(&config, &config_len, "model_type", "\"mixtral\"");
+            mk_json_set(&config, &config_len, "architectures", "[\"MixtralForCausalLM\"]");
         }
         if (kind == K_VOCAB_EXTEND) {
             uint64_t rows = 0;
@@ -765,5 +1126,8 @@ void mk_derive(const char *parent_dir, const char *out, const mk_options *given)
     free(tokenizer);
     free(config);
     free(kept);
+    free(c.rot);
+    if (two)
+        mk_parent_free(&p2);
     mk_parent_free(&p);
 }

@@ -260,6 +260,11 @@ static int cmd_compare(int argc, char **argv)
         isfinite(r.identity_score) ? printf("%.4f\n", r.identity_score) : printf("n/a\n");
         printf("tokenizer score:  ");
         isfinite(r.tokenizer_score) ? printf("%.4f\n", r.tokenizer_score) : printf("n/a\n");
+        printf("parent rank:      %.4f\n", r.rank);
+        printf("distance:         ");
+        isfinite(r.distance) ? printf("%.4f\n", r.distance) : printf("n/a\n");
+        printf("unexplained:      %.1f%% of the parameters%s\n", 100 * r.unexplained_share,
+               r.unknown_origin ? " (unknown origin)" : "");
         printf("reason:           %s\n", r.reason);
         printf("signals:\n");
         if (r.mfi.valid)

@@ -314,6 +314,17 @@ typedef struct pa_compare_result {
     pa_signal mfi, tfv, voa, eas, nlf, lep, end, wvc;
     pa_signal wea;           /* weight element agreement (aligned, permutation-recovered) */
     pa_signal anchor_rows;   /* agreement of embedding rows of shared anchor tokens */
+    pa_signal gram;          /* embedding Gram matrix of shared anchors (rotation-invariant) */
+    pa_signal invariant;     /* per-block products q·k, v·o, up·down on probe tokens (rotation,
+                                scaling and permutation invariant) */
+    double rank;             /* pa_parent_rank(this, a): orders candidate parents */
+    double distance;         /* calibrated weight-space distance (relative L2, 0 = same); NaN
+                                when nothing could be aligned */
+    double explained_share;  /* share of b's parameters a explains (parameter-weighted) */
+    double unexplained_share;
+    bool unknown_origin;     /* unexplained_share >= PA_UNKNOWN_ORIGIN_SHARE */
+    size_t n_unexplained;    /* b's tensors a does not explain */
+    char unexplained[384];   /* their names, comma-separated, truncated with "..." */
     size_t tensors_compared;
     size_t tensors_identical; /* byte-equal tensors (SHA-256) */
     size_t tensors_a, tensors_b;
@@ -324,6 +335,13 @@ typedef struct pa_compare_result {
  * but wording). Reads both fingerprints and writes only out: any number of threads may compare
  * shared fingerprints at once. */
 void pa_compare(const pa_fingerprint *a, const pa_fingerprint *b, pa_compare_result *out);
+
+/* Parameters of the child that no compared parent explains, as a share, from which on the child
+ * has an origin of its own (score.c says why this value). */
+#define PA_UNKNOWN_ORIGIN_SHARE 0.10
+/* The one parent-ranking rule (daemon, provctl compare and scan): higher is a likelier direct
+ * parent. parent is the candidate (a of pa_compare), r the comparison of parent with the child. */
+double pa_parent_rank(const pa_compare_result *r, const pa_fingerprint *parent);
 /* compare --json object (schema provfs.compare/1); caller frees. */
 char *pa_compare_to_json(const pa_compare_result *r, const char *a_label, const char *b_label,
                          bool pretty);

@@ -31,7 +31,7 @@ typedef struct model {
     pa_fingerprint *fp;
 } model;
 
-static model models[64];
+static model models[96];
 static int n_models;
 
 static pa_fingerprint *fp_of(const char *name)
@@ -66,6 +66,7 @@ static void expect(const char *a, const char *b, pa_verdict want)
     CHECK_MSG(ok, "%s vs %s: want %s, got %s (score %.4f)", a, b, pa_verdict_name(want),
               pa_verdict_name(r.verdict), r.score);
     if (want == PA_V_NONE) {
+        CHECK_MSG(r.score <= 0.25, "%s vs %s: independent pair scores %.4f > 0.25", a, b, r.score);
         n_unlinked++;
         unlinked_ok += ok;
     } else {
@@ -138,6 +139,24 @@ int main(void)
     run("derive gbase grenamed --kind rename");
     run("derive gbase gstudent --kind student --seed 36");
     run("derive gbase gforged --kind forge --seed 37");
+    /* function-preserving disguises, merges, smuggling (issue 11) */
+    run("create third --arch llama --seed 9");
+    run("derive base rot --kind rotate --seed 41");
+    run("derive ft rot-ft --kind rotate --seed 42");
+    run("derive rot rot-scale --kind scale --seed 43");
+    run("derive rot-scale rot-scale-perm --kind permute-mlp --seed 44");
+    run("derive base scaled --kind scale --seed 45");
+    run("derive base noisy --kind noise --seed 46");
+    run("derive ft soup --kind soup --with lora");
+    run("derive base stitch --kind stitch --with indep");
+    run("derive base moe --kind upcycle --experts 4");
+    run("derive base smuggled --kind smuggle --with indep");
+    run("derive gqa gqa-rot --kind rotate --seed 47");
+    run("derive indep indep-rot --kind rotate --seed 48");
+    run("derive rot-ft rot-ft-int8 --kind quant-int8");
+    run("gguf rot rot-q8_0.gguf --type q8_0");
+    run("gguf rot rot-q4_k.gguf --type q4_k");
+    run("gguf rot rot-q6_k.gguf --type q6_k");
 
     /* linked */
     expect("base", "ft", PA_V_DERIVED);
@@ -190,6 +209,67 @@ int main(void)
         CHECK_MSG(to_ft.score > to_base.score + 0.005, "GGUF of a fine-tune: %.4f vs base %.4f",
                   to_ft.score, to_base.score);
     }
+    /* disguised and merged */
+    expect("base", "rot", PA_V_DERIVED);
+    expect("base", "rot-ft", PA_V_DERIVED);
+    expect("base", "rot-scale", PA_V_DERIVED);
+    expect("base", "rot-scale-perm", PA_V_DERIVED);
+    expect("base", "rot-ft-int8", PA_V_DERIVED);
+    expect("rot", "rot-ft", PA_V_DERIVED); /* both sides rotated, independently */
+    expect("base", "scaled", PA_V_DERIVED);
+    expect("base", "noisy", PA_V_DERIVED);
+    expect("base", "soup", PA_V_DERIVED);
+    expect("ft", "soup", PA_V_DERIVED);
+    expect("lora", "soup", PA_V_DERIVED);
+    expect("base", "stitch", PA_V_DERIVED);
+    expect("indep", "stitch", PA_V_DERIVED);
+    expect("base", "moe", PA_V_DERIVED);
+    expect("base", "smuggled", PA_V_DERIVED);
+    expect("gqa", "gqa-rot", PA_V_DERIVED);
+    expect("base", "rot-q8_0.gguf", PA_V_DERIVED);
+    expect("base", "rot-q4_k.gguf", PA_V_DERIVED);
+    expect("base", "rot-q6_k.gguf", PA_V_DERIVED);
+    {
+        /* coverage: smuggled tensors and the other half of a stitch are not explained */
+        pa_compare_result r;
+        pa_compare(fp_of("base"), fp_of("smuggled"), &r);
+        fprintf(stderr, "smuggled: unexplained %.3f unknown_origin %d (%zu tensors)\n",
+                r.unexplained_share, r.unknown_origin, r.n_unexplained);
+        CHECK_MSG(r.unknown_origin && r.unexplained_share > 0.4, "smuggled: unexplained %.3f",
+                  r.unexplained_share);
+        pa_compare(fp_of("base"), fp_of("stitch"), &r);
+        CHECK_MSG(r.unknown_origin, "stitch vs base: unexplained %.3f", r.unexplained_share);
+        const char *honest[] = {"ft", "rot", "rot-scale-perm", "moe", "prune-mlp", "vocab", "lora"};
+        for (size_t i = 0; i < sizeof honest / sizeof *honest; i++) {
+            pa_compare(fp_of("base"), fp_of(honest[i]), &r);
+            CHECK_MSG(!r.unknown_origin && r.unexplained_share < 0.05,
+                      "%s: unexplained %.3f", honest[i], r.unexplained_share);
+        }
+        /* the true parent, not a sibling: ranks by weight distance */
+        pa_compare_result parent, sibling;
+        pa_compare(fp_of("ft"), fp_of("ft2"), &parent);
+        pa_compare(fp_of("base"), fp_of("ft2"), &sibling);
+        fprintf(stderr, "ft2: parent ft rank %.4f dist %.4f, grandparent base rank %.4f dist %.4f\n",
+                parent.rank, parent.distance, sibling.rank, sibling.distance);
+        CHECK(parent.distance < sibling.distance && parent.rank > sibling.rank);
+        pa_compare(fp_of("base"), fp_of("ft"), &parent);
+        pa_compare(fp_of("lora"), fp_of("ft"), &sibling);
+        fprintf(stderr, "ft: parent base rank %.4f dist %.4f, sibling lora rank %.4f dist %.4f\n",
+                parent.rank, parent.distance, sibling.rank, sibling.distance);
+        CHECK(parent.distance < sibling.distance && parent.rank > sibling.rank);
+        pa_compare(fp_of("base"), fp_of("rot-ft"), &parent);
+        pa_compare(fp_of("rot"), fp_of("rot-ft"), &sibling);
+        fprintf(stderr, "rot-ft: base dist %.4f, rotated sibling dist %.4f\n", parent.distance,
+                sibling.distance);
+    }
+    /* hard negatives */
+    expect("base", "indep-rot", PA_V_NONE);
+    expect("rot", "indep-rot", PA_V_NONE);
+    expect("third", "stitch", PA_V_NONE);
+    expect("third", "smuggled", PA_V_NONE);
+    expect("third", "rot-scale-perm", PA_V_NONE);
+    expect("indep", "rot", PA_V_NONE);
+    expect("gqa-indep", "gqa-rot", PA_V_NONE);
     /* unlinked: independent runs of one config, forged metadata, derivatives of another base */
     expect("base", "indep", PA_V_NONE);
     expect("base", "forged", PA_V_NONE);
