@@ -426,7 +426,7 @@ static void install_filter(int sock)
         die("seccomp_init", ENOMEM);
     static const int plain[] = {
         SCMP_SYS(read), SCMP_SYS(pread64), SCMP_SYS(readv), SCMP_SYS(preadv), SCMP_SYS(lseek),
-        SCMP_SYS(fstat), SCMP_SYS(close), SCMP_SYS(dup), SCMP_SYS(fcntl),
+        SCMP_SYS(fstat), SCMP_SYS(close), SCMP_SYS(dup),
         SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(mprotect), SCMP_SYS(brk),
         SCMP_SYS(madvise), SCMP_SYS(futex), SCMP_SYS(set_robust_list), SCMP_SYS(get_robust_list),
         SCMP_SYS(rseq), SCMP_SYS(exit), SCMP_SYS(exit_group), SCMP_SYS(rt_sigprocmask),
@@ -442,6 +442,11 @@ static void install_filter(int sock)
     if (rc == 0)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(newfstatat), 1,
                               SCMP_A3(SCMP_CMP_EQ, AT_EMPTY_PATH));
+    /* fcntl: copies of fds (pa_unit_open_file) and their flags, no locks, owners or leases */
+    static const int fcntl_cmds[] = {F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, F_GETFL};
+    for (size_t i = 0; i < sizeof fcntl_cmds / sizeof fcntl_cmds[0] && rc == 0; i++)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 1,
+                              SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)fcntl_cmds[i]));
     /* threads only: no new processes */
     if (rc == 0)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
