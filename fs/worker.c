@@ -28,6 +28,15 @@
 
 extern char **environ;
 
+/* AddressSanitizer (gcc or clang): its shadow memory rules out RLIMIT_AS, its reports go to fd 2 */
+#if defined(__SANITIZE_ADDRESS__)
+#define WORKER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WORKER_ASAN 1
+#endif
+#endif
+
 /* The worker's end of the socketpair. */
 #define WORKER_FD 3
 /* Largest fingerprint JSON a worker may return. */
@@ -463,7 +472,7 @@ static void install_filter(int sock)
     for (size_t i = 0; i < sizeof on_sock / sizeof on_sock[0] && rc == 0; i++)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, on_sock[i], 1,
                               SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)sock));
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef WORKER_ASAN
     /* a sanitizer build reports on stderr (the daemon's log, where the tests look) */
     if (rc == 0)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(write), 1, SCMP_A0(SCMP_CMP_EQ, 2));
@@ -532,7 +541,7 @@ int worker_main(int argc, char **argv)
     prctl(PR_SET_DUMPABLE, 0);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         die("no_new_privs", errno);
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef WORKER_ASAN
     /* AddressSanitizer's shadow takes terabytes of address space: no RLIMIT_AS under it */
     mem = 0;
 #endif
