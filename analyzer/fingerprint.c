@@ -212,14 +212,12 @@ static pa_status digest_files(pa_fingerprint *fp, bool single_file, pa_error *er
     return PA_OK;
 }
 
-pa_status pa_fingerprint_path(const char *path, const pa_fp_options *opt, pa_fingerprint **out,
-                              pa_error *err)
+/* Fingerprints an opened unit (freed here). */
+static pa_status fingerprint_unit(pa_unit *up, const char *path, const pa_fp_options *opt,
+                                  pa_fingerprint **out, pa_error *err)
 {
-    *out = NULL;
-    pa_unit u;
-    pa_status st = pa_unit_open(path, opt, &u, err);
-    if (st)
-        return st;
+    pa_unit u = *up;
+    pa_status st;
     pa_fingerprint *fp = calloc(1, sizeof *fp);
     if (!fp) {
         pa_unit_free(&u);
@@ -289,6 +287,24 @@ pa_status pa_fingerprint_path(const char *path, const pa_fp_options *opt, pa_fin
     }
     *out = fp;
     return PA_OK;
+}
+
+pa_status pa_fingerprint_path(const char *path, const pa_fp_options *opt, pa_fingerprint **out,
+                              pa_error *err)
+{
+    *out = NULL;
+    pa_unit u;
+    pa_status st = pa_unit_open(path, opt, &u, err);
+    return st ? st : fingerprint_unit(&u, path, opt, out, err);
+}
+
+pa_status pa_fingerprint_files(const char *path, const pa_unit_files *files,
+                               const pa_fp_options *opt, pa_fingerprint **out, pa_error *err)
+{
+    *out = NULL;
+    pa_unit u;
+    pa_status st = pa_unit_open_given(path, files, &u, err);
+    return st ? st : fingerprint_unit(&u, path, opt, out, err);
 }
 
 /* ------------------------------------------------------------------ views */

@@ -59,6 +59,7 @@ void pa_unit_free(pa_unit *u)
         close(u->root_fd);
     free(u->root_path);
     free(u->private_path);
+    free(u->given_idx);
     memset(u, 0, sizeof *u);
     u->root_fd = -1;
 }
@@ -154,6 +155,20 @@ static int reopen_regular(int pfd, const char *path, pa_error *err)
 /* pa_unit_open_file, with the errno of a failed resolution in *eno (0 otherwise). */
 static int open_file(const pa_unit *u, const char *path, int *eno, pa_error *err)
 {
+    if (u->given) {
+        /* The caller opened the unit's files: a copy of the matching fd, never a path. */
+        for (size_t i = 0; i < u->n_files; i++)
+            if (strcmp(u->file_paths[i], path) == 0) {
+                int fd = fcntl(u->given->files[u->given_idx[i]].fd, F_DUPFD_CLOEXEC, 0);
+                *eno = fd < 0 ? errno : 0;
+                if (fd < 0)
+                    pa_error_set(err, PA_E_IO, "%s: cannot open: %s", path, strerror(*eno));
+                return fd;
+            }
+        *eno = ENOENT;
+        pa_error_set(err, PA_E_IO, "%s: cannot open: %s", path, strerror(ENOENT));
+        return -1;
+    }
     int pfd = resolve(u, path, false);
     *eno = pfd < 0 ? -pfd : 0;
     if (pfd < 0) {
@@ -301,6 +316,25 @@ static DIR *open_unit_dir(pa_unit *u, pa_error *err)
     return d;
 }
 
+/* Sorts the files by name (paths and given indexes in step). */
+static void sort_files(pa_unit *u)
+{
+    for (size_t i = 1; i < u->n_files; i++)
+        for (size_t j = i; j > 0 && strcmp(u->files[j - 1].name, u->files[j].name) > 0; j--) {
+            pa_file_fp t = u->files[j];
+            u->files[j] = u->files[j - 1];
+            u->files[j - 1] = t;
+            char *tp = u->file_paths[j];
+            u->file_paths[j] = u->file_paths[j - 1];
+            u->file_paths[j - 1] = tp;
+            if (u->given_idx) {
+                size_t gi = u->given_idx[j];
+                u->given_idx[j] = u->given_idx[j - 1];
+                u->given_idx[j - 1] = gi;
+            }
+        }
+}
+
 static pa_status scan_dir(pa_unit *u, pa_error *err)
 {
     DIR *d = open_unit_dir(u, err);
@@ -378,16 +412,7 @@ static pa_status scan_dir(pa_unit *u, pa_error *err)
     closedir(d);
     if (st)
         return st;
-    /* Sort files by name (paths in step). */
-    for (size_t i = 1; i < u->n_files; i++)
-        for (size_t j = i; j > 0 && strcmp(u->files[j - 1].name, u->files[j].name) > 0; j--) {
-            pa_file_fp t = u->files[j];
-            u->files[j] = u->files[j - 1];
-            u->files[j - 1] = t;
-            char *tp = u->file_paths[j];
-            u->file_paths[j] = u->file_paths[j - 1];
-            u->file_paths[j - 1] = tp;
-        }
+    sort_files(u);
     return PA_OK;
 }
 
@@ -457,33 +482,40 @@ static pa_status confine(pa_unit *u, const pa_fp_options *opt, const char *path,
     return PA_OK;
 }
 
-pa_status pa_unit_open(const char *path, const pa_fp_options *opt, pa_unit *u, pa_error *err)
+static void unit_init(pa_unit *u)
 {
     memset(u, 0, sizeof *u);
     u->root_fd = -1;
-    pa_status st = confine(u, opt, path, err);
-    if (st) {
-        pa_unit_free(u);
-        return st;
-    }
+}
+
+static pa_status set_unit_path(pa_unit *u, const char *path, pa_error *err)
+{
     u->path = strdup(path);
-    if (!u->path) {
-        pa_unit_free(u);
+    if (!u->path)
         return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", path);
-    }
     size_t plen = strlen(u->path);
     while (plen > 1 && u->path[plen - 1] == '/')
         u->path[--plen] = '\0';
+    return PA_OK;
+}
+
+/* Which files make up the unit at path, as opt's confinement allows: a directory's regular files
+ * (scan_dir) or the one file. Fills is_dir, files and file_paths; the caller frees u on error. */
+static pa_status discover(pa_unit *u, const char *path, const pa_fp_options *opt, pa_error *err)
+{
+    unit_init(u);
+    pa_status st = confine(u, opt, path, err);
+    if (!st)
+        st = set_unit_path(u, path, err);
+    if (st)
+        return st;
     struct stat sb;
     int pfd = resolve(u, u->path, true);
     if (pfd < 0 || fstat(pfd, &sb) != 0) {
         if (pfd < 0)
-            st = resolve_error(u, u->path, -pfd, err);
-        else
-            st = pa_error_set(err, PA_E_IO, "%s: %s", path, strerror(errno));
-        if (pfd >= 0)
-            close(pfd);
-        pa_unit_free(u);
+            return resolve_error(u, u->path, -pfd, err);
+        st = pa_error_set(err, PA_E_IO, "%s: %s", path, strerror(errno));
+        close(pfd);
         return st;
     }
     close(pfd);
@@ -494,60 +526,66 @@ pa_status pa_unit_open(const char *path, const pa_fp_options *opt, pa_unit *u, p
         base = base ? base + 1 : u->path;
         u->files = calloc(1, sizeof *u->files);
         u->file_paths = calloc(1, sizeof *u->file_paths);
-        if (!u->files || !u->file_paths || !(u->files[0].name = strdup(base)) ||
-            !(u->file_paths[0] = strdup(u->path))) {
-            if (u->files && u->files[0].name)
-                u->n_files = 1;
-            pa_unit_free(u);
+        if (!u->files || !u->file_paths)
             return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", path);
-        }
         u->n_files = 1;
+        u->files[0].name = strdup(base);
+        u->file_paths[0] = strdup(u->path);
+        if (!u->files[0].name || !u->file_paths[0])
+            return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", path);
         u->files[0].size = (uint64_t)sb.st_size;
         u->files[0].mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
-        /* the format comes from the bytes, never from the name */
-        uint8_t magic[8] = {0};
-        int fd = pa_unit_open_file(u, u->path, err);
-        if (fd < 0) {
-            st = err->status;
-        } else {
-            ssize_t got = pread(fd, magic, sizeof magic, 0);
-            if (got >= 4 && pa_gguf_sniff(magic, (size_t)got)) {
-                u->is_gguf = true;
-                st = pa_gguf_read(fd, u->path, &u->gguf, err);
-                if (st)
-                    u->is_gguf = false; /* nothing to free */
-            }
-            close(fd);
-        }
-        uint64_t seen = 0;
-        if (!st && !u->is_gguf) {
-            st = add_shard(u, base, err);
-            if (!st)
-                st = parse_shard(u, &u->shards[0], false, &seen, err);
-        }
-        if (st)
-            pa_unit_free(u);
-        return st;
+        return PA_OK;
     }
-    if (!S_ISDIR(sb.st_mode)) {
-        pa_unit_free(u);
+    if (!S_ISDIR(sb.st_mode))
         return pa_error_set(err, PA_E_FORMAT, "%s: neither a model directory nor a weights file",
                             path);
-    }
     u->is_dir = true;
-    st = scan_dir(u, err);
-    if (!st)
-        st = set_path(u, "config.json", &u->config_path, err);
+    return scan_dir(u, err);
+}
+
+static pa_status load_single(pa_unit *u, pa_error *err)
+{
+    /* the format comes from the bytes, never from the name */
+    pa_status st = PA_OK;
+    uint8_t magic[8] = {0};
+    int fd = pa_unit_open_file(u, u->path, err);
+    if (fd < 0) {
+        st = err->status;
+    } else {
+        ssize_t got = pread(fd, magic, sizeof magic, 0);
+        if (got >= 4 && pa_gguf_sniff(magic, (size_t)got)) {
+            u->is_gguf = true;
+            st = pa_gguf_read(fd, u->path, &u->gguf, err);
+            if (st)
+                u->is_gguf = false; /* nothing to free */
+        }
+        close(fd);
+    }
+    uint64_t seen = 0;
+    if (!st && !u->is_gguf) {
+        st = add_shard(u, u->files[0].name, err);
+        if (!st)
+            st = parse_shard(u, &u->shards[0], false, &seen, err);
+    }
+    return st;
+}
+
+/* Parses what the unit's files say: a single file's format (from its bytes) and header, a
+ * directory's config, tokenizer and index names and every shard's header. */
+static pa_status load(pa_unit *u, pa_error *err)
+{
+    if (!u->is_dir)
+        return load_single(u, err);
+    pa_status st = set_path(u, "config.json", &u->config_path, err);
     if (!st)
         st = set_path(u, "tokenizer.json", &u->tok_path, err);
     if (!st)
         st = set_path(u, "tokenizer_config.json", &u->tokcfg_path, err);
     if (!st)
         st = set_path(u, "model.safetensors.index.json", &u->index_path, err);
-    if (st) {
-        pa_unit_free(u);
+    if (st)
         return st;
-    }
     bool indexed = u->index_path != NULL;
     uint64_t total_size = 0;
     if (indexed) {
@@ -595,9 +633,102 @@ pa_status pa_unit_open(const char *path, const pa_fp_options *opt, pa_unit *u, p
             pa_error_set(err, st, "%s", sub.msg);
         }
     }
-    if (st) {
+    return st;
+}
+
+pa_status pa_unit_open(const char *path, const pa_fp_options *opt, pa_unit *u, pa_error *err)
+{
+    pa_status st = discover(u, path, opt, err);
+    if (!st)
+        st = load(u, err);
+    if (st)
         pa_unit_free(u);
-        return st;
+    return st;
+}
+
+pa_status pa_unit_open_given(const char *path, const pa_unit_files *given, pa_unit *u,
+                             pa_error *err)
+{
+    unit_init(u);
+    u->given = given;
+    pa_status st = set_unit_path(u, path, err);
+    size_t n = given->n;
+    if (!st && (given->is_dir ? n > PA_UNIT_MAX_FILES : n != 1))
+        st = pa_error_set(err, n > PA_UNIT_MAX_FILES ? PA_E_LIMIT : PA_E_ARG,
+                          "%s: %zu files given", path, n);
+    if (!st) {
+        u->is_dir = given->is_dir;
+        u->files = calloc(n ? n : 1, sizeof *u->files);
+        u->file_paths = calloc(n ? n : 1, sizeof *u->file_paths);
+        u->given_idx = calloc(n ? n : 1, sizeof *u->given_idx);
+        if (!u->files || !u->file_paths || !u->given_idx)
+            st = pa_error_set(err, PA_E_NOMEM, "%s: out of memory", path);
     }
-    return PA_OK;
+    for (size_t i = 0; i < n && !st; i++) {
+        const pa_unit_file *g = &given->files[i];
+        if (u->is_dir && !safe_name(g->name)) {
+            st = pa_error_set(err, PA_E_ARG, "%s: bad file name given", path);
+            break;
+        }
+        u->files[i].name = strdup(g->name);
+        u->file_paths[i] = u->is_dir ? join(u->path, g->name) : strdup(u->path);
+        u->n_files = i + 1;
+        if (!u->files[i].name || !u->file_paths[i])
+            st = pa_error_set(err, PA_E_NOMEM, "%s: out of memory", path);
+        u->files[i].size = g->size;
+        u->files[i].mtime_ns = g->mtime_ns;
+        u->given_idx[i] = i;
+    }
+    if (!st) {
+        sort_files(u);
+        st = load(u, err);
+    }
+    if (st)
+        pa_unit_free(u);
+    return st;
+}
+
+pa_status pa_unit_files_open(const char *path, const pa_fp_options *opt, pa_unit_files *out,
+                             pa_error *err)
+{
+    memset(out, 0, sizeof *out);
+    pa_unit u;
+    pa_status st = discover(&u, path, opt, err);
+    if (!st) {
+        out->is_dir = u.is_dir;
+        out->files = calloc(u.n_files ? u.n_files : 1, sizeof *out->files);
+        if (!out->files)
+            st = pa_error_set(err, PA_E_NOMEM, "%s: out of memory", path);
+    }
+    for (size_t i = 0; !st && i < u.n_files; i++) {
+        pa_unit_file *f = &out->files[i];
+        f->fd = -1;
+        out->n = i + 1;
+        f->name = strdup(u.files[i].name);
+        f->size = u.files[i].size;
+        f->mtime_ns = u.files[i].mtime_ns;
+        if (!f->name) {
+            st = pa_error_set(err, PA_E_NOMEM, "%s: out of memory", path);
+            break;
+        }
+        int eno;
+        f->fd = open_file(&u, u.file_paths[i], &eno, err);
+        if (f->fd < 0)
+            st = err->status;
+    }
+    pa_unit_free(&u);
+    if (st)
+        pa_unit_files_close(out);
+    return st;
+}
+
+void pa_unit_files_close(pa_unit_files *files)
+{
+    for (size_t i = 0; i < files->n; i++) {
+        free(files->files[i].name);
+        if (files->files[i].fd >= 0)
+            close(files->files[i].fd);
+    }
+    free(files->files);
+    memset(files, 0, sizeof *files);
 }

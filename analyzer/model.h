@@ -30,11 +30,19 @@ typedef struct pa_unit {
     int root_fd;
     char *root_path;    /* the confinement root as given, no trailing slash ("" for "/") */
     char *private_path; /* root/private (no trailing slash), NULL when none */
+    /* Files opened by the caller (pa_unit_open_given): every open is a copy of one of their fds,
+     * nothing is opened by path; given_idx[i] is files[i]'s index in given. NULL otherwise. */
+    const pa_unit_files *given;
+    size_t *given_idx;
 } pa_unit;
 
 /* Discover a unit: a directory (Hugging Face layout), one .safetensors file or one GGUF file. Parses every
  * shard's header. A sharded unit with missing or short shards gives PA_E_INCOMPLETE. */
 pa_status pa_unit_open(const char *path, const pa_fp_options *opt, pa_unit *unit, pa_error *err);
+/* The same from files the caller opened (pa_unit_files_open, possibly in another process): path
+ * names the unit in messages and file paths; given must outlive the unit. */
+pa_status pa_unit_open_given(const char *path, const pa_unit_files *given, pa_unit *unit,
+                             pa_error *err);
 /* Opens one file of the unit (path as in file_paths / shards / *_path) for reading, the way the
  * unit's confinement allows, and only when it is a regular file. The fd, or -1 with err set. */
 int pa_unit_open_file(const pa_unit *unit, const char *path, pa_error *err);

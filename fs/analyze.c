@@ -1,5 +1,6 @@
 /* The analysis worker and mount-time reconciliation. */
 #include "analyze.h"
+#include "worker.h"
 
 #include "provfs/analyzer.h"
 #include "refdb.h"
@@ -35,6 +36,8 @@ struct analyze_ctx {
     queue *q;           /* set once before the first job */
     int fp_threads;     /* immutable */
     pa_refdb *refdb;    /* set once before the first job (analyze_load_refdb); read-only after */
+    bool use_worker;    /* set once before the first job (analyze_set_worker) */
+    worker_cfg worker;
     /* Serialises the compare-and-link step so two models analysed at once still see each other.
      * Lock order: lineage_lock, then the queue's lock, then the store's locks. */
     pthread_mutex_t lineage_lock;
@@ -64,6 +67,15 @@ analyze_ctx *analyze_create(const char *backing_abs, store_handle *st, int fp_th
 void analyze_set_queue(analyze_ctx *an, queue *q)
 {
     an->q = q;
+}
+
+void analyze_set_worker(analyze_ctx *an, const worker_cfg *cfg)
+{
+    an->use_worker = cfg != NULL;
+    if (cfg) {
+        an->worker = *cfg;
+        an->worker.threads = an->fp_threads;
+    }
 }
 
 void analyze_destroy(analyze_ctx *an)
@@ -665,11 +677,33 @@ void analyze_job(void *ctx, const queue_job *job)
     pa_fingerprint *fp = NULL;
     pa_error err = {0};
     pa_status status;
+    pa_unit_files given = {0};
     if (unit == UNIT_FILE && has_suffix(job->path, ".gguf") && !file_has_gguf_magic(an, abs)) {
         /* Named *.gguf without the magic: never guess another format from the bytes. */
         const char *base = strrchr(job->path, '/');
         status = pa_error_set(&err, PA_E_FORMAT, "%s: not a GGUF file (bad magic)",
                               base ? base + 1 : job->path);
+    } else if (an->use_worker) {
+        /* The daemon opens the files (beneath BACKING, as root); an unprivileged worker parses. */
+        status = pa_unit_files_open(abs, &opt, &given, &err);
+        char(*shas)[65] = status ? NULL : calloc(given.n ? given.n : 1, sizeof *shas);
+        if (!status && !shas)
+            status = pa_error_set(&err, PA_E_NOMEM, "%s: out of memory", abs);
+        for (size_t i = 0; shas && i < given.n; i++) {
+            const char *h = known_sha(&known, given.files[i].name, given.files[i].size,
+                                      given.files[i].mtime_ns);
+            snprintf(shas[i], sizeof shas[i], "%s", h ? h : "");
+        }
+        if (!status)
+            status = worker_fingerprint(&an->worker, abs, &given, (const char(*)[65])shas,
+                                        job->cancel, &fp, &err);
+        free(shas);
+        /* the fds go; names, sizes and mtimes stay for the store */
+        for (size_t i = 0; i < given.n; i++)
+            if (given.files[i].fd >= 0) {
+                close(given.files[i].fd);
+                given.files[i].fd = -1;
+            }
     } else {
         status = pa_fingerprint_path(abs, &opt, &fp, &err);
     }
@@ -679,6 +713,7 @@ void analyze_job(void *ctx, const queue_job *job)
         if (unit_kind_of(an, abs) == UNIT_GONE)
             store_remove_path(an->st, job->path, false);
         pa_fingerprint_free(fp);
+        pa_unit_files_close(&given);
         free(abs);
         return;
     }
@@ -699,6 +734,7 @@ void analyze_job(void *ctx, const queue_job *job)
         }
         pthread_mutex_unlock(&an->lineage_lock);
         fprintf(stderr, "provfs: %s: %s: %s\n", job->path, st_name, msg);
+        pa_unit_files_close(&given);
         free(abs);
         return;
     }
@@ -712,7 +748,9 @@ void analyze_job(void *ctx, const queue_job *job)
         const pa_file_fp *f = pa_fp_file(fp, i);
         files[i].name = f->name;
         files[i].size = f->size;
-        files[i].mtime_ns = f->mtime_ns;
+        /* a worker's fingerprint carries mtimes through JSON numbers: the daemon's own are exact
+         * (worker_fingerprint checked that the names are the same, in the same order) */
+        files[i].mtime_ns = given.n == n_files ? given.files[i].mtime_ns : f->mtime_ns;
         snprintf(files[i].sha256, sizeof files[i].sha256, "%s", f->sha256);
     }
     store_result res = {.digest = pa_fp_digest(fp), .format = pa_fp_format(fp),
@@ -747,6 +785,7 @@ out:
     free(files);
     free(json);
     pa_fingerprint_free(fp);
+    pa_unit_files_close(&given);
     free(abs);
 }
 

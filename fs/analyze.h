@@ -12,6 +12,10 @@ typedef struct analyze_ctx analyze_ctx;
 /* backing_abs: canonical absolute path of BACKING (no trailing slash, "/" allowed). */
 analyze_ctx *analyze_create(const char *backing_abs, store_handle *st, int fp_threads);
 void analyze_set_queue(analyze_ctx *an, queue *q);
+/* Before the first job: parse every unit in a fresh unprivileged worker process (fs/worker.h);
+ * NULL (the default) parses in this process (provctl, tests). */
+struct worker_cfg;
+void analyze_set_worker(analyze_ctx *an, const struct worker_cfg *cfg);
 /* Loads the reference set(s) under dir (analyzer/refdb.h) before the first job: a model without
  * a derived/identical parent in the store is scanned against it. 0, or -1 with err filled. */
 int analyze_load_refdb(analyze_ctx *an, const char *dir, size_t *n_entries, char *err,

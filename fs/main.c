@@ -1,11 +1,14 @@
-/* provfs [--db FILE] [--policy FILE] [--workers N] [--admin-gid GID] [--quiet-ms N] [-f] [-d]
- *        [-o OPT] BACKING MOUNTPOINT */
+/* provfs [--db FILE] [--policy FILE] [--workers N] [--admin-gid GID] [--quiet-ms N]
+ *        [--analyzer-mem MB] [--analyzer-timeout S] [--analyzer-worker=off] [-f] [-d]
+ *        [-o OPT] BACKING MOUNTPOINT
+ * provfs --analyzer-worker FD ...: one analysis worker (started by the daemon, fs/worker.h) */
 #include "analyze.h"
 #include "gate.h"
 #include "ops.h"
 #include "policy.h"
 #include "queue.h"
 #include "store.h"
+#include "worker.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -37,6 +40,9 @@ typedef struct options {
     int debug;
     int single_thread;
     int allow_shared_backing; /* -o allow_shared_backing: skip the enforce check of BACKING */
+    unsigned analyzer_mem;     /* MiB, 0 = no limit */
+    unsigned analyzer_timeout; /* s, 0 = no limit */
+    int analyzer_inprocess;    /* --analyzer-worker=off */
 } options;
 
 static void usage(FILE *out)
@@ -52,6 +58,11 @@ static void usage(FILE *out)
             "  --quiet-ms N      quiet period before a written unit is analysed (default 500)\n"
             "  --max-delay-ms N  analyse a unit at most N ms after its first change, even while\n"
             "                    changes keep coming (default 10000; 0: no bound)\n"
+            "  --analyzer-mem MB address space of an analysis worker process (default 4096;\n"
+            "                    0: no limit)\n"
+            "  --analyzer-timeout S  time one unit may take to analyse (default 600; 0: none)\n"
+            "  --analyzer-worker=off parse models in the daemon itself, as root (default: in\n"
+            "                    an unprivileged, seccomp-filtered worker process per unit)\n"
             "  -f                stay in the foreground\n"
             "  -d                FUSE debug output (implies -f)\n"
             "  -s                single-threaded FUSE loop\n"
@@ -176,6 +187,15 @@ static int parse_args(int argc, char **argv, options *opt, struct fuse_args *far
         } else if (strcmp(a, "--max-delay-ms") == 0 && val && parse_uint(val, 86400000, &n)) {
             opt->max_delay_ms = (unsigned)n;
             i++;
+        } else if (strcmp(a, "--analyzer-mem") == 0 && val && parse_uint(val, 1u << 30, &n)) {
+            opt->analyzer_mem = (unsigned)n;
+            i++;
+        } else if (strcmp(a, "--analyzer-timeout") == 0 && val &&
+                   parse_uint(val, 1u << 30, &n)) {
+            opt->analyzer_timeout = (unsigned)n;
+            i++;
+        } else if (strcmp(a, "--analyzer-worker=off") == 0) {
+            opt->analyzer_inprocess = 1;
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "provfs: bad option or value: %s\n", a);
             usage(stderr);
@@ -261,8 +281,13 @@ static void *reconcile_main(void *arg)
 
 int main(int argc, char **argv)
 {
-    options opt = {.workers = 2, .admin_gid = 0, .quiet_ms = 500,
+    /* The daemon runs itself as a worker: nothing of the daemon's set-up happens there. */
+    if (argc >= 2 && strcmp(argv[1], "--analyzer-worker") == 0)
+        return worker_main(argc, argv);
+    options opt = {.workers = 2, .admin_gid = 0, .quiet_ms = 500, .analyzer_mem = 4096,
+                   .analyzer_timeout = 600,
                    .max_delay_ms = QUEUE_MAX_DELAY_MS};
+    worker_cfg wcfg = {0};
     struct fuse_args fargs = FUSE_ARGS_INIT(0, NULL);
     char backing[PATH_MAX], db_default[PATH_MAX + 64], policy_default[PATH_MAX + 128];
     char mountpoint[PATH_MAX], control_path[PATH_MAX + 64];
@@ -362,6 +387,18 @@ int main(int argc, char **argv)
             setrlimit(RLIMIT_NOFILE, &nofile);
         }
     }
+    if (!opt.analyzer_inprocess) {
+        char user[32];
+        wcfg = (worker_cfg){.exe = "/proc/self/exe", .mem_mb = opt.analyzer_mem,
+                            .timeout_s = opt.analyzer_timeout};
+        if (geteuid() == 0 && worker_resolve_user(&wcfg, user, sizeof user) != 0) {
+            fprintf(stderr, "provfs: no unprivileged user for the analysis workers (create the "
+                            "system user provfs-analyzer, or have nobody/nogroup)\n");
+            policy_unref(pol);
+            ret = 2;
+            goto out_args;
+        }
+    }
     slot = policy_slot_create(pol);
     if (!slot) {
         policy_unref(pol);
@@ -415,6 +452,8 @@ int main(int argc, char **argv)
         ret = 2;
         goto out_store;
     }
+    if (an)
+        analyze_set_worker(an, opt.analyzer_inprocess ? NULL : &wcfg);
     q = an ? queue_create(opt.workers, opt.quiet_ms, analyze_job, an) : NULL;
     if (!q) {
         fprintf(stderr, "provfs: cannot start analysis workers\n");

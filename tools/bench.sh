@@ -2,7 +2,7 @@
 # Benchmarks. Every number is reported next to a baseline measured in the same run.
 #   BENCH_DIR   scratch directory (default /tmp/provfs-bench; needs ~5 GB)
 #   BENCH_RUNS  repetitions per measurement, best is kept (default 3)
-#   BENCH_ONLY  "analyzer", "gguf", "scan", "fs", "policy" or "" for all sections
+#   BENCH_ONLY  "analyzer", "gguf", "scan", "fs", "policy", "worker" or "" for all sections
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -131,5 +131,8 @@ if [ -z "$only" ] || [ "$only" = fs ]; then
 fi
 if [ -z "$only" ] || [ "$only" = policy ]; then
     [ -x tools/bench-policy.sh ] && tools/bench-policy.sh "$dir" "$runs"
+fi
+if [ -z "$only" ] || [ "$only" = worker ]; then
+    [ -x tools/bench-worker.sh ] && tools/bench-worker.sh "$dir" "$runs"
 fi
 exit 0

@@ -5,9 +5,13 @@
  *                                 whole-file SHA-256); also peak RSS and fingerprint size
  *   benchtool compare A B N       N comparisons of two saved fingerprints (JSON files)
  *   benchtool scan M N C1 [C2 ...]  scan fingerprint M against N candidates cycling over C1..
+ *   benchtool worker PATH T PROVFS N  N rounds, alternating: fingerprint in this process vs in a
+ *                                 provfs analysis worker (fs/worker.h: files opened here, passed
+ *                                 over a socket, sandboxed worker, JSON back); T threads
  * Output: one "key=value ..." line. */
 #include "provfs/analyzer.h"
 #include "refdb.h"
+#include "worker.h"
 
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -16,6 +20,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -77,6 +82,67 @@ static char *slurp(const char *path, size_t *len)
     return b;
 }
 
+/* CPU seconds (user + system) of this process and its reaped children. */
+static double cpu_seconds(void)
+{
+    struct rusage a, b;
+    getrusage(RUSAGE_SELF, &a);
+    getrusage(RUSAGE_CHILDREN, &b);
+    return (double)(a.ru_utime.tv_sec + a.ru_stime.tv_sec + b.ru_utime.tv_sec +
+                    b.ru_stime.tv_sec) +
+           (double)(a.ru_utime.tv_usec + a.ru_stime.tv_usec + b.ru_utime.tv_usec +
+                    b.ru_stime.tv_usec) / 1e6;
+}
+
+static int worker_rounds(const char *path, int threads, const char *provfs, int n)
+{
+    worker_cfg cfg = {.exe = provfs, .mem_mb = 4096, .timeout_s = 600, .threads = threads};
+    char user[32];
+    if (geteuid() == 0 && worker_resolve_user(&cfg, user, sizeof user) != 0) {
+        fprintf(stderr, "benchtool: no unprivileged user\n");
+        return 2;
+    }
+    pa_fp_options opt = {.threads = threads};
+    double best[2] = {1e30, 1e30}, sum[2] = {0, 0}, cpu[2] = {0, 0};
+    char *json[2] = {NULL, NULL};
+    for (int r = 0; r < n; r++)
+        for (int w = 0; w < 2; w++) {
+            pa_error err = {0};
+            pa_fingerprint *fp = NULL;
+            double c0 = cpu_seconds(), t0 = now();
+            pa_status st;
+            if (w) {
+                pa_unit_files files;
+                st = pa_unit_files_open(path, NULL, &files, &err);
+                if (!st)
+                    st = worker_fingerprint(&cfg, path, &files, NULL, NULL, &fp, &err);
+                pa_unit_files_close(&files);
+            } else {
+                st = pa_fingerprint_path(path, &opt, &fp, &err);
+            }
+            double t = now() - t0;
+            cpu[w] += cpu_seconds() - c0;
+            if (st) {
+                fprintf(stderr, "benchtool: %s\n", err.msg);
+                return 2;
+            }
+            sum[w] += t;
+            best[w] = t < best[w] ? t : best[w];
+            free(json[w]);
+            json[w] = pa_fp_set_path(fp, NULL) ? pa_fp_to_json(fp, false) : NULL;
+            pa_fingerprint_free(fp);
+        }
+    bool same = json[0] && json[1] && strcmp(json[0], json[1]) == 0;
+    printf("inprocess_best=%.4f worker_best=%.4f ratio_best=%.4f inprocess_mean=%.4f "
+           "worker_mean=%.4f ratio_mean=%.4f inprocess_cpu=%.3f worker_cpu=%.3f "
+           "ratio_cpu=%.4f same_fingerprint=%s\n",
+           best[0], best[1], best[1] / best[0], sum[0] / n, sum[1] / n, sum[1] / sum[0],
+           cpu[0] / n, cpu[1] / n, cpu[1] / cpu[0], same ? "yes" : "no");
+    free(json[0]);
+    free(json[1]);
+    return same ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 3 && strcmp(argv[1], "read") == 0)
@@ -106,6 +172,9 @@ int main(int argc, char **argv)
         pa_fingerprint_free(fp);
         return 0;
     }
+    if (argc >= 6 && strcmp(argv[1], "worker") == 0)
+        return worker_rounds(argv[2], (int)strtol(argv[3], NULL, 10), argv[4],
+                             (int)strtol(argv[5], NULL, 10));
     if (argc >= 5 && strcmp(argv[1], "compare") == 0) {
         size_t la, lb;
         char *ja = slurp(argv[2], &la), *jb = slurp(argv[3], &lb);

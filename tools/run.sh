@@ -10,7 +10,7 @@ backing=$(realpath -m "${1:-store-data}")
 mnt=$(realpath -m "${2:-models}")
 
 need=(build-essential meson ninja-build pkg-config libfuse3-dev fuse3 libssl-dev libsqlite3-dev
-      libcjson-dev attr sqlite3)
+      libcjson-dev attr sqlite3 libseccomp-dev)
 missing=()
 for p in "${need[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -21,6 +21,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing: ${missing[*]}"
     $sudo_cmd apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Models are parsed in worker processes that run as this system user (else as nobody).
+if [ "$(id -u)" -eq 0 ] && ! id provfs-analyzer >/dev/null 2>&1; then
+    echo "== creating the system user provfs-analyzer (analysis workers run as it)"
+    useradd --system --no-create-home --shell /usr/sbin/nologin provfs-analyzer
 fi
 
 echo "== build (build/)"

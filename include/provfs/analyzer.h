@@ -269,6 +269,32 @@ typedef struct pa_fp_options {
 /* Fingerprint a model directory (Hugging Face layout) or a single .safetensors file. */
 pa_status pa_fingerprint_path(const char *path, const pa_fp_options *opt, pa_fingerprint **out,
                               pa_error *err);
+
+/* A unit's files opened by one process and fingerprinted by another (the daemon opens them as
+ * root, beneath BACKING; an unprivileged worker that cannot open anything parses them). */
+typedef struct pa_unit_file {
+    char *name;       /* relative to the unit directory; a single-file unit: the file's own name */
+    uint64_t size;    /* as found when the unit was discovered */
+    int64_t mtime_ns;
+    int fd;           /* open for reading; -1 when not open */
+} pa_unit_file;
+
+typedef struct pa_unit_files {
+    bool is_dir; /* a model directory, else one weights file (n == 1) */
+    size_t n;
+    pa_unit_file *files; /* sorted by name */
+} pa_unit_files;
+
+/* Discovers the unit at path with pa_fingerprint_path's rules and opt's confinement (which files
+ * belong to a directory unit, symlinks, regular files only) and opens each of its files for
+ * reading. Free with pa_unit_files_close (also after an error). */
+pa_status pa_unit_files_open(const char *path, const pa_fp_options *opt, pa_unit_files *out,
+                             pa_error *err);
+void pa_unit_files_close(pa_unit_files *files);
+/* Fingerprints a unit from its open files: reads only through copies of their fds, opens no
+ * path (opt's confinement is not used). path names the unit in messages and in the fingerprint. */
+pa_status pa_fingerprint_files(const char *path, const pa_unit_files *files,
+                               const pa_fp_options *opt, pa_fingerprint **out, pa_error *err);
 void pa_fingerprint_free(pa_fingerprint *fp);
 
 /* Read-only views of a fingerprint. */

@@ -343,6 +343,64 @@ static void test_incomplete(void)
     CHECK_INT(pa_fingerprint_path(dir, NULL, &fp, &err), PA_E_FORMAT);
 }
 
+/* The unit from files opened elsewhere (the daemon's worker): the same fingerprint as from the
+ * path, no path opened (the unit is removed before it is fingerprinted), a missing shard named. */
+static void test_given_files(void)
+{
+    char dir[512], sdir[512], single[600], cmd[1400];
+    snprintf(dir, sizeof dir, "%s/given", tmp);
+    snprintf(sdir, sizeof sdir, "%s/given-sharded", tmp);
+    make_toy(dir, false);
+    make_toy(sdir, true);
+    snprintf(single, sizeof single, "%s/model.safetensors", dir);
+    const char *paths[] = {dir, sdir, single};
+    for (size_t k = 0; k < 3; k++) {
+        pa_fingerprint *want = fingerprint(paths[k], 2, 0);
+        char *want_json = pa_fp_to_json(want, false);
+        pa_unit_files files;
+        pa_error err = {0};
+        CHECK_MSG(pa_unit_files_open(paths[k], NULL, &files, &err) == PA_OK, "%s", err.msg);
+        CHECK(files.is_dir == (k < 2));
+        CHECK_INT(files.n, pa_fp_n_files(want));
+        for (size_t i = 0; i < files.n; i++) {
+            CHECK_STR(files.files[i].name, pa_fp_file(want, i)->name);
+            CHECK(files.files[i].fd >= 0);
+        }
+        /* the worker holds fds only: rename the unit away so no path can be opened */
+        snprintf(cmd, sizeof cmd, "mv '%s' '%s.moved'", paths[k], paths[k]);
+        CHECK(system(cmd) == 0);
+        pa_fingerprint *got = NULL;
+        pa_fp_options opt = {.threads = 2};
+        CHECK_MSG(pa_fingerprint_files(paths[k], &files, &opt, &got, &err) == PA_OK, "%s",
+                  err.msg);
+        char *got_json = got ? pa_fp_to_json(got, false) : NULL;
+        CHECK(got_json && strcmp(got_json, want_json) == 0);
+        snprintf(cmd, sizeof cmd, "mv '%s.moved' '%s'", paths[k], paths[k]);
+        CHECK(system(cmd) == 0);
+        free(got_json);
+        free(want_json);
+        pa_fingerprint_free(got);
+        pa_fingerprint_free(want);
+        pa_unit_files_close(&files);
+    }
+    /* a shard the index names but the given files lack */
+    pa_unit_files files;
+    pa_error err = {0};
+    CHECK(pa_unit_files_open(sdir, NULL, &files, &err) == PA_OK);
+    for (size_t i = 0; i < files.n; i++)
+        if (strcmp(files.files[i].name, "model-00002-of-00002.safetensors") == 0) {
+            close(files.files[i].fd);
+            free(files.files[i].name);
+            files.files[i] = files.files[files.n - 1];
+            files.n--;
+            break;
+        }
+    pa_fingerprint *fp = NULL;
+    CHECK_INT(pa_fingerprint_files(sdir, &files, NULL, &fp, &err), PA_E_INCOMPLETE);
+    CHECK(strstr(err.msg, "model-00002-of-00002.safetensors") != NULL);
+    pa_unit_files_close(&files);
+}
+
 int main(void)
 {
     snprintf(tmp, sizeof tmp, "/tmp/provfs-fp-XXXXXX");
@@ -352,6 +410,7 @@ int main(void)
     test_toy();
     test_incomplete();
     test_bad_json();
+    test_given_files();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (system(cmd) != 0)
