@@ -38,6 +38,19 @@
  *  - Exact copies are decided by bytes: every tensor byte-equal (SHA-256, as a multiset so
  *    renames and re-sharding stay identical) gives `identical`.
  *  Thresholds: derived needs score >= 0.55 and lineage >= 0.45; weak needs score >= 0.40.
+ *  Per block (compare --json "layers", one entry per block of b, the first PA_CMP_MAX_LAYERS):
+ *    layer      block of b;
+ *    match      "a" when a explains at least half of the block's matrix parameters (by bytes,
+ *               element-wise agreement >= 0.5, or the block's invariant products), else "none";
+ *    a_layer    the block of a it agrees with (the layer most of its explained matrices were
+ *               matched in, else the block its invariant products matched), null when none;
+ *    explained  that share of the block's matrix parameters;
+ *    agreement  mean element-wise agreement (WEA) of its matrices, negatives as 0;
+ *    invariant  agreement of its invariant products, null when the block is not sampled.
+ *  A layer stitch of parents P and Q shows "a" for P's blocks and "none" for Q's when compared
+ *  with P, the other way round when compared with Q; a pruned or stacked model shows which block
+ *  of a each of its blocks was taken from. "layers_truncated_from" gives b's block count when
+ *  it has more blocks than are reported.
  *  Independent models of the same config sit near 0.1-0.25, the derivations mkmodel makes above
  *  0.6 (tests/unit/test_matrix.c holds the labelled pairs).
  */
@@ -287,6 +300,26 @@ char *pa_compare_to_json(const pa_compare_result *r, const char *a_label, const 
         cJSON_AddNumberToObject(t, "compared", (double)r->tensors_compared);
         cJSON_AddNumberToObject(t, "identical", (double)r->tensors_identical);
     }
+    /* per block of b: does it come from a (a layer stitch: a run of "a", then "none") */
+    cJSON *ls = cJSON_AddArrayToObject(o, "layers");
+    for (uint32_t l = 0; ls && l < r->n_layers; l++) {
+        const pa_layer_match *m = &r->layers[l];
+        cJSON *e = cJSON_CreateObject();
+        if (!e || !cJSON_AddItemToArray(ls, e)) {
+            cJSON_Delete(e);
+            pa_json_fail_note();
+            break;
+        }
+        cJSON_AddNumberToObject(e, "layer", m->layer);
+        cJSON_AddStringToObject(e, "match", m->matches_a ? "a" : "none");
+        pa_json_add(e, "a_layer",
+                    m->a_layer >= 0 ? cJSON_CreateNumber(m->a_layer) : cJSON_CreateNull());
+        pa_json_add(e, "explained", num_or_null(m->explained));
+        pa_json_add(e, "agreement", num_or_null(m->agreement));
+        pa_json_add(e, "invariant", num_or_null(m->invariant));
+    }
+    if (r->n_layers_b > r->n_layers)
+        cJSON_AddNumberToObject(o, "layers_truncated_from", r->n_layers_b);
     char *out = pa_json_failed() ? NULL : pretty ? cJSON_Print(o) : cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (out && pa_json_failed()) {

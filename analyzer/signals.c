@@ -422,12 +422,15 @@ static double matrix_agreement(const pa_tensor_fp *a, const pa_tensor_fp *b)
 /* WEA: for every matrix of b, its agreement with the matching matrix of a. Matching: same role
  * and layer first; when that does not agree (layers dropped or re-ordered: pruning, students),
  * the best layer of the same role; when the role is unknown in a (renamed tensors), the best
- * matrix of the same shape. Mean over b's matrices, negatives as 0. */
+ * matrix of the same shape. Mean over b's matrices, negatives as 0. best_of[i] gets the agreement
+ * of b's tensor i, best_layer[i] the layer of a's tensor it was found in. */
 static double wea_similarity(const pa_fingerprint *a, const pa_fingerprint *b, size_t *compared,
-                             size_t *identical, double *best_of)
+                             size_t *identical, double *best_of, int32_t *best_layer)
 {
-    for (size_t i = 0; i < b->n_tensors; i++)
+    for (size_t i = 0; i < b->n_tensors; i++) {
         best_of[i] = NAN;
+        best_layer[i] = -1;
+    }
     double sum = 0;
     size_t n = 0, same = 0;
     for (size_t i = 0; i < b->n_tensors; i++) {
@@ -435,6 +438,7 @@ static double wea_similarity(const pa_fingerprint *a, const pa_fingerprint *b, s
         if (!is_matrix(tb))
             continue;
         double best = NAN;
+        int32_t at = -1;
         bool role_seen = false;
         for (size_t j = 0; j < a->n_tensors; j++) {
             const pa_tensor_fp *ta = &a->tensors[j];
@@ -442,6 +446,7 @@ static double wea_similarity(const pa_fingerprint *a, const pa_fingerprint *b, s
                 continue;
             role_seen = true;
             best = matrix_agreement(ta, tb);
+            at = ta->layer;
             break;
         }
         if (!isfinite(best) || best < 0.5) {
@@ -451,8 +456,10 @@ static double wea_similarity(const pa_fingerprint *a, const pa_fingerprint *b, s
                     continue;
                 role_seen = true;
                 double r = matrix_agreement(ta, tb);
-                if (isfinite(r) && (!isfinite(best) || r > best))
+                if (isfinite(r) && (!isfinite(best) || r > best)) {
                     best = r;
+                    at = ta->layer;
+                }
             }
         }
         if (!role_seen) {
@@ -463,11 +470,14 @@ static double wea_similarity(const pa_fingerprint *a, const pa_fingerprint *b, s
                     continue;
                 tried++;
                 double r = matrix_agreement(ta, tb);
-                if (isfinite(r) && (!isfinite(best) || r > best))
+                if (isfinite(r) && (!isfinite(best) || r > best)) {
                     best = r;
+                    at = ta->layer;
+                }
             }
         }
         best_of[i] = best;
+        best_layer[i] = isfinite(best) ? at : -1;
         if (!isfinite(best))
             continue;
         if (best >= 1.0 - 1e-12)
@@ -594,15 +604,18 @@ static double probe_block(const pa_probe_fp *a, uint32_t la, const pa_probe_fp *
     return cnt ? sum / cnt : NAN;
 }
 
-/* The invariant signal; per_block[k] (b's k-th sampled block) gets that block's agreement and
- * dist_out the mean relative distance of the matched blocks. */
+/* The invariant signal; per_block[k] (b's k-th sampled block) gets that block's agreement,
+ * block_of[k] the layer of a it was matched to, and dist_out the mean relative distance of the
+ * matched blocks. */
 static double invariant_similarity(const pa_fingerprint *a, const pa_fingerprint *b,
-                                   double *per_block, double *dist_out)
+                                   double *per_block, int32_t *block_of, double *dist_out)
 {
     const pa_probe_fp *pa = &a->probe, *pb = &b->probe;
     *dist_out = NAN;
-    for (uint32_t k = 0; k < pb->n_layers; k++)
+    for (uint32_t k = 0; k < pb->n_layers; k++) {
         per_block[k] = NAN;
+        block_of[k] = -1;
+    }
     uint32_t ia[PA_SK_PROBE], ib[PA_SK_PROBE];
     uint32_t m = pa->m && pb->m ? probe_common(pa, pb, ia, ib) : 0;
     if (m < 4 || !pa->n_layers || !pb->n_layers)
@@ -611,18 +624,23 @@ static double invariant_similarity(const pa_fingerprint *a, const pa_fingerprint
     int n = 0, nd = 0;
     for (uint32_t k = 0; k < pb->n_layers; k++) {
         double best = NAN, bd = NAN;
+        int32_t at = -1;
         for (uint32_t j = 0; j < pa->n_layers; j++)
-            if (pa->layer[j] == pb->layer[k])
+            if (pa->layer[j] == pb->layer[k]) {
                 best = probe_block(pa, j, pb, k, ia, ib, m, &bd);
+                at = pa->layer[j];
+            }
         if (!isfinite(best) || best < 0.5)
             for (uint32_t j = 0; j < pa->n_layers; j++) {
                 double d, r = probe_block(pa, j, pb, k, ia, ib, m, &d);
                 if (isfinite(r) && (!isfinite(best) || r > best)) {
                     best = r;
                     bd = d;
+                    at = pa->layer[j];
                 }
             }
         per_block[k] = best;
+        block_of[k] = isfinite(best) ? at : -1;
         if (!isfinite(best))
             continue;
         sum += clamp01(best);
@@ -687,6 +705,73 @@ static double block_agreement(const pa_probe_fp *pb, const double *per_block, in
     return isfinite(lo) ? lo : hi;
 }
 
+/* The sampled block of b that is block l, -1 when l is not sampled. */
+static int32_t sampled_index(const pa_probe_fp *pb, int32_t l)
+{
+    for (uint32_t k = 0; k < pb->n_layers; k++)
+        if (pb->layer[k] == l)
+            return (int32_t)k;
+    return -1;
+}
+
+/* Per block of b (r->layers): the share of its matrix parameters a explains (ok[]), the mean
+ * element-wise agreement of its matrices, the invariant agreement when the block is sampled, and
+ * the block of a it agrees with: the most frequent layer among its explained matrices' matches,
+ * else the block the invariant products matched. keys: b's tensors sorted by layer. */
+static void layer_report(const pa_fingerprint *b, const cov_key *keys, const bool *ok,
+                         const double *best_of, const int32_t *best_layer, const double *per_block,
+                         const int32_t *block_of, pa_compare_result *r)
+{
+    size_t n = b->n_tensors;
+    r->n_layers_b = b->n_layers;
+    r->n_layers = b->n_layers < PA_CMP_MAX_LAYERS ? b->n_layers : PA_CMP_MAX_LAYERS;
+    for (uint32_t l = 0; l < r->n_layers; l++)
+        r->layers[l] = (pa_layer_match){(int32_t)l, -1, NAN, NAN, NAN, false};
+    for (size_t k0 = 0, k1; k0 < n; k0 = k1) {
+        int32_t l = keys[k0].layer;
+        for (k1 = k0; k1 < n && keys[k1].layer == l; k1++)
+            ;
+        if (l < 0 || (uint32_t)l >= r->n_layers)
+            continue;
+        pa_layer_match *lm = &r->layers[l];
+        double total = 0, expl = 0, agree = 0;
+        int n_agree = 0, votes = 0;
+        for (size_t k = k0; k < k1; k++) {
+            size_t i = keys[k].index;
+            const pa_tensor_fp *t = &b->tensors[i];
+            if (t->ndim < 2)
+                continue;
+            total += (double)t->numel;
+            expl += ok[i] ? (double)t->numel : 0;
+            if (isfinite(best_of[i])) {
+                agree += clamp01(best_of[i]);
+                n_agree++;
+            }
+            if (!isfinite(best_of[i]) || best_of[i] < T_EXPLAIN || best_layer[i] < 0)
+                continue;
+            int v = 0; /* matches of this tensor's layer among the block's explained matrices */
+            for (size_t q = k0; q < k1; q++) {
+                size_t j = keys[q].index;
+                v += b->tensors[j].ndim >= 2 && isfinite(best_of[j]) && best_of[j] >= T_EXPLAIN &&
+                     best_layer[j] == best_layer[i];
+            }
+            if (v > votes) {
+                votes = v;
+                lm->a_layer = best_layer[i];
+            }
+        }
+        int32_t s = b->probe.n_layers ? sampled_index(&b->probe, l) : -1;
+        if (s >= 0 && per_block) {
+            lm->invariant = (float)per_block[s];
+            if (lm->a_layer < 0 && isfinite(per_block[s]) && per_block[s] >= T_EXPLAIN)
+                lm->a_layer = block_of[s];
+        }
+        lm->agreement = n_agree ? (float)(agree / n_agree) : NAN;
+        lm->explained = total > 0 ? (float)(expl / total) : NAN;
+        lm->matches_a = total > 0 && expl / total >= 0.5;
+    }
+}
+
 static void append_name(pa_compare_result *r, const char *name)
 {
     size_t len = strlen(r->unexplained), cap = sizeof r->unexplained;
@@ -707,7 +792,8 @@ static void append_name(pa_compare_result *r, const char *name)
  * follow whether anything is explained). A tensor only b has and that matches nothing — an
  * unrelated model's weights stored beside the parent's — stays unexplained. */
 static void coverage(const pa_fingerprint *a, const pa_fingerprint *b, const double *best_of,
-                     const double *per_block, double embed_ok, pa_compare_result *r)
+                     const int32_t *best_layer, const double *per_block, const int32_t *block_of,
+                     double embed_ok, pa_compare_result *r)
 {
     size_t n = b->n_tensors;
     r->unexplained[0] = '\0';
@@ -738,7 +824,7 @@ static void coverage(const pa_fingerprint *a, const pa_fingerprint *b, const dou
         bool first = k == 0 || keys[k - 1].layer != t->layer || strcmp(keys[k - 1].role, t->role);
         bool e = a->n_tensors && bsearch(t->sha, sa, a->n_tensors, 32, cmp_sha32) != NULL;
         e = e || (isfinite(best_of[i]) && best_of[i] >= T_EXPLAIN);
-        if (!e && first && t->layer >= 0 && t->ndim >= 2 && b->probe.n_layers) {
+        if (!e && first && t->layer >= 0 && t->ndim >= 2 && b->probe.n_layers && per_block) {
             double ba = block_agreement(&b->probe, per_block, t->layer);
             e = isfinite(ba) && ba >= T_EXPLAIN;
         }
@@ -767,6 +853,7 @@ static void coverage(const pa_fingerprint *a, const pa_fingerprint *b, const dou
     r->unexplained_share = total > 0 ? unexplained / total : NAN;
     r->explained_share = total > 0 ? 1.0 - r->unexplained_share : NAN;
     r->unknown_origin = total > 0 && r->unexplained_share >= PA_UNKNOWN_ORIGIN_SHARE;
+    layer_report(b, keys, ok, best_of, best_layer, per_block, block_of, r);
     free(ok);
     free(keys);
     free(sa);
@@ -936,21 +1023,28 @@ void pa_signals_compute(const pa_fingerprint *a, const pa_fingerprint *b, pa_com
     r->wvc = sig(wvc_similarity(a, b));
     size_t ident = 0;
     double *best_of = malloc((b->n_tensors ? b->n_tensors : 1) * sizeof *best_of);
+    int32_t *best_layer = malloc((b->n_tensors ? b->n_tensors : 1) * sizeof *best_layer);
     double per_block[PA_SK_PROBE_LAYERS], inv_dist = NAN;
-    if (!best_of)
+    int32_t block_of[PA_SK_PROBE_LAYERS];
+    if (!best_of || !best_layer) {
+        free(best_of);
+        free(best_layer);
         return;
-    r->wea = sig(wea_similarity(a, b, &r->tensors_compared, &ident, best_of));
+    }
+    r->wea = sig(wea_similarity(a, b, &r->tensors_compared, &ident, best_of, best_layer));
     r->anchor_rows = sig(anchor_row_agreement(&a->embed, &b->embed));
     r->tensors_identical = identical_tensors(a, b);
     r->gram = sig(gram_similarity(&a->embed, &b->embed));
     r->invariant = sig(b->probe.n_layers <= PA_SK_PROBE_LAYERS
-                           ? invariant_similarity(a, b, per_block, &inv_dist)
+                           ? invariant_similarity(a, b, per_block, block_of, &inv_dist)
                            : NAN);
     double embed_ok = fmax(r->gram.valid ? r->gram.value : -1,
                            r->anchor_rows.valid ? r->anchor_rows.value : -1);
-    coverage(a, b, best_of, per_block, embed_ok, r);
+    coverage(a, b, best_of, best_layer, b->probe.n_layers <= PA_SK_PROBE_LAYERS ? per_block : NULL,
+             block_of, embed_ok, r);
     r->distance = weight_distance(a, b);
     if (!isfinite(r->distance))
         r->distance = inv_dist;
     free(best_of);
+    free(best_layer);
 }

@@ -214,28 +214,38 @@ typedef struct tacc {
     float *pacc;      /* len x PA_SK_PROBE */
 } tacc;
 
+/* The probe lanes as one vector (GCC and clang vector extensions), so the loops below compile to
+ * whole-vector loads, multiplies and adds on every target. Unaligned and aliasing float. */
+typedef float probe_vec
+    __attribute__((vector_size(PA_SK_PROBE * sizeof(float)), aligned(sizeof(float)), may_alias));
+#define PV(p) (*(probe_vec *)(p))
+#define PVC(p) (*(const probe_vec *)(p))
+
 /* acc[r] += sum_k in[c0 + k] * v[k]: a row of a matrix that reads the stream, against the
- * probe rows (PA_SK_PROBE lanes, so the inner loop vectorises). */
+ * probe rows. PROBE_CHAINS independent partial sums, k taken round robin (one chain would wait on
+ * the add latency for every element), added in a fixed order: the same sum on every CPU. */
+#define PROBE_CHAINS 8
 PA_CLONES static void probe_cols(const float *in, float *acc, const float *v, size_t len)
 {
-    float s[PA_SK_PROBE] = {0};
-    for (size_t k = 0; k < len; k++) {
-        const float *x = in + k * PA_SK_PROBE;
-        for (int i = 0; i < PA_SK_PROBE; i++)
-            s[i] += x[i] * v[k];
-    }
-    for (int i = 0; i < PA_SK_PROBE; i++)
-        acc[i] += s[i];
+    probe_vec s[PROBE_CHAINS] = {0};
+    size_t k = 0;
+    for (; k + PROBE_CHAINS <= len; k += PROBE_CHAINS)
+        for (int j = 0; j < PROBE_CHAINS; j++)
+            s[j] += PVC(in + (k + j) * PA_SK_PROBE) * v[k + j];
+    for (int j = 0; k < len; k++, j++)
+        s[j] += PVC(in + k * PA_SK_PROBE) * v[k];
+    probe_vec t = s[0];
+    for (int j = 1; j < PROBE_CHAINS; j++)
+        t += s[j];
+    PV(acc) += t;
 }
 
 /* acc[c0 + k] += in[r] * v[k]: a row of a matrix whose rows run along the stream. */
 PA_CLONES static void probe_rows(const float *xr, float *acc, const float *v, size_t len)
 {
-    for (size_t k = 0; k < len; k++) {
-        float *p = acc + k * PA_SK_PROBE;
-        for (int i = 0; i < PA_SK_PROBE; i++)
-            p[i] += xr[i] * v[k];
-    }
+    probe_vec x = PVC(xr);
+    for (size_t k = 0; k < len; k++)
+        PV(acc + k * PA_SK_PROBE) += x * v[k];
 }
 
 /* Sums, min and max of a contiguous run of values. 16 independent lanes so the compiler

@@ -330,6 +330,19 @@ typedef struct pa_signal {
     bool valid;
 } pa_signal;
 
+/* Per block of b: whether it comes from a (compare --json "layers"). A layer stitch made of two
+ * parents shows a run of blocks that match each parent in its compare with that parent, and
+ * `none` for the other parent's blocks. */
+#define PA_CMP_MAX_LAYERS 128 /* blocks reported; deeper models report their first 128 */
+typedef struct pa_layer_match {
+    int32_t layer;   /* block of b */
+    int32_t a_layer; /* block of a its weights agree with best, -1 when none agrees */
+    float agreement; /* mean element-wise agreement of its matrices with a (NaN: none aligned) */
+    float invariant; /* agreement of its invariant products (NaN: block not sampled) */
+    float explained; /* share of its matrix parameters that a explains */
+    bool matches_a;  /* explained >= 0.5: the block comes from a */
+} pa_layer_match;
+
 typedef struct pa_compare_result {
     pa_verdict verdict;
     double score;           /* final lineage score, 0..1 */
@@ -354,6 +367,9 @@ typedef struct pa_compare_result {
     size_t tensors_compared;
     size_t tensors_identical; /* byte-equal tensors (SHA-256) */
     size_t tensors_a, tensors_b;
+    uint32_t n_layers;   /* b's blocks reported in layers[] (<= PA_CMP_MAX_LAYERS) */
+    uint32_t n_layers_b; /* b's blocks in all */
+    pa_layer_match layers[PA_CMP_MAX_LAYERS];
     char reason[256]; /* one line: why this verdict */
 } pa_compare_result;
 
@@ -368,7 +384,8 @@ void pa_compare(const pa_fingerprint *a, const pa_fingerprint *b, pa_compare_res
 /* The one parent-ranking rule (daemon, provctl compare and scan): higher is a likelier direct
  * parent. parent is the candidate (a of pa_compare), r the comparison of parent with the child. */
 double pa_parent_rank(const pa_compare_result *r, const pa_fingerprint *parent);
-/* compare --json object (schema provfs.compare/1); caller frees. */
+/* compare --json object (schema provfs.compare/1); caller frees. Its "layers" array reports
+ * r->layers (the fields are described at the top of analyzer/score.c). */
 char *pa_compare_to_json(const pa_compare_result *r, const char *a_label, const char *b_label,
                          bool pretty);
 

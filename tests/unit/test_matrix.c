@@ -239,6 +239,33 @@ int main(void)
                   r.unexplained_share);
         pa_compare(fp_of("base"), fp_of("stitch"), &r);
         CHECK_MSG(r.unknown_origin, "stitch vs base: unexplained %.3f", r.unexplained_share);
+        /* per block: the lower half comes from base, the upper half from indep */
+        for (int side = 0; side < 2; side++) {
+            pa_compare(fp_of(side ? "indep" : "base"), fp_of("stitch"), &r);
+            uint32_t split = r.n_layers_b / 2;
+            CHECK(r.n_layers >= 2 && r.n_layers == r.n_layers_b);
+            for (uint32_t l = 0; l < r.n_layers; l++) {
+                const pa_layer_match *m = &r.layers[l];
+                bool want = side ? l >= split : l < split;
+                CHECK_MSG(m->layer == (int32_t)l && m->matches_a == want &&
+                              m->a_layer == (want ? (int32_t)l : -1),
+                          "stitch vs %s: block %u matches %d (a_layer %d, explained %.3f)",
+                          side ? "indep" : "base", l, m->matches_a, m->a_layer, m->explained);
+            }
+            char *j = pa_compare_to_json(&r, "a", "b", false);
+            CHECK(j && strstr(j, "\"layers\":[{\"layer\":0,\"match\":"));
+            free(j);
+        }
+        /* a dropped block: the blocks after it match the next block of the base */
+        pa_compare(fp_of("base"), fp_of("prune-layers"), &r);
+        int32_t prev = -1;
+        for (uint32_t l = 0; l < r.n_layers; l++) {
+            CHECK_MSG(r.layers[l].matches_a && r.layers[l].a_layer > prev,
+                      "prune-layers: block %u matches %d, a_layer %d", l, r.layers[l].matches_a,
+                      r.layers[l].a_layer);
+            prev = r.layers[l].a_layer;
+        }
+        CHECK(r.n_layers > 0 && prev == (int32_t)r.n_layers);
         const char *honest[] = {"ft", "rot", "rot-scale-perm", "moe", "prune-mlp", "vocab", "lora"};
         for (size_t i = 0; i < sizeof honest / sizeof *honest; i++) {
             pa_compare(fp_of("base"), fp_of(honest[i]), &r);
