@@ -29,9 +29,11 @@ user_gid=$(id -g nobody)
 mkdir -p "$scratch"
 T=$(mktemp -d "$scratch/policy.XXXXXX")
 chmod 755 "$T"
-B=$T/backing
+B=$T/private/backing # inside a root-only directory, as enforce requires (fs/SECURITY.md)
 M=$T/mnt
 mkdir -p "$B/.provfs" "$M"
+chmod 700 "$T/private"
+chmod 755 "$B"
 pid=
 cleanup() {
     set +e
