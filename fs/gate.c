@@ -147,6 +147,10 @@ static int compute(gate *g, const policy *p, const char *dir, queue_state qs, ga
     size_t n_anc = 0, n_linked = 0;
     const char *anc_paths[GATE_MAX_ANCESTORS];
     int64_t anc_ids[GATE_MAX_ANCESTORS];
+    /* where the model and its linked ancestors were first stored (deny_families) */
+    const char *origins[GATE_MAX_ANCESTORS + 1];
+    size_t n_origins = 0;
+    char *own_origin = NULL;
     char *claim = NULL;
     /* Families of derived/identical reference-set matches of the model and its ancestors. */
     char *ref_owned[GATE_MAX_ANCESTORS + 1];
@@ -181,6 +185,8 @@ static int compute(gate *g, const policy *p, const char *dir, queue_state qs, ga
             anc_paths[n_linked] = anc[i].path;
             anc_ids[n_linked] = anc[i].id;
             n_linked++;
+            if (anc[i].origin_path)
+                origins[n_origins++] = anc[i].origin_path;
         }
         if (ret == 0 && n_linked > 0) {
             int any = store_any_approved(g->st, anc_ids, n_linked);
@@ -204,6 +210,10 @@ static int compute(gate *g, const policy *p, const char *dir, queue_state qs, ga
             store_ref_clear(&r);
         }
         claim = ret == 0 ? claimed_family(g->st, m.id) : NULL;
+        if (ret == 0 && store_origin_path(g->st, m.id, &own_origin) != 0)
+            ret = -1;
+        if (own_origin && n_origins < GATE_MAX_ANCESTORS + 1)
+            origins[n_origins++] = own_origin;
         store_model_clear(&m);
     }
     pm.approved = out->approved;
@@ -212,10 +222,13 @@ static int compute(gate *g, const policy *p, const char *dir, queue_state qs, ga
     pm.n_ref_families = n_ref;
     pm.ancestor_paths = anc_paths;
     pm.n_ancestor_paths = n_linked;
+    pm.origin_paths = origins;
+    pm.n_origin_paths = n_origins;
     pm.claimed_family = claim;
     if (ret == 0)
         policy_decide(p, &pm, &out->decision);
     free(claim);
+    free(own_origin);
     for (size_t i = 0; i < n_ref; i++)
         free(ref_owned[i]);
     store_links_free(anc, n_anc);

@@ -535,6 +535,16 @@ static match match_model(char *const *list, size_t n, const policy_model *m)
     return r;
 }
 
+/* The first origin path (where the model or an ancestor was first stored) matching list. */
+static match match_origin(char *const *list, size_t n, const policy_model *m)
+{
+    match r = {0};
+    for (size_t i = 0; i < m->n_origin_paths && !r.pattern; i++)
+        if (m->origin_paths[i] && (r.pattern = match_any(list, n, m->origin_paths[i], false)))
+            r.what = "first stored at", r.subject = m->origin_paths[i];
+    return r;
+}
+
 static const char *nearest_ancestor(const policy_model *m)
 {
     for (size_t i = 0; i < m->n_ancestor_paths; i++)
@@ -605,8 +615,11 @@ void policy_decide(const policy *p, const policy_model *m, policy_decision *d)
         /* The most specific decision there is: an admin approved exactly this content. */
         set(d, true, "approval");
         snprintf(d->reason, sizeof d->reason, "approved by an admin (bound to the content digest)");
-    } else if (p->n_deny > 0 && match_model(p->deny, p->n_deny, m).pattern) {
+    } else if (p->n_deny > 0 && (match_model(p->deny, p->n_deny, m).pattern ||
+                                 match_origin(p->deny, p->n_deny, m).pattern)) {
         match x = match_model(p->deny, p->n_deny, m);
+        if (!x.pattern)
+            x = match_origin(p->deny, p->n_deny, m);
         set(d, false, "deny_families");
         const char *claim = m->claimed_family;
         snprintf(d->reason, sizeof d->reason, "%s %s matches deny_families \"%s\"%s%s%s", x.what,

@@ -120,6 +120,11 @@ typedef struct policy_model {
     /* Every ancestor's store path, nearest first (NULL entries are skipped). */
     const char *const *ancestor_paths;
     size_t n_ancestor_paths;
+    /* The paths the model and its ancestors were first stored at (kept through renames; NULL
+     * entries skipped): deny_families matches them too, so a denied model cannot leave the rule
+     * by moving its directory. allow_families does not: moving out of a path never allows. */
+    const char *const *origin_paths;
+    size_t n_origin_paths;
     /* Reference family names of derived/identical reference matches of the model or of any
      * ancestor (e.g. "meta--llama"). Weak, metadata-only family hints do not belong here. */
     const char *const *ref_families;

@@ -93,6 +93,11 @@ static const char *const migrations[] = {
     /* 5: files by content, for "these bytes are a file of an approved unit" (a Hugging Face
      * cache's blobs, read through the snapshot that names them). */
     "CREATE INDEX IF NOT EXISTS files_sha ON files(sha256);",
+    /* 6: the path a model was first stored at, kept through renames: deny_families globs match
+     * it too, so moving a denied model's directory does not escape the rule. */
+    "ALTER TABLE models ADD COLUMN origin_path TEXT;"
+    "UPDATE models SET origin_path ="
+    "  (SELECT min(path) FROM model_paths WHERE model_id = models.id);",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 _Static_assert(N_MIGRATIONS == STORE_SCHEMA_VERSION, "one migration per schema version");
@@ -449,6 +454,7 @@ void store_links_free(store_link *links, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         free(links[i].path);
+        free(links[i].origin_path);
         free(links[i].signals);
     }
     free(links);
@@ -605,7 +611,8 @@ out:
 
 #define LINK_COLS                                                                                \
     "e.score, e.verdict, e.signals, e.is_parent,"                                                \
-    " (SELECT min(path) FROM model_paths WHERE model_id = %s)"
+    " (SELECT min(path) FROM model_paths WHERE model_id = %s),"                                  \
+    " (SELECT origin_path FROM models WHERE id = %s)"
 
 static void read_link(sqlite3_stmt *stmt, int64_t id, store_link *out)
 {
@@ -616,6 +623,7 @@ static void read_link(sqlite3_stmt *stmt, int64_t id, store_link *out)
     out->signals = dup_col(stmt, 2);
     out->is_parent = sqlite3_column_int(stmt, 3) != 0;
     out->path = dup_col(stmt, 4);
+    out->origin_path = dup_col(stmt, 5);
 }
 
 /* Parent edge of id, with the reader lock held. */
@@ -625,14 +633,14 @@ static int parent_locked(store_handle *st, int64_t id, store_link *out)
     snprintf(sql, sizeof sql,
              "SELECT " LINK_COLS ", e.parent_id FROM edges e"
              " WHERE e.child_id = ?1 AND e.is_parent = 1",
-             "e.parent_id");
+             "e.parent_id", "e.parent_id");
     sqlite3_stmt *stmt = prep(st->rd, sql);
     if (!stmt)
         return -1;
     sqlite3_bind_int64(stmt, 1, id);
     int rc = sqlite3_step(stmt), ret;
     if (rc == SQLITE_ROW) {
-        read_link(stmt, sqlite3_column_int64(stmt, 5), out);
+        read_link(stmt, sqlite3_column_int64(stmt, 6), out);
         ret = 0;
     } else {
         ret = rc == SQLITE_DONE ? 1 : -1;
@@ -684,7 +692,7 @@ int store_children(store_handle *st, int64_t id, store_link **out, size_t *n)
     snprintf(sql, sizeof sql,
              "SELECT " LINK_COLS ", e.child_id FROM edges e WHERE e.parent_id = ?1"
              " ORDER BY e.child_id",
-             "e.child_id");
+             "e.child_id", "e.child_id");
     pthread_mutex_lock(&st->read_lock);
     sqlite3_stmt *stmt = prep(st->rd, sql);
     if (!stmt)
@@ -699,7 +707,7 @@ int store_children(store_handle *st, int64_t id, store_link **out, size_t *n)
                 goto out_stmt;
             links = grown;
         }
-        read_link(stmt, sqlite3_column_int64(stmt, 5), &links[count++]);
+        read_link(stmt, sqlite3_column_int64(stmt, 6), &links[count++]);
     }
     if (rc == SQLITE_DONE)
         ret = 0;
@@ -951,7 +959,36 @@ static int set_path(store_handle *st, const char *path, int64_t id, int64_t dir_
     sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, id);
     sqlite3_bind_int64(stmt, 3, dir_mtime_ns);
+    if (step_done(st->wr, stmt) != 0)
+        return -1;
+    /* The first path a model is stored at stays its origin, whatever renames follow. */
+    stmt = prep(st->wr, "UPDATE models SET origin_path = ?1 WHERE id = ?2 AND origin_path IS NULL");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, id);
     return step_done(st->wr, stmt);
+}
+
+int store_origin_path(store_handle *st, int64_t id, char **out)
+{
+    *out = NULL;
+    int ret = -1;
+    pthread_mutex_lock(&st->read_lock);
+    sqlite3_stmt *stmt = prep(st->rd, "SELECT origin_path FROM models WHERE id = ?1");
+    if (stmt) {
+        sqlite3_bind_int64(stmt, 1, id);
+        int rc = sqlite3_step(stmt);
+        if (rc == SQLITE_ROW) {
+            *out = dup_col(stmt, 0);
+            ret = 0;
+        } else if (rc == SQLITE_DONE) {
+            ret = 0;
+        }
+    }
+    sqlite3_finalize(stmt);
+    pthread_mutex_unlock(&st->read_lock);
+    return ret;
 }
 
 int store_begin(store_handle *st, const char *path, int64_t created_ns, int64_t dir_mtime_ns,

@@ -16,7 +16,7 @@
 
 typedef struct store_handle store_handle;
 
-#define STORE_SCHEMA_VERSION 5
+#define STORE_SCHEMA_VERSION 6
 
 enum { STORE_READONLY = 1u << 0 };
 
@@ -55,6 +55,7 @@ typedef struct store_file {
 typedef struct store_link {
     int64_t id;
     char *path;       /* first path of that model, NULL when it has none */
+    char *origin_path; /* the path it was first stored at (kept through renames), or NULL */
     double score;
     char verdict[16];
     char *signals;    /* JSON text or NULL */
@@ -200,6 +201,9 @@ int store_any_approved(store_handle *st, const int64_t *ids, size_t n);
 /* 1 when a file with this SHA-256 belongs to a model whose current digest is approved, 0 when
  * none, -1 on error. */
 int store_content_approved(store_handle *st, const char *sha256);
+/* The path model id was first stored at (kept through renames; *out NULL when unknown). 0, or -1
+ * on error. */
+int store_origin_path(store_handle *st, int64_t id, char **out);
 /* Policy refusal rows: kind "policy", rule, decision "refused"/"would-refuse", detail = reason.
  * A refusal equal to one already logged in the current minute (same uid, unit (model id, or path
  * when 0), rule, decision and reason) adds one to that row's count and sets its last_ns; time_ns,

@@ -176,7 +176,8 @@ static void test_migration(const char *dir)
     if (!st)
         return;
     store_close(st);
-    q_exec("DROP INDEX events_policy; DROP INDEX files_sha; ALTER TABLE events DROP COLUMN count;"
+    q_exec("DROP INDEX events_policy; DROP INDEX files_sha; ALTER TABLE models DROP COLUMN origin_path;"
+           " ALTER TABLE events DROP COLUMN count;"
            " ALTER TABLE events DROP COLUMN last_ns; DROP TABLE settings;"
            " INSERT INTO events (time_ns, uid, pid, path, model_id, kind, detail, rule, decision)"
            " VALUES (1700000000000000000, 1001, 9, '/old', 1, 'policy', 'r', 'rule', 'refused');"
