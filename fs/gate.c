@@ -121,6 +121,16 @@ static int content_approved(store_handle *st, int64_t id)
     return ret;
 }
 
+/* The parent edge's comparison says a substantial share of the child is explained by no known
+ * parent (pa_compare_result.unknown_origin, stored in the edge's signals JSON). */
+static bool edge_unknown_origin(const char *signals)
+{
+    cJSON *cmp = signals ? cJSON_Parse(signals) : NULL;
+    bool unknown = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cmp, "unknown_origin"));
+    cJSON_Delete(cmp);
+    return unknown;
+}
+
 static bool linked_verdict(const char *verdict)
 {
     return strcmp(verdict, "derived") == 0 || strcmp(verdict, "identical") == 0;
@@ -218,6 +228,14 @@ static int compute(gate *g, const policy *p, const char *dir, queue_state qs, ga
     }
     pm.approved = out->approved;
     pm.has_linked_ancestor = n_linked > 0 || n_ref > 0;
+    /* Parameters the parent does not explain (smuggled tensors, a second unknown base) are an
+     * origin of their own: the model is of unknown lineage even though it derives from a known,
+     * even approved, parent (policy.c decide_lineage); deny rules still apply through the
+     * parent. */
+    if (n_linked > 0 && edge_unknown_origin(anc[0].signals)) {
+        pm.unknown_origin = true;
+        out->unknown_origin = true;
+    }
     pm.ref_families = ref_fams;
     pm.n_ref_families = n_ref;
     pm.ancestor_paths = anc_paths;

@@ -33,6 +33,7 @@ typedef struct gate_verdict {
     bool unit;        /* the path is a model unit (stored or queued) */
     bool approved;    /* an approval is in force for the unit's current digest */
     int64_t model_id; /* 0 while unknown */
+    bool unknown_origin; /* the parent explains too little of it: unknown lineage */
     policy_decision decision;
 } gate_verdict;
 

@@ -563,6 +563,15 @@ static void set(policy_decision *d, bool allow, const char *rule)
 static void decide_lineage(const policy *p, const policy_model *m, policy_decision *d)
 {
     const char *anc = nearest_ancestor(m);
+    if (m->unknown_origin) {
+        /* Smuggled tensors or a second, unknown base never ride on the parent's standing. */
+        set(d, false, "unknown_origin");
+        snprintf(d->reason, sizeof d->reason,
+                 "not approved, and a substantial share of its parameters is explained by no "
+                 "known parent (unknown origin%s%s)",
+                 anc ? "; parent " : "", anc ? anc : "");
+        return;
+    }
     if (m->ancestor_approved) {
         set(d, true, "require_approval");
         snprintf(d->reason, sizeof d->reason,

@@ -113,6 +113,9 @@ typedef struct policy_model {
     bool has_linked_ancestor;
     /* Some ancestor in the chain (parent, its parent, ...) has an approval in force. */
     bool ancestor_approved;
+    /* The parent explains too little of the model (pa_compare's unknown_origin): what is left
+     * has an origin of its own, so under unknown-lineage the model needs its own approval. */
+    bool unknown_origin;
     /* The model's own store path(s), mount-relative ("/ft/tiny-chat"): the path being opened, or
      * every path of the unit. */
     const char *const *paths;

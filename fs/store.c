@@ -450,6 +450,14 @@ void store_files_free(store_file *files, size_t n)
     free(files);
 }
 
+void store_link_clear(store_link *l)
+{
+    free(l->path);
+    free(l->origin_path);
+    free(l->signals);
+    l->path = l->origin_path = l->signals = NULL;
+}
+
 void store_links_free(store_link *links, size_t n)
 {
     for (size_t i = 0; i < n; i++) {

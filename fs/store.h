@@ -70,6 +70,8 @@ typedef struct store_counts {
 void store_model_clear(store_model *m);
 void store_files_free(store_file *files, size_t n);
 void store_links_free(store_link *links, size_t n);
+/* Frees what one store_link owns (store_parent's result). */
+void store_link_clear(store_link *l);
 
 /* 0 and *out filled, 1 when no model has that path. */
 int store_model_by_path(store_handle *st, const char *path, store_model *out);

@@ -126,8 +126,17 @@ static void add_lineage(cJSON *o, store_handle *st, int64_t id)
     int has_ref = store_ref_get(st, id, &ref) == 0;
     if (store_parent(st, id, &parent) == 0) {
         cJSON_AddItemToObject(lin, "parent", link_json(&parent, true));
-        free(parent.path);
-        free(parent.signals);
+        /* How much of the model its parent explains; the rest is of unknown origin when
+         * substantial (the policy then wants the model's own approval). */
+        cJSON *cmp = parent.signals ? cJSON_Parse(parent.signals) : NULL;
+        const cJSON *share = cJSON_GetObjectItemCaseSensitive(cmp, "unexplained_share");
+        const cJSON *unknown = cJSON_GetObjectItemCaseSensitive(cmp, "unknown_origin");
+        if (cJSON_IsNumber(share))
+            cJSON_AddNumberToObject(lin, "unexplained_share", share->valuedouble);
+        if (cJSON_IsBool(unknown))
+            cJSON_AddBoolToObject(lin, "unknown_origin", cJSON_IsTrue(unknown));
+        cJSON_Delete(cmp);
+        store_link_clear(&parent);
     } else if (has_ref && ref.is_parent) {
         /* No parent in the store: the reference entry it derives from (weights evidence). */
         cJSON_AddItemToObject(lin, "parent", ref_json(&ref, true));

@@ -175,8 +175,7 @@ static int value_of(store_handle *st, gate *g, const xview *v, const char *dir,
         ret = -ENODATA;
     }
     if (rc == 0) {
-        free(parent.path);
-        free(parent.signals);
+        store_link_clear(&parent);
     }
     if (have_ref)
         store_ref_clear(&ref);

@@ -87,8 +87,7 @@ static void test_store_lineage(char *dir)
     CHECK(store_parent(st, q8, &parent) == 0);
     CHECK_INT(parent.id, base);
     CHECK_STR(parent.path, "/base");
-    free(parent.path);
-    free(parent.signals);
+    store_link_clear(&parent);
     CHECK(store_parent(st, base, &parent) == 1);
 
     store_link *links = NULL;
@@ -124,8 +123,7 @@ static void test_store_lineage(char *dir)
     CHECK(store_model_by_id(st, base, &m) == 1);
     if (store_parent(st, q8, &parent) == 0) {
         CHECK_INT(parent.id, ft);
-        free(parent.path);
-        free(parent.signals);
+        store_link_clear(&parent);
     } else {
         CHECK(!"q8 has no parent after its best parent was deleted");
     }
