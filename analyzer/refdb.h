@@ -10,7 +10,7 @@
  * loading reads all of them. Entry files are data: every field is type-checked and a bad one is
  * refused with a message naming the file.
  *
- * Honesty rule of scan (SIGNALS.md): metadata and tokenizer features only ever give a family hint
+ * Honesty rule of scan (the top of analyzer/score.c says why): metadata and tokenizer features only ever give a family hint
  * (verdict `weak` or `none`); `derived` and `identical` need weight fingerprints on both sides and
  * come from pa_compare.
  */

@@ -7,7 +7,7 @@
  *    tier 2 = 0.9, else the tier-3 soft score) + 0.4 tokenizer (TFV, or 0.25 TFV + 0.75 VOA with
  *    vocabulary sketches on both sides), renormalised over what both sides have; `weak` at or
  *    above the threshold, else `none`. A shared config or tokenizer is free to copy, so this can
- *    name a family but never a parent (SIGNALS.md, "Metadata decides too much").
+ *    name a family but never a parent (analyzer/score.c: metadata never confirms lineage).
  * Candidates first pass a cheap pre-filter (size bucket, then metadata) so a scan against many
  * stored weight fingerprints only compares plausible ones.
  */

@@ -1,6 +1,6 @@
 /* From signals to a verdict.
  *
- * Why the scoring looks like this (SIGNALS.md, "Known weak spots"):
+ * Why the scoring looks like this (the weak spots of metadata-driven lineage scoring):
  *
  *  - Weight evidence decides. The lineage score is built from two element-wise signals whose
  *    value for independently trained models is a correlation of independent vectors, i.e. near 0:

@@ -2,7 +2,7 @@
  *
  * Two families live here:
  *  - the reference method's signals (MFI, TFV, VOA, EAS, NLF, LEP, END, WVC), computed as
- *    SIGNALS.md describes so our numbers can be set beside the reference's;
+ *    the reference method defines them so our numbers can be set beside the reference's;
  *  - our decisive weight evidence: WEA (weight element agreement of tensors aligned by role,
  *    with the layer and neuron alignment recovered) and anchor-row agreement (embedding rows of
  *    tokens that share a *string*, so vocabulary extension and rebuild keep them aligned).

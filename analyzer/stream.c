@@ -1,7 +1,7 @@
 /* The weights pass of a fingerprint: one streaming pass over a model's bytes.
  *
- * Every tensor is read once with pread() into a per-thread buffer (FS-NOTES: after a write,
- * pread beats mmap), hashed with SHA-256 and decoded to float in chunks; from each chunk we keep
+ * Every tensor is read once with pread() into a per-thread buffer (after a write, pread of a
+ * reused buffer beats mmap: each fresh page mapping costs microseconds), hashed with SHA-256 and decoded to float in chunks; from each chunk we keep
  * only small sketches (fp.h): moments, row and column sums at evenly spaced positions, a sampled
  * block, 1-D samples, and for the embedding matrix the row-norm histogram and anchor rows. Whole
  * files are hashed as separate jobs, so with two threads the two SHA-256 streams run side by side.

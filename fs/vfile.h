@@ -1,5 +1,5 @@
 /* The read-only `.provenance` virtual files, rendered from the store on open. Plain module, no
- * FUSE. Fields: CONTRACT.md. */
+ * FUSE. Fields: the top-level README.md and fs/README.md. */
 #ifndef PROVFS_VFILE_H
 #define PROVFS_VFILE_H
 

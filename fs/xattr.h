@@ -1,5 +1,5 @@
 /* The user.provenance.* xattr namespace, served from the store (no analysis on this path).
- * Plain module, no FUSE. Names and values: CONTRACT.md and fs/README.md. */
+ * Plain module, no FUSE. Names and values: fs/README.md. */
 #ifndef PROVFS_XATTR_H
 #define PROVFS_XATTR_H
 

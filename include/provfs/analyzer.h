@@ -139,7 +139,7 @@ typedef struct pa_mfi {
     int64_t num_hidden_layers;
     int64_t num_attention_heads;
     int64_t num_key_value_heads;
-    int64_t intermediate_size; /* resolved as SIGNALS.md says; 0 when none */
+    int64_t intermediate_size; /* first positive of intermediate_size, d_ff, ... (config.c); 0 when none */
     int64_t vocab_size;
     int64_t max_position_embeddings;
     char *hidden_act;
@@ -179,7 +179,7 @@ typedef struct pa_tfv {
     int64_t vocab_size;
     int64_t num_merges;
     char merge_rule_hash[65]; /* "" when there are no merges */
-    double pct_single_char;   /* rounded as SIGNALS.md says */
+    double pct_single_char;   /* Python round(x, 4), as the reference (tokenizer.c) */
     double avg_token_length;
     int64_t max_token_length;
     double pct_whitespace_prefix;

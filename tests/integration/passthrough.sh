@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Ordinary file operations through the mount behave like the backing directory; the provenance
-# surface refuses what CONTRACT.md says it refuses.
+# surface refuses what fs/README.md says it refuses.
 . "$(dirname "$0")/lib.sh"
 start_provfs
 
