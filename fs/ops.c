@@ -209,6 +209,12 @@ static pf_caller caller_of(fuse_req_t req)
     return (pf_caller){.uid = ctx ? ctx->uid : 0, .pid = ctx ? ctx->pid : 0};
 }
 
+/* opening: a write begins (pending now, analysed after the close); else a change is done. */
+static void queue_note(pf_fs *fs, const char *path, pf_caller who, bool opening)
+{
+    (opening ? queue_mark_open : queue_mark)(fs->q, path, who.uid, who.pid);
+}
+
 /* Schedules dir for analysis when it is a model unit, or when it was one (the worker then
  * forgets it). */
 static void mark_dir(pf_fs *fs, pf_caller who, const char *dir, bool opening)
@@ -219,10 +225,7 @@ static void mark_dir(pf_fs *fs, pf_caller who, const char *dir, bool opening)
     if (analyze_unit_check(fs->root.fd, rel) != 1 &&
         queue_get_state(fs->q, dir) == QUEUE_NONE && !store_knows(fs, dir))
         return;
-    if (opening)
-        queue_mark_open(fs->q, dir, who.uid, who.pid);
-    else
-        queue_mark(fs->q, dir, who.uid, who.pid);
+    queue_note(fs, dir, who, opening);
 }
 
 static void mark_inode_dir(pf_fs *fs, pf_caller who, pf_inode *dir)
@@ -241,10 +244,7 @@ static void mark_file(pf_fs *fs, pf_caller who, const char *path, bool opening)
     if (analyze_file_unit_check(fs->root.fd, path + 1) != 1 &&
         queue_get_state(fs->q, path) == QUEUE_NONE && !store_knows(fs, path))
         return;
-    if (opening)
-        queue_mark_open(fs->q, path, who.uid, who.pid);
-    else
-        queue_mark(fs->q, path, who.uid, who.pid);
+    queue_note(fs, path, who, opening);
 }
 
 /* The unit holding the file open on fd (or O_PATH fd) changed: the file's own unit (GGUF) and
@@ -601,17 +601,24 @@ static void pf_readlink(fuse_req_t req, fuse_ino_t ino)
 
 /* uid 0, or a member of --admin-gid (primary or supplementary group). The groups come from
  * /proc, so they are read only when a decision would refuse. */
-static bool caller_is_admin(fuse_req_t req, pf_fs *fs)
+static bool admin_creds(pf_fs *fs, uid_t uid, gid_t gid, const gid_t *groups, int n)
 {
-    const struct fuse_ctx *ctx = fuse_req_ctx(req);
-    if (ctx->uid == 0 || ctx->gid == fs->admin_gid)
+    if (uid == 0 || gid == fs->admin_gid)
         return true;
-    gid_t groups[256];
-    int n = fuse_req_getgroups(req, 256, groups);
-    for (int i = 0; i < n && i < 256; i++)
+    for (int i = 0; i < n; i++)
         if (groups[i] == fs->admin_gid)
             return true;
     return false;
+}
+
+static bool caller_is_admin(fuse_req_t req, pf_fs *fs)
+{
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    if (admin_creds(fs, ctx->uid, ctx->gid, NULL, 0))
+        return true;
+    gid_t groups[256];
+    int n = fuse_req_getgroups(req, 256, groups);
+    return admin_creds(fs, ctx->uid, ctx->gid, groups, n < 256 ? n : 256);
 }
 
 /* The one decision for exposing a file's bytes (fs/POLICY.md), asked by every operation that
@@ -743,7 +750,7 @@ typedef struct pf_creds {
     bool masked; /* this thread's umask was set to the caller's */
 } pf_creds;
 
-static int creds_enter(fuse_req_t req, pf_fs *fs, pf_creds *saved)
+static int creds_enter(fuse_req_t req, pf_creds *saved)
 {
     saved->switched = false;
     saved->masked = false;
@@ -772,10 +779,8 @@ static int creds_enter(fuse_req_t req, pf_fs *fs, pf_creds *saved)
     saved->switched = true;
     /* setfsuid/setfsgid report no error: check that the switch took. */
     if ((uid_t)syscall(SYS_setfsuid, (uid_t)-1) != ctx->uid ||
-        (gid_t)syscall(SYS_setfsgid, (gid_t)-1) != ctx->gid) {
-        (void)fs;
+        (gid_t)syscall(SYS_setfsgid, (gid_t)-1) != ctx->gid)
         return EPERM;
-    }
     return 0;
 }
 
@@ -827,7 +832,7 @@ static void pf_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     pf_inode *dir = inode_of(req, parent);
     int err = check_new_name(fs, dir, name);
     pf_creds cr = {0};
-    if (!err && !(err = creds_enter(req, fs, &cr))) {
+    if (!err && !(err = creds_enter(req, &cr))) {
         int rc = S_ISFIFO(mode) ? mkfifoat(dir->fd, name, mode) : mknodat(dir->fd, name, mode, rdev);
         err = rc != 0 ? errno : 0;
     }
@@ -844,7 +849,7 @@ static void pf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     pf_inode *dir = inode_of(req, parent);
     int err = check_new_name(fs, dir, name);
     pf_creds cr = {0};
-    if (!err && !(err = creds_enter(req, fs, &cr)))
+    if (!err && !(err = creds_enter(req, &cr)))
         err = mkdirat(dir->fd, name, mode) != 0 ? errno : 0;
     creds_leave(fs, &cr);
     reply_new_entry(req, fs, dir, name, err);
@@ -857,7 +862,7 @@ static void pf_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
     pf_caller who = caller_of(req);
     int err = check_new_name(fs, dir, name);
     pf_creds cr = {0};
-    if (!err && !(err = creds_enter(req, fs, &cr)))
+    if (!err && !(err = creds_enter(req, &cr)))
         err = symlinkat(link, dir->fd, name) != 0 ? errno : 0;
     creds_leave(fs, &cr);
     if (!err) /* before the reply: the kernel may forget dir once it has it */
@@ -1114,6 +1119,15 @@ static int open_vfile(pf_fs *fs, pf_inode *vf, struct fuse_file_info *fi)
 static int gate_read_fd(fuse_req_t req, pf_fs *fs, const char *path, int fd, int flags,
                         gate_open *log);
 
+/* The O_TRUNC of an open, applied after the open was allowed. 0 or errno. */
+static int truncate_opened(int fd, int flags)
+{
+    struct stat sb;
+    if (!(flags & O_TRUNC) || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return 0;
+    return ftruncate(fd, 0) != 0 ? errno : 0;
+}
+
 /* open(O_CREAT): the name is created as the caller with O_EXCL | O_NOFOLLOW, so the daemon never
  * opens, chowns or chmods a name a user swapped in. When the name exists already (made in BACKING
  * by another path since the kernel's lookup) and the caller did not ask for O_EXCL, the existing
@@ -1134,10 +1148,10 @@ static void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     int err = check_new_name(fs, dir, name);
     if (err)
         goto out;
-    int flags = (fi->flags | O_NOFOLLOW | O_CLOEXEC) & ~(O_CREAT | O_EXCL | O_DIRECT);
+    int flags = (fi->flags | O_NOFOLLOW | O_CLOEXEC) & ~(O_CREAT | O_EXCL | O_DIRECT | O_TRUNC);
     if (fi->flags & O_DIRECT)
         fi->direct_io = 1;
-    if ((err = creds_enter(req, fs, &cr)) != 0)
+    if ((err = creds_enter(req, &cr)) != 0)
         goto out;
     fd = openat(dir->fd, name, flags | O_CREAT | O_EXCL, mode);
     if (fd >= 0)
@@ -1159,6 +1173,8 @@ static void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
         if (child_path(fs, dir, name, path, sizeof path) != 0)
             path[0] = '\0';
         err = gate_read_fd(req, fs, path[0] ? path : NULL, fd, fi->flags, &log);
+        if (!err)
+            err = truncate_opened(fd, fi->flags);
         if (err)
             goto out;
     }
@@ -1167,10 +1183,6 @@ static void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     if (err)
         goto out;
     pf_handle *h = handle_new(fd);
-    if (h) {
-        h->uid = who.uid;
-        h->pid = who.pid;
-    }
     if (!h) {
         fuse_reply_err(req, ENOMEM);
         pthread_mutex_lock(&fs->inode_lock);
@@ -1179,6 +1191,8 @@ static void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
         close(fd);
         return;
     }
+    h->uid = who.uid;
+    h->pid = who.pid;
     /* A new file changes its unit even when nothing is written into it. */
     struct stat sb;
     handle_start_write(h, (pf_inode *)(uintptr_t)e.ino, fi->flags,
@@ -1227,7 +1241,7 @@ static void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     proc_path(in->fd, proc);
     /* O_DIRECT stays the caller's (direct_io: no page cache for this open); BACKING is read
      * and written through libfuse's unaligned buffers, so it must not see the flag. */
-    fd = open(proc, (fi->flags | O_CLOEXEC) & ~(O_NOFOLLOW | O_CREAT | O_DIRECT));
+    fd = open(proc, (fi->flags | O_CLOEXEC) & ~(O_NOFOLLOW | O_CREAT | O_DIRECT | O_TRUNC));
     if (fi->flags & O_DIRECT)
         fi->direct_io = 1;
     if (fd < 0) {
@@ -1247,6 +1261,9 @@ static void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
                 goto out;
         }
     }
+    /* O_TRUNC only once the open is allowed: a refused open changes nothing. */
+    if ((err = truncate_opened(fd, fi->flags)) != 0)
+        goto out;
     pf_handle *h = handle_new(fd);
     if (!h) {
         err = ENOMEM;
@@ -1749,16 +1766,6 @@ static const struct fuse_lowlevel_ops pf_ops = {
 };
 
 /* ---------------------------------------------------------------- control requests */
-
-static bool admin_creds(pf_fs *fs, uid_t uid, gid_t gid, const gid_t *groups, int n)
-{
-    if (uid == 0 || gid == fs->admin_gid)
-        return true;
-    for (int i = 0; i < n; i++)
-        if (groups[i] == fs->admin_gid)
-            return true;
-    return false;
-}
 
 int ops_control(void *ctx, const control_request *rq, char *reply, size_t replylen)
 {

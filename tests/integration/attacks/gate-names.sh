@@ -16,6 +16,11 @@ note "rename the weights to LICENSE inside the unit"
 fresh "$M/up/a"
 as_user mv "$M/up/a/model.safetensors" "$M/up/a/LICENSE" || fail "the owner cannot rename in the unit"
 refused "$M/up/a/LICENSE"
+# a refused open with O_TRUNC changes nothing (the owner may write, not read)
+size=$(stat -c %s "$B/up/a/LICENSE")
+as_user "$UPY" -c "import os, sys; os.open(sys.argv[1], os.O_RDWR | os.O_TRUNC)" "$M/up/a/LICENSE" \
+    2>/dev/null && fail "O_RDWR|O_TRUNC of blocked weights was allowed"
+expect_eq "size after a refused O_TRUNC open" "$(stat -c %s "$B/up/a/LICENSE")" "$size"
 cat "$M/up/a/LICENSE" >/dev/null || fail "root cannot read"
 readable "$M/up/a/config.json"
 
