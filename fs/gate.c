@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #define GATE_BUCKETS 8192
@@ -26,6 +28,9 @@ typedef struct gate_entry {
     gate_verdict verdict;
 } gate_entry;
 
+#define GATE_LOG_SLOTS 1024
+#define GATE_LOG_PER_MINUTE 120 /* syslog lines; more refusals are counted in the next line */
+
 struct gate {
     store_handle *st;  /* immutable, thread-safe */
     queue *q;          /* immutable, thread-safe (may be NULL) */
@@ -33,6 +38,16 @@ struct gate {
     pthread_mutex_t lock;
     gate_entry *buckets[GATE_BUCKETS]; /* lock */
     size_t n_entries;                  /* lock */
+    char *mountpoint;                  /* for the paths in syslog lines; set before use */
+    /* Refusals already sent to syslog this minute: a hash of (uid, unit, rule, decision) per
+     * slot; a collision only costs one more line. */
+    struct {
+        uint64_t key;
+        int64_t minute;
+    } logged[GATE_LOG_SLOTS]; /* lock */
+    int64_t log_minute;               /* lock: the minute log_lines counts */
+    unsigned log_lines;               /* lock: syslog lines in log_minute */
+    unsigned long log_suppressed;     /* lock: lines over the budget since the last line */
 };
 
 gate *gate_create(store_handle *st, queue *q, policy_slot *slot)
@@ -68,6 +83,7 @@ void gate_destroy(gate *g)
         return;
     clear_locked(g);
     pthread_mutex_destroy(&g->lock);
+    free(g->mountpoint);
     free(g);
 }
 
@@ -440,11 +456,118 @@ int gate_check_unresolved(gate *g, int fd, gate_open *out)
     return 0;
 }
 
+void gate_set_mountpoint(gate *g, const char *mountpoint)
+{
+    free(g->mountpoint);
+    g->mountpoint = mountpoint ? strdup(mountpoint) : NULL;
+}
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* True when this refusal gets a syslog line: the first time (uid, unit, path, rule, decision)
+ * is seen in this minute, within GATE_LOG_PER_MINUTE lines a minute. *suppressed: how many
+ * lines were left out (over the budget) since the last line written. */
+static bool log_first_this_minute(gate *g, const gate_open *o, const char *path, uint32_t uid,
+                                  unsigned long *suppressed)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    h = fnv1a(h, &uid, sizeof uid);
+    h = fnv1a(h, &o->model_id, sizeof o->model_id);
+    h = fnv1a(h, path, strlen(path) + 1);
+    h = fnv1a(h, o->rule ? o->rule : "", o->rule ? strlen(o->rule) + 1 : 0);
+    h = fnv1a(h, o->decision, strlen(o->decision));
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t minute = (int64_t)ts.tv_sec / 60;
+    pthread_mutex_lock(&g->lock);
+    size_t slot = h % GATE_LOG_SLOTS;
+    bool first = g->logged[slot].key != h || g->logged[slot].minute != minute;
+    if (first) {
+        if (g->log_minute != minute) {
+            g->log_minute = minute;
+            g->log_lines = 0;
+        }
+        if (g->log_lines >= GATE_LOG_PER_MINUTE) {
+            g->log_suppressed++;
+            first = false;
+        } else {
+            g->log_lines++;
+            g->logged[slot].key = h;
+            g->logged[slot].minute = minute;
+            *suppressed = g->log_suppressed;
+            g->log_suppressed = 0;
+        }
+    }
+    pthread_mutex_unlock(&g->lock);
+    return first;
+}
+
+/* text in single quotes for a shell ('\'' for each '), so a command copied from a log line
+ * stays one argument whatever the file name. */
+static void shell_quote(const char *text, char *out, size_t outlen)
+{
+    size_t o = 0;
+    if (outlen < 3) {
+        if (outlen)
+            out[0] = '\0';
+        return;
+    }
+    out[o++] = '\'';
+    for (const char *c = text; *c && o + 6 < outlen; c++) {
+        if (*c == '\'') {
+            memcpy(out + o, "'\\''", 4);
+            o += 4;
+        } else {
+            out[o++] = *c;
+        }
+    }
+    out[o++] = '\'';
+    out[o] = '\0';
+}
+
+/* One syslog line per refusal (the same one within a minute once, at most GATE_LOG_PER_MINUTE
+ * lines a minute): who, what, which rule, and
+ * the two commands that explain and lift it. Names come from users: control characters and
+ * bytes that are not UTF-8 are escaped (pa_escape_text), so a name cannot forge a line. */
+static void log_syslog(gate *g, const gate_open *o, const char *path, uint32_t uid, int32_t pid)
+{
+    unsigned long suppressed = 0;
+    if (!log_first_this_minute(g, o, path, uid, &suppressed))
+        return;
+    const char *mnt = g->mountpoint ? g->mountpoint : "";
+    size_t mlen = strlen(mnt);
+    if (mlen == 1 && mnt[0] == '/')
+        mlen = 0;
+    char full[PATH_MAX + 64], where[3 * PATH_MAX], quoted[4 * PATH_MAX],
+        why[3 * sizeof o->reason];
+    snprintf(full, sizeof full, "%.*s%s", (int)mlen, mnt, path);
+    pa_escape_text(full, strlen(full), where, sizeof where);
+    shell_quote(where, quoted, sizeof quoted);
+    pa_escape_text(o->reason, strnlen(o->reason, sizeof o->reason), why, sizeof why);
+    bool refused = strcmp(o->decision, "refused") == 0;
+    char more[96] = "";
+    if (suppressed)
+        snprintf(more, sizeof more, " (%lu more refusals were not logged: over %d lines a minute)",
+                 suppressed, GATE_LOG_PER_MINUTE);
+    syslog(refused ? LOG_WARNING : LOG_NOTICE,
+           "%s open of %s by uid %u (pid %d): rule %s: %s; see why: provctl check %s; "
+           "an admin lifts it: provctl approve %s%s",
+           refused ? "refused" : "would refuse (audit mode)", where, uid, (int)pid,
+           o->rule ? o->rule : "?", why, quoted, quoted, suppressed ? more : "");
+}
+
 void gate_log_open(gate *g, const gate_open *o, const char *path, uint32_t uid, int32_t pid)
 {
     if (!o->applies || !o->decision)
         return;
     store_policy_event(g->st, uid, pid, path, o->model_id, o->rule, o->decision, o->reason);
+    log_syslog(g, o, path, uid, pid);
 }
 
 /* ---------------------------------------------------------------- counts */

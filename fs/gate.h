@@ -74,7 +74,11 @@ int gate_check_open(gate *g, const char *path, int fd, gate_open *out);
  * active. */
 int gate_check_unresolved(gate *g, int fd, gate_open *out);
 /* Writes the events row of a refusal or would-be refusal (path, uid, pid of the caller). */
+/* Records a refusal (or an audit mode's would-refuse) in the events table and, once per
+ * (uid, unit, rule, decision) and minute, as one syslog line naming the fix. */
 void gate_log_open(gate *g, const gate_open *o, const char *path, uint32_t uid, int32_t pid);
+/* The mount point, so syslog lines carry paths users can type. */
+void gate_set_mountpoint(gate *g, const char *mountpoint);
 
 /* Number of stored unit paths whose decision is block (for /.provenance). */
 int64_t gate_count_blocked(gate *g);

@@ -1,6 +1,6 @@
 /* provfs [--db FILE] [--policy FILE] [--workers N] [--admin-gid GID] [--quiet-ms N]
  *        [--analyzer-mem MB] [--analyzer-timeout S] [--analyzer-worker=off] [-f] [-d]
- *        [-o OPT] BACKING MOUNTPOINT
+ *        [-o OPT[=VALUE],...] BACKING MOUNTPOINT   (each --long option also as -o long=VALUE)
  * provfs --analyzer-worker FD ...: one analysis worker (started by the daemon, fs/worker.h) */
 #include "analyze.h"
 #include "gate.h"
@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #ifndef PROVFS_REFDB_DIR
@@ -66,8 +67,12 @@ static void usage(FILE *out)
             "  -f                stay in the foreground\n"
             "  -d                FUSE debug output (implies -f)\n"
             "  -s                single-threaded FUSE loop\n"
-            "  -o OPT[,OPT...]   FUSE mount options; allow_shared_backing: mount under enforce\n"
-            "                    although users other than root can reach BACKING directly\n");
+            "  -o OPT[,OPT...]   mount options: FUSE's, and every option above as name=VALUE\n"
+            "                    (db=, policy=, refdb=, workers=, admin_gid=, quiet_ms=,\n"
+            "                    max_delay_ms=, analyzer_mem=, analyzer_timeout=,\n"
+            "                    analyzer_worker=off), so fstab and mount -t fuse.provfs work;\n"
+            "                    allow_shared_backing: mount under enforce although users other\n"
+            "                    than root can reach BACKING directly\n");
 }
 
 static bool parse_uint(const char *text, unsigned long max, unsigned long *out)
@@ -81,21 +86,105 @@ static bool parse_uint(const char *text, unsigned long max, unsigned long *out)
     return true;
 }
 
-/* Passes a -o list to FUSE, less the options that are ours (allow_shared_backing). */
-static int add_mount_options(options *opt, struct fuse_args *fargs, const char *list)
+/* Our options, each as `--name VALUE` (or `--name=VALUE`) and as `-o name=VALUE` (the form
+ * mount(8), fstab and mount.fuse3 use; '-' and '_' are the same in a name). Returns 1 when name
+ * is one of ours and value is valid, 0 when it is not ours, -1 when ours with a bad value. */
+static int set_option(options *opt, const char *name, const char *val)
 {
-    char *copy = strdup(list), *rest = copy, *tok;
-    char *kept = calloc(1, strlen(list) + 1);
-    if (!copy || !kept) {
-        free(copy);
-        free(kept);
+    char key[32];
+    size_t n = strlen(name);
+    if (n >= sizeof key)
+        return 0;
+    for (size_t i = 0; i <= n; i++)
+        key[i] = name[i] == '-' ? '_' : name[i];
+    unsigned long u;
+    struct {
+        const char *key;
+        unsigned long max;
+        unsigned *dst;
+    } const nums[] = {
+        {"quiet_ms", 3600000, &opt->quiet_ms},
+        {"max_delay_ms", 86400000, &opt->max_delay_ms},
+        {"analyzer_mem", 1u << 30, &opt->analyzer_mem},
+        {"analyzer_timeout", 1u << 30, &opt->analyzer_timeout},
+    };
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+        if (strcmp(key, nums[i].key) == 0) {
+            if (!val || !parse_uint(val, nums[i].max, &u))
+                return -1;
+            *nums[i].dst = (unsigned)u;
+            return 1;
+        }
+    }
+    if (strcmp(key, "db") == 0 || strcmp(key, "policy") == 0 || strcmp(key, "refdb") == 0) {
+        if (!val || !val[0])
+            return -1;
+        *(key[0] == 'd' ? &opt->db : key[0] == 'p' ? &opt->policy : &opt->refdb) = val;
+        return 1;
+    }
+    if (strcmp(key, "workers") == 0) {
+        if (!val || !parse_uint(val, 64, &u) || u == 0)
+            return -1;
+        opt->workers = (unsigned)u;
+        return 1;
+    }
+    if (strcmp(key, "admin_gid") == 0) {
+        if (!val || !parse_uint(val, UINT32_MAX - 1, &u))
+            return -1;
+        opt->admin_gid = (long)u;
+        return 1;
+    }
+    if (strcmp(key, "analyzer_worker") == 0) {
+        if (!val || (strcmp(val, "off") != 0 && strcmp(val, "on") != 0))
+            return -1;
+        opt->analyzer_inprocess = strcmp(val, "off") == 0;
+        return 1;
+    }
+    if (strcmp(key, "allow_shared_backing") == 0) {
+        if (val)
+            return -1;
+        opt->allow_shared_backing = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* mount(8) and fstab words that mean nothing to FUSE (mount.fuse3 drops most of them, a direct
+ * `provfs -o` call may still carry them). */
+static bool mount_noise(const char *tok)
+{
+    static const char *const words[] = {"defaults", "auto", "noauto", "nofail", "_netdev",
+                                        "user", "nouser", "users"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (strcmp(tok, words[i]) == 0)
+            return true;
+    return strncmp(tok, "x-", 2) == 0 || strncmp(tok, "comment=", 8) == 0;
+}
+
+/* Takes our options out of a -o list (the values are kept in opt, so the list must outlive it)
+ * and passes the rest to FUSE. Returns 0, or -1 after a message. */
+static int add_mount_options(options *opt, struct fuse_args *fargs, char *list)
+{
+    char *kept = calloc(1, strlen(list) + 1), *rest = list, *tok;
+    if (!kept) {
         fprintf(stderr, "provfs: out of memory\n");
         return -1;
     }
     while ((tok = strsep(&rest, ",")) != NULL) {
-        if (strcmp(tok, "allow_shared_backing") == 0) {
-            opt->allow_shared_backing = 1;
-        } else if (tok[0]) {
+        if (!tok[0] || mount_noise(tok))
+            continue;
+        char *eq = strchr(tok, '=');
+        if (eq)
+            *eq = '\0';
+        int r = set_option(opt, tok, eq ? eq + 1 : NULL);
+        if (r < 0) {
+            fprintf(stderr, "provfs: bad value for -o %s\n", tok);
+            free(kept);
+            return -1;
+        }
+        if (eq)
+            *eq = '=';
+        if (r == 0) {
             if (kept[0])
                 strcat(kept, ",");
             strcat(kept, tok);
@@ -105,7 +194,6 @@ static int add_mount_options(options *opt, struct fuse_args *fargs, const char *
         fuse_opt_add_arg(fargs, "-o");
         fuse_opt_add_arg(fargs, kept);
     }
-    free(copy);
     free(kept);
     return 0;
 }
@@ -150,7 +238,6 @@ static int parse_args(int argc, char **argv, options *opt, struct fuse_args *far
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        unsigned long n;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             return 1;
@@ -164,38 +251,29 @@ static int parse_args(int argc, char **argv, options *opt, struct fuse_args *far
         } else if ((strcmp(a, "-o") == 0 && val) || (strncmp(a, "-o", 2) == 0 && a[2])) {
             if (!a[2])
                 i++;
-            if (add_mount_options(opt, fargs, a[2] ? a + 2 : val) != 0)
+            if (add_mount_options(opt, fargs, a[2] ? argv[i] + 2 : argv[i]) != 0)
                 return 2;
-        } else if (strcmp(a, "--db") == 0 && val) {
-            opt->db = val;
-            i++;
-        } else if (strcmp(a, "--refdb") == 0 && val) {
-            opt->refdb = val;
-            i++;
-        } else if (strcmp(a, "--policy") == 0 && val) {
-            opt->policy = val;
-            i++;
-        } else if (strcmp(a, "--workers") == 0 && val && parse_uint(val, 64, &n) && n > 0) {
-            opt->workers = (unsigned)n;
-            i++;
-        } else if (strcmp(a, "--admin-gid") == 0 && val && parse_uint(val, UINT32_MAX - 1, &n)) {
-            opt->admin_gid = (long)n;
-            i++;
-        } else if (strcmp(a, "--quiet-ms") == 0 && val && parse_uint(val, 3600000, &n)) {
-            opt->quiet_ms = (unsigned)n;
-            i++;
-        } else if (strcmp(a, "--max-delay-ms") == 0 && val && parse_uint(val, 86400000, &n)) {
-            opt->max_delay_ms = (unsigned)n;
-            i++;
-        } else if (strcmp(a, "--analyzer-mem") == 0 && val && parse_uint(val, 1u << 30, &n)) {
-            opt->analyzer_mem = (unsigned)n;
-            i++;
-        } else if (strcmp(a, "--analyzer-timeout") == 0 && val &&
-                   parse_uint(val, 1u << 30, &n)) {
-            opt->analyzer_timeout = (unsigned)n;
-            i++;
-        } else if (strcmp(a, "--analyzer-worker=off") == 0) {
-            opt->analyzer_inprocess = 1;
+        } else if (strncmp(a, "--", 2) == 0 && a[2]) {
+            /* --name VALUE, --name=VALUE, or a flag (--allow-shared-backing) */
+            char name[32];
+            const char *eq = strchr(a + 2, '=');
+            size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+            int r = 0;
+            if (len < sizeof name) {
+                memcpy(name, a + 2, len);
+                name[len] = '\0';
+                if (eq)
+                    r = set_option(opt, name, eq + 1);
+                else if ((r = set_option(opt, name, NULL)) < 0 && val) {
+                    r = set_option(opt, name, val);
+                    i += r > 0;
+                }
+            }
+            if (r <= 0) {
+                fprintf(stderr, "provfs: bad option or value: %s\n", a);
+                usage(stderr);
+                return 2;
+            }
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "provfs: bad option or value: %s\n", a);
             usage(stderr);
@@ -442,6 +520,8 @@ int main(int argc, char **argv)
     if (fuse_daemonize(opt.foreground) != 0)
         goto out_unmount;
 
+    /* Refusals go to syslog (once daemonized, stderr goes nowhere). */
+    openlog("provfs", LOG_PID, LOG_DAEMON);
     /* SQLite and threads only after the fork of fuse_daemonize. */
     if (store_open(opt.db, 0, &st, err, sizeof err) != 0) {
         fprintf(stderr, "provfs: %s\n", err);
@@ -466,6 +546,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "provfs: out of memory\n");
         goto out_store;
     }
+    gate_set_mountpoint(gatekeeper, mountpoint);
     ops_fs_attach(fs, st, q, gatekeeper, (gid_t)opt.admin_gid);
     /* Approvals by admins who may not write the unit (provctl approve|revoke). */
     ops_fs_set_mountpoint(fs, mountpoint);
