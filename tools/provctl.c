@@ -41,6 +41,7 @@ static int usage(FILE *f)
             "  revoke PATH [--note T]                    revoke its approval (admins)\n"
             "  log --db FILE [--json] [--limit N] [--kind K]   audit events, newest first\n"
             "  check PATH [--wait S] [--json]            CI gate: exit 0 allowed, 3 blocked\n"
+            "  sbom PATH [--format cyclonedx] [--out F]  CycloneDX 1.6 lineage bill of materials\n"
             "A and B are model directories, .safetensors files or saved fingerprints (--json "
             "output).\n");
     return f == stderr ? EXIT_ERR : 0;
@@ -398,6 +399,8 @@ int main(int argc, char **argv)
         return provctl_log(argc - 2, argv + 2);
     if (strcmp(cmd, "check") == 0)
         return provctl_check(argc - 2, argv + 2);
+    if (strcmp(cmd, "sbom") == 0)
+        return provctl_sbom(argc - 2, argv + 2);
     fprintf(stderr, "provctl: unknown command '%s'\n", cmd);
     return usage(stderr);
 }

@@ -89,12 +89,6 @@ static bool parse_count(const char *text, long max, long *out)
 
 /* ---------------------------------------------------------------- reading a unit */
 
-typedef struct unit_view {
-    char dir[PATH_MAX]; /* the directory whose .provenance describes PATH */
-    cJSON *prov;        /* its parsed .provenance */
-    const char *status; /* from prov */
-} unit_view;
-
 /* Reads a whole (virtual) file: the size stat reports is not trusted, reads go to EOF. */
 static int read_all(const char *path, char **out, size_t *len)
 {
@@ -141,7 +135,7 @@ static int read_all(const char *path, char **out, size_t *len)
 
 /* Fills v for path (a model directory or a file in one). Returns 0, or EXIT_ERR after one line on
  * stderr: no such path, not in a provfs store, not a model unit. */
-static int unit_load(const char *path, unit_view *v)
+int unit_load(const char *path, unit_view *v)
 {
     memset(v, 0, sizeof *v);
     struct stat sb;
@@ -176,6 +170,32 @@ static int unit_load(const char *path, unit_view *v)
     }
     v->prov = cJSON_ParseWithLength(text, len);
     free(text);
+    /* A model that is one file (GGUF, a lone weights file) is an entry of its directory's
+     * "units"; its xattrs are on the file, so the file stands for the unit from here on. */
+    if (!S_ISDIR(sb.st_mode) && cJSON_IsObject(v->prov)) {
+        const char *dpath = str_member(v->prov, "path");
+        const char *slash = strrchr(path, '/');
+        const char *base = slash ? slash + 1 : path;
+        cJSON *u;
+        cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(v->prov, "units"))
+        {
+            const char *upath = str_member(u, "path");
+            size_t dl = dpath ? strlen(dpath) : 0;
+            if (dpath && strcmp(dpath, "/") == 0)
+                dl = 0;
+            if (upath && dpath && strncmp(upath, dpath, dl) == 0 && upath[dl] == '/' &&
+                strcmp(upath + dl + 1, base) == 0) {
+                cJSON *unit = cJSON_DetachItemViaPointer(
+                    cJSON_GetObjectItemCaseSensitive(v->prov, "units"), u);
+                cJSON_Delete(v->prov);
+                v->prov = unit;
+                if (!cJSON_GetObjectItemCaseSensitive(unit, "schema"))
+                    cJSON_AddStringToObject(unit, "schema", "provfs.provenance/1");
+                snprintf(v->dir, sizeof v->dir, "%s", path);
+                break;
+            }
+        }
+    }
     const cJSON *schema = cJSON_GetObjectItemCaseSensitive(v->prov, "schema");
     if (!cJSON_IsString(schema)) {
         fprintf(stderr, "provctl: %s: not a provfs .provenance file (not in a provfs store)\n",
@@ -204,7 +224,7 @@ fail:
     return EXIT_ERR;
 }
 
-static void unit_clear(unit_view *v)
+void unit_clear(unit_view *v)
 {
     cJSON_Delete(v->prov);
     v->prov = NULL;
@@ -220,14 +240,14 @@ static bool get_xattr(const char *path, const char *name, char *buf, size_t size
     return true;
 }
 
-static const char *str_member(const cJSON *o, const char *key)
+const char *str_member(const cJSON *o, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
 /* The approval label from .provenance: a string, or an object with "state". */
-static const char *approval_label(const cJSON *prov)
+const char *approval_label(const cJSON *prov)
 {
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(prov, "approval");
     if (cJSON_IsString(a))

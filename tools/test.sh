@@ -30,7 +30,8 @@ while [ $# -gt 0 ]; do
 done
 
 need=(build-essential meson ninja-build pkg-config libfuse3-dev fuse3 libssl-dev libsqlite3-dev
-      libcjson-dev attr sqlite3 rsync python3 clang libclang-rt-14-dev libseccomp-dev)
+      libcjson-dev attr sqlite3 rsync python3 clang libclang-rt-14-dev libseccomp-dev
+      python3-jsonschema)
 missing=()
 for p in "${need[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
