@@ -148,6 +148,43 @@ static pa_status load_gguf_metadata(pa_fingerprint *fp, const pa_unit *u, pa_tok
     return st;
 }
 
+/* A folder whose tokenizer is only a SentencePiece tokenizer.model (Llama-1/2, Mistral, T5,
+ * Gemma repositories without tokenizer.json): the pieces become tokenizer.json text as a GGUF's
+ * token table does (pa_spm_tokenizer_json), so both give the same tokenizer evidence and
+ * tokenizer_hash (the SHA-256 of that text). tokenizer_config.json, when present, names the
+ * special tokens; otherwise the trainer spec's ids do. */
+static pa_status load_spm(pa_fingerprint *fp, const pa_unit *u, pa_tokenizer **tok_out,
+                          pa_error *err)
+{
+    char *raw = NULL, *tokj = NULL, *gencfg = NULL, *cfg = NULL;
+    size_t raw_len = 0, cfg_len = 0;
+    pa_status st = pa_unit_read_file(u, u->spm_path, PA_SPM_MAX_FILE, &raw, &raw_len, err);
+    if (!st)
+        st = pa_spm_tokenizer_json(raw, raw_len, u->spm_path, &tokj, &gencfg, err);
+    free(raw);
+    if (!st && u->tokcfg_path)
+        st = read_json_file(u, u->tokcfg_path, &cfg, &cfg_len, err);
+    if (!st && !cfg) {
+        cfg = gencfg;
+        gencfg = NULL;
+        cfg_len = strlen(cfg);
+    }
+    pa_tokenizer *tok = NULL;
+    if (!st)
+        st = pa_tokenizer_parse(tokj, strlen(tokj), cfg, cfg_len, u->spm_path, &tok, err);
+    if (!st) {
+        *tok_out = tok;
+        if (fp->has_mfi && !pa_sha256_hex(tokj, strlen(tokj), fp->mfi.tokenizer_hash))
+            st = pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->spm_path);
+        if (!st)
+            st = fill_tokenizer(fp, tok, err);
+    }
+    free(tokj);
+    free(gencfg);
+    free(cfg);
+    return st;
+}
+
 static pa_status load_metadata(pa_fingerprint *fp, const pa_unit *u, pa_tokenizer **tok_out,
                                pa_error *err)
 {
@@ -186,6 +223,8 @@ static pa_status load_metadata(pa_fingerprint *fp, const pa_unit *u, pa_tokenize
                 st = fill_tokenizer(fp, tok, err);
         }
         free(text);
+    } else if (u->spm_path) {
+        st = load_spm(fp, u, tok_out, err);
     }
     if (!st && fp->has_mfi && !pa_mfi_finish(&fp->mfi))
         st = pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->path);

@@ -117,6 +117,19 @@ static bool vec_from_json(const cJSON *o, uint32_t max_n, pa_vec *out)
     return true;
 }
 
+/* A 64-bit integer written as decimal digits: cJSON prints large numbers (file times in ns) as
+ * 1.79e+18. Readers hold numbers as doubles, so the digits are those of the nearest double (a
+ * file time keeps its value to ~100 ns) and a fingerprint read back writes the same text. */
+static void add_int64(cJSON *o, const char *k, int64_t v)
+{
+    char text[32];
+    double d = (double)v;
+    if (d >= 9.2e18 || d <= -9.2e18)
+        d = 0;
+    snprintf(text, sizeof text, "%lld", (long long)d);
+    cJSON_AddRawToObject(o, k, text);
+}
+
 static void add_int_or_null(cJSON *o, const char *k, int64_t v)
 {
     if (v == PA_NULL_INT)
@@ -394,8 +407,8 @@ char *pa_fp_to_json(const pa_fingerprint *fp, bool pretty)
         if (!f)
             break;
         cJSON_AddStringToObject(f, "name", fp->files[i].name);
-        cJSON_AddNumberToObject(f, "size", (double)fp->files[i].size);
-        cJSON_AddNumberToObject(f, "mtime_ns", (double)fp->files[i].mtime_ns);
+        add_int64(f, "size", (int64_t)fp->files[i].size);
+        add_int64(f, "mtime_ns", (int64_t)fp->files[i].mtime_ns);
         cJSON_AddStringToObject(f, "sha256", fp->files[i].sha256);
         cJSON_AddItemToArray(files, f);
     }
@@ -418,8 +431,8 @@ char *pa_fp_to_json(const pa_fingerprint *fp, bool pretty)
     if (fp->has_weights) {
         cJSON *w = cJSON_AddObjectToObject(o, "weights");
         cJSON_AddNumberToObject(w, "tensor_count", (double)fp->n_tensors);
-        cJSON_AddNumberToObject(w, "parameter_count", (double)fp->n_params);
-        cJSON_AddNumberToObject(w, "bytes", (double)fp->weight_bytes);
+        add_int64(w, "parameter_count", (int64_t)fp->n_params);
+        add_int64(w, "bytes", (int64_t)fp->weight_bytes);
         cJSON_AddNumberToObject(w, "layers", fp->n_layers);
         cJSON *dt = cJSON_AddObjectToObject(w, "dtypes");
         size_t counts[PA_DT_COUNT] = {0}, gcounts[PA_GGML_TYPE_COUNT] = {0};

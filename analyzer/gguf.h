@@ -176,6 +176,33 @@ pa_status pa_gguf_config_json(const pa_gguf *g, char **json_out, pa_error *err);
 pa_status pa_gguf_tokenizer_json(const pa_gguf *g, char **json_out, char **config_out,
                                  pa_error *err);
 
+/* A token table as GGUF metadata and SentencePiece files hold it; pa_token_table_json turns it
+ * into the same tokenizer.json / tokenizer_config.json text pa_gguf_tokenizer_json gives (that
+ * is built on it), so a GGUF and the SentencePiece model it was converted from agree. */
+typedef struct pa_token_table {
+    const cJSON *tokens;      /* array of strings: id = index */
+    const cJSON *types;       /* array of ints (1 normal, 2 unknown, 3 control, 4 user-defined,
+                               * 5 unused, 6 byte) or NULL */
+    const cJSON *scores;      /* array of numbers or NULL */
+    const cJSON *merges;      /* array of strings or NULL */
+    const char *model;        /* "gpt2", "llama" (BPE), "bert" (WordPiece), "t5" (Unigram) */
+    const char *label;        /* message prefix ("gguf", a file name) */
+    int64_t special[4];       /* bos, eos, unk, pad ids; < 0 when absent */
+    int add_bos;              /* 1, 0, or -1 when not known */
+} pa_token_table;
+pa_status pa_token_table_json(const pa_token_table *t, char **json_out, char **config_out,
+                              pa_error *err);
+
+/* A SentencePiece model file (tokenizer.model, protobuf) as tokenizer.json and
+ * tokenizer_config.json text: the pieces with their scores and types, model "t5" (Unigram) for a
+ * unigram model and "llama" (BPE with byte fallback, as llama.cpp's converter records it)
+ * otherwise, the special tokens from the trainer spec. At most PA_SPM_MAX_FILE bytes; a piece
+ * that is not UTF-8, no pieces, or bytes that are not such a file: PA_E_FORMAT, one line. */
+#define PA_SPM_MAX_FILE (16u << 20)
+#define PA_SPM_MAX_PIECES (1u << 22)
+pa_status pa_spm_tokenizer_json(const void *data, size_t len, const char *label,
+                                char **json_out, char **config_out, pa_error *err);
+
 /* Hugging Face (llama layout) name of a llama.cpp tensor name: token_embd → model.embed_tokens,
  * output → lm_head, output_norm → model.norm, blk.N.attn_{q,k,v,output} →
  * model.layers.N.self_attn.{q,k,v,o}_proj, blk.N.attn_{q,k}_norm → self_attn.{q,k}_norm,

@@ -182,47 +182,40 @@ static bool add_added_token(cJSON *added, int64_t id, const char *content, bool 
 }
 
 /* tokenizer_config.json: the special tokens by string, as Hugging Face writes them. */
-static char *special_config(const pa_gguf *g, const cJSON *tokens)
+static char *special_config(const pa_token_table *t)
 {
-    static const struct {
-        const char *key, *name;
-    } specials[] = {{"tokenizer.ggml.bos_token_id", "bos_token"},
-                    {"tokenizer.ggml.eos_token_id", "eos_token"},
-                    {"tokenizer.ggml.unknown_token_id", "unk_token"},
-                    {"tokenizer.ggml.padding_token_id", "pad_token"}};
+    static const char *const names[4] = {"bos_token", "eos_token", "unk_token", "pad_token"};
     cJSON *cfg = cJSON_CreateObject();
     bool ok = cfg != NULL;
-    int n_tokens = cJSON_GetArraySize(tokens);
-    for (size_t i = 0; ok && i < sizeof specials / sizeof specials[0]; i++) {
-        int64_t id;
-        if (!pa_gguf_kv_int(g, specials[i].key, &id) || id < 0 || id >= n_tokens)
+    int n_tokens = cJSON_GetArraySize(t->tokens);
+    for (size_t i = 0; ok && i < 4; i++) {
+        int64_t id = t->special[i];
+        if (id < 0 || id >= n_tokens)
             continue;
-        const cJSON *t = cJSON_GetArrayItem(tokens, (int)id);
-        if (cJSON_IsString(t))
-            ok = cJSON_AddStringToObject(cfg, specials[i].name, t->valuestring) != NULL;
+        const cJSON *tok = cJSON_GetArrayItem(t->tokens, (int)id);
+        if (cJSON_IsString(tok))
+            ok = cJSON_AddStringToObject(cfg, names[i], tok->valuestring) != NULL;
     }
-    const cJSON *add_bos = pa_gguf_kv(g, "tokenizer.ggml.add_bos_token");
-    if (ok && cJSON_IsBool(add_bos))
-        ok = cJSON_AddBoolToObject(cfg, "add_bos_token", cJSON_IsTrue(add_bos)) != NULL;
+    if (ok && t->add_bos >= 0)
+        ok = cJSON_AddBoolToObject(cfg, "add_bos_token", t->add_bos == 1) != NULL;
     char *text = ok ? cJSON_PrintUnformatted(cfg) : NULL;
     cJSON_Delete(cfg);
     return text;
 }
 
-pa_status pa_gguf_tokenizer_json(const pa_gguf *g, char **json_out, char **config_out,
-                                 pa_error *err)
+pa_status pa_token_table_json(const pa_token_table *tt, char **json_out, char **config_out,
+                              pa_error *err)
 {
-    if (!json_out)
-        return pa_error_set(err, PA_E_ARG, "gguf: no output");
+    if (!json_out || !tt)
+        return pa_error_set(err, PA_E_ARG, "tokenizer: no output");
     *json_out = NULL;
     if (config_out)
         *config_out = NULL;
-    const cJSON *tokens = pa_gguf_kv(g, "tokenizer.ggml.tokens");
+    const char *who = tt->label ? tt->label : "tokenizer";
+    const cJSON *tokens = tt->tokens;
     if (!cJSON_IsArray(tokens) || !tokens->child)
-        return pa_error_set(err, PA_E_UNSUPPORTED, "gguf: no tokenizer.ggml.tokens");
-    const char *model = pa_gguf_kv_str(g, "tokenizer.ggml.model");
-    if (!model)
-        model = "";
+        return pa_error_set(err, PA_E_UNSUPPORTED, "%s: no tokens", who);
+    const char *model = tt->model ? tt->model : "";
     const char *kind;
     if (strcmp(model, "gpt2") == 0 || strcmp(model, "llama") == 0)
         kind = "BPE";
@@ -231,12 +224,12 @@ pa_status pa_gguf_tokenizer_json(const pa_gguf *g, char **json_out, char **confi
     else if (strcmp(model, "t5") == 0)
         kind = "Unigram";
     else
-        return pa_error_set(err, PA_E_UNSUPPORTED, "gguf: tokenizer model '%.40s' is not supported",
-                            model);
+        return pa_error_set(err, PA_E_UNSUPPORTED, "%s: tokenizer model '%.40s' is not supported",
+                            who, model);
     bool unigram = strcmp(kind, "Unigram") == 0, bert = strcmp(kind, "WordPiece") == 0;
-    const cJSON *types = pa_gguf_kv(g, "tokenizer.ggml.token_type");
+    const cJSON *types = tt->types;
     const cJSON *type_at = cJSON_IsArray(types) ? types->child : NULL;
-    const cJSON *scores = pa_gguf_kv(g, "tokenizer.ggml.scores");
+    const cJSON *scores = tt->scores;
     const cJSON *score_at = cJSON_IsArray(scores) ? scores->child : NULL;
 
     cJSON *root = cJSON_CreateObject(), *model_obj = NULL, *vocab = NULL, *added = NULL;
@@ -262,8 +255,8 @@ pa_status pa_gguf_tokenizer_json(const pa_gguf *g, char **json_out, char **confi
             score_at = score_at->next;
         if (!cJSON_IsString(t)) {
             cJSON_Delete(root);
-            return pa_error_set(err, PA_E_FORMAT,
-                                "gguf: tokenizer.ggml.tokens[%lld] is not a string", (long long)id);
+            return pa_error_set(err, PA_E_FORMAT, "%s: token %lld is not a string", who,
+                                (long long)id);
         }
         char *text = bert ? bert_token(t->valuestring, type) : NULL;
         const char *str = bert ? text : t->valuestring;
@@ -288,13 +281,12 @@ pa_status pa_gguf_tokenizer_json(const pa_gguf *g, char **json_out, char **confi
             ok = add_added_token(added, id, str, type != TOKTYPE_USER_DEFINED);
         free(text);
     }
-    const cJSON *merges = pa_gguf_kv(g, "tokenizer.ggml.merges");
+    const cJSON *merges = tt->merges;
     if (ok && !unigram && !bert && cJSON_IsArray(merges)) {
         for (const cJSON *m = merges->child; m; m = m->next)
             if (!cJSON_IsString(m)) {
                 cJSON_Delete(root);
-                return pa_error_set(err, PA_E_FORMAT,
-                                    "gguf: tokenizer.ggml.merges holds a non-string");
+                return pa_error_set(err, PA_E_FORMAT, "%s: the merges hold a non-string", who);
             }
         cJSON *copy = cJSON_Duplicate(merges, true);
         ok = copy && cJSON_AddItemToObject(model_obj, "merges", copy);
@@ -305,16 +297,46 @@ pa_status pa_gguf_tokenizer_json(const pa_gguf *g, char **json_out, char **confi
         *json_out = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     if (!*json_out)
-        return pa_error_set(err, PA_E_NOMEM, "gguf: out of memory building tokenizer.json");
+        return pa_error_set(err, PA_E_NOMEM, "%s: out of memory building tokenizer.json", who);
     if (config_out) {
-        *config_out = special_config(g, tokens);
+        *config_out = special_config(tt);
         if (!*config_out) {
             free(*json_out);
             *json_out = NULL;
-            return pa_error_set(err, PA_E_NOMEM, "gguf: out of memory building tokenizer_config");
+            return pa_error_set(err, PA_E_NOMEM, "%s: out of memory building tokenizer_config",
+                                who);
         }
     }
     return PA_OK;
+}
+
+pa_status pa_gguf_tokenizer_json(const pa_gguf *g, char **json_out, char **config_out,
+                                 pa_error *err)
+{
+    static const char *const keys[4] = {
+        "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+        "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id"};
+    pa_token_table tt = {.tokens = pa_gguf_kv(g, "tokenizer.ggml.tokens"),
+                         .types = pa_gguf_kv(g, "tokenizer.ggml.token_type"),
+                         .scores = pa_gguf_kv(g, "tokenizer.ggml.scores"),
+                         .merges = pa_gguf_kv(g, "tokenizer.ggml.merges"),
+                         .model = pa_gguf_kv_str(g, "tokenizer.ggml.model"),
+                         .label = "gguf",
+                         .add_bos = -1};
+    for (size_t i = 0; i < 4; i++)
+        if (!pa_gguf_kv_int(g, keys[i], &tt.special[i]))
+            tt.special[i] = -1;
+    const cJSON *add_bos = pa_gguf_kv(g, "tokenizer.ggml.add_bos_token");
+    if (cJSON_IsBool(add_bos))
+        tt.add_bos = cJSON_IsTrue(add_bos) ? 1 : 0;
+    if (!cJSON_IsArray(tt.tokens) || !tt.tokens->child) {
+        if (json_out)
+            *json_out = NULL;
+        if (config_out)
+            *config_out = NULL;
+        return pa_error_set(err, PA_E_UNSUPPORTED, "gguf: no tokenizer.ggml.tokens");
+    }
+    return pa_token_table_json(&tt, json_out, config_out, err);
 }
 
 /* ---------------------------------------------------------------- tensor names and rows */

@@ -40,6 +40,7 @@ void pa_unit_free(pa_unit *u)
     free(u->config_path);
     free(u->tok_path);
     free(u->tokcfg_path);
+    free(u->spm_path);
     free(u->index_path);
     for (size_t i = 0; i < u->n_shards; i++) {
         free(u->shards[i].name);
@@ -285,7 +286,7 @@ static pa_status read_index(pa_unit *u, uint64_t *total_size, pa_error *err)
 static bool is_significant(const char *name)
 {
     return strcmp(name, "config.json") == 0 || strcmp(name, "tokenizer.json") == 0 ||
-           strcmp(name, "tokenizer_config.json") == 0 ||
+           strcmp(name, "tokenizer_config.json") == 0 || strcmp(name, "tokenizer.model") == 0 ||
            strcmp(name, "model.safetensors.index.json") == 0 || has_suffix(name, ".safetensors");
 }
 
@@ -582,6 +583,8 @@ static pa_status load(pa_unit *u, pa_error *err)
         st = set_path(u, "tokenizer.json", &u->tok_path, err);
     if (!st)
         st = set_path(u, "tokenizer_config.json", &u->tokcfg_path, err);
+    if (!st)
+        st = set_path(u, "tokenizer.model", &u->spm_path, err);
     if (!st)
         st = set_path(u, "model.safetensors.index.json", &u->index_path, err);
     if (st)

@@ -5,7 +5,7 @@
  *
  *   mkmodel create OUT [--arch llama|gpt2] [--seed N] [--hidden H] [--layers L] [--heads A]
  *                  [--kv-heads K] [--inter I] [--vocab V] [--max-pos P] [--dtype f32|f16|bf16]
- *                  [--shards N] [--tok-seed T] [--tie]
+ *                  [--shards N] [--tok-seed T] [--tie] [--spm]
  *   mkmodel derive PARENT OUT --kind KIND [--seed N] [--dtype D] [--shards N] [kind options]
  */
 #include "mkmodel.h"
@@ -20,7 +20,7 @@
 static const char usage_text[] =
     "usage: mkmodel create OUT [--arch llama|gpt2] [--seed N] [--hidden H] [--layers L]\n"
     "                      [--heads A] [--kv-heads K] [--inter I] [--vocab V] [--max-pos P]\n"
-    "                      [--dtype f32|f16|bf16] [--shards N] [--tok-seed T] [--tie]\n"
+    "                      [--dtype f32|f16|bf16] [--shards N] [--tok-seed T] [--tie] [--spm]\n"
     "       mkmodel derive PARENT OUT --kind KIND [--seed N] [--dtype f32|f16|bf16] [--shards N]\n"
     "                      [--drift D] [--rank R] [--scale S] [--drop N | --keep LIST]\n"
     "                      [--keep-frac F] [--add N] [--with DIR] [--experts N]\n"
@@ -92,7 +92,7 @@ static const struct {
     {"--scale", MK_O_SCALE, true},     {"--drop", MK_O_DROP, true},
     {"--keep", MK_O_KEEP, true},       {"--keep-frac", MK_O_KEEP_FRAC, true},
     {"--add", MK_O_ADD, true},         {"--with", MK_O_WITH, true},
-    {"--experts", MK_O_EXPERTS, true},
+    {"--experts", MK_O_EXPERTS, true}, {"--spm", MK_O_SPM, false},
 };
 
 static const char *option_name(unsigned bit)
@@ -126,7 +126,10 @@ static size_t parse_args(int argc, char **argv, int first, mk_options *opt, cons
             mk_die(MK_EXIT_USAGE, "%s given twice", a);
         opt->given |= bit;
         if (!option_table[k].takes_value) {
-            opt->tie = true;
+            if (bit == MK_O_SPM)
+                opt->spm = true;
+            else
+                opt->tie = true;
             continue;
         }
         if (i + 1 >= argc)
@@ -334,7 +337,7 @@ void mk_create(const char *out, const mk_options *given)
     mk_refuse_options(&o,
                       MK_O_ARCH | MK_O_SEED | MK_O_HIDDEN | MK_O_LAYERS | MK_O_HEADS |
                           MK_O_KV_HEADS | MK_O_INTER | MK_O_VOCAB | MK_O_MAX_POS | MK_O_DTYPE |
-                          MK_O_SHARDS | MK_O_TOK_SEED | MK_O_TIE,
+                          MK_O_SHARDS | MK_O_TOK_SEED | MK_O_TIE | MK_O_SPM,
                       "create");
     if (!o.arch)
         o.arch = "llama";
@@ -369,6 +372,8 @@ void mk_create(const char *out, const mk_options *given)
                (long long)o.heads, (long long)o.kv_heads);
     if (gpt2 && o.kv_heads != o.heads)
         mk_die(MK_EXIT_USAGE, "--kv-heads does not apply to gpt2 (it has no grouped attention)");
+    if (gpt2 && o.spm)
+        mk_die(MK_EXIT_USAGE, "--spm applies to llama (gpt2 tokenizers are byte-level BPE)");
     if (gpt2 && (o.given & MK_O_TIE))
         mk_die(MK_EXIT_USAGE, "--tie does not apply to gpt2 (its lm_head is always tied)");
     if ((size_t)o.vocab < mk_tokenizer_min_vocab(gpt2))
@@ -389,7 +394,14 @@ void mk_create(const char *out, const mk_options *given)
     mk_write_file(out, "config.json", config, strlen(config));
     free(config);
     char *tok = mk_tokenizer_json(gpt2, o.tok_seed, (size_t)o.vocab);
-    mk_write_file(out, "tokenizer.json", tok, strlen(tok));
+    if (o.spm) {
+        size_t n = 0;
+        uint8_t *model = mk_spm_model(tok, strlen(tok), "tokenizer.json", &n);
+        mk_write_file(out, "tokenizer.model", model, n);
+        free(model);
+    } else {
+        mk_write_file(out, "tokenizer.json", tok, strlen(tok));
+    }
     free(tok);
     char *tok_config = mk_tokenizer_config_json(gpt2, o.max_pos);
     mk_write_file(out, "tokenizer_config.json", tok_config, strlen(tok_config));

@@ -38,6 +38,7 @@ enum {
     MK_O_ADD = 1u << 20,
     MK_O_WITH = 1u << 21,
     MK_O_EXPERTS = 1u << 22,
+    MK_O_SPM = 1u << 23,
 };
 
 typedef struct mk_options {
@@ -48,6 +49,7 @@ typedef struct mk_options {
     pa_dtype dtype;
     int64_t shards;
     bool tie;
+    bool spm; /* create: tokenizer.model (SentencePiece) instead of tokenizer.json */
     const char *kind;
     double drift, scale, keep_frac;
     int64_t rank, drop, add, experts;
@@ -190,6 +192,10 @@ size_t mk_tokenizer_min_vocab(bool gpt2);
 /* tokenizer.json with exactly vocab_size tokens, a function of (gpt2, tok_seed, vocab_size). */
 char *mk_tokenizer_json(bool gpt2, uint64_t tok_seed, size_t vocab_size);
 char *mk_tokenizer_config_json(bool gpt2, int64_t max_pos);
+/* tokenizer.model (SentencePiece protobuf, BPE with byte fallback) holding the pieces of a
+ * tokenizer.json text in id order: added special tokens as control (<unk> as unknown), byte
+ * pieces <0xNN> as byte, the rest normal with score -id. Returns the bytes; dies on bad input. */
+uint8_t *mk_spm_model(const char *json, size_t len, const char *label, size_t *out_len);
 /* Append add new tokens (each with a merge of two existing tokens) to a tokenizer.json text. */
 char *mk_tokenizer_extend(const char *json, size_t len, const char *label, bool gpt2, uint64_t seed,
                           size_t add);

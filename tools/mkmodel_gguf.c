@@ -8,6 +8,7 @@
  * Deterministic: the same model and type give byte-identical output. The file is re-read with the
  * analyzer's strict parser before it is declared done. */
 #include "mkmodel.h"
+#include "sentencepiece.pb-c.h"
 
 #include "gguf.h"
 #include "jsonutil.h"
@@ -125,10 +126,58 @@ static int64_t special_id(const cJSON *cfg, const char *key, const cJSON *vocab,
 
 /* The vocabulary by id (model.vocab plus added_tokens; missing ids become "[PAD<id>]" as the
  * converter writes them), token types, merges and special token ids. */
+/* tokenizer.ggml.* from a SentencePiece tokenizer.model, as llama.cpp's converter writes them:
+ * model "llama" (or "t5" for a unigram model), every piece with its score and type, the special
+ * ids of the trainer spec. */
+static void add_spm_tokenizer(hbuf *b, const char *path)
+{
+    size_t len;
+    char *raw = mk_read_file(path, &len);
+    PaSpm__ModelProto *m = pa_spm__model_proto__unpack(NULL, len, (const uint8_t *)raw);
+    if (!m || m->n_pieces == 0)
+        mk_die(MK_EXIT_USAGE, "%s: not a SentencePiece model with pieces", path);
+    const PaSpm__TrainerSpec *ts = m->trainer_spec;
+    bool unigram = !ts || !ts->has_model_type ||
+                   ts->model_type == PA_SPM__TRAINER_SPEC__MODEL_TYPE__UNIGRAM;
+    kv_str(b, "tokenizer.ggml.model", unigram ? "t5" : "llama");
+    kv_array_head(b, "tokenizer.ggml.tokens", V_STRING, m->n_pieces);
+    for (size_t i = 0; i < m->n_pieces; i++) {
+        const ProtobufCBinaryData *t = &m->pieces[i]->piece;
+        char *text = mk_alloc(t->len + 1, 1);
+        memcpy(text, t->data, t->len);
+        put_str(b, text);
+        free(text);
+    }
+    kv_array_head(b, "tokenizer.ggml.scores", V_F32, m->n_pieces);
+    for (size_t i = 0; i < m->n_pieces; i++) {
+        float f = m->pieces[i]->has_score ? m->pieces[i]->score : 0.0f;
+        uint32_t bits;
+        memcpy(&bits, &f, 4);
+        put_le(b, bits, 4);
+    }
+    kv_array_head(b, "tokenizer.ggml.token_type", V_I32, m->n_pieces);
+    for (size_t i = 0; i < m->n_pieces; i++)
+        put_le(b, (uint32_t)(m->pieces[i]->has_type ? m->pieces[i]->type : 1), 4);
+    int64_t ids[4] = {ts ? ts->bos_id : 1, ts ? ts->eos_id : 2, ts ? ts->unk_id : 0,
+                      ts ? ts->pad_id : -1};
+    static const char *const keys[4] = {
+        "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+        "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id"};
+    for (size_t i = 0; i < 4; i++)
+        if (ids[i] >= 0 && (size_t)ids[i] < m->n_pieces)
+            kv_u32(b, keys[i], (uint64_t)ids[i]);
+    pa_spm__model_proto__free_unpacked(m, NULL);
+    free(raw);
+}
+
 static void add_tokenizer(hbuf *b, const char *dir, int64_t vocab_size)
 {
     char *path = mk_join(dir, "tokenizer.json");
     if (access(path, F_OK) != 0) {
+        free(path);
+        path = mk_join(dir, "tokenizer.model");
+        if (access(path, F_OK) == 0)
+            add_spm_tokenizer(b, path);
         free(path);
         return;
     }

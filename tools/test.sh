@@ -31,7 +31,7 @@ done
 
 need=(build-essential meson ninja-build pkg-config libfuse3-dev fuse3 libssl-dev libsqlite3-dev
       libcjson-dev attr sqlite3 rsync python3 clang libclang-rt-14-dev libseccomp-dev
-      python3-jsonschema)
+      python3-jsonschema libprotobuf-c-dev protobuf-c-compiler)
 missing=()
 for p in "${need[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
