@@ -1,7 +1,7 @@
 /* The policy applied to the store: describes a unit from what the store and the queue know,
- * asks policy_decide(), and caches the answer. Plain module, no FUSE (ops.c supplies the caller's
- * identity); xattr.c, vfile.c and the open() wrapper in ops.c all decide through it, so the
- * label, the `.provenance` decision and the refusal can never disagree.
+ * asks policy_decide(), and caches the answer. Plain module, no FUSE (the FUSE callbacks supply
+ * the caller's identity); xattr.c, vfile.c and the open() wrapper in file.c all decide through it,
+ * so the label, the `.provenance` decision and the refusal can never disagree.
  *
  * Decisions are computed from stored data only (never analysis) and cached per unit path, keyed
  * by (store_generation, policy_serial, queue state): an approval, a new analysis, a rename or a
@@ -54,7 +54,7 @@ typedef struct gate_open {
 } gate_open;
 
 /* What a cached "nothing to do" answer for one path depends on besides the queue: the store's
- * generation and the policy's serial. A caller (ops.c caches per inode, to skip resolving the
+ * generation and the policy's serial. A caller (file.c caches per inode, to skip resolving the
  * path) may reuse an answer while the stamp is equal and gate_settled(path) holds. */
 typedef struct gate_stamp {
     uint64_t generation, serial;

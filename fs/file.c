@@ -1,0 +1,547 @@
+/* Open files: create, open, read, write and the other callbacks on a pf_handle, and the policy
+ * gate that every open for reading and every move of a file's bytes passes (fs/POLICY.md). */
+#include "ops_int.h"
+
+#include "provfs/analyzer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------- policy enforcement */
+
+/* The one decision for exposing a file's bytes (fs/POLICY.md), asked by every operation that
+ * opens a file for reading (open, create of a name that exists) or moves bytes between names
+ * (rename in either direction, exchange, link). path: the file's mount-relative path, NULL when
+ * it cannot be resolved (then model bytes are refused: fail closed); fd: the file open for
+ * reading (its first bytes tell a model from documentation), -1 when unknown. A store error
+ * fails closed too. Decided from stored data (gate.c caches it); never analyses. Returns EACCES
+ * to refuse, 0 to go on; *log is set when an events row is due, written after the reply so it
+ * never delays the caller. */
+int gate_read_fd(fuse_req_t req, pf_fs *fs, const char *path, int fd, int flags,
+                 gate_open *log)
+{
+    memset(log, 0, sizeof *log);
+    if (!fs->gate || (flags & O_ACCMODE) == O_WRONLY)
+        return 0;
+    gate_open o;
+    if (!path || gate_check_open(fs->gate, path, fd, &o) != 0)
+        gate_check_unresolved(fs->gate, fd, &o);
+    log->cacheable = o.cacheable && path;
+    if (!o.applies || caller_is_admin(req, fs))
+        return 0;
+    *log = o;
+    return o.enforced ? EACCES : 0;
+}
+
+void policy_log(pf_fs *fs, const gate_open *log, const char *path, pf_caller who)
+{
+    if (log->applies)
+        gate_log_open(fs->gate, log, path && path[0] ? path : "(unresolved)", who.uid, who.pid);
+}
+
+/* True when in's cached "nothing to do" still holds (no readlink of its path needed). */
+static bool gate_cache_hit(pf_fs *fs, pf_inode *in, gate_stamp stamp, uint64_t epoch)
+{
+    char path[PATH_MAX];
+    bool hit = false;
+    pthread_mutex_lock(&fs->inode_lock);
+    if (in->gate_path && in->gate_epoch == epoch && in->gate_stamp.generation == stamp.generation &&
+        in->gate_stamp.serial == stamp.serial) {
+        snprintf(path, sizeof path, "%s", in->gate_path);
+        hit = true;
+    }
+    pthread_mutex_unlock(&fs->inode_lock);
+    return hit && gate_settled(fs->gate, path);
+}
+
+static void gate_cache_store(pf_fs *fs, pf_inode *in, const char *path, gate_stamp stamp,
+                             uint64_t epoch)
+{
+    char *copy = strdup(path);
+    if (!copy)
+        return;
+    pthread_mutex_lock(&fs->inode_lock);
+    char *old = in->gate_path;
+    in->gate_path = copy;
+    in->gate_stamp = stamp;
+    in->gate_epoch = epoch;
+    pthread_mutex_unlock(&fs->inode_lock);
+    free(old);
+}
+
+/* An fd to read the first bytes of the regular file name in dir (or of in when name is NULL),
+ * -1 when it is not a regular file. */
+static int sniff_fd(pf_inode *dir, const char *name, pf_inode *in)
+{
+    int fd;
+    if (name) {
+        fd = openat(dir->fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    } else {
+        char proc[64];
+        proc_path(in->fd, proc);
+        fd = in->type == S_IFREG ? open(proc, O_RDONLY | O_NONBLOCK | O_CLOEXEC) : -1;
+    }
+    struct stat sb;
+    if (fd >= 0 && (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+/* Moving the bytes of a file (name in dir, or the inode in for a link) to newdir: refused when
+ * they are gated bytes of a blocked unit and leave their directory, as a read of them would be.
+ * Moves within one directory keep the file in its unit, under the same decision (a gated name
+ * stays gated; a documentation name is exempt only for bytes that are not a model's). 0 or
+ * EACCES; *log and from (the source path) filled for policy_log. */
+int gate_move(fuse_req_t req, pf_fs *fs, pf_inode *dir, const char *name, pf_inode *in,
+              pf_inode *newdir, gate_open *log, char *from, size_t fromlen)
+{
+    memset(log, 0, sizeof *log);
+    from[0] = '\0';
+    if (!fs->gate || gate_off(fs->gate))
+        return 0;
+    int fd = sniff_fd(dir, name, in);
+    if (fd < 0)
+        return 0; /* a directory moves its units whole; links and special files hold no bytes */
+    int rc = name ? child_path(fs, dir, name, from, fromlen) : inode_path(fs, in, from, fromlen);
+    char from_dir[PATH_MAX], to_dir[PATH_MAX];
+    uint8_t head[PA_SNIFF_BYTES];
+    ssize_t n = pread(fd, head, sizeof head, 0);
+    const char *format = n > 0 ? pa_sniff_format(head, (size_t)n) : NULL;
+    /* A GGUF file is a unit of its own: another name for it is another unit, checked. */
+    bool file_unit = format && strcmp(format, "gguf") == 0;
+    if (rc == 0 && !file_unit && inode_path(fs, newdir, to_dir, sizeof to_dir) == 0) {
+        snprintf(from_dir, sizeof from_dir, "%s", from);
+        units_split_path(from_dir);
+        if (strcmp(from_dir, to_dir) == 0) {
+            close(fd);
+            return 0;
+        }
+    }
+    int err = gate_read_fd(req, fs, rc == 0 ? from : NULL, fd, O_RDONLY, log);
+    close(fd);
+    return err;
+}
+
+/* ---------------------------------------------------------------- files */
+
+/* A handle opened for writing: counts as a writer of its inode; a file written from its start
+ * (fresh: created, truncated or empty) by this handle alone is hashed while written. Another
+ * writer opening the file later invalidates the hash (write_gen moves). */
+static void handle_start_write(pf_handle *h, pf_inode *in, int flags, bool fresh)
+{
+    if ((flags & O_ACCMODE) == O_RDONLY || in->vdir)
+        return;
+    h->in = in;
+    bool alone = atomic_fetch_add(&in->writers, 1) == 0;
+    h->write_gen = atomic_fetch_add(&in->write_gen, 1) + 1;
+    if (alone && fresh)
+        h->wh = writehash_new();
+}
+
+static pf_handle *handle_new(int fd)
+{
+    pf_handle *h = calloc(1, sizeof *h);
+    if (h)
+        h->fd = fd;
+    return h;
+}
+
+/* The first change through a handle (write, truncate, fallocate, copy into it) makes the file's
+ * unit pending at once, before the reply: from then on it carries no earlier decision or
+ * approval. Its analysis follows the close (release marks again). */
+void handle_changed(fuse_req_t req, pf_handle *h)
+{
+    if (!atomic_exchange(&h->written, 1))
+        units_mark_file_fd(&fs_of(req)->u, caller_of(req), h->fd, true);
+}
+
+/* Leaving a handle, in two steps around the reply: the inode is the kernel's to forget once the
+ * release is replied, so the writer count is dropped first (true: this handle wrote alone). */
+static bool handle_leave(pf_handle *h)
+{
+    if (h->vdata || !h->in)
+        return false;
+    atomic_fetch_sub(&h->in->writers, 1);
+    return atomic_load(&h->in->write_gen) == h->write_gen;
+}
+
+static void handle_finish(pf_fs *fs, pf_handle *h, pf_caller who, bool alone)
+{
+    if (h->vdata) {
+        free(h->vdata);
+    } else {
+        if (h->in) {
+            struct stat sb;
+            char hex[65], path[PATH_MAX];
+            /* Recorded before the mark, so the analysis finds it. */
+            if (writehash_finish(h->wh, fstat(h->fd, &sb) == 0 ? (uint64_t)sb.st_size : UINT64_MAX,
+                                 hex) &&
+                alone && fs->u.q && fd_path(fs, h->fd, path, sizeof path) == 0)
+                queue_known_put(fs->u.q, path, (uint64_t)sb.st_size,
+                                (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec, hex);
+        }
+        if (atomic_load(&h->written))
+            units_mark_file_fd(&fs->u, who, h->fd, false);
+        close(h->fd);
+    }
+    free(h);
+}
+
+/* An open or create whose reply did not reach the caller (interrupted): the kernel will send no
+ * release for it, so the handle is released here. */
+static void handle_unreplied(pf_fs *fs, pf_handle *h, pf_caller who)
+{
+    handle_finish(fs, h, who, handle_leave(h));
+}
+
+static int open_vfile(pf_fs *fs, pf_inode *vf, struct fuse_file_info *fi)
+{
+    if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))
+        return EACCES;
+    char path[PATH_MAX];
+    if (!fs->u.st || inode_path(fs, vf->vdir, path, sizeof path) != 0) {
+        char proc[64], buf[PATH_MAX];
+        proc_path(vf->vdir->fd, proc);
+        ssize_t n = readlink(proc, buf, sizeof buf - 1);
+        buf[n > 0 ? n : 0] = 0;
+        fprintf(stderr, "provfs: .provenance: directory fd %d resolves to '%s' (%zd, errno %d)\n",
+                vf->vdir->fd, buf, n, errno);
+        return ENOENT;
+    }
+    pf_handle *h = handle_new(-1);
+    if (!h)
+        return ENOMEM;
+    h->vdata = vfile_render(fs->u.st, fs->u.q, fs->gate, path, &h->vlen);
+    if (!h->vdata) {
+        free(h);
+        return EIO;
+    }
+    fi->fh = (uintptr_t)h;
+    fi->direct_io = 1;
+    return 0;
+}
+
+/* The O_TRUNC of an open, applied after the open was allowed. 0 or errno. */
+static int truncate_opened(int fd, int flags)
+{
+    struct stat sb;
+    if (!(flags & O_TRUNC) || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return 0;
+    return ftruncate(fd, 0) != 0 ? errno : 0;
+}
+
+/* open(O_CREAT): the name is created as the caller with O_EXCL | O_NOFOLLOW, so the daemon never
+ * opens, chowns or chmods a name a user swapped in. When the name exists already (made in BACKING
+ * by another path since the kernel's lookup) and the caller did not ask for O_EXCL, the existing
+ * regular file is opened as the caller — its permissions checked by BACKING's kernel — and
+ * through the policy gate like any open; a symlink or special file there is refused. */
+void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+               struct fuse_file_info *fi)
+{
+    pf_fs *fs = fs_of(req);
+    pf_inode *dir = inode_of(req, parent);
+    pf_caller who = caller_of(req);
+    struct fuse_entry_param e;
+    gate_open log = {0};
+    char path[PATH_MAX] = "";
+    pf_creds cr = {0};
+    bool created = false;
+    int fd = -1;
+    int err = check_new_name(fs, dir, name);
+    if (err)
+        goto out;
+    int flags = (fi->flags | O_NOFOLLOW | O_CLOEXEC) & ~(O_CREAT | O_EXCL | O_DIRECT | O_TRUNC);
+    if (fi->flags & O_DIRECT)
+        fi->direct_io = 1;
+    if ((err = creds_enter(req, &cr)) != 0)
+        goto out;
+    fd = openat(dir->fd, name, flags | O_CREAT | O_EXCL, mode);
+    if (fd >= 0)
+        created = true;
+    else if (errno == EEXIST && !(fi->flags & O_EXCL))
+        fd = openat(dir->fd, name, flags | O_NONBLOCK, 0);
+    err = fd < 0 ? errno : 0;
+    creds_leave(fs, &cr);
+    if (err)
+        goto out;
+    if (!created) {
+        struct stat sb;
+        if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+            err = EEXIST;
+            goto out;
+        }
+        if (!(fi->flags & O_NONBLOCK))
+            fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+        if (child_path(fs, dir, name, path, sizeof path) != 0)
+            path[0] = '\0';
+        err = gate_read_fd(req, fs, path[0] ? path : NULL, fd, fi->flags, &log);
+        if (!err)
+            err = truncate_opened(fd, fi->flags);
+        if (err)
+            goto out;
+    }
+    /* The entry is the file opened above, not whatever the name names by now. */
+    err = lookup_open_file(fs, fd, &e);
+    if (err)
+        goto out;
+    pf_handle *h = handle_new(fd);
+    if (!h) {
+        fuse_reply_err(req, ENOMEM);
+        pthread_mutex_lock(&fs->inode_lock);
+        unref_locked(fs, (pf_inode *)(uintptr_t)e.ino, 1);
+        pthread_mutex_unlock(&fs->inode_lock);
+        close(fd);
+        return;
+    }
+    h->uid = who.uid;
+    h->pid = who.pid;
+    /* A new file changes its unit even when nothing is written into it. */
+    struct stat sb;
+    handle_start_write(h, (pf_inode *)(uintptr_t)e.ino, fi->flags,
+                       created || (fi->flags & O_TRUNC) || (fstat(fd, &sb) == 0 && sb.st_size == 0));
+    if (created || (fi->flags & O_TRUNC))
+        handle_changed(req, h);
+    fi->fh = (uintptr_t)h;
+    if (fuse_reply_create(req, &e, fi) != 0) {
+        pthread_mutex_lock(&fs->inode_lock);
+        unref_locked(fs, (pf_inode *)(uintptr_t)e.ino, 1);
+        pthread_mutex_unlock(&fs->inode_lock);
+        handle_unreplied(fs, h, who);
+    }
+    if (log.applies)
+        policy_log(fs, &log, path, who);
+    return;
+out:
+    if (fd >= 0 && created) {
+        /* Undo the entry this call made, when the name still is it. */
+        struct stat mine, now;
+        if (fstat(fd, &mine) == 0 && fstatat(dir->fd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+            mine.st_dev == now.st_dev && mine.st_ino == now.st_ino)
+            unlinkat(dir->fd, name, 0);
+    }
+    if (fd >= 0)
+        close(fd);
+    fuse_reply_err(req, err);
+    if (log.applies)
+        policy_log(fs, &log, path, who);
+}
+
+void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    pf_fs *fs = fs_of(req);
+    pf_inode *in = inode_of(req, ino);
+    pf_caller who = caller_of(req);
+    gate_open log = {0};
+    char path[PATH_MAX] = "";
+    int fd = -1;
+    int err = 0;
+    if (in->vdir) {
+        err = open_vfile(fs, in, fi);
+        goto out;
+    }
+    char proc[64];
+    proc_path(in->fd, proc);
+    /* O_DIRECT stays the caller's (direct_io: no page cache for this open); BACKING is read
+     * and written through libfuse's unaligned buffers, so it must not see the flag. */
+    fd = open(proc, (fi->flags | O_CLOEXEC) & ~(O_NOFOLLOW | O_CREAT | O_DIRECT | O_TRUNC));
+    if (fi->flags & O_DIRECT)
+        fi->direct_io = 1;
+    if (fd < 0) {
+        err = errno;
+        goto out;
+    }
+    if (fs->gate && (fi->flags & O_ACCMODE) != O_WRONLY) {
+        /* Read before deciding: a change meanwhile makes the stored answer stale, never wrong. */
+        gate_stamp stamp = gate_current_stamp(fs->gate);
+        uint64_t epoch = atomic_load(&fs->ns_epoch);
+        if (!stamp.off && !gate_cache_hit(fs, in, stamp, epoch)) {
+            bool have = inode_path(fs, in, path, sizeof path) == 0;
+            err = gate_read_fd(req, fs, have ? path : NULL, fd, fi->flags, &log);
+            if (log.cacheable)
+                gate_cache_store(fs, in, path, stamp, epoch);
+            if (err)
+                goto out;
+        }
+    }
+    /* O_TRUNC only once the open is allowed: a refused open changes nothing. */
+    if ((err = truncate_opened(fd, fi->flags)) != 0)
+        goto out;
+    pf_handle *h = handle_new(fd);
+    if (!h) {
+        err = ENOMEM;
+        goto out;
+    }
+    h->uid = who.uid;
+    h->pid = who.pid;
+    fd = -1;
+    if (fi->flags & O_TRUNC)
+        handle_changed(req, h);
+    struct stat sb;
+    handle_start_write(h, in, fi->flags,
+                       (fi->flags & O_TRUNC) || (fstat(h->fd, &sb) == 0 && sb.st_size == 0));
+    fi->fh = (uintptr_t)h;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (err)
+        fuse_reply_err(req, err);
+    else if (fuse_reply_open(req, fi) != 0)
+        handle_unreplied(fs, (pf_handle *)(uintptr_t)fi->fh, who);
+    policy_log(fs, &log, path, who);
+}
+
+void pf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+             struct fuse_file_info *fi)
+{
+    (void)ino;
+    pf_handle *h = (pf_handle *)(uintptr_t)fi->fh;
+    if (h->vdata) {
+        size_t start = (size_t)off < h->vlen ? (size_t)off : h->vlen;
+        size_t n = h->vlen - start < size ? h->vlen - start : size;
+        /* Replied from a copy: once the kernel has the reply, the reader may close and the
+         * release (another thread) frees vdata while this thread is still in fuse_reply_buf. */
+        char *copy = malloc(n ? n : 1);
+        if (!copy) {
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        memcpy(copy, h->vdata + start, n);
+        fuse_reply_buf(req, copy, n);
+        free(copy);
+        return;
+    }
+    struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+    buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+    buf.buf[0].fd = h->fd;
+    buf.buf[0].pos = off;
+    fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+void pf_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf, off_t off,
+                  struct fuse_file_info *fi)
+{
+    (void)ino;
+    pf_handle *h = (pf_handle *)(uintptr_t)fi->fh;
+    if (h->vdata) {
+        fuse_reply_err(req, EACCES);
+        return;
+    }
+    struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in_buf));
+    out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+    out.buf[0].fd = h->fd;
+    out.buf[0].pos = off;
+    /* The data in memory, for the write hash (fuse_buf_copy advances in_buf). */
+    const void *data = in_buf->count == 1 && in_buf->idx == 0 && in_buf->off == 0 &&
+                               !(in_buf->buf[0].flags & FUSE_BUF_IS_FD)
+                           ? in_buf->buf[0].mem
+                           : NULL;
+    ssize_t res = fuse_buf_copy(&out, in_buf, 0);
+    if (res < 0) {
+        fuse_reply_err(req, (int)-res);
+        writehash_invalidate(h->wh);
+        return;
+    }
+    handle_changed(req, h);
+    /* Hashed after the reply: the writer goes on while this thread hashes (in_buf is this
+     * thread's buffer until we return). The hold keeps wh (and h) alive past a release that
+     * follows the reply at once; h is not touched after the reply. */
+    writehash *wh = h->wh;
+    if (wh && data)
+        writehash_hold(wh);
+    else
+        writehash_invalidate(wh);
+    fuse_reply_write(req, (size_t)res);
+    if (wh && data)
+        writehash_update(wh, (uint64_t)off, data, (size_t)res);
+}
+
+void pf_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino;
+    pf_handle *h = (pf_handle *)(uintptr_t)fi->fh;
+    int err = 0;
+    if (!h->vdata) {
+        /* Same effect as close() on the backing file (POSIX locks, deferred write errors). */
+        int dupfd = dup(h->fd);
+        if (dupfd < 0 || close(dupfd) != 0)
+            err = errno;
+    }
+    fuse_reply_err(req, err);
+}
+
+void pf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino;
+    pf_fs *fs = fs_of(req);
+    pf_handle *h = (pf_handle *)(uintptr_t)fi->fh;
+    /* A release carries no caller: the analysis it triggers names the handle's opener. */
+    pf_caller who = {.uid = h->uid, .pid = h->pid};
+    bool alone = handle_leave(h);
+    fuse_reply_err(req, 0);
+    handle_finish(fs, h, who, alone);
+}
+
+void pf_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    (void)ino;
+    pf_handle *h = (pf_handle *)(uintptr_t)fi->fh;
+    int err = 0;
+    if (!h->vdata && (datasync ? fdatasync(h->fd) : fsync(h->fd)) != 0)
+        err = errno;
+    fuse_reply_err(req, err);
+}
+
+void pf_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                  struct fuse_file_info *fi)
+{
+    (void)ino;
+    pf_handle *h = (pf_handle *)(uintptr_t)fi->fh;
+    int err = h->vdata ? EACCES : 0;
+    if (!err && fallocate(h->fd, mode, offset, length) != 0)
+        err = errno;
+    if (!err) {
+        handle_changed(req, h);
+        writehash_invalidate(h->wh);
+    }
+    fuse_reply_err(req, err == ENOSYS ? EOPNOTSUPP : err);
+}
+
+void pf_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+              struct fuse_file_info *fi)
+{
+    (void)ino;
+    pf_handle *h = (pf_handle *)(uintptr_t)fi->fh;
+    off_t res = h->vdata ? -1 : lseek(h->fd, off, whence);
+    if (res < 0)
+        fuse_reply_err(req, h->vdata ? ESPIPE : errno);
+    else
+        fuse_reply_lseek(req, res);
+}
+
+void pf_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+                        struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
+                        struct fuse_file_info *fi_out, size_t len, int flags)
+{
+    (void)ino_in;
+    (void)ino_out;
+    pf_handle *in = (pf_handle *)(uintptr_t)fi_in->fh;
+    pf_handle *out = (pf_handle *)(uintptr_t)fi_out->fh;
+    if (in->vdata || out->vdata) {
+        fuse_reply_err(req, in->vdata ? EXDEV : EACCES);
+        return;
+    }
+    ssize_t n = copy_file_range(in->fd, &off_in, out->fd, &off_out, len, (unsigned)flags);
+    if (n < 0) {
+        fuse_reply_err(req, errno == ENOSYS ? EXDEV : errno);
+        return;
+    }
+    handle_changed(req, out);
+    writehash_invalidate(out->wh);
+    fuse_reply_write(req, (size_t)n);
+}
+
