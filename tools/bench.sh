@@ -131,6 +131,9 @@ if [ -z "$only" ] || [ "$only" = fs ]; then
 fi
 if [ -z "$only" ] || [ "$only" = policy ]; then
     [ -x tools/bench-policy.sh ] && tools/bench-policy.sh "$dir" "$runs"
+    # the same with many units: decisions must not rescan the store
+    [ -x tools/bench-policy.sh ] && BENCH_POLICY_FILES=${BENCH_POLICY_SCALE_FILES:-100000} \
+        BENCH_POLICY_UNITS=${BENCH_POLICY_SCALE_UNITS:-1000} tools/bench-policy.sh "$dir" "$runs"
 fi
 if [ -z "$only" ] || [ "$only" = worker ]; then
     [ -x tools/bench-worker.sh ] && tools/bench-worker.sh "$dir" "$runs"
