@@ -134,7 +134,7 @@ static void add_parents(cJSON *arr, const store_link *links, size_t n)
         if (!p)
             continue;
         if (isfinite(links[i].share))
-            cJSON_AddNumberToObject(p, "share", round(links[i].share * 10000) / 10000);
+            cJSON_AddNumberToObject(p, "share", floor(links[i].share * 10000) / 10000);
         else
             cJSON_AddNullToObject(p, "share");
         cJSON_AddBoolToObject(p, "main", links[i].is_parent);
