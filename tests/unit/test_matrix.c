@@ -157,6 +157,10 @@ int main(void)
     run("gguf rot rot-q8_0.gguf --type q8_0");
     run("gguf rot rot-q4_k.gguf --type q4_k");
     run("gguf rot rot-q6_k.gguf --type q6_k");
+    /* GPT-2 (LayerNorm) rotation: the stream centred first, the norms folded, the head untied */
+    run("derive gbase grot --kind rotate --seed 49");
+    run("derive gft grot-ft --kind rotate --seed 50");
+    run("derive gindep gindep-rot --kind rotate --seed 51");
 
     /* linked */
     expect("base", "ft", PA_V_DERIVED);
@@ -226,6 +230,8 @@ int main(void)
     expect("base", "moe", PA_V_DERIVED);
     expect("base", "smuggled", PA_V_DERIVED);
     expect("gqa", "gqa-rot", PA_V_DERIVED);
+    expect("gbase", "grot", PA_V_DERIVED);
+    expect("gbase", "grot-ft", PA_V_DERIVED);
     expect("base", "rot-q8_0.gguf", PA_V_DERIVED);
     expect("base", "rot-q4_k.gguf", PA_V_DERIVED);
     expect("base", "rot-q6_k.gguf", PA_V_DERIVED);
@@ -297,6 +303,8 @@ int main(void)
     expect("third", "rot-scale-perm", PA_V_NONE);
     expect("indep", "rot", PA_V_NONE);
     expect("gqa-indep", "gqa-rot", PA_V_NONE);
+    expect("gbase", "gindep-rot", PA_V_NONE);
+    expect("gindep", "grot", PA_V_NONE);
     /* unlinked: independent runs of one config, forged metadata, derivatives of another base */
     expect("base", "indep", PA_V_NONE);
     expect("base", "forged", PA_V_NONE);
