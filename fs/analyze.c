@@ -457,11 +457,13 @@ static int link_candidate(void *ctx, int64_t id, int64_t created_ns, const char 
  *     first stored — else the first stored unquantised model (with fewer branches a base and
  *     the middle of a chain look alike, and arrival order decides). A quantised model
  *     (pa_fp_quantized) is never a root while an unquantised one is there.
- * Families above ORIENT_MAX models keep the best-ranked incoming edge (store_set_edges). */
+ * Families above ORIENT_MAX models or ORIENT_MAX_PAIRS related pairs keep the best-ranked incoming
+ * edge (store_set_edges): the step re-reads the family's comparisons on every analysis. */
 
 #define PARENT_MIN_SHARE PA_UNKNOWN_ORIGIN_SHARE
 #define MERGE_SLACK 1.15
-#define ORIENT_MAX 256
+#define ORIENT_MAX 128        /* models in a family */
+#define ORIENT_MAX_PAIRS 2048 /* related pairs (each parsed both ways on every analysis) */
 
 typedef struct ojson {
     char *text; /* compare JSON, a = the parent side */
@@ -544,7 +546,8 @@ static void family_free(ofamily *f)
     free(f->pair_of);
 }
 
-/* The family of start (BFS over stored edges). 0, 1 when larger than ORIENT_MAX, -1 on error. */
+/* The family of start (BFS over stored edges). 0, 1 when larger than ORIENT_MAX models or
+ * ORIENT_MAX_PAIRS pairs, -1 on error. */
 static int family_load(analyze_ctx *an, int64_t start, ofamily *f)
 {
     store_model m;
@@ -573,6 +576,10 @@ static int family_load(analyze_ctx *an, int64_t start, ofamily *f)
             int other = (size_t)pi == q ? ci : pi;
             if ((size_t)other < q)
                 continue;
+            if (f->n_pairs >= ORIENT_MAX_PAIRS) {
+                store_rels_free(rels, n);
+                return 1;
+            }
             if (f->n_pairs == f->cap_pairs) {
                 size_t cap = f->cap_pairs ? f->cap_pairs * 2 : 16;
                 opair *grown = realloc(f->pairs, cap * sizeof *grown);
