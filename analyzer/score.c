@@ -47,6 +47,9 @@
  *    explained  that share of the block's matrix parameters;
  *    agreement  mean element-wise agreement (WEA) of its matrices, negatives as 0;
  *    invariant  agreement of its invariant products, null when the block is not sampled.
+ *    params     the block's parameter count (all its tensors), which weighs it in shares.
+ *  "rest_params" and "rest_explained" count b's parameters outside the reported blocks and the
+ *  explained ones among them.
  *  A layer stitch of parents P and Q shows "a" for P's blocks and "none" for Q's when compared
  *  with P, the other way round when compared with Q; a pruned or stacked model shows which block
  *  of a each of its blocks was taken from. "layers_truncated_from" gives b's block count when
@@ -317,6 +320,11 @@ char *pa_compare_to_json(const pa_compare_result *r, const char *a_label, const 
         pa_json_add(e, "explained", num_or_null(m->explained));
         pa_json_add(e, "agreement", num_or_null(m->agreement));
         pa_json_add(e, "invariant", num_or_null(m->invariant));
+        cJSON_AddNumberToObject(e, "params", (double)m->params);
+    }
+    if (r->tensors_b > 0) {
+        cJSON_AddNumberToObject(o, "rest_params", (double)r->rest_params);
+        cJSON_AddNumberToObject(o, "rest_explained", (double)r->rest_explained);
     }
     if (r->n_layers_b > r->n_layers)
         cJSON_AddNumberToObject(o, "layers_truncated_from", r->n_layers_b);
@@ -327,4 +335,56 @@ char *pa_compare_to_json(const pa_compare_result *r, const char *a_label, const 
         out = NULL;
     }
     return out;
+}
+
+/* ---------------------------------------------------------------- shares among parents */
+
+void pa_parent_shares(const char *const *json, size_t n, double *share, uint8_t (*blocks)[16])
+{
+    double covered[PA_CMP_MAX_LAYERS] = {0}, rest_covered = 0;
+    for (size_t i = 0; i < n; i++) {
+        share[i] = 0;
+        if (blocks)
+            memset(blocks[i], 0, sizeof blocks[i]);
+        cJSON *o = json[i] ? cJSON_Parse(json[i]) : NULL;
+        const cJSON *layers = cJSON_GetObjectItemCaseSensitive(o, "layers");
+        const cJSON *rp = cJSON_GetObjectItemCaseSensitive(o, "rest_params");
+        const cJSON *re = cJSON_GetObjectItemCaseSensitive(o, "rest_explained");
+        if (!cJSON_IsNumber(rp) || !cJSON_IsNumber(re) || !cJSON_IsArray(layers)) {
+            /* no block parameter counts: only the best candidate counts, with its coverage */
+            const cJSON *es = cJSON_GetObjectItemCaseSensitive(o, "explained_share");
+            if (i == 0 && cJSON_IsNumber(es) && isfinite(es->valuedouble))
+                share[i] = clamp01(es->valuedouble);
+            cJSON_Delete(o);
+            continue;
+        }
+        double total = rp->valuedouble > 0 ? rp->valuedouble : 0, gained = 0;
+        double rest = rp->valuedouble > 0 ? clamp01(re->valuedouble / rp->valuedouble) : 0;
+        if (rest > rest_covered) {
+            gained += (rest - rest_covered) * total;
+            rest_covered = rest;
+        }
+        const cJSON *e;
+        cJSON_ArrayForEach(e, layers)
+        {
+            const cJSON *l = cJSON_GetObjectItemCaseSensitive(e, "layer");
+            const cJSON *p = cJSON_GetObjectItemCaseSensitive(e, "params");
+            const cJSON *x = cJSON_GetObjectItemCaseSensitive(e, "explained");
+            if (!cJSON_IsNumber(l) || !cJSON_IsNumber(p) || p->valuedouble <= 0)
+                continue;
+            total += p->valuedouble;
+            int li = (int)l->valuedouble;
+            if (li < 0 || li >= PA_CMP_MAX_LAYERS || !cJSON_IsNumber(x))
+                continue;
+            double ex = clamp01(x->valuedouble);
+            if (ex <= covered[li])
+                continue;
+            gained += (ex - covered[li]) * p->valuedouble;
+            if (blocks && ex - covered[li] >= 0.5)
+                blocks[i][li / 8] |= (uint8_t)(1u << (li % 8));
+            covered[li] = ex;
+        }
+        share[i] = total > 0 ? clamp01(gained / total) : 0;
+        cJSON_Delete(o);
+    }
 }

@@ -726,7 +726,7 @@ static void layer_report(const pa_fingerprint *b, const cov_key *keys, const boo
     r->n_layers_b = b->n_layers;
     r->n_layers = b->n_layers < PA_CMP_MAX_LAYERS ? b->n_layers : PA_CMP_MAX_LAYERS;
     for (uint32_t l = 0; l < r->n_layers; l++)
-        r->layers[l] = (pa_layer_match){(int32_t)l, -1, NAN, NAN, NAN, false};
+        r->layers[l] = (pa_layer_match){(int32_t)l, -1, NAN, NAN, NAN, false, 0};
     for (size_t k0 = 0, k1; k0 < n; k0 = k1) {
         int32_t l = keys[k0].layer;
         for (k1 = k0; k1 < n && keys[k1].layer == l; k1++)
@@ -739,6 +739,7 @@ static void layer_report(const pa_fingerprint *b, const cov_key *keys, const boo
         for (size_t k = k0; k < k1; k++) {
             size_t i = keys[k].index;
             const pa_tensor_fp *t = &b->tensors[i];
+            lm->params += t->numel;
             if (t->ndim < 2)
                 continue;
             total += (double)t->numel;
@@ -854,6 +855,15 @@ static void coverage(const pa_fingerprint *a, const pa_fingerprint *b, const dou
     r->explained_share = total > 0 ? 1.0 - r->unexplained_share : NAN;
     r->unknown_origin = total > 0 && r->unexplained_share >= PA_UNKNOWN_ORIGIN_SHARE;
     layer_report(b, keys, ok, best_of, best_layer, per_block, block_of, r);
+    /* parameters outside the reported blocks, for shares among several parents */
+    r->rest_params = r->rest_explained = 0;
+    for (size_t i = 0; i < n; i++) {
+        const pa_tensor_fp *t = &b->tensors[i];
+        if (t->layer >= 0 && (uint32_t)t->layer < r->n_layers)
+            continue;
+        r->rest_params += t->numel;
+        r->rest_explained += ok[i] ? t->numel : 0;
+    }
     free(ok);
     free(keys);
     free(sa);

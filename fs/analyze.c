@@ -5,6 +5,7 @@
 #include "provfs/analyzer.h"
 #include "refdb.h"
 
+#include <cjson/cJSON.h>
 #include <openssl/evp.h>
 
 #include <dirent.h>
@@ -12,6 +13,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -327,7 +329,7 @@ typedef struct link_work {
     int64_t self_created;
     const pa_fingerprint *self_fp;
     store_edge *edges;
-    char **signals; /* owned JSON per edge */
+    char **signals; /* owned JSON per edge, two per edge (parent as a, child as a) */
     size_t n_edges, cap;
     size_t compared;
 } link_work;
@@ -338,6 +340,8 @@ static const pa_fingerprint *cached_fp(analyze_ctx *an, int64_t id, const char *
     fp_slot *slot = &an->cache[(uint64_t)id % FP_CACHE_SLOTS];
     if (slot->fp && slot->id == id && strcmp(slot->digest, digest) == 0)
         return slot->fp;
+    if (!json)
+        return NULL;
     pa_fingerprint *fp = NULL;
     pa_error err = {0};
     if (pa_fp_from_json(json, len, "stored fingerprint", &fp, &err) != PA_OK) {
@@ -351,6 +355,21 @@ static const pa_fingerprint *cached_fp(analyze_ctx *an, int64_t id, const char *
     return fp;
 }
 
+/* The stored model's fingerprint, through the cache. Called with lineage_lock held. */
+static const pa_fingerprint *model_fp(analyze_ctx *an, int64_t id)
+{
+    store_model m;
+    if (store_model_by_id(an->st, id, &m) != 0)
+        return NULL;
+    const pa_fingerprint *fp = cached_fp(an, id, m.digest, NULL, 0);
+    char *json = NULL;
+    if (!fp && store_fingerprint(an->st, id, &json) == 0)
+        fp = cached_fp(an, id, m.digest, json, strlen(json));
+    free(json);
+    store_model_clear(&m);
+    return fp;
+}
+
 static int link_candidate(void *ctx, int64_t id, int64_t created_ns, const char *digest,
                           const char *json, size_t len)
 {
@@ -360,7 +379,7 @@ static int link_candidate(void *ctx, int64_t id, int64_t created_ns, const char 
     const pa_fingerprint *other = cached_fp(w->an, id, digest, json, len);
     if (!other)
         return 0;
-    /* Edges point from the model first seen to the later one. */
+    /* Edges are stored from the model first seen to the later one; orient() may turn them. */
     bool other_first = created_ns < w->self_created ||
                        (created_ns == w->self_created && id < w->self_id);
     const pa_fingerprint *a = other_first ? other : w->self_fp;
@@ -377,14 +396,22 @@ static int link_candidate(void *ctx, int64_t id, int64_t created_ns, const char 
         if (!edges)
             return 1;
         w->edges = edges;
-        char **signals = realloc(w->signals, cap * sizeof *signals);
+        char **signals = realloc(w->signals, 2 * cap * sizeof *signals);
         if (!signals)
             return 1;
         w->signals = signals;
         w->cap = cap;
     }
     char *sig = pa_compare_to_json(&r, "parent", "child", false);
-    w->signals[w->n_edges] = sig;
+    /* the other way round too: which of two related models is the parent is decided later,
+     * with the whole family in view (orient) */
+    pa_compare_result rr;
+    memset(&rr, 0, sizeof rr);
+    pa_compare(b, a, &rr);
+    w->compared++;
+    char *rev = pa_compare_to_json(&rr, "parent", "child", false);
+    w->signals[2 * w->n_edges] = sig;
+    w->signals[2 * w->n_edges + 1] = rev;
     w->edges[w->n_edges] = (store_edge){
         .parent_id = other_first ? id : w->self_id,
         .child_id = other_first ? w->self_id : id,
@@ -392,13 +419,624 @@ static int link_candidate(void *ctx, int64_t id, int64_t created_ns, const char 
         .verdict = pa_verdict_name(r.verdict),
         .signals = sig,
         .rank = pa_parent_rank(&r, a), /* the analyzer's ranking rule (score.c) */
+        .signals_rev = rev,
     };
     w->n_edges++;
     return 0;
 }
 
-/* Compares the new model with every prefiltered stored model and records the edges. Called
- * with lineage_lock held. */
+/* ---------------------------------------------------------------- parents of a family
+ *
+ * After every analysis the daemon decides the parents of every model in the new model's family
+ * (the models linked to it by derived/identical edges, directly or not), from the stored
+ * comparisons in both directions, so the result depends on the models and not on the order they
+ * were stored in:
+ *
+ *  1. Several parents by parts (a layer stitch, tensors taken from a second model): a model that
+ *     no single relative explains to within PA_UNKNOWN_ORIGIN_SHARE, but whose relatives, taken
+ *     best-ranked first (pa_parent_rank), each add >= PARENT_MIN_SHARE of its parameters that
+ *     the ones before did not explain (pa_parent_shares), has those relatives as parents.
+ *     PARENT_MIN_SHARE is PA_UNKNOWN_ORIGIN_SHARE, 10 %: a part that large left unexplained
+ *     would make the model of unknown origin (the policy's rule), so a relative that explains
+ *     it is a parent, not a footnote; below it the overlap is what any relative shares (norms,
+ *     a tied embedding) and says nothing of descent.
+ *  2. Several parents by averaging (a weight soup, a merge): a model lying on the segment
+ *     between two related models P and Q in weight space, d(P,X) + d(X,Q) <= MERGE_SLACK x
+ *     d(P,Q), with no other relative nearer to it, is their merge; each parent's share is
+ *     its interpolation weight, the nearer parent's the larger (at least PARENT_MIN_SHARE
+ *     each). Independent drifts are orthogonal, so a fine-tune of P sits at ~1.41 d(P,Q)
+ *     from the pair, the base of P and Q at ~1.41 too: only an average sits near 1.
+ *  3. Everyone else has one parent: the family's minimum spanning tree by weight distance
+ *     (a fine-tune is |δ| from its parent, ~√2|δ| from a sibling, a quantised copy nearest its
+ *     source), where a part of either model that the other does not explain counts as
+ *     unrelated, distance 1 (a pruned model is as near a fine-tune of its base as the base is
+ *     on the layers it kept, not on the ones it lost), and where quantised models join last,
+ *     each as a leaf of its nearest unquantised relative. The tree is rooted at its base: a model with three or more unquantised branches (the hub of
+ *     a family of fine-tunes: siblings are nearer their base than each other) — the one with
+ *     the most, then the one nearest the rest of the tree (sum of tree distances), then the
+ *     first stored — else the first stored unquantised model (with fewer branches a base and
+ *     the middle of a chain look alike, and arrival order decides). A quantised model
+ *     (pa_fp_quantized) is never a root while an unquantised one is there.
+ * Families above ORIENT_MAX models or ORIENT_MAX_PAIRS related pairs keep the best-ranked incoming
+ * edge (store_set_edges): the step re-reads the family's comparisons on every analysis. */
+
+#define PARENT_MIN_SHARE PA_UNKNOWN_ORIGIN_SHARE
+#define MERGE_SLACK 1.15
+#define ORIENT_MAX 128        /* models in a family */
+#define ORIENT_MAX_PAIRS 2048 /* related pairs (each parsed both ways on every analysis) */
+
+typedef struct ojson {
+    char *text; /* compare JSON, a = the parent side */
+    bool owned;
+    double score, rank, distance, explained;
+    char verdict[16];
+} ojson;
+
+typedef struct opair {
+    int i, j;    /* node indices, i < j */
+    ojson ij;    /* i as parent of j */
+    ojson ji;    /* j as parent of i */
+    double dist; /* weight distance, NaN when unknown */
+    double w;    /* tree weight: dist over the parts each explains of the other, 1 elsewhere */
+} opair;
+
+typedef struct onode {
+    int64_t id, created;
+    bool quant;
+    int kind;      /* 0 tree, 1 several parents by parts, 2 merge */
+    int parent;    /* tree parent (node index), -1 for a root */
+    int tree_deg;  /* unquantised tree neighbours */
+} onode;
+
+typedef struct ofamily {
+    onode *nodes;
+    size_t n, cap;
+    opair *pairs;
+    size_t n_pairs, cap_pairs;
+    int *pair_of; /* n x n: pair index or -1 */
+} ofamily;
+
+static double json_num(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+static void ojson_parse(ojson *j)
+{
+    cJSON *o = j->text ? cJSON_Parse(j->text) : NULL;
+    j->score = json_num(o, "score");
+    j->rank = json_num(o, "rank");
+    j->distance = json_num(o, "distance");
+    j->explained = json_num(o, "explained_share");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "verdict");
+    snprintf(j->verdict, sizeof j->verdict, "%s", cJSON_IsString(v) ? v->valuestring : "none");
+    if (!isfinite(j->rank))
+        j->rank = -1;
+    cJSON_Delete(o);
+}
+
+static int family_node(ofamily *f, int64_t id, int64_t created)
+{
+    for (size_t i = 0; i < f->n; i++)
+        if (f->nodes[i].id == id)
+            return (int)i;
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 16;
+        onode *grown = realloc(f->nodes, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        f->nodes = grown;
+        f->cap = cap;
+    }
+    f->nodes[f->n] = (onode){.id = id, .created = created, .parent = -1};
+    return (int)f->n++;
+}
+
+static void family_free(ofamily *f)
+{
+    for (size_t k = 0; k < f->n_pairs; k++) {
+        if (f->pairs[k].ij.owned)
+            free(f->pairs[k].ij.text);
+        if (f->pairs[k].ji.owned)
+            free(f->pairs[k].ji.text);
+    }
+    free(f->pairs);
+    free(f->nodes);
+    free(f->pair_of);
+}
+
+/* The family of start (BFS over stored edges). 0, 1 when larger than ORIENT_MAX models or
+ * ORIENT_MAX_PAIRS pairs, -1 on error. */
+static int family_load(analyze_ctx *an, int64_t start, ofamily *f)
+{
+    store_model m;
+    if (store_model_by_id(an->st, start, &m) != 0)
+        return -1;
+    int64_t created = m.created_ns;
+    store_model_clear(&m);
+    if (family_node(f, start, created) < 0)
+        return -1;
+    for (size_t q = 0; q < f->n; q++) {
+        store_rel *rels = NULL;
+        size_t n = 0;
+        if (store_related(an->st, f->nodes[q].id, &rels, &n) != 0)
+            return -1;
+        for (size_t k = 0; k < n; k++) {
+            store_rel *r = &rels[k];
+            int pi = family_node(f, r->parent_id, r->parent_created_ns);
+            int ci = family_node(f, r->child_id, r->child_created_ns);
+            if (pi < 0 || ci < 0 || f->n > ORIENT_MAX) {
+                store_rels_free(rels, n);
+                return pi < 0 || ci < 0 ? -1 : 1;
+            }
+            if ((size_t)pi != q && (size_t)ci != q)
+                continue;
+            /* each pair once: when met from its node of lower index */
+            int other = (size_t)pi == q ? ci : pi;
+            if ((size_t)other < q)
+                continue;
+            if (f->n_pairs >= ORIENT_MAX_PAIRS) {
+                store_rels_free(rels, n);
+                return 1;
+            }
+            if (f->n_pairs == f->cap_pairs) {
+                size_t cap = f->cap_pairs ? f->cap_pairs * 2 : 16;
+                opair *grown = realloc(f->pairs, cap * sizeof *grown);
+                if (!grown) {
+                    store_rels_free(rels, n);
+                    return -1;
+                }
+                f->pairs = grown;
+                f->cap_pairs = cap;
+            }
+            opair *p = &f->pairs[f->n_pairs++];
+            memset(p, 0, sizeof *p);
+            p->i = pi < ci ? pi : ci;
+            p->j = pi < ci ? ci : pi;
+            ojson *fwd = pi < ci ? &p->ij : &p->ji; /* the stored direction */
+            ojson *bwd = pi < ci ? &p->ji : &p->ij;
+            fwd->text = r->signals;
+            bwd->text = r->rev_signals;
+            fwd->owned = bwd->owned = true;
+            r->signals = r->rev_signals = NULL;
+        }
+        store_rels_free(rels, n);
+    }
+    f->pair_of = malloc(f->n * f->n * sizeof *f->pair_of);
+    if (!f->pair_of)
+        return -1;
+    for (size_t k = 0; k < f->n * f->n; k++)
+        f->pair_of[k] = -1;
+    for (size_t k = 0; k < f->n_pairs; k++) {
+        opair *p = &f->pairs[k];
+        f->pair_of[p->i * f->n + p->j] = f->pair_of[p->j * f->n + p->i] = (int)k;
+    }
+    for (size_t i = 0; i < f->n; i++) {
+        const pa_fingerprint *fp = model_fp(an, f->nodes[i].id);
+        f->nodes[i].quant = fp && pa_fp_quantized(fp);
+    }
+    for (size_t k = 0; k < f->n_pairs; k++) {
+        opair *p = &f->pairs[k];
+        /* a direction not kept (a store from before both were) is compared now */
+        for (int dir = 0; dir < 2; dir++) {
+            ojson *j = dir ? &p->ji : &p->ij;
+            if (j->text)
+                continue;
+            const pa_fingerprint *a = model_fp(an, f->nodes[dir ? p->j : p->i].id);
+            const pa_fingerprint *b = model_fp(an, f->nodes[dir ? p->i : p->j].id);
+            if (!a || !b)
+                continue;
+            pa_compare_result r;
+            pa_compare(a, b, &r);
+            j->text = pa_compare_to_json(&r, "parent", "child", false);
+        }
+        ojson_parse(&p->ij);
+        ojson_parse(&p->ji);
+        p->dist = isfinite(p->ij.distance) ? p->ij.distance : p->ji.distance;
+        double e = fmin(isfinite(p->ij.explained) ? p->ij.explained : 0,
+                        isfinite(p->ji.explained) ? p->ji.explained : 0);
+        e = e < 0 ? 0 : e > 1 ? 1 : e;
+        p->w = isfinite(p->dist) ? p->dist * e + (1 - e) : NAN;
+    }
+    return 0;
+}
+
+/* The comparison with parent as a and child as b, or NULL. */
+static ojson *pair_json(ofamily *f, int parent, int child)
+{
+    int k = f->pair_of[(size_t)parent * f->n + (size_t)child];
+    if (k < 0)
+        return NULL;
+    opair *p = &f->pairs[k];
+    return parent == p->i ? &p->ij : &p->ji;
+}
+
+typedef struct ocand {
+    int node;
+    double rank;
+} ocand;
+
+static int cand_cmp(const void *x, const void *y)
+{
+    const ocand *a = x, *b = y;
+    return a->rank > b->rank ? -1 : a->rank < b->rank ? 1 : a->node - b->node;
+}
+
+typedef struct oparent {
+    int child, parent;
+    double share;
+    bool main;
+} oparent;
+
+typedef struct oplan {
+    oparent *v;
+    size_t n, cap;
+} oplan;
+
+static int plan_add(oplan *pl, int child, int parent, double share, bool main)
+{
+    if (pl->n == pl->cap) {
+        size_t cap = pl->cap ? pl->cap * 2 : 16;
+        oparent *grown = realloc(pl->v, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        pl->v = grown;
+        pl->cap = cap;
+    }
+    pl->v[pl->n++] = (oparent){child, parent, share, main};
+    return 0;
+}
+
+/* Rule 1: several parents by parts. */
+static int by_parts(ofamily *f, int x, oplan *pl)
+{
+    size_t n = 0;
+    ocand *c = malloc((f->n ? f->n : 1) * sizeof *c);
+    const char **json = malloc((f->n ? f->n : 1) * sizeof *json);
+    double *share = malloc((f->n ? f->n : 1) * sizeof *share);
+    int ret = 0;
+    if (!c || !json || !share) {
+        ret = -1;
+        goto out;
+    }
+    double best_single = 0;
+    for (size_t y = 0; y < f->n; y++) {
+        ojson *j = (int)y == x ? NULL : pair_json(f, (int)y, x);
+        if (!j || !j->text)
+            continue;
+        if (f->nodes[y].quant && !f->nodes[x].quant)
+            continue;
+        c[n++] = (ocand){(int)y, j->rank};
+        if (isfinite(j->explained) && j->explained > best_single)
+            best_single = j->explained;
+    }
+    if (n < 2 || best_single >= 1.0 - PA_UNKNOWN_ORIGIN_SHARE)
+        goto out;
+    qsort(c, n, sizeof *c, cand_cmp);
+    for (size_t k = 0; k < n; k++)
+        json[k] = pair_json(f, c[k].node, x)->text;
+    pa_parent_shares(json, n, share, NULL);
+    size_t n_par = 0;
+    for (size_t k = 0; k < n; k++)
+        n_par += share[k] >= PARENT_MIN_SHARE;
+    if (n_par < 2)
+        goto out;
+    bool first = true;
+    for (size_t k = 0; k < n && ret == 0; k++) {
+        if (share[k] < PARENT_MIN_SHARE)
+            continue;
+        ret = plan_add(pl, x, c[k].node, share[k], first);
+        first = false;
+    }
+    if (ret == 0)
+        ret = 1;
+out:
+    free(c);
+    free(json);
+    free(share);
+    return ret;
+}
+
+/* Rule 2: a merge of two relatives. */
+static int by_merge(ofamily *f, int x, oplan *pl)
+{
+    double nearest = INFINITY;
+    for (size_t y = 0; y < f->n; y++) {
+        int k = (int)y == x ? -1 : f->pair_of[(size_t)x * f->n + y];
+        if (k >= 0 && isfinite(f->pairs[k].dist) && !(f->nodes[y].quant && !f->nodes[x].quant) &&
+            f->pairs[k].dist < nearest)
+            nearest = f->pairs[k].dist;
+    }
+    int bp = -1, bq = -1;
+    double best = MERGE_SLACK, dp_best = 0, dq_best = 0;
+    for (size_t p = 0; p < f->n; p++) {
+        int kp = (int)p == x ? -1 : f->pair_of[(size_t)x * f->n + p];
+        if (kp < 0 || !isfinite(f->pairs[kp].dist) || (f->nodes[p].quant && !f->nodes[x].quant))
+            continue;
+        for (size_t q = p + 1; q < f->n; q++) {
+            int kq = (int)q == x ? -1 : f->pair_of[(size_t)x * f->n + q];
+            int kpq = f->pair_of[p * f->n + q];
+            if (kq < 0 || kpq < 0 || !isfinite(f->pairs[kq].dist) ||
+                !isfinite(f->pairs[kpq].dist) || f->pairs[kpq].dist <= 0 ||
+                (f->nodes[q].quant && !f->nodes[x].quant))
+                continue;
+            double dp = f->pairs[kp].dist, dq = f->pairs[kq].dist, dpq = f->pairs[kpq].dist;
+            if (dp + dq <= 0)
+                continue;
+            double ratio = (dp + dq) / dpq, t = dp / (dp + dq);
+            /* the nearest relative is one of the two; each weighs >= PARENT_MIN_SHARE */
+            if (ratio > best || t < PARENT_MIN_SHARE || t > 1 - PARENT_MIN_SHARE ||
+                nearest < 0.999 * (dp < dq ? dp : dq))
+                continue;
+            best = ratio;
+            bp = (int)p;
+            bq = (int)q;
+            dp_best = dp;
+            dq_best = dq;
+        }
+    }
+    if (bp < 0)
+        return 0;
+    double sp = dq_best / (dp_best + dq_best), sq = 1 - sp;
+    bool p_main = sp > sq || (sp == sq && pair_json(f, bp, x)->rank >= pair_json(f, bq, x)->rank);
+    if (plan_add(pl, x, bp, sp, p_main) != 0 || plan_add(pl, x, bq, sq, !p_main) != 0)
+        return -1;
+    return 1;
+}
+
+typedef struct oedge {
+    int i, j;
+    int cls; /* 0 both unquantised, 1 one quantised, 2 both */
+    double w, rank;
+} oedge;
+
+static int oedge_cmp(const void *x, const void *y)
+{
+    const oedge *a = x, *b = y;
+    if (a->cls != b->cls)
+        return a->cls - b->cls;
+    if (a->w != b->w)
+        return a->w < b->w ? -1 : 1;
+    if (a->rank != b->rank)
+        return a->rank > b->rank ? -1 : 1;
+    return a->i != b->i ? a->i - b->i : a->j - b->j;
+}
+
+static int uf_find(int *uf, int x)
+{
+    while (uf[x] != x)
+        x = uf[x] = uf[uf[x]];
+    return x;
+}
+
+/* Sum of the tree-path distances from v to the other models of its tree (members[0..n)). */
+static double tree_sum(const ofamily *f, const int *adj, int v, const int *members, size_t n)
+{
+    size_t fn = f->n;
+    double *d = malloc(fn * sizeof *d);
+    int *st = malloc(fn * sizeof *st);
+    double sum = 0;
+    if (!d || !st) {
+        free(d);
+        free(st);
+        return INFINITY;
+    }
+    for (size_t i = 0; i < fn; i++)
+        d[i] = -1;
+    size_t top = 0;
+    d[v] = 0;
+    st[top++] = v;
+    while (top > 0) {
+        int u = st[--top];
+        for (size_t y = 0; y < fn; y++) {
+            int k = f->pair_of[(size_t)u * fn + y];
+            if (!adj[(size_t)u * fn + y] || d[y] >= 0 || k < 0)
+                continue;
+            double w = f->pairs[k].w;
+            d[y] = d[u] + (isfinite(w) ? w : 1.0);
+            st[top++] = (int)y;
+        }
+    }
+    for (size_t h = 0; h < n; h++)
+        sum += d[members[h]] > 0 ? d[members[h]] : 0;
+    free(d);
+    free(st);
+    return sum;
+}
+
+/* Rule 3: the spanning tree of the remaining models, rooted at the base. */
+static int by_tree(ofamily *f, oplan *pl)
+{
+    size_t n = f->n;
+    oedge *e = malloc((f->n_pairs ? f->n_pairs : 1) * sizeof *e);
+    int *uf = malloc(n * sizeof *uf);
+    int *adj = malloc(n * n * sizeof *adj); /* adj[i*n+j]: tree edge */
+    int *order = malloc(n * sizeof *order);
+    int *joined = NULL;
+    int ret = 0;
+    if (!e || !uf || !adj || !order) {
+        ret = -1;
+        goto out;
+    }
+    size_t ne = 0;
+    for (size_t k = 0; k < f->n_pairs; k++) {
+        opair *p = &f->pairs[k];
+        if (f->nodes[p->i].kind || f->nodes[p->j].kind)
+            continue;
+        double rank = fmax(p->ij.rank, p->ji.rank);
+        int cls = f->nodes[p->i].quant + f->nodes[p->j].quant;
+        /* unknown distance: after every known one, by rank */
+        e[ne++] = (oedge){p->i, p->j, cls, isfinite(p->w) ? p->w : 1e6 - rank, rank};
+    }
+    /* Unquantised models first; then each quantised model joins as a leaf, of its nearest
+     * unquantised relative when it has one: a quantised export never sits between two models. */
+    qsort(e, ne, sizeof *e, oedge_cmp);
+    joined = malloc(n * sizeof *joined);
+    if (!joined) {
+        ret = -1;
+        goto out;
+    }
+    memset(joined, 0, n * sizeof *joined);
+    for (size_t i = 0; i < n; i++)
+        uf[i] = (int)i;
+    memset(adj, 0, n * n * sizeof *adj);
+    for (size_t k = 0; k < ne; k++) {
+        int a = uf_find(uf, e[k].i), b = uf_find(uf, e[k].j);
+        if (a == b)
+            continue;
+        if (e[k].cls == 1) {
+            int q = f->nodes[e[k].i].quant ? e[k].i : e[k].j;
+            if (joined[q])
+                continue;
+        } else if (e[k].cls == 2 && joined[e[k].i] && joined[e[k].j]) {
+            continue;
+        }
+        joined[e[k].i] = joined[e[k].j] = 1;
+        uf[a] = b;
+        adj[(size_t)e[k].i * n + (size_t)e[k].j] = adj[(size_t)e[k].j * n + (size_t)e[k].i] = 1;
+        if (!f->nodes[e[k].j].quant)
+            f->nodes[e[k].i].tree_deg++;
+        if (!f->nodes[e[k].i].quant)
+            f->nodes[e[k].j].tree_deg++;
+    }
+    /* one root per tree */
+    int *done = uf; /* reused: 1 once placed */
+    for (size_t i = 0; i < n; i++)
+        done[i] = f->nodes[i].kind != 0;
+    for (;;) {
+        int seed = -1;
+        for (size_t i = 0; i < n && seed < 0; i++)
+            if (!done[i])
+                seed = (int)i;
+        if (seed < 0)
+            break;
+        /* the tree of seed */
+        size_t qn = 0;
+        order[qn++] = seed;
+        done[seed] = 2;
+        for (size_t h = 0; h < qn; h++)
+            for (size_t y = 0; y < n; y++)
+                if (adj[(size_t)order[h] * n + y] && !done[y]) {
+                    done[y] = 2;
+                    order[qn++] = (int)y;
+                }
+        bool any_full = false;
+        for (size_t h = 0; h < qn; h++)
+            any_full |= !f->nodes[order[h]].quant;
+        int root = -1, hub = -1;
+        double hub_sum = INFINITY;
+        for (size_t h = 0; h < qn; h++) {
+            const onode *v = &f->nodes[order[h]];
+            if (any_full && v->quant)
+                continue;
+            const onode *r = root >= 0 ? &f->nodes[root] : NULL;
+            if (!r || v->created < r->created || (v->created == r->created && v->id < r->id))
+                root = order[h];
+            const onode *b = hub >= 0 ? &f->nodes[hub] : NULL;
+            if (v->tree_deg < 3 || (b && v->tree_deg < b->tree_deg))
+                continue;
+            double sum = tree_sum(f, adj, order[h], order, qn);
+            if (!b || v->tree_deg > b->tree_deg || sum < hub_sum ||
+                (sum == hub_sum &&
+                 (v->created < b->created || (v->created == b->created && v->id < b->id)))) {
+                hub = order[h];
+                hub_sum = sum;
+            }
+        }
+        if (hub >= 0)
+            root = hub;
+        /* orient from the root */
+        for (size_t h = 0; h < qn; h++)
+            done[order[h]] = 1;
+        qn = 0;
+        order[qn++] = root;
+        f->nodes[root].parent = -1;
+        done[root] = 3;
+        for (size_t h = 0; h < qn; h++)
+            for (size_t y = 0; y < n; y++)
+                if (adj[(size_t)order[h] * n + y] && done[y] == 1) {
+                    done[y] = 3;
+                    f->nodes[y].parent = order[h];
+                    order[qn++] = (int)y;
+                }
+        for (size_t h = 1; h < qn && ret == 0; h++) {
+            int v = order[h];
+            ojson *j = pair_json(f, f->nodes[v].parent, v);
+            double share = j && isfinite(j->explained) ? j->explained : 1.0;
+            ret = plan_add(pl, v, f->nodes[v].parent, share, true);
+        }
+    }
+out:
+    free(joined);
+    free(e);
+    free(uf);
+    free(adj);
+    free(order);
+    return ret;
+}
+
+/* Decides and stores the parents of every model in id's family. Called with lineage_lock held. */
+static int orient(analyze_ctx *an, int64_t id)
+{
+    ofamily f = {0};
+    oplan pl = {0};
+    int ret = family_load(an, id, &f);
+    if (ret != 0 || f.n < 2) {
+        family_free(&f);
+        return ret < 0 ? -1 : 0;
+    }
+    for (size_t x = 0; x < f.n && ret >= 0; x++) {
+        ret = by_parts(&f, (int)x, &pl);
+        if (ret == 1)
+            f.nodes[x].kind = 1;
+    }
+    for (size_t x = 0; x < f.n && ret >= 0; x++) {
+        if (f.nodes[x].kind)
+            continue;
+        ret = by_merge(&f, (int)x, &pl);
+        if (ret == 1)
+            f.nodes[x].kind = 2;
+    }
+    if (ret >= 0)
+        ret = by_tree(&f, &pl);
+    int64_t *children = malloc(f.n * sizeof *children);
+    store_parent_set *set = calloc(pl.n ? pl.n : 1, sizeof *set);
+    if (ret >= 0 && children && set) {
+        for (size_t i = 0; i < f.n; i++)
+            children[i] = f.nodes[i].id;
+        size_t n = 0;
+        for (size_t k = 0; k < pl.n; k++) {
+            const oparent *o = &pl.v[k];
+            ojson *j = pair_json(&f, o->parent, o->child);
+            ojson *r = pair_json(&f, o->child, o->parent);
+            if (!j || !j->text)
+                continue;
+            set[n++] = (store_parent_set){
+                .parent_id = f.nodes[o->parent].id,
+                .child_id = f.nodes[o->child].id,
+                .score = isfinite(j->score) ? j->score : 0,
+                .rank = j->rank,
+                .share = o->share,
+                .verdict = j->verdict,
+                .signals = j->text,
+                .rev_signals = r ? r->text : NULL,
+                .is_main = o->main,
+            };
+        }
+        ret = store_set_parents(an->st, children, f.n, set, n);
+    } else {
+        ret = -1;
+    }
+    free(children);
+    free(set);
+    free(pl.v);
+    family_free(&f);
+    return ret;
+}
+
+/* Compares the new model with every prefiltered stored model, records the edges and decides the
+ * parents of its family. Called with lineage_lock held. */
 static int link_model(analyze_ctx *an, int64_t id, const pa_fingerprint *fp,
                       const store_keys *keys, size_t *compared, bool *has_parent)
 {
@@ -410,12 +1048,14 @@ static int link_model(analyze_ctx *an, int64_t id, const pa_fingerprint *fp,
     int ret = store_candidates(an->st, keys, id, link_candidate, &w);
     if (ret == 0)
         ret = store_set_edges(an->st, id, w.edges, w.n_edges);
+    if (ret == 0 && w.n_edges > 0)
+        ret = orient(an, id);
     *compared = w.compared;
-    *has_parent = false;
-    for (size_t i = 0; i < w.n_edges; i++)
-        if (w.edges[i].child_id == id)
-            *has_parent = true;
-    for (size_t i = 0; i < w.n_edges; i++)
+    store_link parent;
+    *has_parent = store_parent(an->st, id, &parent) == 0;
+    if (*has_parent)
+        store_link_clear(&parent);
+    for (size_t i = 0; i < 2 * w.n_edges; i++)
         free(w.signals[i]);
     free(w.signals);
     free(w.edges);

@@ -18,6 +18,8 @@
 #define GATE_BUCKETS 8192
 #define GATE_MAX_ENTRIES 65536
 #define GATE_MAX_ANCESTORS 64
+/* A parent's own parents are decided too, this deep at most; deeper counts as blocked. */
+#define GATE_MAX_PARENT_DEPTH 8
 
 typedef struct gate_entry {
     struct gate_entry *next; /* gate.lock */
@@ -152,7 +154,48 @@ static bool linked_verdict(const char *verdict)
     return strcmp(verdict, "derived") == 0 || strcmp(verdict, "identical") == 0;
 }
 
-static int compute(gate *g, const policy *p, const char *dir, queue_state qs, gate_verdict *out)
+static int compute(gate *g, const policy *p, const char *dir, queue_state qs, gate_verdict *out,
+                   int depth);
+
+/* Several parents: the first parent besides the main one whose own decision (from stored data,
+ * as the main parent's lineage is judged) blocks; its path and reason go to why. 1 when one
+ * blocks, 0 when none, -1 on a store error. *share_sum gets the parents' shares added up. */
+static int other_parents(gate *g, const policy *p, int64_t id, int depth, char *why,
+                         size_t whylen, double *share_sum, size_t *n_parents)
+{
+    store_link *links = NULL;
+    size_t n = 0;
+    *share_sum = 0;
+    *n_parents = 0;
+    if (store_parents(g->st, id, &links, &n) != 0)
+        return -1;
+    *n_parents = n;
+    int ret = 0;
+    for (size_t i = 0; i < n; i++)
+        *share_sum += links[i].share == links[i].share ? links[i].share : 0;
+    for (size_t i = 0; n >= 2 && i < n && ret == 0; i++) {
+        if (links[i].is_parent || !links[i].path)
+            continue;
+        if (depth >= GATE_MAX_PARENT_DEPTH) {
+            snprintf(why, whylen, "parent %s: its lineage is deeper than %d parents", links[i].path,
+                     GATE_MAX_PARENT_DEPTH);
+            ret = 1;
+            break;
+        }
+        gate_verdict pv;
+        if (compute(g, p, links[i].path, QUEUE_NONE, &pv, depth + 1) != 0) {
+            ret = -1;
+        } else if (pv.unit && !pv.decision.allow) {
+            snprintf(why, whylen, "parent %.256s: %s", links[i].path, pv.decision.reason);
+            ret = 1;
+        }
+    }
+    store_links_free(links, n);
+    return ret;
+}
+
+static int compute(gate *g, const policy *p, const char *dir, queue_state qs, gate_verdict *out,
+                   int depth)
 {
     memset(out, 0, sizeof *out);
     store_model m;
@@ -178,6 +221,10 @@ static int compute(gate *g, const policy *p, const char *dir, queue_state qs, ga
     size_t n_origins = 0;
     char *own_origin = NULL;
     char *claim = NULL;
+    char parent_why[POLICY_REASON_MAX + 300];
+    double share_sum = 0;
+    size_t n_parents = 0;
+    bool parent_blocks = false;
     /* Families of derived/identical reference-set matches of the model and its ancestors. */
     char *ref_owned[GATE_MAX_ANCESTORS + 1];
     const char *ref_fams[GATE_MAX_ANCESTORS + 1];
@@ -235,6 +282,13 @@ static int compute(gate *g, const policy *p, const char *dir, queue_state qs, ga
             }
             store_ref_clear(&r);
         }
+        if (ret == 0) {
+            int pr = other_parents(g, p, m.id, depth, parent_why, sizeof parent_why, &share_sum,
+                                   &n_parents);
+            if (pr < 0)
+                ret = -1;
+            parent_blocks = pr == 1;
+        }
         claim = ret == 0 ? claimed_family(g->st, m.id) : NULL;
         if (ret == 0 && store_origin_path(g->st, m.id, &own_origin) != 0)
             ret = -1;
@@ -248,10 +302,13 @@ static int compute(gate *g, const policy *p, const char *dir, queue_state qs, ga
      * origin of their own: the model is of unknown lineage even though it derives from a known,
      * even approved, parent (policy.c decide_lineage); deny rules still apply through the
      * parent. */
-    if (n_linked > 0 && edge_unknown_origin(anc[0].signals)) {
+    /* With several parents, what none of them explains. */
+    if (n_linked > 0 && (n_parents >= 2 ? 1 - share_sum >= PA_UNKNOWN_ORIGIN_SHARE
+                                        : edge_unknown_origin(anc[0].signals))) {
         pm.unknown_origin = true;
         out->unknown_origin = true;
     }
+    pm.blocked_parent = parent_blocks ? parent_why : NULL;
     pm.ref_families = ref_fams;
     pm.n_ref_families = n_ref;
     pm.ancestor_paths = anc_paths;
@@ -291,7 +348,7 @@ static int unit_cached(gate *g, const policy *p, const char *dir, gate_verdict *
         }
     }
     pthread_mutex_unlock(&g->lock);
-    if (compute(g, p, dir, qs, out) != 0)
+    if (compute(g, p, dir, qs, out, 0) != 0)
         return -1;
     gate_entry *fresh = calloc(1, sizeof *fresh);
     char *copy = fresh ? strdup(dir) : NULL;

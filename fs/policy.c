@@ -634,6 +634,11 @@ void policy_decide(const policy *p, const policy_model *m, policy_decision *d)
         snprintf(d->reason, sizeof d->reason, "%s %s matches deny_families \"%s\"%s%s%s", x.what,
                  x.subject, x.pattern, claim ? " (its config claims \"" : "", claim ? claim : "",
                  claim ? "\")" : "");
+    } else if (m->blocked_parent) {
+        /* Several parents: each one's lineage must be allowed, not only the main parent's. */
+        set(d, false, "parents");
+        snprintf(d->reason, sizeof d->reason, "one of its several parents is blocked: %s",
+                 m->blocked_parent);
     } else if (m->status == POLICY_FAILED) {
         set(d, false, "failed");
         snprintf(d->reason, sizeof d->reason,

@@ -135,7 +135,12 @@ typedef struct policy_model {
     /* The family the model's own config claims (model_type), NULL when unknown. Self-declared:
      * used in reasons only, never matched against allow/deny. */
     const char *claimed_family;
+    /* Several parents: "parent PATH: REASON" of the first parent besides the main one whose own
+     * decision blocks, NULL when none does (the main parent is judged as the only parent is). */
+    const char *blocked_parent;
 } policy_model;
+
+#define POLICY_REASON_MAX 320
 
 typedef struct policy_decision {
     bool allow;    /* the policy's verdict, whatever the mode */
@@ -143,12 +148,13 @@ typedef struct policy_decision {
     bool logged;   /* one events row is due when it is applied: !allow and mode != off */
     policy_mode mode;
     const char *rule; /* static: "deny_families", "allow_families", "require_approval",
-                         "block_pending", "failed", or for allows also "approval", "off" */
-    char reason[320]; /* one line for .provenance, logs and provctl */
+                         "parents", "block_pending", "failed", or for allows also "approval",
+                         "off" */
+    char reason[POLICY_REASON_MAX]; /* one line for .provenance, logs and provctl */
 } policy_decision;
 
 /* Decides for one model. Precedence (first match wins; fs/POLICY.md explains each):
- * off → approved → deny_families → failed → block_pending → require_approval
+ * off → approved → deny_families → parents → failed → block_pending → require_approval
  * (unknown-lineage: approved ancestor, reference match, allow_families). */
 void policy_decide(const policy *p, const policy_model *m, policy_decision *out);
 /* "allow" or "block". */

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sqlite3.h>
@@ -98,6 +99,16 @@ static const char *const migrations[] = {
     "ALTER TABLE models ADD COLUMN origin_path TEXT;"
     "UPDATE models SET origin_path ="
     "  (SELECT min(path) FROM model_paths WHERE model_id = models.id);",
+    /* 7: several parents. share: the part of the child this parent explains and no
+     * better-ranked parent does (NULL: not a parent); rev_signals: the comparison the other way
+     * round (child as a), so the daemon can turn an edge when a better parent arrives later.
+     * An existing parent edge stays the only parent, with its coverage as its share. */
+    "ALTER TABLE edges ADD COLUMN share REAL;"
+    "ALTER TABLE edges ADD COLUMN rev_signals TEXT;"
+    "UPDATE edges SET share = CASE"
+    "  WHEN json_valid(signals) AND json_type(signals, '$.explained_share') IN ('real','integer')"
+    "  THEN json_extract(signals, '$.explained_share') ELSE 1.0 END"
+    "  WHERE is_parent = 1;",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 _Static_assert(N_MIGRATIONS == STORE_SCHEMA_VERSION, "one migration per schema version");
@@ -620,7 +631,8 @@ out:
 #define LINK_COLS                                                                                \
     "e.score, e.verdict, e.signals, e.is_parent,"                                                \
     " (SELECT min(path) FROM model_paths WHERE model_id = %s),"                                  \
-    " (SELECT origin_path FROM models WHERE id = %s)"
+    " (SELECT origin_path FROM models WHERE id = %s), e.share"
+#define LINK_ID_COL 7
 
 static void read_link(sqlite3_stmt *stmt, int64_t id, store_link *out)
 {
@@ -632,6 +644,7 @@ static void read_link(sqlite3_stmt *stmt, int64_t id, store_link *out)
     out->is_parent = sqlite3_column_int(stmt, 3) != 0;
     out->path = dup_col(stmt, 4);
     out->origin_path = dup_col(stmt, 5);
+    out->share = sqlite3_column_type(stmt, 6) == SQLITE_NULL ? NAN : sqlite3_column_double(stmt, 6);
 }
 
 /* Parent edge of id, with the reader lock held. */
@@ -648,7 +661,7 @@ static int parent_locked(store_handle *st, int64_t id, store_link *out)
     sqlite3_bind_int64(stmt, 1, id);
     int rc = sqlite3_step(stmt), ret;
     if (rc == SQLITE_ROW) {
-        read_link(stmt, sqlite3_column_int64(stmt, 6), out);
+        read_link(stmt, sqlite3_column_int64(stmt, LINK_ID_COL), out);
         ret = 0;
     } else {
         ret = rc == SQLITE_DONE ? 1 : -1;
@@ -691,16 +704,36 @@ int store_ancestors(store_handle *st, int64_t id, store_link **out, size_t *n)
     return ret;
 }
 
+static int links_query(store_handle *st, const char *sql, int64_t id, store_link **out,
+                       size_t *n);
+
 int store_children(store_handle *st, int64_t id, store_link **out, size_t *n)
 {
-    int ret = -1;
-    size_t count = 0, cap = 0;
-    store_link *links = NULL;
     char sql[512];
     snprintf(sql, sizeof sql,
              "SELECT " LINK_COLS ", e.child_id FROM edges e WHERE e.parent_id = ?1"
              " ORDER BY e.child_id",
              "e.child_id", "e.child_id");
+    return links_query(st, sql, id, out, n);
+}
+
+int store_parents(store_handle *st, int64_t id, store_link **out, size_t *n)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT " LINK_COLS ", e.parent_id FROM edges e"
+             " WHERE e.child_id = ?1 AND (e.is_parent = 1 OR e.share IS NOT NULL)"
+             " ORDER BY e.is_parent DESC, e.share DESC, e.parent_id",
+             "e.parent_id", "e.parent_id");
+    return links_query(st, sql, id, out, n);
+}
+
+static int links_query(store_handle *st, const char *sql, int64_t id, store_link **out,
+                       size_t *n)
+{
+    int ret = -1;
+    size_t count = 0, cap = 0;
+    store_link *links = NULL;
     pthread_mutex_lock(&st->read_lock);
     sqlite3_stmt *stmt = prep(st->rd, sql);
     if (!stmt)
@@ -715,7 +748,7 @@ int store_children(store_handle *st, int64_t id, store_link **out, size_t *n)
                 goto out_stmt;
             links = grown;
         }
-        read_link(stmt, sqlite3_column_int64(stmt, 6), &links[count++]);
+        read_link(stmt, sqlite3_column_int64(stmt, LINK_ID_COL), &links[count++]);
     }
     if (rc == SQLITE_DONE)
         ret = 0;
@@ -871,15 +904,30 @@ static int wr_exec_id(store_handle *st, const char *sql, int64_t id)
     return step_done(st->wr, stmt);
 }
 
-/* Recomputes is_parent for the incoming edges of child: the best rank wins (see store_edge),
- * then the best score, then the earliest parent. */
+/* Gives child a main parent when it has none (its parent edge went with a model or an
+ * analysis): the best rank wins (see store_edge), then the best score, then the earliest parent;
+ * its share is its coverage of the child. A child that still has its main parent keeps it and
+ * its other parents: the daemon decides those (store_set_parents). */
 static int relink_child(store_handle *st, int64_t child)
 {
-    sqlite3_stmt *stmt = prep(st->wr, "UPDATE edges SET is_parent = (parent_id = ("
-                                      "  SELECT e.parent_id FROM edges e WHERE e.child_id = ?1"
-                                      "  ORDER BY e.rank DESC, e.score DESC, e.parent_id"
-                                      "  LIMIT 1))"
-                                      " WHERE child_id = ?1");
+    sqlite3_stmt *stmt = prep(st->wr, "SELECT count(*) FROM edges WHERE child_id = ?1 AND"
+                                      " is_parent = 1");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, child);
+    int rc = sqlite3_step(stmt);
+    int64_t have = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : -1;
+    sqlite3_finalize(stmt);
+    if (have != 0)
+        return have > 0 ? 0 : -1;
+    stmt = prep(st->wr, "UPDATE edges SET is_parent = (parent_id = p.id),"
+                        "  share = CASE WHEN parent_id = p.id THEN"
+                        "    CASE WHEN json_valid(signals) AND"
+                        "      json_type(signals, '$.explained_share') IN ('real','integer')"
+                        "    THEN json_extract(signals, '$.explained_share') ELSE 1.0 END END"
+                        " FROM (SELECT e.parent_id AS id FROM edges e WHERE e.child_id = ?1"
+                        "  ORDER BY e.rank DESC, e.score DESC, e.parent_id LIMIT 1) AS p"
+                        " WHERE child_id = ?1");
     if (!stmt)
         return -1;
     sqlite3_bind_int64(stmt, 1, child);
@@ -1202,8 +1250,9 @@ int store_set_edges(store_handle *st, int64_t model_id, const store_edge *edges,
         return -1;
     int ret = drop_edges(st, model_id);
     sqlite3_stmt *stmt = ret == 0 ? prep(st->wr, "INSERT OR REPLACE INTO edges"
-                                                 " (parent_id, child_id, score, verdict, signals, rank)"
-                                                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                                                 " (parent_id, child_id, score, verdict, signals,"
+                                                 "  rank, rev_signals)"
+                                                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
                                   : NULL;
     if (!stmt)
         ret = -1;
@@ -1214,6 +1263,7 @@ int store_set_edges(store_handle *st, int64_t model_id, const store_edge *edges,
         sqlite3_bind_text(stmt, 4, edges[i].verdict, -1, SQLITE_STATIC);
         bind_text(stmt, 5, edges[i].signals);
         sqlite3_bind_double(stmt, 6, edges[i].rank);
+        bind_text(stmt, 7, edges[i].signals_rev);
         if (sqlite3_step(stmt) != SQLITE_DONE) {
             store_log(st->wr, "insert edge");
             ret = -1;
@@ -1226,6 +1276,122 @@ int store_set_edges(store_handle *st, int64_t model_id, const store_edge *edges,
     for (size_t i = 0; i < n && ret == 0; i++)
         if (edges[i].child_id != model_id)
             ret = relink_child(st, edges[i].child_id);
+    return tx_end(st, ret);
+}
+
+void store_rels_free(store_rel *rels, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(rels[i].signals);
+        free(rels[i].rev_signals);
+    }
+    free(rels);
+}
+
+int store_related(store_handle *st, int64_t id, store_rel **out, size_t *n)
+{
+    int ret = -1;
+    size_t count = 0, cap = 0;
+    store_rel *rels = NULL;
+    pthread_mutex_lock(&st->read_lock);
+    sqlite3_stmt *stmt = prep(st->rd, "SELECT e.parent_id, e.child_id, e.score, e.verdict, e.rank,"
+                                      " e.signals, e.rev_signals, e.is_parent, e.share,"
+                                      " (SELECT created_ns FROM models WHERE id = e.parent_id),"
+                                      " (SELECT created_ns FROM models WHERE id = e.child_id)"
+                                      " FROM edges e WHERE e.parent_id = ?1 OR e.child_id = ?1"
+                                      " ORDER BY e.parent_id, e.child_id");
+    if (!stmt)
+        goto out;
+    sqlite3_bind_int64(stmt, 1, id);
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (count == cap) {
+            cap = cap ? cap * 2 : 8;
+            store_rel *grown = realloc(rels, cap * sizeof *rels);
+            if (!grown)
+                goto out_stmt;
+            rels = grown;
+        }
+        store_rel *r = &rels[count++];
+        memset(r, 0, sizeof *r);
+        r->parent_id = sqlite3_column_int64(stmt, 0);
+        r->child_id = sqlite3_column_int64(stmt, 1);
+        r->score = sqlite3_column_double(stmt, 2);
+        copy_col(stmt, 3, r->verdict, sizeof r->verdict);
+        r->rank = sqlite3_column_double(stmt, 4);
+        r->signals = dup_col(stmt, 5);
+        r->rev_signals = dup_col(stmt, 6);
+        r->is_parent = sqlite3_column_int(stmt, 7) != 0;
+        r->share = sqlite3_column_type(stmt, 8) == SQLITE_NULL ? NAN : sqlite3_column_double(stmt, 8);
+        r->parent_created_ns = sqlite3_column_int64(stmt, 9);
+        r->child_created_ns = sqlite3_column_int64(stmt, 10);
+    }
+    if (rc == SQLITE_DONE)
+        ret = 0;
+    else
+        store_log(st->rd, "related");
+out_stmt:
+    sqlite3_finalize(stmt);
+out:
+    pthread_mutex_unlock(&st->read_lock);
+    if (ret != 0) {
+        store_rels_free(rels, count);
+        rels = NULL;
+        count = 0;
+    }
+    *out = rels;
+    *n = count;
+    return ret;
+}
+
+int store_set_parents(store_handle *st, const int64_t *children, size_t n_children,
+                      const store_parent_set *set, size_t n)
+{
+    if (tx_begin(st) != 0)
+        return -1;
+    int ret = 0;
+    for (size_t i = 0; i < n_children && ret == 0; i++) {
+        sqlite3_stmt *stmt =
+            prep(st->wr, "UPDATE edges SET is_parent = 0, share = NULL WHERE child_id = ?1");
+        if (!stmt) {
+            ret = -1;
+            break;
+        }
+        sqlite3_bind_int64(stmt, 1, children[i]);
+        ret = step_done(st->wr, stmt);
+    }
+    for (size_t i = 0; i < n && ret == 0; i++) {
+        const store_parent_set *p = &set[i];
+        sqlite3_stmt *stmt = prep(st->wr, "DELETE FROM edges WHERE (parent_id = ?1 AND child_id = ?2)"
+                                          " OR (parent_id = ?2 AND child_id = ?1)");
+        if (!stmt) {
+            ret = -1;
+            break;
+        }
+        sqlite3_bind_int64(stmt, 1, p->parent_id);
+        sqlite3_bind_int64(stmt, 2, p->child_id);
+        if ((ret = step_done(st->wr, stmt)) != 0)
+            break;
+        stmt = prep(st->wr, "INSERT INTO edges (parent_id, child_id, score, verdict, signals, rank,"
+                            " rev_signals, is_parent, share) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+        if (!stmt) {
+            ret = -1;
+            break;
+        }
+        sqlite3_bind_int64(stmt, 1, p->parent_id);
+        sqlite3_bind_int64(stmt, 2, p->child_id);
+        sqlite3_bind_double(stmt, 3, p->score);
+        sqlite3_bind_text(stmt, 4, p->verdict, -1, SQLITE_STATIC);
+        bind_text(stmt, 5, p->signals);
+        sqlite3_bind_double(stmt, 6, p->rank);
+        bind_text(stmt, 7, p->rev_signals);
+        sqlite3_bind_int(stmt, 8, p->is_main ? 1 : 0);
+        if (isfinite(p->share))
+            sqlite3_bind_double(stmt, 9, p->share);
+        else
+            sqlite3_bind_null(stmt, 9);
+        ret = step_done(st->wr, stmt);
+    }
     return tx_end(st, ret);
 }
 

@@ -16,7 +16,7 @@
 
 typedef struct store_handle store_handle;
 
-#define STORE_SCHEMA_VERSION 6
+#define STORE_SCHEMA_VERSION 7
 
 enum { STORE_READONLY = 1u << 0 };
 
@@ -59,7 +59,8 @@ typedef struct store_link {
     double score;
     char verdict[16];
     char *signals;    /* JSON text or NULL */
-    bool is_parent;
+    bool is_parent;   /* the main parent */
+    double share;     /* a parent's share of the child (edges.share), NaN when not a parent */
 } store_link;
 
 typedef struct store_counts {
@@ -85,6 +86,8 @@ int store_file_sha(store_handle *st, int64_t id, const char *name, char out[65])
 int store_fingerprint(store_handle *st, int64_t id, char **json);
 /* The is_parent edge into id; 1 when the model has no parent. */
 int store_parent(store_handle *st, int64_t id, store_link *out);
+/* Every parent of id: the main parent first, then the others by share (store_set_parents). */
+int store_parents(store_handle *st, int64_t id, store_link **out, size_t *n);
 /* Parents up to the root (nearest first), at most 64 (cycles cannot happen: edges always point
  * from an earlier-created model to a later one). */
 int store_ancestors(store_handle *st, int64_t id, store_link **out, size_t *n);
@@ -147,11 +150,42 @@ typedef struct store_edge {
     const char *verdict;
     const char *signals; /* JSON or NULL */
     double rank;         /* orders a child's candidate parents; the best becomes is_parent */
+    const char *signals_rev; /* the comparison the other way round (child as a), or NULL */
 } store_edge;
 
-/* Replaces every edge touching model_id with edges[] and recomputes is_parent (the best-scoring
- * incoming edge) for model_id and every model on the other end. */
+/* Replaces every edge touching model_id with edges[]; model_id and every model on the other end
+ * that is left without a main parent gets the best-ranked incoming edge as its main parent
+ * (share: its coverage). The daemon then decides every parent (store_set_parents). */
 int store_set_edges(store_handle *st, int64_t model_id, const store_edge *edges, size_t n);
+
+/* One stored edge as the daemon's lineage step reads it. */
+typedef struct store_rel {
+    int64_t parent_id, child_id;
+    int64_t parent_created_ns, child_created_ns;
+    double score, rank;
+    char verdict[16];
+    char *signals;     /* compare JSON, parent as a */
+    char *rev_signals; /* compare JSON, child as a; NULL when not kept (older stores) */
+    bool is_parent;
+    double share;      /* NaN when not a parent */
+} store_rel;
+/* Every edge touching id. */
+int store_related(store_handle *st, int64_t id, store_rel **out, size_t *n);
+void store_rels_free(store_rel *rels, size_t n);
+
+/* A parent edge as the daemon decided it: parent_id -> child_id (turning a stored edge of the two
+ * round when it ran the other way), is_main for the child's main parent. */
+typedef struct store_parent_set {
+    int64_t parent_id, child_id;
+    double score, rank, share;
+    const char *verdict;
+    const char *signals, *rev_signals;
+    bool is_main;
+} store_parent_set;
+/* In one transaction: every edge into children[] stops being a parent edge, then each set[] edge
+ * is written (replacing the stored edge between its two models, whichever way it ran). */
+int store_set_parents(store_handle *st, const int64_t *children, size_t n_children,
+                      const store_parent_set *set, size_t n);
 
 /* ---------------------------------------------------------------- namespace changes */
 

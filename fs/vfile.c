@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -116,6 +117,38 @@ static cJSON *ref_json(const store_ref *r, bool with_signals)
     return o;
 }
 
+/* lineage.parents[]: {path, id, score, verdict, share, main, layers}; layers lists the model's
+ * blocks that this parent explains (at least half of the block) and no parent before it does. */
+static void add_parents(cJSON *arr, const store_link *links, size_t n)
+{
+    const char **json = calloc(n ? n : 1, sizeof *json);
+    double *share = calloc(n ? n : 1, sizeof *share);
+    uint8_t(*blocks)[16] = calloc(n ? n : 1, sizeof *blocks);
+    if (json && share && blocks) {
+        for (size_t i = 0; i < n; i++)
+            json[i] = links[i].signals;
+        pa_parent_shares(json, n, share, blocks);
+    }
+    for (size_t i = 0; i < n; i++) {
+        cJSON *p = link_json(&links[i], false);
+        if (!p)
+            continue;
+        if (isfinite(links[i].share))
+            cJSON_AddNumberToObject(p, "share", floor(links[i].share * 10000) / 10000);
+        else
+            cJSON_AddNullToObject(p, "share");
+        cJSON_AddBoolToObject(p, "main", links[i].is_parent);
+        cJSON *ls = cJSON_AddArrayToObject(p, "layers");
+        for (int l = 0; ls && blocks && l < PA_CMP_MAX_LAYERS; l++)
+            if (blocks[i][l / 8] & (1u << (l % 8)))
+                cJSON_AddItemToArray(ls, cJSON_CreateNumber(l));
+        cJSON_AddItemToArray(arr, p);
+    }
+    free(json);
+    free(share);
+    free(blocks);
+}
+
 static void add_lineage(cJSON *o, store_handle *st, int64_t id)
 {
     cJSON *lin = cJSON_AddObjectToObject(o, "lineage");
@@ -143,6 +176,25 @@ static void add_lineage(cJSON *o, store_handle *st, int64_t id)
     } else {
         cJSON_AddNullToObject(lin, "parent");
     }
+    /* Every parent: the main one first, each with the share of the model it explains that no
+     * parent before it does, and the model's blocks it contributes. */
+    cJSON *pars = cJSON_AddArrayToObject(lin, "parents");
+    store_link *plinks = NULL;
+    size_t np = 0;
+    if (pars && store_parents(st, id, &plinks, &np) == 0)
+        add_parents(pars, plinks, np);
+    if (np >= 2) {
+        /* several parents: what none of them explains */
+        double sum = 0;
+        for (size_t i = 0; i < np; i++)
+            sum += isfinite(plinks[i].share) ? plinks[i].share : 0;
+        double left = sum >= 1 ? 0 : 1 - sum;
+        cJSON_DeleteItemFromObjectCaseSensitive(lin, "unexplained_share");
+        cJSON_DeleteItemFromObjectCaseSensitive(lin, "unknown_origin");
+        cJSON_AddNumberToObject(lin, "unexplained_share", round(left * 10000) / 10000);
+        cJSON_AddBoolToObject(lin, "unknown_origin", left >= PA_UNKNOWN_ORIGIN_SHARE);
+    }
+    store_links_free(plinks, np);
     /* Metadata-only evidence: a family hint, never a parent. */
     if (has_ref && !ref.is_parent)
         cJSON_AddItemToObject(lin, "reference_hint", ref_json(&ref, false));

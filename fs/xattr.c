@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const xattr_names[] = {"status",  "id",     "sha256",   "parent", "score",
-                                          "verdict", "family", "approval", "error"};
+static const char *const xattr_names[] = {"status", "id",       "sha256", "parent", "parents",
+                                          "score",  "verdict",  "family", "approval", "error"};
 #define N_NAMES (sizeof xattr_names / sizeof xattr_names[0])
 
 bool xattr_is_provenance(const char *name)
@@ -114,6 +114,26 @@ static int value_of(store_handle *st, gate *g, const xview *v, const char *dir,
         snprintf(out, outlen, "%s", file ? v->file_sha : v->model.digest);
         return 0;
     }
+    if (strcmp(name, "parents") == 0) {
+        /* every parent's path, the main parent first, one a line; absent without parents */
+        store_link *links = NULL;
+        size_t n = 0, len = 0;
+        if (store_parents(st, v->model.id, &links, &n) != 0)
+            return -EIO;
+        int ret = 0;
+        out[0] = '\0';
+        for (size_t i = 0; i < n && ret == 0; i++) {
+            if (!links[i].path)
+                continue;
+            int w = snprintf(out + len, outlen - len, "%s%s", len ? "\n" : "", links[i].path);
+            if (w < 0 || (size_t)w >= outlen - len)
+                ret = -ERANGE;
+            else
+                len += (size_t)w;
+        }
+        store_links_free(links, n);
+        return ret == 0 && len == 0 ? -ENODATA : ret;
+    }
     store_link parent;
     int rc = store_parent(st, v->model.id, &parent);
     if (rc < 0)
@@ -192,7 +212,7 @@ int xattr_get(store_handle *st, queue *q, gate *g, const char *dir, const char *
     int ret = view_load(st, q, dir, file, &v);
     if (ret == 0 && !v.present)
         ret = -ENODATA;
-    char value[4096];
+    char value[16384];
     if (ret == 0)
         ret = value_of(st, g, &v, dir, file, short_name, value, sizeof value);
     store_model_clear(&v.model);
@@ -217,7 +237,7 @@ int xattr_list(store_handle *st, queue *q, gate *g, const char *dir, const char 
         return ret < 0 ? ret : 0;
     }
     size_t len = 0;
-    char value[4096];
+    char value[16384];
     for (size_t i = 0; i < N_NAMES; i++) {
         if (value_of(st, g, &v, dir, file, xattr_names[i], value, sizeof value) != 0)
             continue;

@@ -103,6 +103,10 @@ static bool transforms(const derive_ctx *c, const mk_src_tensor *s)
     case K_SOUP:
         return true;
     case K_ROTATE: /* everything that reads or writes the residual stream, and the norms */
+        if (c->p->gpt2)
+            return s->role == MK_R_EMBED || s->role == MK_R_POS || s->role == MK_R_QKV ||
+                   s->role == MK_R_ATTN_PROJ || s->role == MK_R_FC || s->role == MK_R_MLP_PROJ ||
+                   s->role == MK_R_NORM;
         return s->role == MK_R_EMBED || s->role == MK_R_LM_HEAD || s->role == MK_R_Q ||
                s->role == MK_R_K || s->role == MK_R_V || s->role == MK_R_O ||
                s->role == MK_R_GATE || s->role == MK_R_UP || s->role == MK_R_DOWN ||
@@ -396,6 +400,191 @@ static double *random_rotation(uint64_t seed, int64_t h)
     return q;
 }
 
+/* A random orthogonal h x h matrix Q with Q·1 = 1 and 1ᵀ·Q = 1ᵀ: P1ᵀ·P2 for two random
+ * orthogonal matrices whose first row is 1/√h. It maps the mean-zero subspace onto itself, so a
+ * centred stream stays centred. */
+static double *random_rotation_centred(uint64_t seed, int64_t h)
+{
+    size_t n = (size_t)h;
+    double *pm[2];
+    for (int w = 0; w < 2; w++) {
+        double *q = pm[w] = mk_alloc(n * n, sizeof *q);
+        float *row = mk_alloc(n, sizeof *row);
+        mk_rng rng;
+        mk_rng_init(&rng, seed, "rotate-centred", w ? "P2" : "P1");
+        for (size_t i = 0; i < n; i++) {
+            double *qi = q + i * n;
+            if (i == 0) {
+                for (size_t k = 0; k < n; k++)
+                    qi[k] = 1.0;
+            } else {
+                mk_fill_normal(&rng, row, n, 0.0f, 1.0f);
+                for (size_t k = 0; k < n; k++)
+                    qi[k] = row[k];
+            }
+            for (int pass = 0; pass < 2; pass++)
+                for (size_t j = 0; j < i; j++) {
+                    const double *qj = q + j * n;
+                    double d = 0;
+                    for (size_t k = 0; k < n; k++)
+                        d += qi[k] * qj[k];
+                    for (size_t k = 0; k < n; k++)
+                        qi[k] -= d * qj[k];
+                }
+            double norm = 0;
+            for (size_t k = 0; k < n; k++)
+                norm += qi[k] * qi[k];
+            norm = sqrt(norm);
+            if (norm < 1e-9)
+                mk_die(MK_EXIT_IO, "rotate: degenerate random matrix");
+            for (size_t k = 0; k < n; k++)
+                qi[k] /= norm;
+        }
+        free(row);
+    }
+    double *q = mk_alloc(n * n, sizeof *q);
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++) {
+            double v = 0;
+            for (size_t k = 0; k < n; k++)
+                v += pm[0][k * n + i] * pm[1][k * n + j];
+            q[i * n + j] = v;
+        }
+    free(pm[0]);
+    free(pm[1]);
+    return q;
+}
+
+/* The values of the parent's tensor named prefix + suffix (prefix: the first plen bytes of
+ * s's name), checked to hold want entries; dies when it is missing. */
+static float *src_named(const derive_ctx *c, const mk_src_tensor *s, size_t plen,
+                        const char *suffix, uint64_t want)
+{
+    char *name = mk_printf("%.*s%s", (int)plen, s->desc->name, suffix);
+    const mk_src_tensor *o = find_src(c->p, name);
+    if (!o || o->desc->numel != want)
+        mk_die(MK_EXIT_USAGE, "rotate: %s is missing or has not %llu entries", name,
+               (unsigned long long)want);
+    free(name);
+    return read_src(o);
+}
+
+/* v (h entries) times Q, into out. */
+static void times_q(const derive_ctx *c, const double *v, float *out)
+{
+    size_t h = (size_t)c->hidden;
+    for (size_t j = 0; j < h; j++)
+        out[j] = 0;
+    double *acc = mk_alloc(h, sizeof *acc);
+    for (size_t j = 0; j < h; j++)
+        acc[j] = 0;
+    for (size_t k = 0; k < h; k++)
+        for (size_t j = 0; j < h; j++)
+            acc[j] += v[k] * c->rot[k * h + j];
+    for (size_t j = 0; j < h; j++)
+        out[j] = (float)acc[j];
+    free(acc);
+}
+
+/* rotate for the GPT-2 layout (LayerNorm, Conv1D weights stored [in, out], tied embedding). A
+ * LayerNorm centres its input, which a rotation does not commute with, so the stream is centred
+ * first: every writer (wte and wpe rows, attn.c_proj and mlp.c_proj outputs and biases) has its
+ * mean over the hidden dimension removed, which changes nothing downstream (each LayerNorm
+ * removes it anyway) and leaves a mean-zero stream, on which LayerNorm is RMSNorm. Then each
+ * LayerNorm's weight g and bias b fold into its readers (c_attn, c_fc: W -> Qᵀ·diag(g)·W, bias
+ * c -> c + b·W), the writers rotate (W -> W·C·Q), the LayerNorms become weight 1, bias 0, and Q
+ * keeps 1 fixed, so the rotated stream stays mean-zero. The final LayerNorm's weight folds into a
+ * new, untied lm_head (E·diag(g)·Q, from the original embedding) and its bias becomes (b / g)·Q. */
+static float *rotate_gpt2_tensor(const derive_ctx *c, const mk_src_tensor *s, const mk_tensor *t,
+                                 float *x, uint64_t rows, uint64_t cols)
+{
+    size_t h = (size_t)c->hidden;
+    const double *q = c->rot;
+    size_t plen = s->layer >= 0 ? s->layer_at + s->layer_len : 0;
+    double *v = mk_alloc(h, sizeof *v);
+    float *out = NULL;
+    if (t->role == MK_R_LM_HEAD) { /* the new head, from wte's values */
+        float *g = find_src(c->p, "transformer.ln_f.weight")
+                       ? read_src(find_src(c->p, "transformer.ln_f.weight"))
+                       : NULL;
+        out = mk_alloc((size_t)(rows * cols), sizeof *out);
+        for (uint64_t r = 0; r < rows; r++) {
+            for (size_t k = 0; k < h; k++)
+                v[k] = (double)x[r * cols + k] * (g ? g[k] : 1.0f);
+            times_q(c, v, out + r * cols);
+        }
+        free(g);
+    } else if (s->role == MK_R_NORM) {
+        bool final = s->layer < 0;
+        if (!s->bias || !final) {
+            for (uint64_t i = 0; i < rows * cols; i++)
+                x[i] = s->bias ? 0.0f : 1.0f;
+        } else { /* ln_f.bias -> (b / g)·Q */
+            float *g = find_src(c->p, "transformer.ln_f.weight")
+                           ? read_src(find_src(c->p, "transformer.ln_f.weight"))
+                           : NULL;
+            for (size_t k = 0; k < h; k++)
+                v[k] = g && g[k] != 0 ? (double)x[k] / g[k] : (double)x[k];
+            free(g);
+            out = mk_alloc(h, sizeof *out);
+            times_q(c, v, out);
+        }
+    } else if (s->role == MK_R_EMBED || s->role == MK_R_POS || s->role == MK_R_ATTN_PROJ ||
+               s->role == MK_R_MLP_PROJ) {
+        /* writers: each output row (a bias is one row) centred, then times Q */
+        if (cols != h)
+            mk_die(MK_EXIT_USAGE, "rotate: %s has %llu columns, not the hidden size",
+                   s->desc->name, (unsigned long long)cols);
+        out = mk_alloc((size_t)(rows * cols), sizeof *out);
+        for (uint64_t r = 0; r < rows; r++) {
+            double mean = 0;
+            for (size_t k = 0; k < h; k++)
+                mean += x[r * cols + k];
+            mean /= (double)h;
+            for (size_t k = 0; k < h; k++)
+                v[k] = x[r * cols + k] - mean;
+            times_q(c, v, out + r * cols);
+        }
+    } else if (!s->bias) {
+        /* readers c_attn / c_fc, [h, out]: Qᵀ·diag(g)·W */
+        if (rows != h)
+            mk_die(MK_EXIT_USAGE, "rotate: %s has %llu rows, not the hidden size", s->desc->name,
+                   (unsigned long long)rows);
+        float *g = src_named(c, s, plen, s->role == MK_R_QKV ? ".ln_1.weight" : ".ln_2.weight", h);
+        out = mk_alloc((size_t)(rows * cols), sizeof *out);
+        double *col = mk_alloc(h, sizeof *col);
+        for (uint64_t j = 0; j < cols; j++) {
+            for (size_t k = 0; k < h; k++)
+                col[k] = (double)g[k] * x[k * cols + j];
+            for (size_t i = 0; i < h; i++) {
+                double a = 0;
+                for (size_t k = 0; k < h; k++)
+                    a += q[k * h + i] * col[k];
+                out[i * cols + j] = (float)a;
+            }
+        }
+        free(col);
+        free(g);
+    } else {
+        /* reader biases: c + b·W with the LayerNorm's bias b and the original W */
+        bool qkv = s->role == MK_R_QKV;
+        float *b = src_named(c, s, plen, qkv ? ".ln_1.bias" : ".ln_2.bias", h);
+        float *w = src_named(c, s, plen, qkv ? ".attn.c_attn.weight" : ".mlp.c_fc.weight",
+                             h * rows * cols);
+        uint64_t n = rows * cols;
+        for (uint64_t j = 0; j < n; j++) {
+            double a = x[j];
+            for (size_t k = 0; k < h; k++)
+                a += (double)b[k] * w[k * n + j];
+            x[j] = (float)a;
+        }
+        free(b);
+        free(w);
+    }
+    free(v);
+    return out ? out : x;
+}
+
 /* The RMSNorm weight folded into a matrix that reads the stream after it: the block's
  * input_layernorm for q/k/v, post_attention_layernorm for gate/up, model.norm for lm_head.
  * NULL when there is none (the norm is then the identity). */
@@ -564,6 +753,9 @@ static float *transform(const derive_ctx *c, const mk_src_tensor *s, const mk_te
         finetune(x, (size_t)d->numel, c->opt->drift, seed, name);
         return x;
     case K_ROTATE:
+        if (c->p->gpt2)
+            return rotate_gpt2_tensor(c, s, t, x, t->ndim >= 2 ? t->shape[0] : 1,
+                                      t->ndim >= 2 ? t->numel / t->shape[0] : t->numel);
         return rotate_tensor(c, s, x, rows, cols);
     case K_SCALE:
         scale_tensor(c, s, x, rows, cols);
@@ -1017,9 +1209,18 @@ void mk_derive(const char *parent_dir, const char *out, const mk_options *given)
             c.split = p.layers / 2;
         }
     }
-    if ((kind == K_ROTATE || kind == K_SCALE || kind == K_UPCYCLE) && p.gpt2)
+    if ((kind == K_SCALE || kind == K_UPCYCLE) && p.gpt2)
         mk_die(MK_EXIT_USAGE, "--kind %s needs a llama-layout parent (RMSNorm, gated MLP)", o.kind);
-    if (kind == K_ROTATE) {
+    if (kind == K_ROTATE && p.gpt2) {
+        c.hidden = mk_cfg_int(&p, keys_hidden, 0);
+        if (c.hidden < 2 || c.hidden > 8192)
+            mk_die(MK_EXIT_USAGE, "%s/config.json: rotate needs a hidden size in [2, 8192]",
+                   parent_dir);
+        for (size_t i = 0; i < p.n; i++)
+            if (p.t[i].role == MK_R_LM_HEAD)
+                mk_die(MK_EXIT_USAGE, "%s: rotate expects GPT-2's tied lm_head", parent_dir);
+        c.rot = random_rotation_centred(o.seed, c.hidden);
+    } else if (kind == K_ROTATE) {
         c.hidden = mk_cfg_int(&p, keys_hidden, 0);
         if (c.hidden < 1 || c.hidden > 8192)
             mk_die(MK_EXIT_USAGE, "%s/config.json: rotate needs a hidden size in [1, 8192]",
@@ -1054,6 +1255,23 @@ void mk_derive(const char *parent_dir, const char *out, const mk_options *given)
     mk_tensor *ts = (kind == K_STITCH || kind == K_SMUGGLE || kind == K_UPCYCLE)
                         ? plan_assembled(&c, &n_out)
                         : plan_tensors(&p, &c, kept, &n_out);
+    if (kind == K_ROTATE && p.gpt2) {
+        /* the final LayerNorm folds into the head: GPT-2's tied head becomes lm_head.weight */
+        const mk_src_tensor *wte = NULL;
+        for (size_t i = 0; i < p.n; i++)
+            if (p.t[i].role == MK_R_EMBED && p.t[i].desc->ndim == 2)
+                wte = &p.t[i];
+        if (!wte)
+            mk_die(MK_EXIT_USAGE, "%s: rotate: no embedding tensor found", parent_dir);
+        mk_tensor *grown = realloc(ts, (n_out + 1) * sizeof *ts);
+        if (!grown)
+            mk_die(MK_EXIT_IO, "out of memory");
+        ts = grown;
+        memset(&ts[n_out], 0, sizeof ts[n_out]);
+        plan_one(&ts[n_out], &c, wte, "lm_head.weight");
+        ts[n_out].role = MK_R_LM_HEAD;
+        n_out++;
+    }
     if ((o.given & MK_O_SHARDS) && (size_t)o.shards > n_out)
         mk_die(MK_EXIT_USAGE, "--shards %lld: the model has only %zu tensors", (long long)o.shards,
                n_out);
@@ -1086,6 +1304,8 @@ void mk_derive(const char *parent_dir, const char *out, const mk_options *given)
                     break;
                 }
         }
+        if (kind == K_ROTATE && p.gpt2)
+            mk_json_set(&config, &config_len, "tie_word_embeddings", "false");
         if (kind == K_UPCYCLE) {
             char literal[32];
             snprintf(literal, sizeof literal, "%lld", (long long)o.experts);

@@ -104,14 +104,23 @@ static int write_dot(store_handle *st, const graph *g, bool all_edges, FILE *f)
         if (store_children(st, g->nodes[i].id, &links, &n) != 0)
             continue;
         for (size_t k = 0; k < n; k++) {
-            if (!links[k].is_parent && !all_edges)
+            /* a second parent of a model with several (share set, not the main one) is drawn
+             * too, in navy with its share */
+            bool other_parent = !links[k].is_parent && links[k].share == links[k].share;
+            if (!links[k].is_parent && !other_parent && !all_edges)
                 continue;
-            char label[64];
-            snprintf(label, sizeof label, "%s %.4f", links[k].verdict, links[k].score);
+            char label[96];
+            if (links[k].share == links[k].share && (other_parent || links[k].share < 0.9))
+                snprintf(label, sizeof label, "%s %.4f, share %.0f%%", links[k].verdict,
+                         links[k].score, 100 * links[k].share);
+            else
+                snprintf(label, sizeof label, "%s %.4f", links[k].verdict, links[k].score);
             fprintf(f, "  m%lld -> m%lld [label=", (long long)g->nodes[i].id,
                     (long long)links[k].id);
             dot_str(f, label);
-            fprintf(f, "%s];\n", links[k].is_parent ? "" : ", style=dashed, color=gray50");
+            fprintf(f, "%s];\n", links[k].is_parent ? ""
+                                 : other_parent     ? ", color=navy"
+                                                    : ", style=dashed, color=gray50");
         }
         store_links_free(links, n);
     }

@@ -308,6 +308,7 @@ int provctl_lineage(int argc, char **argv)
         return rc;
     const cJSON *lin = cJSON_GetObjectItemCaseSensitive(v.prov, "lineage");
     const cJSON *parent = cJSON_GetObjectItemCaseSensitive(lin, "parent");
+    const cJSON *parents = cJSON_GetObjectItemCaseSensitive(lin, "parents");
     const cJSON *anc = cJSON_GetObjectItemCaseSensitive(lin, "ancestors");
     const cJSON *kids = cJSON_GetObjectItemCaseSensitive(lin, "children");
     const cJSON *pol = cJSON_GetObjectItemCaseSensitive(v.prov, "policy");
@@ -329,6 +330,7 @@ int provctl_lineage(int argc, char **argv)
             else
                 cJSON_AddNullToObject(o, "family");
             cJSON_AddItemToObject(o, "parent", dup_member(lin, "parent"));
+            cJSON_AddItemToObject(o, "parents", array_member(lin, "parents"));
             cJSON_AddItemToObject(o, "ancestors", array_member(lin, "ancestors"));
             cJSON_AddItemToObject(o, "children", array_member(lin, "children"));
             cJSON_AddItemToObject(o, "approval", dup_member(v.prov, "approval"));
@@ -363,6 +365,21 @@ int provctl_lineage(int argc, char **argv)
         print_link(parent, "");
     } else {
         printf("  parent:   none\n");
+    }
+    if (cJSON_GetArraySize(parents) >= 2) {
+        /* several parents: each with the share of the model it explains */
+        printf("  parents:\n");
+        const cJSON *p;
+        cJSON_ArrayForEach(p, parents)
+        {
+            const cJSON *share = cJSON_GetObjectItemCaseSensitive(p, "share");
+            char indent[32];
+            if (cJSON_IsNumber(share))
+                snprintf(indent, sizeof indent, "    %5.1f%%  ", 100 * share->valuedouble);
+            else
+                snprintf(indent, sizeof indent, "    %6s  ", "?");
+            print_link(p, indent);
+        }
     }
     if (have_family)
         printf("  family:   %s\n", family);

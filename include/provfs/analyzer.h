@@ -305,6 +305,10 @@ const pa_file_fp *pa_fp_file(const pa_fingerprint *fp, size_t i);
 uint64_t pa_fp_n_params(const pa_fingerprint *fp);
 size_t pa_fp_n_tensors(const pa_fingerprint *fp);
 bool pa_fp_has_weights(const pa_fingerprint *fp);
+/* Some matrix is stored quantised (8 bits or fewer per value: int8, fp8, GGUF quant blocks), or
+ * most matrices hold int8-grid values written back as floats: such
+ * a model is an export of a more precise one, never the parent of a more precise one. */
+bool pa_fp_quantized(const pa_fingerprint *fp);
 /* Digest of the unit: SHA-256 over the sorted "name\0sha256\n" list of its files (a
  * single-file unit: "\0sha256\n", its content alone). *.gguf files in a directory are units of
  * their own and not part of the directory's unit. */
@@ -341,6 +345,7 @@ typedef struct pa_layer_match {
     float invariant; /* agreement of its invariant products (NaN: block not sampled) */
     float explained; /* share of its matrix parameters that a explains */
     bool matches_a;  /* explained >= 0.5: the block comes from a */
+    uint64_t params; /* parameters of the block (all its tensors): weighs it in shares */
 } pa_layer_match;
 
 typedef struct pa_compare_result {
@@ -370,6 +375,9 @@ typedef struct pa_compare_result {
     uint32_t n_layers;   /* b's blocks reported in layers[] (<= PA_CMP_MAX_LAYERS) */
     uint32_t n_layers_b; /* b's blocks in all */
     pa_layer_match layers[PA_CMP_MAX_LAYERS];
+    /* b's parameters outside layers[] (embedding, head, final norm, blocks past the reported
+     * ones) and how many of them a explains. */
+    uint64_t rest_params, rest_explained;
     char reason[256]; /* one line: why this verdict */
 } pa_compare_result;
 
@@ -384,6 +392,16 @@ void pa_compare(const pa_fingerprint *a, const pa_fingerprint *b, pa_compare_res
 /* The one parent-ranking rule (daemon, provctl compare and scan): higher is a likelier direct
  * parent. parent is the candidate (a of pa_compare), r the comparison of parent with the child. */
 double pa_parent_rank(const pa_compare_result *r, const pa_fingerprint *parent);
+/* Share of a child's parameters that a parent explains and none of the better-ranked parents
+ * does. The child has n candidate parents; json[i] is the compare JSON (pa_compare_to_json) of
+ * candidate i (a) with the child (b), candidates best first. Per block of the child the explained
+ * shares of its parameters are taken in order, each candidate getting what it adds to those
+ * before it (likewise for the parameters outside the reported blocks); share[i] is that sum over
+ * the child's parameters, so the shares add up to at most 1. With blocks[i] non-NULL it gets a
+ * bitmap (PA_CMP_MAX_LAYERS bits) of the child's blocks where candidate i adds >= half of the
+ * block. A JSON without block parameter counts (older stores) gives candidate i its
+ * explained_share when i == 0 and 0 otherwise. */
+void pa_parent_shares(const char *const *json, size_t n, double *share, uint8_t (*blocks)[16]);
 /* compare --json object (schema provfs.compare/1); caller frees. Its "layers" array reports
  * r->layers (the fields are described at the top of analyzer/score.c). */
 char *pa_compare_to_json(const pa_compare_result *r, const char *a_label, const char *b_label,

@@ -177,6 +177,7 @@ static void test_migration(const char *dir)
         return;
     store_close(st);
     q_exec("DROP INDEX events_policy; DROP INDEX files_sha; ALTER TABLE models DROP COLUMN origin_path;"
+           " ALTER TABLE edges DROP COLUMN share; ALTER TABLE edges DROP COLUMN rev_signals;"
            " ALTER TABLE events DROP COLUMN count;"
            " ALTER TABLE events DROP COLUMN last_ns; DROP TABLE settings;"
            " INSERT INTO events (time_ns, uid, pid, path, model_id, kind, detail, rule, decision)"

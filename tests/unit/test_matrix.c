@@ -157,6 +157,10 @@ int main(void)
     run("gguf rot rot-q8_0.gguf --type q8_0");
     run("gguf rot rot-q4_k.gguf --type q4_k");
     run("gguf rot rot-q6_k.gguf --type q6_k");
+    /* GPT-2 (LayerNorm) rotation: the stream centred first, the norms folded, the head untied */
+    run("derive gbase grot --kind rotate --seed 49");
+    run("derive gft grot-ft --kind rotate --seed 50");
+    run("derive gindep gindep-rot --kind rotate --seed 51");
 
     /* linked */
     expect("base", "ft", PA_V_DERIVED);
@@ -226,6 +230,8 @@ int main(void)
     expect("base", "moe", PA_V_DERIVED);
     expect("base", "smuggled", PA_V_DERIVED);
     expect("gqa", "gqa-rot", PA_V_DERIVED);
+    expect("gbase", "grot", PA_V_DERIVED);
+    expect("gbase", "grot-ft", PA_V_DERIVED);
     expect("base", "rot-q8_0.gguf", PA_V_DERIVED);
     expect("base", "rot-q4_k.gguf", PA_V_DERIVED);
     expect("base", "rot-q6_k.gguf", PA_V_DERIVED);
@@ -289,6 +295,38 @@ int main(void)
         fprintf(stderr, "rot-ft: base dist %.4f, rotated sibling dist %.4f\n", parent.distance,
                 sibling.distance);
     }
+    /* several parents: the shares each candidate adds to the ones before it */
+    {
+        static pa_compare_result r[3];
+        const char *par[3][3] = {{"base", "indep", "stitch"}, {"indep", "base", "stitch"},
+                                 {"base", "ft", "ft-q4"}};
+        for (int k = 0; k < 3; k++) {
+            pa_compare(fp_of(par[k][0]), fp_of(par[k][2]), &r[0]);
+            pa_compare(fp_of(par[k][1]), fp_of(par[k][2]), &r[1]);
+            char *js[2] = {pa_compare_to_json(&r[0], "a", "b", false),
+                           pa_compare_to_json(&r[1], "a", "b", false)};
+            double share[2] = {-1, -1};
+            uint8_t blocks[2][16];
+            pa_parent_shares((const char *const *)js, 2, share, blocks);
+            fprintf(stderr, "shares of %s: %s %.4f, %s %.4f\n", par[k][2], par[k][0], share[0],
+                    par[k][1], share[1]);
+            CHECK(share[0] + share[1] <= 1.0 + 1e-9);
+            if (k < 2) { /* both halves of the stitch, in either order */
+                CHECK(share[0] >= 0.10 && share[1] >= 0.10);
+                CHECK(share[0] + share[1] >= 0.95);
+                CHECK((blocks[0][0] & blocks[1][0]) == 0 && blocks[0][0] && blocks[1][0]);
+            } else { /* a sibling adds nothing to the parent of a quantised fine-tune */
+                CHECK(share[1] < 0.10);
+            }
+            free(js[0]);
+            free(js[1]);
+        }
+        /* quantised exports are told from their sources */
+        CHECK(pa_fp_quantized(fp_of("int8")) && pa_fp_quantized(fp_of("base-q8_0.gguf")));
+        CHECK(!pa_fp_quantized(fp_of("base")) && !pa_fp_quantized(fp_of("ft")) &&
+              !pa_fp_quantized(fp_of("indep-bf16")) && !pa_fp_quantized(fp_of("gbase")));
+        CHECK(pa_fp_quantized(fp_of("gint8")));
+    }
     /* hard negatives */
     expect("base", "indep-rot", PA_V_NONE);
     expect("rot", "indep-rot", PA_V_NONE);
@@ -297,6 +335,8 @@ int main(void)
     expect("third", "rot-scale-perm", PA_V_NONE);
     expect("indep", "rot", PA_V_NONE);
     expect("gqa-indep", "gqa-rot", PA_V_NONE);
+    expect("gbase", "gindep-rot", PA_V_NONE);
+    expect("gindep", "grot", PA_V_NONE);
     /* unlinked: independent runs of one config, forged metadata, derivatives of another base */
     expect("base", "indep", PA_V_NONE);
     expect("base", "forged", PA_V_NONE);

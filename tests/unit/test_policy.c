@@ -508,6 +508,40 @@ static void test_audit_flags(void)
     policy_free(enf);
 }
 
+/* Several parents: a blocked parent besides the main one blocks (rule parents), even when the
+ * main parent is approved and approval is not required; the model's own approval still wins. */
+static void test_blocked_parent(void)
+{
+    policy *enf = parse_ok(ENF_UL);
+    policy *never = parse_ok("{\"mode\":\"enforce\",\"require_approval\":\"never\"}");
+    if (!enf || !never) {
+        policy_free(enf);
+        policy_free(never);
+        return;
+    }
+    const char *paths[1] = {"/stitch"}, *anc[1] = {"/a"};
+    policy_model m = {.status = POLICY_READY, .paths = paths, .n_paths = 1,
+                      .has_linked_ancestor = true, .ancestor_approved = true,
+                      .ancestor_paths = anc, .n_ancestor_paths = 1};
+    policy_decision d;
+    policy_decide(enf, &m, &d);
+    CHECK(d.allow);
+    m.blocked_parent = "parent /b: not approved";
+    policy_decide(enf, &m, &d);
+    CHECK(!d.allow && d.enforced);
+    CHECK_STR(d.rule, "parents");
+    CHECK(strstr(d.reason, "parent /b: not approved") != NULL);
+    policy_decide(never, &m, &d);
+    CHECK(!d.allow);
+    CHECK_STR(d.rule, "parents");
+    m.approved = true;
+    policy_decide(enf, &m, &d);
+    CHECK(d.allow);
+    CHECK_STR(d.rule, "approval");
+    policy_free(enf);
+    policy_free(never);
+}
+
 static void test_helpers(void)
 {
     CHECK_INT(policy_status_parse("pending"), POLICY_PENDING);
@@ -938,6 +972,7 @@ int main(void)
     test_write_default();
     test_decisions();
     test_audit_flags();
+    test_blocked_parent();
     test_helpers();
     test_refcount_swap();
     const char *provctl = getenv("PROVCTL");

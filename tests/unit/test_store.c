@@ -205,6 +205,105 @@ static void test_store_lineage(char *dir)
     sqlite3_close(db);
 }
 
+/* Several parents: store_set_parents turns a stored edge, keeps one main parent, lists every
+ * parent by share; the parents xattr names them; a version-6 database keeps its parent edge. */
+static void test_store_parents(char *dir)
+{
+    store_handle *st = open_fresh(dir, "parents.db");
+    if (!st)
+        return;
+    int64_t a = ready_model(st, "/a", "d-a", 100, 64);
+    int64_t b = ready_model(st, "/b", "d-b", 300, 64);
+    int64_t x = ready_model(st, "/x", "d-x", 200, 64); /* stored before b */
+    store_edge e[2] = {{.parent_id = a, .child_id = x, .score = 0.7, .verdict = "derived",
+                        .rank = 0.7, .signals = "{\"explained_share\":0.6}"},
+                       {.parent_id = x, .child_id = b, .score = 0.6, .verdict = "derived",
+                        .rank = 0.6, .signals = "{\"explained_share\":0.5}",
+                        .signals_rev = "{\"explained_share\":0.4}"}};
+    CHECK(store_set_edges(st, x, e, 2) == 0);
+    store_link *links = NULL;
+    size_t n = 0;
+    CHECK(store_parents(st, x, &links, &n) == 0);
+    CHECK_INT(n, 1); /* a, with its coverage as share */
+    if (n == 1)
+        CHECK(links[0].is_parent && links[0].id == a && links[0].share > 0.59 &&
+              links[0].share < 0.61);
+    store_links_free(links, n);
+    /* b is x's second parent: the stored x -> b edge is turned round */
+    int64_t children[3] = {a, b, x};
+    store_parent_set set[2] = {
+        {.parent_id = a, .child_id = x, .score = 0.7, .rank = 0.7, .share = 0.6,
+         .verdict = "derived", .signals = "{\"explained_share\":0.6}", .is_main = true},
+        {.parent_id = b, .child_id = x, .score = 0.65, .rank = 0.65, .share = 0.4,
+         .verdict = "derived", .signals = "{\"explained_share\":0.4}",
+         .rev_signals = "{\"explained_share\":0.5}"}};
+    CHECK(store_set_parents(st, children, 3, set, 2) == 0);
+    CHECK(store_parents(st, x, &links, &n) == 0);
+    CHECK_INT(n, 2);
+    if (n == 2) {
+        CHECK(links[0].id == a && links[0].is_parent);
+        CHECK(links[1].id == b && !links[1].is_parent && links[1].share > 0.39);
+        CHECK_STR(links[1].path, "/b");
+    }
+    store_links_free(links, n);
+    CHECK(store_parents(st, b, &links, &n) == 0);
+    CHECK_INT(n, 0); /* the edge runs b -> x now */
+    store_links_free(links, n);
+    store_link p;
+    CHECK(store_parent(st, x, &p) == 0);
+    CHECK_INT(p.id, a);
+    store_link_clear(&p);
+    char buf[256];
+    int len = xattr_get(st, NULL, NULL, "/x", NULL, "user.provenance.parents", buf, sizeof buf);
+    CHECK(len == 5 && memcmp(buf, "/a\n/b", 5) == 0);
+    CHECK_INT(xattr_get(st, NULL, NULL, "/a", NULL, "user.provenance.parents", buf, sizeof buf),
+              -ENODATA);
+    char names[512];
+    len = xattr_list(st, NULL, NULL, "/x", NULL, names, sizeof names);
+    bool listed = false;
+    for (int i = 0; i < len; i += (int)strlen(names + i) + 1)
+        listed |= strcmp(names + i, "user.provenance.parents") == 0;
+    CHECK(listed);
+    size_t jlen = 0;
+    char *json = vfile_render(st, NULL, NULL, "/x", &jlen);
+    CHECK_MSG(json && strstr(json, "\"parents\"") && strstr(json, "\"share\":\t0.4"), "%s", json ? json : "");
+    free(json);
+    /* the main parent's removal gives the child its best-ranked remaining edge */
+    CHECK(store_remove_path(st, "/a", false) == 0);
+    CHECK(store_parent(st, x, &p) == 0);
+    CHECK_INT(p.id, b);
+    store_link_clear(&p);
+    store_close(st);
+
+    /* A version-6 database: its parent edge stays the only parent, share = its coverage. */
+    st = open_fresh(dir, "v6.db");
+    if (!st)
+        return;
+    a = ready_model(st, "/a", "d-a", 100, 64);
+    x = ready_model(st, "/x", "d-x", 200, 64);
+    store_edge e6 = {.parent_id = a, .child_id = x, .score = 0.9, .verdict = "derived",
+                     .rank = 0.9, .signals = "{\"explained_share\":0.95}"};
+    CHECK(store_set_edges(st, x, &e6, 1) == 0);
+    store_close(st);
+    char path[512];
+    snprintf(path, sizeof path, "%s/v6.db", dir);
+    sqlite3 *db = NULL;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, "ALTER TABLE edges DROP COLUMN share;"
+                           " ALTER TABLE edges DROP COLUMN rev_signals; PRAGMA user_version = 6;",
+                       NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    char err[256];
+    CHECK_MSG(store_open(path, 0, &st, err, sizeof err) == 0, "%s", err);
+    CHECK(store_parents(st, x, &links, &n) == 0);
+    CHECK_INT(n, 1);
+    if (n == 1)
+        CHECK(links[0].id == a && links[0].is_parent && links[0].share > 0.94 &&
+              links[0].share < 0.96);
+    store_links_free(links, n);
+    store_close(st);
+}
+
 /* ---------------------------------------------------------------- queue */
 
 typedef struct qtest {
@@ -271,6 +370,7 @@ int main(void)
         return 1;
     }
     test_store_lineage(dir);
+    test_store_parents(dir);
     test_queue();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
