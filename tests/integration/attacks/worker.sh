@@ -23,14 +23,18 @@ else
     WUID=$(id -u nobody)
 fi
 
-# user_copy SRC DIR: the user copies a model into the mount, config.json last (the directory
-# becomes a unit with it, so the unit is analysed once, after the copy).
+# user_copy SRC DIR: the user copies a model into the mount, the weights last: the directory
+# becomes a unit with them, so the unit is analysed once, after the copy. (Weights copied before
+# config.json would first be a unit of their own, a lone weights file, and the worker seen here
+# could be the one analysing that.)
 user_copy() {
     as_user mkdir "$2"
     for f in "$1"/*; do
-        [ "$(basename "$f")" = config.json ] || as_user cp "$f" "$2/"
+        case $f in *.safetensors) ;; *) as_user cp "$f" "$2/" ;; esac
     done
-    as_user cp "$1/config.json" "$2/"
+    for f in "$1"/*.safetensors; do
+        as_user cp "$f" "$2/"
+    done
 }
 
 # worker_pid: the daemon's analysis worker once its sandbox is in place (the filter comes last),
