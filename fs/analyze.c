@@ -182,7 +182,7 @@ int analyze_unit_check(int dirfd, const char *rel)
     fd = -1;
     struct dirent *de;
     while ((de = readdir(dir)) != NULL) {
-        if (de->d_name[0] != '.' && has_suffix(de->d_name, ".safetensors")) {
+        if (pa_unit_weights_name(de->d_name)) {
             ret = 1;
             break;
         }
