@@ -647,10 +647,10 @@ static pa_status load(pa_unit *u, pa_error *err)
                 }
                 close(sfd);
             }
-            bool short_file = total_size ? have < total_size
-                                         : (strstr(m, "end of file") || strstr(m, "past the data") ||
-                                            strstr(m, "shorter than") ||
-                                            strstr(m, "truncated archive"));
+            bool short_file =
+                total_size ? have < total_size
+                           : (strstr(m, "end of file") || strstr(m, "past the data") ||
+                              strstr(m, "shorter than") || strstr(m, "truncated archive"));
             if (short_file)
                 st = pa_error_set(err, PA_E_INCOMPLETE, "%s: shard %s is short (%s)", u->path,
                                   u->shards[i].name, m);

@@ -63,8 +63,7 @@ static pa_status src_read(const src *s, void *dst, size_t len, uint64_t off, con
     if (off > s->size || len > s->size - off)
         return pa_error_set(err, PA_E_FORMAT,
                             "%s: %s at byte %llu runs past the end of the file (%llu bytes)",
-                            s->label, what, (unsigned long long)off,
-                            (unsigned long long)s->size);
+                            s->label, what, (unsigned long long)off, (unsigned long long)s->size);
     if (s->buf) {
         if (len)
             memcpy(dst, s->buf + off, len);
@@ -138,8 +137,8 @@ static pa_status find_directory(const src *s, uint64_t *cd_off, uint64_t *cd_siz
     if (s->size < ZIP_EOCD_LEN)
         return pa_error_set(err, PA_E_FORMAT, "%s: %llu bytes is too short for a zip archive",
                             s->label, (unsigned long long)s->size);
-    size_t tail = s->size < ZIP_EOCD_LEN + ZIP_MAX_COMMENT ? (size_t)s->size
-                                                            : ZIP_EOCD_LEN + ZIP_MAX_COMMENT;
+    size_t tail =
+        s->size < ZIP_EOCD_LEN + ZIP_MAX_COMMENT ? (size_t)s->size : ZIP_EOCD_LEN + ZIP_MAX_COMMENT;
     uint8_t *t = malloc(tail);
     if (!t)
         return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", s->label);
@@ -181,10 +180,8 @@ static pa_status find_directory(const src *s, uint64_t *cd_off, uint64_t *cd_siz
     if (zip64) {
         uint64_t rec = le64(loc + 8);
         if (le32(loc + 4) != 0 || le32(loc + 16) > 1)
-            return pa_error_set(err, PA_E_UNSUPPORTED, "%s: a multi-disk zip archive",
-                                s->label);
-        if (rec > eocd - ZIP64_LOCATOR_LEN ||
-            eocd - ZIP64_LOCATOR_LEN - rec < ZIP64_EOCD_LEN)
+            return pa_error_set(err, PA_E_UNSUPPORTED, "%s: a multi-disk zip archive", s->label);
+        if (rec > eocd - ZIP64_LOCATOR_LEN || eocd - ZIP64_LOCATOR_LEN - rec < ZIP64_EOCD_LEN)
             return pa_error_set(err, PA_E_FORMAT,
                                 "%s: the zip64 end of central directory record at byte %llu "
                                 "is out of place",
@@ -206,8 +203,7 @@ static pa_status find_directory(const src *s, uint64_t *cd_off, uint64_t *cd_siz
         *cd_limit = rec;
     } else if (n_all == 0xFFFF || *cd_size == 0xFFFFFFFFu || *cd_off == 0xFFFFFFFFu) {
         return pa_error_set(err, PA_E_FORMAT,
-                            "%s: zip64 sizes without a zip64 end of central directory",
-                            s->label);
+                            "%s: zip64 sizes without a zip64 end of central directory", s->label);
     }
     if (disk != 0 || cd_disk != 0 || n_disk != n_all)
         return pa_error_set(err, PA_E_UNSUPPORTED, "%s: a multi-disk zip archive", s->label);
@@ -222,13 +218,12 @@ static pa_status find_directory(const src *s, uint64_t *cd_off, uint64_t *cd_siz
     if (*cd_off > *cd_limit || *cd_size > *cd_limit - *cd_off)
         return pa_error_set(err, PA_E_FORMAT,
                             "%s: zip central directory [%llu, +%llu) overlaps its end record",
-                            s->label, (unsigned long long)*cd_off,
-                            (unsigned long long)*cd_size);
+                            s->label, (unsigned long long)*cd_off, (unsigned long long)*cd_size);
     *n = n_all;
     return PA_OK;
 }
 
-/* A 64-bit value of a central entry's zip64 extra field, for a 32-bit field that says 0xFFFFFFFF. */
+/* The 64-bit value of a zip64 extra field for a central entry field that says 0xFFFFFFFF. */
 static bool zip64_field(const uint8_t *extra, size_t len, int index, uint64_t *out)
 {
     size_t p = 0;
@@ -308,15 +303,15 @@ static pa_status read_directory(const src *s, zipdir *z, pa_error *err)
     }
     if (!st && p != len)
         st = pa_error_set(err, PA_E_FORMAT,
-                          "%s: %zu stray bytes after the zip central directory entries",
-                          s->label, len - p);
+                          "%s: %zu stray bytes after the zip central directory entries", s->label,
+                          len - p);
     if (!st) {
         z->n = (size_t)n;
         qsort(z->m, z->n, sizeof *z->m, cmp_member);
         for (size_t i = 1; i < z->n && !st; i++)
             if (cmp_member(&z->m[i - 1], &z->m[i]) == 0)
-                st = pa_error_set(err, PA_E_FORMAT, "%s: two zip members named '%.*s'",
-                                  s->label, (int)(z->m[i].name_len < 200 ? z->m[i].name_len : 200),
+                st = pa_error_set(err, PA_E_FORMAT, "%s: two zip members named '%.*s'", s->label,
+                                  (int)(z->m[i].name_len < 200 ? z->m[i].name_len : 200),
                                   (const char *)z->m[i].name);
     }
     if (st)
@@ -362,8 +357,7 @@ static pa_status member_data(const src *s, const zipdir *z, const member *m, uin
         return pa_error_set(err, PA_E_FORMAT,
                             "%s: zip member '%.*s' ([%llu, +%llu)) runs into the central "
                             "directory",
-                            s->label, nl, nm, (unsigned long long)at,
-                            (unsigned long long)m->usize);
+                            s->label, nl, nm, (unsigned long long)at, (unsigned long long)m->usize);
     char name[MAX_PREFIX + 64];
     if (m->name_len <= sizeof name) {
         st = src_read(s, name, m->name_len, m->local + ZIP_LOCAL_LEN, "a zip local header", err);
@@ -380,9 +374,21 @@ static pa_status member_data(const src *s, const zipdir *z, const member *m, uin
 
 /* ---------------------------------------------------------------- pickle values */
 
-enum vkind { V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_BYTES, V_TUPLE, V_LIST, V_DICT, V_GLOBAL,
-             V_STORAGE, V_TENSOR };
-static const char *const vkind_name[] = {"None", "bool", "int", "float", "str", "bytes",
+enum vkind {
+    V_NONE,
+    V_BOOL,
+    V_INT,
+    V_FLOAT,
+    V_STR,
+    V_BYTES,
+    V_TUPLE,
+    V_LIST,
+    V_DICT,
+    V_GLOBAL,
+    V_STORAGE,
+    V_TENSOR
+};
+static const char *const vkind_name[] = {"None",  "bool", "int",  "float",  "str",     "bytes",
                                          "tuple", "list", "dict", "global", "storage", "tensor"};
 
 /* The only names data.pkl may import. */
@@ -391,12 +397,12 @@ enum gkind { G_ODICT, G_REBUILD_TENSOR, G_REBUILD_PARAM, G_REBUILD_PARAM_STATE, 
 typedef struct val val;
 struct val {
     uint8_t kind;
-    uint8_t g;      /* V_GLOBAL: its gkind */
-    uint32_t n;     /* items of a tuple or list, pairs of a dict */
+    uint8_t g;  /* V_GLOBAL: its gkind */
+    uint32_t n; /* items of a tuple or list, pairs of a dict */
     uint32_t cap;
-    val **items;    /* dict: key, value, key, value, ... */
+    val **items; /* dict: key, value, key, value, ... */
     union {
-        int64_t i;  /* V_INT, V_BOOL; V_GLOBAL of a storage type: its pa_dtype */
+        int64_t i; /* V_INT, V_BOOL; V_GLOBAL of a storage type: its pa_dtype */
         double f;
         size_t idx; /* V_STORAGE, V_TENSOR: index in the machine's tables */
         struct {
@@ -416,8 +422,8 @@ typedef struct chunk {
 typedef struct storage {
     pa_dtype dtype;
     uint64_t numel;
-    uint64_t key;      /* its member is PREFIX/data/KEY */
-    uint64_t data;     /* file offset of its bytes, once resolved */
+    uint64_t key;  /* its member is PREFIX/data/KEY */
+    uint64_t data; /* file offset of its bytes, once resolved */
     bool resolved;
 } storage;
 
@@ -683,8 +689,9 @@ static const char *global_name(const val *v)
 static val *persistent_load(vm *m, const val *pid)
 {
     if (!pid || pid->kind != V_TUPLE || pid->n != 5 || !str_is(pid->items[0], "storage")) {
-        vm_fail(m, PA_E_UNSUPPORTED, "a persistent id that is not ('storage', type, key, "
-                                     "location, size)");
+        vm_fail(m, PA_E_UNSUPPORTED,
+                "a persistent id that is not ('storage', type, key, "
+                "location, size)");
         return NULL;
     }
     const val *type = pid->items[1], *key = pid->items[2], *loc = pid->items[3],
@@ -774,8 +781,9 @@ static val *rebuild_tensor(vm *m, const val *args)
         !int_tuple(a[2], t.shape, &t.ndim) || !int_tuple(a[3], stride, &nstride) ||
         nstride != t.ndim || a[4]->kind != V_BOOL || a[5]->kind != V_DICT ||
         (args->n == 7 && a[6]->kind != V_DICT && a[6]->kind != V_NONE)) {
-        vm_fail(m, PA_E_FORMAT, "_rebuild_tensor_v2 with arguments of the wrong types (or more "
-                                "than %d dimensions)",
+        vm_fail(m, PA_E_FORMAT,
+                "_rebuild_tensor_v2 with arguments of the wrong types (or more "
+                "than %d dimensions)",
                 PA_MAX_DIMS);
         return NULL;
     }
@@ -984,8 +992,8 @@ static pa_status run(vm *m, val **result)
             if (!v)
                 return m->err->status;
             if (v->kind != (op == 'e' ? V_LIST : V_DICT) || (op == 'u' && k % 2))
-                return vm_fail(m, PA_E_FORMAT, "%s on a %s",
-                               op == 'e' ? "APPENDS" : "SETITEMS", vkind_name[v->kind]);
+                return vm_fail(m, PA_E_FORMAT, "%s on a %s", op == 'e' ? "APPENDS" : "SETITEMS",
+                               vkind_name[v->kind]);
             st = add_items(m, v, items, k);
             break;
         case 's': /* SETITEM */
@@ -1089,13 +1097,13 @@ static pa_status run(vm *m, val **result)
             size_t rest = m->len - m->pos;
             nl1 = memchr(mod, '\n', rest < MAX_GLOBAL_LINE ? rest : MAX_GLOBAL_LINE);
             rest -= nl1 ? (size_t)(nl1 - mod) + 1 : rest;
-            nl2 = nl1 ? memchr(nl1 + 1, '\n', rest < MAX_GLOBAL_LINE ? rest : MAX_GLOBAL_LINE)
-                      : NULL;
+            nl2 =
+                nl1 ? memchr(nl1 + 1, '\n', rest < MAX_GLOBAL_LINE ? rest : MAX_GLOBAL_LINE) : NULL;
             if (!nl2)
                 return vm_fail(m, PA_E_FORMAT, "GLOBAL without two short lines (truncated?)");
             m->pos = (size_t)(nl2 + 1 - m->p);
-            st = push(m, make_global(m, mod, (size_t)(nl1 - mod), nl1 + 1,
-                                     (size_t)(nl2 - nl1 - 1)));
+            st =
+                push(m, make_global(m, mod, (size_t)(nl1 - mod), nl1 + 1, (size_t)(nl2 - nl1 - 1)));
             break;
         }
         case 0x93: /* STACK_GLOBAL */
@@ -1126,8 +1134,7 @@ static pa_status run(vm *m, val **result)
             if (!v)
                 return m->err->status;
             if (v->kind != V_DICT)
-                return vm_fail(m, PA_E_UNSUPPORTED, "BUILD on a %s: refused",
-                               vkind_name[v->kind]);
+                return vm_fail(m, PA_E_UNSUPPORTED, "BUILD on a %s: refused", vkind_name[v->kind]);
             break;
         case '0': /* POP */
             if (!pop(m))
@@ -1176,8 +1183,8 @@ static const val *state_dict(const val *root)
         const val *k = root->items[2 * i], *v = root->items[2 * i + 1];
         if (v->kind == V_TENSOR)
             return root;
-        if (v->kind == V_DICT && (str_is(k, "state_dict") || str_is(k, "model") ||
-                                  str_is(k, "module")))
+        if (v->kind == V_DICT &&
+            (str_is(k, "state_dict") || str_is(k, "model") || str_is(k, "module")))
             inner = inner ? root : v;
     }
     if (!inner || inner == root)
@@ -1219,10 +1226,9 @@ static pa_status build_header(const src *s, const zipdir *z, const char *prefix,
         for (size_t b = 0; b < k->u.s.len;) {
             size_t c = pa_utf8_printable(k->u.s.p + b, k->u.s.len - b);
             if (!c)
-                return pa_error_set(err, PA_E_FORMAT,
-                                    "%s: tensor name '%.*s' is not printable UTF-8", s->label,
-                                    (int)(k->u.s.len < 80 ? k->u.s.len : 80),
-                                    (const char *)k->u.s.p);
+                return pa_error_set(
+                    err, PA_E_FORMAT, "%s: tensor name '%.*s' is not printable UTF-8", s->label,
+                    (int)(k->u.s.len < 80 ? k->u.s.len : 80), (const char *)k->u.s.p);
             b += c;
         }
         const tensor *t = &m->t[v->u.idx];
@@ -1239,8 +1245,8 @@ static pa_status build_header(const src *s, const zipdir *z, const char *prefix,
             const member *mb = find_member(z, member_name, (size_t)ml);
             if (!mb)
                 return pa_error_set(err, PA_E_FORMAT,
-                                    "%s: tensor '%s': no zip member %s holds its storage",
-                                    s->label, d->name, member_name);
+                                    "%s: tensor '%s': no zip member %s holds its storage", s->label,
+                                    d->name, member_name);
             pa_status st = member_data(s, z, mb, &sto->data, err);
             if (st)
                 return st;
@@ -1248,8 +1254,7 @@ static pa_status build_header(const src *s, const zipdir *z, const char *prefix,
                 return pa_error_set(err, PA_E_FORMAT,
                                     "%s: storage %s of %llu bytes is larger than its member "
                                     "(%llu bytes)",
-                                    s->label, member_name,
-                                    (unsigned long long)(sto->numel * es),
+                                    s->label, member_name, (unsigned long long)(sto->numel * es),
                                     (unsigned long long)mb->usize);
             sto->resolved = true;
         }
@@ -1297,8 +1302,7 @@ static pa_status find_pickle(const src *s, const zipdir *z, char *prefix, const 
     return PA_OK;
 }
 
-static pa_status check_byteorder(const src *s, const zipdir *z, const char *prefix,
-                                 pa_error *err)
+static pa_status check_byteorder(const src *s, const zipdir *z, const char *prefix, pa_error *err)
 {
     char name[MAX_PREFIX + 16], text[16];
     int nl = snprintf(name, sizeof name, "%s/byteorder", prefix);

@@ -126,17 +126,28 @@ static void p_ints(buf *b, const uint64_t *v, uint32_t n)
 static const char *storage_type(pa_dtype dt)
 {
     switch (dt) {
-    case PA_DT_F32: return "FloatStorage";
-    case PA_DT_F16: return "HalfStorage";
-    case PA_DT_BF16: return "BFloat16Storage";
-    case PA_DT_F64: return "DoubleStorage";
-    case PA_DT_I64: return "LongStorage";
-    case PA_DT_I32: return "IntStorage";
-    case PA_DT_I16: return "ShortStorage";
-    case PA_DT_I8: return "CharStorage";
-    case PA_DT_U8: return "ByteStorage";
-    case PA_DT_BOOL: return "BoolStorage";
-    default: return NULL;
+    case PA_DT_F32:
+        return "FloatStorage";
+    case PA_DT_F16:
+        return "HalfStorage";
+    case PA_DT_BF16:
+        return "BFloat16Storage";
+    case PA_DT_F64:
+        return "DoubleStorage";
+    case PA_DT_I64:
+        return "LongStorage";
+    case PA_DT_I32:
+        return "IntStorage";
+    case PA_DT_I16:
+        return "ShortStorage";
+    case PA_DT_I8:
+        return "CharStorage";
+    case PA_DT_U8:
+        return "ByteStorage";
+    case PA_DT_BOOL:
+        return "BoolStorage";
+    default:
+        return NULL;
     }
 }
 
@@ -217,12 +228,12 @@ static uint64_t member_begin(zip_out *z, const char *name)
     size_t pad = (size_t)((ALIGN - data % ALIGN) % ALIGN);
     buf h = {0};
     put_le(&h, 0x04034b50u, 4);
-    put_le(&h, 20, 2);  /* version needed */
-    put_le(&h, 0, 2);   /* flags */
-    put_le(&h, 0, 2);   /* stored */
-    put_le(&h, 0, 4);   /* time, date */
-    put_le(&h, 0, 4);   /* crc, patched */
-    put_le(&h, 0, 4);   /* sizes, patched */
+    put_le(&h, 20, 2); /* version needed */
+    put_le(&h, 0, 2);  /* flags */
+    put_le(&h, 0, 2);  /* stored */
+    put_le(&h, 0, 4);  /* time, date */
+    put_le(&h, 0, 4);  /* crc, patched */
+    put_le(&h, 0, 4);  /* sizes, patched */
     put_le(&h, 0, 4);
     put_le(&h, nl, 2);
     put_le(&h, 4 + pad, 2);

@@ -335,7 +335,8 @@ bool pa_fp_has_weights(const pa_fingerprint *fp);
  * single-file unit: "\0sha256\n", its content alone). *.gguf files in a directory are units of
  * their own and not part of the directory's unit. */
 const char *pa_fp_digest(const pa_fingerprint *fp);
-const char *pa_fp_format(const pa_fingerprint *fp); /* "safetensors", "torch", "gguf", "config-only" */
+/* "safetensors", "torch", "gguf" or "config-only" */
+const char *pa_fp_format(const pa_fingerprint *fp);
 
 /* The path recorded in the fingerprint (its JSON "path"); NULL leaves it out — a store keeps
  * fingerprints by content, not by where they were first seen. false when out of memory. */

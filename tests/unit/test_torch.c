@@ -226,10 +226,8 @@ static const float six[6] = {1, 2, 3, 4, 5, 6};
 static wbuf checkpoint(const wbuf *pkl, const void *s1, size_t s1_len)
 {
     zmember m[] = {
-        {"archive/data.pkl", pkl->p, pkl->n, 0},
-        {"archive/byteorder", "little", 6, 0},
-        {"archive/data/0", six, sizeof six, 0},
-        {"archive/version", "3\n", 2, 0},
+        {"archive/data.pkl", pkl->p, pkl->n, 0}, {"archive/byteorder", "little", 6, 0},
+        {"archive/data/0", six, sizeof six, 0},  {"archive/version", "3\n", 2, 0},
         {"archive/data/1", s1, s1_len, 0},
     };
     return mkzip(m, s1 ? 5 : 4, false);
@@ -363,8 +361,8 @@ static void test_hostile_globals(void)
 {
     struct {
         const char *module, *name;
-    } bad[] = {{"os", "system"}, {"builtins", "eval"}, {"posix", "system"},
-               {"subprocess", "Popen"}, {"torch", "load"}, {"collections", "OrderedDictX"}};
+    } bad[] = {{"os", "system"},        {"builtins", "eval"}, {"posix", "system"},
+               {"subprocess", "Popen"}, {"torch", "load"},    {"collections", "OrderedDictX"}};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         wbuf pk = {0};
         op(&pk, 0x80);
@@ -650,27 +648,41 @@ static void test_zip_refusals(void)
         pa_status want;
         const char *needle;
     } cases[] = {
-        {"no data.pkl", {{"archive/data/0", six, sizeof six, 0}}, 1, PA_E_UNSUPPORTED,
+        {"no data.pkl",
+         {{"archive/data/0", six, sizeof six, 0}},
+         1,
+         PA_E_UNSUPPORTED,
          "without data.pkl"},
-        {"compressed", {{"archive/data.pkl", pk.p, pk.n, 8}, {"archive/data/0", six, 24, 0}}, 2,
-         PA_E_UNSUPPORTED, "compressed (method 8)"},
+        {"compressed",
+         {{"archive/data.pkl", pk.p, pk.n, 8}, {"archive/data/0", six, 24, 0}},
+         2,
+         PA_E_UNSUPPORTED,
+         "compressed (method 8)"},
         {"two pickles",
          {{"a/data.pkl", pk.p, pk.n, 0}, {"b/data.pkl", pk.p, pk.n, 0}, {"a/data/0", six, 24, 0}},
-         3, PA_E_FORMAT, "two data.pkl"},
+         3,
+         PA_E_FORMAT,
+         "two data.pkl"},
         {"same name twice",
-         {{"archive/data.pkl", pk.p, pk.n, 0}, {"archive/data/0", six, 24, 0},
+         {{"archive/data.pkl", pk.p, pk.n, 0},
+          {"archive/data/0", six, 24, 0},
           {"archive/data/0", six, 8, 0}},
-         3, PA_E_FORMAT, "two zip members named"},
+         3,
+         PA_E_FORMAT,
+         "two zip members named"},
         {"big endian",
-         {{"archive/data.pkl", pk.p, pk.n, 0}, {"archive/byteorder", "big", 3, 0},
+         {{"archive/data.pkl", pk.p, pk.n, 0},
+          {"archive/byteorder", "big", 3, 0},
           {"archive/data/0", six, 24, 0}},
-         3, PA_E_UNSUPPORTED, "byte order"},
+         3,
+         PA_E_UNSUPPORTED,
+         "byte order"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         wbuf f = mkzip(cases[i].m, cases[i].n, false);
         pa_status st = parse(&f, &h, &err);
-        CHECK_MSG(st == cases[i].want && strstr(err.msg, cases[i].needle),
-                  "%s: %s (%s)", cases[i].what, pa_status_name(st), err.msg);
+        CHECK_MSG(st == cases[i].want && strstr(err.msg, cases[i].needle), "%s: %s (%s)",
+                  cases[i].what, pa_status_name(st), err.msg);
         free(f.p);
     }
     /* a central directory entry pointing into the directory itself */
@@ -744,8 +756,8 @@ static void expect_verdict(const char *a, const char *b, pa_verdict want, const 
     if (fa && fb) {
         pa_compare_result r;
         pa_compare(fa, fb, &r);
-        CHECK_MSG(r.verdict == want, "%s vs %s: %s, want %s (%s)", a, b,
-                  pa_verdict_name(r.verdict), pa_verdict_name(want), r.reason);
+        CHECK_MSG(r.verdict == want, "%s vs %s: %s, want %s (%s)", a, b, pa_verdict_name(r.verdict),
+                  pa_verdict_name(want), r.reason);
         CHECK_STR(pa_fp_format(fb), format);
         CHECK_INT(pa_fp_n_tensors(fa), pa_fp_n_tensors(fb));
         CHECK_INT(pa_fp_n_params(fa), pa_fp_n_params(fb));
