@@ -43,6 +43,7 @@
 #define MAX_MARKS 4096u
 #define MAX_MEMO (1u << 22)
 #define MAX_VALUES (8u * 1024u * 1024u)
+#define MAX_ITEMS (16u * 1024u * 1024u) /* items of all tuples, lists and dicts together */
 #define MAX_STRING (1u << 20)
 #define MAX_GLOBAL_LINE 256u
 #define MAX_NAME 4096u
@@ -245,7 +246,7 @@ static bool zip64_field(const uint8_t *extra, size_t len, int index, uint64_t *o
 static pa_status read_directory(const src *s, zipdir *z, pa_error *err)
 {
     memset(z, 0, sizeof *z);
-    uint64_t cd_off, cd_size, n, limit;
+    uint64_t cd_off = 0, cd_size = 0, n = 0, limit = 0;
     pa_status st = find_directory(s, &cd_off, &cd_size, &n, &limit, err);
     if (st)
         return st;
@@ -440,7 +441,7 @@ typedef struct vm {
     const uint8_t *p;
     size_t len, pos, op_at;
     chunk *chunks;
-    size_t n_values;
+    size_t n_values, n_items;
     val **stack;
     size_t depth, stack_cap;
     size_t marks[MAX_MARKS];
@@ -531,6 +532,9 @@ static pa_status add_items(vm *m, val *to, val *const *items, size_t k)
     if (k > MAX_STACK || have + k > 2u * MAX_STACK)
         return vm_fail(m, PA_E_LIMIT, "a %s of more than %u items", vkind_name[to->kind],
                        MAX_STACK);
+    if (k > MAX_ITEMS - m->n_items)
+        return vm_fail(m, PA_E_LIMIT, "more than %u items in all containers", MAX_ITEMS);
+    m->n_items += k;
     size_t cap = to->cap;
     void *arr = to->items;
     if (!grow(&arr, &cap, have + k, sizeof *to->items))
@@ -1203,9 +1207,19 @@ static pa_status build_header(const src *s, const zipdir *z, const char *prefix,
         return pa_error_set(err, PA_E_UNSUPPORTED,
                             "%s: data.pkl holds a %s, not a state dict (a dict of tensors)",
                             s->label, vkind_name[root->kind]);
-    size_t n = 0;
+    /* names are copied below: a name may be referenced many times through the memo, but the
+     * names of a real state dict are each written once, so their bytes fit in data.pkl */
+    size_t n = 0, name_bytes = 0;
     for (uint32_t i = 0; i < sd->n; i++)
-        n += sd->items[2 * i + 1]->kind == V_TENSOR;
+        if (sd->items[2 * i + 1]->kind == V_TENSOR) {
+            n++;
+            if (sd->items[2 * i]->kind == V_STR)
+                name_bytes += sd->items[2 * i]->u.s.len;
+        }
+    if (n > PA_ST_MAX_TENSORS || name_bytes > m->len)
+        return pa_error_set(err, PA_E_LIMIT,
+                            "%s: %zu tensors with %zu bytes of names in a data.pkl of %zu bytes",
+                            s->label, n, name_bytes, m->len);
     if (!n)
         return pa_error_set(err, PA_E_UNSUPPORTED, "%s: data.pkl holds a dict without tensors",
                             s->label);

@@ -584,6 +584,27 @@ static void test_bounds(void)
     op(&pk, 0x80);
     op(&pk, 9);
     expect_refused("protocol", &pk, PA_E_UNSUPPORTED, "pickle protocol 9");
+    pk.n = 0;
+    /* one long name and one tensor put in the memo, then referenced by 200 entries: the names'
+     * bytes would be copied 200 times */
+    p_begin(&pk);
+    char longname[1001];
+    memset(longname, 'n', 1000);
+    longname[1000] = '\0';
+    p_str(&pk, longname);
+    op(&pk, 'q');
+    op(&pk, 1);
+    p_tensor(&pk, "FloatStorage", "0", 6, 0, (uint64_t[]){6}, (uint64_t[]){1}, 1);
+    op(&pk, 'q');
+    op(&pk, 2);
+    for (int i = 0; i < 200; i++) {
+        op(&pk, 'h');
+        op(&pk, 1);
+        op(&pk, 'h');
+        op(&pk, 2);
+    }
+    p_end(&pk);
+    expect_refused("names through the memo", &pk, PA_E_LIMIT, "bytes of names");
     free(pk.p);
 }
 
