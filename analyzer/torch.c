@@ -295,9 +295,9 @@ static pa_status read_directory(const src *s, zipdir *z, pa_error *err)
         if (ok && m->local == 0xFFFFFFFFu)
             ok = zip64_field(x, xl, k++, &m->local);
         if (!ok) {
-            st = pa_error_set(err, PA_E_FORMAT,
-                              "%s: zip member '%." SHOWN "s' lacks its zip64 sizes", s->label,
-                              (const char *)m->name);
+            /* the name is not NUL terminated: its length bounds what is shown */
+            st = pa_error_set(err, PA_E_FORMAT, "%s: zip member '%.*s' lacks its zip64 sizes",
+                              s->label, (int)(nl < 80 ? nl : 80), (const char *)m->name);
             break;
         }
         p += ZIP_CENTRAL_LEN + nl + xl + cl;

@@ -713,6 +713,18 @@ static void test_zip_refusals(void)
     f.p[cd + 46 + 16 + 42] ^= 0x55; /* local header offset of archive/data/0 */
     CHECK(parse(&f, &h, &err) == PA_E_FORMAT && strstr(err.msg, "archive/data/0"));
     free(f.p);
+    /* zip64: a saturated size without its zip64 extra field (the name at the end of the
+     * directory buffer is not NUL terminated: the message must stop at its length) */
+    f = mkzip(m, 2, true);
+    int patched = 0;
+    for (size_t i = 0; i + 4 <= f.n; i++)
+        if (memcmp(f.p + i, "\x01\x00\x18\x00", 4) == 0) {
+            f.p[i] = 0x02;
+            patched++;
+        }
+    CHECK_INT(patched, 2);
+    CHECK(parse(&f, &h, &err) == PA_E_FORMAT && strstr(err.msg, "lacks its zip64 sizes"));
+    free(f.p);
     /* not a zip at all, and an empty file */
     wbuf junk = {(uint8_t *)"PK\x03\x04 not really a zip archive", 30, 30};
     CHECK(parse(&junk, &h, &err) == PA_E_FORMAT);
