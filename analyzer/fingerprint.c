@@ -315,7 +315,7 @@ static pa_status fingerprint_unit(pa_unit *up, const char *path, const pa_fp_opt
         if (u.is_gguf)
             snprintf(fp->format, sizeof fp->format, "gguf");
         else if (u.n_shards)
-            snprintf(fp->format, sizeof fp->format, "safetensors");
+            snprintf(fp->format, sizeof fp->format, u.shards[0].torch ? "torch" : "safetensors");
         else
             snprintf(fp->format, sizeof fp->format, "config-only");
     }

@@ -287,7 +287,7 @@ static bool is_significant(const char *name)
 {
     return strcmp(name, "config.json") == 0 || strcmp(name, "tokenizer.json") == 0 ||
            strcmp(name, "tokenizer_config.json") == 0 || strcmp(name, "tokenizer.model") == 0 ||
-           strcmp(name, "model.safetensors.index.json") == 0 || has_suffix(name, ".safetensors");
+           pa_unit_weights_name(name);
 }
 
 static DIR *open_unit_dir(pa_unit *u, pa_error *err)
@@ -453,7 +453,21 @@ static pa_status parse_shard(pa_unit *u, pa_shard *s, bool indexed, uint64_t *by
     if (fstat(fd, &sb) == 0)
         s->size = (uint64_t)sb.st_size;
     *bytes_seen += s->size;
-    pa_status st = pa_st_read(fd, s->path, &s->hdr, err);
+    /* the format from the bytes: a torch.save zip, a pickle (refused), else safetensors */
+    uint8_t magic[16];
+    ssize_t got = pread(fd, magic, sizeof magic, 0);
+    const char *why = got > 0 && !pa_st_sniff(magic, (size_t)got)
+                          ? pa_torch_legacy(magic, (size_t)got)
+                          : NULL;
+    pa_status st;
+    if (got >= 4 && memcmp(magic, "PK\x03\x04", 4) == 0) {
+        s->torch = true;
+        st = pa_torch_read(fd, s->path, &s->hdr, err);
+    } else if (why) {
+        st = pa_error_set(err, PA_E_UNSUPPORTED, "%s: %s", s->path, why);
+    } else {
+        st = pa_st_read(fd, s->path, &s->hdr, err);
+    }
     close(fd);
     return st;
 }
@@ -589,13 +603,22 @@ static pa_status load(pa_unit *u, pa_error *err)
         st = set_path(u, "model.safetensors.index.json", &u->index_path, err);
     if (st)
         return st;
+    /* safetensors first, as transformers loads them; pytorch_model*.bin when there are none */
+    bool safetensors = u->index_path != NULL;
+    for (size_t i = 0; i < u->n_files && !safetensors; i++)
+        safetensors = has_suffix(u->files[i].name, ".safetensors");
+    if (!safetensors)
+        st = set_path(u, "pytorch_model.bin.index.json", &u->index_path, err);
+    if (st)
+        return st;
     bool indexed = u->index_path != NULL;
     uint64_t total_size = 0;
     if (indexed) {
         st = read_index(u, &total_size, err);
     } else {
         for (size_t i = 0; i < u->n_files && !st; i++)
-            if (has_suffix(u->files[i].name, ".safetensors"))
+            if (safetensors ? has_suffix(u->files[i].name, ".safetensors")
+                            : pa_unit_weights_name(u->files[i].name))
                 st = add_shard(u, u->files[i].name, err);
     }
     uint64_t seen = 0;
@@ -615,7 +638,11 @@ static pa_status load(pa_unit *u, pa_error *err)
                 struct stat ss;
                 if (sfd < 0)
                     continue;
-                if (fstat(sfd, &ss) == 0 && pa_pread_exact(sfd, pre, 8, 0) == 0) {
+                if (fstat(sfd, &ss) != 0 || pa_pread_exact(sfd, pre, 8, 0) != 0) {
+                    /* nothing present */
+                } else if (memcmp(pre, "PK\x03\x04", 4) == 0) {
+                    have += (uint64_t)ss.st_size; /* a torch zip: members and directory */
+                } else {
                     uint64_t hl = 0;
                     for (int b = 7; b >= 0; b--)
                         hl = hl << 8 | pre[b];
@@ -624,9 +651,10 @@ static pa_status load(pa_unit *u, pa_error *err)
                 }
                 close(sfd);
             }
-            bool short_file = total_size ? have < total_size
-                                         : (strstr(m, "end of file") || strstr(m, "past the data") ||
-                                            strstr(m, "shorter than"));
+            bool short_file =
+                total_size ? have < total_size
+                           : (strstr(m, "end of file") || strstr(m, "past the data") ||
+                              strstr(m, "shorter than") || strstr(m, "truncated archive"));
             if (short_file)
                 st = pa_error_set(err, PA_E_INCOMPLETE, "%s: shard %s is short (%s)", u->path,
                                   u->shards[i].name, m);

@@ -10,7 +10,8 @@ typedef struct pa_shard {
     char *name; /* relative to the unit directory */
     char *path;
     uint64_t size;
-    pa_st_header hdr;
+    pa_st_header hdr; /* a torch checkpoint's too: data_offset 0, tensors at file offsets */
+    bool torch;       /* a torch.save zip checkpoint, not safetensors */
 } pa_shard;
 
 typedef struct pa_unit {
@@ -37,8 +38,9 @@ typedef struct pa_unit {
     size_t *given_idx;
 } pa_unit;
 
-/* Discover a unit: a directory (Hugging Face layout), one .safetensors file or one GGUF file. Parses every
- * shard's header. A sharded unit with missing or short shards gives PA_E_INCOMPLETE. */
+/* Discover a unit: a directory (Hugging Face layout: safetensors, or pytorch_model*.bin when it has
+ * no safetensors), one .safetensors or torch.save file or one GGUF file. Parses every shard's
+ * header. A sharded unit with missing or short shards gives PA_E_INCOMPLETE. */
 pa_status pa_unit_open(const char *path, const pa_fp_options *opt, pa_unit *unit, pa_error *err);
 /* The same from files the caller opened (pa_unit_files_open, possibly in another process): path
  * names the unit in messages and file paths; given must outlive the unit. */

@@ -1,4 +1,5 @@
-/* Model formats recognised from their first bytes (the policy gate's "is this a model?"). */
+/* Model formats recognised from their first bytes (the policy gate's "is this a model?"), and
+ * the names of a model directory's weights. */
 #include "provfs/analyzer.h"
 
 #include <string.h>
@@ -39,4 +40,23 @@ bool pa_model_suffix(const char *name)
             return true;
     }
     return false;
+}
+
+static bool ends_with(const char *s, size_t len, const char *suffix)
+{
+    size_t sl = strlen(suffix);
+    return len >= sl && strcmp(s + len - sl, suffix) == 0;
+}
+
+bool pa_unit_weights_name(const char *name)
+{
+    size_t len = strlen(name);
+    if (name[0] == '.')
+        return false;
+    if (ends_with(name, len, ".safetensors") || strcmp(name, "model.safetensors.index.json") == 0 ||
+        strcmp(name, "pytorch_model.bin.index.json") == 0)
+        return true;
+    /* pytorch_model.bin, pytorch_model-00001-of-00002.bin (transformers before 4.35) */
+    return strncmp(name, "pytorch_model", 13) == 0 && ends_with(name, len, ".bin") &&
+           (len == 17 || name[13] == '-');
 }

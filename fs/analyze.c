@@ -184,7 +184,7 @@ int analyze_unit_check(int dirfd, const char *rel)
     fd = -1;
     struct dirent *de;
     while ((de = readdir(dir)) != NULL) {
-        if (de->d_name[0] != '.' && has_suffix(de->d_name, ".safetensors")) {
+        if (pa_unit_weights_name(de->d_name)) {
             ret = 1;
             break;
         }
@@ -789,6 +789,7 @@ typedef struct oedge {
     int i, j;
     int cls; /* 0 both unquantised, 1 one quantised, 2 both */
     double w, rank;
+    int64_t older; /* creation time of the older end */
 } oedge;
 
 static int oedge_cmp(const void *x, const void *y)
@@ -798,6 +799,11 @@ static int oedge_cmp(const void *x, const void *y)
         return a->cls - b->cls;
     if (a->w != b->w)
         return a->w < b->w ? -1 : 1;
+    /* Equal weights come from equal content (identical copies, a re-sharded or re-packed
+     * model): the edge to the model stored first wins, so the original is the hub and its
+     * copies hang off it, whatever order the family was walked in. */
+    if (a->older != b->older)
+        return a->older < b->older ? -1 : 1;
     if (a->rank != b->rank)
         return a->rank > b->rank ? -1 : 1;
     return a->i != b->i ? a->i - b->i : a->j - b->j;
@@ -867,7 +873,10 @@ static int by_tree(ofamily *f, oplan *pl)
         double rank = fmax(p->ij.rank, p->ji.rank);
         int cls = f->nodes[p->i].quant + f->nodes[p->j].quant;
         /* unknown distance: after every known one, by rank */
-        e[ne++] = (oedge){p->i, p->j, cls, isfinite(p->w) ? p->w : 1e6 - rank, rank};
+        e[ne++] = (oedge){p->i, p->j, cls, isfinite(p->w) ? p->w : 1e6 - rank, rank,
+                          f->nodes[p->i].created < f->nodes[p->j].created
+                              ? f->nodes[p->i].created
+                              : f->nodes[p->j].created};
     }
     /* Unquantised models first; then each quantised model joins as a leaf, of its nearest
      * unquantised relative when it has one: a quantised export never sits between two models. */

@@ -26,7 +26,8 @@ void analyze_destroy(analyze_ctx *an);
 void analyze_job(void *ctx, const queue_job *job);
 
 /* Is the directory dirfd/rel (rel relative, "." for dirfd itself) a model unit: config.json and
- * a *.safetensors or model.safetensors.index.json? 1 yes, 0 no, -1 not a directory / missing. */
+ * a weights file or index (pa_unit_weights_name: *.safetensors, pytorch_model*.bin, their
+ * index)? 1 yes, 0 no, -1 not a directory / missing. */
 int analyze_unit_check(int dirfd, const char *rel);
 
 /* Is dirfd/rel (relative to dirfd, or absolute) a file unit? A GGUF file (the magic "GGUF", or a

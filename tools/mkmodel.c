@@ -7,6 +7,7 @@
  *                  [--kv-heads K] [--inter I] [--vocab V] [--max-pos P] [--dtype f32|f16|bf16]
  *                  [--shards N] [--tok-seed T] [--tie] [--spm]
  *   mkmodel derive PARENT OUT --kind KIND [--seed N] [--dtype D] [--shards N] [kind options]
+ *   mkmodel gguf SRC OUT.gguf --type T;  mkmodel torch SRC OUT_DIR|OUT.pt
  */
 #include "mkmodel.h"
 
@@ -30,7 +31,8 @@ static const char usage_text[] =
     "         rename  reshard --shards N  copy\n"
     "         rotate  scale  noise [--drift D]  smuggle --with OTHER  soup --with SIBLING\n"
     "         stitch --with OTHER  upcycle [--experts N]\n"
-    "       mkmodel gguf SRC OUT.gguf --type f32|f16|bf16|q8_0|q4_0|q4_k|q6_k\n";
+    "       mkmodel gguf SRC OUT.gguf --type f32|f16|bf16|q8_0|q4_0|q4_k|q6_k\n"
+    "       mkmodel torch SRC OUT_DIR|OUT.pt   (torch.save checkpoints of SRC's tensors)\n";
 
 /* ---------------------------------------------------------------- option parsing */
 
@@ -414,6 +416,7 @@ void mk_create(const char *out, const mk_options *given)
 /* ---------------------------------------------------------------- main */
 
 int mk_gguf_main(int argc, char **argv); /* mkmodel_gguf.c */
+int mk_torch_main(int argc, char **argv); /* mkmodel_torch.c */
 
 int main(int argc, char **argv)
 {
@@ -423,6 +426,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "gguf") == 0)
         return mk_gguf_main(argc, argv);
+    if (strcmp(argv[1], "torch") == 0)
+        return mk_torch_main(argc, argv);
     mk_options opt = {0};
     const char *pos[2] = {NULL, NULL};
     if (strcmp(argv[1], "create") == 0) {
@@ -438,7 +443,7 @@ int main(int argc, char **argv)
             mk_die(MK_EXIT_USAGE, "derive needs --kind (try --help)");
         mk_derive(pos[0], pos[1], &opt);
     } else {
-        mk_die(MK_EXIT_USAGE, "unknown command '%s' (create or derive; try --help)", argv[1]);
+        mk_die(MK_EXIT_USAGE, "unknown command '%s' (create, derive, gguf or torch; try --help)", argv[1]);
     }
     return 0;
 }

@@ -129,6 +129,28 @@ void pa_st_header_free(pa_st_header *hdr);
 /* True when the first bytes look like safetensors (8-byte length then '{'). */
 bool pa_st_sniff(const uint8_t *buf, size_t len);
 
+/* ---------------------------------------------------------------- PyTorch checkpoints */
+
+/* Largest data.pkl read (the pickle of a state dict is a few hundred bytes a tensor). */
+#define PA_TORCH_MAX_PICKLE (64u * 1024u * 1024u)
+
+/* Read a torch.save zip checkpoint (pytorch_model.bin, *.pt, *.pth) into the form of a
+ * safetensors header, without running its pickle: data_offset is 0 and each tensor's [begin, end)
+ * is the byte range of the file that holds it (inside its storage's stored zip member), so the
+ * tensors are read by offset like safetensors ones. Only state dicts are accepted: data.pkl may
+ * import nothing but OrderedDict, torch._utils._rebuild_tensor_v2 / _rebuild_parameter and the
+ * torch.*Storage types; every tensor must be contiguous and inside its storage; members must be
+ * stored, not compressed. Anything else is refused with a one-line reason (PA_E_UNSUPPORTED for
+ * what is well formed but not a plain state dict, such as an import of os.system). */
+pa_status pa_torch_read(int fd, const char *label, pa_st_header *out, pa_error *err);
+/* The same on a whole file in memory. */
+pa_status pa_torch_parse(const uint8_t *buf, size_t len, const char *label, pa_st_header *out,
+                         pa_error *err);
+/* Why a file starting with these bytes is a pickle provfs does not read (a legacy torch.save
+ * checkpoint, or any other bare pickle), or NULL when it is not a pickle. A safetensors header
+ * length can start with the same bytes: ask pa_st_sniff first. */
+const char *pa_torch_legacy(const uint8_t *buf, size_t n);
+
 /* ---------------------------------------------------------------- config.json: MFI */
 
 typedef struct pa_mfi {
@@ -228,6 +250,10 @@ const char *pa_sniff_format(const uint8_t *buf, size_t n);
 /* True when a file name carries a model format's suffix (.safetensors, .gguf, .bin, .pt, .pth,
  * .ckpt, .onnx, .h5, .msgpack, .pkl, .npy, ...). */
 bool pa_model_suffix(const char *name);
+/* True when a file of a model directory holds or indexes its weights: *.safetensors,
+ * model.safetensors.index.json, pytorch_model*.bin and pytorch_model.bin.index.json. A directory
+ * with config.json and such a file is a model unit. */
+bool pa_unit_weights_name(const char *name);
 
 /* ---------------------------------------------------------------- model directories */
 
@@ -313,7 +339,8 @@ bool pa_fp_quantized(const pa_fingerprint *fp);
  * single-file unit: "\0sha256\n", its content alone). *.gguf files in a directory are units of
  * their own and not part of the directory's unit. */
 const char *pa_fp_digest(const pa_fingerprint *fp);
-const char *pa_fp_format(const pa_fingerprint *fp); /* "safetensors", "config-only", ... */
+/* "safetensors", "torch", "gguf" or "config-only" */
+const char *pa_fp_format(const pa_fingerprint *fp);
 
 /* The path recorded in the fingerprint (its JSON "path"); NULL leaves it out — a store keeps
  * fingerprints by content, not by where they were first seen. false when out of memory. */

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates the seed corpora of the index, unit, policy and compare targets from tools/mkmodel
-# and provctl output (deterministic: mkmodel writes the same bytes for the same arguments; only
+# Regenerates the seed corpora of the index, unit, policy, compare and torch targets from
+# tools/mkmodel and provctl output (torch also from tests/integration/torch_save.py) (deterministic: mkmodel writes the same bytes for the same arguments; only
 # the mtimes in saved fingerprints differ between runs).
 #   tests/fuzz/mkcorpus.sh [BUILD_DIR]     (default build-fuzz; needs tools/mkmodel and provctl)
 set -euo pipefail
@@ -103,4 +103,12 @@ d = json.load(open(sys.argv[1]))
 d.pop("weights", None); d.pop("vocab", None)
 sys.stdout.write(json.dumps(d, separators=(",", ":")))
 PY
-du -sh "$corpus/unit" "$corpus/index" "$corpus/policy" "$corpus/compare"
+# ---- torch: mkmodel's checkpoint (one storage a tensor, 64-byte aligned) and Python pickle's
+# own output (protocol 2 with parameters and _metadata; protocol 4 with shared storages)
+rm -rf "$corpus/torch"
+mkdir -p "$corpus/torch"
+"$mk" torch "$tmp/ft" "$corpus/torch/mkmodel-f16.pt" >/dev/null
+python3 tests/integration/torch_save.py "$tmp/gpt2" "$corpus/torch/pickle-p2.pt"
+python3 tests/integration/torch_save.py "$tmp/ft" "$corpus/torch/pickle-p4-shared.pt" \
+    --protocol 4 --one-storage
+du -sh "$corpus/unit" "$corpus/index" "$corpus/policy" "$corpus/compare" "$corpus/torch"
