@@ -789,7 +789,7 @@ typedef struct oedge {
     int i, j;
     int cls; /* 0 both unquantised, 1 one quantised, 2 both */
     double w, rank;
-    int64_t older; /* creation time of the older end */
+    int64_t older, younger; /* creation times of the two ends */
 } oedge;
 
 static int oedge_cmp(const void *x, const void *y)
@@ -800,10 +800,12 @@ static int oedge_cmp(const void *x, const void *y)
     if (a->w != b->w)
         return a->w < b->w ? -1 : 1;
     /* Equal weights come from equal content (identical copies, a re-sharded or re-packed
-     * model): the edge to the model stored first wins, so the original is the hub and its
-     * copies hang off it, whatever order the family was walked in. */
+     * model): the edge between the models stored first wins, so the original is the hub and
+     * a copy hangs off what it copies, whatever order the family was walked in. */
     if (a->older != b->older)
         return a->older < b->older ? -1 : 1;
+    if (a->younger != b->younger)
+        return a->younger < b->younger ? -1 : 1;
     if (a->rank != b->rank)
         return a->rank > b->rank ? -1 : 1;
     return a->i != b->i ? a->i - b->i : a->j - b->j;
@@ -873,10 +875,9 @@ static int by_tree(ofamily *f, oplan *pl)
         double rank = fmax(p->ij.rank, p->ji.rank);
         int cls = f->nodes[p->i].quant + f->nodes[p->j].quant;
         /* unknown distance: after every known one, by rank */
+        int64_t ci = f->nodes[p->i].created, cj = f->nodes[p->j].created;
         e[ne++] = (oedge){p->i, p->j, cls, isfinite(p->w) ? p->w : 1e6 - rank, rank,
-                          f->nodes[p->i].created < f->nodes[p->j].created
-                              ? f->nodes[p->i].created
-                              : f->nodes[p->j].created};
+                          ci < cj ? ci : cj, ci < cj ? cj : ci};
     }
     /* Unquantised models first; then each quantised model joins as a leaf, of its nearest
      * unquantised relative when it has one: a quantised export never sits between two models. */

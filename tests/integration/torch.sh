@@ -137,9 +137,11 @@ done
 ls "$M/models" >/dev/null
 cmp "$M/models/base-torch/pytorch_model.bin" "$S/base-torch/pytorch_model.bin" || fail "read back"
 
-if python3 -c 'import torch' 2>/dev/null; then
+# Debian's python3-torch (for /usr/bin/python3), when installed: not in CI's packages, its
+# install takes minutes
+if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
     note "a checkpoint written by the real torch.save"
-    python3 "$SAVE" "$S/ft" "$S/real.pt" --torch
+    /usr/bin/python3 "$SAVE" "$S/ft" "$S/real.pt" --torch
     mkdir "$M/models/ft-real"
     cp "$S"/ft/{config.json,tokenizer.json,tokenizer_config.json} "$M/models/ft-real/"
     cp "$S/real.pt" "$M/models/ft-real/pytorch_model.bin"
