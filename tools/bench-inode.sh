@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # tools/bench-inode.sh DIR RUNS PROVFS_A PROVFS_B [provfs options...] — the small-file row of
-# tools/bench-fs.sh (create+stat+unlink 20,000 files) and a re-stat row (20,000 live files stat'ed
+# tools/bench-fs.sh (create+stat+unlink 20,000 files) and a re-stat row (15,000 live files stat'ed
 # again once their attributes expired: lookups and getattrs of inodes the kernel remembers) for two
 # provfs binaries mounted one after the other in the same run, e.g. a build before and after a
 # change of the inode table. Options after the binaries go to both mounts (e.g. --inode-fds 1024:
-# most inode fds closed and reopened from file handles). Needs root and /dev/fuse. Best of RUNS;
-# ratio = B's time / A's time (below 1: B faster).
+# most inode fds closed and reopened from file handles); OPTS_A and OPTS_B add options to one of
+# them (e.g. OPTS_B="--inode-fds 1024" with the same binary twice). Needs root and /dev/fuse.
+# Best of RUNS; ratio = B's time / A's time (below 1: B faster).
 set -euo pipefail
 dir=$(realpath -m "${1:?usage: bench-inode.sh DIR RUNS PROVFS_A PROVFS_B [options...]}")
 runs=${2:-3}
@@ -29,11 +30,12 @@ min() { awk -v a="$1" -v b="$2" 'BEGIN{print (b=="" || a<b) ? a : b}'; }
 
 declare -A res
 for which in A B; do
-    exe=$a
-    [ "$which" = B ] && exe=$bb
+    exe=$a extra=${OPTS_A:-}
+    [ "$which" = B ] && exe=$bb extra=${OPTS_B:-}
     for _ in $(seq "$runs"); do
         rm -rf "$b/back" && mkdir -p "$b/back"
-        "$exe" -f "$@" "$b/back" "$b/mnt" >"$b/provfs.log" 2>&1 &
+        # shellcheck disable=SC2086
+        "$exe" -f $extra "$@" "$b/back" "$b/mnt" >"$b/provfs.log" 2>&1 &
         pid=$!
         for _ in $(seq 100); do mountpoint -q "$b/mnt" && break; sleep 0.05; done
         mountpoint -q "$b/mnt" || { cat "$b/provfs.log" >&2; exit 1; }
@@ -56,7 +58,7 @@ PYEOF
         python3 - "$b/mnt/small" <<'PYEOF'
 import os, sys
 d = sys.argv[1]
-for i in range(20000):
+for i in range(15000):
     fd = os.open(f"{d}/g{i}", os.O_CREAT | os.O_WRONLY, 0o644); os.close(fd)
 PYEOF
         sleep 1.2 # past the attribute and entry timeouts: every stat asks the daemon
@@ -65,7 +67,7 @@ PYEOF
 import os, sys
 d = sys.argv[1]
 for r in range(2):
-    for i in range(20000):
+    for i in range(15000):
         os.stat(f"{d}/g{i}")
 PYEOF
         t1=$(now)
@@ -75,11 +77,11 @@ PYEOF
         pid=
     done
 done
-echo "== inode table: A=$a B=$bb ${*:+(options: $*)}, best of $runs, seconds"
+echo "== inode table: A=$a ${OPTS_A:-} B=$bb ${OPTS_B:-} ${*:+(both: $*)}, best of $runs, seconds"
 printf '%-44s %9s %9s %7s\n' row A B B/A
 for k in small restat; do
     name="create+stat+unlink 20,000 files"
-    [ "$k" = restat ] && name="stat 20,000 live files twice (expired attrs)"
+    [ "$k" = restat ] && name="stat 15,000 live files twice (expired attrs)"
     printf '%-44s %9s %9s %7s\n' "$name" "${res[A,$k]}" "${res[B,$k]}" \
         "$(awk -v x="${res[A,$k]}" -v y="${res[B,$k]}" 'BEGIN{printf "%.2f", y/x}')"
 done
