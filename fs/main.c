@@ -65,7 +65,7 @@ static void usage(FILE *out)
             "  --analyzer-worker=off parse models in the daemon itself, as root (default: in\n"
             "                    an unprivileged, seccomp-filtered worker process per unit)\n"
             "  --inode-fds N     at most N O_PATH fds of inodes the kernel remembers stay open;\n"
-            "                    others are reopened from file handles (default 65536)\n"
+            "                    others are reopened from file handles (default 65536, at least 16)\n"
             "  -f                stay in the foreground\n"
             "  -d                FUSE debug output (implies -f)\n"
             "  -s                single-threaded FUSE loop\n"
