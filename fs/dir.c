@@ -26,11 +26,20 @@ void pf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         err = ENOMEM;
         goto out;
     }
-    int fd = in->vdir ? -1 : openat(in->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        err = in->vdir ? ENOTDIR : errno;
+    int ifd = -1;
+    if (in->vdir)
+        err = ENOTDIR;
+    else
+        err = inode_pin_err(fs, in, &ifd);
+    if (err)
         goto out;
-    }
+    /* The stream has an fd of its own: not the inode's, not within --inode-fds. */
+    int fd = openat(ifd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        err = errno;
+    inode_unpin(fs, in);
+    if (fd < 0)
+        goto out;
     d->dp = fdopendir(fd);
     if (!d->dp) {
         err = errno;
@@ -115,11 +124,17 @@ void pf_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_
 
 void pf_statfs(fuse_req_t req, fuse_ino_t ino)
 {
+    pf_fs *fs = fs_of(req);
     pf_inode *in = inode_of(req, ino);
+    pf_inode *at = in->vdir ? in->vdir : in;
     struct statvfs sv;
-    int fd = in->vdir ? in->vdir->fd : in->fd;
-    if (fstatvfs(fd, &sv) != 0)
-        fuse_reply_err(req, errno);
+    int fd;
+    int err = inode_pin_err(fs, at, &fd);
+    if (!err && fstatvfs(fd, &sv) != 0)
+        err = errno;
+    inode_unpin_fd(fs, at, fd);
+    if (err)
+        fuse_reply_err(req, err);
     else
         fuse_reply_statfs(req, &sv);
 }

@@ -128,13 +128,17 @@ void pf_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, 
 {
     pf_fs *fs = fs_of(req);
     pf_inode *dir = inode_of(req, parent);
+    int dfd = -1;
     int err = check_new_name(fs, dir, name);
     pf_creds cr = {0};
+    if (!err)
+        err = inode_pin_err(fs, dir, &dfd);
     if (!err && !(err = creds_enter(req, &cr))) {
-        int rc = S_ISFIFO(mode) ? mkfifoat(dir->fd, name, mode) : mknodat(dir->fd, name, mode, rdev);
+        int rc = S_ISFIFO(mode) ? mkfifoat(dfd, name, mode) : mknodat(dfd, name, mode, rdev);
         err = rc != 0 ? errno : 0;
     }
     creds_leave(fs, &cr);
+    inode_unpin_fd(fs, dir, dfd);
     pf_caller who = caller_of(req);
     if (!err) /* a special file under a unit's name fails the unit */
         mark_inode_dir(fs, who, dir);
@@ -145,11 +149,15 @@ void pf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
     pf_fs *fs = fs_of(req);
     pf_inode *dir = inode_of(req, parent);
+    int dfd = -1;
     int err = check_new_name(fs, dir, name);
     pf_creds cr = {0};
+    if (!err)
+        err = inode_pin_err(fs, dir, &dfd);
     if (!err && !(err = creds_enter(req, &cr)))
-        err = mkdirat(dir->fd, name, mode) != 0 ? errno : 0;
+        err = mkdirat(dfd, name, mode) != 0 ? errno : 0;
     creds_leave(fs, &cr);
+    inode_unpin_fd(fs, dir, dfd);
     reply_new_entry(req, fs, dir, name, err);
 }
 
@@ -158,11 +166,15 @@ void pf_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char 
     pf_fs *fs = fs_of(req);
     pf_inode *dir = inode_of(req, parent);
     pf_caller who = caller_of(req);
+    int dfd = -1;
     int err = check_new_name(fs, dir, name);
     pf_creds cr = {0};
+    if (!err)
+        err = inode_pin_err(fs, dir, &dfd);
     if (!err && !(err = creds_enter(req, &cr)))
-        err = symlinkat(link, dir->fd, name) != 0 ? errno : 0;
+        err = symlinkat(link, dfd, name) != 0 ? errno : 0;
     creds_leave(fs, &cr);
+    inode_unpin_fd(fs, dir, dfd);
     if (!err) /* before the reply: the kernel may forget dir once it has it */
         mark_inode_dir(fs, who, dir);
     reply_new_entry(req, fs, dir, name, err);
@@ -180,12 +192,19 @@ void pf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char *name
     int err = in->vdir ? EACCES : check_new_name(fs, dir, name);
     if (!err)
         err = gate_move(req, fs, NULL, NULL, in, dir, &log, from, sizeof from);
+    int fd = -1, dfd = -1;
+    if (!err)
+        err = inode_pin_err(fs, in, &fd);
+    if (!err)
+        err = inode_pin_err(fs, dir, &dfd);
     if (!err) {
         char proc[64];
-        proc_path(in->fd, proc);
-        if (linkat(AT_FDCWD, proc, dir->fd, name, AT_SYMLINK_FOLLOW) != 0)
+        proc_path(fd, proc);
+        if (linkat(AT_FDCWD, proc, dfd, name, AT_SYMLINK_FOLLOW) != 0)
             err = errno;
     }
+    inode_unpin_fd(fs, dir, dfd);
+    inode_unpin_fd(fs, in, fd);
     char path[PATH_MAX];
     bool have_path = !err && child_path(fs, dir, name, path, sizeof path) == 0;
     if (!err)
@@ -204,9 +223,13 @@ void pf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     pf_caller who = caller_of(req);
     char path[PATH_MAX];
     bool have_path = child_path(fs, dir, name, path, sizeof path) == 0;
+    int dfd = -1;
     int err = check_new_name(fs, dir, name);
-    if (!err && unlinkat(dir->fd, name, 0) != 0)
+    if (!err)
+        err = inode_pin_err(fs, dir, &dfd);
+    if (!err && unlinkat(dfd, name, 0) != 0)
         err = errno;
+    inode_unpin_fd(fs, dir, dfd);
     /* The records follow before the reply (a name made again at once is a new file). */
     if (!err && have_path)
         units_removed(&fs->u, path, false);
@@ -221,9 +244,13 @@ void pf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     pf_inode *dir = inode_of(req, parent);
     char path[PATH_MAX];
     bool have_path = child_path(fs, dir, name, path, sizeof path) == 0;
+    int dfd = -1;
     int err = check_new_name(fs, dir, name);
-    if (!err && unlinkat(dir->fd, name, AT_REMOVEDIR) != 0)
+    if (!err)
+        err = inode_pin_err(fs, dir, &dfd);
+    if (!err && unlinkat(dfd, name, AT_REMOVEDIR) != 0)
         err = errno;
+    inode_unpin_fd(fs, dir, dfd);
     if (!err && have_path)
         units_removed(&fs->u, path, true);
     fuse_reply_err(req, err);
@@ -251,12 +278,19 @@ void pf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
     if (!err && (flags & RENAME_EXCHANGE))
         err = gate_move(req, fs, newdir, newname, NULL, dir, &log_back, gated_back,
                         sizeof gated_back);
-    if (!err && renameat2(dir->fd, name, newdir->fd, newname, flags) != 0)
+    int dfd = -1, ndfd = -1;
+    if (!err)
+        err = inode_pin_err(fs, dir, &dfd);
+    if (!err)
+        err = inode_pin_err(fs, newdir, &ndfd);
+    if (!err && renameat2(dfd, name, ndfd, newname, flags) != 0)
         err = errno;
     /* The queue and the store follow before the reply: an open of the new name that the caller
      * makes after rename() returns finds the unit (and its decision) already there. */
     if (!err && have_paths)
-        units_renamed(&fs->u, who, newdir->fd, newname, from, to, flags);
+        units_renamed(&fs->u, who, ndfd, newname, from, to, flags);
+    inode_unpin_fd(fs, newdir, ndfd);
+    inode_unpin_fd(fs, dir, dfd);
     fuse_reply_err(req, err);
     policy_log(fs, &log, gated_from, who);
     policy_log(fs, &log_back, gated_back, who);

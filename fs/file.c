@@ -73,17 +73,22 @@ static void gate_cache_store(pf_fs *fs, pf_inode *in, const char *path, gate_sta
 }
 
 /* An fd to read the first bytes of the regular file name in dir (or of in when name is NULL),
- * -1 when it is not a regular file. */
-static int sniff_fd(pf_inode *dir, const char *name, pf_inode *in)
+ * -1 when it is not a regular file; -1 with *err set when dir (or in) cannot be had. */
+static int sniff_fd(pf_fs *fs, pf_inode *dir, const char *name, pf_inode *in, int *err)
 {
+    pf_inode *at = name ? dir : in;
+    int atfd;
+    if ((*err = inode_pin_err(fs, at, &atfd)) != 0)
+        return -1;
     int fd;
     if (name) {
-        fd = openat(dir->fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        fd = openat(atfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     } else {
         char proc[64];
-        proc_path(in->fd, proc);
+        proc_path(atfd, proc);
         fd = in->type == S_IFREG ? open(proc, O_RDONLY | O_NONBLOCK | O_CLOEXEC) : -1;
     }
+    inode_unpin(fs, at);
     struct stat sb;
     if (fd >= 0 && (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))) {
         close(fd);
@@ -104,9 +109,10 @@ int gate_move(fuse_req_t req, pf_fs *fs, pf_inode *dir, const char *name, pf_ino
     from[0] = '\0';
     if (!fs->gate || gate_off(fs->gate))
         return 0;
-    int fd = sniff_fd(dir, name, in);
+    int err = 0;
+    int fd = sniff_fd(fs, dir, name, in, &err);
     if (fd < 0)
-        return 0; /* a directory moves its units whole; links and special files hold no bytes */
+        return err; /* a directory moves its units whole; links and special files hold no bytes */
     int rc = name ? child_path(fs, dir, name, from, fromlen) : inode_path(fs, in, from, fromlen);
     char from_dir[PATH_MAX], to_dir[PATH_MAX];
     uint8_t head[PA_SNIFF_BYTES];
@@ -122,7 +128,7 @@ int gate_move(fuse_req_t req, pf_fs *fs, pf_inode *dir, const char *name, pf_ino
             return 0;
         }
     }
-    int err = gate_read_fd(req, fs, rc == 0 ? from : NULL, fd, O_RDONLY, log);
+    err = gate_read_fd(req, fs, rc == 0 ? from : NULL, fd, O_RDONLY, log);
     close(fd);
     return err;
 }
@@ -206,11 +212,14 @@ static int open_vfile(pf_fs *fs, pf_inode *vf, struct fuse_file_info *fi)
     char path[PATH_MAX];
     if (!fs->u.st || inode_path(fs, vf->vdir, path, sizeof path) != 0) {
         char proc[64], buf[PATH_MAX];
-        proc_path(vf->vdir->fd, proc);
-        ssize_t n = readlink(proc, buf, sizeof buf - 1);
+        int dfd = inode_pin(fs, vf->vdir);
+        proc_path(dfd, proc);
+        ssize_t n = dfd >= 0 ? readlink(proc, buf, sizeof buf - 1) : -1;
+        int err = errno;
+        inode_unpin_fd(fs, vf->vdir, dfd);
         buf[n > 0 ? n : 0] = 0;
         fprintf(stderr, "provfs: .provenance: directory fd %d resolves to '%s' (%zd, errno %d)\n",
-                vf->vdir->fd, buf, n, errno);
+                dfd, buf, n, err);
         return ENOENT;
     }
     pf_handle *h = handle_new(-1);
@@ -251,8 +260,10 @@ void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
     char path[PATH_MAX] = "";
     pf_creds cr = {0};
     bool created = false;
-    int fd = -1;
+    int fd = -1, dfd = -1;
     int err = check_new_name(fs, dir, name);
+    if (!err)
+        err = inode_pin_err(fs, dir, &dfd);
     if (err)
         goto out;
     int flags = (fi->flags | O_NOFOLLOW | O_CLOEXEC) & ~(O_CREAT | O_EXCL | O_DIRECT | O_TRUNC);
@@ -260,11 +271,11 @@ void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
         fi->direct_io = 1;
     if ((err = creds_enter(req, &cr)) != 0)
         goto out;
-    fd = openat(dir->fd, name, flags | O_CREAT | O_EXCL, mode);
+    fd = openat(dfd, name, flags | O_CREAT | O_EXCL, mode);
     if (fd >= 0)
         created = true;
     else if (errno == EEXIST && !(fi->flags & O_EXCL))
-        fd = openat(dir->fd, name, flags | O_NONBLOCK, 0);
+        fd = openat(dfd, name, flags | O_NONBLOCK, 0);
     err = fd < 0 ? errno : 0;
     creds_leave(fs, &cr);
     if (err)
@@ -289,6 +300,8 @@ void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
     err = lookup_open_file(fs, fd, &e);
     if (err)
         goto out;
+    inode_unpin(fs, dir);
+    dfd = -1;
     pf_handle *h = handle_new(fd);
     if (!h) {
         fuse_reply_err(req, ENOMEM);
@@ -320,10 +333,11 @@ out:
     if (fd >= 0 && created) {
         /* Undo the entry this call made, when the name still is it. */
         struct stat mine, now;
-        if (fstat(fd, &mine) == 0 && fstatat(dir->fd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+        if (fstat(fd, &mine) == 0 && fstatat(dfd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
             mine.st_dev == now.st_dev && mine.st_ino == now.st_ino)
-            unlinkat(dir->fd, name, 0);
+            unlinkat(dfd, name, 0);
     }
+    inode_unpin_fd(fs, dir, dfd);
     if (fd >= 0)
         close(fd);
     fuse_reply_err(req, err);
@@ -344,17 +358,21 @@ void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         err = open_vfile(fs, in, fi);
         goto out;
     }
+    int ifd;
+    if ((err = inode_pin_err(fs, in, &ifd)) != 0)
+        goto out;
     char proc[64];
-    proc_path(in->fd, proc);
+    proc_path(ifd, proc);
     /* O_DIRECT stays the caller's (direct_io: no page cache for this open); BACKING is read
      * and written through libfuse's unaligned buffers, so it must not see the flag. */
     fd = open(proc, (fi->flags | O_CLOEXEC) & ~(O_NOFOLLOW | O_CREAT | O_DIRECT | O_TRUNC));
+    if (fd < 0)
+        err = errno;
+    inode_unpin(fs, in);
     if (fi->flags & O_DIRECT)
         fi->direct_io = 1;
-    if (fd < 0) {
-        err = errno;
+    if (fd < 0)
         goto out;
-    }
     if (fs->gate && (fi->flags & O_ACCMODE) != O_WRONLY) {
         /* Read before deciding: a change meanwhile makes the stored answer stale, never wrong. */
         gate_stamp stamp = gate_current_stamp(fs->gate);

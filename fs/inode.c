@@ -1,8 +1,21 @@
 /* The inode table: one pf_inode per file the kernel holds a lookup of, keyed by
- * (st_dev, st_ino), each with an O_PATH fd on BACKING; the fuse_ino_t is the pointer. Also the
- * .provenance virtual files and the paths of inodes.
+ * (st_dev, st_ino); the fuse_ino_t is the pointer. Also the .provenance virtual files and the
+ * paths of inodes.
  *
- * Locks: pf_fs.inode_lock protects the table, n_inodes and every nlookup / vfile field. */
+ * The fds of inodes are bounded (--inode-fds): the kernel may hold a lookup of every file a user
+ * ever made, and one fd each would let any user exhaust the daemon's descriptors. An inode keeps
+ * the kernel's file handle of its file (name_to_handle_at) and an O_PATH fd while it is used; the
+ * least recently used unpinned fds are closed once more than the budget are open, and reopened by
+ * handle (open_by_handle_at on BACKING's mount) when needed again, checked to be the same file
+ * (device, inode number, type): a file that is gone is ENOENT, never another file. Pinned fds are
+ * never closed: when every fd is pinned the table goes over the budget for a while instead of
+ * failing. Files without handles (a filesystem that has none, or another mount below BACKING)
+ * keep their fd while the kernel remembers them, counted apart. The root's fd is outside the
+ * budget.
+ *
+ * Locks: pf_fs.inode_lock protects the table, n_inodes, the fd counters and LRU list, and every
+ * fd / pins / nlookup / vfile field. No system call that can block long runs under it (closing an
+ * O_PATH fd does not). */
 #include "ops_int.h"
 
 #include <errno.h>
@@ -24,7 +37,169 @@ int inode_path(pf_fs *fs, pf_inode *in, char *out, size_t outlen)
         snprintf(out, outlen, "/");
         return 0;
     }
-    return fd_path(fs, in->fd, out, outlen);
+    int fd = inode_pin(fs, in);
+    if (fd < 0)
+        return -1;
+    int rc = fd_path(fs, fd, out, outlen);
+    inode_unpin(fs, in);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- fds of inodes */
+
+static void lru_remove_locked(pf_fs *fs, pf_inode *in)
+{
+    if (!in->in_lru)
+        return;
+    if (in->lru_prev)
+        in->lru_prev->lru_next = in->lru_next;
+    else
+        fs->lru_head = in->lru_next;
+    if (in->lru_next)
+        in->lru_next->lru_prev = in->lru_prev;
+    else
+        fs->lru_tail = in->lru_prev;
+    in->lru_prev = in->lru_next = NULL;
+    in->in_lru = false;
+}
+
+/* Closes the least recently used unpinned fds while more than the budget are open. */
+static void evict_locked(pf_fs *fs)
+{
+    while (fs->n_fds > fs->fd_budget && fs->lru_tail) {
+        pf_inode *victim = fs->lru_tail;
+        lru_remove_locked(fs, victim);
+        close(victim->fd);
+        victim->fd = -1;
+        fs->n_fds--;
+    }
+}
+
+/* An fd that nobody pins any more joins the list of those that may be closed. */
+static void settle_locked(pf_fs *fs, pf_inode *in)
+{
+    if (in->pins > 0 || in->fd < 0 || in->fd_for_life || in->in_lru)
+        return;
+    in->lru_prev = NULL;
+    in->lru_next = fs->lru_head;
+    if (fs->lru_head)
+        fs->lru_head->lru_prev = in;
+    else
+        fs->lru_tail = in;
+    fs->lru_head = in;
+    in->in_lru = true;
+    evict_locked(fs);
+}
+
+/* The kernel's handle of the file open on fd, when it can be opened again from BACKING's mount;
+ * NULL otherwise (the fd is then kept for life). */
+static struct file_handle *handle_of(pf_fs *fs, int fd)
+{
+    if (fs->mount_fd < 0)
+        return NULL;
+    struct file_handle *fh = malloc(sizeof *fh + MAX_HANDLE_SZ);
+    if (!fh)
+        return NULL;
+    fh->handle_bytes = MAX_HANDLE_SZ;
+    int mnt_id = -1;
+    int rc = name_to_handle_at(fd, "", fh, &mnt_id, AT_EMPTY_PATH);
+    if (rc != 0 || mnt_id != fs->mnt_id) {
+        if (!atomic_exchange(&fs->warned_no_handle, true))
+            fprintf(stderr, "provfs: a file below BACKING has no file handle (%s): its inode "
+                            "keeps an fd while the kernel remembers it (not within --inode-fds)\n",
+                    rc == 0 ? "another mount" : strerror(errno));
+        free(fh);
+        return NULL;
+    }
+    struct file_handle *exact = realloc(fh, sizeof *fh + fh->handle_bytes);
+    return exact ? exact : fh;
+}
+
+/* Opens in's file again from its handle: that very file (device, inode, type), or -1 with
+ * *err set (ENOENT when it is gone). */
+static int reopen(pf_fs *fs, pf_inode *in, int *err)
+{
+    if (!in->fh) {
+        *err = in->vdir ? EINVAL : ENOENT;
+        return -1;
+    }
+    int fd = open_by_handle_at(fs->mount_fd, in->fh, O_PATH | O_CLOEXEC);
+    if (fd < 0) {
+        *err = errno == ESTALE ? ENOENT : errno;
+        return -1;
+    }
+    struct stat st;
+    if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0 || st.st_dev != in->dev ||
+        st.st_ino != in->ino || (st.st_mode & S_IFMT) != in->type) {
+        close(fd);
+        *err = ENOENT;
+        return -1;
+    }
+    return fd;
+}
+
+int inode_pin(pf_fs *fs, pf_inode *in)
+{
+    if (in == &fs->root)
+        return fs->root.fd;
+    pthread_mutex_lock(&fs->inode_lock);
+    in->pins++;
+    int fd = in->fd;
+    if (fd >= 0)
+        lru_remove_locked(fs, in);
+    pthread_mutex_unlock(&fs->inode_lock);
+    if (fd >= 0)
+        return fd;
+    int err = 0;
+    int mine = reopen(fs, in, &err);
+    int extra = -1;
+    pthread_mutex_lock(&fs->inode_lock);
+    if (mine >= 0 && in->fd >= 0) {
+        extra = mine; /* another thread opened it meanwhile: use that one */
+    } else if (mine >= 0) {
+        in->fd = mine;
+        fs->n_fds++;
+        evict_locked(fs);
+    } else {
+        in->pins--;
+        settle_locked(fs, in);
+    }
+    fd = mine >= 0 ? in->fd : -err;
+    pthread_mutex_unlock(&fs->inode_lock);
+    if (extra >= 0)
+        close(extra);
+    return fd;
+}
+
+void inode_unpin(pf_fs *fs, pf_inode *in)
+{
+    if (in == &fs->root)
+        return;
+    pthread_mutex_lock(&fs->inode_lock);
+    in->pins--;
+    settle_locked(fs, in);
+    pthread_mutex_unlock(&fs->inode_lock);
+}
+
+int inode_fds_init(pf_fs *fs, size_t budget)
+{
+    fs->fd_budget = budget;
+    fs->mount_fd = openat(fs->root.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fs->mount_fd < 0)
+        return errno;
+    struct file_handle *fh = malloc(sizeof *fh + MAX_HANDLE_SZ);
+    if (!fh)
+        return ENOMEM;
+    fh->handle_bytes = MAX_HANDLE_SZ;
+    if (name_to_handle_at(fs->root.fd, "", fh, &fs->mnt_id, AT_EMPTY_PATH) != 0) {
+        fprintf(stderr, "provfs: BACKING has no file handles (%s): every inode keeps an fd while "
+                        "the kernel remembers it (not within --inode-fds)\n", strerror(errno));
+        atomic_store(&fs->warned_no_handle, true);
+        close(fs->mount_fd);
+        fs->mount_fd = -1;
+    }
+    free(fh);
+    return 0;
 }
 
 int child_path(pf_fs *fs, pf_inode *dir, const char *name, char *out, size_t outlen)
@@ -86,7 +261,15 @@ void unref_locked(pf_fs *fs, pf_inode *in, uint64_t n)
             break;
         }
     }
-    close(in->fd);
+    if (in->fd >= 0) {
+        lru_remove_locked(fs, in);
+        if (in->fd_for_life)
+            fs->n_fds_for_life--;
+        else
+            fs->n_fds--;
+        close(in->fd);
+    }
+    free(in->fh);
     free(in->gate_path);
     free(in);
 }
@@ -96,12 +279,14 @@ static int lookup_fd(pf_fs *fs, int fd, struct fuse_entry_param *e);
 /* Looks name up under parent on BACKING; fills e and takes one lookup reference. 0 or errno. */
 int do_lookup(pf_fs *fs, pf_inode *parent, const char *name, struct fuse_entry_param *e)
 {
-    int fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        memset(e, 0, sizeof *e);
-        return errno;
-    }
-    return lookup_fd(fs, fd, e);
+    memset(e, 0, sizeof *e);
+    int dirfd = inode_pin(fs, parent);
+    if (dirfd < 0)
+        return -dirfd;
+    int fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    int err = fd < 0 ? errno : 0;
+    inode_unpin(fs, parent);
+    return err ? err : lookup_fd(fs, fd, e);
 }
 
 /* The entry of the file open on fd (any kind of fd): the file this call made, whatever its name
@@ -118,7 +303,8 @@ int lookup_open_file(pf_fs *fs, int fd, struct fuse_entry_param *e)
     return lookup_fd(fs, pfd, e);
 }
 
-/* Enters the O_PATH fd (taken over) in the inode table; fills e, one lookup reference. */
+/* Enters the O_PATH fd (taken over) in the inode table; fills e, one lookup reference. A known
+ * inode whose fd was closed takes this one (the same file) instead of opening its handle later. */
 static int lookup_fd(pf_fs *fs, int fd, struct fuse_entry_param *e)
 {
     memset(e, 0, sizeof *e);
@@ -129,21 +315,47 @@ static int lookup_fd(pf_fs *fs, int fd, struct fuse_entry_param *e)
         close(fd);
         return err;
     }
+    struct file_handle *fh = NULL;
     pthread_mutex_lock(&fs->inode_lock);
-    pf_inode *in = fs->table[hash_of(e->attr.st_dev, e->attr.st_ino, fs->n_buckets)];
-    while (in && !(in->dev == e->attr.st_dev && in->ino == e->attr.st_ino))
-        in = in->hnext;
+    pf_inode *in;
+    for (;;) {
+        in = fs->table[hash_of(e->attr.st_dev, e->attr.st_ino, fs->n_buckets)];
+        while (in && !(in->dev == e->attr.st_dev && in->ino == e->attr.st_ino))
+            in = in->hnext;
+        if (in || fh || fs->mount_fd < 0)
+            break;
+        /* A new inode: its handle is taken without the lock, then the table looked at again. */
+        pthread_mutex_unlock(&fs->inode_lock);
+        fh = handle_of(fs, fd);
+        pthread_mutex_lock(&fs->inode_lock);
+        if (!fh)
+            break;
+    }
     if (in) {
         in->nlookup++;
+        if (in->fd < 0 && !in->vdir) {
+            in->fd = fd;
+            fd = -1;
+            fs->n_fds++;
+            settle_locked(fs, in);
+        }
     } else {
         in = calloc(1, sizeof *in);
         if (!in) {
             pthread_mutex_unlock(&fs->inode_lock);
             close(fd);
+            free(fh);
             return ENOMEM;
         }
         in->fd = fd;
         fd = -1;
+        in->fh = fh;
+        fh = NULL;
+        in->fd_for_life = !in->fh;
+        if (in->fd_for_life)
+            fs->n_fds_for_life++;
+        else
+            fs->n_fds++;
         in->dev = e->attr.st_dev;
         in->ino = e->attr.st_ino;
         in->type = e->attr.st_mode & S_IFMT;
@@ -153,8 +365,10 @@ static int lookup_fd(pf_fs *fs, int fd, struct fuse_entry_param *e)
         fs->table[b] = in;
         if (++fs->n_inodes > fs->n_buckets * 2)
             table_grow_locked(fs);
+        settle_locked(fs, in);
     }
     pthread_mutex_unlock(&fs->inode_lock);
+    free(fh);
     if (fd >= 0)
         close(fd);
     e->ino = (uintptr_t)in;
@@ -166,11 +380,14 @@ void vfile_attr(pf_fs *fs, pf_inode *vf, struct stat *st)
 {
     memset(st, 0, sizeof *st);
     struct stat dir;
-    if (fstatat(vf->vdir->fd, "", &dir, AT_EMPTY_PATH) == 0) {
+    int dirfd = inode_pin(fs, vf->vdir);
+    if (dirfd >= 0 && fstatat(dirfd, "", &dir, AT_EMPTY_PATH) == 0) {
         st->st_dev = dir.st_dev;
         st->st_ino = dir.st_ino ^ VFILE_INO_BIT;
         st->st_atim = st->st_mtim = st->st_ctim = dir.st_mtim;
     }
+    if (dirfd >= 0)
+        inode_unpin(fs, vf->vdir);
     st->st_mode = S_IFREG | 0444;
     st->st_nlink = 1;
     st->st_blksize = 4096;
@@ -240,7 +457,9 @@ void inode_table_free(pf_fs *fs)
             pf_inode *next = in->hnext;
             if (in->vfile)
                 free(in->vfile);
-            close(in->fd);
+            if (in->fd >= 0)
+                close(in->fd);
+            free(in->fh);
             free(in->gate_path);
             free(in);
             in = next;
@@ -248,4 +467,7 @@ void inode_table_free(pf_fs *fs)
     }
     free(fs->table);
     fs->table = NULL;
+    if (fs->mount_fd >= 0)
+        close(fs->mount_fd);
+    fs->mount_fd = -1;
 }

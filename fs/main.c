@@ -44,6 +44,7 @@ typedef struct options {
     unsigned analyzer_mem;     /* MiB, 0 = no limit */
     unsigned analyzer_timeout; /* s, 0 = no limit */
     int analyzer_inprocess;    /* --analyzer-worker=off */
+    unsigned long inode_fds;   /* --inode-fds */
 } options;
 
 static void usage(FILE *out)
@@ -64,12 +65,14 @@ static void usage(FILE *out)
             "  --analyzer-timeout S  time one unit may take to analyse (default 600; 0: none)\n"
             "  --analyzer-worker=off parse models in the daemon itself, as root (default: in\n"
             "                    an unprivileged, seccomp-filtered worker process per unit)\n"
+            "  --inode-fds N     at most N O_PATH fds of inodes the kernel remembers stay open;\n"
+            "                    others are reopened from file handles (default 65536, at least 16)\n"
             "  -f                stay in the foreground\n"
             "  -d                FUSE debug output (implies -f)\n"
             "  -s                single-threaded FUSE loop\n"
             "  -o OPT[,OPT...]   mount options: FUSE's, and every option above as name=VALUE\n"
             "                    (db=, policy=, refdb=, workers=, admin_gid=, quiet_ms=,\n"
-            "                    max_delay_ms=, analyzer_mem=, analyzer_timeout=,\n"
+            "                    max_delay_ms=, analyzer_mem=, analyzer_timeout=, inode_fds=,\n"
             "                    analyzer_worker=off), so fstab and mount -t fuse.provfs work;\n"
             "                    allow_shared_backing: mount under enforce although users other\n"
             "                    than root can reach BACKING directly\n");
@@ -120,6 +123,12 @@ static int set_option(options *opt, const char *name, const char *val)
         if (!val || !val[0])
             return -1;
         *(key[0] == 'd' ? &opt->db : key[0] == 'p' ? &opt->policy : &opt->refdb) = val;
+        return 1;
+    }
+    if (strcmp(key, "inode_fds") == 0) {
+        if (!val || !parse_uint(val, 1ul << 24, &u) || u < 16)
+            return -1;
+        opt->inode_fds = u;
         return 1;
     }
     if (strcmp(key, "workers") == 0) {
@@ -364,6 +373,7 @@ int main(int argc, char **argv)
         return worker_main(argc, argv);
     options opt = {.workers = 2, .admin_gid = 0, .quiet_ms = 500, .analyzer_mem = 4096,
                    .analyzer_timeout = 600,
+                   .inode_fds = 65536,
                    .max_delay_ms = QUEUE_MAX_DELAY_MS};
     worker_cfg wcfg = {0};
     struct fuse_args fargs = FUSE_ARGS_INIT(0, NULL);
@@ -446,9 +456,8 @@ int main(int argc, char **argv)
         ret = 2;
         goto out_args;
     }
-    /* One O_PATH fd per inode the kernel holds, plus open files: use what the system allows
-     * (root may raise the hard limit up to fs.nr_open), so users creating many files cannot
-     * exhaust the daemon's descriptors. */
+    /* At most --inode-fds O_PATH fds of inodes (fs/inode.c), plus open files and directory
+     * streams: use what the system allows (root may raise the hard limit up to fs.nr_open). */
     struct rlimit nofile;
     if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
         FILE *nr = fopen("/proc/sys/fs/nr_open", "re");
@@ -500,7 +509,7 @@ int main(int argc, char **argv)
 
     /* New files get exactly the mode the caller's kernel computed (umask already applied). */
     umask(0);
-    fs = ops_fs_new(backing, 1.0);
+    fs = ops_fs_new(backing, 1.0, opt.inode_fds);
     if (!fs) {
         fprintf(stderr, "provfs: %s: cannot open\n", backing);
         goto out_args;

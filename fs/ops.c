@@ -35,7 +35,6 @@ static void pf_init(void *userdata, struct fuse_conn_info *conn)
 
 void pf_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    (void)fi;
     pf_fs *fs = fs_of(req);
     pf_inode *in = inode_of(req, ino);
     struct stat st;
@@ -44,8 +43,23 @@ void pf_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_attr(req, &st, 0);
         return;
     }
-    if (fstatat(in->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
-        fuse_reply_err(req, errno);
+    /* An open file (fstat) is asked through its own fd: no inode fd is needed. */
+    pf_handle *h = fi ? (pf_handle *)(uintptr_t)fi->fh : NULL;
+    int err = 0;
+    if (h && !h->vdata) {
+        if (fstat(h->fd, &st) != 0)
+            err = errno;
+    } else {
+        int fd = inode_pin(fs, in);
+        if (fd < 0)
+            err = -fd;
+        else if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+            err = errno;
+        if (fd >= 0)
+            inode_unpin(fs, in);
+    }
+    if (err)
+        fuse_reply_err(req, err);
     else
         fuse_reply_attr(req, &st, fs->timeout);
 }
@@ -58,11 +72,16 @@ static void pf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
     pf_handle *h = fi ? (pf_handle *)(uintptr_t)fi->fh : NULL;
     char proc[64];
     int err = 0;
+    int fd = -1;
     if (in->vdir) {
         err = EACCES;
         goto out;
     }
-    proc_path(in->fd, proc);
+    if ((fd = inode_pin(fs, in)) < 0) {
+        err = -fd;
+        goto out;
+    }
+    proc_path(fd, proc);
     /* A symlink has no mode or size of its own (ext4 answers the same); never act through its
      * magic link on anything else. */
     if (in->type == S_IFLNK && (valid & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_SIZE))) {
@@ -76,7 +95,7 @@ static void pf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
     if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
         uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
         gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
-        if (fchownat(in->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+        if (fchownat(fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
             goto out_errno;
     }
     if (valid & FUSE_SET_ATTR_SIZE) {
@@ -87,7 +106,7 @@ static void pf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
             writehash_invalidate(h->wh);
         } else {
             atomic_fetch_add(&in->write_gen, 1); /* a hash being taken is no longer the file's */
-            units_mark_file_fd(&fs->u, caller_of(req), in->fd, false);
+            units_mark_file_fd(&fs->u, caller_of(req), fd, false);
         }
     }
     if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
@@ -104,27 +123,35 @@ static void pf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
         if (h)
             rc = futimens(h->fd, tv);
         else if (in->type == S_IFLNK)
-            rc = utimensat(in->fd, "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+            rc = utimensat(fd, "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
         else
             rc = utimensat(AT_FDCWD, proc, tv, 0);
         if (rc != 0)
             goto out_errno;
     }
+    inode_unpin(fs, in);
     pf_getattr(req, ino, fi);
     return;
 out_errno:
     err = errno;
 out:
+    if (fd >= 0)
+        inode_unpin(fs, in);
     fuse_reply_err(req, err);
 }
 
 static void pf_readlink(fuse_req_t req, fuse_ino_t ino)
 {
+    pf_fs *fs = fs_of(req);
     pf_inode *in = inode_of(req, ino);
     char buf[PATH_MAX + 1];
-    ssize_t n = in->vdir ? -1 : readlinkat(in->fd, "", buf, sizeof buf);
+    int fd = in->vdir ? -EINVAL : inode_pin(fs, in);
+    ssize_t n = fd < 0 ? -1 : readlinkat(fd, "", buf, sizeof buf);
+    int err = fd < 0 ? -fd : errno;
+    if (fd >= 0)
+        inode_unpin(fs, in);
     if (n < 0)
-        fuse_reply_err(req, in->vdir ? EINVAL : errno);
+        fuse_reply_err(req, err);
     else if ((size_t)n >= sizeof buf)
         fuse_reply_err(req, ENAMETOOLONG);
     else {
@@ -255,7 +282,7 @@ const struct fuse_lowlevel_ops *ops_table(void)
     return &pf_ops;
 }
 
-pf_fs *ops_fs_new(const char *backing_abs, double timeout)
+pf_fs *ops_fs_new(const char *backing_abs, double timeout, size_t inode_fds)
 {
     pf_fs *fs = calloc(1, sizeof *fs);
     if (!fs)
@@ -263,8 +290,12 @@ pf_fs *ops_fs_new(const char *backing_abs, double timeout)
     fs->backing = strdup(backing_abs);
     fs->n_buckets = 4096;
     fs->table = calloc(fs->n_buckets, sizeof *fs->table);
+    fs->mount_fd = -1;
     fs->root.fd = open(backing_abs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (!fs->backing || !fs->table || fs->root.fd < 0) {
+    if (!fs->backing || !fs->table || fs->root.fd < 0 ||
+        inode_fds_init(fs, inode_fds ? inode_fds : 1) != 0) {
+        if (fs->mount_fd >= 0)
+            close(fs->mount_fd);
         if (fs->root.fd >= 0)
             close(fs->root.fd);
         free(fs->table);

@@ -12,8 +12,9 @@
 
 typedef struct pf_fs pf_fs;
 
-/* backing_abs: canonical absolute BACKING path. timeout: entry/attr cache seconds. */
-pf_fs *ops_fs_new(const char *backing_abs, double timeout);
+/* backing_abs: canonical absolute BACKING path. timeout: entry/attr cache seconds. inode_fds:
+ * at most this many O_PATH fds of inodes stay open (--inode-fds; fs/inode.c). */
+pf_fs *ops_fs_new(const char *backing_abs, double timeout, size_t inode_fds);
 /* Attaches the store and queue (opened after fuse_daemonize) before the loop starts. */
 /* g: policy decisions (may be NULL: nothing is refused); admin_gid: --admin-gid. */
 void ops_fs_attach(pf_fs *fs, store_handle *st, queue *q, gate *g, gid_t admin_gid);

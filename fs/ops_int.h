@@ -1,13 +1,18 @@
 /* Shared between the FUSE callbacks of the daemon (ops.c, inode.c, entry.c, file.c, dir.c,
  * xattrops.c); not a public interface.
  *
- * Inodes are kept in a table keyed by (st_dev, st_ino) with an O_PATH fd each; the fuse_ino_t is
- * the pointer. Opened files keep their fd in a pf_handle. Every handler has one reply site.
+ * Inodes are kept in a table keyed by (st_dev, st_ino); the fuse_ino_t is the pointer. Each has
+ * an O_PATH fd on BACKING while it is in use or recently used, and a file handle to open it again
+ * once that fd was closed to keep within --inode-fds (inode.c). A callback pins the fd of every
+ * inode it acts on (inode_pin / inode_unpin): a pinned fd is never closed, so its number is never
+ * reused for another file while a thread acts on it. Opened files keep their own fd in a
+ * pf_handle, outside that budget. Every handler has one reply site.
  * Analysis is only ever queued from the callbacks (release of a written file, rename, link,
  * unlink, truncate), never waited for.
  *
- * Locks: pf_fs.inode_lock protects the inode table and every nlookup / vfile / gate cache field
- * of a pf_inode. It is never held across a reply, a store call or a queue call. */
+ * Locks: pf_fs.inode_lock protects the inode table, the fd budget's list and counters and every
+ * fd / pins / nlookup / vfile / gate cache field of a pf_inode. It is never held across a reply,
+ * a store call, a queue call or an open_by_handle_at. */
 #ifndef PROVFS_OPS_INT_H
 #define PROVFS_OPS_INT_H
 
@@ -16,6 +21,7 @@
 #include "vfile.h"
 #include "writehash.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -30,7 +36,13 @@
 
 typedef struct pf_inode {
     struct pf_inode *hnext; /* hash chain; inode_lock */
-    int fd;                 /* O_PATH; -1 for a virtual file; immutable */
+    int fd;                 /* O_PATH, -1 while closed (or a virtual file); inode_lock: read it
+                             * only through inode_pin() */
+    unsigned pins;          /* uses of fd under way (fd stays open while > 0); inode_lock */
+    bool fd_for_life;       /* no file handle: fd stays open until forgotten; immutable */
+    bool in_lru;            /* on pf_fs's list of unpinned fds; inode_lock */
+    struct pf_inode *lru_prev, *lru_next; /* inode_lock */
+    struct file_handle *fh; /* to open it again once fd was closed; NULL for life fds; immutable */
     dev_t dev;              /* immutable */
     ino_t ino;              /* immutable */
     mode_t type;            /* S_IFMT bits; immutable */
@@ -62,7 +74,14 @@ struct pf_fs {
     units u;             /* backing, root fd, store and queue for the bookkeeping (units.h) */
     char *backing;       /* immutable (u.backing points here) */
     double timeout;      /* immutable */
-    pf_inode root;       /* fd immutable; nlookup unused */
+    pf_inode root;       /* fd immutable, never closed nor counted; nlookup unused */
+    int mount_fd;        /* BACKING opened for reading: open_by_handle_at's mount; -1: no handles */
+    int mnt_id;          /* BACKING's mount: handles of other mounts are not kept */
+    size_t fd_budget;    /* --inode-fds; immutable */
+    size_t n_fds;        /* open fds of inodes with a handle (pinned or not); inode_lock */
+    size_t n_fds_for_life; /* open fds of inodes without one; inode_lock */
+    pf_inode *lru_head, *lru_tail; /* unpinned fds with a handle, most recent first; inode_lock */
+    atomic_bool warned_no_handle;
     pthread_mutex_t inode_lock;
     pf_inode **table;    /* inode_lock */
     size_t n_buckets;    /* inode_lock */
@@ -123,6 +142,26 @@ int lookup_open_file(pf_fs *fs, int fd, struct fuse_entry_param *e);
 void vfile_attr(pf_fs *fs, pf_inode *vf, struct stat *st);
 int vfile_lookup(pf_fs *fs, pf_inode *dir, struct fuse_entry_param *e);
 void inode_table_free(pf_fs *fs);
+/* The O_PATH fd of in, pinned: open (and that very file) until inode_unpin(in). For the root,
+ * its fd. Reopened from the file handle when it was closed; -errno when the file is gone
+ * (-ENOENT) or cannot be opened. Never for a virtual file. Pin before creds_enter (reopening
+ * needs the daemon's capabilities). */
+int inode_pin(pf_fs *fs, pf_inode *in);
+void inode_unpin(pf_fs *fs, pf_inode *in);
+/* inode_pin in a callback's error flow: 0 with *fd set, or errno with *fd < 0. */
+static inline int inode_pin_err(pf_fs *fs, pf_inode *in, int *fd)
+{
+    *fd = inode_pin(fs, in);
+    return *fd < 0 ? -*fd : 0;
+}
+/* Unpins in when fd came from a successful inode_pin (fd < 0: nothing was pinned). */
+static inline void inode_unpin_fd(pf_fs *fs, pf_inode *in, int fd)
+{
+    if (fd >= 0)
+        inode_unpin(fs, in);
+}
+/* Sets up the fd budget and the mount fd (ops_fs_new). 0 or errno. */
+int inode_fds_init(pf_fs *fs, size_t budget);
 void pf_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
 void pf_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets);
 

@@ -59,16 +59,20 @@ void pf_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
     } else {
         /* Every other name passes through, also security.capability and the xattrs of symlinks
          * (the magic link of an O_PATH fd names the symlink itself, never its target). */
-        char proc[64];
-        proc_path(in->fd, proc);
         value = size ? malloc(size) : NULL;
         if (size && !value) {
             err = ENOMEM;
             goto out;
         }
+        int fd;
+        if ((err = inode_pin_err(fs, in, &fd)) != 0)
+            goto out;
+        char proc[64];
+        proc_path(fd, proc);
         len = getxattr(proc, name, value, size);
         if (len < 0)
             len = -errno;
+        inode_unpin(fs, in);
     }
     if (len < 0)
         err = (int)-len;
@@ -93,8 +97,11 @@ void pf_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
         fuse_reply_xattr(req, 0);
         return;
     }
+    int fd;
+    if ((err = inode_pin_err(fs, in, &fd)) != 0)
+        goto out;
     char proc[64];
-    proc_path(in->fd, proc);
+    proc_path(fd, proc);
     ssize_t native = listxattr(proc, NULL, 0);
     if (native < 0) {
         if (errno != ENOTSUP) {
@@ -135,6 +142,7 @@ void pf_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
     else
         fuse_reply_buf(req, list, (size_t)used);
 out:
+    inode_unpin_fd(fs, in, fd);
     if (err)
         fuse_reply_err(req, xattr_errno(err));
     free(list);
@@ -160,16 +168,21 @@ void pf_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
                          who.uid, who.pid);
     }
     else {
-        char proc[64];
-        proc_path(in->fd, proc);
-        if (setxattr(proc, name, value, size, flags) != 0)
-            err = errno;
+        int fd;
+        if ((err = inode_pin_err(fs, in, &fd)) == 0) {
+            char proc[64];
+            proc_path(fd, proc);
+            if (setxattr(proc, name, value, size, flags) != 0)
+                err = errno;
+            inode_unpin(fs, in);
+        }
     }
     fuse_reply_err(req, xattr_errno(err));
 }
 
 void pf_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
+    pf_fs *fs = fs_of(req);
     pf_inode *in = inode_of(req, ino);
     int err = 0;
     if (in->vdir)
@@ -177,10 +190,14 @@ void pf_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
     else if (xattr_is_provenance(name))
         err = EPERM;
     else {
-        char proc[64];
-        proc_path(in->fd, proc);
-        if (removexattr(proc, name) != 0)
-            err = errno;
+        int fd;
+        if ((err = inode_pin_err(fs, in, &fd)) == 0) {
+            char proc[64];
+            proc_path(fd, proc);
+            if (removexattr(proc, name) != 0)
+                err = errno;
+            inode_unpin(fs, in);
+        }
     }
     fuse_reply_err(req, xattr_errno(err));
 }

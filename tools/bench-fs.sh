@@ -16,7 +16,8 @@ mk=$root/build/tools/mkmodel
 bt=$root/build/tools/benchtool
 [ "$(id -u)" -eq 0 ] && [ -c /dev/fuse ] || { echo "bench-fs: needs root and /dev/fuse (skipped)"; exit 0; }
 mkdir -p "$dir"
-# both daemons keep an O_PATH fd per looked-up inode: as many as the hard limit allows
+# passthrough_ll keeps an O_PATH fd per looked-up inode (provfs at most --inode-fds): as many
+# as the hard limit allows
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 b=$dir/fsb
 rm -rf "$b" && mkdir -p "$b"/{native,pf-back,pf-mnt,pt-mnt}
@@ -79,7 +80,7 @@ for fs in native provfs passthrough_ll; do
         python3 - "$d/small" <<'EOF'
 import os, sys
 d = sys.argv[1]
-# 20,000 files in 4 rounds of 5,000 (create all, stat all, unlink all): both daemons hold an
+# 20,000 files in 4 rounds of 5,000 (create all, stat all, unlink all): passthrough_ll holds an
 # O_PATH fd per live inode and this machine's hard RLIMIT_NOFILE is 20,000
 for r in range(4):
     names = [f"{d}/f{r}_{i}" for i in range(5000)]

@@ -100,7 +100,10 @@ trap 'rc_=$?; kill "$(cat "$T/watchdog.pid" 2>/dev/null)" "$WATCHDOG" 2>/dev/nul
 
 # start_provfs [extra options...]: mounts $B at $M and waits for the mount.
 start_provfs() {
-    "$PROVFS" -f --quiet-ms "${QUIET_MS:-200}" "$@" "$B" "$M" >>"$LOG" 2>&1 &
+    # PROVFS_OPTS: options added to every mount of a run (e.g. --inode-fds 16 to run a suite with
+    # the inode fds closed and reopened all the time).
+    # shellcheck disable=SC2086
+    "$PROVFS" -f --quiet-ms "${QUIET_MS:-200}" ${PROVFS_OPTS:-} "$@" "$B" "$M" >>"$LOG" 2>&1 &
     PROVFS_PID=$!
     echo "$PROVFS_PID" >"$T/pid"
     for _ in $(seq 100); do
