@@ -471,7 +471,17 @@ int main(int argc, char **argv)
             fclose(nr);
         if (nofile.rlim_cur < nofile.rlim_max) {
             nofile.rlim_cur = nofile.rlim_max;
-            setrlimit(RLIMIT_NOFILE, &nofile);
+            if (setrlimit(RLIMIT_NOFILE, &nofile) != 0)
+                getrlimit(RLIMIT_NOFILE, &nofile);
+        }
+        /* The budget never takes more than half of what the process may open: the rest is for
+         * open files, directory streams, the database, FUSE's pipes and the workers' sockets
+         * (where the hard limit cannot be raised, e.g. in a container, 65536 would not fit). */
+        if (nofile.rlim_cur != RLIM_INFINITY && opt.inode_fds > nofile.rlim_cur / 2) {
+            unsigned long fit = nofile.rlim_cur / 2 < 16 ? 16 : (unsigned long)nofile.rlim_cur / 2;
+            fprintf(stderr, "provfs: inode fd budget %lu (half of the open-file limit %llu)\n",
+                    fit, (unsigned long long)nofile.rlim_cur);
+            opt.inode_fds = fit;
         }
     }
     if (!opt.analyzer_inprocess) {
