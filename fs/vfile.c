@@ -383,6 +383,10 @@ static cJSON *render_model(store_handle *st, queue *q, gate *g, const char *dir)
     add_str_or_null(o, "sha256", m.digest);
     if (strcmp(m.status, "failed") == 0 || strcmp(m.status, "incomplete") == 0)
         add_str_or_null(o, "error", m.error);
+    /* A pickle that would run code on load: the global it imports (policy rule unsafe_pickle). */
+    char unsafe[200];
+    if (strcmp(m.status, "failed") == 0 && pa_unsafe_global(m.error, unsafe, sizeof unsafe))
+        cJSON_AddStringToObject(o, "unsafe", unsafe);
     cJSON *files = cJSON_AddArrayToObject(o, "files");
     store_file *fl = NULL;
     size_t nf = 0;

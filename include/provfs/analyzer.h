@@ -29,6 +29,8 @@ typedef enum pa_status {
     PA_E_LIMIT,       /* input exceeds a hard limit (sizes, counts, nesting) */
     PA_E_ARG,         /* caller error */
     PA_E_CANCELLED,   /* the caller's cancel flag was set */
+    PA_E_UNSAFE,      /* a pickle that would run code on load: imports a global a state dict
+                         does not need (the message names it, see pa_unsafe_global) */
 } pa_status;
 
 typedef struct pa_error {
@@ -150,6 +152,12 @@ pa_status pa_torch_parse(const uint8_t *buf, size_t len, const char *label, pa_s
  * checkpoint, or any other bare pickle), or NULL when it is not a pickle. A safetensors header
  * length can start with the same bytes: ask pa_st_sniff first. */
 const char *pa_torch_legacy(const uint8_t *buf, size_t n);
+/* The global a PA_E_UNSAFE message names ("posix.system"), copied into out (NUL-terminated):
+ * true when msg ends the way pa_torch_read words an unsafe import ("... unsafe pickle: imports
+ * MODULE.NAME, which a state dict does not need: refused (nothing was run)"). The global is
+ * written with every byte outside [A-Za-z0-9_.] as \xNN, so it holds no space and the path
+ * before it cannot change what is extracted. */
+bool pa_unsafe_global(const char *msg, char *out, size_t outlen);
 
 /* ---------------------------------------------------------------- config.json: MFI */
 

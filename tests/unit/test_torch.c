@@ -357,6 +357,35 @@ static void test_transformers_like(void)
 
 /* ---------------------------------------------------------------- refusals */
 
+/* pa_unsafe_global: only the analyzer's own wording, the global after the last space. */
+static void test_unsafe_global_text(void)
+{
+    char g[64];
+    const char *tail = ", which a state dict does not need: refused (nothing was run)";
+    char msg[512];
+    snprintf(msg, sizeof msg, "/m/x.bin: data.pkl byte 2: unsafe pickle: imports posix.system%s",
+             tail);
+    CHECK(pa_unsafe_global(msg, g, sizeof g) && strcmp(g, "posix.system") == 0);
+    /* a path that imitates the wording does not change what is found */
+    snprintf(msg, sizeof msg,
+             "/unsafe pickle: imports a.b%s/x.bin: data.pkl byte 2: unsafe pickle: imports "
+             "os.system%s",
+             tail, tail);
+    CHECK(pa_unsafe_global(msg, g, sizeof g) && strcmp(g, "os.system") == 0);
+    snprintf(msg, sizeof msg, "/m/x.bin: data.pkl byte 2: unsafe pickle: imports a\\x20b.c%s",
+             tail);
+    CHECK(pa_unsafe_global(msg, g, sizeof g) && strcmp(g, "a\\x20b.c") == 0);
+    /* anything else is not an unsafe pickle */
+    CHECK(!pa_unsafe_global("/m/x.bin: bad magic", g, sizeof g) && g[0] == '\0');
+    snprintf(msg, sizeof msg, "/m/x.bin: unsafe pickle: imports %s", tail);
+    CHECK(!pa_unsafe_global(msg, g, sizeof g));
+    snprintf(msg, sizeof msg, "/m/x.bin: imports os.system%s", tail);
+    CHECK(!pa_unsafe_global(msg, g, sizeof g));
+    snprintf(msg, sizeof msg, "/m/x.bin: unsafe pickle: imports os.sys:tem%s", tail);
+    CHECK(!pa_unsafe_global(msg, g, sizeof g));
+    CHECK(!pa_unsafe_global(NULL, g, sizeof g));
+}
+
 static void test_hostile_globals(void)
 {
     struct {
@@ -374,7 +403,16 @@ static void test_hostile_globals(void)
         op(&pk, '.');
         char needle[80];
         snprintf(needle, sizeof needle, "imports %s.%s", bad[i].module, bad[i].name);
-        expect_refused(needle, &pk, PA_E_UNSUPPORTED, needle);
+        expect_refused(needle, &pk, PA_E_UNSAFE, needle);
+        /* the global comes back out of the message */
+        wbuf f = checkpoint(&pk, NULL, 0);
+        pa_st_header h;
+        pa_error err;
+        CHECK(parse(&f, &h, &err) == PA_E_UNSAFE);
+        char g[200];
+        CHECK_MSG(pa_unsafe_global(err.msg, g, sizeof g) && strcmp(g, needle + 8) == 0,
+                  "global of '%s': '%s'", err.msg, g);
+        free(f.p);
         free(pk.p);
     }
     /* the same through STACK_GLOBAL (protocol 4) */
@@ -389,7 +427,7 @@ static void test_hostile_globals(void)
     wb(&pk, "eval", 4);
     op(&pk, 0x93);
     op(&pk, '.');
-    expect_refused("stack global", &pk, PA_E_UNSUPPORTED, "imports builtins.eval");
+    expect_refused("stack global", &pk, PA_E_UNSAFE, "imports builtins.eval");
     free(pk.p);
     /* INST, OBJ, NEWOBJ, EXT1: opcodes that build objects of any class */
     const uint8_t ops[] = {'i', 'o', 0x81, 0x82, 0x92, 'c' + 0x80};
@@ -891,6 +929,7 @@ int main(void)
     test_minimal(false);
     test_minimal(true);
     test_transformers_like();
+    test_unsafe_global_text();
     test_hostile_globals();
     test_bad_calls();
     test_bounds();
