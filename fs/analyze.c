@@ -203,6 +203,53 @@ static bool has_gguf_magic(int fd)
            memcmp(magic, "GGUF", 4) == 0;
 }
 
+/* Is name, in the directory unit dirfd, a single-file variant (model.fp16.safetensors) that the
+ * unit does not load (pa_weights_variant_unit)? Such a file is a model of its own: fingerprinted,
+ * linked (normally to the directory unit) and gated by itself, besides being in the directory's
+ * digest. */
+static bool variant_file_unit(int dirfd, const char *name)
+{
+    const char *v;
+    if (pa_weights_name(name, &v, NULL) != PA_WN_SINGLE || !v)
+        return false;
+    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dir) {
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    bool ok = true;
+    struct dirent *de;
+    while (ok && (de = readdir(dir)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            char **grown = ncap <= 16384 ? realloc(names, ncap * sizeof *names) : NULL;
+            if (!grown) {
+                ok = false;
+                break;
+            }
+            names = grown;
+            cap = ncap;
+        }
+        if (!(names[n] = strdup(de->d_name))) {
+            ok = false;
+            break;
+        }
+        n++;
+    }
+    closedir(dir);
+    bool unit = ok && pa_weights_variant_unit((const char *const *)names, n, name);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return unit;
+}
+
 /* Is the regular file open on fd (named name, in the directory dirfd) a unit of its own? A GGUF
  * file (magic or name) wherever it is; any other model format (its first bytes, or its suffix)
  * when its directory is not a directory unit: weights never lie loose and ungated. */
@@ -215,7 +262,7 @@ static bool file_unit_fd(int fd, const char *name, int dirfd)
         return true;
     if (!format && !pa_model_suffix(name))
         return false;
-    return analyze_unit_check(dirfd, ".") != 1;
+    return analyze_unit_check(dirfd, ".") != 1 || variant_file_unit(dirfd, name);
 }
 
 int analyze_file_unit_check(int dirfd, const char *rel)
@@ -1248,9 +1295,14 @@ static const char *known_sha(void *ctx, const char *name, uint64_t size, int64_t
 {
     known_ctx *k = ctx;
     char path[PATH_MAX];
-    int n = k->file_unit ? snprintf(path, sizeof path, "%s", k->unit_path)
-                         : snprintf(path, sizeof path, "%s%s%s", k->unit_path,
-                                    strcmp(k->unit_path, "/") == 0 ? "" : "/", name);
+    /* a file unit is its own path; a variant's config and tokenizer are its directory's */
+    const char *base = strrchr(k->unit_path, '/');
+    bool own = !base || strcmp(base + 1, name) == 0;
+    int n = k->file_unit && own ? snprintf(path, sizeof path, "%s", k->unit_path)
+            : k->file_unit      ? snprintf(path, sizeof path, "%.*s/%s",
+                                           (int)(base - k->unit_path), k->unit_path, name)
+                                : snprintf(path, sizeof path, "%s%s%s", k->unit_path,
+                                           strcmp(k->unit_path, "/") == 0 ? "" : "/", name);
     if (n <= 0 || (size_t)n >= sizeof path || !k->q ||
         !queue_known_get(k->q, path, size, mtime_ns, k->sha))
         return NULL;

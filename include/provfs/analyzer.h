@@ -263,6 +263,47 @@ bool pa_model_suffix(const char *name);
  * with config.json and such a file is a model unit. */
 bool pa_unit_weights_name(const char *name);
 
+/* transformers' names of a model directory's weights: model.safetensors / pytorch_model.bin
+ * (single), their .index.json (index), model-00001-of-00002.safetensors (shard), each also with a
+ * variant: model.fp16.safetensors, model.safetensors.index.fp16.json,
+ * model-00001-of-00002.fp16.safetensors, pytorch_model.fp16.bin, pytorch_model.bin.index.fp16.json.
+ * Returns the kind; *variant / *vlen (when not NULL) get the variant (NULL, 0 when none). */
+typedef enum pa_weights_name_kind {
+    PA_WN_OTHER,
+    PA_WN_SINGLE,
+    PA_WN_INDEX,
+    PA_WN_SHARD,
+} pa_weights_name_kind;
+pa_weights_name_kind pa_weights_name(const char *name, const char **variant, size_t *vlen);
+
+/* Which weights of a model directory transformers loads (from_pretrained without a variant),
+ * from the names of its files: model.safetensors before model.safetensors.index.json (an index
+ * left by an earlier sharded save is stale), safetensors before pytorch_model.bin before
+ * pytorch_model.bin.index.json. Without any no-variant file, the lexically first variant's.
+ * Without any of these names, every *.safetensors file (or every pytorch_model*.bin) is a shard. */
+typedef enum pa_weights_kind {
+    PA_WK_NONE,      /* no weights */
+    PA_WK_SINGLE,    /* name: the one weights file */
+    PA_WK_INDEX,     /* name: the index; its weight_map names the shards */
+    PA_WK_ALL_ST,    /* every *.safetensors file */
+    PA_WK_ALL_BIN,   /* every pytorch_model*.bin file */
+} pa_weights_kind;
+typedef struct pa_weights_choice {
+    pa_weights_kind kind;
+    const char *name;          /* SINGLE / INDEX: an entry of names */
+    const char *variant;       /* the chosen variant (points into name), NULL for none */
+    size_t variant_len;
+    const char *stale_index;   /* an index of the same format and variant left unused, or NULL */
+    size_t n_other_variants;   /* weights and index files of the other variants */
+} pa_weights_choice;
+void pa_weights_choose(const char *const *names, size_t n, pa_weights_choice *out);
+/* True when name (one of names) is a single-file variant (model.fp16.safetensors,
+ * pytorch_model.fp16.bin) that pa_weights_choose does not load: a model of its own. */
+bool pa_weights_variant_unit(const char *const *names, size_t n, const char *name);
+/* One line per thing a reader of the directory should know about its weights (a stale index
+ * ignored, variants present), joined by '\n'; malloc'd, NULL when nothing to say. */
+char *pa_weights_notes(const char *const *names, size_t n);
+
 /* ---------------------------------------------------------------- model directories */
 
 typedef struct pa_file_fp {

@@ -791,6 +791,104 @@ static void test_names(void)
     CHECK(!pa_unit_weights_name("optimizer.pt"));
     CHECK(!pa_unit_weights_name(".model.safetensors"));
     CHECK(!pa_unit_weights_name("config.json"));
+    /* variants (transformers' variant= argument) */
+    CHECK(pa_unit_weights_name("pytorch_model.fp16.bin"));
+    CHECK(pa_unit_weights_name("pytorch_model.bin.index.fp16.json"));
+    CHECK(pa_unit_weights_name("model.safetensors.index.fp16.json"));
+    CHECK(!pa_unit_weights_name("model.safetensors.index.json.bak"));
+}
+
+static bool wname(const char *name, pa_weights_name_kind kind, const char *variant)
+{
+    const char *v = (const char *)1;
+    size_t vl = 99;
+    pa_weights_name_kind k = pa_weights_name(name, &v, &vl);
+    bool ok = k == kind && (variant ? v && vl == strlen(variant) && memcmp(v, variant, vl) == 0
+                                    : v == NULL && vl == 0);
+    CHECK_MSG(ok, "%s: kind %d variant '%.*s'", name, (int)k, v ? (int)vl : 0, v ? v : "");
+    return ok;
+}
+
+/* choose(names...): the choice over a NULL-terminated list. */
+static pa_weights_choice choose(const char *const *names)
+{
+    size_t n = 0;
+    while (names[n])
+        n++;
+    pa_weights_choice c;
+    pa_weights_choose(names, n, &c);
+    return c;
+}
+
+static void test_weights_choice(void)
+{
+    wname("model.safetensors", PA_WN_SINGLE, NULL);
+    wname("model.fp16.safetensors", PA_WN_SINGLE, "fp16");
+    wname("model.safetensors.index.json", PA_WN_INDEX, NULL);
+    wname("model.safetensors.index.fp16.json", PA_WN_INDEX, "fp16");
+    wname("model-00001-of-00002.safetensors", PA_WN_SHARD, NULL);
+    wname("model-00001-of-00002.fp16.safetensors", PA_WN_SHARD, "fp16");
+    wname("pytorch_model.bin", PA_WN_SINGLE, NULL);
+    wname("pytorch_model.fp16.bin", PA_WN_SINGLE, "fp16");
+    wname("pytorch_model.bin.index.json", PA_WN_INDEX, NULL);
+    wname("pytorch_model.bin.index.fp16.json", PA_WN_INDEX, "fp16");
+    wname("pytorch_model-00001-of-00003.bin", PA_WN_SHARD, NULL);
+    wname("pytorch_model-00001-of-00003.ema.bin", PA_WN_SHARD, "ema");
+    wname("adapter_model.safetensors", PA_WN_OTHER, NULL);
+    wname("model..safetensors", PA_WN_OTHER, NULL);
+    wname("model-1-of-.safetensors", PA_WN_OTHER, NULL);
+    wname("model-x-of-2.safetensors", PA_WN_OTHER, NULL);
+    wname("model", PA_WN_OTHER, NULL);
+    wname("", PA_WN_OTHER, NULL);
+
+    /* a re-save unsharded after a sharded save: the stale index is not read */
+    pa_weights_choice c = choose((const char *[]){"config.json", "model-00001-of-00002.safetensors",
+                                                  "model.safetensors", "model.safetensors.index.json",
+                                                  NULL});
+    CHECK(c.kind == PA_WK_SINGLE && c.name && strcmp(c.name, "model.safetensors") == 0);
+    CHECK(c.stale_index && strcmp(c.stale_index, "model.safetensors.index.json") == 0);
+    CHECK(!c.variant && c.n_other_variants == 0);
+    /* safetensors before pickles, no variant before variants */
+    c = choose((const char *[]){"pytorch_model.bin", "model.safetensors.index.json",
+                                "model.fp16.safetensors", NULL});
+    CHECK(c.kind == PA_WK_INDEX && strcmp(c.name, "model.safetensors.index.json") == 0);
+    CHECK(!c.stale_index && c.n_other_variants == 1);
+    c = choose((const char *[]){"pytorch_model.bin", "model.fp16.safetensors", NULL});
+    CHECK(c.kind == PA_WK_SINGLE && strcmp(c.name, "pytorch_model.bin") == 0);
+    /* only variants: the lexically first */
+    const char *only[] = {"model.safetensors.index.fp16.json", "model-00001-of-00002.fp16.safetensors",
+                          "model-00002-of-00002.fp16.safetensors", "model.bf16.safetensors", NULL};
+    c = choose(only);
+    CHECK(c.kind == PA_WK_SINGLE && strcmp(c.name, "model.bf16.safetensors") == 0);
+    CHECK(c.variant && c.variant_len == 4 && memcmp(c.variant, "bf16", 4) == 0);
+    CHECK_INT(c.n_other_variants, 3);
+    CHECK(!pa_weights_variant_unit(only, 4, "model.bf16.safetensors"));
+    CHECK(!pa_weights_variant_unit(only, 4, "model-00001-of-00002.fp16.safetensors"));
+    const char *var[] = {"model.safetensors", "model.fp16.safetensors", "pytorch_model.fp16.bin",
+                         "config.json"};
+    CHECK(pa_weights_variant_unit(var, 4, "model.fp16.safetensors"));
+    CHECK(pa_weights_variant_unit(var, 4, "pytorch_model.fp16.bin"));
+    CHECK(!pa_weights_variant_unit(var, 4, "model.safetensors"));
+    CHECK(!pa_weights_variant_unit(var, 4, "config.json"));
+    char *notes = pa_weights_notes(var, 4);
+    CHECK_MSG(notes && strstr(notes, "2 file(s) of other variants") &&
+                  strstr(notes, "model.fp16.safetensors (a model of its own)") &&
+                  !strstr(notes, "ignored"),
+              "%s", notes ? notes : "(null)");
+    free(notes);
+    const char *stale[] = {"model.safetensors", "model.safetensors.index.json"};
+    notes = pa_weights_notes(stale, 2);
+    CHECK_MSG(notes && strstr(notes, "model.safetensors.index.json ignored") && !strchr(notes, '\n'),
+              "%s", notes ? notes : "(null)");
+    free(notes);
+    CHECK(pa_weights_notes(stale, 1) == NULL);
+    /* no transformers name: every safetensors file, else every pytorch_model*.bin */
+    c = choose((const char *[]){"a.safetensors", "b.safetensors", NULL});
+    CHECK(c.kind == PA_WK_ALL_ST && !c.name);
+    c = choose((const char *[]){"pytorch_model-00001-of-00002.bin", NULL});
+    CHECK(c.kind == PA_WK_ALL_BIN);
+    c = choose((const char *[]){"config.json", NULL});
+    CHECK(c.kind == PA_WK_NONE);
 }
 
 /* ---------------------------------------------------------------- mkmodel's torch output */
@@ -936,6 +1034,7 @@ int main(void)
     test_truncation();
     test_zip_refusals();
     test_names();
+    test_weights_choice();
     test_mkmodel();
     return check_report("torch");
 }
