@@ -205,7 +205,7 @@ static pa_status load_metadata(pa_fingerprint *fp, const pa_unit *u, pa_tokenize
         if (st)
             return st;
         fp->has_mfi = true;
-    } else if (u->is_dir) {
+    } else if (u->is_dir && !u->adapter_path) {
         return pa_error_set(err, PA_E_FORMAT, "%s: config.json is missing", u->path);
     }
     if (u->tok_path) {

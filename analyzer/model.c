@@ -41,6 +41,7 @@ void pa_unit_free(pa_unit *u)
     free(u->tok_path);
     free(u->tokcfg_path);
     free(u->spm_path);
+    free(u->adapter_path);
     free(u->index_path);
     for (size_t i = 0; i < u->n_shards; i++) {
         free(u->shards[i].name);
@@ -287,6 +288,7 @@ static bool is_significant(const char *name)
 {
     return strcmp(name, "config.json") == 0 || strcmp(name, "tokenizer.json") == 0 ||
            strcmp(name, "tokenizer_config.json") == 0 || strcmp(name, "tokenizer.model") == 0 ||
+           strcmp(name, "adapter_config.json") == 0 || strcmp(name, "adapter_model.bin") == 0 ||
            pa_unit_weights_name(name);
 }
 
@@ -683,6 +685,15 @@ static pa_status load(pa_unit *u, pa_error *err)
         names[i] = u->files[i].name;
     pa_weights_choice c;
     pa_weights_choose(names, u->n_files, &c);
+    /* A PEFT adapter (adapter_config.json): its adapter_model.safetensors, else .bin. */
+    if (!st)
+        st = set_path(u, "adapter_config.json", &u->adapter_path, err);
+    if (!st && u->adapter_path && (find_file(u, "adapter_model.safetensors", NULL) ||
+                                   find_file(u, "adapter_model.bin", NULL))) {
+        c.kind = PA_WK_SINGLE;
+        c.name = find_file(u, "adapter_model.safetensors", NULL) ? "adapter_model.safetensors"
+                                                                : "adapter_model.bin";
+    }
     bool indexed = c.kind == PA_WK_INDEX;
     uint64_t total_size = 0;
     if (indexed) {
@@ -693,7 +704,7 @@ static pa_status load(pa_unit *u, pa_error *err)
         st = add_shard(u, c.name, err);
         /* safetensors files without a transformers name are read with it, as they always were */
         for (size_t i = 0; i < u->n_files && !st && has_suffix(c.name, ".safetensors"); i++)
-            if (has_suffix(names[i], ".safetensors") &&
+            if (has_suffix(names[i], ".safetensors") && strcmp(names[i], c.name) != 0 &&
                 pa_weights_name(names[i], NULL, NULL) == PA_WN_OTHER)
                 st = add_shard(u, names[i], err);
         /* shards are sorted by name */

@@ -151,7 +151,8 @@ static bool edge_unknown_origin(const char *signals)
 
 static bool linked_verdict(const char *verdict)
 {
-    return strcmp(verdict, "derived") == 0 || strcmp(verdict, "identical") == 0;
+    return strcmp(verdict, "derived") == 0 || strcmp(verdict, "identical") == 0 ||
+           strcmp(verdict, "adapter") == 0; /* a PEFT adapter of its (checked) base */
 }
 
 static int compute(gate *g, const policy *p, const char *dir, queue_state qs, gate_verdict *out,

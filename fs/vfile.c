@@ -52,6 +52,8 @@ static cJSON *link_json(const store_link *l, bool with_signals)
     add_hex_id(o, "id", l->id);
     cJSON_AddNumberToObject(o, "score", l->score);
     cJSON_AddStringToObject(o, "verdict", l->verdict);
+    /* how the link was made: compared weights, or a PEFT adapter's checked declaration */
+    cJSON_AddStringToObject(o, "kind", strcmp(l->verdict, "adapter") == 0 ? "adapter" : "weights");
     if (with_signals) {
         cJSON *cmp = l->signals ? cJSON_Parse(l->signals) : NULL;
         cJSON *sig = cmp ? cJSON_DetachItemFromObjectCaseSensitive(cmp, "signals") : NULL;

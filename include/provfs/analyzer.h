@@ -514,4 +514,43 @@ bool pa_sha256_hex(const void *data, size_t len, char out[65]);
 #ifdef __cplusplus
 }
 #endif
+/* ---------------------------------------------------------------- PEFT adapters */
+
+/* adapter_config.json of a PEFT adapter (peft.c). Strings are at most 256 printable bytes. */
+typedef struct pa_peft_config {
+    char *base;         /* base_model_name_or_path, NULL when absent or null */
+    char *peft_type;    /* "LORA", ...; NULL when absent */
+    int64_t r;          /* PA_NULL_INT when absent */
+    double lora_alpha;  /* 0 when absent */
+    char **targets;     /* target_modules (one string: a name or a regex), at most 256 */
+    size_t n_targets;
+} pa_peft_config;
+pa_status pa_peft_config_parse(const char *text, size_t len, const char *label, pa_peft_config *out,
+                               pa_error *err);
+void pa_peft_config_free(pa_peft_config *c);
+
+/* An adapter's LoRA pairs against a base: each lora_A [r, in] / lora_B [out, r] pair named
+ * "base_model.model.M.lora_A.weight" must have its module M.weight [out, in] in the base. */
+typedef struct pa_peft_check {
+    size_t n_pairs;      /* lora_A tensors */
+    size_t n_matched;    /* pairs whose module exists in the base with matching dimensions */
+    size_t n_missing;    /* pairs whose module the base lacks */
+    size_t n_mismatched; /* pairs whose dimensions disagree (or that are no pair) */
+    size_t n_other;      /* tensors that are not LoRA matrices */
+    int64_t rank;        /* the common r of the matched pairs, 0 when they differ, -1 none */
+    char problem[200];   /* the first problem found, "" when none */
+} pa_peft_check;
+void pa_peft_check_shapes(const pa_fingerprint *base, const pa_fingerprint *adapter,
+                          pa_peft_check *out);
+/* Every pair matched, and there is at least one. */
+bool pa_peft_fits(const pa_peft_check *c);
+/* The fingerprint holds LoRA matrices (names base_model.model.*.lora_A/B[.NAME].weight). */
+bool pa_peft_is_adapter(const pa_fingerprint *fp);
+/* How well a declared base_model_name_or_path names the model at path (a store path "/bases/x",
+ * a directory): the length of the matched part, 0 when it does not. Matches are whole path
+ * components: the declared name ends with the path or the path with the name ("bases/x",
+ * "/mnt/store/bases/x", "x" all name "/bases/x"), or a hub id "org/name" names a Hugging Face
+ * cache repo directory "models--org--name" on the path. */
+size_t pa_peft_base_match(const char *declared, const char *path);
+
 #endif
