@@ -103,6 +103,7 @@ const char *pa_status_name(pa_status status)
     case PA_E_LIMIT: return "limit";
     case PA_E_ARG: return "arg";
     case PA_E_CANCELLED: return "cancelled";
+    case PA_E_UNSAFE: return "unsafe";
     }
     return "unknown";
 }

@@ -205,7 +205,7 @@ static pa_status load_metadata(pa_fingerprint *fp, const pa_unit *u, pa_tokenize
         if (st)
             return st;
         fp->has_mfi = true;
-    } else if (u->is_dir) {
+    } else if (u->is_dir && !u->adapter_path) {
         return pa_error_set(err, PA_E_FORMAT, "%s: config.json is missing", u->path);
     }
     if (u->tok_path) {
@@ -233,7 +233,7 @@ static pa_status load_metadata(pa_fingerprint *fp, const pa_unit *u, pa_tokenize
 }
 
 /* The unit digest: SHA-256 over the sorted "name\0sha256\n" list. A single-file unit (a GGUF or
- * .safetensors file) is its content alone: the name is left out, so a rename keeps its digest
+ * .safetensors file, not a variant read with its directory's config) is its content alone: the name is left out, so a rename keeps its digest
  * and with it its approval. */
 static pa_status digest_files(pa_fingerprint *fp, bool single_file, pa_error *err)
 {
@@ -309,7 +309,7 @@ static pa_status fingerprint_unit(pa_unit *up, const char *path, const pa_fp_opt
         }
     }
     if (!st)
-        st = digest_files(fp, !u.is_dir, err);
+        st = digest_files(fp, !u.is_dir && u.n_files == 1, err);
     if (!st) {
         /* the format of the unit, whether or not its weights were read */
         if (u.is_gguf)

@@ -41,6 +41,7 @@ void pa_unit_free(pa_unit *u)
     free(u->tok_path);
     free(u->tokcfg_path);
     free(u->spm_path);
+    free(u->adapter_path);
     free(u->index_path);
     for (size_t i = 0; i < u->n_shards; i++) {
         free(u->shards[i].name);
@@ -287,6 +288,7 @@ static bool is_significant(const char *name)
 {
     return strcmp(name, "config.json") == 0 || strcmp(name, "tokenizer.json") == 0 ||
            strcmp(name, "tokenizer_config.json") == 0 || strcmp(name, "tokenizer.model") == 0 ||
+           strcmp(name, "adapter_config.json") == 0 || strcmp(name, "adapter_model.bin") == 0 ||
            pa_unit_weights_name(name);
 }
 
@@ -514,6 +516,64 @@ static pa_status set_unit_path(pa_unit *u, const char *path, pa_error *err)
     return PA_OK;
 }
 
+/* The files a variant's weights are read with: its directory's config and tokenizer. */
+static const char *const variant_siblings[] = {"config.json", "tokenizer.json",
+                                               "tokenizer_config.json", "tokenizer.model"};
+#define N_VARIANT_SIBLINGS (sizeof variant_siblings / sizeof *variant_siblings)
+
+/* A single-file variant (model.fp16.safetensors) is a model of its own, read like transformers
+ * reads it: with the config and tokenizer of its directory, which become files of the unit (in
+ * its digest) when they are regular files. */
+static pa_status add_variant_siblings(pa_unit *u, const char *base, pa_error *err)
+{
+    const char *v;
+    if (pa_weights_name(base, &v, NULL) != PA_WN_SINGLE || !v || base == u->path)
+        return PA_OK;
+    char *dir = strndup(u->path, (size_t)(base - 1 - u->path));
+    pa_file_fp *f = realloc(u->files, (1 + N_VARIANT_SIBLINGS) * sizeof *f);
+    if (f)
+        u->files = f;
+    char **fp = f ? realloc(u->file_paths, (1 + N_VARIANT_SIBLINGS) * sizeof *fp) : NULL;
+    if (fp)
+        u->file_paths = fp;
+    if (!dir || !f || !fp) {
+        free(dir);
+        return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->path);
+    }
+    pa_status st = PA_OK;
+    for (size_t i = 0; i < N_VARIANT_SIBLINGS && !st; i++) {
+        char *p = join(*dir ? dir : "", variant_siblings[i]);
+        if (!p) {
+            st = pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->path);
+            break;
+        }
+        int pfd = resolve(u, p, false);
+        struct stat sb;
+        bool reg = pfd >= 0 && fstat(pfd, &sb) == 0 && S_ISREG(sb.st_mode);
+        if (pfd >= 0)
+            close(pfd);
+        if (!reg) {
+            free(p);
+            continue;
+        }
+        pa_file_fp *x = &u->files[u->n_files];
+        memset(x, 0, sizeof *x);
+        x->name = strdup(variant_siblings[i]);
+        if (!x->name) {
+            free(p);
+            st = pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->path);
+            break;
+        }
+        x->size = (uint64_t)sb.st_size;
+        x->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
+        u->file_paths[u->n_files++] = p;
+    }
+    free(dir);
+    if (!st)
+        sort_files(u);
+    return st;
+}
+
 /* Which files make up the unit at path, as opt's confinement allows: a directory's regular files
  * (scan_dir) or the one file. Fills is_dir, files and file_paths; the caller frees u on error. */
 static pa_status discover(pa_unit *u, const char *path, const pa_fp_options *opt, pa_error *err)
@@ -550,7 +610,7 @@ static pa_status discover(pa_unit *u, const char *path, const pa_fp_options *opt
             return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", path);
         u->files[0].size = (uint64_t)sb.st_size;
         u->files[0].mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
-        return PA_OK;
+        return add_variant_siblings(u, base, err);
     }
     if (!S_ISDIR(sb.st_mode))
         return pa_error_set(err, PA_E_FORMAT, "%s: neither a model directory nor a weights file",
@@ -578,10 +638,24 @@ static pa_status load_single(pa_unit *u, pa_error *err)
         close(fd);
     }
     uint64_t seen = 0;
+    /* the weights file is the unit's own path; a variant's config and tokenizer come with it */
+    size_t w = 0;
+    for (size_t i = 0; i < u->n_files; i++)
+        if (strcmp(u->file_paths[i], u->path) == 0)
+            w = i;
     if (!st && !u->is_gguf) {
-        st = add_shard(u, u->files[0].name, err);
+        st = add_shard(u, u->files[w].name, err);
         if (!st)
             st = parse_shard(u, &u->shards[0], false, &seen, err);
+    }
+    for (size_t i = 0; i < u->n_files && !st && u->n_files > 1 && !u->is_gguf; i++) {
+        char **slot = strcmp(u->files[i].name, "config.json") == 0            ? &u->config_path
+                      : strcmp(u->files[i].name, "tokenizer.json") == 0       ? &u->tok_path
+                      : strcmp(u->files[i].name, "tokenizer_config.json") == 0 ? &u->tokcfg_path
+                      : strcmp(u->files[i].name, "tokenizer.model") == 0      ? &u->spm_path
+                                                                              : NULL;
+        if (i != w && slot && !*slot && !(*slot = strdup(u->file_paths[i])))
+            st = pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->path);
     }
     return st;
 }
@@ -599,28 +673,54 @@ static pa_status load(pa_unit *u, pa_error *err)
         st = set_path(u, "tokenizer_config.json", &u->tokcfg_path, err);
     if (!st)
         st = set_path(u, "tokenizer.model", &u->spm_path, err);
+    if (st)
+        return st;
+    /* The weights transformers loads (pa_weights_choose): model.safetensors before its index
+     * (a stale one), safetensors before pytorch_model.bin, no variant before variants. The other
+     * files stay in the unit's digest. */
+    const char **names = malloc((u->n_files ? u->n_files : 1) * sizeof *names);
+    if (!names)
+        return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", u->path);
+    for (size_t i = 0; i < u->n_files; i++)
+        names[i] = u->files[i].name;
+    pa_weights_choice c;
+    pa_weights_choose(names, u->n_files, &c);
+    /* A PEFT adapter (adapter_config.json): its adapter_model.safetensors, else .bin. */
     if (!st)
-        st = set_path(u, "model.safetensors.index.json", &u->index_path, err);
-    if (st)
-        return st;
-    /* safetensors first, as transformers loads them; pytorch_model*.bin when there are none */
-    bool safetensors = u->index_path != NULL;
-    for (size_t i = 0; i < u->n_files && !safetensors; i++)
-        safetensors = has_suffix(u->files[i].name, ".safetensors");
-    if (!safetensors)
-        st = set_path(u, "pytorch_model.bin.index.json", &u->index_path, err);
-    if (st)
-        return st;
-    bool indexed = u->index_path != NULL;
+        st = set_path(u, "adapter_config.json", &u->adapter_path, err);
+    if (!st && u->adapter_path && (find_file(u, "adapter_model.safetensors", NULL) ||
+                                   find_file(u, "adapter_model.bin", NULL))) {
+        c.kind = PA_WK_SINGLE;
+        c.name = find_file(u, "adapter_model.safetensors", NULL) ? "adapter_model.safetensors"
+                                                                : "adapter_model.bin";
+    }
+    bool indexed = c.kind == PA_WK_INDEX;
     uint64_t total_size = 0;
     if (indexed) {
-        st = read_index(u, &total_size, err);
+        st = set_path(u, c.name, &u->index_path, err);
+        if (!st)
+            st = read_index(u, &total_size, err);
+    } else if (c.kind == PA_WK_SINGLE) {
+        st = add_shard(u, c.name, err);
+        /* safetensors files without a transformers name are read with it, as they always were */
+        for (size_t i = 0; i < u->n_files && !st && has_suffix(c.name, ".safetensors"); i++)
+            if (has_suffix(names[i], ".safetensors") && strcmp(names[i], c.name) != 0 &&
+                pa_weights_name(names[i], NULL, NULL) == PA_WN_OTHER)
+                st = add_shard(u, names[i], err);
+        /* shards are sorted by name */
+        for (size_t i = 1; i < u->n_shards; i++)
+            for (size_t j = i; j > 0 && strcmp(u->shards[j - 1].name, u->shards[j].name) > 0; j--) {
+                pa_shard t = u->shards[j];
+                u->shards[j] = u->shards[j - 1];
+                u->shards[j - 1] = t;
+            }
     } else {
         for (size_t i = 0; i < u->n_files && !st; i++)
-            if (safetensors ? has_suffix(u->files[i].name, ".safetensors")
-                            : pa_unit_weights_name(u->files[i].name))
-                st = add_shard(u, u->files[i].name, err);
+            if (c.kind == PA_WK_ALL_ST ? has_suffix(names[i], ".safetensors")
+                                       : c.kind == PA_WK_ALL_BIN && pa_unit_weights_name(names[i]))
+                st = add_shard(u, names[i], err);
     }
+    free(names);
     uint64_t seen = 0;
     for (size_t i = 0; i < u->n_shards && !st; i++) {
         pa_error sub = {0};
@@ -684,7 +784,8 @@ pa_status pa_unit_open_given(const char *path, const pa_unit_files *given, pa_un
     u->given = given;
     pa_status st = set_unit_path(u, path, err);
     size_t n = given->n;
-    if (!st && (given->is_dir ? n > PA_UNIT_MAX_FILES : n != 1))
+    /* a single file, or a variant with its directory's config and tokenizer */
+    if (!st && (given->is_dir ? n > PA_UNIT_MAX_FILES : n < 1 || n > 1 + N_VARIANT_SIBLINGS))
         st = pa_error_set(err, n > PA_UNIT_MAX_FILES ? PA_E_LIMIT : PA_E_ARG,
                           "%s: %zu files given", path, n);
     if (!st) {
@@ -701,8 +802,24 @@ pa_status pa_unit_open_given(const char *path, const pa_unit_files *given, pa_un
             st = pa_error_set(err, PA_E_ARG, "%s: bad file name given", path);
             break;
         }
+        const char *base = strrchr(u->path, '/');
+        base = base ? base + 1 : u->path;
+        bool own = !u->is_dir && strcmp(g->name, base) == 0;
+        bool sibling = false;
+        for (size_t k = 0; k < N_VARIANT_SIBLINGS && !u->is_dir && !own; k++)
+            sibling = sibling || strcmp(g->name, variant_siblings[k]) == 0;
+        if (!u->is_dir && !own && (!sibling || n == 1 || base == u->path)) {
+            st = pa_error_set(err, PA_E_ARG, "%s: bad file name given", path);
+            break;
+        }
         u->files[i].name = strdup(g->name);
-        u->file_paths[i] = u->is_dir ? join(u->path, g->name) : strdup(u->path);
+        if (u->is_dir || own) {
+            u->file_paths[i] = u->is_dir ? join(u->path, g->name) : strdup(u->path);
+        } else {
+            char *dir = strndup(u->path, (size_t)(base - 1 - u->path));
+            u->file_paths[i] = dir ? join(dir, g->name) : NULL;
+            free(dir);
+        }
         u->n_files = i + 1;
         if (!u->files[i].name || !u->file_paths[i])
             st = pa_error_set(err, PA_E_NOMEM, "%s: out of memory", path);

@@ -19,6 +19,7 @@ typedef struct pa_unit {
     bool is_dir;
     char *config_path, *tok_path, *tokcfg_path, *index_path; /* NULL when absent */
     char *spm_path; /* tokenizer.model (SentencePiece), NULL when absent */
+    char *adapter_path; /* adapter_config.json (a PEFT adapter: no config.json needed) */
     size_t n_shards;
     pa_shard *shards; /* sorted by name */
     bool is_gguf; /* a single GGUF file (detected by content, not by name) */

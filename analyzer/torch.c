@@ -660,6 +660,56 @@ static const struct {
     {"torch", "Float8_e5m2Storage", G_STORAGE, PA_DT_F8_E5M2},
 };
 
+#define UNSAFE_HEAD "unsafe pickle: imports "
+#define UNSAFE_TAIL ", which a state dict does not need: refused (nothing was run)"
+#define UNSAFE_GLOBAL_MAX 161u
+
+static bool global_char(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '.';
+}
+
+/* Appends in[0..n) to out at o (every byte outside [A-Za-z0-9_.] as \xNN), truncated to whole
+ * characters; returns the new length. */
+static size_t escape_global(const uint8_t *in, size_t n, char *out, size_t o, size_t size)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t w = global_char(in[i]) ? 1 : 4;
+        if (o + w + 1 > size)
+            break;
+        if (w == 1)
+            out[o] = (char)in[i];
+        else
+            snprintf(out + o, 5, "\\x%02x", in[i]);
+        o += w;
+    }
+    out[o] = '\0';
+    return o;
+}
+
+bool pa_unsafe_global(const char *msg, char *out, size_t outlen)
+{
+    if (outlen)
+        out[0] = '\0';
+    if (!msg || outlen == 0)
+        return false;
+    size_t len = strlen(msg), tl = strlen(UNSAFE_TAIL), hl = strlen(UNSAFE_HEAD);
+    if (len < tl + hl || strcmp(msg + len - tl, UNSAFE_TAIL) != 0)
+        return false;
+    /* the global holds no space: it starts after the last one before the tail */
+    size_t end = len - tl, start = end;
+    while (start > 0 && msg[start - 1] != ' ')
+        start--;
+    if (start == end || start < hl || strncmp(msg + start - hl, UNSAFE_HEAD, hl) != 0)
+        return false;
+    for (size_t i = start; i < end; i++)
+        if (!global_char((unsigned char)msg[i]) && msg[i] != '\\')
+            return false;
+    snprintf(out, outlen, "%.*s", (int)(end - start), msg + start);
+    return true;
+}
+
 static val *make_global(vm *m, const uint8_t *mod, size_t ml, const uint8_t *name, size_t nl)
 {
     for (size_t i = 0; i < sizeof allowed / sizeof *allowed; i++)
@@ -672,10 +722,14 @@ static val *make_global(vm *m, const uint8_t *mod, size_t ml, const uint8_t *nam
             }
             return v;
         }
-    vm_fail(m, PA_E_UNSUPPORTED,
-            "imports %.*s.%.*s, which a state dict does not need: refused (nothing was run)",
-            (int)(ml < 100 ? ml : 100), (const char *)mod, (int)(nl < 100 ? nl : 100),
-            (const char *)name);
+    /* Unsafe: loading it runs what it imports. The global is written so that pa_unsafe_global
+     * finds it again whatever the path before it holds; the path is shortened so that it fits. */
+    char g[UNSAFE_GLOBAL_MAX];
+    size_t o = escape_global(mod, ml, g, 0, sizeof g);
+    o = escape_global((const uint8_t *)".", 1, g, o, sizeof g);
+    escape_global(name, nl, g, o, sizeof g);
+    pa_error_set(m->err, PA_E_UNSAFE, "%.200s: data.pkl byte %zu: " UNSAFE_HEAD "%s" UNSAFE_TAIL,
+                 m->label, m->op_at, g);
     return NULL;
 }
 

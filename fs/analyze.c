@@ -3,6 +3,7 @@
 #include "worker.h"
 
 #include "provfs/analyzer.h"
+#include "jsonutil.h"
 #include "refdb.h"
 
 #include <cjson/cJSON.h>
@@ -172,8 +173,13 @@ int analyze_unit_check(int dirfd, const char *rel)
         return -1;
     struct stat sb;
     int ret = 0;
-    if (fstatat(fd, "config.json", &sb, 0) != 0 || !S_ISREG(sb.st_mode))
+    if (fstatat(fd, "config.json", &sb, 0) != 0 || !S_ISREG(sb.st_mode)) {
+        /* a PEFT adapter: adapter_config.json and its weights, no config.json */
+        ret = fstatat(fd, "adapter_config.json", &sb, 0) == 0 && S_ISREG(sb.st_mode) &&
+              ((fstatat(fd, "adapter_model.safetensors", &sb, 0) == 0 && S_ISREG(sb.st_mode)) ||
+               (fstatat(fd, "adapter_model.bin", &sb, 0) == 0 && S_ISREG(sb.st_mode)));
         goto out;
+    }
     if (fstatat(fd, "model.safetensors.index.json", &sb, 0) == 0) {
         ret = 1;
         goto out;
@@ -203,6 +209,53 @@ static bool has_gguf_magic(int fd)
            memcmp(magic, "GGUF", 4) == 0;
 }
 
+/* Is name, in the directory unit dirfd, a single-file variant (model.fp16.safetensors) that the
+ * unit does not load (pa_weights_variant_unit)? Such a file is a model of its own: fingerprinted,
+ * linked (normally to the directory unit) and gated by itself, besides being in the directory's
+ * digest. */
+static bool variant_file_unit(int dirfd, const char *name)
+{
+    const char *v;
+    if (pa_weights_name(name, &v, NULL) != PA_WN_SINGLE || !v)
+        return false;
+    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dir) {
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    bool ok = true;
+    struct dirent *de;
+    while (ok && (de = readdir(dir)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            char **grown = ncap <= 16384 ? realloc(names, ncap * sizeof *names) : NULL;
+            if (!grown) {
+                ok = false;
+                break;
+            }
+            names = grown;
+            cap = ncap;
+        }
+        if (!(names[n] = strdup(de->d_name))) {
+            ok = false;
+            break;
+        }
+        n++;
+    }
+    closedir(dir);
+    bool unit = ok && pa_weights_variant_unit((const char *const *)names, n, name);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return unit;
+}
+
 /* Is the regular file open on fd (named name, in the directory dirfd) a unit of its own? A GGUF
  * file (magic or name) wherever it is; any other model format (its first bytes, or its suffix)
  * when its directory is not a directory unit: weights never lie loose and ungated. */
@@ -215,7 +268,7 @@ static bool file_unit_fd(int fd, const char *name, int dirfd)
         return true;
     if (!format && !pa_model_suffix(name))
         return false;
-    return analyze_unit_check(dirfd, ".") != 1;
+    return analyze_unit_check(dirfd, ".") != 1 || variant_file_unit(dirfd, name);
 }
 
 int analyze_file_unit_check(int dirfd, const char *rel)
@@ -564,6 +617,10 @@ static int family_load(analyze_ctx *an, int64_t start, ofamily *f)
             return -1;
         for (size_t k = 0; k < n; k++) {
             store_rel *r = &rels[k];
+            /* a PEFT adapter's edge is a checked declaration, not a weight comparison: the
+             * adapter stays out of its base's family, its parent is decided by link_adapter */
+            if (strcmp(r->verdict, "adapter") == 0)
+                continue;
             int pi = family_node(f, r->parent_id, r->parent_created_ns);
             int ci = family_node(f, r->child_id, r->child_created_ns);
             if (pi < 0 || ci < 0 || f->n > ORIENT_MAX) {
@@ -905,9 +962,11 @@ static int by_tree(ofamily *f, oplan *pl)
         joined[e[k].i] = joined[e[k].j] = 1;
         uf[a] = b;
         adj[(size_t)e[k].i * n + (size_t)e[k].j] = adj[(size_t)e[k].j * n + (size_t)e[k].i] = 1;
-        if (!f->nodes[e[k].j].quant)
+        /* an identical copy (weight 0) is no branch: copies of a fine-tune (re-saved, other
+         * formats, variants of the same bytes) must not make it look like the family's base */
+        if (!f->nodes[e[k].j].quant && e[k].w > 0)
             f->nodes[e[k].i].tree_deg++;
-        if (!f->nodes[e[k].i].quant)
+        if (!f->nodes[e[k].i].quant && e[k].w > 0)
             f->nodes[e[k].j].tree_deg++;
     }
     /* one root per tree */
@@ -1234,6 +1293,108 @@ static int failed_unit_digest(const analyze_ctx *an, const char *abs, volatile c
     return ret;
 }
 
+/* ---------------------------------------------------------------- PEFT adapters */
+
+typedef struct adapter_base {
+    const char *declared;
+    int64_t self_id, best_id;
+    size_t best_len;
+    bool ambiguous;
+    char *best_path;
+} adapter_base;
+
+static int adapter_base_cb(void *ctx, const char *path, int64_t id, const char *status,
+                           int64_t dir_mtime_ns)
+{
+    (void)dir_mtime_ns;
+    adapter_base *a = ctx;
+    size_t m = id != a->self_id && strcmp(status, "ready") == 0
+                   ? pa_peft_base_match(a->declared, path)
+                   : 0;
+    if (m == 0 || m < a->best_len)
+        return 0;
+    if (m == a->best_len && a->best_id != 0) {
+        a->ambiguous = true;
+        return 0;
+    }
+    char *copy = strdup(path);
+    if (!copy)
+        return 0;
+    free(a->best_path);
+    a->best_path = copy;
+    a->best_id = id;
+    a->best_len = m;
+    a->ambiguous = false;
+    return 0;
+}
+
+/* A PEFT adapter's base, by declaration and checked: adapter_config.json's
+ * base_model_name_or_path names one stored ready unit (pa_peft_base_match, the longest match,
+ * unique), and every LoRA pair fits that unit's modules (pa_peft_check_shapes). Then the edge
+ * base -> adapter (verdict "adapter") is its lineage; otherwise it has none (unknown lineage).
+ * detail gets one line for the event. Called with lineage_lock held. */
+static int link_adapter(analyze_ctx *an, int64_t id, const pa_fingerprint *fp, const char *abs,
+                        char *detail, size_t detail_len)
+{
+    snprintf(detail, detail_len, "no adapter_config.json");
+    char *cfg_abs = NULL;
+    if (asprintf(&cfg_abs, "%s/adapter_config.json", abs) < 0)
+        return -1;
+    int fd = backing_open(an, cfg_abs, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+    free(cfg_abs);
+    if (fd < 0)
+        return 0;
+    struct stat sb;
+    char *text = NULL;
+    size_t len = 0;
+    pa_error err = {0};
+    pa_peft_config cfg = {0};
+    bool ok = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
+              pa_read_fd(fd, "adapter_config.json", 1u << 20, &text, &len, &err) == PA_OK &&
+              pa_peft_config_parse(text, len, "adapter_config.json", &cfg, &err) == PA_OK;
+    close(fd);
+    free(text);
+    if (!ok || !cfg.base) {
+        snprintf(detail, detail_len, "adapter: %.300s",
+                 !ok ? err.msg : "adapter_config.json declares no base_model_name_or_path");
+        pa_peft_config_free(&cfg);
+        return 0;
+    }
+    adapter_base a = {.declared = cfg.base, .self_id = id};
+    int ret = store_each_path(an->st, adapter_base_cb, &a);
+    char shown[160];
+    pa_escape_text(cfg.base, strlen(cfg.base), shown, sizeof shown);
+    if (ret == 0 && (!a.best_id || a.ambiguous)) {
+        snprintf(detail, detail_len, "adapter: declared base \"%s\" %s", shown,
+                 a.ambiguous ? "names several stored models" : "is no stored model");
+    } else if (ret == 0) {
+        char *json = NULL;
+        pa_fingerprint *base = NULL;
+        if (store_fingerprint(an->st, a.best_id, &json) == 0 && json &&
+            pa_fp_from_json(json, strlen(json), a.best_path, &base, &err) == PA_OK) {
+            pa_peft_check c;
+            pa_peft_check_shapes(base, fp, &c);
+            if (pa_peft_fits(&c)) {
+                store_edge e = {.parent_id = a.best_id, .child_id = id, .score = 1.0,
+                                .verdict = "adapter", .rank = 1.0};
+                ret = store_set_edges(an->st, id, &e, 1);
+                snprintf(detail, detail_len, "adapter of %.250s: %zu LoRA pairs fit its modules",
+                         a.best_path, c.n_pairs);
+            } else {
+                snprintf(detail, detail_len,
+                         "adapter: declared base %.150s does not fit: %zu of %zu LoRA pairs fit "
+                         "(%.150s)",
+                         a.best_path, c.n_matched, c.n_pairs, c.problem);
+            }
+        }
+        pa_fingerprint_free(base);
+        free(json);
+    }
+    free(a.best_path);
+    pa_peft_config_free(&cfg);
+    return ret;
+}
+
 /* ---------------------------------------------------------------- the job */
 
 /* pa_fp_options.known_sha256: hashes the daemon took while the files were written. */
@@ -1249,9 +1410,14 @@ static const char *known_sha(void *ctx, const char *name, uint64_t size, int64_t
 {
     known_ctx *k = ctx;
     char path[PATH_MAX];
-    int n = k->file_unit ? snprintf(path, sizeof path, "%s", k->unit_path)
-                         : snprintf(path, sizeof path, "%s%s%s", k->unit_path,
-                                    strcmp(k->unit_path, "/") == 0 ? "" : "/", name);
+    /* a file unit is its own path; a variant's config and tokenizer are its directory's */
+    const char *base = strrchr(k->unit_path, '/');
+    bool own = !base || strcmp(base + 1, name) == 0;
+    int n = k->file_unit && own ? snprintf(path, sizeof path, "%s", k->unit_path)
+            : k->file_unit      ? snprintf(path, sizeof path, "%.*s/%s",
+                                           (int)(base - k->unit_path), k->unit_path, name)
+                                : snprintf(path, sizeof path, "%s%s%s", k->unit_path,
+                                           strcmp(k->unit_path, "/") == 0 ? "" : "/", name);
     if (n <= 0 || (size_t)n >= sizeof path || !k->q ||
         !queue_known_get(k->q, path, size, mtime_ns, k->sha))
         return NULL;
@@ -1419,6 +1585,15 @@ void analyze_job(void *ctx, const queue_job *job)
         bool has_parent = false;
         if (rc == 0 && !merged)
             rc = link_model(an, final_id, fp, &res.keys, &compared, &has_parent);
+        char adapter[512] = "";
+        if (rc == 0 && !merged && pa_peft_is_adapter(fp) &&
+            link_adapter(an, final_id, fp, abs, adapter, sizeof adapter) == 0) {
+            store_link pl;
+            has_parent = store_parent(an->st, final_id, &pl) == 0;
+            if (has_parent)
+                store_link_clear(&pl);
+            store_event(an->st, job->uid, job->pid, job->path, final_id, "adapter", adapter);
+        }
         if (rc == 0 && !merged)
             rc = store_set_ref(an->st, final_id, have_ref && !has_parent ? &ref : NULL);
         char detail[200];

@@ -151,7 +151,8 @@ static bool edge_unknown_origin(const char *signals)
 
 static bool linked_verdict(const char *verdict)
 {
-    return strcmp(verdict, "derived") == 0 || strcmp(verdict, "identical") == 0;
+    return strcmp(verdict, "derived") == 0 || strcmp(verdict, "identical") == 0 ||
+           strcmp(verdict, "adapter") == 0; /* a PEFT adapter of its (checked) base */
 }
 
 static int compute(gate *g, const policy *p, const char *dir, queue_state qs, gate_verdict *out,
@@ -222,6 +223,7 @@ static int compute(gate *g, const policy *p, const char *dir, queue_state qs, ga
     char *own_origin = NULL;
     char *claim = NULL;
     char parent_why[POLICY_REASON_MAX + 300];
+    char unsafe[200] = "";
     double share_sum = 0;
     size_t n_parents = 0;
     bool parent_blocks = false;
@@ -249,6 +251,10 @@ static int compute(gate *g, const policy *p, const char *dir, queue_state qs, ga
             if (arc == 1 && content_approved(g->st, m.id) == 1)
                 out->approved = true;
         }
+        /* Blocked whatever the approvals (policy rule unsafe_pickle); while pending after a
+         * write the stored error is the old content's, which keeps blocking until analysed. */
+        if (strcmp(m.status, "failed") == 0 && pa_unsafe_global(m.error, unsafe, sizeof unsafe))
+            pm.unsafe_global = unsafe;
         if (ret == 0 && store_ancestors(g->st, m.id, &anc, &n_anc) != 0)
             ret = -1;
         /* Lineage follows derived/identical edges only; a weak edge ends the chain. */

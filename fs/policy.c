@@ -22,6 +22,7 @@ struct policy {
     policy_mode mode;
     policy_require require;
     bool block_pending;
+    bool allow_unsafe_pickle;
     char **allow; /* fnmatch patterns */
     size_t n_allow;
     char **deny;
@@ -36,7 +37,8 @@ const char policy_default_text[] = "{\n"
                                    "  \"require_approval\": \"unknown-lineage\",\n"
                                    "  \"allow_families\": [],\n"
                                    "  \"deny_families\": [],\n"
-                                   "  \"block_pending\": false\n"
+                                   "  \"block_pending\": false,\n"
+                                   "  \"allow_unsafe_pickle\": false\n"
                                    "}\n";
 
 static const char *const mode_names[] = {"off", "audit", "enforce"};
@@ -190,9 +192,10 @@ static int parse_patterns(const cJSON *v, const char *label, const char *key, ch
     return 0;
 }
 
-enum { K_MODE, K_REQUIRE, K_ALLOW, K_DENY, K_PENDING, N_KEYS };
-static const char *const key_names[N_KEYS] = {"mode", "require_approval", "allow_families",
-                                              "deny_families", "block_pending"};
+enum { K_MODE, K_REQUIRE, K_ALLOW, K_DENY, K_PENDING, K_UNSAFE, N_KEYS };
+static const char *const key_names[N_KEYS] = {"mode",          "require_approval",
+                                              "allow_families", "deny_families",
+                                              "block_pending", "allow_unsafe_pickle"};
 
 int policy_parse(const char *text, size_t len, const char *label, policy **out, char *errbuf,
                  size_t errlen)
@@ -229,7 +232,7 @@ int policy_parse(const char *text, size_t len, const char *label, policy **out, 
         if (k == N_KEYS) {
             snprintf(errbuf, errlen,
                      "%s: unknown key \"%s\" (known: mode, require_approval, allow_families, "
-                     "deny_families, block_pending)",
+                     "deny_families, block_pending, allow_unsafe_pickle)",
                      label, shown);
             goto fail;
         }
@@ -272,6 +275,14 @@ int policy_parse(const char *text, size_t len, const char *label, policy **out, 
                 goto fail;
             }
             p->block_pending = cJSON_IsTrue(item);
+            break;
+        case K_UNSAFE:
+            if (!cJSON_IsBool(item)) {
+                snprintf(errbuf, errlen, "%s: \"allow_unsafe_pickle\" must be true or false",
+                         label);
+                goto fail;
+            }
+            p->allow_unsafe_pickle = cJSON_IsTrue(item);
             break;
         }
     }
@@ -405,6 +416,11 @@ bool policy_block_pending(const policy *p)
     return p->block_pending;
 }
 
+bool policy_allow_unsafe_pickle(const policy *p)
+{
+    return p->allow_unsafe_pickle;
+}
+
 size_t policy_n_allow(const policy *p)
 {
     return p->n_allow;
@@ -475,6 +491,7 @@ cJSON *policy_to_json(const policy *p)
     if (ok)
         deny = NULL;
     ok = ok && cJSON_AddBoolToObject(o, "block_pending", p->block_pending);
+    ok = ok && cJSON_AddBoolToObject(o, "allow_unsafe_pickle", p->allow_unsafe_pickle);
     cJSON_Delete(allow);
     cJSON_Delete(deny);
     if (!ok) {
@@ -620,6 +637,14 @@ void policy_decide(const policy *p, const policy_model *m, policy_decision *d)
     if (p->mode == POLICY_OFF) {
         set(d, true, "off");
         snprintf(d->reason, sizeof d->reason, "policy mode is off");
+    } else if (m->unsafe_global && !p->allow_unsafe_pickle) {
+        /* Loading it would run code: no approval lifts that, only the policy's own key (an
+         * approval follows content digests, and the same bytes are as unsafe anywhere). */
+        set(d, false, "unsafe_pickle");
+        snprintf(d->reason, sizeof d->reason,
+                 "unsafe pickle: loading it would import %.160s (an approval does not lift this; "
+                 "allow_unsafe_pickle is false)",
+                 m->unsafe_global);
     } else if (m->approved) {
         /* The most specific decision there is: an admin approved exactly this content. */
         set(d, true, "approval");

@@ -42,7 +42,7 @@ typedef enum policy_require {
 /* ---------------------------------------------------------------- loading */
 
 /* Reads and validates the policy file at path. Missing keys take the defaults (audit,
- * unknown-lineage, [], [], false); unknown keys, duplicate keys and wrong types are refused. On
+ * unknown-lineage, [], [], false, false); unknown keys, duplicate keys and wrong types are refused. On
  * failure returns -1 and errbuf gets one line naming the file and the key, e.g.
  * `/b/.provfs/policy.json: "mode" must be off, audit or enforce`. On success *out holds one
  * reference. */
@@ -71,6 +71,7 @@ void policy_free(policy *p);
 policy_mode policy_get_mode(const policy *p);
 policy_require policy_get_require(const policy *p);
 bool policy_block_pending(const policy *p);
+bool policy_allow_unsafe_pickle(const policy *p);
 size_t policy_n_allow(const policy *p);
 size_t policy_n_deny(const policy *p);
 const char *policy_allow_pattern(const policy *p, size_t i); /* NULL when out of range */
@@ -84,7 +85,7 @@ uint64_t policy_serial(const policy *p);
 const char *policy_mode_name(policy_mode mode);      /* "off", "audit", "enforce" */
 const char *policy_require_name(policy_require req); /* "never", "unknown-lineage", "always" */
 
-/* The policy as a cJSON object with exactly the five policy.json keys (so it can be written back
+/* The policy as a cJSON object with exactly the six policy.json keys (so it can be written back
  * and loaded again); for /.provenance. Caller deletes. NULL on allocation failure. */
 cJSON *policy_to_json(const policy *p);
 
@@ -138,6 +139,9 @@ typedef struct policy_model {
     /* Several parents: "parent PATH: REASON" of the first parent besides the main one whose own
      * decision blocks, NULL when none does (the main parent is judged as the only parent is). */
     const char *blocked_parent;
+    /* The global an unsafe pickle of the unit imports ("posix.system"), NULL when none: blocked
+     * whatever the approvals unless allow_unsafe_pickle is true. */
+    const char *unsafe_global;
 } policy_model;
 
 #define POLICY_REASON_MAX 320
@@ -148,14 +152,15 @@ typedef struct policy_decision {
     bool logged;   /* one events row is due when it is applied: !allow and mode != off */
     policy_mode mode;
     const char *rule; /* static: "deny_families", "allow_families", "require_approval",
-                         "parents", "block_pending", "failed", or for allows also "approval",
+                         "parents", "block_pending", "failed", "unsafe_pickle", or for allows
+                         also "approval",
                          "off" */
     char reason[POLICY_REASON_MAX]; /* one line for .provenance, logs and provctl */
 } policy_decision;
 
 /* Decides for one model. Precedence (first match wins; fs/POLICY.md explains each):
- * off → approved → deny_families → parents → failed → block_pending → require_approval
- * (unknown-lineage: approved ancestor, reference match, allow_families). */
+ * off → unsafe_pickle → approved → deny_families → parents → failed → block_pending →
+ * require_approval (unknown-lineage: approved ancestor, reference match, allow_families). */
 void policy_decide(const policy *p, const policy_model *m, policy_decision *out);
 /* "allow" or "block". */
 const char *policy_decision_name(const policy_decision *d);

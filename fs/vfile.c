@@ -52,6 +52,8 @@ static cJSON *link_json(const store_link *l, bool with_signals)
     add_hex_id(o, "id", l->id);
     cJSON_AddNumberToObject(o, "score", l->score);
     cJSON_AddStringToObject(o, "verdict", l->verdict);
+    /* how the link was made: compared weights, or a PEFT adapter's checked declaration */
+    cJSON_AddStringToObject(o, "kind", strcmp(l->verdict, "adapter") == 0 ? "adapter" : "weights");
     if (with_signals) {
         cJSON *cmp = l->signals ? cJSON_Parse(l->signals) : NULL;
         cJSON *sig = cmp ? cJSON_DetachItemFromObjectCaseSensitive(cmp, "signals") : NULL;
@@ -258,6 +260,29 @@ static int collect_unit(void *ctx, const char *path, int64_t model_id, const cha
 
 static cJSON *render_model(store_handle *st, queue *q, gate *g, const char *dir);
 
+/* "notes": what the unit's file names say about its weights (a stale index ignored, variants),
+ * one line each (pa_weights_notes); absent when there is nothing to say. */
+static void add_weight_notes(cJSON *o, const store_file *fl, size_t nf)
+{
+    const char **names = nf ? malloc(nf * sizeof *names) : NULL;
+    if (!names)
+        return;
+    for (size_t i = 0; i < nf; i++)
+        names[i] = fl[i].name;
+    char *text = pa_weights_notes(names, nf);
+    free(names);
+    cJSON *arr = text ? cJSON_AddArrayToObject(o, "notes") : NULL;
+    for (char *line = text, *next; arr && line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        char shown[2048]; /* file names are anybody's bytes: escaped to printable UTF-8 */
+        pa_escape_text(line, strlen(line), shown, sizeof shown);
+        cJSON_AddItemToArray(arr, cJSON_CreateString(shown));
+    }
+    free(text);
+}
+
 /* "units": the models that are single files in dir (GGUF), each rendered like a directory. */
 static void add_file_units(cJSON *o, store_handle *st, queue *q, gate *g, const char *dir)
 {
@@ -383,6 +408,10 @@ static cJSON *render_model(store_handle *st, queue *q, gate *g, const char *dir)
     add_str_or_null(o, "sha256", m.digest);
     if (strcmp(m.status, "failed") == 0 || strcmp(m.status, "incomplete") == 0)
         add_str_or_null(o, "error", m.error);
+    /* A pickle that would run code on load: the global it imports (policy rule unsafe_pickle). */
+    char unsafe[200];
+    if (strcmp(m.status, "failed") == 0 && pa_unsafe_global(m.error, unsafe, sizeof unsafe))
+        cJSON_AddStringToObject(o, "unsafe", unsafe);
     cJSON *files = cJSON_AddArrayToObject(o, "files");
     store_file *fl = NULL;
     size_t nf = 0;
@@ -397,6 +426,7 @@ static cJSON *render_model(store_handle *st, queue *q, gate *g, const char *dir)
             cJSON_AddItemToArray(files, f);
         }
     }
+    add_weight_notes(o, fl, nf);
     store_files_free(fl, nf);
     char *fp_text = NULL;
     cJSON *fp = NULL;

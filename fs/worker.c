@@ -355,7 +355,7 @@ pa_status worker_fingerprint(const worker_cfg *cfg, const char *path, const pa_u
     pa_escape_text(res.msg, strlen(res.msg), msg, sizeof msg);
     if (res.status != PA_OK) {
         free(json);
-        pa_status s = res.status <= PA_E_CANCELLED ? (pa_status)res.status : PA_E_IO;
+        pa_status s = res.status <= PA_E_UNSAFE ? (pa_status)res.status : PA_E_IO;
         if (s == PA_E_NOMEM && cfg->mem_mb)
             return pa_error_set(err, s, "analyzer ran out of memory (limit %u MiB): %s",
                                 cfg->mem_mb, msg);

@@ -2,6 +2,7 @@
 #include "xattr.h"
 
 #include "policy.h"
+#include "provfs/analyzer.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -10,7 +11,8 @@
 #include <string.h>
 
 static const char *const xattr_names[] = {"status", "id",       "sha256", "parent", "parents",
-                                          "score",  "verdict",  "family", "approval", "error"};
+                                          "score",  "verdict",  "family", "approval", "error",
+                                          "unsafe"};
 #define N_NAMES (sizeof xattr_names / sizeof xattr_names[0])
 
 bool xattr_is_provenance(const char *name)
@@ -104,6 +106,13 @@ static int value_of(store_handle *st, gate *g, const xview *v, const char *dir,
             !v->model.error)
             return -ENODATA;
         snprintf(out, outlen, "%s", v->model.error);
+        return 0;
+    }
+    if (strcmp(name, "unsafe") == 0) {
+        /* the global an unsafe pickle imports; absent (and not listed) otherwise */
+        if (!v->settled || !v->have_model || strcmp(v->model.status, "failed") != 0 ||
+            !pa_unsafe_global(v->model.error, out, outlen))
+            return -ENODATA;
         return 0;
     }
     if (!ready)

@@ -31,6 +31,8 @@ static const char usage_text[] =
     "         rename  reshard --shards N  copy\n"
     "         rotate  scale  noise [--drift D]  smuggle --with OTHER  soup --with SIBLING\n"
     "         stitch --with OTHER  upcycle [--experts N]\n"
+    "         peft [--rank R]  (a PEFT LoRA adapter folder: adapter_config.json,\n"
+    "         adapter_model.safetensors)\n"
     "       mkmodel gguf SRC OUT.gguf --type f32|f16|bf16|q8_0|q4_0|q4_k|q6_k\n"
     "       mkmodel torch SRC OUT_DIR|OUT.pt   (torch.save checkpoints of SRC's tensors)\n";
 

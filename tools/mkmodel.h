@@ -258,6 +258,9 @@ void mk_parent_free(mk_parent *p);
 void mk_parent_read(const mk_src_tensor *s, void *dst, uint64_t off, size_t len);
 /* First present, non-null key of a config.json alias list (NULL-terminated); fallback when none. */
 int64_t mk_cfg_int(const mk_parent *p, const char *const *keys, int64_t fallback);
+/* derive --kind peft (mkmodel_peft.c): a PEFT LoRA adapter folder for the parent. */
+void mk_derive_peft(const mk_parent *p, const char *parent_dir, const char *out,
+                    const mk_options *o);
 bool mk_is_float(pa_dtype dtype);
 bool mk_ends_with(const char *s, size_t len, const char *suffix);
 

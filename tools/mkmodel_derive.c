@@ -47,7 +47,8 @@ enum kind {
     K_SMUGGLE,
     K_SOUP,
     K_STITCH,
-    K_UPCYCLE
+    K_UPCYCLE,
+    K_PEFT
 };
 
 static const struct {
@@ -76,6 +77,7 @@ static const struct {
     [K_SOUP] = {"soup", MK_O_WITH},
     [K_STITCH] = {"stitch", MK_O_WITH},
     [K_UPCYCLE] = {"upcycle", MK_O_EXPERTS},
+    [K_PEFT] = {"peft", MK_O_RANK},
 };
 
 typedef struct derive_ctx {
@@ -1187,6 +1189,11 @@ void mk_derive(const char *parent_dir, const char *out, const mk_options *given)
     mk_parent_load(&p, parent_dir);
     if (same_dir(parent_dir, out))
         mk_die(MK_EXIT_USAGE, "%s: the output directory is the parent", out);
+    if (kind == K_PEFT) {
+        mk_derive_peft(&p, parent_dir, out, &o);
+        mk_parent_free(&p);
+        return;
+    }
     if (kind == K_COPY) {
         mk_make_dir(out);
         mk_remove_stale(out, p.n_shards);

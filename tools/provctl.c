@@ -29,6 +29,7 @@ static int usage(FILE *f)
             "usage: provctl COMMAND [ARGS]\n"
             "  fingerprint PATH [--json] [--threads N]   fingerprint of a model directory\n"
             "  compare A B [--json]                      verdict, scores and every signal\n"
+            "                                            (B a PEFT adapter: adapter-of A?)\n"
             "  diff A B [--json]                         per-tensor comparison\n"
             "  scan PATH [--refdb DIR] [--db FILE] [--top-k N] [--threshold S] [--json]\n"
             "                                            rank known bases for one model\n"
@@ -230,6 +231,75 @@ static void print_signal(const char *name, const pa_signal *s)
         printf("  %-12s n/a\n", name);
 }
 
+/* compare BASE ADAPTER for a PEFT adapter: its declaration (adapter_config.json's
+ * base_model_name_or_path against BASE's path) and its LoRA shapes against BASE's tensors.
+ * "adapter-of" when the shapes fit; the declaration is shown, never trusted alone. */
+static int compare_adapter(const char *base_path, const char *ad_path, const pa_fingerprint *base,
+                           const pa_fingerprint *ad, bool json)
+{
+    pa_peft_check c;
+    pa_peft_check_shapes(base, ad, &c);
+    pa_peft_config cfg = {0};
+    pa_error err = {0};
+    char *cfg_path = NULL, *text = NULL, *real_base = realpath(base_path, NULL);
+    size_t len = 0;
+    bool have_cfg = false;
+    if (asprintf(&cfg_path, "%s/adapter_config.json", ad_path) > 0 &&
+        pa_read_file(cfg_path, 1u << 20, &text, &len, &err) == PA_OK &&
+        pa_peft_config_parse(text, len, cfg_path, &cfg, &err) == PA_OK)
+        have_cfg = true;
+    free(text);
+    free(cfg_path);
+    bool declared = have_cfg && cfg.base &&
+                    (pa_peft_base_match(cfg.base, base_path) ||
+                     (real_base && pa_peft_base_match(cfg.base, real_base)));
+    bool fits = pa_peft_fits(&c);
+    const char *verdict = fits ? "adapter-of" : "none";
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "a", base_path);
+        cJSON_AddStringToObject(o, "b", ad_path);
+        cJSON_AddStringToObject(o, "verdict", verdict);
+        if (have_cfg && cfg.base)
+            cJSON_AddStringToObject(o, "declared_base", cfg.base);
+        else
+            cJSON_AddNullToObject(o, "declared_base");
+        cJSON_AddBoolToObject(o, "declared_base_matches", declared);
+        if (have_cfg && cfg.r != PA_NULL_INT)
+            cJSON_AddNumberToObject(o, "r", (double)cfg.r);
+        cJSON_AddNumberToObject(o, "lora_pairs", (double)c.n_pairs);
+        cJSON_AddNumberToObject(o, "matched", (double)c.n_matched);
+        cJSON_AddNumberToObject(o, "missing_modules", (double)c.n_missing);
+        cJSON_AddNumberToObject(o, "mismatched", (double)c.n_mismatched);
+        cJSON_AddNumberToObject(o, "rank", (double)c.rank);
+        cJSON_AddStringToObject(o, "problem", c.problem);
+        char *j = cJSON_Print(o);
+        if (j)
+            puts(j);
+        free(j);
+        cJSON_Delete(o);
+    } else {
+        printf("verdict:          %s\n", verdict);
+        printf("declared base:    %s (%s)\n", have_cfg && cfg.base ? cfg.base : "none",
+               !have_cfg ? (err.msg[0] ? err.msg : "no adapter_config.json")
+               : declared ? "names the first model"
+                          : "does not name the first model");
+        printf("lora pairs:       %zu, %zu fit the first model's modules", c.n_pairs, c.n_matched);
+        if (c.rank > 0)
+            printf(" (r %lld)", (long long)c.rank);
+        printf("\n");
+        printf("missing modules:  %zu\n", c.n_missing);
+        printf("shape mismatches: %zu\n", c.n_mismatched);
+        if (c.problem[0])
+            printf("problem:          %s\n", c.problem);
+        printf("checks:           lora_A [r, in] and lora_B [out, r] against each module's weight "
+               "[out, in]; the declaration is shown, the shapes decide\n");
+    }
+    free(real_base);
+    pa_peft_config_free(&cfg);
+    return 0;
+}
+
 static int cmd_compare(int argc, char **argv)
 {
     const char *pos[3];
@@ -244,6 +314,12 @@ static int cmd_compare(int argc, char **argv)
     if (!b) {
         pa_fingerprint_free(a);
         return fail(&err);
+    }
+    if (pa_peft_is_adapter(b) && !pa_peft_is_adapter(a)) {
+        int rc = compare_adapter(pos[0], pos[1], a, b, has_flag(argc, argv, "--json"));
+        pa_fingerprint_free(a);
+        pa_fingerprint_free(b);
+        return rc;
     }
     pa_compare_result r;
     pa_compare(a, b, &r);

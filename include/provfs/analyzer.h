@@ -29,6 +29,8 @@ typedef enum pa_status {
     PA_E_LIMIT,       /* input exceeds a hard limit (sizes, counts, nesting) */
     PA_E_ARG,         /* caller error */
     PA_E_CANCELLED,   /* the caller's cancel flag was set */
+    PA_E_UNSAFE,      /* a pickle that would run code on load: imports a global a state dict
+                         does not need (the message names it, see pa_unsafe_global) */
 } pa_status;
 
 typedef struct pa_error {
@@ -150,6 +152,12 @@ pa_status pa_torch_parse(const uint8_t *buf, size_t len, const char *label, pa_s
  * checkpoint, or any other bare pickle), or NULL when it is not a pickle. A safetensors header
  * length can start with the same bytes: ask pa_st_sniff first. */
 const char *pa_torch_legacy(const uint8_t *buf, size_t n);
+/* The global a PA_E_UNSAFE message names ("posix.system"), copied into out (NUL-terminated):
+ * true when msg ends the way pa_torch_read words an unsafe import ("... unsafe pickle: imports
+ * MODULE.NAME, which a state dict does not need: refused (nothing was run)"). The global is
+ * written with every byte outside [A-Za-z0-9_.] as \xNN, so it holds no space and the path
+ * before it cannot change what is extracted. */
+bool pa_unsafe_global(const char *msg, char *out, size_t outlen);
 
 /* ---------------------------------------------------------------- config.json: MFI */
 
@@ -254,6 +262,47 @@ bool pa_model_suffix(const char *name);
  * model.safetensors.index.json, pytorch_model*.bin and pytorch_model.bin.index.json. A directory
  * with config.json and such a file is a model unit. */
 bool pa_unit_weights_name(const char *name);
+
+/* transformers' names of a model directory's weights: model.safetensors / pytorch_model.bin
+ * (single), their .index.json (index), model-00001-of-00002.safetensors (shard), each also with a
+ * variant: model.fp16.safetensors, model.safetensors.index.fp16.json,
+ * model-00001-of-00002.fp16.safetensors, pytorch_model.fp16.bin, pytorch_model.bin.index.fp16.json.
+ * Returns the kind; *variant / *vlen (when not NULL) get the variant (NULL, 0 when none). */
+typedef enum pa_weights_name_kind {
+    PA_WN_OTHER,
+    PA_WN_SINGLE,
+    PA_WN_INDEX,
+    PA_WN_SHARD,
+} pa_weights_name_kind;
+pa_weights_name_kind pa_weights_name(const char *name, const char **variant, size_t *vlen);
+
+/* Which weights of a model directory transformers loads (from_pretrained without a variant),
+ * from the names of its files: model.safetensors before model.safetensors.index.json (an index
+ * left by an earlier sharded save is stale), safetensors before pytorch_model.bin before
+ * pytorch_model.bin.index.json. Without any no-variant file, the lexically first variant's.
+ * Without any of these names, every *.safetensors file (or every pytorch_model*.bin) is a shard. */
+typedef enum pa_weights_kind {
+    PA_WK_NONE,      /* no weights */
+    PA_WK_SINGLE,    /* name: the one weights file */
+    PA_WK_INDEX,     /* name: the index; its weight_map names the shards */
+    PA_WK_ALL_ST,    /* every *.safetensors file */
+    PA_WK_ALL_BIN,   /* every pytorch_model*.bin file */
+} pa_weights_kind;
+typedef struct pa_weights_choice {
+    pa_weights_kind kind;
+    const char *name;          /* SINGLE / INDEX: an entry of names */
+    const char *variant;       /* the chosen variant (points into name), NULL for none */
+    size_t variant_len;
+    const char *stale_index;   /* an index of the same format and variant left unused, or NULL */
+    size_t n_other_variants;   /* weights and index files of the other variants */
+} pa_weights_choice;
+void pa_weights_choose(const char *const *names, size_t n, pa_weights_choice *out);
+/* True when name (one of names) is a single-file variant (model.fp16.safetensors,
+ * pytorch_model.fp16.bin) that pa_weights_choose does not load: a model of its own. */
+bool pa_weights_variant_unit(const char *const *names, size_t n, const char *name);
+/* One line per thing a reader of the directory should know about its weights (a stale index
+ * ignored, variants present), joined by '\n'; malloc'd, NULL when nothing to say. */
+char *pa_weights_notes(const char *const *names, size_t n);
 
 /* ---------------------------------------------------------------- model directories */
 
@@ -465,4 +514,43 @@ bool pa_sha256_hex(const void *data, size_t len, char out[65]);
 #ifdef __cplusplus
 }
 #endif
+/* ---------------------------------------------------------------- PEFT adapters */
+
+/* adapter_config.json of a PEFT adapter (peft.c). Strings are at most 256 printable bytes. */
+typedef struct pa_peft_config {
+    char *base;         /* base_model_name_or_path, NULL when absent or null */
+    char *peft_type;    /* "LORA", ...; NULL when absent */
+    int64_t r;          /* PA_NULL_INT when absent */
+    double lora_alpha;  /* 0 when absent */
+    char **targets;     /* target_modules (one string: a name or a regex), at most 256 */
+    size_t n_targets;
+} pa_peft_config;
+pa_status pa_peft_config_parse(const char *text, size_t len, const char *label, pa_peft_config *out,
+                               pa_error *err);
+void pa_peft_config_free(pa_peft_config *c);
+
+/* An adapter's LoRA pairs against a base: each lora_A [r, in] / lora_B [out, r] pair named
+ * "base_model.model.M.lora_A.weight" must have its module M.weight [out, in] in the base. */
+typedef struct pa_peft_check {
+    size_t n_pairs;      /* lora_A tensors */
+    size_t n_matched;    /* pairs whose module exists in the base with matching dimensions */
+    size_t n_missing;    /* pairs whose module the base lacks */
+    size_t n_mismatched; /* pairs whose dimensions disagree (or that are no pair) */
+    size_t n_other;      /* tensors that are not LoRA matrices */
+    int64_t rank;        /* the common r of the matched pairs, 0 when they differ, -1 none */
+    char problem[200];   /* the first problem found, "" when none */
+} pa_peft_check;
+void pa_peft_check_shapes(const pa_fingerprint *base, const pa_fingerprint *adapter,
+                          pa_peft_check *out);
+/* Every pair matched, and there is at least one. */
+bool pa_peft_fits(const pa_peft_check *c);
+/* The fingerprint holds LoRA matrices (names base_model.model.*.lora_A/B[.NAME].weight). */
+bool pa_peft_is_adapter(const pa_fingerprint *fp);
+/* How well a declared base_model_name_or_path names the model at path (a store path "/bases/x",
+ * a directory): the length of the matched part, 0 when it does not. Matches are whole path
+ * components: the declared name ends with the path or the path with the name ("bases/x",
+ * "/mnt/store/bases/x", "x" all name "/bases/x"), or a hub id "org/name" names a Hugging Face
+ * cache repo directory "models--org--name" on the path. */
+size_t pa_peft_base_match(const char *declared, const char *path);
+
 #endif

@@ -77,7 +77,7 @@ static void test_load_valid(void)
     if (text) {
         CHECK_STR(text, "{\"mode\":\"enforce\",\"require_approval\":\"always\",\"allow_families\":"
                         "[\"/bases/*\",\"meta--*\"],\"deny_families\":[\"*evil*\"],"
-                        "\"block_pending\":true}");
+                        "\"block_pending\":true,\"allow_unsafe_pickle\":false}");
         policy *q = parse_ok(text);
         if (q) {
             CHECK(policy_serial(q) != policy_serial(p));
@@ -95,6 +95,7 @@ static void test_load_valid(void)
         CHECK_INT(policy_get_mode(p), POLICY_OFF);
         CHECK_INT(policy_get_require(p), POLICY_REQUIRE_UNKNOWN_LINEAGE);
         CHECK(!policy_block_pending(p));
+        CHECK(!policy_allow_unsafe_pickle(p));
         CHECK_INT(policy_n_allow(p) + policy_n_deny(p), 0);
         policy_free(p);
     }
@@ -136,6 +137,11 @@ static void test_load_invalid(void)
         {"{\"deny_families\": null}", "\"deny_families\" must be an array"},
         {"{\"block_pending\": \"no\"}", "\"block_pending\" must be true or false"},
         {"{\"block_pending\": 0}", "\"block_pending\" must be true or false"},
+        {"{\"allow_unsafe_pickle\": \"yes\"}", "\"allow_unsafe_pickle\" must be true or false"},
+        {"{\"allow_unsafe_pickle\": 1}", "\"allow_unsafe_pickle\" must be true or false"},
+        {"{\"allow_unsafe_pickle\": null}", "\"allow_unsafe_pickle\" must be true or false"},
+        {"{\"allow_unsafe_pickle\": false, \"allow_unsafe_pickle\": true}",
+         "\"allow_unsafe_pickle\" appears more than once"},
         {"{\"colour\": \"red\"}", "unknown key \"colour\""},
         {"{\"Mode\": \"audit\"}", "unknown key \"Mode\""},
         {"{\"mode\": \"audit\", \"mode\": \"enforce\"}", "\"mode\" appears more than once"},
@@ -214,6 +220,7 @@ static void test_write_default(void)
         CHECK_INT(policy_n_allow(p), 0);
         CHECK_INT(policy_n_deny(p), 0);
         CHECK(!policy_block_pending(p));
+        CHECK(!policy_allow_unsafe_pickle(p));
         policy_free(p);
     }
     /* An existing file is never replaced. */
@@ -540,6 +547,58 @@ static void test_blocked_parent(void)
     CHECK_STR(d.rule, "approval");
     policy_free(enf);
     policy_free(never);
+}
+
+/* An unsafe pickle is blocked before approvals are looked at; only allow_unsafe_pickle lifts
+ * that, and then the unit is judged as any failed unit (its approval allows it). */
+static void test_unsafe_pickle(void)
+{
+    policy *enf = parse_ok(ENF_NEVER);
+    policy *aud = parse_ok("{\"mode\":\"audit\",\"require_approval\":\"never\"}");
+    policy *lift = parse_ok("{\"mode\":\"enforce\",\"allow_unsafe_pickle\":true}");
+    policy *off = parse_ok("{\"mode\":\"off\"}");
+    if (!enf || !aud || !lift || !off)
+        goto out;
+    CHECK(policy_allow_unsafe_pickle(lift) && !policy_allow_unsafe_pickle(enf));
+    const char *paths[1] = {"/evil.bin"};
+    policy_model m = {.status = POLICY_FAILED, .paths = paths, .n_paths = 1,
+                      .approved = true, .ancestor_approved = true, .has_linked_ancestor = true,
+                      .unsafe_global = "posix.system"};
+    policy_decision d;
+    policy_decide(enf, &m, &d);
+    CHECK(!d.allow && d.enforced && d.logged);
+    CHECK_STR(d.rule, "unsafe_pickle");
+    CHECK_MSG(strstr(d.reason, "posix.system") && strstr(d.reason, "allow_unsafe_pickle"), "%s",
+              d.reason);
+    CHECK_STR(policy_approval_label(false, &d), "blocked");
+    policy_decide(aud, &m, &d);
+    CHECK(!d.allow && !d.enforced && d.logged);
+    CHECK_STR(d.rule, "unsafe_pickle");
+    CHECK_STR(policy_event_decision(&d), "would-refuse");
+    /* allowed: the approval decides again; without one it is a failed unit */
+    policy_decide(lift, &m, &d);
+    CHECK(d.allow);
+    CHECK_STR(d.rule, "approval");
+    m.approved = false;
+    policy_decide(lift, &m, &d);
+    CHECK(!d.allow);
+    CHECK_STR(d.rule, "failed");
+    policy_decide(off, &m, &d);
+    CHECK(d.allow);
+    /* no unsafe global: an approved failed unit is allowed */
+    m.unsafe_global = NULL;
+    m.approved = true;
+    policy_decide(enf, &m, &d);
+    CHECK(d.allow);
+    cJSON *j = policy_to_json(lift);
+    const cJSON *k = j ? cJSON_GetObjectItemCaseSensitive(j, "allow_unsafe_pickle") : NULL;
+    CHECK(cJSON_IsTrue(k));
+    cJSON_Delete(j);
+out:
+    policy_free(enf);
+    policy_free(aud);
+    policy_free(lift);
+    policy_free(off);
 }
 
 static void test_helpers(void)
@@ -973,6 +1032,7 @@ int main(void)
     test_decisions();
     test_audit_flags();
     test_blocked_parent();
+    test_unsafe_pickle();
     test_helpers();
     test_refcount_swap();
     const char *provctl = getenv("PROVCTL");

@@ -357,6 +357,35 @@ static void test_transformers_like(void)
 
 /* ---------------------------------------------------------------- refusals */
 
+/* pa_unsafe_global: only the analyzer's own wording, the global after the last space. */
+static void test_unsafe_global_text(void)
+{
+    char g[64];
+    const char *tail = ", which a state dict does not need: refused (nothing was run)";
+    char msg[512];
+    snprintf(msg, sizeof msg, "/m/x.bin: data.pkl byte 2: unsafe pickle: imports posix.system%s",
+             tail);
+    CHECK(pa_unsafe_global(msg, g, sizeof g) && strcmp(g, "posix.system") == 0);
+    /* a path that imitates the wording does not change what is found */
+    snprintf(msg, sizeof msg,
+             "/unsafe pickle: imports a.b%s/x.bin: data.pkl byte 2: unsafe pickle: imports "
+             "os.system%s",
+             tail, tail);
+    CHECK(pa_unsafe_global(msg, g, sizeof g) && strcmp(g, "os.system") == 0);
+    snprintf(msg, sizeof msg, "/m/x.bin: data.pkl byte 2: unsafe pickle: imports a\\x20b.c%s",
+             tail);
+    CHECK(pa_unsafe_global(msg, g, sizeof g) && strcmp(g, "a\\x20b.c") == 0);
+    /* anything else is not an unsafe pickle */
+    CHECK(!pa_unsafe_global("/m/x.bin: bad magic", g, sizeof g) && g[0] == '\0');
+    snprintf(msg, sizeof msg, "/m/x.bin: unsafe pickle: imports %s", tail);
+    CHECK(!pa_unsafe_global(msg, g, sizeof g));
+    snprintf(msg, sizeof msg, "/m/x.bin: imports os.system%s", tail);
+    CHECK(!pa_unsafe_global(msg, g, sizeof g));
+    snprintf(msg, sizeof msg, "/m/x.bin: unsafe pickle: imports os.sys:tem%s", tail);
+    CHECK(!pa_unsafe_global(msg, g, sizeof g));
+    CHECK(!pa_unsafe_global(NULL, g, sizeof g));
+}
+
 static void test_hostile_globals(void)
 {
     struct {
@@ -374,7 +403,16 @@ static void test_hostile_globals(void)
         op(&pk, '.');
         char needle[80];
         snprintf(needle, sizeof needle, "imports %s.%s", bad[i].module, bad[i].name);
-        expect_refused(needle, &pk, PA_E_UNSUPPORTED, needle);
+        expect_refused(needle, &pk, PA_E_UNSAFE, needle);
+        /* the global comes back out of the message */
+        wbuf f = checkpoint(&pk, NULL, 0);
+        pa_st_header h;
+        pa_error err;
+        CHECK(parse(&f, &h, &err) == PA_E_UNSAFE);
+        char g[200];
+        CHECK_MSG(pa_unsafe_global(err.msg, g, sizeof g) && strcmp(g, needle + 8) == 0,
+                  "global of '%s': '%s'", err.msg, g);
+        free(f.p);
         free(pk.p);
     }
     /* the same through STACK_GLOBAL (protocol 4) */
@@ -389,7 +427,7 @@ static void test_hostile_globals(void)
     wb(&pk, "eval", 4);
     op(&pk, 0x93);
     op(&pk, '.');
-    expect_refused("stack global", &pk, PA_E_UNSUPPORTED, "imports builtins.eval");
+    expect_refused("stack global", &pk, PA_E_UNSAFE, "imports builtins.eval");
     free(pk.p);
     /* INST, OBJ, NEWOBJ, EXT1: opcodes that build objects of any class */
     const uint8_t ops[] = {'i', 'o', 0x81, 0x82, 0x92, 'c' + 0x80};
@@ -753,6 +791,104 @@ static void test_names(void)
     CHECK(!pa_unit_weights_name("optimizer.pt"));
     CHECK(!pa_unit_weights_name(".model.safetensors"));
     CHECK(!pa_unit_weights_name("config.json"));
+    /* variants (transformers' variant= argument) */
+    CHECK(pa_unit_weights_name("pytorch_model.fp16.bin"));
+    CHECK(pa_unit_weights_name("pytorch_model.bin.index.fp16.json"));
+    CHECK(pa_unit_weights_name("model.safetensors.index.fp16.json"));
+    CHECK(!pa_unit_weights_name("model.safetensors.index.json.bak"));
+}
+
+static bool wname(const char *name, pa_weights_name_kind kind, const char *variant)
+{
+    const char *v = (const char *)1;
+    size_t vl = 99;
+    pa_weights_name_kind k = pa_weights_name(name, &v, &vl);
+    bool ok = k == kind && (variant ? v && vl == strlen(variant) && memcmp(v, variant, vl) == 0
+                                    : v == NULL && vl == 0);
+    CHECK_MSG(ok, "%s: kind %d variant '%.*s'", name, (int)k, v ? (int)vl : 0, v ? v : "");
+    return ok;
+}
+
+/* choose(names...): the choice over a NULL-terminated list. */
+static pa_weights_choice choose(const char *const *names)
+{
+    size_t n = 0;
+    while (names[n])
+        n++;
+    pa_weights_choice c;
+    pa_weights_choose(names, n, &c);
+    return c;
+}
+
+static void test_weights_choice(void)
+{
+    wname("model.safetensors", PA_WN_SINGLE, NULL);
+    wname("model.fp16.safetensors", PA_WN_SINGLE, "fp16");
+    wname("model.safetensors.index.json", PA_WN_INDEX, NULL);
+    wname("model.safetensors.index.fp16.json", PA_WN_INDEX, "fp16");
+    wname("model-00001-of-00002.safetensors", PA_WN_SHARD, NULL);
+    wname("model-00001-of-00002.fp16.safetensors", PA_WN_SHARD, "fp16");
+    wname("pytorch_model.bin", PA_WN_SINGLE, NULL);
+    wname("pytorch_model.fp16.bin", PA_WN_SINGLE, "fp16");
+    wname("pytorch_model.bin.index.json", PA_WN_INDEX, NULL);
+    wname("pytorch_model.bin.index.fp16.json", PA_WN_INDEX, "fp16");
+    wname("pytorch_model-00001-of-00003.bin", PA_WN_SHARD, NULL);
+    wname("pytorch_model-00001-of-00003.ema.bin", PA_WN_SHARD, "ema");
+    wname("adapter_model.safetensors", PA_WN_OTHER, NULL);
+    wname("model..safetensors", PA_WN_OTHER, NULL);
+    wname("model-1-of-.safetensors", PA_WN_OTHER, NULL);
+    wname("model-x-of-2.safetensors", PA_WN_OTHER, NULL);
+    wname("model", PA_WN_OTHER, NULL);
+    wname("", PA_WN_OTHER, NULL);
+
+    /* a re-save unsharded after a sharded save: the stale index is not read */
+    pa_weights_choice c = choose((const char *[]){"config.json", "model-00001-of-00002.safetensors",
+                                                  "model.safetensors", "model.safetensors.index.json",
+                                                  NULL});
+    CHECK(c.kind == PA_WK_SINGLE && c.name && strcmp(c.name, "model.safetensors") == 0);
+    CHECK(c.stale_index && strcmp(c.stale_index, "model.safetensors.index.json") == 0);
+    CHECK(!c.variant && c.n_other_variants == 0);
+    /* safetensors before pickles, no variant before variants */
+    c = choose((const char *[]){"pytorch_model.bin", "model.safetensors.index.json",
+                                "model.fp16.safetensors", NULL});
+    CHECK(c.kind == PA_WK_INDEX && strcmp(c.name, "model.safetensors.index.json") == 0);
+    CHECK(!c.stale_index && c.n_other_variants == 1);
+    c = choose((const char *[]){"pytorch_model.bin", "model.fp16.safetensors", NULL});
+    CHECK(c.kind == PA_WK_SINGLE && strcmp(c.name, "pytorch_model.bin") == 0);
+    /* only variants: the lexically first */
+    const char *only[] = {"model.safetensors.index.fp16.json", "model-00001-of-00002.fp16.safetensors",
+                          "model-00002-of-00002.fp16.safetensors", "model.bf16.safetensors", NULL};
+    c = choose(only);
+    CHECK(c.kind == PA_WK_SINGLE && strcmp(c.name, "model.bf16.safetensors") == 0);
+    CHECK(c.variant && c.variant_len == 4 && memcmp(c.variant, "bf16", 4) == 0);
+    CHECK_INT(c.n_other_variants, 3);
+    CHECK(!pa_weights_variant_unit(only, 4, "model.bf16.safetensors"));
+    CHECK(!pa_weights_variant_unit(only, 4, "model-00001-of-00002.fp16.safetensors"));
+    const char *var[] = {"model.safetensors", "model.fp16.safetensors", "pytorch_model.fp16.bin",
+                         "config.json"};
+    CHECK(pa_weights_variant_unit(var, 4, "model.fp16.safetensors"));
+    CHECK(pa_weights_variant_unit(var, 4, "pytorch_model.fp16.bin"));
+    CHECK(!pa_weights_variant_unit(var, 4, "model.safetensors"));
+    CHECK(!pa_weights_variant_unit(var, 4, "config.json"));
+    char *notes = pa_weights_notes(var, 4);
+    CHECK_MSG(notes && strstr(notes, "2 file(s) of other variants") &&
+                  strstr(notes, "model.fp16.safetensors (a model of its own)") &&
+                  !strstr(notes, "ignored"),
+              "%s", notes ? notes : "(null)");
+    free(notes);
+    const char *stale[] = {"model.safetensors", "model.safetensors.index.json"};
+    notes = pa_weights_notes(stale, 2);
+    CHECK_MSG(notes && strstr(notes, "model.safetensors.index.json ignored") && !strchr(notes, '\n'),
+              "%s", notes ? notes : "(null)");
+    free(notes);
+    CHECK(pa_weights_notes(stale, 1) == NULL);
+    /* no transformers name: every safetensors file, else every pytorch_model*.bin */
+    c = choose((const char *[]){"a.safetensors", "b.safetensors", NULL});
+    CHECK(c.kind == PA_WK_ALL_ST && !c.name);
+    c = choose((const char *[]){"pytorch_model-00001-of-00002.bin", NULL});
+    CHECK(c.kind == PA_WK_ALL_BIN);
+    c = choose((const char *[]){"config.json", NULL});
+    CHECK(c.kind == PA_WK_NONE);
 }
 
 /* ---------------------------------------------------------------- mkmodel's torch output */
@@ -891,12 +1027,14 @@ int main(void)
     test_minimal(false);
     test_minimal(true);
     test_transformers_like();
+    test_unsafe_global_text();
     test_hostile_globals();
     test_bad_calls();
     test_bounds();
     test_truncation();
     test_zip_refusals();
     test_names();
+    test_weights_choice();
     test_mkmodel();
     return check_report("torch");
 }
