@@ -1,5 +1,6 @@
 /* The analysis worker and mount-time reconciliation. */
 #include "analyze.h"
+#include "fpcache.h"
 #include "worker.h"
 
 #include "provfs/analyzer.h"
@@ -22,15 +23,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define FP_CACHE_SLOTS 4096
-
-/* Parsed fingerprints of stored models, so lineage work does not re-parse JSON per compare. */
-typedef struct fp_slot {
-    int64_t id;
-    char digest[65];
-    pa_fingerprint *fp;
-} fp_slot;
-
 struct analyze_ctx {
     char *backing;      /* immutable */
     int backing_fd;     /* O_PATH of BACKING; immutable */
@@ -43,7 +35,7 @@ struct analyze_ctx {
     /* Serialises the compare-and-link step so two models analysed at once still see each other.
      * Lock order: lineage_lock, then the queue's lock, then the store's locks. */
     pthread_mutex_t lineage_lock;
-    fp_slot cache[FP_CACHE_SLOTS]; /* protected by lineage_lock */
+    fpcache *cache; /* parsed stored fingerprints (fpcache.h); protected by lineage_lock */
 };
 
 analyze_ctx *analyze_create(const char *backing_abs, store_handle *st, int fp_threads)
@@ -62,6 +54,13 @@ analyze_ctx *analyze_create(const char *backing_abs, store_handle *st, int fp_th
     }
     an->st = st;
     an->fp_threads = fp_threads;
+    an->cache = fpcache_create((size_t)ANALYZE_FP_CACHE_MB << 20);
+    if (!an->cache) {
+        close(an->backing_fd);
+        free(an->backing);
+        free(an);
+        return NULL;
+    }
     pthread_mutex_init(&an->lineage_lock, NULL);
     return an;
 }
@@ -80,12 +79,32 @@ void analyze_set_worker(analyze_ctx *an, const worker_cfg *cfg)
     }
 }
 
+int analyze_set_fp_cache(analyze_ctx *an, size_t bytes)
+{
+    fpcache *c = fpcache_create(bytes);
+    if (!c)
+        return -1;
+    pthread_mutex_lock(&an->lineage_lock);
+    fpcache_destroy(an->cache);
+    an->cache = c;
+    pthread_mutex_unlock(&an->lineage_lock);
+    return 0;
+}
+
+void analyze_fp_cache_stats(analyze_ctx *an, size_t *bytes, size_t *count, size_t *evictions)
+{
+    pthread_mutex_lock(&an->lineage_lock);
+    *bytes = fpcache_bytes(an->cache);
+    *count = fpcache_count(an->cache);
+    *evictions = fpcache_evictions(an->cache);
+    pthread_mutex_unlock(&an->lineage_lock);
+}
+
 void analyze_destroy(analyze_ctx *an)
 {
     if (!an)
         return;
-    for (size_t i = 0; i < FP_CACHE_SLOTS; i++)
-        pa_fingerprint_free(an->cache[i].fp);
+    fpcache_destroy(an->cache);
     pa_refdb_free(an->refdb);
     pthread_mutex_destroy(&an->lineage_lock);
     close(an->backing_fd);
@@ -334,12 +353,14 @@ typedef struct link_work {
     size_t compared;
 } link_work;
 
+/* The fingerprint of stored model id through the cache, parsed from json when not cached. The
+ * pointer stays valid until the next fpcache_trim (the callers trim when they hold none). */
 static const pa_fingerprint *cached_fp(analyze_ctx *an, int64_t id, const char *digest,
                                        const char *json, size_t len)
 {
-    fp_slot *slot = &an->cache[(uint64_t)id % FP_CACHE_SLOTS];
-    if (slot->fp && slot->id == id && strcmp(slot->digest, digest) == 0)
-        return slot->fp;
+    const pa_fingerprint *hit = fpcache_get(an->cache, id, digest);
+    if (hit)
+        return hit;
     if (!json)
         return NULL;
     pa_fingerprint *fp = NULL;
@@ -348,11 +369,7 @@ static const pa_fingerprint *cached_fp(analyze_ctx *an, int64_t id, const char *
         fprintf(stderr, "provfs: model %llx: %s\n", (unsigned long long)id, err.msg);
         return NULL;
     }
-    pa_fingerprint_free(slot->fp);
-    slot->fp = fp;
-    slot->id = id;
-    snprintf(slot->digest, sizeof slot->digest, "%s", digest);
-    return fp;
+    return fpcache_put(an->cache, id, digest, fp, fpcache_size_of(len));
 }
 
 /* The stored model's fingerprint, through the cache. Called with lineage_lock held. */
@@ -370,10 +387,9 @@ static const pa_fingerprint *model_fp(analyze_ctx *an, int64_t id)
     return fp;
 }
 
-static int link_candidate(void *ctx, int64_t id, int64_t created_ns, const char *digest,
-                          const char *json, size_t len)
+static int link_compare(link_work *w, int64_t id, int64_t created_ns, const char *digest,
+                        const char *json, size_t len)
 {
-    link_work *w = ctx;
     if (!json)
         return 0;
     const pa_fingerprint *other = cached_fp(w->an, id, digest, json, len);
@@ -423,6 +439,15 @@ static int link_candidate(void *ctx, int64_t id, int64_t created_ns, const char 
     };
     w->n_edges++;
     return 0;
+}
+
+static int link_candidate(void *ctx, int64_t id, int64_t created_ns, const char *digest,
+                          const char *json, size_t len)
+{
+    link_work *w = ctx;
+    int ret = link_compare(w, id, created_ns, digest, json, len);
+    fpcache_trim(w->an->cache); /* no cached fingerprint is held past here */
+    return ret;
 }
 
 /* ---------------------------------------------------------------- parents of a family
@@ -615,6 +640,7 @@ static int family_load(analyze_ctx *an, int64_t start, ofamily *f)
     for (size_t i = 0; i < f->n; i++) {
         const pa_fingerprint *fp = model_fp(an, f->nodes[i].id);
         f->nodes[i].quant = fp && pa_fp_quantized(fp);
+        fpcache_trim(an->cache);
     }
     for (size_t k = 0; k < f->n_pairs; k++) {
         opair *p = &f->pairs[k];
@@ -630,6 +656,7 @@ static int family_load(analyze_ctx *an, int64_t start, ofamily *f)
             pa_compare_result r;
             pa_compare(a, b, &r);
             j->text = pa_compare_to_json(&r, "parent", "child", false);
+            fpcache_trim(an->cache);
         }
         ojson_parse(&p->ij);
         ojson_parse(&p->ji);
