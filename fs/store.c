@@ -125,6 +125,34 @@ static const char *const migrations[] = {
     "CREATE INDEX IF NOT EXISTS tensor_hashes_key ON tensor_hashes(hash);"
     "CREATE INDEX IF NOT EXISTS tensor_hashes_model ON tensor_hashes(model_id);"
     "INSERT OR REPLACE INTO settings (key, value) VALUES ('lsh_version', 0);",
+    /* 9: the store root's counts (.provenance) kept by triggers, so reading them does not
+     * count the tables; store_counts_get. Foreign-key cascades fire the delete triggers. */
+    "CREATE TABLE IF NOT EXISTS store_stats (key TEXT PRIMARY KEY, n INTEGER NOT NULL);"
+    "INSERT OR REPLACE INTO store_stats (key, n) VALUES"
+    "  ('models', (SELECT count(*) FROM models)),"
+    "  ('paths', (SELECT count(*) FROM model_paths)),"
+    "  ('edges', (SELECT count(*) FROM edges)),"
+    "  ('status:pending', (SELECT count(*) FROM models WHERE status = 'pending')),"
+    "  ('status:analyzing', (SELECT count(*) FROM models WHERE status = 'analyzing')),"
+    "  ('status:ready', (SELECT count(*) FROM models WHERE status = 'ready')),"
+    "  ('status:incomplete', (SELECT count(*) FROM models WHERE status = 'incomplete')),"
+    "  ('status:failed', (SELECT count(*) FROM models WHERE status = 'failed'));"
+    "CREATE TRIGGER IF NOT EXISTS stats_models_ins AFTER INSERT ON models BEGIN"
+    "  UPDATE store_stats SET n = n + 1 WHERE key IN ('models', 'status:' || NEW.status); END;"
+    "CREATE TRIGGER IF NOT EXISTS stats_models_del AFTER DELETE ON models BEGIN"
+    "  UPDATE store_stats SET n = n - 1 WHERE key IN ('models', 'status:' || OLD.status); END;"
+    "CREATE TRIGGER IF NOT EXISTS stats_models_status AFTER UPDATE OF status ON models"
+    "  WHEN OLD.status IS NOT NEW.status BEGIN"
+    "  UPDATE store_stats SET n = n - 1 WHERE key = 'status:' || OLD.status;"
+    "  UPDATE store_stats SET n = n + 1 WHERE key = 'status:' || NEW.status; END;"
+    "CREATE TRIGGER IF NOT EXISTS stats_paths_ins AFTER INSERT ON model_paths BEGIN"
+    "  UPDATE store_stats SET n = n + 1 WHERE key = 'paths'; END;"
+    "CREATE TRIGGER IF NOT EXISTS stats_paths_del AFTER DELETE ON model_paths BEGIN"
+    "  UPDATE store_stats SET n = n - 1 WHERE key = 'paths'; END;"
+    "CREATE TRIGGER IF NOT EXISTS stats_edges_ins AFTER INSERT ON edges BEGIN"
+    "  UPDATE store_stats SET n = n + 1 WHERE key = 'edges'; END;"
+    "CREATE TRIGGER IF NOT EXISTS stats_edges_del AFTER DELETE ON edges BEGIN"
+    "  UPDATE store_stats SET n = n - 1 WHERE key = 'edges'; END;",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 _Static_assert(N_MIGRATIONS == STORE_SCHEMA_VERSION, "one migration per schema version");
@@ -790,14 +818,16 @@ int store_counts_get(store_handle *st, store_counts *out)
     int ret = -1;
     memset(out, 0, sizeof *out);
     pthread_mutex_lock(&st->read_lock);
+    /* store_stats (migration 9): kept by triggers, one row per count */
     sqlite3_stmt *stmt = prep(
-        st->rd, "SELECT (SELECT count(*) FROM models), (SELECT count(*) FROM model_paths),"
-                " (SELECT count(*) FROM edges),"
-                " (SELECT count(*) FROM models WHERE status = 'pending'),"
-                " (SELECT count(*) FROM models WHERE status = 'analyzing'),"
-                " (SELECT count(*) FROM models WHERE status = 'ready'),"
-                " (SELECT count(*) FROM models WHERE status = 'incomplete'),"
-                " (SELECT count(*) FROM models WHERE status = 'failed')");
+        st->rd, "SELECT (SELECT n FROM store_stats WHERE key = 'models'),"
+                " (SELECT n FROM store_stats WHERE key = 'paths'),"
+                " (SELECT n FROM store_stats WHERE key = 'edges'),"
+                " (SELECT n FROM store_stats WHERE key = 'status:pending'),"
+                " (SELECT n FROM store_stats WHERE key = 'status:analyzing'),"
+                " (SELECT n FROM store_stats WHERE key = 'status:ready'),"
+                " (SELECT n FROM store_stats WHERE key = 'status:incomplete'),"
+                " (SELECT n FROM store_stats WHERE key = 'status:failed')");
     if (!stmt)
         goto out;
     if (sqlite3_step(stmt) == SQLITE_ROW) {
@@ -1587,11 +1617,17 @@ int store_set_edges(store_handle *st, int64_t model_id, const store_edge *edges,
     if (tx_begin(st) != 0)
         return -1;
     int ret = drop_edges(st, model_id);
-    sqlite3_stmt *stmt = ret == 0 ? prep(st->wr, "INSERT OR REPLACE INTO edges"
-                                                 " (parent_id, child_id, score, verdict, signals,"
-                                                 "  rank, rev_signals)"
-                                                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
-                                  : NULL;
+    /* an upsert, not a REPLACE: a replace's delete would not reach the edges count's trigger */
+    sqlite3_stmt *stmt =
+        ret == 0 ? prep(st->wr, "INSERT INTO edges"
+                                " (parent_id, child_id, score, verdict, signals, rank, rev_signals)"
+                                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                                " ON CONFLICT (parent_id, child_id) DO UPDATE SET"
+                                " score = excluded.score, verdict = excluded.verdict,"
+                                " signals = excluded.signals, rank = excluded.rank,"
+                                " rev_signals = excluded.rev_signals, is_parent = 0,"
+                                " share = NULL")
+                 : NULL;
     if (!stmt)
         ret = -1;
     for (size_t i = 0; i < n && ret == 0; i++) {

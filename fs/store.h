@@ -16,7 +16,7 @@
 
 typedef struct store_handle store_handle;
 
-#define STORE_SCHEMA_VERSION 8
+#define STORE_SCHEMA_VERSION 9
 
 enum { STORE_READONLY = 1u << 0 };
 

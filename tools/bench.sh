@@ -148,5 +148,10 @@ if [ -z "$only" ] || [ "$only" = retrieve ]; then
     echo "retrieve: $line"
     echo "retrieve: an exhaustive candidate step would compare all $n models of the shape"
     rm -f "$dir/retrieve.db"
+    # the store root's .provenance counts: store_stats rows against counting the tables
+    for n in 1000 100000; do
+        echo "counts: $("$bt" counts "$n" "$dir/counts.db")"
+    done
+    rm -f "$dir/counts.db"
 fi
 exit 0

@@ -7,6 +7,8 @@
  *   benchtool scan M N C1 [C2 ...]  scan fingerprint M against N candidates cycling over C1..
  *   benchtool retrieve N DB [Q]   candidate retrieval from the index over a synthetic store of
  *                                 N models (below): time per retrieval, recall of the parent
+ *   benchtool counts N DB         the store root's counts (store_counts_get, kept by triggers)
+ *                                 against counting the tables, over N stored models
  *   benchtool worker PATH T PROVFS N  N rounds, alternating: fingerprint in this process vs in a
  *                                 provfs analysis worker (fs/worker.h: files opened here, passed
  *                                 over a socket, sandboxed worker, JSON back); T threads
@@ -401,8 +403,91 @@ static int retrieve_bench(long n, const char *db_path, long queries)
     return 0;
 }
 
+/* benchtool counts N DB: N models (each with a path, every other one an edge to the one before)
+ * in a fresh store; 200 reads of the root's counts through store_counts_get (store_stats rows)
+ * and 200 of the same numbers by counting the tables (what the root's .provenance did before). */
+static int counts_bench(long n, const char *db_path)
+{
+    store_handle *st = NULL;
+    char err[256];
+    unlink(db_path);
+    if (store_open(db_path, 0, &st, err, sizeof err) != 0) {
+        fprintf(stderr, "benchtool: %s\n", err);
+        return 2;
+    }
+    store_close(st);
+    sqlite3 *db = NULL;
+    if (sqlite3_open(db_path, &db) != SQLITE_OK)
+        return 2;
+    sqlite3_exec(db, "PRAGMA foreign_keys=ON; BEGIN", NULL, NULL, NULL);
+    sqlite3_stmt *mi = NULL, *pi = NULL, *ei = NULL;
+    sqlite3_prepare_v2(db, "INSERT INTO models (id, status, created_ns) VALUES (?1, ?2, ?1)", -1,
+                       &mi, NULL);
+    sqlite3_prepare_v2(db, "INSERT INTO model_paths (path, model_id) VALUES (?2, ?1)", -1, &pi,
+                       NULL);
+    sqlite3_prepare_v2(db, "INSERT INTO edges (parent_id, child_id, score, verdict)"
+                           " VALUES (?1 - 1, ?1, 0.9, 'derived')",
+                       -1, &ei, NULL);
+    for (long id = 1; id <= n; id++) {
+        char path[32];
+        snprintf(path, sizeof path, "/m%ld", id);
+        sqlite3_bind_int64(mi, 1, id);
+        sqlite3_bind_text(mi, 2, id % 10 ? "ready" : "failed", -1, SQLITE_STATIC);
+        sqlite3_step(mi);
+        sqlite3_reset(mi);
+        sqlite3_bind_int64(pi, 1, id);
+        sqlite3_bind_text(pi, 2, path, -1, SQLITE_TRANSIENT);
+        sqlite3_step(pi);
+        sqlite3_reset(pi);
+        if (id % 2 == 0) {
+            sqlite3_bind_int64(ei, 1, id);
+            sqlite3_step(ei);
+            sqlite3_reset(ei);
+        }
+    }
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    sqlite3_finalize(mi);
+    sqlite3_finalize(pi);
+    sqlite3_finalize(ei);
+    if (store_open(db_path, 0, &st, err, sizeof err) != 0) {
+        fprintf(stderr, "benchtool: %s\n", err);
+        return 2;
+    }
+    store_counts c = {0};
+    double t0 = now();
+    for (int r = 0; r < 200; r++)
+        store_counts_get(st, &c);
+    double t_new = (now() - t0) / 200;
+    int64_t models = 0;
+    t0 = now();
+    for (int r = 0; r < 200; r++) {
+        sqlite3_stmt *q = NULL;
+        sqlite3_prepare_v2(db,
+                           "SELECT (SELECT count(*) FROM models), (SELECT count(*) FROM model_paths),"
+                           " (SELECT count(*) FROM edges),"
+                           " (SELECT count(*) FROM models WHERE status = 'pending'),"
+                           " (SELECT count(*) FROM models WHERE status = 'analyzing'),"
+                           " (SELECT count(*) FROM models WHERE status = 'ready'),"
+                           " (SELECT count(*) FROM models WHERE status = 'incomplete'),"
+                           " (SELECT count(*) FROM models WHERE status = 'failed')",
+                           -1, &q, NULL);
+        if (q && sqlite3_step(q) == SQLITE_ROW)
+            models = sqlite3_column_int64(q, 0);
+        sqlite3_finalize(q);
+    }
+    double t_old = (now() - t0) / 200;
+    sqlite3_close(db);
+    store_close(st);
+    printf("models=%ld counted_models=%lld stats_models=%lld stats_ms=%.4f count_ms=%.4f "
+           "seconds=%.6f\n",
+           n, (long long)models, (long long)c.models, 1000 * t_new, 1000 * t_old, t_new);
+    return models == c.models && c.models == n ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 4 && strcmp(argv[1], "counts") == 0)
+        return counts_bench(strtol(argv[2], NULL, 10), argv[3]);
     if (argc >= 4 && strcmp(argv[1], "retrieve") == 0)
         return retrieve_bench(strtol(argv[2], NULL, 10), argv[3],
                               argc >= 5 ? strtol(argv[4], NULL, 10) : 1000);

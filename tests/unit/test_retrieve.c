@@ -113,6 +113,52 @@ static void db_exec(const char *name, const char *sql)
     sqlite3_close(db);
 }
 
+/* The root's counts kept by triggers (migration 9) agree with counting the tables. */
+static void check_counts(const char *name)
+{
+    char db[320], err[256];
+    snprintf(db, sizeof db, "%s/%s.db", tmp, name);
+    store_handle *st = NULL;
+    CHECK_MSG(store_open(db, 0, &st, err, sizeof err) == 0, "%s", err);
+    store_counts c;
+    CHECK(st && store_counts_get(st, &c) == 0);
+    store_close(st);
+    CHECK_INT(c.models, db_int(name, "SELECT count(*) FROM models"));
+    CHECK_INT(c.paths, db_int(name, "SELECT count(*) FROM model_paths"));
+    CHECK_INT(c.edges, db_int(name, "SELECT count(*) FROM edges"));
+    CHECK_INT(c.ready, db_int(name, "SELECT count(*) FROM models WHERE status = 'ready'"));
+    CHECK_INT(c.failed, db_int(name, "SELECT count(*) FROM models WHERE status = 'failed'"));
+    CHECK_INT(c.pending + c.analyzing + c.incomplete,
+              db_int(name, "SELECT count(*) FROM models WHERE status IN"
+                           " ('pending', 'analyzing', 'incomplete')"));
+}
+
+static void test_counts(void)
+{
+    check_counts("exhaustive");
+    CHECK_INT(db_int("exhaustive", "SELECT count(*) FROM models"), N_PATHS);
+    CHECK(db_int("exhaustive", "SELECT count(*) FROM edges") > 10);
+    /* removals cascade to paths and edges, a status changes, a path is added */
+    char db[320], err[256];
+    snprintf(db, sizeof db, "%s/exhaustive.db", tmp);
+    store_handle *st = NULL;
+    CHECK_MSG(store_open(db, 0, &st, err, sizeof err) == 0, "%s", err);
+    int64_t id = 0;
+    CHECK(st && store_remove_path(st, "/ft", false) == 0);
+    CHECK(st && store_set_status(st, "/base", "pending") == 0);
+    CHECK(st && store_begin(st, "/new", 1, 0, &id) == 0);
+    CHECK(st && store_finish_error(st, id, "failed", "test") == 0);
+    store_close(st);
+    check_counts("exhaustive");
+    CHECK_INT(db_int("exhaustive", "SELECT count(*) FROM models WHERE status = 'failed'"), 1);
+    /* a store from before the counts: they are made from the tables */
+    db_exec("exhaustive", "DROP TRIGGER stats_models_ins; DROP TRIGGER stats_edges_del;"
+                          " UPDATE store_stats SET n = 0; PRAGMA user_version = 8");
+    check_counts("exhaustive");
+    CHECK(db_int("exhaustive", "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'") ==
+          7);
+}
+
 static void test_backfill(void)
 {
     int64_t bands = db_int("retrieve", "SELECT count(*) FROM lsh_bands");
@@ -226,6 +272,7 @@ int main(void)
     CHECK(strstr(exhaustive, "/indep-ft<-/indep:") && strstr(exhaustive, "/other<--:"));
     test_scan();
     test_backfill();
+    test_counts();
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", tmp);
