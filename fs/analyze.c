@@ -1,9 +1,11 @@
 /* The analysis worker and mount-time reconciliation. */
 #include "analyze.h"
+#include "fpcache.h"
 #include "worker.h"
 
 #include "provfs/analyzer.h"
 #include "jsonutil.h"
+#include "lsh.h"
 #include "refdb.h"
 
 #include <cjson/cJSON.h>
@@ -23,15 +25,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define FP_CACHE_SLOTS 4096
-
-/* Parsed fingerprints of stored models, so lineage work does not re-parse JSON per compare. */
-typedef struct fp_slot {
-    int64_t id;
-    char digest[65];
-    pa_fingerprint *fp;
-} fp_slot;
-
 struct analyze_ctx {
     char *backing;      /* immutable */
     int backing_fd;     /* O_PATH of BACKING; immutable */
@@ -44,7 +37,8 @@ struct analyze_ctx {
     /* Serialises the compare-and-link step so two models analysed at once still see each other.
      * Lock order: lineage_lock, then the queue's lock, then the store's locks. */
     pthread_mutex_t lineage_lock;
-    fp_slot cache[FP_CACHE_SLOTS]; /* protected by lineage_lock */
+    fpcache *cache; /* parsed stored fingerprints (fpcache.h); protected by lineage_lock */
+    size_t retrieve_k; /* candidates from the index (0: compare with every model of the shape) */
 };
 
 analyze_ctx *analyze_create(const char *backing_abs, store_handle *st, int fp_threads)
@@ -63,6 +57,14 @@ analyze_ctx *analyze_create(const char *backing_abs, store_handle *st, int fp_th
     }
     an->st = st;
     an->fp_threads = fp_threads;
+    an->retrieve_k = ANALYZE_RETRIEVE_K;
+    an->cache = fpcache_create((size_t)ANALYZE_FP_CACHE_MB << 20);
+    if (!an->cache) {
+        close(an->backing_fd);
+        free(an->backing);
+        free(an);
+        return NULL;
+    }
     pthread_mutex_init(&an->lineage_lock, NULL);
     return an;
 }
@@ -81,12 +83,39 @@ void analyze_set_worker(analyze_ctx *an, const worker_cfg *cfg)
     }
 }
 
+int analyze_set_fp_cache(analyze_ctx *an, size_t bytes)
+{
+    fpcache *c = fpcache_create(bytes);
+    if (!c)
+        return -1;
+    pthread_mutex_lock(&an->lineage_lock);
+    fpcache_destroy(an->cache);
+    an->cache = c;
+    pthread_mutex_unlock(&an->lineage_lock);
+    return 0;
+}
+
+void analyze_set_retrieval(analyze_ctx *an, size_t k)
+{
+    pthread_mutex_lock(&an->lineage_lock);
+    an->retrieve_k = k;
+    pthread_mutex_unlock(&an->lineage_lock);
+}
+
+void analyze_fp_cache_stats(analyze_ctx *an, size_t *bytes, size_t *count, size_t *evictions)
+{
+    pthread_mutex_lock(&an->lineage_lock);
+    *bytes = fpcache_bytes(an->cache);
+    *count = fpcache_count(an->cache);
+    *evictions = fpcache_evictions(an->cache);
+    pthread_mutex_unlock(&an->lineage_lock);
+}
+
 void analyze_destroy(analyze_ctx *an)
 {
     if (!an)
         return;
-    for (size_t i = 0; i < FP_CACHE_SLOTS; i++)
-        pa_fingerprint_free(an->cache[i].fp);
+    fpcache_destroy(an->cache);
     pa_refdb_free(an->refdb);
     pthread_mutex_destroy(&an->lineage_lock);
     close(an->backing_fd);
@@ -385,14 +414,18 @@ typedef struct link_work {
     char **signals; /* owned JSON per edge, two per edge (parent as a, child as a) */
     size_t n_edges, cap;
     size_t compared;
+    int64_t *seen; /* models compared (the retrieval path) */
+    size_t n_seen, cap_seen;
 } link_work;
 
+/* The fingerprint of stored model id through the cache, parsed from json when not cached. The
+ * pointer stays valid until the next fpcache_trim (the callers trim when they hold none). */
 static const pa_fingerprint *cached_fp(analyze_ctx *an, int64_t id, const char *digest,
                                        const char *json, size_t len)
 {
-    fp_slot *slot = &an->cache[(uint64_t)id % FP_CACHE_SLOTS];
-    if (slot->fp && slot->id == id && strcmp(slot->digest, digest) == 0)
-        return slot->fp;
+    const pa_fingerprint *hit = fpcache_get(an->cache, id, digest);
+    if (hit)
+        return hit;
     if (!json)
         return NULL;
     pa_fingerprint *fp = NULL;
@@ -401,11 +434,7 @@ static const pa_fingerprint *cached_fp(analyze_ctx *an, int64_t id, const char *
         fprintf(stderr, "provfs: model %llx: %s\n", (unsigned long long)id, err.msg);
         return NULL;
     }
-    pa_fingerprint_free(slot->fp);
-    slot->fp = fp;
-    slot->id = id;
-    snprintf(slot->digest, sizeof slot->digest, "%s", digest);
-    return fp;
+    return fpcache_put(an->cache, id, digest, fp, fpcache_size_of(len));
 }
 
 /* The stored model's fingerprint, through the cache. Called with lineage_lock held. */
@@ -423,10 +452,9 @@ static const pa_fingerprint *model_fp(analyze_ctx *an, int64_t id)
     return fp;
 }
 
-static int link_candidate(void *ctx, int64_t id, int64_t created_ns, const char *digest,
-                          const char *json, size_t len)
+static int link_compare(link_work *w, int64_t id, int64_t created_ns, const char *digest,
+                        const char *json, size_t len)
 {
-    link_work *w = ctx;
     if (!json)
         return 0;
     const pa_fingerprint *other = cached_fp(w->an, id, digest, json, len);
@@ -476,6 +504,24 @@ static int link_candidate(void *ctx, int64_t id, int64_t created_ns, const char 
     };
     w->n_edges++;
     return 0;
+}
+
+static int link_candidate(void *ctx, int64_t id, int64_t created_ns, const char *digest,
+                          const char *json, size_t len)
+{
+    link_work *w = ctx;
+    if (w->n_seen == w->cap_seen) {
+        size_t cap = w->cap_seen ? w->cap_seen * 2 : 64;
+        int64_t *grown = realloc(w->seen, cap * sizeof *grown);
+        if (!grown)
+            return 1;
+        w->seen = grown;
+        w->cap_seen = cap;
+    }
+    w->seen[w->n_seen++] = id;
+    int ret = link_compare(w, id, created_ns, digest, json, len);
+    fpcache_trim(w->an->cache); /* no cached fingerprint is held past here */
+    return ret;
 }
 
 /* ---------------------------------------------------------------- parents of a family
@@ -672,6 +718,7 @@ static int family_load(analyze_ctx *an, int64_t start, ofamily *f)
     for (size_t i = 0; i < f->n; i++) {
         const pa_fingerprint *fp = model_fp(an, f->nodes[i].id);
         f->nodes[i].quant = fp && pa_fp_quantized(fp);
+        fpcache_trim(an->cache);
     }
     for (size_t k = 0; k < f->n_pairs; k++) {
         opair *p = &f->pairs[k];
@@ -687,6 +734,7 @@ static int family_load(analyze_ctx *an, int64_t start, ofamily *f)
             pa_compare_result r;
             pa_compare(a, b, &r);
             j->text = pa_compare_to_json(&r, "parent", "child", false);
+            fpcache_trim(an->cache);
         }
         ojson_parse(&p->ij);
         ojson_parse(&p->ji);
@@ -1104,17 +1152,104 @@ static int orient(analyze_ctx *an, int64_t id)
     return ret;
 }
 
-/* Compares the new model with every prefiltered stored model, records the edges and decides the
- * parents of its family. Called with lineage_lock held. */
+static bool seen_id(const link_work *w, int64_t id)
+{
+    for (size_t i = 0; i < w->n_seen; i++)
+        if (w->seen[i] == id)
+            return true;
+    return false;
+}
+
+/* The families (ORIENT_MAX models at most each) of the relatives found so far, less the models
+ * already compared: the relatives of a relative are plausible relatives too, and the family step
+ * needs the new model's comparisons with them. *out malloc'd. */
+static int family_rest(analyze_ctx *an, const link_work *w, int64_t **out, size_t *n_out)
+{
+    size_t n = 0, cap = 64, n_rel = w->n_edges;
+    int64_t *ids = malloc(cap * sizeof *ids);
+    int64_t *todo = malloc(ORIENT_MAX * sizeof *todo);
+    int ret = ids && todo ? 0 : -1;
+    for (size_t e = 0; e < n_rel && ret == 0; e++) {
+        const store_edge *edge = &w->edges[e];
+        size_t nq = 0;
+        todo[nq++] = edge->parent_id == w->self_id ? edge->child_id : edge->parent_id;
+        for (size_t q = 0; q < nq && ret == 0; q++) {
+            store_rel *rels = NULL;
+            size_t nr = 0;
+            if (store_related(an->st, todo[q], &rels, &nr) != 0) {
+                ret = -1;
+                break;
+            }
+            for (size_t k = 0; k < nr && ret == 0; k++) {
+                int64_t o = rels[k].parent_id == todo[q] ? rels[k].child_id : rels[k].parent_id;
+                bool known = o == w->self_id;
+                for (size_t i = 0; !known && i < nq; i++)
+                    known = todo[i] == o;
+                if (known || nq == ORIENT_MAX)
+                    continue;
+                todo[nq++] = o;
+                bool listed = seen_id(w, o);
+                for (size_t i = 0; !listed && i < n; i++)
+                    listed = ids[i] == o;
+                if (listed)
+                    continue;
+                if (n == cap) {
+                    int64_t *grown = realloc(ids, 2 * cap * sizeof *grown);
+                    if (!grown) {
+                        ret = -1;
+                        break;
+                    }
+                    ids = grown;
+                    cap *= 2;
+                }
+                ids[n++] = o;
+            }
+            store_rels_free(rels, nr);
+        }
+    }
+    free(todo);
+    if (ret != 0) {
+        free(ids);
+        return -1;
+    }
+    *out = ids;
+    *n_out = n;
+    return 0;
+}
+
+/* Finds the new model's candidates and compares it with them: with the index (store_retrieve:
+ * the retrieve_k best-matching models, then the families of the relatives among them), or,
+ * without index keys or with retrieval off, every prefiltered stored model. */
+static int link_candidates(analyze_ctx *an, const store_keys *keys, const pa_lsh_sig *sig,
+                           link_work *w)
+{
+    if (!an->retrieve_k || !sig || sig->n_bands + sig->n_hashes == 0)
+        return store_candidates(an->st, keys, w->self_id, link_candidate, w);
+    size_t found = 0;
+    int ret = store_retrieve(an->st, keys, sig, w->self_id, an->retrieve_k, &found,
+                             link_candidate, w);
+    int64_t *rest = NULL;
+    size_t n_rest = 0;
+    if (ret == 0 && w->n_edges > 0)
+        ret = family_rest(an, w, &rest, &n_rest);
+    if (ret == 0 && n_rest > 0)
+        ret = store_candidates_ids(an->st, keys, rest, n_rest, link_candidate, w);
+    free(rest);
+    return ret;
+}
+
+/* Compares the new model with its candidates, records the edges and decides the parents of its
+ * family. Called with lineage_lock held. */
 static int link_model(analyze_ctx *an, int64_t id, const pa_fingerprint *fp,
-                      const store_keys *keys, size_t *compared, bool *has_parent)
+                      const store_keys *keys, const pa_lsh_sig *sig, size_t *compared,
+                      bool *has_parent)
 {
     store_model self;
     if (store_model_by_id(an->st, id, &self) != 0)
         return -1;
     link_work w = {.an = an, .self_id = id, .self_created = self.created_ns, .self_fp = fp};
     store_model_clear(&self);
-    int ret = store_candidates(an->st, keys, id, link_candidate, &w);
+    int ret = link_candidates(an, keys, sig, &w);
     if (ret == 0)
         ret = store_set_edges(an->st, id, w.edges, w.n_edges);
     if (ret == 0 && w.n_edges > 0)
@@ -1128,6 +1263,7 @@ static int link_model(analyze_ctx *an, int64_t id, const pa_fingerprint *fp,
         free(w.signals[i]);
     free(w.signals);
     free(w.edges);
+    free(w.seen);
     return ret;
 }
 
@@ -1569,8 +1705,12 @@ void analyze_job(void *ctx, const queue_job *job)
         files[i].mtime_ns = given.n == n_files ? given.files[i].mtime_ns : f->mtime_ns;
         snprintf(files[i].sha256, sizeof files[i].sha256, "%s", f->sha256);
     }
+    /* Index keys, outside the lineage lock too. */
+    pa_lsh_sig sig = {0};
+    bool have_sig = pa_lsh_signature(fp, &sig) == 0;
     store_result res = {.digest = pa_fp_digest(fp), .format = pa_fp_format(fp),
-                        .fingerprint_json = json, .n_files = n_files, .files = files};
+                        .fingerprint_json = json, .n_files = n_files, .files = files,
+                        .sig = have_sig ? &sig : NULL};
     fill_keys(fp, &res.keys);
     /* Outside the lineage lock: used only when the store gives no parent. */
     store_ref ref;
@@ -1584,7 +1724,7 @@ void analyze_job(void *ctx, const queue_job *job)
         int rc = store_finish_ready(an->st, job->path, id, &res, &final_id, &merged);
         bool has_parent = false;
         if (rc == 0 && !merged)
-            rc = link_model(an, final_id, fp, &res.keys, &compared, &has_parent);
+            rc = link_model(an, final_id, fp, &res.keys, res.sig, &compared, &has_parent);
         char adapter[512] = "";
         if (rc == 0 && !merged && pa_peft_is_adapter(fp) &&
             link_adapter(an, final_id, fp, abs, adapter, sizeof adapter) == 0) {
@@ -1604,6 +1744,7 @@ void analyze_job(void *ctx, const queue_job *job)
                     rc == 0 ? "analyzed" : "store-failed", detail);
     }
     pthread_mutex_unlock(&an->lineage_lock);
+    pa_lsh_sig_free(&sig);
     if (have_ref)
         store_ref_clear(&ref);
 out:

@@ -7,11 +7,24 @@
 #include "queue.h"
 #include "store.h"
 
+#include <stddef.h>
+
 typedef struct analyze_ctx analyze_ctx;
 
 /* backing_abs: canonical absolute path of BACKING (no trailing slash, "/" allowed). */
 analyze_ctx *analyze_create(const char *backing_abs, store_handle *st, int fp_threads);
 void analyze_set_queue(analyze_ctx *an, queue *q);
+/* Parsed fingerprints of stored models are cached within a budget of about bytes (fpcache.h),
+ * ANALYZE_FP_CACHE_MB MiB by default; before the first job. 0, or -1 out of memory. */
+#define ANALYZE_FP_CACHE_MB 64
+int analyze_set_fp_cache(analyze_ctx *an, size_t bytes);
+/* Candidates of a new model: the k best from the candidate index (analyzer/lsh.h, store_retrieve)
+ * and the families of the relatives among them, ANALYZE_RETRIEVE_K by default; 0 compares it with
+ * every stored model of its shape (tests compare the two). */
+#define ANALYZE_RETRIEVE_K 32
+void analyze_set_retrieval(analyze_ctx *an, size_t k);
+/* What the cache holds now: approximate bytes, entries, evictions so far. */
+void analyze_fp_cache_stats(analyze_ctx *an, size_t *bytes, size_t *count, size_t *evictions);
 /* Before the first job: parse every unit in a fresh unprivileged worker process (fs/worker.h);
  * NULL (the default) parses in this process (provctl, tests). */
 struct worker_cfg;

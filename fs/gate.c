@@ -50,6 +50,12 @@ struct gate {
     int64_t log_minute;               /* lock: the minute log_lines counts */
     unsigned log_lines;               /* lock: syslog lines in log_minute */
     unsigned long log_suppressed;     /* lock: lines over the budget since the last line */
+    /* The blocked count of the store root's .provenance, for (generation, serial) with no unit
+     * in the queue: a decision depends on the store, the policy and the queue state only. */
+    bool blocked_valid;         /* lock */
+    uint64_t blocked_gen;       /* lock */
+    uint64_t blocked_serial;    /* lock */
+    int64_t blocked;            /* lock */
 };
 
 gate *gate_create(store_handle *st, queue *q, policy_slot *slot)
@@ -660,8 +666,27 @@ int64_t gate_count_blocked(gate *g)
     if (!p)
         return 0;
     count_ctx c = {.g = g, .p = p};
+    /* The key is read first: a write committed meanwhile changes it (see unit_cached). */
+    uint64_t gen = store_generation(g->st), serial = policy_serial(p);
+    bool idle = !g->q || queue_entries(g->q) == 0;
+    pthread_mutex_lock(&g->lock);
+    bool hit = idle && g->blocked_valid && g->blocked_gen == gen && g->blocked_serial == serial;
+    int64_t cached = g->blocked;
+    pthread_mutex_unlock(&g->lock);
+    if (hit) {
+        policy_unref(p);
+        return cached;
+    }
     if (policy_get_mode(p) != POLICY_OFF)
         store_each_path(g->st, count_one, &c);
     policy_unref(p);
+    if (idle && (!g->q || queue_entries(g->q) == 0)) {
+        pthread_mutex_lock(&g->lock);
+        g->blocked_valid = true;
+        g->blocked_gen = gen;
+        g->blocked_serial = serial;
+        g->blocked = c.blocked;
+        pthread_mutex_unlock(&g->lock);
+    }
     return c.blocked;
 }

@@ -43,6 +43,7 @@ typedef struct options {
     int allow_shared_backing; /* -o allow_shared_backing: skip the enforce check of BACKING */
     unsigned analyzer_mem;     /* MiB, 0 = no limit */
     unsigned analyzer_timeout; /* s, 0 = no limit */
+    unsigned fp_cache_mb;      /* MiB of parsed stored fingerprints kept for lineage work */
     int analyzer_inprocess;    /* --analyzer-worker=off */
     unsigned long inode_fds;   /* --inode-fds */
 } options;
@@ -63,6 +64,8 @@ static void usage(FILE *out)
             "  --analyzer-mem MB address space of an analysis worker process (default 4096;\n"
             "                    0: no limit)\n"
             "  --analyzer-timeout S  time one unit may take to analyse (default 600; 0: none)\n"
+            "  --fp-cache-mb N   memory for parsed fingerprints of stored models, least\n"
+            "                    recently used out (default 64; 0: none kept)\n"
             "  --analyzer-worker=off parse models in the daemon itself, as root (default: in\n"
             "                    an unprivileged, seccomp-filtered worker process per unit)\n"
             "  --inode-fds N     at most N O_PATH fds of inodes the kernel remembers stay open;\n"
@@ -73,7 +76,8 @@ static void usage(FILE *out)
             "  -o OPT[,OPT...]   mount options: FUSE's, and every option above as name=VALUE\n"
             "                    (db=, policy=, refdb=, workers=, admin_gid=, quiet_ms=,\n"
             "                    max_delay_ms=, analyzer_mem=, analyzer_timeout=, inode_fds=,\n"
-            "                    analyzer_worker=off), so fstab and mount -t fuse.provfs work;\n"
+            "                    fp_cache_mb=, analyzer_worker=off), so fstab and mount -t\n"
+            "                    fuse.provfs work;\n"
             "                    allow_shared_backing: mount under enforce although users other\n"
             "                    than root can reach BACKING directly\n");
 }
@@ -110,6 +114,7 @@ static int set_option(options *opt, const char *name, const char *val)
         {"max_delay_ms", 86400000, &opt->max_delay_ms},
         {"analyzer_mem", 1u << 30, &opt->analyzer_mem},
         {"analyzer_timeout", 1u << 30, &opt->analyzer_timeout},
+        {"fp_cache_mb", 1u << 20, &opt->fp_cache_mb},
     };
     for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
         if (strcmp(key, nums[i].key) == 0) {
@@ -372,6 +377,7 @@ int main(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "--analyzer-worker") == 0)
         return worker_main(argc, argv);
     options opt = {.workers = 2, .admin_gid = 0, .quiet_ms = 500, .analyzer_mem = 4096,
+                   .fp_cache_mb = ANALYZE_FP_CACHE_MB,
                    .analyzer_timeout = 600,
                    .inode_fds = 65536,
                    .max_delay_ms = QUEUE_MAX_DELAY_MS};
@@ -549,6 +555,10 @@ int main(int argc, char **argv)
     an = analyze_create(backing, st, 0);
     if (an && !load_refdb(an, opt.refdb)) {
         ret = 2;
+        goto out_store;
+    }
+    if (an && analyze_set_fp_cache(an, (size_t)opt.fp_cache_mb << 20) != 0) {
+        fprintf(stderr, "provfs: out of memory\n");
         goto out_store;
     }
     if (an)

@@ -374,6 +374,14 @@ void queue_rename(queue *q, const char *from, const char *to)
     pthread_mutex_unlock(&q->lock);
 }
 
+size_t queue_entries(queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    size_t n = q->n_entries;
+    pthread_mutex_unlock(&q->lock);
+    return n;
+}
+
 queue_state queue_get_state(queue *q, const char *path)
 {
     pthread_mutex_lock(&q->lock);

@@ -10,6 +10,7 @@
 #define PROVFS_QUEUE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct queue queue;
@@ -46,6 +47,8 @@ void queue_forget(queue *q, const char *path);
 /* Moves path and every unit below it; running jobs on them are restarted under the new name. */
 void queue_rename(queue *q, const char *from, const char *to);
 queue_state queue_get_state(queue *q, const char *path);
+/* Units pending or being analysed now (0: every unit's state is QUEUE_NONE). */
+size_t queue_entries(queue *q);
 /* True while path's job of generation gen is still the latest (its result may be stored). */
 bool queue_current(queue *q, const char *path, uint64_t gen);
 /* SHA-256s of files hashed while they were written (fs/writehash.h), keyed by mount-relative

@@ -16,7 +16,7 @@
 
 typedef struct store_handle store_handle;
 
-#define STORE_SCHEMA_VERSION 7
+#define STORE_SCHEMA_VERSION 9
 
 enum { STORE_READONLY = 1u << 0 };
 
@@ -128,6 +128,7 @@ typedef struct store_result {
     store_keys keys;
     size_t n_files;
     const store_file *files;
+    const struct pa_lsh_sig *sig; /* candidate-index keys (analyzer/lsh.h), or NULL: none */
 } store_result;
 
 /* Ends a successful analysis. When another model already has this digest, path joins that model
@@ -143,6 +144,21 @@ typedef int (*store_cand_cb)(void *ctx, int64_t id, int64_t created_ns, const ch
                              const char *fp_json, size_t fp_len);
 int store_candidates(store_handle *st, const store_keys *keys, int64_t exclude_id,
                      store_cand_cb cb, void *ctx);
+
+/* Sublinear candidates: the ready models sharing a tensor hash or a band with sig (the index of
+ * analyzer/lsh.h signatures), ranked by matches (STORE_HASH_WEIGHT per shared tensor hash, 1 per
+ * shared band; a key shared by more than STORE_POSTING_MAX models is skipped), the best k that
+ * pass store_candidates' prefilter (keys NULL: no prefilter), best first; *found: how many
+ * shared a key. Works on a read-only handle too. */
+#define STORE_HASH_WEIGHT 4
+#define STORE_POSTING_MAX 4096
+int store_retrieve(store_handle *st, const store_keys *keys, const struct pa_lsh_sig *sig,
+                   int64_t exclude_id, size_t k, size_t *found, store_cand_cb cb, void *ctx);
+/* The models ids[0..n) as candidates (ready, prefiltered by keys unless NULL), in that order. */
+int store_candidates_ids(store_handle *st, const store_keys *keys, const int64_t *ids, size_t n,
+                         store_cand_cb cb, void *ctx);
+/* Index rows held (bands, tensor hashes) and the signature version they were made with. */
+int store_lsh_counts(store_handle *st, int64_t *bands, int64_t *hashes, int64_t *version);
 
 typedef struct store_edge {
     int64_t parent_id, child_id;

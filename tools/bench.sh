@@ -2,7 +2,9 @@
 # Benchmarks. Every number is reported next to a baseline measured in the same run.
 #   BENCH_DIR   scratch directory (default /tmp/provfs-bench; needs ~5 GB)
 #   BENCH_RUNS  repetitions per measurement, best is kept (default 3)
-#   BENCH_ONLY  "analyzer", "gguf", "scan", "fs", "policy", "worker" or "" for all sections
+#   BENCH_ONLY  "analyzer", "gguf", "scan", "fs", "policy", "worker", "retrieve" or "" for all
+#               sections
+#   BENCH_RETRIEVE_MODELS  stored models of the synthetic candidate-retrieval store (100000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -137,5 +139,19 @@ if [ -z "$only" ] || [ "$only" = policy ]; then
 fi
 if [ -z "$only" ] || [ "$only" = worker ]; then
     [ -x tools/bench-worker.sh ] && tools/bench-worker.sh "$dir" "$runs"
+fi
+if [ -z "$only" ] || [ "$only" = retrieve ]; then
+    # candidates of a new model from the store's index (fs/README.md "Candidate retrieval"):
+    # time per retrieval and recall of the parent, against comparing every stored model
+    n=${BENCH_RETRIEVE_MODELS:-100000}
+    line=$("$bt" retrieve "$n" "$dir/retrieve.db" 1000)
+    echo "retrieve: $line"
+    echo "retrieve: an exhaustive candidate step would compare all $n models of the shape"
+    rm -f "$dir/retrieve.db"
+    # the store root's .provenance counts: store_stats rows against counting the tables
+    for n in 1000 100000; do
+        echo "counts: $("$bt" counts "$n" "$dir/counts.db")"
+    done
+    rm -f "$dir/counts.db"
 fi
 exit 0

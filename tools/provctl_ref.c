@@ -12,10 +12,14 @@
  * scan --db FILE also ranks the ready models of a provfs store (the same lineage database the
  * daemon writes, opened read-only): name = the model's first path, family = the root of its
  * lineage in the store. A stored model with the scanned model's own digest is the model itself
- * and is left out.
+ * and is left out. The stored models scanned are the scanned model's best candidates from the
+ * store's candidate index (analyzer/lsh.h, store_retrieve: models sharing a tensor hash or a
+ * band, the best max(32, 4 x top-k)); every ready model with --no-prefilter, or when the model
+ * has no index keys (no weights) or the store's index is of another version.
  */
 #include "provctl_ref.h"
 
+#include "lsh.h"
 #include "provfs/analyzer.h"
 #include "refdb.h"
 #include "store.h"
@@ -332,8 +336,50 @@ static void stored_free(stored *s)
     free(s->strings);
 }
 
-static pa_status load_stored(const char *db_path, const char *skip_digest, stored *s, pa_error *err)
+typedef struct picked {
+    int64_t *ids;
+    size_t n, cap;
+} picked;
+
+static int pick(void *ctx, int64_t id, int64_t created_ns, const char *digest, const char *json,
+                size_t len)
 {
+    (void)created_ns, (void)digest, (void)json, (void)len;
+    picked *p = ctx;
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 64;
+        int64_t *g = realloc(p->ids, cap * sizeof *g);
+        if (!g)
+            return 1;
+        p->ids = g;
+        p->cap = cap;
+    }
+    p->ids[p->n++] = id;
+    return 0;
+}
+
+/* The model's candidates from the store's index: 0 and *out filled, 1 when the index cannot
+ * answer (no keys, another version), -1 on error. */
+static int retrieve_stored(stored *s, const pa_fingerprint *model, size_t k, picked *out)
+{
+    pa_lsh_sig sig;
+    int64_t bands = 0, hashes = 0, version = -1;
+    if (pa_lsh_signature(model, &sig) != 0)
+        return -1;
+    int ret = 1;
+    if (sig.n_bands + sig.n_hashes > 0 &&
+        store_lsh_counts(s->st, &bands, &hashes, &version) == 0 && version == PA_LSH_VERSION) {
+        size_t found = 0;
+        ret = store_retrieve(s->st, NULL, &sig, 0, k, &found, pick, out) == 0 ? 0 : -1;
+    }
+    pa_lsh_sig_free(&sig);
+    return ret;
+}
+
+static pa_status load_stored(const char *db_path, const pa_fingerprint *model, bool all,
+                             size_t top_k, stored *s, pa_error *err)
+{
+    const char *skip_digest = pa_fp_digest(model);
     memset(s, 0, sizeof *s);
     s->db_path = db_path;
     s->skip_digest = skip_digest;
@@ -345,7 +391,20 @@ static pa_status load_stored(const char *db_path, const char *skip_digest, store
     if (store_open(db_path, STORE_READONLY, &s->st, msg, sizeof msg) != 0)
         return pa_error_set(err, PA_E_IO, "%s: cannot open the store: %s", db_path,
                             msg[0] ? msg : "unknown error");
-    int rc = store_each_path(s->st, add_stored, s);
+    picked p = {0};
+    size_t k = top_k && 4 * top_k > 32 ? 4 * top_k : 32;
+    int rc = all ? 1 : retrieve_stored(s, model, k, &p);
+    if (rc == 1) {
+        rc = store_each_path(s->st, add_stored, s);
+    } else {
+        for (size_t i = 0; rc == 0 && i < p.n; i++) {
+            char *path = NULL;
+            if (store_model_path(s->st, p.ids[i], &path) == 0 && path)
+                rc = add_stored(s, path, p.ids[i], "ready", 0);
+            free(path);
+        }
+    }
+    free(p.ids);
     store_close(s->st);
     s->st = NULL;
     if (err->status != PA_OK)
@@ -434,7 +493,7 @@ int provctl_scan(int argc, char **argv)
         goto out;
     if (!(model = load_model(a.pos[0], (int)threads, &err)))
         goto out;
-    if (a.db && load_stored(a.db, pa_fp_digest(model), &st, &err) != PA_OK)
+    if (a.db && load_stored(a.db, model, a.no_prefilter, opt.top_k, &st, &err) != PA_OK)
         goto out;
     pa_scan_stats stats;
     if (pa_scan(db, st.refs, st.n, model, &opt, &matches, &n, &stats, &err) != PA_OK)
