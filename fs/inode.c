@@ -471,3 +471,95 @@ void inode_table_free(pf_fs *fs)
         close(fs->mount_fd);
     fs->mount_fd = -1;
 }
+
+/* ---------------------------------------------------------------- page cache */
+
+static bool same_time(struct timespec a, struct timespec b)
+{
+    return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+bool cache_keep(pf_fs *fs, pf_inode *in, int fd)
+{
+    struct stat sb;
+    if (in == &fs->root || in->vdir || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        cache_changed(fs, in);
+        return false;
+    }
+    pthread_mutex_lock(&fs->inode_lock);
+    bool same = in->cache_valid && in->cache_size == sb.st_size &&
+                same_time(in->cache_mtime, sb.st_mtim) && same_time(in->cache_ctime, sb.st_ctim);
+    in->cache_valid = true;
+    in->cache_size = sb.st_size;
+    in->cache_mtime = sb.st_mtim;
+    in->cache_ctime = sb.st_ctim;
+    pthread_mutex_unlock(&fs->inode_lock);
+    return same;
+}
+
+void cache_changed(pf_fs *fs, pf_inode *in)
+{
+    if (!in || in == &fs->root)
+        return;
+    pthread_mutex_lock(&fs->inode_lock);
+    in->cache_valid = false;
+    pthread_mutex_unlock(&fs->inode_lock);
+}
+
+/* The notifier thread: sends the queued invalidations. An inode the kernel has forgotten
+ * meanwhile is answered ENOENT by the kernel; nothing else holds its number. */
+static void *notifier_main(void *arg)
+{
+    pf_fs *fs = arg;
+    fuse_ino_t batch[256];
+    pthread_mutex_lock(&fs->notify_lock);
+    for (;;) {
+        while (!fs->notify_n && !fs->notify_stop)
+            pthread_cond_wait(&fs->notify_cond, &fs->notify_lock);
+        if (!fs->notify_n && fs->notify_stop)
+            break;
+        size_t n = fs->notify_n;
+        memcpy(batch, fs->notify_q, n * sizeof *batch);
+        fs->notify_n = 0;
+        pthread_mutex_unlock(&fs->notify_lock);
+        for (size_t i = 0; i < n; i++)
+            fuse_lowlevel_notify_inval_inode(fs->se, batch[i], 0, 0);
+        pthread_mutex_lock(&fs->notify_lock);
+    }
+    pthread_mutex_unlock(&fs->notify_lock);
+    return NULL;
+}
+
+void cache_notify(pf_fs *fs, fuse_ino_t ino)
+{
+    if (!fs->notifier_running)
+        return;
+    pthread_mutex_lock(&fs->notify_lock);
+    bool queued = false;
+    for (size_t i = 0; i < fs->notify_n && !queued; i++)
+        queued = fs->notify_q[i] == ino;
+    /* A full queue drops the request: every change the daemon makes is one the kernel made its
+     * cached pages follow already (write, truncate, fallocate, copy_file_range all go through
+     * it), and the next open compares the file's stamp; the notification only hurries that. */
+    if (!queued && fs->notify_n < sizeof fs->notify_q / sizeof fs->notify_q[0])
+        fs->notify_q[fs->notify_n++] = ino;
+    pthread_cond_signal(&fs->notify_cond);
+    pthread_mutex_unlock(&fs->notify_lock);
+}
+
+void ops_fs_set_session(pf_fs *fs, struct fuse_session *se)
+{
+    if (se && !fs->notifier_running) {
+        fs->se = se;
+        fs->notify_stop = false;
+        fs->notifier_running = pthread_create(&fs->notifier, NULL, notifier_main, fs) == 0;
+    } else if (!se && fs->notifier_running) {
+        pthread_mutex_lock(&fs->notify_lock);
+        fs->notify_stop = true;
+        pthread_cond_signal(&fs->notify_cond);
+        pthread_mutex_unlock(&fs->notify_lock);
+        pthread_join(fs->notifier, NULL);
+        fs->notifier_running = false;
+        fs->se = NULL;
+    }
+}
