@@ -375,7 +375,7 @@ static int lookup_fd(pf_fs *fs, int fd, struct fuse_entry_param *e)
     return 0;
 }
 
-/* Attributes of a directory's .provenance file: its size is that of the JSON right now. */
+/* Attributes of a directory's .provenance file (size 0: rendered at open). */
 void vfile_attr(pf_fs *fs, pf_inode *vf, struct stat *st)
 {
     memset(st, 0, sizeof *st);
@@ -391,13 +391,9 @@ void vfile_attr(pf_fs *fs, pf_inode *vf, struct stat *st)
     st->st_mode = S_IFREG | 0444;
     st->st_nlink = 1;
     st->st_blksize = 4096;
-    char path[PATH_MAX];
-    size_t len = 0;
-    char *text = NULL;
-    if (fs->u.st && inode_path(fs, vf->vdir, path, sizeof path) == 0)
-        text = vfile_render(fs->u.st, fs->u.q, fs->gate, path, &len);
-    free(text);
-    st->st_size = (off_t)len;
+    /* Size 0: the JSON is rendered at open only (never on lookup or getattr), and the file is
+     * opened direct_io, so reads go on to the end of the rendered text whatever i_size says. */
+    st->st_size = 0;
 }
 
 int vfile_lookup(pf_fs *fs, pf_inode *dir, struct fuse_entry_param *e)

@@ -154,7 +154,8 @@ int do_lookup(pf_fs *fs, pf_inode *parent, const char *name, struct fuse_entry_p
 /* The entry of the file open on fd (any kind of fd): the file this call made, whatever its name
  * names by now. 0 or errno. */
 int lookup_open_file(pf_fs *fs, int fd, struct fuse_entry_param *e);
-/* Attributes of a directory's .provenance file: its size is that of the JSON right now. */
+/* Attributes of a directory's .provenance file: size 0 (the JSON is rendered at open only,
+ * which is direct_io). */
 void vfile_attr(pf_fs *fs, pf_inode *vf, struct stat *st);
 int vfile_lookup(pf_fs *fs, pf_inode *dir, struct fuse_entry_param *e);
 void inode_table_free(pf_fs *fs);
