@@ -183,18 +183,28 @@ static void handle_finish(pf_fs *fs, pf_handle *h, pf_caller who, bool alone)
     if (h->vdata) {
         free(h->vdata);
     } else {
+        /* The path, resolved once for the hash and the marks (units_mark_file_fd's work). */
+        char path[PATH_MAX];
+        int have_path = -1; /* not resolved yet */
         if (h->in) {
             struct stat sb;
-            char hex[65], path[PATH_MAX];
+            char hex[65];
             /* Recorded before the mark, so the analysis finds it. */
             if (writehash_finish(h->wh, fstat(h->fd, &sb) == 0 ? (uint64_t)sb.st_size : UINT64_MAX,
                                  hex) &&
-                alone && fs->u.q && fd_path(fs, h->fd, path, sizeof path) == 0)
+                alone && fs->u.q && (have_path = fd_path(fs, h->fd, path, sizeof path) == 0))
                 queue_known_put(fs->u.q, path, (uint64_t)sb.st_size,
                                 (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec, hex);
         }
-        if (atomic_load(&h->written))
-            units_mark_file_fd(&fs->u, who, h->fd, false);
+        if (atomic_load(&h->written)) {
+            if (have_path < 0)
+                have_path = fd_path(fs, h->fd, path, sizeof path) == 0;
+            if (have_path) {
+                units_mark_file(&fs->u, who, path, false);
+                units_split_path(path);
+                units_mark_dir(&fs->u, who, path, false);
+            }
+        }
         close(h->fd);
     }
     free(h);
@@ -299,7 +309,7 @@ void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
             goto out;
     }
     /* The entry is the file opened above, not whatever the name names by now. */
-    err = lookup_open_file(fs, fd, &e);
+    err = lookup_open_file(fs, fd, dfd, name, &e);
     if (err)
         goto out;
     inode_unpin(fs, dir);

@@ -291,8 +291,20 @@ int do_lookup(pf_fs *fs, pf_inode *parent, const char *name, struct fuse_entry_p
 
 /* The entry of the file open on fd (any kind of fd): the file this call made, whatever its name
  * names by now. 0 or errno. */
-int lookup_open_file(pf_fs *fs, int fd, struct fuse_entry_param *e)
+int lookup_open_file(pf_fs *fs, int fd, int dirfd, const char *name, struct fuse_entry_param *e)
 {
+    /* Usually the name still names it: that O_PATH fd, checked to be the same inode (fd keeps
+     * it alive, so its number is not reused), spares resolving the fd's magic link. */
+    if (dirfd >= 0 && name) {
+        struct stat mine, named;
+        int nfd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (nfd >= 0 && fstat(fd, &mine) == 0 &&
+            fstatat(nfd, "", &named, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 &&
+            mine.st_dev == named.st_dev && mine.st_ino == named.st_ino)
+            return lookup_fd(fs, nfd, e);
+        if (nfd >= 0)
+            close(nfd);
+    }
     char proc[64];
     proc_path(fd, proc);
     int pfd = open(proc, O_PATH | O_CLOEXEC);

@@ -152,8 +152,8 @@ void unref_locked(pf_fs *fs, pf_inode *in, uint64_t n);
 /* Looks name up under parent on BACKING; fills e and takes one lookup reference. 0 or errno. */
 int do_lookup(pf_fs *fs, pf_inode *parent, const char *name, struct fuse_entry_param *e);
 /* The entry of the file open on fd (any kind of fd): the file this call made, whatever its name
- * names by now. 0 or errno. */
-int lookup_open_file(pf_fs *fs, int fd, struct fuse_entry_param *e);
+ * (name in dirfd, the name it was opened by; -1 and NULL: unknown) names by now. 0 or errno. */
+int lookup_open_file(pf_fs *fs, int fd, int dirfd, const char *name, struct fuse_entry_param *e);
 /* Attributes of a directory's .provenance file: size 0 (the JSON is rendered at open only,
  * which is direct_io). */
 void vfile_attr(pf_fs *fs, pf_inode *vf, struct stat *st);
