@@ -162,8 +162,10 @@ static pf_handle *handle_new(int fd)
  * approval. Its analysis follows the close (release marks again). */
 void handle_changed(fuse_req_t req, pf_handle *h)
 {
-    if (!atomic_exchange(&h->written, 1))
+    if (!atomic_exchange(&h->written, 1)) {
+        cache_changed(fs_of(req), h->in);
         units_mark_file_fd(&fs_of(req)->u, caller_of(req), h->fd, true);
+    }
 }
 
 /* Leaving a handle, in two steps around the reply: the inode is the kernel's to forget once the
@@ -181,18 +183,28 @@ static void handle_finish(pf_fs *fs, pf_handle *h, pf_caller who, bool alone)
     if (h->vdata) {
         free(h->vdata);
     } else {
+        /* The path, resolved once for the hash and the marks (units_mark_file_fd's work). */
+        char path[PATH_MAX];
+        int have_path = -1; /* not resolved yet */
         if (h->in) {
             struct stat sb;
-            char hex[65], path[PATH_MAX];
+            char hex[65];
             /* Recorded before the mark, so the analysis finds it. */
             if (writehash_finish(h->wh, fstat(h->fd, &sb) == 0 ? (uint64_t)sb.st_size : UINT64_MAX,
                                  hex) &&
-                alone && fs->u.q && fd_path(fs, h->fd, path, sizeof path) == 0)
+                alone && fs->u.q && (have_path = fd_path(fs, h->fd, path, sizeof path) == 0))
                 queue_known_put(fs->u.q, path, (uint64_t)sb.st_size,
                                 (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec, hex);
         }
-        if (atomic_load(&h->written))
-            units_mark_file_fd(&fs->u, who, h->fd, false);
+        if (atomic_load(&h->written)) {
+            if (have_path < 0)
+                have_path = fd_path(fs, h->fd, path, sizeof path) == 0;
+            if (have_path) {
+                units_mark_file(&fs->u, who, path, false);
+                units_split_path(path);
+                units_mark_dir(&fs->u, who, path, false);
+            }
+        }
         close(h->fd);
     }
     free(h);
@@ -297,7 +309,7 @@ void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
             goto out;
     }
     /* The entry is the file opened above, not whatever the name names by now. */
-    err = lookup_open_file(fs, fd, &e);
+    err = lookup_open_file(fs, fd, dfd, name, &e);
     if (err)
         goto out;
     inode_unpin(fs, dir);
@@ -319,6 +331,9 @@ void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                        created || (fi->flags & O_TRUNC) || (fstat(fd, &sb) == 0 && sb.st_size == 0));
     if (created || (fi->flags & O_TRUNC))
         handle_changed(req, h);
+    /* An existing file opened unchanged keeps its cached pages, as with open. */
+    bool same = cache_keep(fs, (pf_inode *)(uintptr_t)e.ino, fd);
+    fi->keep_cache = same && !created && !(fi->flags & (O_TRUNC | O_DIRECT));
     fi->fh = (uintptr_t)h;
     if (fuse_reply_create(req, &e, fi) != 0) {
         pthread_mutex_lock(&fs->inode_lock);
@@ -402,6 +417,10 @@ void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     struct stat sb;
     handle_start_write(h, in, fi->flags,
                        (fi->flags & O_TRUNC) || (fstat(h->fd, &sb) == 0 && sb.st_size == 0));
+    /* Only an allowed open gets here: the pages it keeps are those an earlier allowed open
+     * read, of the very same file (fs/README.md, "Page cache"). */
+    bool same = cache_keep(fs, in, h->fd);
+    fi->keep_cache = same && !(fi->flags & (O_TRUNC | O_DIRECT));
     fi->fh = (uintptr_t)h;
 out:
     if (fd >= 0)
@@ -494,14 +513,18 @@ void pf_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 void pf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    (void)ino;
     pf_fs *fs = fs_of(req);
     pf_handle *h = (pf_handle *)(uintptr_t)fi->fh;
     /* A release carries no caller: the analysis it triggers names the handle's opener. */
     pf_caller who = {.uid = h->uid, .pid = h->pid};
+    bool written = !h->vdata && atomic_load(&h->written);
+    if (written)
+        cache_changed(fs, h->in); /* an open meanwhile may have seen the file mid-change */
     bool alone = handle_leave(h);
     fuse_reply_err(req, 0);
     handle_finish(fs, h, who, alone);
+    if (written)
+        cache_notify(fs, ino);
 }
 
 void pf_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -517,7 +540,7 @@ void pf_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_inf
 void pf_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
                   struct fuse_file_info *fi)
 {
-    (void)ino;
+    pf_fs *fs = fs_of(req); /* req is gone once replied */
     pf_handle *h = (pf_handle *)(uintptr_t)fi->fh;
     int err = h->vdata ? EACCES : 0;
     if (!err && fallocate(h->fd, mode, offset, length) != 0)
@@ -527,6 +550,8 @@ void pf_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
         writehash_invalidate(h->wh);
     }
     fuse_reply_err(req, err == ENOSYS ? EOPNOTSUPP : err);
+    if (!err)
+        cache_notify(fs, ino);
 }
 
 void pf_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
@@ -546,7 +571,7 @@ void pf_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
                         struct fuse_file_info *fi_out, size_t len, int flags)
 {
     (void)ino_in;
-    (void)ino_out;
+    pf_fs *fs = fs_of(req); /* req is gone once replied */
     pf_handle *in = (pf_handle *)(uintptr_t)fi_in->fh;
     pf_handle *out = (pf_handle *)(uintptr_t)fi_out->fh;
     if (in->vdata || out->vdata) {
@@ -561,5 +586,6 @@ void pf_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
     handle_changed(req, out);
     writehash_invalidate(out->wh);
     fuse_reply_write(req, (size_t)n);
+    cache_notify(fs, ino_out);
 }
 

@@ -291,8 +291,20 @@ int do_lookup(pf_fs *fs, pf_inode *parent, const char *name, struct fuse_entry_p
 
 /* The entry of the file open on fd (any kind of fd): the file this call made, whatever its name
  * names by now. 0 or errno. */
-int lookup_open_file(pf_fs *fs, int fd, struct fuse_entry_param *e)
+int lookup_open_file(pf_fs *fs, int fd, int dirfd, const char *name, struct fuse_entry_param *e)
 {
+    /* Usually the name still names it: that O_PATH fd, checked to be the same inode (fd keeps
+     * it alive, so its number is not reused), spares resolving the fd's magic link. */
+    if (dirfd >= 0 && name) {
+        struct stat mine, named;
+        int nfd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (nfd >= 0 && fstat(fd, &mine) == 0 &&
+            fstatat(nfd, "", &named, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 &&
+            mine.st_dev == named.st_dev && mine.st_ino == named.st_ino)
+            return lookup_fd(fs, nfd, e);
+        if (nfd >= 0)
+            close(nfd);
+    }
     char proc[64];
     proc_path(fd, proc);
     int pfd = open(proc, O_PATH | O_CLOEXEC);
@@ -375,7 +387,7 @@ static int lookup_fd(pf_fs *fs, int fd, struct fuse_entry_param *e)
     return 0;
 }
 
-/* Attributes of a directory's .provenance file: its size is that of the JSON right now. */
+/* Attributes of a directory's .provenance file (size 0: rendered at open). */
 void vfile_attr(pf_fs *fs, pf_inode *vf, struct stat *st)
 {
     memset(st, 0, sizeof *st);
@@ -391,13 +403,9 @@ void vfile_attr(pf_fs *fs, pf_inode *vf, struct stat *st)
     st->st_mode = S_IFREG | 0444;
     st->st_nlink = 1;
     st->st_blksize = 4096;
-    char path[PATH_MAX];
-    size_t len = 0;
-    char *text = NULL;
-    if (fs->u.st && inode_path(fs, vf->vdir, path, sizeof path) == 0)
-        text = vfile_render(fs->u.st, fs->u.q, fs->gate, path, &len);
-    free(text);
-    st->st_size = (off_t)len;
+    /* Size 0: the JSON is rendered at open only (never on lookup or getattr), and the file is
+     * opened direct_io, so reads go on to the end of the rendered text whatever i_size says. */
+    st->st_size = 0;
 }
 
 int vfile_lookup(pf_fs *fs, pf_inode *dir, struct fuse_entry_param *e)
@@ -470,4 +478,96 @@ void inode_table_free(pf_fs *fs)
     if (fs->mount_fd >= 0)
         close(fs->mount_fd);
     fs->mount_fd = -1;
+}
+
+/* ---------------------------------------------------------------- page cache */
+
+static bool same_time(struct timespec a, struct timespec b)
+{
+    return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+bool cache_keep(pf_fs *fs, pf_inode *in, int fd)
+{
+    struct stat sb;
+    if (in == &fs->root || in->vdir || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        cache_changed(fs, in);
+        return false;
+    }
+    pthread_mutex_lock(&fs->inode_lock);
+    bool same = in->cache_valid && in->cache_size == sb.st_size &&
+                same_time(in->cache_mtime, sb.st_mtim) && same_time(in->cache_ctime, sb.st_ctim);
+    in->cache_valid = true;
+    in->cache_size = sb.st_size;
+    in->cache_mtime = sb.st_mtim;
+    in->cache_ctime = sb.st_ctim;
+    pthread_mutex_unlock(&fs->inode_lock);
+    return same;
+}
+
+void cache_changed(pf_fs *fs, pf_inode *in)
+{
+    if (!in || in == &fs->root)
+        return;
+    pthread_mutex_lock(&fs->inode_lock);
+    in->cache_valid = false;
+    pthread_mutex_unlock(&fs->inode_lock);
+}
+
+/* The notifier thread: sends the queued invalidations. An inode the kernel has forgotten
+ * meanwhile is answered ENOENT by the kernel; nothing else holds its number. */
+static void *notifier_main(void *arg)
+{
+    pf_fs *fs = arg;
+    fuse_ino_t batch[256];
+    pthread_mutex_lock(&fs->notify_lock);
+    for (;;) {
+        while (!fs->notify_n && !fs->notify_stop)
+            pthread_cond_wait(&fs->notify_cond, &fs->notify_lock);
+        if (!fs->notify_n && fs->notify_stop)
+            break;
+        size_t n = fs->notify_n;
+        memcpy(batch, fs->notify_q, n * sizeof *batch);
+        fs->notify_n = 0;
+        pthread_mutex_unlock(&fs->notify_lock);
+        for (size_t i = 0; i < n; i++)
+            fuse_lowlevel_notify_inval_inode(fs->se, batch[i], 0, 0);
+        pthread_mutex_lock(&fs->notify_lock);
+    }
+    pthread_mutex_unlock(&fs->notify_lock);
+    return NULL;
+}
+
+void cache_notify(pf_fs *fs, fuse_ino_t ino)
+{
+    if (!fs->notifier_running)
+        return;
+    pthread_mutex_lock(&fs->notify_lock);
+    bool queued = false;
+    for (size_t i = 0; i < fs->notify_n && !queued; i++)
+        queued = fs->notify_q[i] == ino;
+    /* A full queue drops the request: every change the daemon makes is one the kernel made its
+     * cached pages follow already (write, truncate, fallocate, copy_file_range all go through
+     * it), and the next open compares the file's stamp; the notification only hurries that. */
+    if (!queued && fs->notify_n < sizeof fs->notify_q / sizeof fs->notify_q[0])
+        fs->notify_q[fs->notify_n++] = ino;
+    pthread_cond_signal(&fs->notify_cond);
+    pthread_mutex_unlock(&fs->notify_lock);
+}
+
+void ops_fs_set_session(pf_fs *fs, struct fuse_session *se)
+{
+    if (se && !fs->notifier_running) {
+        fs->se = se;
+        fs->notify_stop = false;
+        fs->notifier_running = pthread_create(&fs->notifier, NULL, notifier_main, fs) == 0;
+    } else if (!se && fs->notifier_running) {
+        pthread_mutex_lock(&fs->notify_lock);
+        fs->notify_stop = true;
+        pthread_cond_signal(&fs->notify_cond);
+        pthread_mutex_unlock(&fs->notify_lock);
+        pthread_join(fs->notifier, NULL);
+        fs->notifier_running = false;
+        fs->se = NULL;
+    }
 }

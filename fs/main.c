@@ -589,6 +589,7 @@ int main(int argc, char **argv)
     reloading = pthread_create(&reload.thread, NULL, reload_main, &reload) == 0;
     reconciling = pthread_create(&reconciler, NULL, reconcile_main, an) == 0;
 
+    ops_fs_set_session(fs, se);
     if (opt.single_thread) {
         rc = fuse_session_loop(se);
     } else {
@@ -596,6 +597,7 @@ int main(int argc, char **argv)
         rc = fuse_session_loop_mt(se, &cfg);
     }
     ret = rc == 0 ? 0 : 1;
+    ops_fs_set_session(fs, NULL);
 
     control_stop(ctl);
     if (reconciling)

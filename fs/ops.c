@@ -106,6 +106,7 @@ static void pf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
             writehash_invalidate(h->wh);
         } else {
             atomic_fetch_add(&in->write_gen, 1); /* a hash being taken is no longer the file's */
+            cache_changed(fs, in);
             units_mark_file_fd(&fs->u, caller_of(req), fd, false);
         }
     }
@@ -131,6 +132,8 @@ static void pf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
     }
     inode_unpin(fs, in);
     pf_getattr(req, ino, fi);
+    if (valid & FUSE_SET_ATTR_SIZE)
+        cache_notify(fs, ino);
     return;
 out_errno:
     err = errno;
@@ -318,6 +321,8 @@ pf_fs *ops_fs_new(const char *backing_abs, double timeout, size_t inode_fds)
         fs->root.ino = st.st_ino;
     }
     pthread_mutex_init(&fs->inode_lock, NULL);
+    pthread_mutex_init(&fs->notify_lock, NULL);
+    pthread_cond_init(&fs->notify_cond, NULL);
     return fs;
 }
 
@@ -333,10 +338,13 @@ void ops_fs_free(pf_fs *fs)
 {
     if (!fs)
         return;
+    ops_fs_set_session(fs, NULL);
     inode_table_free(fs);
     free(fs->root.vfile);
     close(fs->root.fd);
     pthread_mutex_destroy(&fs->inode_lock);
+    pthread_mutex_destroy(&fs->notify_lock);
+    pthread_cond_destroy(&fs->notify_cond);
     free(fs->mountpoint);
     free(fs->backing);
     free(fs);

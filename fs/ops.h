@@ -24,5 +24,8 @@ void ops_fs_set_mountpoint(pf_fs *fs, const char *mountpoint_abs);
 /* control_fn (fs/control.h) with ctx = the pf_fs: approve/revoke for admins by peer credentials. */
 int ops_control(void *ctx, const control_request *rq, char *reply, size_t replylen);
 const struct fuse_lowlevel_ops *ops_table(void);
+/* The session, before the loop (starts the thread that sends cache invalidations), and NULL
+ * once the loop has returned (stops it). */
+void ops_fs_set_session(pf_fs *fs, struct fuse_session *se);
 
 #endif

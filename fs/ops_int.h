@@ -56,6 +56,12 @@ typedef struct pf_inode {
     char *gate_path;
     gate_stamp gate_stamp;
     uint64_t gate_epoch;
+    /* The file as the last open saw it (size, mtime, ctime of its fd): an open that finds it
+     * the same lets the kernel keep the pages it cached (keep_cache). Dropped by every change
+     * the daemon makes to the file (cache_changed); inode_lock. */
+    bool cache_valid;
+    off_t cache_size;
+    struct timespec cache_mtime, cache_ctime;
 } pf_inode;
 
 typedef struct pf_handle {
@@ -91,6 +97,16 @@ struct pf_fs {
     gid_t admin_gid;     /* set before the loop */
     gid_t groups[PF_MAX_GROUPS]; /* the daemon's own supplementary groups; immutable */
     char *mountpoint;            /* absolute; set before the loop (control requests) */
+    /* Invalidations of the kernel's cached pages, sent by a thread of their own (a notify can
+     * block on the kernel, which may wait for a request of this daemon): cache_notify. */
+    struct fuse_session *se;     /* set before the loop, NULL after it */
+    pthread_t notifier;
+    bool notifier_running;
+    bool notify_stop;            /* notify_lock */
+    pthread_mutex_t notify_lock;
+    pthread_cond_t notify_cond;
+    fuse_ino_t notify_q[256];    /* pending inodes; notify_lock */
+    size_t notify_n;             /* notify_lock */
     int n_groups;              /* immutable */
 };
 
@@ -136,9 +152,10 @@ void unref_locked(pf_fs *fs, pf_inode *in, uint64_t n);
 /* Looks name up under parent on BACKING; fills e and takes one lookup reference. 0 or errno. */
 int do_lookup(pf_fs *fs, pf_inode *parent, const char *name, struct fuse_entry_param *e);
 /* The entry of the file open on fd (any kind of fd): the file this call made, whatever its name
- * names by now. 0 or errno. */
-int lookup_open_file(pf_fs *fs, int fd, struct fuse_entry_param *e);
-/* Attributes of a directory's .provenance file: its size is that of the JSON right now. */
+ * (name in dirfd, the name it was opened by; -1 and NULL: unknown) names by now. 0 or errno. */
+int lookup_open_file(pf_fs *fs, int fd, int dirfd, const char *name, struct fuse_entry_param *e);
+/* Attributes of a directory's .provenance file: size 0 (the JSON is rendered at open only,
+ * which is direct_io). */
 void vfile_attr(pf_fs *fs, pf_inode *vf, struct stat *st);
 int vfile_lookup(pf_fs *fs, pf_inode *dir, struct fuse_entry_param *e);
 void inode_table_free(pf_fs *fs);
@@ -163,6 +180,20 @@ static inline void inode_unpin_fd(pf_fs *fs, pf_inode *in, int fd)
 /* Sets up the fd budget and the mount fd (ops_fs_new). 0 or errno. */
 int inode_fds_init(pf_fs *fs, size_t budget);
 void pf_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
+
+/* ---- inode.c: the kernel's page cache of regular files
+ *
+ * An open sets keep_cache when the file (fstat of the new fd: size, mtime, ctime) is the same as
+ * at the inode's last open: the pages the kernel cached then are still the file's. A file changed
+ * in BACKING behind the daemon's back differs, so its pages are dropped at that open. */
+
+/* Records the stamp of the file open on fd; true when it is the one recorded before. */
+bool cache_keep(pf_fs *fs, pf_inode *in, int fd);
+/* A change the daemon makes to in's bytes or size: the next open drops the cached pages. */
+void cache_changed(pf_fs *fs, pf_inode *in);
+/* Asks the kernel to drop its cached pages and attributes of ino (after the reply, from any
+ * handler: queued for the notifier thread, never blocking). */
+void cache_notify(pf_fs *fs, fuse_ino_t ino);
 void pf_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets);
 
 /* ---- ops.c: attributes, identity */
