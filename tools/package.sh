@@ -37,7 +37,7 @@ Version: $version
 Architecture: $arch
 Maintainer: provfs <provfs@localhost>
 Installed-Size: $size
-Depends: fuse3, libfuse3-3, libsqlite3-0, libcjson1, libssl3, libseccomp2, adduser
+Depends: fuse3, libfuse3-3, libsqlite3-0, libcjson1, libssl3, libseccomp2, libprotobuf-c1, adduser
 Section: admin
 Priority: optional
 Description: provenance-aware model store (FUSE)
