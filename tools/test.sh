@@ -11,6 +11,8 @@
 #   FUZZ_SECONDS=N      seconds per fuzz target (default 60; 0 skips fuzzing)
 #   SKIP_INTEGRATION=1  unit and fuzz only
 #   SKIP_ASAN_DAEMON=1  no second integration run with the ASan+UBSan daemon
+#   ASAN_DAEMON_ALL=1   that run over every integration test, not only suite "sanitized"
+#                       (the attack tests and the tests that feed the daemon hostile files)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -76,9 +78,11 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 if [ "${SKIP_INTEGRATION:-0}" != 1 ] && [ "${SKIP_ASAN_DAEMON:-0}" != 1 ]; then
     # The daemon, provctl and mkmodel of the sanitizer build on real mounts: lib.sh fails a test
     # whose daemon log holds a sanitizer report.
-    stamp "integration and attack tests with the ASan+UBSan daemon"
+    asan_suite=sanitized
+    [ "${ASAN_DAEMON_ALL:-0}" = 1 ] && asan_suite=integration
+    stamp "suite $asan_suite with the ASan+UBSan daemon"
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-        meson test -C build-asan --suite integration --no-suite service --print-errorlogs \
+        meson test -C build-asan --suite "$asan_suite" --no-suite service --print-errorlogs \
         --num-processes 1
 fi
 
