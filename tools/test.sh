@@ -33,7 +33,7 @@ done
 
 need=(build-essential meson ninja-build pkg-config libfuse3-dev fuse3 libssl-dev libsqlite3-dev
       libcjson-dev attr sqlite3 rsync python3 clang libclang-rt-14-dev libseccomp-dev
-      python3-jsonschema libprotobuf-c-dev protobuf-c-compiler)
+      python3-jsonschema libprotobuf-c-dev protobuf-c-compiler python3-torch)
 missing=()
 for p in "${need[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -64,17 +64,20 @@ only) stamp "test $only"
     meson test -C build "$only" --print-errorlogs --num-processes 1; exit 0 ;;
 esac
 
-stamp "unit and integration tests"
-suites=(--suite unit)
-[ "${SKIP_INTEGRATION:-0}" = 1 ] || suites+=(--suite integration)
-meson test -C build "${suites[@]}" --print-errorlogs --num-processes 1
+stamp "unit tests"
+# in-process, each in its own temp dir: one per core
+meson test -C build --suite unit --print-errorlogs --num-processes "$jobs"
+if [ "${SKIP_INTEGRATION:-0}" != 1 ]; then
+    stamp "integration tests"
+    meson test -C build --suite integration --print-errorlogs --num-processes 1
+fi
 
 stamp "unit tests under ASan+UBSan"
 [ -d build-asan ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false \
     -Dbuildtype=debug >/dev/null
 ninja -C build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    meson test -C build-asan --suite unit --print-errorlogs --num-processes 1
+    meson test -C build-asan --suite unit --print-errorlogs --num-processes "$jobs"
 if [ "${SKIP_INTEGRATION:-0}" != 1 ] && [ "${SKIP_ASAN_DAEMON:-0}" != 1 ]; then
     # The daemon, provctl and mkmodel of the sanitizer build on real mounts: lib.sh fails a test
     # whose daemon log holds a sanitizer report.

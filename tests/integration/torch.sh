@@ -137,8 +137,8 @@ done
 ls "$M/models" >/dev/null
 cmp "$M/models/base-torch/pytorch_model.bin" "$S/base-torch/pytorch_model.bin" || fail "read back"
 
-# Debian's python3-torch (for /usr/bin/python3), when installed: not in CI's packages, its
-# install takes minutes
+# Debian's python3-torch (for /usr/bin/python3; tools/test.sh installs it): the real torch.save,
+# of one file and of shards with their index
 if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
     note "a checkpoint written by the real torch.save"
     /usr/bin/python3 "$SAVE" "$S/ft" "$S/real.pt" --torch
@@ -148,6 +148,16 @@ if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
     wait_status "$M/models/ft-real" ready
     expect_eq "real torch parent" "$(xattr "$M/models/ft-real" parent)" /models/ft-torch
     expect_eq "real torch verdict" "$(xattr "$M/models/ft-real" verdict)" identical
+    note "shards with their index, each written by the real torch.save"
+    /usr/bin/python3 "$SAVE" "$S/base" "$S/real-sharded" --torch --shards 3
+    ls "$S"/real-sharded/pytorch_model-0000{1,2,3}-of-00003.bin >/dev/null || fail "real shards"
+    cp "$S"/base/{config.json,tokenizer.json,tokenizer_config.json} "$S/real-sharded/"
+    cp -r "$S/real-sharded" "$M/models/base-real-sharded"
+    wait_status "$M/models/base-real-sharded" ready
+    expect_eq "real shards verdict" "$(xattr "$M/models/base-real-sharded" verdict)" identical
+    expect_eq "real shards tensors" "$(DB "SELECT n_tensors FROM models m JOIN model_paths p ON
+        p.model_id = m.id WHERE p.path = '/models/base-real-sharded'")" "$(DB "SELECT n_tensors
+        FROM models m JOIN model_paths p ON p.model_id = m.id WHERE p.path = '/models/base'")"
 else
     note "PyTorch is not importable: the real torch.save check is skipped"
 fi

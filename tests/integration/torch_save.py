@@ -9,6 +9,9 @@ every object, batches of 1000 items, an OrderedDict with _metadata state, nn.Par
     --protocol N   pickle protocol (torch.save uses 2)
     --one-storage  all tensors of a dtype share one storage, each at its own offset
     --torch        write with the real torch.save (PyTorch must be importable)
+    --shards N     with --torch: OUT is a directory, written as transformers shards a .bin model:
+                   pytorch_model-0000K-of-0000N.bin, one torch.save each, and
+                   pytorch_model.bin.index.json mapping each tensor to its shard
 """
 import collections
 import io
@@ -147,18 +150,36 @@ def save_standin(tensors, out, protocol, one_storage):
         member("archive/version", "3\n")
 
 
-def save_torch(tensors, out):
+def save_torch(tensors, out, shards=0):
     for name in ("torch", "torch._utils"):
         del sys.modules[name]
     import torch
     dtypes = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
               "F64": torch.float64, "I64": torch.int64, "I32": torch.int32}
-    sd = collections.OrderedDict()
-    for name, dtype, shape, data in tensors:
-        t = torch.frombuffer(bytearray(data), dtype=dtypes[dtype]) if data else \
-            torch.empty(0, dtype=dtypes[dtype])
-        sd[name] = t.reshape(shape).clone()
-    torch.save(sd, out)
+
+    def state_dict(part):
+        sd = collections.OrderedDict()
+        for name, dtype, shape, data in part:
+            t = torch.frombuffer(bytearray(data), dtype=dtypes[dtype]) if data else \
+                torch.empty(0, dtype=dtypes[dtype])
+            sd[name] = t.reshape(shape).clone()
+        return sd
+
+    if not shards:
+        torch.save(state_dict(tensors), out)
+        return
+    os.makedirs(out, exist_ok=True)
+    per = -(-len(tensors) // shards)
+    weight_map = {}
+    for k in range(shards):
+        part = tensors[k * per:(k + 1) * per]
+        fname = "pytorch_model-%05d-of-%05d.bin" % (k + 1, shards)
+        torch.save(state_dict(part), os.path.join(out, fname))
+        for name, _, _, _ in part:
+            weight_map[name] = fname
+    total = sum(len(data) for _, _, _, data in tensors)
+    with open(os.path.join(out, "pytorch_model.bin.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
 
 
 def main(argv):
@@ -167,11 +188,15 @@ def main(argv):
     if "--protocol" in argv:
         protocol = int(argv[argv.index("--protocol") + 1])
         args.remove(str(protocol))
+    shards = 0
+    if "--shards" in argv:
+        shards = int(argv[argv.index("--shards") + 1])
+        args.remove(str(shards))
     if len(args) != 2:
         sys.exit(__doc__)
     tensors = source_tensors(args[0])
     if "--torch" in argv:
-        save_torch(tensors, args[1])
+        save_torch(tensors, args[1], shards)
     else:
         save_standin(tensors, args[1], protocol, "--one-storage" in argv)
 
