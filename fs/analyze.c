@@ -3,9 +3,9 @@
 #include "fpcache.h"
 #include "worker.h"
 
-#include "provfs/analyzer.h"
 #include "jsonutil.h"
 #include "lsh.h"
+#include "provfs/analyzer.h"
 #include "refdb.h"
 
 #include <cjson/cJSON.h>
@@ -26,18 +26,18 @@
 #include <unistd.h>
 
 struct analyze_ctx {
-    char *backing;      /* immutable */
-    int backing_fd;     /* O_PATH of BACKING; immutable */
-    store_handle *st;   /* immutable, thread-safe */
-    queue *q;           /* set once before the first job */
-    int fp_threads;     /* immutable */
-    pa_refdb *refdb;    /* set once before the first job (analyze_load_refdb); read-only after */
-    bool use_worker;    /* set once before the first job (analyze_set_worker) */
+    char *backing;    /* immutable */
+    int backing_fd;   /* O_PATH of BACKING; immutable */
+    store_handle *st; /* immutable, thread-safe */
+    queue *q;         /* set once before the first job */
+    int fp_threads;   /* immutable */
+    pa_refdb *refdb;  /* set once before the first job (analyze_load_refdb); read-only after */
+    bool use_worker;  /* set once before the first job (analyze_set_worker) */
     worker_cfg worker;
     /* Serialises the compare-and-link step so two models analysed at once still see each other.
      * Lock order: lineage_lock, then the queue's lock, then the store's locks. */
     pthread_mutex_t lineage_lock;
-    fpcache *cache; /* parsed stored fingerprints (fpcache.h); protected by lineage_lock */
+    fpcache *cache;    /* parsed stored fingerprints (fpcache.h); protected by lineage_lock */
     size_t retrieve_k; /* candidates from the index (0: compare with every model of the shape) */
 };
 
@@ -173,8 +173,8 @@ static int backing_open(const analyze_ctx *an, const char *abs, int flags)
     while (*rel == '/')
         rel++;
     struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC),
-                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-                                      RESOLVE_NO_MAGICLINKS};
+                           .resolve =
+                               RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
     return (int)syscall(SYS_openat2, an->backing_fd, *rel ? rel : ".", &how, sizeof how);
 }
 
@@ -312,8 +312,8 @@ int analyze_file_unit_check(int dirfd, const char *rel)
         int parent = -1;
         if (base) {
             char *dir = strndup(rel, (size_t)(base - rel));
-            parent = dir ? openat(dirfd, base == rel ? "/" : dir, O_PATH | O_DIRECTORY | O_CLOEXEC)
-                         : -1;
+            parent =
+                dir ? openat(dirfd, base == rel ? "/" : dir, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
             free(dir);
         } else {
             parent = dirfd == AT_FDCWD ? open(".", O_PATH | O_DIRECTORY | O_CLOEXEC) : dup(dirfd);
@@ -461,8 +461,8 @@ static int link_compare(link_work *w, int64_t id, int64_t created_ns, const char
     if (!other)
         return 0;
     /* Edges are stored from the model first seen to the later one; orient() may turn them. */
-    bool other_first = created_ns < w->self_created ||
-                       (created_ns == w->self_created && id < w->self_id);
+    bool other_first =
+        created_ns < w->self_created || (created_ns == w->self_created && id < w->self_id);
     const pa_fingerprint *a = other_first ? other : w->self_fp;
     const pa_fingerprint *b = other_first ? w->self_fp : other;
     pa_compare_result r;
@@ -550,14 +550,14 @@ static int link_candidate(void *ctx, int64_t id, int64_t created_ns, const char 
  *     source), where a part of either model that the other does not explain counts as
  *     unrelated, distance 1 (a pruned model is as near a fine-tune of its base as the base is
  *     on the layers it kept, not on the ones it lost), and where quantised models join last,
- *     each as a leaf of its nearest unquantised relative. The tree is rooted at its base: a model with three or more unquantised branches (the hub of
- *     a family of fine-tunes: siblings are nearer their base than each other) — the one with
- *     the most, then the one nearest the rest of the tree (sum of tree distances), then the
- *     first stored — else the first stored unquantised model (with fewer branches a base and
- *     the middle of a chain look alike, and arrival order decides). A quantised model
- *     (pa_fp_quantized) is never a root while an unquantised one is there.
- * Families above ORIENT_MAX models or ORIENT_MAX_PAIRS related pairs keep the best-ranked incoming
- * edge (store_set_edges): the step re-reads the family's comparisons on every analysis. */
+ *     each as a leaf of its nearest unquantised relative. The tree is rooted at its base: a model
+ * with three or more unquantised branches (the hub of a family of fine-tunes: siblings are nearer
+ * their base than each other) — the one with the most, then the one nearest the rest of the tree
+ * (sum of tree distances), then the first stored — else the first stored unquantised model (with
+ * fewer branches a base and the middle of a chain look alike, and arrival order decides). A
+ * quantised model (pa_fp_quantized) is never a root while an unquantised one is there. Families
+ * above ORIENT_MAX models or ORIENT_MAX_PAIRS related pairs keep the best-ranked incoming edge
+ * (store_set_edges): the step re-reads the family's comparisons on every analysis. */
 
 #define PARENT_MIN_SHARE PA_UNKNOWN_ORIGIN_SHARE
 #define MERGE_SLACK 1.15
@@ -582,9 +582,9 @@ typedef struct opair {
 typedef struct onode {
     int64_t id, created;
     bool quant;
-    int kind;      /* 0 tree, 1 several parents by parts, 2 merge */
-    int parent;    /* tree parent (node index), -1 for a root */
-    int tree_deg;  /* unquantised tree neighbours */
+    int kind;     /* 0 tree, 1 several parents by parts, 2 merge */
+    int parent;   /* tree parent (node index), -1 for a root */
+    int tree_deg; /* unquantised tree neighbours */
 } onode;
 
 typedef struct ofamily {
@@ -981,8 +981,13 @@ static int by_tree(ofamily *f, oplan *pl)
         int cls = f->nodes[p->i].quant + f->nodes[p->j].quant;
         /* unknown distance: after every known one, by rank */
         int64_t ci = f->nodes[p->i].created, cj = f->nodes[p->j].created;
-        e[ne++] = (oedge){p->i, p->j, cls, isfinite(p->w) ? p->w : 1e6 - rank, rank,
-                          ci < cj ? ci : cj, ci < cj ? cj : ci};
+        e[ne++] = (oedge){p->i,
+                          p->j,
+                          cls,
+                          isfinite(p->w) ? p->w : 1e6 - rank,
+                          rank,
+                          ci < cj ? ci : cj,
+                          ci < cj ? cj : ci};
     }
     /* Unquantised models first; then each quantised model joins as a leaf, of its nearest
      * unquantised relative when it has one: a quantised export never sits between two models. */
@@ -1226,8 +1231,8 @@ static int link_candidates(analyze_ctx *an, const store_keys *keys, const pa_lsh
     if (!an->retrieve_k || !sig || sig->n_bands + sig->n_hashes == 0)
         return store_candidates(an->st, keys, w->self_id, link_candidate, w);
     size_t found = 0;
-    int ret = store_retrieve(an->st, keys, sig, w->self_id, an->retrieve_k, &found,
-                             link_candidate, w);
+    int ret =
+        store_retrieve(an->st, keys, sig, w->self_id, an->retrieve_k, &found, link_candidate, w);
     int64_t *rest = NULL;
     size_t n_rest = 0;
     if (ret == 0 && w->n_edges > 0)
@@ -1240,9 +1245,8 @@ static int link_candidates(analyze_ctx *an, const store_keys *keys, const pa_lsh
 
 /* Compares the new model with its candidates, records the edges and decides the parents of its
  * family. Called with lineage_lock held. */
-static int link_model(analyze_ctx *an, int64_t id, const pa_fingerprint *fp,
-                      const store_keys *keys, const pa_lsh_sig *sig, size_t *compared,
-                      bool *has_parent)
+static int link_model(analyze_ctx *an, int64_t id, const pa_fingerprint *fp, const store_keys *keys,
+                      const pa_lsh_sig *sig, size_t *compared, bool *has_parent)
 {
     store_model self;
     if (store_model_by_id(an->st, id, &self) != 0)
@@ -1300,7 +1304,8 @@ static int reference_match(const analyze_ctx *an, const pa_fingerprint *fp, stor
                  pa_verdict_name(parent || best->verdict == PA_V_WEAK ? best->verdict : PA_V_WEAK));
         char ev[96];
         snprintf(ev, sizeof ev, "{\"weights\":%s,\"metadata\":%s,\"tokenizer\":%s}",
-                 best->evidence.weights ? "true" : "false", best->evidence.metadata ? "true" : "false",
+                 best->evidence.weights ? "true" : "false",
+                 best->evidence.metadata ? "true" : "false",
                  best->evidence.tokenizer ? "true" : "false");
         out->evidence = strdup(ev);
         /* The per-signal evidence of a parent, as for a parent in the store. */
@@ -1410,8 +1415,9 @@ static int failed_unit_digest(const analyze_ctx *an, const char *abs, volatile c
         for (size_t i = 0; i < n && ret == 0; i++) {
             char sha[65];
             ret = sha256_file(dirfd, names[i], cancel, sha);
-            if (ret == 0 && (EVP_DigestUpdate(md, names[i], strlen(names[i]) + 1) != 1 ||
-                             EVP_DigestUpdate(md, sha, 64) != 1 || EVP_DigestUpdate(md, "\n", 1) != 1))
+            if (ret == 0 &&
+                (EVP_DigestUpdate(md, names[i], strlen(names[i]) + 1) != 1 ||
+                 EVP_DigestUpdate(md, sha, 64) != 1 || EVP_DigestUpdate(md, "\n", 1) != 1))
                 ret = -1;
         }
         unsigned char d[32];
@@ -1496,6 +1502,7 @@ static int link_adapter(analyze_ctx *an, int64_t id, const pa_fingerprint *fp, c
         pa_peft_config_free(&cfg);
         return 0;
     }
+    store_set_adapter_base(an->st, id, cfg.base);
     adapter_base a = {.declared = cfg.base, .self_id = id};
     int ret = store_each_path(an->st, adapter_base_cb, &a);
     char shown[160];
@@ -1511,8 +1518,11 @@ static int link_adapter(analyze_ctx *an, int64_t id, const pa_fingerprint *fp, c
             pa_peft_check c;
             pa_peft_check_shapes(base, fp, &c);
             if (pa_peft_fits(&c)) {
-                store_edge e = {.parent_id = a.best_id, .child_id = id, .score = 1.0,
-                                .verdict = "adapter", .rank = 1.0};
+                store_edge e = {.parent_id = a.best_id,
+                                .child_id = id,
+                                .score = 1.0,
+                                .verdict = "adapter",
+                                .rank = 1.0};
                 ret = store_set_edges(an->st, id, &e, 1);
                 snprintf(detail, detail_len, "adapter of %.250s: %zu LoRA pairs fit its modules",
                          a.best_path, c.n_pairs);
@@ -1550,10 +1560,10 @@ static const char *known_sha(void *ctx, const char *name, uint64_t size, int64_t
     const char *base = strrchr(k->unit_path, '/');
     bool own = !base || strcmp(base + 1, name) == 0;
     int n = k->file_unit && own ? snprintf(path, sizeof path, "%s", k->unit_path)
-            : k->file_unit      ? snprintf(path, sizeof path, "%.*s/%s",
-                                           (int)(base - k->unit_path), k->unit_path, name)
+            : k->file_unit      ? snprintf(path, sizeof path, "%.*s/%s", (int)(base - k->unit_path),
+                                           k->unit_path, name)
                                 : snprintf(path, sizeof path, "%s%s%s", k->unit_path,
-                                           strcmp(k->unit_path, "/") == 0 ? "" : "/", name);
+                                      strcmp(k->unit_path, "/") == 0 ? "" : "/", name);
     if (n <= 0 || (size_t)n >= sizeof path || !k->q ||
         !queue_known_get(k->q, path, size, mtime_ns, k->sha))
         return NULL;
@@ -1563,6 +1573,38 @@ static const char *known_sha(void *ctx, const char *name, uint64_t size, int64_t
 
 /* A directory that is no longer a unit (its config.json renamed away, say): the model files it
  * holds are now units of their own, pending from now on, never loose. */
+/* Adapters stored before their base: once a model that is no adapter is ready at path, every
+ * stored adapter without a parent whose declared base names path is linked again. Called with
+ * lineage_lock held. */
+typedef struct relink {
+    analyze_ctx *an;
+    const queue_job *job;
+} relink;
+
+static int relink_one(void *ctx, int64_t id, const char *declared)
+{
+    relink *r = ctx;
+    if (pa_peft_base_match(declared, r->job->path) == 0)
+        return 0;
+    const pa_fingerprint *fp = model_fp(r->an, id);
+    char *path = NULL;
+    if (!fp || !pa_peft_is_adapter(fp) || store_model_path(r->an->st, id, &path) != 0) {
+        free(path);
+        return 0;
+    }
+    char *abs = backing_path(r->an, path);
+    char detail[512] = "";
+    store_link pl;
+    if (abs && link_adapter(r->an, id, fp, abs, detail, sizeof detail) == 0 &&
+        store_parent(r->an->st, id, &pl) == 0) {
+        store_link_clear(&pl);
+        store_event(r->an->st, r->job->uid, r->job->pid, path, id, "adapter", detail);
+    }
+    free(abs);
+    free(path);
+    return 0;
+}
+
 static void mark_loose_files(analyze_ctx *an, const char *abs, const queue_job *job)
 {
     int dfd = backing_open(an, abs, O_RDONLY | O_DIRECTORY);
@@ -1623,9 +1665,12 @@ void analyze_job(void *ctx, const queue_job *job)
         return;
     }
     known_ctx known = {.q = an->q, .unit_path = job->path, .file_unit = unit == UNIT_FILE};
-    pa_fp_options opt = {.threads = an->fp_threads, .cancel = job->cancel,
-                         .known_sha256 = known_sha, .known_ctx = &known,
-                         .confine_root = an->backing, .confine_private = ".provfs"};
+    pa_fp_options opt = {.threads = an->fp_threads,
+                         .cancel = job->cancel,
+                         .known_sha256 = known_sha,
+                         .known_ctx = &known,
+                         .confine_root = an->backing,
+                         .confine_private = ".provfs"};
     pa_fingerprint *fp = NULL;
     pa_error err = {0};
     pa_status status;
@@ -1708,8 +1753,11 @@ void analyze_job(void *ctx, const queue_job *job)
     /* Index keys, outside the lineage lock too. */
     pa_lsh_sig sig = {0};
     bool have_sig = pa_lsh_signature(fp, &sig) == 0;
-    store_result res = {.digest = pa_fp_digest(fp), .format = pa_fp_format(fp),
-                        .fingerprint_json = json, .n_files = n_files, .files = files,
+    store_result res = {.digest = pa_fp_digest(fp),
+                        .format = pa_fp_format(fp),
+                        .fingerprint_json = json,
+                        .n_files = n_files,
+                        .files = files,
                         .sig = have_sig ? &sig : NULL};
     fill_keys(fp, &res.keys);
     /* Outside the lineage lock: used only when the store gives no parent. */
@@ -1736,10 +1784,15 @@ void analyze_job(void *ctx, const queue_job *job)
         }
         if (rc == 0 && !merged)
             rc = store_set_ref(an->st, final_id, have_ref && !has_parent ? &ref : NULL);
+        /* also merged: the content is known, its path is new */
+        if (rc == 0 && !pa_peft_is_adapter(fp)) {
+            relink r = {.an = an, .job = job};
+            store_unlinked_adapters(an->st, relink_one, &r);
+        }
         char detail[200];
-        snprintf(detail, sizeof detail, "digest %.16s%s, %zu compared, %zu file hash(es) taken while written",
-                 res.digest, merged ? " (same content as an existing model)" : "", compared,
-                 known.hits);
+        snprintf(detail, sizeof detail,
+                 "digest %.16s%s, %zu compared, %zu file hash(es) taken while written", res.digest,
+                 merged ? " (same content as an existing model)" : "", compared, known.hits);
         store_event(an->st, job->uid, job->pid, job->path, final_id,
                     rc == 0 ? "analyzed" : "store-failed", detail);
     }
@@ -1808,8 +1861,7 @@ static int recon_path(void *ctx, const char *path, int64_t model_id, const char 
         return 1;
     struct stat sb;
     if (backing_stat(r->an, abs, &sb) != 0 ||
-        !(S_ISDIR(sb.st_mode) ||
-          (S_ISREG(sb.st_mode) && unit_kind_of(r->an, abs) == UNIT_FILE))) {
+        !(S_ISDIR(sb.st_mode) || (S_ISREG(sb.st_mode) && unit_kind_of(r->an, abs) == UNIT_FILE))) {
         store_remove_path(r->an->st, path, false);
         store_event(r->an->st, 0, 0, path, model_id, "removed", "gone while unmounted");
         r->removed++;

@@ -7,9 +7,9 @@
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,11 +17,27 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Prepared statements are kept per connection and reused: preparing costs more than most of
+ * the queries take to run. A slot is taken by prep and given back by done, both under the
+ * connection's lock (read_lock or write_lock), like every use of the connection. A statement
+ * in use is never handed out twice; past STMT_SLOTS, or for SQL of another connection,
+ * statements are prepared and finalized each time. */
+#define STMT_SLOTS 64
+typedef struct stmt_cache {
+    struct {
+        sqlite3_stmt *stmt;
+        uint64_t hash; /* of its SQL text */
+        bool out;      /* taken by prep, not yet given back */
+    } slot[STMT_SLOTS];
+    int n;
+} stmt_cache;
+
 struct store_handle {
-    pthread_mutex_t write_lock; /* protects wr */
+    pthread_mutex_t write_lock; /* protects wr and wr_cache */
     sqlite3 *wr;                /* NULL when read-only */
-    pthread_mutex_t read_lock;  /* protects rd */
+    pthread_mutex_t read_lock;  /* protects rd and rd_cache */
     sqlite3 *rd;
+    stmt_cache wr_cache, rd_cache;
     /* Bumped after every committed write that can change a policy decision. */
     atomic_uint_fast64_t generation;
     /* events rotation (under write_lock): the row cap (0 = none) and the inserts since the last
@@ -153,6 +169,11 @@ static const char *const migrations[] = {
     "  UPDATE store_stats SET n = n + 1 WHERE key = 'edges'; END;"
     "CREATE TRIGGER IF NOT EXISTS stats_edges_del AFTER DELETE ON edges BEGIN"
     "  UPDATE store_stats SET n = n - 1 WHERE key = 'edges'; END;",
+    /* 10: the base a PEFT adapter declares, so that an adapter stored before its base is
+     * linked when the base arrives (without reading every adapter's files again). */
+    "CREATE TABLE IF NOT EXISTS adapter_bases ("
+    "  model_id INTEGER PRIMARY KEY REFERENCES models(id) ON DELETE CASCADE,"
+    "  declared TEXT NOT NULL);",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 _Static_assert(N_MIGRATIONS == STORE_SCHEMA_VERSION, "one migration per schema version");
@@ -180,21 +201,84 @@ static int exec_sql(sqlite3 *db, const char *sql)
     return 0;
 }
 
-static sqlite3_stmt *prep(sqlite3 *db, const char *sql)
+static stmt_cache *cache_of(store_handle *st, sqlite3 *db)
 {
+    if (!st || !db)
+        return NULL;
+    return db == st->rd ? &st->rd_cache : db == st->wr ? &st->wr_cache : NULL;
+}
+
+static uint64_t sql_hash(const char *sql)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *p = (const unsigned char *)sql; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return h;
+}
+
+/* A statement for sql on db (st's rd or wr, under its lock; st NULL: not kept), given back
+ * with done(). */
+static sqlite3_stmt *prep(store_handle *st, sqlite3 *db, const char *sql)
+{
+    stmt_cache *c = cache_of(st, db);
+    uint64_t h = c ? sql_hash(sql) : 0;
+    if (c) {
+        for (int i = 0; i < c->n; i++) {
+            if (!c->slot[i].out && c->slot[i].hash == h &&
+                strcmp(sqlite3_sql(c->slot[i].stmt), sql) == 0) {
+                c->slot[i].out = true;
+                return c->slot[i].stmt;
+            }
+        }
+    }
     sqlite3_stmt *stmt = NULL;
     if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK) {
         store_log(db, sql);
+        sqlite3_finalize(stmt);
         return NULL;
+    }
+    if (c && c->n < STMT_SLOTS) {
+        c->slot[c->n].stmt = stmt;
+        c->slot[c->n].hash = h;
+        c->slot[c->n].out = true;
+        c->n++;
     }
     return stmt;
 }
 
-/* Runs a statement that returns no rows; binds are done by the caller. Finalizes it. */
-static int step_done(sqlite3 *db, sqlite3_stmt *stmt)
+/* Gives back a statement from prep: reset, bindings cleared (none points into the caller's
+ * memory any more) and kept, or finalized when it is not kept. */
+static void done(store_handle *st, sqlite3_stmt *stmt)
+{
+    if (!stmt)
+        return;
+    stmt_cache *caches[2] = {cache_of(st, st ? st->rd : NULL), cache_of(st, st ? st->wr : NULL)};
+    for (int k = 0; k < 2; k++) {
+        stmt_cache *c = caches[k];
+        for (int i = 0; c && i < c->n; i++) {
+            if (c->slot[i].stmt == stmt) {
+                sqlite3_reset(stmt);
+                sqlite3_clear_bindings(stmt);
+                c->slot[i].out = false;
+                return;
+            }
+        }
+    }
+    sqlite3_finalize(stmt);
+}
+
+static void cache_clear(stmt_cache *c)
+{
+    for (int i = 0; i < c->n; i++)
+        sqlite3_finalize(c->slot[i].stmt);
+    c->n = 0;
+}
+
+/* Runs a statement that returns no rows; binds are done by the caller. Gives it back. */
+static int step_done(store_handle *st, sqlite3 *db, sqlite3_stmt *stmt)
 {
     int rc = sqlite3_step(stmt);
-    sqlite3_finalize(stmt);
+    done(st, stmt);
     if (rc != SQLITE_DONE) {
         store_log(db, "step");
         return -1;
@@ -232,8 +316,8 @@ static void bind_opt_int(sqlite3_stmt *stmt, int idx, int64_t v)
 
 static int open_conn(const char *path, bool readonly, sqlite3 **out, char *err, size_t errlen)
 {
-    int flags = SQLITE_OPEN_NOMUTEX | (readonly ? SQLITE_OPEN_READONLY
-                                                : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    int flags = SQLITE_OPEN_NOMUTEX |
+                (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     sqlite3 *db = NULL;
     if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) : "cannot open");
@@ -257,11 +341,11 @@ static int migrate(sqlite3 *db, char *err, size_t errlen)
 {
     if (exec_sql(db, "BEGIN IMMEDIATE") != 0)
         goto fail;
-    sqlite3_stmt *stmt = prep(db, "PRAGMA user_version");
+    sqlite3_stmt *stmt = prep(NULL, db, "PRAGMA user_version");
     if (!stmt)
         goto rollback;
     int version = sqlite3_step(stmt) == SQLITE_ROW ? sqlite3_column_int(stmt, 0) : -1;
-    sqlite3_finalize(stmt);
+    done(NULL, stmt);
     if (version < 0 || version > (int)N_MIGRATIONS) {
         snprintf(err, errlen, "database schema version %d is newer than this provfs (%d)", version,
                  (int)N_MIGRATIONS);
@@ -425,23 +509,23 @@ static int protect_db(const char *path, char *err, size_t errlen)
 static int load_events_max(store_handle *st)
 {
     st->events_max = STORE_EVENTS_MAX_DEFAULT;
-    sqlite3_stmt *stmt = prep(st->wr, "SELECT value FROM settings WHERE key = 'events_max'");
+    sqlite3_stmt *stmt = prep(st, st->wr, "SELECT value FROM settings WHERE key = 'events_max'");
     if (!stmt)
         return -1;
     int rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW && sqlite3_column_type(stmt, 0) == SQLITE_INTEGER &&
         sqlite3_column_int64(stmt, 0) >= 0)
         st->events_max = sqlite3_column_int64(stmt, 0);
-    sqlite3_finalize(stmt);
+    done(st, stmt);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return -1;
     int64_t newest = 0;
-    stmt = prep(st->wr, "SELECT max(id) FROM events");
+    stmt = prep(st, st->wr, "SELECT max(id) FROM events");
     if (!stmt)
         return -1;
     if (sqlite3_step(stmt) == SQLITE_ROW)
         newest = sqlite3_column_int64(stmt, 0);
-    sqlite3_finalize(stmt);
+    done(st, stmt);
     return trim_events(st, newest);
 }
 
@@ -483,6 +567,8 @@ void store_close(store_handle *st)
 {
     if (!st)
         return;
+    cache_clear(&st->wr_cache);
+    cache_clear(&st->rd_cache);
     if (st->wr) {
         sqlite3_exec(st->wr, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
         sqlite3_close(st->wr);
@@ -545,7 +631,7 @@ static int model_query(store_handle *st, const char *sql, const char *path, int6
 {
     int ret = -1;
     pthread_mutex_lock(&st->read_lock);
-    sqlite3_stmt *stmt = prep(st->rd, sql);
+    sqlite3_stmt *stmt = prep(st, st->rd, sql);
     if (!stmt)
         goto out;
     if (path)
@@ -561,7 +647,7 @@ static int model_query(store_handle *st, const char *sql, const char *path, int6
     } else {
         store_log(st->rd, "model lookup");
     }
-    sqlite3_finalize(stmt);
+    done(st, stmt);
 out:
     pthread_mutex_unlock(&st->read_lock);
     return ret;
@@ -575,6 +661,55 @@ int store_model_by_path(store_handle *st, const char *path, store_model *out)
                        path, 0, out);
 }
 
+int store_unlinked_adapters(store_handle *st, store_adapter_cb cb, void *ctx)
+{
+    typedef struct {
+        int64_t id;
+        char *declared;
+    } row;
+    row *rows = NULL;
+    size_t count = 0, cap = 0;
+    int ret = -1;
+    /* Read first, called back after: cb may use the store. */
+    pthread_mutex_lock(&st->read_lock);
+    sqlite3_stmt *stmt =
+        prep(st, st->rd,
+             "SELECT a.model_id, a.declared FROM adapter_bases a JOIN models m ON m.id = a.model_id"
+             " WHERE m.status = 'ready' AND NOT EXISTS"
+             " (SELECT 1 FROM edges e WHERE e.child_id = a.model_id AND e.is_parent = 1)"
+             " ORDER BY a.model_id");
+    if (stmt) {
+        int rc;
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+            if (count == cap) {
+                size_t grown_cap = cap ? cap * 2 : 16;
+                row *grown = realloc(rows, grown_cap * sizeof *grown);
+                if (!grown)
+                    break;
+                rows = grown;
+                cap = grown_cap;
+            }
+            rows[count].id = sqlite3_column_int64(stmt, 0);
+            if (!(rows[count].declared = dup_col(stmt, 1)))
+                break;
+            count++;
+        }
+        if (rc == SQLITE_DONE)
+            ret = 0;
+        else if (rc != SQLITE_ROW)
+            store_log(st->rd, "adapters");
+        done(st, stmt);
+    }
+    pthread_mutex_unlock(&st->read_lock);
+    for (size_t i = 0; i < count; i++) {
+        if (ret == 0 && cb(ctx, rows[i].id, rows[i].declared))
+            ret = 1;
+        free(rows[i].declared);
+    }
+    free(rows);
+    return ret < 0 ? -1 : 0;
+}
+
 int store_model_by_id(store_handle *st, int64_t id, store_model *out)
 {
     return model_query(st, "SELECT " MODEL_COLS " FROM models m WHERE m.id = ?1", NULL, id, out);
@@ -586,7 +721,7 @@ static int text_query(store_handle *st, const char *sql, int64_t id, const char 
     int ret = -1;
     *out = NULL;
     pthread_mutex_lock(&st->read_lock);
-    sqlite3_stmt *stmt = prep(st->rd, sql);
+    sqlite3_stmt *stmt = prep(st, st->rd, sql);
     if (!stmt)
         goto out;
     sqlite3_bind_int64(stmt, 1, id);
@@ -601,7 +736,7 @@ static int text_query(store_handle *st, const char *sql, int64_t id, const char 
     } else {
         store_log(st->rd, "query");
     }
-    sqlite3_finalize(stmt);
+    done(st, stmt);
 out:
     pthread_mutex_unlock(&st->read_lock);
     return ret;
@@ -620,8 +755,8 @@ int store_fingerprint(store_handle *st, int64_t id, char **json)
 int store_file_sha(store_handle *st, int64_t id, const char *name, char out[65])
 {
     char *sha = NULL;
-    int ret = text_query(st, "SELECT sha256 FROM files WHERE model_id = ?1 AND name = ?2", id,
-                         name, &sha);
+    int ret = text_query(st, "SELECT sha256 FROM files WHERE model_id = ?1 AND name = ?2", id, name,
+                         &sha);
     if (ret == 0)
         snprintf(out, 65, "%s", sha);
     free(sha);
@@ -634,8 +769,9 @@ int store_files(store_handle *st, int64_t id, store_file **out, size_t *n)
     size_t count = 0, cap = 0;
     store_file *files = NULL;
     pthread_mutex_lock(&st->read_lock);
-    sqlite3_stmt *stmt = prep(st->rd, "SELECT name, size, mtime_ns, sha256 FROM files"
-                                      " WHERE model_id = ?1 ORDER BY name");
+    sqlite3_stmt *stmt = prep(st, st->rd,
+                              "SELECT name, size, mtime_ns, sha256 FROM files"
+                              " WHERE model_id = ?1 ORDER BY name");
     if (!stmt)
         goto out;
     sqlite3_bind_int64(stmt, 1, id);
@@ -662,7 +798,7 @@ int store_files(store_handle *st, int64_t id, store_file **out, size_t *n)
     else
         store_log(st->rd, "files");
 out_stmt:
-    sqlite3_finalize(stmt);
+    done(st, stmt);
 out:
     pthread_mutex_unlock(&st->read_lock);
     if (ret != 0) {
@@ -675,9 +811,9 @@ out:
     return ret;
 }
 
-#define LINK_COLS                                                                                \
-    "e.score, e.verdict, e.signals, e.is_parent,"                                                \
-    " (SELECT min(path) FROM model_paths WHERE model_id = %s),"                                  \
+#define LINK_COLS                                                                                  \
+    "e.score, e.verdict, e.signals, e.is_parent,"                                                  \
+    " (SELECT min(path) FROM model_paths WHERE model_id = %s),"                                    \
     " (SELECT origin_path FROM models WHERE id = %s), e.share"
 #define LINK_ID_COL 7
 
@@ -702,7 +838,7 @@ static int parent_locked(store_handle *st, int64_t id, store_link *out)
              "SELECT " LINK_COLS ", e.parent_id FROM edges e"
              " WHERE e.child_id = ?1 AND e.is_parent = 1",
              "e.parent_id", "e.parent_id");
-    sqlite3_stmt *stmt = prep(st->rd, sql);
+    sqlite3_stmt *stmt = prep(st, st->rd, sql);
     if (!stmt)
         return -1;
     sqlite3_bind_int64(stmt, 1, id);
@@ -715,7 +851,7 @@ static int parent_locked(store_handle *st, int64_t id, store_link *out)
         if (ret < 0)
             store_log(st->rd, "parent");
     }
-    sqlite3_finalize(stmt);
+    done(st, stmt);
     return ret;
 }
 
@@ -751,8 +887,7 @@ int store_ancestors(store_handle *st, int64_t id, store_link **out, size_t *n)
     return ret;
 }
 
-static int links_query(store_handle *st, const char *sql, int64_t id, store_link **out,
-                       size_t *n);
+static int links_query(store_handle *st, const char *sql, int64_t id, store_link **out, size_t *n);
 
 int store_children(store_handle *st, int64_t id, store_link **out, size_t *n)
 {
@@ -775,14 +910,13 @@ int store_parents(store_handle *st, int64_t id, store_link **out, size_t *n)
     return links_query(st, sql, id, out, n);
 }
 
-static int links_query(store_handle *st, const char *sql, int64_t id, store_link **out,
-                       size_t *n)
+static int links_query(store_handle *st, const char *sql, int64_t id, store_link **out, size_t *n)
 {
     int ret = -1;
     size_t count = 0, cap = 0;
     store_link *links = NULL;
     pthread_mutex_lock(&st->read_lock);
-    sqlite3_stmt *stmt = prep(st->rd, sql);
+    sqlite3_stmt *stmt = prep(st, st->rd, sql);
     if (!stmt)
         goto out;
     sqlite3_bind_int64(stmt, 1, id);
@@ -800,7 +934,7 @@ static int links_query(store_handle *st, const char *sql, int64_t id, store_link
     if (rc == SQLITE_DONE)
         ret = 0;
 out_stmt:
-    sqlite3_finalize(stmt);
+    done(st, stmt);
 out:
     pthread_mutex_unlock(&st->read_lock);
     if (ret != 0) {
@@ -819,15 +953,15 @@ int store_counts_get(store_handle *st, store_counts *out)
     memset(out, 0, sizeof *out);
     pthread_mutex_lock(&st->read_lock);
     /* store_stats (migration 9): kept by triggers, one row per count */
-    sqlite3_stmt *stmt = prep(
-        st->rd, "SELECT (SELECT n FROM store_stats WHERE key = 'models'),"
-                " (SELECT n FROM store_stats WHERE key = 'paths'),"
-                " (SELECT n FROM store_stats WHERE key = 'edges'),"
-                " (SELECT n FROM store_stats WHERE key = 'status:pending'),"
-                " (SELECT n FROM store_stats WHERE key = 'status:analyzing'),"
-                " (SELECT n FROM store_stats WHERE key = 'status:ready'),"
-                " (SELECT n FROM store_stats WHERE key = 'status:incomplete'),"
-                " (SELECT n FROM store_stats WHERE key = 'status:failed')");
+    sqlite3_stmt *stmt = prep(st, st->rd,
+                              "SELECT (SELECT n FROM store_stats WHERE key = 'models'),"
+                              " (SELECT n FROM store_stats WHERE key = 'paths'),"
+                              " (SELECT n FROM store_stats WHERE key = 'edges'),"
+                              " (SELECT n FROM store_stats WHERE key = 'status:pending'),"
+                              " (SELECT n FROM store_stats WHERE key = 'status:analyzing'),"
+                              " (SELECT n FROM store_stats WHERE key = 'status:ready'),"
+                              " (SELECT n FROM store_stats WHERE key = 'status:incomplete'),"
+                              " (SELECT n FROM store_stats WHERE key = 'status:failed')");
     if (!stmt)
         goto out;
     if (sqlite3_step(stmt) == SQLITE_ROW) {
@@ -837,7 +971,7 @@ int store_counts_get(store_handle *st, store_counts *out)
             *fields[i] = sqlite3_column_int64(stmt, i);
         ret = 0;
     }
-    sqlite3_finalize(stmt);
+    done(st, stmt);
 out:
     pthread_mutex_unlock(&st->read_lock);
     return ret;
@@ -857,9 +991,10 @@ int store_each_path(store_handle *st, store_path_cb cb, void *ctx)
     size_t count = 0, cap = 0;
     int ret = -1;
     pthread_mutex_lock(&st->read_lock);
-    sqlite3_stmt *stmt = prep(st->rd, "SELECT p.path, p.model_id, m.status, p.dir_mtime_ns"
-                                      " FROM model_paths p JOIN models m ON m.id = p.model_id"
-                                      " ORDER BY p.path");
+    sqlite3_stmt *stmt = prep(st, st->rd,
+                              "SELECT p.path, p.model_id, m.status, p.dir_mtime_ns"
+                              " FROM model_paths p JOIN models m ON m.id = p.model_id"
+                              " ORDER BY p.path");
     if (!stmt) {
         pthread_mutex_unlock(&st->read_lock);
         return -1;
@@ -881,7 +1016,7 @@ int store_each_path(store_handle *st, store_path_cb cb, void *ctx)
         rows[count].dir_mtime_ns = sqlite3_column_int64(stmt, 3);
         count++;
     }
-    sqlite3_finalize(stmt);
+    done(st, stmt);
     pthread_mutex_unlock(&st->read_lock);
     if (rc == SQLITE_DONE) {
         ret = 0;
@@ -924,7 +1059,7 @@ static int tx_end(store_handle *st, int ret)
 /* Single-int64-result query on the writer; 1 when no row. */
 static int wr_int(store_handle *st, const char *sql, int64_t arg, const char *text, int64_t *out)
 {
-    sqlite3_stmt *stmt = prep(st->wr, sql);
+    sqlite3_stmt *stmt = prep(st, st->wr, sql);
     if (!stmt)
         return -1;
     if (text)
@@ -940,17 +1075,17 @@ static int wr_int(store_handle *st, const char *sql, int64_t arg, const char *te
         if (ret < 0)
             store_log(st->wr, sql);
     }
-    sqlite3_finalize(stmt);
+    done(st, stmt);
     return ret;
 }
 
 static int wr_exec_id(store_handle *st, const char *sql, int64_t id)
 {
-    sqlite3_stmt *stmt = prep(st->wr, sql);
+    sqlite3_stmt *stmt = prep(st, st->wr, sql);
     if (!stmt)
         return -1;
     sqlite3_bind_int64(stmt, 1, id);
-    return step_done(st->wr, stmt);
+    return step_done(st, st->wr, stmt);
 }
 
 /* Gives child a main parent when it has none (its parent edge went with a model or an
@@ -959,28 +1094,30 @@ static int wr_exec_id(store_handle *st, const char *sql, int64_t id)
  * its other parents: the daemon decides those (store_set_parents). */
 static int relink_child(store_handle *st, int64_t child)
 {
-    sqlite3_stmt *stmt = prep(st->wr, "SELECT count(*) FROM edges WHERE child_id = ?1 AND"
-                                      " is_parent = 1");
+    sqlite3_stmt *stmt = prep(st, st->wr,
+                              "SELECT count(*) FROM edges WHERE child_id = ?1 AND"
+                              " is_parent = 1");
     if (!stmt)
         return -1;
     sqlite3_bind_int64(stmt, 1, child);
     int rc = sqlite3_step(stmt);
     int64_t have = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : -1;
-    sqlite3_finalize(stmt);
+    done(st, stmt);
     if (have != 0)
         return have > 0 ? 0 : -1;
-    stmt = prep(st->wr, "UPDATE edges SET is_parent = (parent_id = p.id),"
-                        "  share = CASE WHEN parent_id = p.id THEN"
-                        "    CASE WHEN json_valid(signals) AND"
-                        "      json_type(signals, '$.explained_share') IN ('real','integer')"
-                        "    THEN json_extract(signals, '$.explained_share') ELSE 1.0 END END"
-                        " FROM (SELECT e.parent_id AS id FROM edges e WHERE e.child_id = ?1"
-                        "  ORDER BY e.rank DESC, e.score DESC, e.parent_id LIMIT 1) AS p"
-                        " WHERE child_id = ?1");
+    stmt = prep(st, st->wr,
+                "UPDATE edges SET is_parent = (parent_id = p.id),"
+                "  share = CASE WHEN parent_id = p.id THEN"
+                "    CASE WHEN json_valid(signals) AND"
+                "      json_type(signals, '$.explained_share') IN ('real','integer')"
+                "    THEN json_extract(signals, '$.explained_share') ELSE 1.0 END END"
+                " FROM (SELECT e.parent_id AS id FROM edges e WHERE e.child_id = ?1"
+                "  ORDER BY e.rank DESC, e.score DESC, e.parent_id LIMIT 1) AS p"
+                " WHERE child_id = ?1");
     if (!stmt)
         return -1;
     sqlite3_bind_int64(stmt, 1, child);
-    return step_done(st->wr, stmt);
+    return step_done(st, st->wr, stmt);
 }
 
 /* Deletes a model that no longer has a path, relinking its former children. */
@@ -993,7 +1130,7 @@ static int children_of(store_handle *st, int64_t id, int64_t **out, size_t *n)
     int ret = 0;
     *out = NULL;
     *n = 0;
-    sqlite3_stmt *stmt = prep(st->wr, "SELECT child_id FROM edges WHERE parent_id = ?1");
+    sqlite3_stmt *stmt = prep(st, st->wr, "SELECT child_id FROM edges WHERE parent_id = ?1");
     if (!stmt)
         return -1;
     sqlite3_bind_int64(stmt, 1, id);
@@ -1012,7 +1149,7 @@ static int children_of(store_handle *st, int64_t id, int64_t **out, size_t *n)
     }
     if (ret == 0 && rc != SQLITE_DONE)
         ret = -1;
-    sqlite3_finalize(stmt);
+    done(st, stmt);
     if (ret != 0) {
         free(ids);
         return -1;
@@ -1042,12 +1179,13 @@ static int drop_if_orphan(store_handle *st, int64_t id)
 
 static int new_model(store_handle *st, const char *status, int64_t created_ns, int64_t *id)
 {
-    sqlite3_stmt *stmt = prep(st->wr, "INSERT INTO models (status, created_ns) VALUES (?1, ?2)");
+    sqlite3_stmt *stmt =
+        prep(st, st->wr, "INSERT INTO models (status, created_ns) VALUES (?1, ?2)");
     if (!stmt)
         return -1;
     sqlite3_bind_text(stmt, 1, status, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, created_ns);
-    if (step_done(st->wr, stmt) != 0)
+    if (step_done(st, st->wr, stmt) != 0)
         return -1;
     *id = sqlite3_last_insert_rowid(st->wr);
     return 0;
@@ -1055,24 +1193,26 @@ static int new_model(store_handle *st, const char *status, int64_t created_ns, i
 
 static int set_path(store_handle *st, const char *path, int64_t id, int64_t dir_mtime_ns)
 {
-    sqlite3_stmt *stmt = prep(st->wr, "INSERT INTO model_paths (path, model_id, dir_mtime_ns)"
-                                      " VALUES (?1, ?2, ?3) ON CONFLICT(path) DO UPDATE SET"
-                                      " model_id = excluded.model_id,"
-                                      " dir_mtime_ns = excluded.dir_mtime_ns");
+    sqlite3_stmt *stmt = prep(st, st->wr,
+                              "INSERT INTO model_paths (path, model_id, dir_mtime_ns)"
+                              " VALUES (?1, ?2, ?3) ON CONFLICT(path) DO UPDATE SET"
+                              " model_id = excluded.model_id,"
+                              " dir_mtime_ns = excluded.dir_mtime_ns");
     if (!stmt)
         return -1;
     sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, id);
     sqlite3_bind_int64(stmt, 3, dir_mtime_ns);
-    if (step_done(st->wr, stmt) != 0)
+    if (step_done(st, st->wr, stmt) != 0)
         return -1;
     /* The first path a model is stored at stays its origin, whatever renames follow. */
-    stmt = prep(st->wr, "UPDATE models SET origin_path = ?1 WHERE id = ?2 AND origin_path IS NULL");
+    stmt = prep(st, st->wr,
+                "UPDATE models SET origin_path = ?1 WHERE id = ?2 AND origin_path IS NULL");
     if (!stmt)
         return -1;
     sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, id);
-    return step_done(st->wr, stmt);
+    return step_done(st, st->wr, stmt);
 }
 
 int store_origin_path(store_handle *st, int64_t id, char **out)
@@ -1080,7 +1220,7 @@ int store_origin_path(store_handle *st, int64_t id, char **out)
     *out = NULL;
     int ret = -1;
     pthread_mutex_lock(&st->read_lock);
-    sqlite3_stmt *stmt = prep(st->rd, "SELECT origin_path FROM models WHERE id = ?1");
+    sqlite3_stmt *stmt = prep(st, st->rd, "SELECT origin_path FROM models WHERE id = ?1");
     if (stmt) {
         sqlite3_bind_int64(stmt, 1, id);
         int rc = sqlite3_step(stmt);
@@ -1091,7 +1231,7 @@ int store_origin_path(store_handle *st, int64_t id, char **out)
             ret = 0;
         }
     }
-    sqlite3_finalize(stmt);
+    done(st, stmt);
     pthread_mutex_unlock(&st->read_lock);
     return ret;
 }
@@ -1104,8 +1244,7 @@ int store_begin(store_handle *st, const char *path, int64_t created_ns, int64_t 
     int64_t id = 0, shared = 0;
     int ret = wr_int(st, "SELECT model_id FROM model_paths WHERE path = ?1", 0, path, &id);
     if (ret == 0)
-        ret = wr_int(st, "SELECT count(*) FROM model_paths WHERE model_id = ?1", id, NULL,
-                     &shared);
+        ret = wr_int(st, "SELECT count(*) FROM model_paths WHERE model_id = ?1", id, NULL, &shared);
     if (ret == 0 && shared > 1)
         ret = 1; /* the content stays with its other paths; this path starts over */
     if (ret == 1)
@@ -1124,12 +1263,13 @@ int store_set_status(store_handle *st, const char *path, const char *status)
     if (tx_begin(st) != 0)
         return -1;
     int ret = -1;
-    sqlite3_stmt *stmt = prep(st->wr, "UPDATE models SET status = ?2 WHERE id ="
-                                      " (SELECT model_id FROM model_paths WHERE path = ?1)");
+    sqlite3_stmt *stmt = prep(st, st->wr,
+                              "UPDATE models SET status = ?2 WHERE id ="
+                              " (SELECT model_id FROM model_paths WHERE path = ?1)");
     if (stmt) {
         sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
         sqlite3_bind_text(stmt, 2, status, -1, SQLITE_STATIC);
-        ret = step_done(st->wr, stmt);
+        ret = step_done(st, st->wr, stmt);
     }
     return tx_end(st, ret);
 }
@@ -1154,16 +1294,17 @@ int store_finish_error(store_handle *st, int64_t model_id, const char *status, c
         return -1;
     int ret = -1;
     sqlite3_stmt *stmt =
-        prep(st->wr, "UPDATE models SET status = ?2, error = ?3, digest = NULL, fingerprint = NULL,"
-                     " format = NULL, hidden_size = NULL, num_layers = NULL, vocab_size = NULL,"
-                     " n_params = NULL, n_tensors = NULL, arch_hash = NULL, family_hash = NULL,"
-                     " analyzed_at = ?4 WHERE id = ?1");
+        prep(st, st->wr,
+             "UPDATE models SET status = ?2, error = ?3, digest = NULL, fingerprint = NULL,"
+             " format = NULL, hidden_size = NULL, num_layers = NULL, vocab_size = NULL,"
+             " n_params = NULL, n_tensors = NULL, arch_hash = NULL, family_hash = NULL,"
+             " analyzed_at = ?4 WHERE id = ?1");
     if (stmt) {
         sqlite3_bind_int64(stmt, 1, model_id);
         sqlite3_bind_text(stmt, 2, status, -1, SQLITE_STATIC);
         bind_text(stmt, 3, error);
         sqlite3_bind_int64(stmt, 4, now_ns() / 1000000000);
-        ret = step_done(st->wr, stmt);
+        ret = step_done(st, st->wr, stmt);
     }
     if (ret == 0)
         ret = wr_exec_id(st, "DELETE FROM files WHERE model_id = ?1", model_id);
@@ -1180,9 +1321,10 @@ static int insert_files(store_handle *st, int64_t id, const store_result *res)
 {
     if (wr_exec_id(st, "DELETE FROM files WHERE model_id = ?1", id) != 0)
         return -1;
-    sqlite3_stmt *stmt = prep(st->wr, "INSERT OR REPLACE INTO files"
-                                      " (model_id, name, size, mtime_ns, sha256)"
-                                      " VALUES (?1, ?2, ?3, ?4, ?5)");
+    sqlite3_stmt *stmt = prep(st, st->wr,
+                              "INSERT OR REPLACE INTO files"
+                              " (model_id, name, size, mtime_ns, sha256)"
+                              " VALUES (?1, ?2, ?3, ?4, ?5)");
     if (!stmt)
         return -1;
     int ret = 0;
@@ -1199,7 +1341,7 @@ static int insert_files(store_handle *st, int64_t id, const store_result *res)
         }
         sqlite3_reset(stmt);
     }
-    sqlite3_finalize(stmt);
+    done(st, stmt);
     return ret;
 }
 
@@ -1211,9 +1353,11 @@ static int lsh_put(store_handle *st, int64_t model_id, const pa_lsh_sig *sig)
         ret = wr_exec_id(st, "DELETE FROM tensor_hashes WHERE model_id = ?1", model_id);
     if (ret != 0 || !sig)
         return ret;
-    sqlite3_stmt *b = prep(st->wr, "INSERT INTO lsh_bands (band_no, band_value, model_id)"
-                                   " VALUES (?1, ?2, ?3)");
-    sqlite3_stmt *h = prep(st->wr, "INSERT INTO tensor_hashes (hash, model_id) VALUES (?1, ?2)");
+    sqlite3_stmt *b = prep(st, st->wr,
+                           "INSERT INTO lsh_bands (band_no, band_value, model_id)"
+                           " VALUES (?1, ?2, ?3)");
+    sqlite3_stmt *h =
+        prep(st, st->wr, "INSERT INTO tensor_hashes (hash, model_id) VALUES (?1, ?2)");
     ret = b && h ? 0 : -1;
     for (size_t i = 0; ret == 0 && i < sig->n_bands; i++) {
         sqlite3_bind_int64(b, 1, sig->bands[i].no);
@@ -1230,8 +1374,8 @@ static int lsh_put(store_handle *st, int64_t model_id, const pa_lsh_sig *sig)
     }
     if (ret != 0)
         store_log(st->wr, "insert index keys");
-    sqlite3_finalize(b);
-    sqlite3_finalize(h);
+    done(st, b);
+    done(st, h);
     return ret;
 }
 
@@ -1240,17 +1384,18 @@ static int lsh_put(store_handle *st, int64_t model_id, const pa_lsh_sig *sig)
 static int lsh_backfill(store_handle *st, char *err, size_t errlen)
 {
     int64_t version = -1;
-    sqlite3_stmt *stmt = prep(st->wr, "SELECT value FROM settings WHERE key = 'lsh_version'");
+    sqlite3_stmt *stmt = prep(st, st->wr, "SELECT value FROM settings WHERE key = 'lsh_version'");
     if (stmt && sqlite3_step(stmt) == SQLITE_ROW)
         version = sqlite3_column_int64(stmt, 0);
-    sqlite3_finalize(stmt);
+    done(st, stmt);
     if (version == PA_LSH_VERSION)
         return 0;
     if (tx_begin(st) != 0)
         goto fail;
     int ret = exec_sql(st->wr, "DELETE FROM lsh_bands; DELETE FROM tensor_hashes;");
-    stmt = ret == 0 ? prep(st->wr, "SELECT id, fingerprint FROM models"
-                                   " WHERE status = 'ready' AND fingerprint IS NOT NULL")
+    stmt = ret == 0 ? prep(st, st->wr,
+                           "SELECT id, fingerprint FROM models"
+                           " WHERE status = 'ready' AND fingerprint IS NOT NULL")
                     : NULL;
     if (!stmt)
         ret = -1;
@@ -1262,8 +1407,9 @@ static int lsh_backfill(store_handle *st, char *err, size_t errlen)
         pa_fingerprint *fp = NULL;
         pa_error e = {0};
         pa_lsh_sig sig = {0};
-        if (json && pa_fp_from_json(json, (size_t)sqlite3_column_bytes(stmt, 1),
-                                    "stored fingerprint", &fp, &e) == PA_OK &&
+        if (json &&
+            pa_fp_from_json(json, (size_t)sqlite3_column_bytes(stmt, 1), "stored fingerprint", &fp,
+                            &e) == PA_OK &&
             pa_lsh_signature(fp, &sig) == 0) {
             ret = lsh_put(st, id, &sig);
             n++;
@@ -1273,7 +1419,7 @@ static int lsh_backfill(store_handle *st, char *err, size_t errlen)
     }
     if (ret == 0 && rc != SQLITE_DONE)
         ret = -1;
-    sqlite3_finalize(stmt);
+    done(st, stmt);
     if (ret == 0) {
         char sql[128];
         snprintf(sql, sizeof sql,
@@ -1303,12 +1449,13 @@ int store_finish_ready(store_handle *st, const char *path, int64_t model_id,
     if (ret == 0 && other != model_id) {
         /* Same content already stored: one model, one more path. */
         int64_t dir_mtime = 0;
-        sqlite3_stmt *stmt = prep(st->wr, "SELECT dir_mtime_ns FROM model_paths WHERE path = ?1");
+        sqlite3_stmt *stmt =
+            prep(st, st->wr, "SELECT dir_mtime_ns FROM model_paths WHERE path = ?1");
         if (stmt) {
             sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
             if (sqlite3_step(stmt) == SQLITE_ROW)
                 dir_mtime = sqlite3_column_int64(stmt, 0);
-            sqlite3_finalize(stmt);
+            done(st, stmt);
         }
         ret = set_path(st, path, other, dir_mtime);
         if (ret == 0)
@@ -1321,11 +1468,12 @@ int store_finish_ready(store_handle *st, const char *path, int64_t model_id,
     }
     if (ret < 0)
         return tx_end(st, ret);
-    sqlite3_stmt *stmt = prep(
-        st->wr, "UPDATE models SET status = 'ready', error = NULL, digest = ?2, format = ?3,"
-                " fingerprint = ?4, hidden_size = ?5, num_layers = ?6, vocab_size = ?7,"
-                " n_params = ?8, n_tensors = ?9, arch_hash = ?10, family_hash = ?11,"
-                " analyzed_at = ?12 WHERE id = ?1");
+    sqlite3_stmt *stmt =
+        prep(st, st->wr,
+             "UPDATE models SET status = 'ready', error = NULL, digest = ?2, format = ?3,"
+             " fingerprint = ?4, hidden_size = ?5, num_layers = ?6, vocab_size = ?7,"
+             " n_params = ?8, n_tensors = ?9, arch_hash = ?10, family_hash = ?11,"
+             " analyzed_at = ?12 WHERE id = ?1");
     ret = -1;
     if (stmt) {
         sqlite3_bind_int64(stmt, 1, model_id);
@@ -1340,7 +1488,7 @@ int store_finish_ready(store_handle *st, const char *path, int64_t model_id,
         bind_text(stmt, 10, res->keys.arch_hash);
         bind_text(stmt, 11, res->keys.family_hash);
         sqlite3_bind_int64(stmt, 12, now_ns() / 1000000000);
-        ret = step_done(st->wr, stmt);
+        ret = step_done(st, st->wr, stmt);
     }
     if (ret == 0)
         ret = insert_files(st, model_id, res);
@@ -1351,8 +1499,8 @@ int store_finish_ready(store_handle *st, const char *path, int64_t model_id,
     return tx_end(st, ret);
 }
 
-int store_candidates(store_handle *st, const store_keys *keys, int64_t exclude_id,
-                     store_cand_cb cb, void *ctx)
+int store_candidates(store_handle *st, const store_keys *keys, int64_t exclude_id, store_cand_cb cb,
+                     void *ctx)
 {
     /* Reads on the writer connection: the caller serialises lineage work, and must see every
      * commit made so far. Rows are streamed; the callback must not call into the store. */
@@ -1360,11 +1508,12 @@ int store_candidates(store_handle *st, const store_keys *keys, int64_t exclude_i
         return -1;
     pthread_mutex_lock(&st->write_lock);
     int ret = -1;
-    sqlite3_stmt *stmt = prep(st->wr, "SELECT id, created_ns, fingerprint, digest FROM models"
-                                      " WHERE status = 'ready' AND id != ?1"
-                                      " AND fingerprint IS NOT NULL"
-                                      " AND (hidden_size = ?2 OR vocab_size = ?3"
-                                      "      OR family_hash = ?4 OR arch_hash = ?5)");
+    sqlite3_stmt *stmt = prep(st, st->wr,
+                              "SELECT id, created_ns, fingerprint, digest FROM models"
+                              " WHERE status = 'ready' AND id != ?1"
+                              " AND fingerprint IS NOT NULL"
+                              " AND (hidden_size = ?2 OR vocab_size = ?3"
+                              "      OR family_hash = ?4 OR arch_hash = ?5)");
     if (stmt) {
         sqlite3_bind_int64(stmt, 1, exclude_id);
         bind_opt_int(stmt, 2, keys->hidden_size);
@@ -1381,15 +1530,15 @@ int store_candidates(store_handle *st, const store_keys *keys, int64_t exclude_i
                 break;
         }
         ret = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
-        sqlite3_finalize(stmt);
+        done(st, stmt);
     }
     pthread_mutex_unlock(&st->write_lock);
     return ret;
 }
 
 #define CAND_SELECT "SELECT id, created_ns, fingerprint, digest FROM models"
-#define CAND_FILTER                                                                              \
-    " status = 'ready' AND id != ?1 AND fingerprint IS NOT NULL"                                \
+#define CAND_FILTER                                                                                \
+    " status = 'ready' AND id != ?1 AND fingerprint IS NOT NULL"                                   \
     " AND (hidden_size = ?2 OR vocab_size = ?3 OR family_hash = ?4 OR arch_hash = ?5)"
 
 /* Streams the candidate row of id (when it passes the prefilter) to cb: 0, 1 when cb stopped,
@@ -1414,11 +1563,13 @@ static int candidate_row(sqlite3_stmt *stmt, int64_t id, store_cand_cb cb, void 
 }
 
 /* The prefiltered candidate row of ?6 (store_candidates' filter; none without keys). */
-static sqlite3_stmt *candidate_stmt(sqlite3 *db, const store_keys *keys, int64_t exclude_id)
+static sqlite3_stmt *candidate_stmt(store_handle *st, sqlite3 *db, const store_keys *keys,
+                                    int64_t exclude_id)
 {
-    sqlite3_stmt *stmt = prep(db, keys ? CAND_SELECT " WHERE id = ?6 AND" CAND_FILTER
-                                       : CAND_SELECT " WHERE id = ?6 AND status = 'ready'"
-                                                     " AND id != ?1 AND fingerprint IS NOT NULL");
+    sqlite3_stmt *stmt = prep(st, db,
+                              keys ? CAND_SELECT " WHERE id = ?6 AND" CAND_FILTER
+                                   : CAND_SELECT " WHERE id = ?6 AND status = 'ready'"
+                                                 " AND id != ?1 AND fingerprint IS NOT NULL");
     if (stmt) {
         sqlite3_bind_int64(stmt, 1, exclude_id);
         if (keys) {
@@ -1452,11 +1603,11 @@ int store_candidates_ids(store_handle *st, const store_keys *keys, const int64_t
                          store_cand_cb cb, void *ctx)
 {
     sqlite3 *db = cand_conn(st);
-    sqlite3_stmt *stmt = db ? candidate_stmt(db, keys, 0) : NULL;
+    sqlite3_stmt *stmt = db ? candidate_stmt(st, db, keys, 0) : NULL;
     int ret = stmt ? 0 : -1;
     for (size_t i = 0; ret == 0 && i < n; i++)
         ret = candidate_row(stmt, ids[i], cb, ctx);
-    sqlite3_finalize(stmt);
+    done(st, stmt);
     cand_release(st);
     return ret < 0 ? -1 : 0;
 }
@@ -1550,10 +1701,12 @@ int store_retrieve(store_handle *st, const store_keys *keys, const pa_lsh_sig *s
     *found = 0;
     sqlite3 *db = cand_conn(st);
     hits h = {0};
-    sqlite3_stmt *bs = db ? prep(db, "SELECT model_id FROM lsh_bands"
-                                     " WHERE band_no = ?1 AND band_value = ?2")
+    sqlite3_stmt *bs = db ? prep(st, db,
+                                 "SELECT model_id FROM lsh_bands"
+                                 " WHERE band_no = ?1 AND band_value = ?2")
                           : NULL;
-    sqlite3_stmt *hs = db ? prep(db, "SELECT model_id FROM tensor_hashes WHERE hash = ?1") : NULL;
+    sqlite3_stmt *hs =
+        db ? prep(st, db, "SELECT model_id FROM tensor_hashes WHERE hash = ?1") : NULL;
     int ret = bs && hs ? 0 : -1;
     for (size_t i = 0; ret == 0 && i < sig->n_hashes; i++) {
         sqlite3_bind_int64(hs, 1, sig->hashes[i]);
@@ -1564,8 +1717,8 @@ int store_retrieve(store_handle *st, const store_keys *keys, const pa_lsh_sig *s
         sqlite3_bind_int64(bs, 2, sig->bands[i].value);
         ret = postings(bs, exclude_id, 1, &h);
     }
-    sqlite3_finalize(bs);
-    sqlite3_finalize(hs);
+    done(st, bs);
+    done(st, hs);
     /* compact, rank, and hand the best k that pass the prefilter to cb */
     size_t n = 0;
     for (size_t i = 0; i < h.cap; i++)
@@ -1574,7 +1727,7 @@ int store_retrieve(store_handle *st, const store_keys *keys, const pa_lsh_sig *s
     *found = n;
     if (ret == 0 && n)
         qsort(h.v, n, sizeof *h.v, hit_cmp);
-    sqlite3_stmt *cs = ret == 0 && n ? candidate_stmt(db, keys, exclude_id) : NULL;
+    sqlite3_stmt *cs = ret == 0 && n ? candidate_stmt(st, db, keys, exclude_id) : NULL;
     if (ret == 0 && n && !cs)
         ret = -1;
     size_t given = 0;
@@ -1585,7 +1738,7 @@ int store_retrieve(store_handle *st, const store_keys *keys, const pa_lsh_sig *s
         ret = rc;
         given++; /* a model that fails the prefilter still takes its place: a bounded cost */
     }
-    sqlite3_finalize(cs);
+    done(st, cs);
     free(h.v);
     cand_release(st);
     return ret < 0 ? -1 : 0;
@@ -1594,19 +1747,19 @@ int store_retrieve(store_handle *st, const store_keys *keys, const pa_lsh_sig *s
 int store_lsh_counts(store_handle *st, int64_t *bands, int64_t *hashes, int64_t *version)
 {
     sqlite3 *db = cand_conn(st);
-    static const char *const sql[] = {
-        "SELECT count(*) FROM lsh_bands", "SELECT count(*) FROM tensor_hashes",
-        "SELECT value FROM settings WHERE key = 'lsh_version'"};
+    static const char *const sql[] = {"SELECT count(*) FROM lsh_bands",
+                                      "SELECT count(*) FROM tensor_hashes",
+                                      "SELECT value FROM settings WHERE key = 'lsh_version'"};
     int64_t *out[] = {bands, hashes, version};
     int ret = db ? 0 : -1;
     for (size_t i = 0; ret == 0 && i < 3; i++) {
-        sqlite3_stmt *stmt = prep(db, sql[i]);
+        sqlite3_stmt *stmt = prep(st, db, sql[i]);
         *out[i] = -1;
         if (stmt && sqlite3_step(stmt) == SQLITE_ROW)
             *out[i] = sqlite3_column_int64(stmt, 0);
         else
             ret = -1;
-        sqlite3_finalize(stmt);
+        done(st, stmt);
     }
     cand_release(st);
     return ret;
@@ -1619,14 +1772,15 @@ int store_set_edges(store_handle *st, int64_t model_id, const store_edge *edges,
     int ret = drop_edges(st, model_id);
     /* an upsert, not a REPLACE: a replace's delete would not reach the edges count's trigger */
     sqlite3_stmt *stmt =
-        ret == 0 ? prep(st->wr, "INSERT INTO edges"
-                                " (parent_id, child_id, score, verdict, signals, rank, rev_signals)"
-                                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-                                " ON CONFLICT (parent_id, child_id) DO UPDATE SET"
-                                " score = excluded.score, verdict = excluded.verdict,"
-                                " signals = excluded.signals, rank = excluded.rank,"
-                                " rev_signals = excluded.rev_signals, is_parent = 0,"
-                                " share = NULL")
+        ret == 0 ? prep(st, st->wr,
+                        "INSERT INTO edges"
+                        " (parent_id, child_id, score, verdict, signals, rank, rev_signals)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                        " ON CONFLICT (parent_id, child_id) DO UPDATE SET"
+                        " score = excluded.score, verdict = excluded.verdict,"
+                        " signals = excluded.signals, rank = excluded.rank,"
+                        " rev_signals = excluded.rev_signals, is_parent = 0,"
+                        " share = NULL")
                  : NULL;
     if (!stmt)
         ret = -1;
@@ -1644,7 +1798,7 @@ int store_set_edges(store_handle *st, int64_t model_id, const store_edge *edges,
         }
         sqlite3_reset(stmt);
     }
-    sqlite3_finalize(stmt);
+    done(st, stmt);
     if (ret == 0)
         ret = relink_child(st, model_id);
     for (size_t i = 0; i < n && ret == 0; i++)
@@ -1668,12 +1822,13 @@ int store_related(store_handle *st, int64_t id, store_rel **out, size_t *n)
     size_t count = 0, cap = 0;
     store_rel *rels = NULL;
     pthread_mutex_lock(&st->read_lock);
-    sqlite3_stmt *stmt = prep(st->rd, "SELECT e.parent_id, e.child_id, e.score, e.verdict, e.rank,"
-                                      " e.signals, e.rev_signals, e.is_parent, e.share,"
-                                      " (SELECT created_ns FROM models WHERE id = e.parent_id),"
-                                      " (SELECT created_ns FROM models WHERE id = e.child_id)"
-                                      " FROM edges e WHERE e.parent_id = ?1 OR e.child_id = ?1"
-                                      " ORDER BY e.parent_id, e.child_id");
+    sqlite3_stmt *stmt = prep(st, st->rd,
+                              "SELECT e.parent_id, e.child_id, e.score, e.verdict, e.rank,"
+                              " e.signals, e.rev_signals, e.is_parent, e.share,"
+                              " (SELECT created_ns FROM models WHERE id = e.parent_id),"
+                              " (SELECT created_ns FROM models WHERE id = e.child_id)"
+                              " FROM edges e WHERE e.parent_id = ?1 OR e.child_id = ?1"
+                              " ORDER BY e.parent_id, e.child_id");
     if (!stmt)
         goto out;
     sqlite3_bind_int64(stmt, 1, id);
@@ -1696,7 +1851,8 @@ int store_related(store_handle *st, int64_t id, store_rel **out, size_t *n)
         r->signals = dup_col(stmt, 5);
         r->rev_signals = dup_col(stmt, 6);
         r->is_parent = sqlite3_column_int(stmt, 7) != 0;
-        r->share = sqlite3_column_type(stmt, 8) == SQLITE_NULL ? NAN : sqlite3_column_double(stmt, 8);
+        r->share =
+            sqlite3_column_type(stmt, 8) == SQLITE_NULL ? NAN : sqlite3_column_double(stmt, 8);
         r->parent_created_ns = sqlite3_column_int64(stmt, 9);
         r->child_created_ns = sqlite3_column_int64(stmt, 10);
     }
@@ -1705,7 +1861,7 @@ int store_related(store_handle *st, int64_t id, store_rel **out, size_t *n)
     else
         store_log(st->rd, "related");
 out_stmt:
-    sqlite3_finalize(stmt);
+    done(st, stmt);
 out:
     pthread_mutex_unlock(&st->read_lock);
     if (ret != 0) {
@@ -1726,28 +1882,30 @@ int store_set_parents(store_handle *st, const int64_t *children, size_t n_childr
     int ret = 0;
     for (size_t i = 0; i < n_children && ret == 0; i++) {
         sqlite3_stmt *stmt =
-            prep(st->wr, "UPDATE edges SET is_parent = 0, share = NULL WHERE child_id = ?1");
+            prep(st, st->wr, "UPDATE edges SET is_parent = 0, share = NULL WHERE child_id = ?1");
         if (!stmt) {
             ret = -1;
             break;
         }
         sqlite3_bind_int64(stmt, 1, children[i]);
-        ret = step_done(st->wr, stmt);
+        ret = step_done(st, st->wr, stmt);
     }
     for (size_t i = 0; i < n && ret == 0; i++) {
         const store_parent_set *p = &set[i];
-        sqlite3_stmt *stmt = prep(st->wr, "DELETE FROM edges WHERE (parent_id = ?1 AND child_id = ?2)"
-                                          " OR (parent_id = ?2 AND child_id = ?1)");
+        sqlite3_stmt *stmt = prep(st, st->wr,
+                                  "DELETE FROM edges WHERE (parent_id = ?1 AND child_id = ?2)"
+                                  " OR (parent_id = ?2 AND child_id = ?1)");
         if (!stmt) {
             ret = -1;
             break;
         }
         sqlite3_bind_int64(stmt, 1, p->parent_id);
         sqlite3_bind_int64(stmt, 2, p->child_id);
-        if ((ret = step_done(st->wr, stmt)) != 0)
+        if ((ret = step_done(st, st->wr, stmt)) != 0)
             break;
-        stmt = prep(st->wr, "INSERT INTO edges (parent_id, child_id, score, verdict, signals, rank,"
-                            " rev_signals, is_parent, share) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+        stmt = prep(st, st->wr,
+                    "INSERT INTO edges (parent_id, child_id, score, verdict, signals, rank,"
+                    " rev_signals, is_parent, share) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
         if (!stmt) {
             ret = -1;
             break;
@@ -1764,7 +1922,7 @@ int store_set_parents(store_handle *st, const int64_t *children, size_t n_childr
             sqlite3_bind_double(stmt, 9, p->share);
         else
             sqlite3_bind_null(stmt, 9);
-        ret = step_done(st->wr, stmt);
+        ret = step_done(st, st->wr, stmt);
     }
     return tx_end(st, ret);
 }
@@ -1834,7 +1992,7 @@ static int ids_at(store_handle *st, const char *path, const subtree *s, int64_t 
     *out = NULL;
     *n = 0;
     sqlite3_stmt *stmt =
-        prep(st->wr, "SELECT DISTINCT model_id FROM model_paths WHERE " AT_OR_BELOW);
+        prep(st, st->wr, "SELECT DISTINCT model_id FROM model_paths WHERE " AT_OR_BELOW);
     if (!stmt)
         return -1;
     bind_subtree(stmt, path, s);
@@ -1855,7 +2013,7 @@ static int ids_at(store_handle *st, const char *path, const subtree *s, int64_t 
         store_log(st->wr, "paths below");
         ret = -1;
     }
-    sqlite3_finalize(stmt);
+    done(st, stmt);
     if (ret != 0) {
         free(ids);
         return -1;
@@ -1867,11 +2025,11 @@ static int ids_at(store_handle *st, const char *path, const subtree *s, int64_t 
 
 static int delete_at(store_handle *st, const char *path, const subtree *s)
 {
-    sqlite3_stmt *stmt = prep(st->wr, "DELETE FROM model_paths WHERE " AT_OR_BELOW);
+    sqlite3_stmt *stmt = prep(st, st->wr, "DELETE FROM model_paths WHERE " AT_OR_BELOW);
     if (!stmt)
         return -1;
     bind_subtree(stmt, path, s);
-    return step_done(st->wr, stmt);
+    return step_done(st, st->wr, stmt);
 }
 
 static int drop_orphans(store_handle *st, const int64_t *ids, size_t n)
@@ -1913,8 +2071,9 @@ static int rows_to_move(store_handle *st, const char *from, const subtree *s, co
     int ret = 0;
     *out = NULL;
     *n = 0;
-    sqlite3_stmt *stmt = prep(st->wr, "SELECT path, model_id, dir_mtime_ns FROM model_paths"
-                                      " WHERE " AT_OR_BELOW);
+    sqlite3_stmt *stmt = prep(st, st->wr,
+                              "SELECT path, model_id, dir_mtime_ns FROM model_paths"
+                              " WHERE " AT_OR_BELOW);
     if (!stmt)
         return -1;
     bind_subtree(stmt, from, s);
@@ -1944,14 +2103,14 @@ static int rows_to_move(store_handle *st, const char *from, const subtree *s, co
         memcpy(np, to, to_len);
         memcpy(np + to_len, old + from_len, tail);
         np[to_len + tail] = '\0';
-        rows[count++] = (moved_row){np, sqlite3_column_int64(stmt, 1),
-                                    sqlite3_column_int64(stmt, 2)};
+        rows[count++] =
+            (moved_row){np, sqlite3_column_int64(stmt, 1), sqlite3_column_int64(stmt, 2)};
     }
     if (ret == 0 && rc != SQLITE_DONE) {
         store_log(st->wr, "rename");
         ret = -1;
     }
-    sqlite3_finalize(stmt);
+    done(st, stmt);
     if (ret != 0) {
         for (size_t i = 0; i < count; i++)
             free(rows[i].path);
@@ -1996,8 +2155,9 @@ int store_rename(store_handle *st, const char *from, const char *to)
     if (ret == 0)
         ret = delete_at(st, to, &stt);
     if (ret == 0)
-        stmt = prep(st->wr, "INSERT INTO model_paths (path, model_id, dir_mtime_ns)"
-                            " VALUES (?1, ?2, ?3)");
+        stmt = prep(st, st->wr,
+                    "INSERT INTO model_paths (path, model_id, dir_mtime_ns)"
+                    " VALUES (?1, ?2, ?3)");
     if (ret == 0 && !stmt)
         ret = -1;
     for (size_t i = 0; ret == 0 && i < n_rows; i++) {
@@ -2010,7 +2170,7 @@ int store_rename(store_handle *st, const char *from, const char *to)
         }
         sqlite3_reset(stmt);
     }
-    sqlite3_finalize(stmt);
+    done(st, stmt);
     if (ret == 0)
         ret = drop_orphans(st, ids, n_ids);
     ret = tx_end(st, ret);
@@ -2033,11 +2193,11 @@ static int trim_events(store_handle *st, int64_t newest)
     st->events_since_trim = 0;
     if (st->events_max <= 0 || newest <= st->events_max)
         return 0;
-    sqlite3_stmt *stmt = prep(st->wr, "DELETE FROM events WHERE id <= ?1");
+    sqlite3_stmt *stmt = prep(st, st->wr, "DELETE FROM events WHERE id <= ?1");
     if (!stmt)
         return -1;
     sqlite3_bind_int64(stmt, 1, newest - st->events_max);
-    return step_done(st->wr, stmt);
+    return step_done(st, st->wr, stmt);
 }
 
 /* After an events row was inserted (write lock held, outside a transaction): trims every
@@ -2062,8 +2222,9 @@ int store_event(store_handle *st, uint32_t uid, int32_t pid, const char *path, i
         return -1;
     pthread_mutex_lock(&st->write_lock);
     int ret = -1;
-    sqlite3_stmt *stmt = prep(st->wr, "INSERT INTO events (time_ns, uid, pid, path, model_id,"
-                                      " kind, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    sqlite3_stmt *stmt = prep(st, st->wr,
+                              "INSERT INTO events (time_ns, uid, pid, path, model_id,"
+                              " kind, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
     if (stmt) {
         sqlite3_bind_int64(stmt, 1, now_ns());
         sqlite3_bind_int64(stmt, 2, uid);
@@ -2075,7 +2236,7 @@ int store_event(store_handle *st, uint32_t uid, int32_t pid, const char *path, i
             sqlite3_bind_null(stmt, 5);
         sqlite3_bind_text(stmt, 6, kind, -1, SQLITE_STATIC);
         bind_text(stmt, 7, detail);
-        ret = step_done(st->wr, stmt);
+        ret = step_done(st, st->wr, stmt);
     }
     if (ret == 0)
         ret = events_inserted(st, sqlite3_last_insert_rowid(st->wr));
@@ -2089,11 +2250,12 @@ int store_set_events_max(store_handle *st, int64_t max)
         return -1;
     pthread_mutex_lock(&st->write_lock);
     int ret = -1;
-    sqlite3_stmt *stmt = prep(st->wr, "INSERT INTO settings (key, value) VALUES ('events_max', ?1)"
-                                      " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    sqlite3_stmt *stmt = prep(st, st->wr,
+                              "INSERT INTO settings (key, value) VALUES ('events_max', ?1)"
+                              " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
     if (stmt) {
         sqlite3_bind_int64(stmt, 1, max);
-        ret = step_done(st->wr, stmt);
+        ret = step_done(st, st->wr, stmt);
     }
     if (ret == 0) {
         st->events_max = max;
@@ -2123,12 +2285,12 @@ int store_set_digest(store_handle *st, int64_t model_id, const char *digest)
     if (ret == 0 && other != model_id) {
         ret = 1; /* the same bytes are another model already: that one carries the digest */
     } else if (ret >= 0) {
-        sqlite3_stmt *stmt = prep(st->wr, "UPDATE models SET digest = ?2 WHERE id = ?1");
+        sqlite3_stmt *stmt = prep(st, st->wr, "UPDATE models SET digest = ?2 WHERE id = ?1");
         ret = -1;
         if (stmt) {
             sqlite3_bind_int64(stmt, 1, model_id);
             bind_text(stmt, 2, digest);
-            ret = step_done(st->wr, stmt);
+            ret = step_done(st, st->wr, stmt);
         }
     }
     int rc = tx_end(st, ret < 0 ? ret : 0);
@@ -2158,10 +2320,11 @@ int store_approval_set(store_handle *st, const char *digest, const char *state, 
         return -1;
     }
     int64_t now = now_ns();
-    sqlite3_stmt *stmt = prep(st->wr, "INSERT INTO approvals (digest, state, by_uid, at, note)"
-                                      " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(digest) DO UPDATE"
-                                      " SET state = excluded.state, by_uid = excluded.by_uid,"
-                                      " at = excluded.at, note = excluded.note");
+    sqlite3_stmt *stmt = prep(st, st->wr,
+                              "INSERT INTO approvals (digest, state, by_uid, at, note)"
+                              " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(digest) DO UPDATE"
+                              " SET state = excluded.state, by_uid = excluded.by_uid,"
+                              " at = excluded.at, note = excluded.note");
     ret = -1;
     if (stmt) {
         sqlite3_bind_text(stmt, 1, digest, -1, SQLITE_STATIC);
@@ -2169,10 +2332,11 @@ int store_approval_set(store_handle *st, const char *digest, const char *state, 
         sqlite3_bind_int64(stmt, 3, uid);
         sqlite3_bind_int64(stmt, 4, now / 1000000000);
         sqlite3_bind_text(stmt, 5, note ? note : "", -1, SQLITE_STATIC);
-        ret = step_done(st->wr, stmt);
+        ret = step_done(st, st->wr, stmt);
     }
-    stmt = ret == 0 ? prep(st->wr, "INSERT INTO events (time_ns, uid, pid, path, model_id, kind,"
-                                   " detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+    stmt = ret == 0 ? prep(st, st->wr,
+                           "INSERT INTO events (time_ns, uid, pid, path, model_id, kind,"
+                           " detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
                     : NULL;
     if (stmt) {
         sqlite3_bind_int64(stmt, 1, now);
@@ -2186,7 +2350,7 @@ int store_approval_set(store_handle *st, const char *digest, const char *state, 
         sqlite3_bind_text(stmt, 6, strcmp(state, "approved") == 0 ? "approve" : "revoke", -1,
                           SQLITE_STATIC);
         bind_text(stmt, 7, note);
-        ret = step_done(st->wr, stmt);
+        ret = step_done(st, st->wr, stmt);
     } else {
         ret = -1;
     }
@@ -2217,7 +2381,7 @@ int store_approval_get(store_handle *st, const char *digest, store_approval *out
     int ret = -1;
     pthread_mutex_lock(&st->read_lock);
     sqlite3_stmt *stmt =
-        prep(st->rd, "SELECT state, by_uid, at, note FROM approvals WHERE digest = ?1");
+        prep(st, st->rd, "SELECT state, by_uid, at, note FROM approvals WHERE digest = ?1");
     if (!stmt)
         goto out;
     sqlite3_bind_text(stmt, 1, digest, -1, SQLITE_STATIC);
@@ -2234,7 +2398,7 @@ int store_approval_get(store_handle *st, const char *digest, store_approval *out
     } else {
         store_log(st->rd, "approval");
     }
-    sqlite3_finalize(stmt);
+    done(st, stmt);
 out:
     pthread_mutex_unlock(&st->read_lock);
     return ret;
@@ -2244,9 +2408,10 @@ int store_any_approved(store_handle *st, const int64_t *ids, size_t n)
 {
     int ret = 0;
     pthread_mutex_lock(&st->read_lock);
-    sqlite3_stmt *stmt = prep(st->rd, "SELECT 1 FROM approvals a JOIN models m"
-                                      " ON m.digest = a.digest"
-                                      " WHERE a.state = 'approved' AND m.id = ?1");
+    sqlite3_stmt *stmt = prep(st, st->rd,
+                              "SELECT 1 FROM approvals a JOIN models m"
+                              " ON m.digest = a.digest"
+                              " WHERE a.state = 'approved' AND m.id = ?1");
     if (!stmt)
         ret = -1;
     for (size_t i = 0; stmt && i < n && ret == 0; i++) {
@@ -2258,7 +2423,7 @@ int store_any_approved(store_handle *st, const int64_t *ids, size_t n)
             ret = -1;
         sqlite3_reset(stmt);
     }
-    sqlite3_finalize(stmt);
+    done(st, stmt);
     pthread_mutex_unlock(&st->read_lock);
     return ret;
 }
@@ -2267,22 +2432,22 @@ int store_content_approved(store_handle *st, const char *sha256)
 {
     int ret = -1;
     pthread_mutex_lock(&st->read_lock);
-    sqlite3_stmt *stmt = prep(st->rd, "SELECT 1 FROM files f JOIN models m ON m.id = f.model_id"
-                                      " JOIN approvals a ON a.digest = m.digest"
-                                      " WHERE f.sha256 = ?1 AND a.state = 'approved' LIMIT 1");
+    sqlite3_stmt *stmt = prep(st, st->rd,
+                              "SELECT 1 FROM files f JOIN models m ON m.id = f.model_id"
+                              " JOIN approvals a ON a.digest = m.digest"
+                              " WHERE f.sha256 = ?1 AND a.state = 'approved' LIMIT 1");
     if (stmt) {
         sqlite3_bind_text(stmt, 1, sha256, -1, SQLITE_STATIC);
         int rc = sqlite3_step(stmt);
         ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
     }
-    sqlite3_finalize(stmt);
+    done(st, stmt);
     pthread_mutex_unlock(&st->read_lock);
     return ret;
 }
 
 int store_policy_event(store_handle *st, uint32_t uid, int32_t pid, const char *path,
-                       int64_t model_id, const char *rule, const char *decision,
-                       const char *reason)
+                       int64_t model_id, const char *rule, const char *decision, const char *reason)
 {
     if (!st->wr)
         return -1;
@@ -2291,12 +2456,13 @@ int store_policy_event(store_handle *st, uint32_t uid, int32_t pid, const char *
     int64_t now = now_ns(), minute = now - now % STORE_EVENTS_WINDOW_NS;
     /* The same refusal (uid, unit, rule, decision, reason) in the same minute: one more. The unit
      * is the model id, or the path while the unit has no model row. */
-    sqlite3_stmt *stmt = prep(
-        st->wr, "UPDATE events SET count = count + 1, last_ns = ?1 WHERE id = ("
-                " SELECT id FROM events WHERE kind = 'policy' AND uid = ?2 AND model_id IS ?3"
-                " AND time_ns >= ?4 AND time_ns < ?5 AND (?3 IS NOT NULL OR path IS ?6)"
-                " AND rule IS ?7 AND decision IS ?8 AND detail IS ?9"
-                " ORDER BY id DESC LIMIT 1)");
+    sqlite3_stmt *stmt =
+        prep(st, st->wr,
+             "UPDATE events SET count = count + 1, last_ns = ?1 WHERE id = ("
+             " SELECT id FROM events WHERE kind = 'policy' AND uid = ?2 AND model_id IS ?3"
+             " AND time_ns >= ?4 AND time_ns < ?5 AND (?3 IS NOT NULL OR path IS ?6)"
+             " AND rule IS ?7 AND decision IS ?8 AND detail IS ?9"
+             " ORDER BY id DESC LIMIT 1)");
     if (!stmt)
         goto out;
     sqlite3_bind_int64(stmt, 1, now);
@@ -2311,15 +2477,16 @@ int store_policy_event(store_handle *st, uint32_t uid, int32_t pid, const char *
     bind_text(stmt, 7, rule);
     bind_text(stmt, 8, decision);
     bind_text(stmt, 9, reason);
-    if (step_done(st->wr, stmt) != 0)
+    if (step_done(st, st->wr, stmt) != 0)
         goto out;
     if (sqlite3_changes(st->wr) > 0) {
         ret = 0;
         goto out;
     }
-    stmt = prep(st->wr, "INSERT INTO events (time_ns, uid, pid, path, model_id,"
-                        " kind, detail, rule, decision, count, last_ns)"
-                        " VALUES (?1, ?2, ?3, ?4, ?5, 'policy', ?6, ?7, ?8, 1, ?1)");
+    stmt = prep(st, st->wr,
+                "INSERT INTO events (time_ns, uid, pid, path, model_id,"
+                " kind, detail, rule, decision, count, last_ns)"
+                " VALUES (?1, ?2, ?3, ?4, ?5, 'policy', ?6, ?7, ?8, 1, ?1)");
     if (!stmt)
         goto out;
     sqlite3_bind_int64(stmt, 1, now);
@@ -2333,7 +2500,7 @@ int store_policy_event(store_handle *st, uint32_t uid, int32_t pid, const char *
     bind_text(stmt, 6, reason);
     bind_text(stmt, 7, rule);
     bind_text(stmt, 8, decision);
-    ret = step_done(st->wr, stmt);
+    ret = step_done(st, st->wr, stmt);
     if (ret == 0)
         ret = events_inserted(st, sqlite3_last_insert_rowid(st->wr));
 out:
@@ -2357,14 +2524,15 @@ int store_set_ref(store_handle *st, int64_t model_id, const store_ref *ref)
     if (tx_begin(st) != 0)
         return -1;
     int ret = -1;
-    sqlite3_stmt *stmt = prep(st->wr, "DELETE FROM model_refs WHERE model_id = ?1");
+    sqlite3_stmt *stmt = prep(st, st->wr, "DELETE FROM model_refs WHERE model_id = ?1");
     if (stmt) {
         sqlite3_bind_int64(stmt, 1, model_id);
-        ret = step_done(st->wr, stmt);
+        ret = step_done(st, st->wr, stmt);
     }
     if (ret == 0 && ref) {
-        stmt = prep(st->wr, "INSERT INTO model_refs (model_id, kind, name, family, score, verdict,"
-                            " evidence, signals) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+        stmt = prep(st, st->wr,
+                    "INSERT INTO model_refs (model_id, kind, name, family, score, verdict,"
+                    " evidence, signals) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
         ret = -1;
         if (stmt) {
             sqlite3_bind_int64(stmt, 1, model_id);
@@ -2375,7 +2543,7 @@ int store_set_ref(store_handle *st, int64_t model_id, const store_ref *ref)
             bind_text(stmt, 6, ref->verdict);
             bind_text(stmt, 7, ref->evidence);
             bind_text(stmt, 8, ref->signals);
-            ret = step_done(st->wr, stmt);
+            ret = step_done(st, st->wr, stmt);
         }
     }
     return tx_end(st, ret);
@@ -2385,8 +2553,9 @@ int store_ref_get(store_handle *st, int64_t model_id, store_ref *out)
 {
     memset(out, 0, sizeof *out);
     pthread_mutex_lock(&st->read_lock);
-    sqlite3_stmt *stmt = prep(st->rd, "SELECT kind, name, family, score, verdict, evidence, signals"
-                                      " FROM model_refs WHERE model_id = ?1");
+    sqlite3_stmt *stmt = prep(st, st->rd,
+                              "SELECT kind, name, family, score, verdict, evidence, signals"
+                              " FROM model_refs WHERE model_id = ?1");
     int ret = -1;
     if (stmt) {
         sqlite3_bind_int64(stmt, 1, model_id);
@@ -2403,10 +2572,28 @@ int store_ref_get(store_handle *st, int64_t model_id, store_ref *out)
         } else if (rc == SQLITE_DONE) {
             ret = 1;
         }
-        sqlite3_finalize(stmt);
+        done(st, stmt);
     }
     pthread_mutex_unlock(&st->read_lock);
     if (ret != 0)
         store_ref_clear(out);
     return ret;
+}
+
+int store_set_adapter_base(store_handle *st, int64_t model_id, const char *declared)
+{
+    if (tx_begin(st) != 0)
+        return -1;
+    int ret = -1;
+    sqlite3_stmt *stmt =
+        prep(st, st->wr,
+             declared ? "INSERT OR REPLACE INTO adapter_bases (model_id, declared) VALUES (?1, ?2)"
+                      : "DELETE FROM adapter_bases WHERE model_id = ?1");
+    if (stmt) {
+        sqlite3_bind_int64(stmt, 1, model_id);
+        if (declared)
+            sqlite3_bind_text(stmt, 2, declared, -1, SQLITE_STATIC);
+        ret = step_done(st, st->wr, stmt);
+    }
+    return tx_end(st, ret);
 }

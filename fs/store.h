@@ -16,7 +16,7 @@
 
 typedef struct store_handle store_handle;
 
-#define STORE_SCHEMA_VERSION 9
+#define STORE_SCHEMA_VERSION 10
 
 enum { STORE_READONLY = 1u << 0 };
 
@@ -38,9 +38,9 @@ int store_protect_dir(const char *dir, char *err, size_t errlen);
 typedef struct store_model {
     int64_t id;
     char status[16];
-    char digest[65];  /* "" while unknown */
-    char format[32];  /* "" while unknown */
-    char *error;      /* NULL unless failed/incomplete */
+    char digest[65];     /* "" while unknown */
+    char format[32];     /* "" while unknown */
+    char *error;         /* NULL unless failed/incomplete */
     int64_t analyzed_at; /* unix seconds, 0 = never */
     int64_t created_ns;
 } store_model;
@@ -54,13 +54,13 @@ typedef struct store_file {
 
 typedef struct store_link {
     int64_t id;
-    char *path;       /* first path of that model, NULL when it has none */
+    char *path;        /* first path of that model, NULL when it has none */
     char *origin_path; /* the path it was first stored at (kept through renames), or NULL */
     double score;
     char verdict[16];
-    char *signals;    /* JSON text or NULL */
-    bool is_parent;   /* the main parent */
-    double share;     /* a parent's share of the child (edges.share), NaN when not a parent */
+    char *signals;  /* JSON text or NULL */
+    bool is_parent; /* the main parent */
+    double share;   /* a parent's share of the child (edges.share), NaN when not a parent */
 } store_link;
 
 typedef struct store_counts {
@@ -79,6 +79,13 @@ int store_model_by_path(store_handle *st, const char *path, store_model *out);
 int store_model_by_id(store_handle *st, int64_t id, store_model *out);
 /* First path (sorted) of a model; 1 when none. *out is malloc'd. */
 int store_model_path(store_handle *st, int64_t id, char **out);
+/* A PEFT adapter's declared base (adapter_config.json's base_model_name_or_path), kept so that
+ * an adapter stored before its base is linked when the base arrives; NULL removes it. */
+int store_set_adapter_base(store_handle *st, int64_t model_id, const char *declared);
+/* The ready adapters with a declared base and no parent: cb(ctx, id, declared) for each, until
+ * it returns non-zero. */
+typedef int (*store_adapter_cb)(void *ctx, int64_t model_id, const char *declared);
+int store_unlinked_adapters(store_handle *st, store_adapter_cb cb, void *ctx);
 int store_files(store_handle *st, int64_t id, store_file **out, size_t *n);
 /* 0 and out filled (65 bytes), 1 when the unit has no such file. */
 int store_file_sha(store_handle *st, int64_t id, const char *name, char out[65]);
@@ -142,8 +149,8 @@ int store_finish_ready(store_handle *st, const char *path, int64_t model_id,
  * size or family hash with keys, excluding exclude_id. cb gets each one's fingerprint JSON. */
 typedef int (*store_cand_cb)(void *ctx, int64_t id, int64_t created_ns, const char *digest,
                              const char *fp_json, size_t fp_len);
-int store_candidates(store_handle *st, const store_keys *keys, int64_t exclude_id,
-                     store_cand_cb cb, void *ctx);
+int store_candidates(store_handle *st, const store_keys *keys, int64_t exclude_id, store_cand_cb cb,
+                     void *ctx);
 
 /* Sublinear candidates: the ready models sharing a tensor hash or a band with sig (the index of
  * analyzer/lsh.h signatures), ranked by matches (STORE_HASH_WEIGHT per shared tensor hash, 1 per
@@ -164,8 +171,8 @@ typedef struct store_edge {
     int64_t parent_id, child_id;
     double score;
     const char *verdict;
-    const char *signals; /* JSON or NULL */
-    double rank;         /* orders a child's candidate parents; the best becomes is_parent */
+    const char *signals;     /* JSON or NULL */
+    double rank;             /* orders a child's candidate parents; the best becomes is_parent */
     const char *signals_rev; /* the comparison the other way round (child as a), or NULL */
 } store_edge;
 
@@ -183,7 +190,7 @@ typedef struct store_rel {
     char *signals;     /* compare JSON, parent as a */
     char *rev_signals; /* compare JSON, child as a; NULL when not kept (older stores) */
     bool is_parent;
-    double share;      /* NaN when not a parent */
+    double share; /* NaN when not a parent */
 } store_rel;
 /* Every edge touching id. */
 int store_related(store_handle *st, int64_t id, store_rel **out, size_t *n);
@@ -237,7 +244,7 @@ typedef struct store_approval {
     char digest[65];
     char state[16]; /* "approved" or "revoked" */
     uint32_t by_uid;
-    int64_t at;     /* unix seconds */
+    int64_t at; /* unix seconds */
     char *note;
 } store_approval;
 

@@ -96,6 +96,43 @@ expect_eq "mismatched approval" "$(xattr "$M/ad/mis" approval)" blocked
 sqlite3 "$B/.provfs/lineage.db" "SELECT detail FROM events WHERE kind = 'adapter' AND path = '/ad/mis'" |
     grep -q 'does not fit' || fail "no 'does not fit' event for the mismatched adapter"
 
+note "an adapter stored before its base is linked when the base arrives"
+"$MKMODEL" create "$S/late" --arch llama --seed 47 >/dev/null
+"$MKMODEL" derive "$S/late" "$T/adlate" --kind peft --rank 4 --seed 48 >/dev/null
+declare_base "$T/adlate" late/base
+cp -r "$T/adlate" "$M/ad/early"
+wait_status "$M/ad/early" ready
+expect_eq "early adapter parent before its base" "$(xattr "$M/ad/early" parent)" ""
+expect_eq "early adapter approval before its base" "$(xattr "$M/ad/early" approval)" blocked
+mkdir "$M/late"
+cp -r "$S/late" "$M/late/base"
+wait_status "$M/late/base" ready
+for _ in $(seq 100); do
+    [ "$(xattr "$M/ad/early" parent)" = /late/base ] && break
+    sleep 0.1
+done
+expect_eq "early adapter parent once its base is stored" "$(xattr "$M/ad/early" parent)" /late/base
+expect_eq "early adapter verdict" "$(xattr "$M/ad/early" verdict)" adapter
+setfattr -n user.provenance.approve -v late "$M/late/base" || fail "approve the late base"
+expect_eq "early adapter approval once its base is approved" \
+    "$(xattr "$M/ad/early" approval)" not-required
+note "... and by a second path of content already stored"
+"$MKMODEL" derive "$S/late" "$T/adlate2" --kind peft --rank 4 --seed 49 >/dev/null
+declare_base "$T/adlate2" copies/late
+cp -r "$T/adlate2" "$M/ad/early2"
+wait_status "$M/ad/early2" ready
+expect_eq "early2 parent before" "$(xattr "$M/ad/early2" parent)" ""
+mkdir "$M/copies"
+cp -r "$S/late" "$M/copies/late"
+wait_status "$M/copies/late" ready
+for _ in $(seq 100); do
+    [ -n "$(xattr "$M/ad/early2" parent)" ] && break
+    sleep 0.1
+done
+expect_eq "early2 verdict once a copy of its base is stored" "$(xattr "$M/ad/early2" verdict)" adapter
+expect_eq "the declarations are kept" "$(DB "SELECT count(*) FROM adapter_bases a JOIN model_paths p
+    ON p.model_id = a.model_id WHERE p.path IN ('/ad/early', '/ad/early2')")" 2
+
 note "a hostile adapter_config.json fails nothing but its own lineage"
 cp -r "$S/ad" "$T/adbad"
 printf '{"base_model_name_or_path": ["x"], "r": -1}' >"$T/adbad/adapter_config.json"
