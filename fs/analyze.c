@@ -288,16 +288,30 @@ static bool variant_file_unit(int dirfd, const char *name)
 /* Is the regular file open on fd (named name, in the directory dirfd) a unit of its own? A GGUF
  * file (magic or name) wherever it is; any other model format (its first bytes, or its suffix)
  * when its directory is not a directory unit: weights never lie loose and ungated. */
-static bool file_unit_fd(int fd, const char *name, int dirfd)
+/* What the first bytes and the name of the file on fd say: 1 a GGUF file unit, 0 no file unit,
+ * -1 it depends on its directory (a loose weights file: file_unit_in). */
+static int file_unit_head(int fd, const char *name)
 {
     uint8_t head[PA_SNIFF_BYTES];
     ssize_t n = pread(fd, head, sizeof head, 0);
     const char *format = n > 0 ? pa_sniff_format(head, (size_t)n) : NULL;
     if ((format && strcmp(format, "gguf") == 0) || has_suffix(name, ".gguf"))
-        return true;
+        return 1;
     if (!format && !pa_model_suffix(name))
-        return false;
+        return 0;
+    return -1;
+}
+
+/* A weights file is a unit of its own outside a directory unit, or as a variant file. */
+static bool file_unit_in(int dirfd, const char *name)
+{
     return analyze_unit_check(dirfd, ".") != 1 || variant_file_unit(dirfd, name);
+}
+
+static bool file_unit_fd(int fd, const char *name, int dirfd)
+{
+    int head = file_unit_head(fd, name);
+    return head >= 0 ? head == 1 : file_unit_in(dirfd, name);
 }
 
 int analyze_file_unit_check(int dirfd, const char *rel)
@@ -309,18 +323,25 @@ int analyze_file_unit_check(int dirfd, const char *rel)
     int ret = -1;
     if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
         const char *base = strrchr(rel, '/');
-        int parent = -1;
-        if (base) {
-            char *dir = strndup(rel, (size_t)(base - rel));
-            parent =
-                dir ? openat(dirfd, base == rel ? "/" : dir, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
-            free(dir);
-        } else {
-            parent = dirfd == AT_FDCWD ? open(".", O_PATH | O_DIRECTORY | O_CLOEXEC) : dup(dirfd);
+        const char *name = base ? base + 1 : rel;
+        /* The directory is opened only when the bytes and name leave it open (most files: not) */
+        ret = file_unit_head(fd, name);
+        if (ret < 0) {
+            int parent;
+            if (base) {
+                char *dir = strndup(rel, (size_t)(base - rel));
+                parent =
+                    dir ? openat(dirfd, base == rel ? "/" : dir, O_PATH | O_DIRECTORY | O_CLOEXEC)
+                        : -1;
+                free(dir);
+            } else {
+                parent =
+                    dirfd == AT_FDCWD ? open(".", O_PATH | O_DIRECTORY | O_CLOEXEC) : dup(dirfd);
+            }
+            ret = parent >= 0 && file_unit_in(parent, name);
+            if (parent >= 0)
+                close(parent);
         }
-        ret = parent >= 0 && file_unit_fd(fd, base ? base + 1 : rel, parent);
-        if (parent >= 0)
-            close(parent);
     }
     close(fd);
     return ret;

@@ -17,6 +17,8 @@
  * only uses CPU the write path leaves idle; when it falls this far behind, the file is not hashed
  * here (the analyzer hashes it later) rather than slowing the writer down. */
 #define WRITEHASH_MAX_BEHIND 16
+/* Writes at least this large are hashed at the lowest priority (about 60 us of SHA-256). */
+#define WRITEHASH_RENICE_BYTES (128u * 1024)
 
 struct writehash {
     pthread_mutex_t lock;
@@ -95,7 +97,8 @@ void writehash_update(writehash *w, uint64_t off, const void *data, size_t len)
     deadline.tv_nsec %= 1000000000L;
     pthread_mutex_lock(&w->lock);
     while (w->valid && (w->busy || w->next < off)) {
-        if (pthread_cond_timedwait(&w->moved, &w->lock, &deadline) != 0 && (w->busy || w->next < off))
+        if (pthread_cond_timedwait(&w->moved, &w->lock, &deadline) != 0 &&
+            (w->busy || w->next < off))
             invalidate_locked(w); /* a gap that does not close: not a sequential write */
     }
     if (!w->valid || w->next != off) {
@@ -107,11 +110,17 @@ void writehash_update(writehash *w, uint64_t off, const void *data, size_t len)
     }
     w->busy = true;
     pthread_mutex_unlock(&w->lock);
-    /* Lowest priority while hashing (this thread only; restored after): the writer first. */
-    pid_t tid = gettid();
-    errno = 0;
-    int nice_was = getpriority(PRIO_PROCESS, (id_t)tid);
-    bool reniced = errno == 0 && setpriority(PRIO_PROCESS, (id_t)tid, 19) == 0;
+    /* Lowest priority while hashing a large write (this thread only; restored after): the
+     * writer first. A small write hashes in less time than the four system calls take. */
+    bool reniced = false;
+    int nice_was = 0;
+    pid_t tid = 0;
+    if (len >= WRITEHASH_RENICE_BYTES) {
+        tid = gettid();
+        errno = 0;
+        nice_was = getpriority(PRIO_PROCESS, (id_t)tid);
+        reniced = errno == 0 && setpriority(PRIO_PROCESS, (id_t)tid, 19) == 0;
+    }
     pa_sha_update(w->sha, data, len);
     if (reniced)
         setpriority(PRIO_PROCESS, (id_t)tid, nice_was);
