@@ -383,6 +383,19 @@ size_t pa_fp_n_tensors(const pa_fingerprint *fp)
 {
     return fp->n_tensors;
 }
+bool pa_fp_embed_shape(const pa_fingerprint *fp, uint64_t *vocab, uint64_t *hidden)
+{
+    for (size_t i = 0; i < fp->n_tensors; i++) {
+        const pa_tensor_fp *t = &fp->tensors[i];
+        if (t->role && strcmp(t->role, "embed.w") == 0 && t->ndim == 2 && t->shape[0] > 0 &&
+            t->shape[1] > 0) {
+            *vocab = t->shape[0];
+            *hidden = t->shape[1];
+            return true;
+        }
+    }
+    return false;
+}
 bool pa_fp_has_weights(const pa_fingerprint *fp)
 {
     return fp->has_weights;

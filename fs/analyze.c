@@ -420,6 +420,16 @@ static void fill_keys(const pa_fingerprint *fp, store_keys *keys)
         snprintf(keys->arch_hash, sizeof keys->arch_hash, "%s", mfi->arch_hash);
         snprintf(keys->family_hash, sizeof keys->family_hash, "%s", mfi->family_hash);
     }
+    /* Without config.json (a lone weights file): the shape its embedding has, so the candidate
+     * prefilter still finds the models of that shape. Only a prefilter: weights decide. */
+    uint64_t vocab, hidden;
+    if ((keys->hidden_size == PA_NULL_INT || keys->vocab_size == PA_NULL_INT) &&
+        pa_fp_embed_shape(fp, &vocab, &hidden) && vocab <= INT64_MAX && hidden <= INT64_MAX) {
+        if (keys->hidden_size == PA_NULL_INT)
+            keys->hidden_size = (int64_t)hidden;
+        if (keys->vocab_size == PA_NULL_INT)
+            keys->vocab_size = (int64_t)vocab;
+    }
     keys->n_params = pa_fp_n_params(fp);
     keys->n_tensors = pa_fp_n_tensors(fp);
 }

@@ -379,6 +379,9 @@ size_t pa_fp_n_files(const pa_fingerprint *fp);
 const pa_file_fp *pa_fp_file(const pa_fingerprint *fp, size_t i);
 uint64_t pa_fp_n_params(const pa_fingerprint *fp);
 size_t pa_fp_n_tensors(const pa_fingerprint *fp);
+/* The token embedding's shape [vocab, hidden] from the weights (the tensor of role embed.w);
+ * false when there is none. What a weights file without config.json says of its shape. */
+bool pa_fp_embed_shape(const pa_fingerprint *fp, uint64_t *vocab, uint64_t *hidden);
 bool pa_fp_has_weights(const pa_fingerprint *fp);
 /* Some matrix is stored quantised (8 bits or fewer per value: int8, fp8, GGUF quant blocks), or
  * most matrices hold int8-grid values written back as floats: such

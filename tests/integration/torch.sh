@@ -78,8 +78,8 @@ expect_eq "sharded parent" "$(xattr "$M/models/sharded" parent)" /models/base
 expect_eq "sharded verdict" "$(xattr "$M/models/sharded" verdict)" identical
 
 note "lone checkpoints are file units: mkmodel's, Python pickle's, an unrelated one"
-# (without a config.json a lone weights file has no lineage candidates in the store, whatever its
-# format: these are compared with provctl)
+# (without a config.json, a lone weights file's candidates are the stored models of its
+# embedding's shape; the weights decide)
 mkdir "$M/loose"
 cp "$S/ft-pickle.pt" "$S/base-shared.pt" "$S/other.pt" "$M/loose/"
 for f in ft-pickle base-shared other; do
@@ -89,6 +89,13 @@ for f in ft-pickle base-shared other; do
     expect_eq "$f format" "$(DB "SELECT m.format FROM models m JOIN model_paths p ON
         p.model_id = m.id WHERE p.path = '/loose/$f.pt'")" torch
 done
+expect_eq "lone fine-tune verdict" "$(xattr "$M/loose/ft-pickle.pt" verdict)" identical
+case $(xattr "$M/loose/ft-pickle.pt" parent) in
+/models/ft | /models/ft-torch) ;;
+*) fail "lone fine-tune parent: '$(xattr "$M/loose/ft-pickle.pt" parent)'" ;;
+esac
+expect_eq "lone base verdict" "$(xattr "$M/loose/base-shared.pt" verdict)" identical
+expect_eq "lone unrelated parent" "$(xattr "$M/loose/other.pt" parent)" ""
 expect_eq "tensors of the lone fine-tune" "$(DB "SELECT m.n_tensors FROM models m JOIN
     model_paths p ON p.model_id = m.id WHERE p.path = '/loose/ft-pickle.pt'")" \
     "$(DB "SELECT m.n_tensors FROM models m JOIN model_paths p ON p.model_id = m.id

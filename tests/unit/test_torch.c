@@ -930,6 +930,13 @@ static void expect_verdict(const char *a, const char *b, pa_verdict want, const 
         CHECK_STR(pa_fp_format(fb), format);
         CHECK_INT(pa_fp_n_tensors(fa), pa_fp_n_tensors(fb));
         CHECK_INT(pa_fp_n_params(fa), pa_fp_n_params(fb));
+        /* the embedding's shape, as the weights give it, is the config's */
+        uint64_t va = 0, ha = 0, vb = 0, hb = 0;
+        const pa_mfi *m = pa_fp_mfi(fa);
+        CHECK(pa_fp_embed_shape(fa, &va, &ha) && pa_fp_embed_shape(fb, &vb, &hb));
+        CHECK(va == vb && ha == hb && va > 0 && ha > 0);
+        if (m)
+            CHECK(m->vocab_size == (int64_t)va && m->hidden_size == (int64_t)ha);
     }
     pa_fingerprint_free(fa);
     pa_fingerprint_free(fb);
