@@ -1507,8 +1507,9 @@ static int adapter_base_cb(void *ctx, const char *path, int64_t id, const char *
  * base -> adapter (verdict "adapter") is its lineage; otherwise it has none (unknown lineage).
  * detail gets one line for the event. Called with lineage_lock held. */
 static int link_adapter(analyze_ctx *an, int64_t id, const pa_fingerprint *fp, const char *abs,
-                        char *detail, size_t detail_len)
+                        bool record, bool *linked, char *detail, size_t detail_len)
 {
+    *linked = false;
     snprintf(detail, detail_len, "no adapter_config.json");
     char *cfg_abs = NULL;
     if (asprintf(&cfg_abs, "%s/adapter_config.json", abs) < 0)
@@ -1533,7 +1534,8 @@ static int link_adapter(analyze_ctx *an, int64_t id, const pa_fingerprint *fp, c
         pa_peft_config_free(&cfg);
         return 0;
     }
-    store_set_adapter_base(an->st, id, cfg.base);
+    if (record)
+        store_set_adapter_base(an->st, id, cfg.base);
     adapter_base a = {.declared = cfg.base, .self_id = id};
     int ret = store_each_path(an->st, adapter_base_cb, &a);
     char shown[160];
@@ -1542,10 +1544,8 @@ static int link_adapter(analyze_ctx *an, int64_t id, const pa_fingerprint *fp, c
         snprintf(detail, detail_len, "adapter: declared base \"%s\" %s", shown,
                  a.ambiguous ? "names several stored models" : "is no stored model");
     } else if (ret == 0) {
-        char *json = NULL;
-        pa_fingerprint *base = NULL;
-        if (store_fingerprint(an->st, a.best_id, &json) == 0 && json &&
-            pa_fp_from_json(json, strlen(json), a.best_path, &base, &err) == PA_OK) {
+        const pa_fingerprint *base = model_fp(an, a.best_id); /* through the cache */
+        if (base) {
             pa_peft_check c;
             pa_peft_check_shapes(base, fp, &c);
             if (pa_peft_fits(&c)) {
@@ -1555,6 +1555,7 @@ static int link_adapter(analyze_ctx *an, int64_t id, const pa_fingerprint *fp, c
                                 .verdict = "adapter",
                                 .rank = 1.0};
                 ret = store_set_edges(an->st, id, &e, 1);
+                *linked = ret == 0;
                 snprintf(detail, detail_len, "adapter of %.250s: %zu LoRA pairs fit its modules",
                          a.best_path, c.n_pairs);
             } else {
@@ -1564,8 +1565,6 @@ static int link_adapter(analyze_ctx *an, int64_t id, const pa_fingerprint *fp, c
                          a.best_path, c.n_matched, c.n_pairs, c.problem);
             }
         }
-        pa_fingerprint_free(base);
-        free(json);
     }
     free(a.best_path);
     pa_peft_config_free(&cfg);
@@ -1602,21 +1601,28 @@ static const char *known_sha(void *ctx, const char *name, uint64_t size, int64_t
     return k->sha;
 }
 
-/* A directory that is no longer a unit (its config.json renamed away, say): the model files it
- * holds are now units of their own, pending from now on, never loose. */
-/* Adapters stored before their base: once a model that is no adapter is ready at path, every
- * stored adapter without a parent whose declared base names path is linked again. Called with
- * lineage_lock held. */
+/* Adapters and a new path: once a model that is no adapter is ready at path, the stored ready
+ * adapters whose declared base names path are resolved again, the ones tried longest ago first
+ * and ADAPTER_RELINK_MAX of them at most per ingest (a bounded cost however many adapters
+ * declare a name). One stored before its base gets linked; one whose declaration now names
+ * several stored models loses its adapter parent (unknown lineage), as it would have at its own
+ * analysis. Called with lineage_lock held. */
+#define ADAPTER_RELINK_MAX 8
 typedef struct relink {
     analyze_ctx *an;
     const queue_job *job;
+    int64_t new_id;
+    unsigned tried;
 } relink;
 
-static int relink_one(void *ctx, int64_t id, const char *declared)
+static int relink_one(void *ctx, int64_t id, const char *declared, int64_t adapter_parent)
 {
     relink *r = ctx;
-    if (pa_peft_base_match(declared, r->job->path) == 0)
+    if (adapter_parent == r->new_id || pa_peft_base_match(declared, r->job->path) == 0)
         return 0;
+    if (r->tried++ >= ADAPTER_RELINK_MAX)
+        return 1;
+    store_adapter_tried(r->an->st, id);
     const pa_fingerprint *fp = model_fp(r->an, id);
     char *path = NULL;
     if (!fp || !pa_peft_is_adapter(fp) || store_model_path(r->an->st, id, &path) != 0) {
@@ -1625,17 +1631,28 @@ static int relink_one(void *ctx, int64_t id, const char *declared)
     }
     char *abs = backing_path(r->an, path);
     char detail[512] = "";
-    store_link pl;
-    if (abs && link_adapter(r->an, id, fp, abs, detail, sizeof detail) == 0 &&
-        store_parent(r->an->st, id, &pl) == 0) {
-        store_link_clear(&pl);
-        store_event(r->an->st, r->job->uid, r->job->pid, path, id, "adapter", detail);
+    bool linked = false;
+    if (abs && link_adapter(r->an, id, fp, abs, false, &linked, detail, sizeof detail) == 0) {
+        char line[700];
+        if (linked) {
+            store_set_ref(r->an->st, id, NULL); /* a store parent now: no reference match */
+            snprintf(line, sizeof line, "%s (resolved again when %.100s became ready)", detail,
+                     r->job->path);
+            store_event(r->an->st, 0, 0, path, id, "adapter", line);
+        } else if (adapter_parent && store_drop_adapter_parent(r->an->st, id) == 0) {
+            snprintf(line, sizeof line,
+                     "%s: its adapter parent is dropped (when %.100s became ready)", detail,
+                     r->job->path);
+            store_event(r->an->st, 0, 0, path, id, "adapter", line);
+        }
     }
     free(abs);
     free(path);
     return 0;
 }
 
+/* A directory that is no longer a unit (its config.json renamed away, say): the model files it
+ * holds are now units of their own, pending from now on, never loose. */
 static void mark_loose_files(analyze_ctx *an, const char *abs, const queue_job *job)
 {
     int dfd = backing_open(an, abs, O_RDONLY | O_DIRECTORY);
@@ -1805,8 +1822,9 @@ void analyze_job(void *ctx, const queue_job *job)
         if (rc == 0 && !merged)
             rc = link_model(an, final_id, fp, &res.keys, res.sig, &compared, &has_parent);
         char adapter[512] = "";
+        bool linked = false;
         if (rc == 0 && !merged && pa_peft_is_adapter(fp) &&
-            link_adapter(an, final_id, fp, abs, adapter, sizeof adapter) == 0) {
+            link_adapter(an, final_id, fp, abs, true, &linked, adapter, sizeof adapter) == 0) {
             store_link pl;
             has_parent = store_parent(an->st, final_id, &pl) == 0;
             if (has_parent)
@@ -1817,8 +1835,8 @@ void analyze_job(void *ctx, const queue_job *job)
             rc = store_set_ref(an->st, final_id, have_ref && !has_parent ? &ref : NULL);
         /* also merged: the content is known, its path is new */
         if (rc == 0 && !pa_peft_is_adapter(fp)) {
-            relink r = {.an = an, .job = job};
-            store_unlinked_adapters(an->st, relink_one, &r);
+            relink r = {.an = an, .job = job, .new_id = final_id};
+            store_each_adapter(an->st, relink_one, &r);
         }
         char detail[200];
         snprintf(detail, sizeof detail,

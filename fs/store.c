@@ -173,7 +173,7 @@ static const char *const migrations[] = {
      * linked when the base arrives (without reading every adapter's files again). */
     "CREATE TABLE IF NOT EXISTS adapter_bases ("
     "  model_id INTEGER PRIMARY KEY REFERENCES models(id) ON DELETE CASCADE,"
-    "  declared TEXT NOT NULL);",
+    "  declared TEXT NOT NULL, tried_ns INTEGER NOT NULL DEFAULT 0);",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 _Static_assert(N_MIGRATIONS == STORE_SCHEMA_VERSION, "one migration per schema version");
@@ -252,16 +252,14 @@ static void done(store_handle *st, sqlite3_stmt *stmt)
 {
     if (!stmt)
         return;
-    stmt_cache *caches[2] = {cache_of(st, st ? st->rd : NULL), cache_of(st, st ? st->wr : NULL)};
-    for (int k = 0; k < 2; k++) {
-        stmt_cache *c = caches[k];
-        for (int i = 0; c && i < c->n; i++) {
-            if (c->slot[i].stmt == stmt) {
-                sqlite3_reset(stmt);
-                sqlite3_clear_bindings(stmt);
-                c->slot[i].out = false;
-                return;
-            }
+    /* only the cache of the statement's own connection: the caller holds that one's lock */
+    stmt_cache *c = cache_of(st, sqlite3_db_handle(stmt));
+    for (int i = 0; c && i < c->n; i++) {
+        if (c->slot[i].stmt == stmt) {
+            sqlite3_reset(stmt);
+            sqlite3_clear_bindings(stmt);
+            c->slot[i].out = false;
+            return;
         }
     }
     sqlite3_finalize(stmt);
@@ -661,10 +659,10 @@ int store_model_by_path(store_handle *st, const char *path, store_model *out)
                        path, 0, out);
 }
 
-int store_unlinked_adapters(store_handle *st, store_adapter_cb cb, void *ctx)
+int store_each_adapter(store_handle *st, store_adapter_cb cb, void *ctx)
 {
     typedef struct {
-        int64_t id;
+        int64_t id, parent;
         char *declared;
     } row;
     row *rows = NULL;
@@ -674,10 +672,10 @@ int store_unlinked_adapters(store_handle *st, store_adapter_cb cb, void *ctx)
     pthread_mutex_lock(&st->read_lock);
     sqlite3_stmt *stmt =
         prep(st, st->rd,
-             "SELECT a.model_id, a.declared FROM adapter_bases a JOIN models m ON m.id = a.model_id"
-             " WHERE m.status = 'ready' AND NOT EXISTS"
-             " (SELECT 1 FROM edges e WHERE e.child_id = a.model_id AND e.is_parent = 1)"
-             " ORDER BY a.model_id");
+             "SELECT a.model_id, a.declared, (SELECT e.parent_id FROM edges e WHERE e.child_id ="
+             " a.model_id AND e.is_parent = 1 AND e.verdict = 'adapter')"
+             " FROM adapter_bases a JOIN models m ON m.id = a.model_id WHERE m.status = 'ready'"
+             " ORDER BY a.tried_ns, a.model_id");
     if (stmt) {
         int rc;
         while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
@@ -690,6 +688,7 @@ int store_unlinked_adapters(store_handle *st, store_adapter_cb cb, void *ctx)
                 cap = grown_cap;
             }
             rows[count].id = sqlite3_column_int64(stmt, 0);
+            rows[count].parent = sqlite3_column_int64(stmt, 2); /* 0 for NULL */
             if (!(rows[count].declared = dup_col(stmt, 1)))
                 break;
             count++;
@@ -701,13 +700,14 @@ int store_unlinked_adapters(store_handle *st, store_adapter_cb cb, void *ctx)
         done(st, stmt);
     }
     pthread_mutex_unlock(&st->read_lock);
+    bool stop = false;
     for (size_t i = 0; i < count; i++) {
-        if (ret == 0 && cb(ctx, rows[i].id, rows[i].declared))
-            ret = 1;
+        if (ret == 0 && !stop && cb(ctx, rows[i].id, rows[i].declared, rows[i].parent))
+            stop = true;
         free(rows[i].declared);
     }
     free(rows);
-    return ret < 0 ? -1 : 0;
+    return ret;
 }
 
 int store_model_by_id(store_handle *st, int64_t id, store_model *out)
@@ -1494,6 +1494,9 @@ int store_finish_ready(store_handle *st, const char *path, int64_t model_id,
         ret = insert_files(st, model_id, res);
     if (ret == 0)
         ret = lsh_put(st, model_id, res->sig);
+    /* new content: an adapter's declaration is recorded again by its analysis (link_adapter) */
+    if (ret == 0)
+        ret = wr_exec_id(st, "DELETE FROM adapter_bases WHERE model_id = ?1", model_id);
     if (ret == 0)
         ret = drop_edges(st, model_id);
     return tx_end(st, ret);
@@ -2595,5 +2598,31 @@ int store_set_adapter_base(store_handle *st, int64_t model_id, const char *decla
             sqlite3_bind_text(stmt, 2, declared, -1, SQLITE_STATIC);
         ret = step_done(st, st->wr, stmt);
     }
+    return tx_end(st, ret);
+}
+
+int store_adapter_tried(store_handle *st, int64_t model_id)
+{
+    if (tx_begin(st) != 0)
+        return -1;
+    int ret = -1;
+    sqlite3_stmt *stmt =
+        prep(st, st->wr, "UPDATE adapter_bases SET tried_ns = ?2 WHERE model_id = ?1");
+    if (stmt) {
+        sqlite3_bind_int64(stmt, 1, model_id);
+        sqlite3_bind_int64(stmt, 2, now_ns());
+        ret = step_done(st, st->wr, stmt);
+    }
+    return tx_end(st, ret);
+}
+
+int store_drop_adapter_parent(store_handle *st, int64_t model_id)
+{
+    if (tx_begin(st) != 0)
+        return -1;
+    int ret =
+        wr_exec_id(st, "DELETE FROM edges WHERE child_id = ?1 AND verdict = 'adapter'", model_id);
+    if (ret == 0)
+        ret = relink_child(st, model_id);
     return tx_end(st, ret);
 }

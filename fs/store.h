@@ -82,10 +82,17 @@ int store_model_path(store_handle *st, int64_t id, char **out);
 /* A PEFT adapter's declared base (adapter_config.json's base_model_name_or_path), kept so that
  * an adapter stored before its base is linked when the base arrives; NULL removes it. */
 int store_set_adapter_base(store_handle *st, int64_t model_id, const char *declared);
-/* The ready adapters with a declared base and no parent: cb(ctx, id, declared) for each, until
- * it returns non-zero. */
-typedef int (*store_adapter_cb)(void *ctx, int64_t model_id, const char *declared);
-int store_unlinked_adapters(store_handle *st, store_adapter_cb cb, void *ctx);
+/* The ready adapters with a declared base, the ones tried longest ago first:
+ * cb(ctx, id, declared, adapter_parent) for each (adapter_parent: the model its adapter edge
+ * links it to as main parent, 0 when none), until cb returns non-zero. */
+typedef int (*store_adapter_cb)(void *ctx, int64_t model_id, const char *declared,
+                                int64_t adapter_parent);
+int store_each_adapter(store_handle *st, store_adapter_cb cb, void *ctx);
+/* Notes that the adapter's declaration was resolved again now (the order of store_each_adapter). */
+int store_adapter_tried(store_handle *st, int64_t model_id);
+/* Drops the adapter's edge from its declared base (a declaration that no longer names one model);
+ * its other edges stay, and the best of them, if any, becomes its parent. */
+int store_drop_adapter_parent(store_handle *st, int64_t model_id);
 int store_files(store_handle *st, int64_t id, store_file **out, size_t *n);
 /* 0 and out filled (65 bytes), 1 when the unit has no such file. */
 int store_file_sha(store_handle *st, int64_t id, const char *name, char out[65]);

@@ -4,7 +4,8 @@
 # time-boxed libFuzzer runs. Installs missing Debian packages first. See tests/README.md.
 #   tools/test.sh                 everything (what CI runs)
 #   tools/test.sh --quick         the in-process unit tests only
-#   tools/test.sh --suite S       one meson suite: unit, integration, attacks
+#   tools/test.sh --suite S       one meson suite: unit, integration, attacks, sanitized
+#                                 (with the release daemon; the ASan run is part of everything)
 #   tools/test.sh --only NAME     one case by its meson name (e.g. policy, attack-create-race)
 #   tools/test.sh --list          the case names
 # Environment:
@@ -25,7 +26,7 @@ while [ $# -gt 0 ]; do
     --suite) mode=suite; only=${2:?--suite needs a name}; shift ;;
     --only) mode=only; only=${2:?--only needs a test name}; shift ;;
     --list) mode=list ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift

@@ -132,6 +132,35 @@ done
 expect_eq "early2 verdict once a copy of its base is stored" "$(xattr "$M/ad/early2" verdict)" adapter
 expect_eq "the declarations are kept" "$(DB "SELECT count(*) FROM adapter_bases a JOIN model_paths p
     ON p.model_id = a.model_id WHERE p.path IN ('/ad/early', '/ad/early2')")" 2
+expect_eq "the late link is the daemon's doing (uid 0)" "$(DB "SELECT uid FROM events
+    WHERE kind = 'adapter' AND path = '/ad/early' ORDER BY id DESC LIMIT 1")" 0
+
+note "a second stored model its declaration names: the adapter parent goes (unknown lineage)"
+mkdir -p "$M/other/late"
+cp -r "$S/base2" "$M/other/late/base"
+wait_status "$M/other/late/base" ready
+for _ in $(seq 100); do
+    [ -z "$(xattr "$M/ad/early" parent)" ] && break
+    sleep 0.1
+done
+expect_eq "early adapter parent once its declaration is ambiguous" "$(xattr "$M/ad/early" parent)" ""
+expect_eq "early adapter approval once its declaration is ambiguous" \
+    "$(xattr "$M/ad/early" approval)" blocked
+DB "SELECT detail FROM events WHERE kind = 'adapter' AND path = '/ad/early'" |
+    grep -q 'names several stored models' || fail "no event for the ambiguous declaration"
+expect_eq "early2 keeps its base" "$(xattr "$M/ad/early2" verdict)" adapter
+
+note "a late base that does not fit leaves the adapter unlinked"
+cp -r "$S/ad" "$T/adwide2"
+declare_base "$T/adwide2" wide2/x
+cp -r "$T/adwide2" "$M/ad/notfit"
+wait_status "$M/ad/notfit" ready
+mkdir "$M/wide2"
+cp -r "$S/wide" "$M/wide2/x"
+wait_status "$M/wide2/x" ready
+sleep 0.5
+expect_eq "not fitting late base: parent" "$(xattr "$M/ad/notfit" parent)" ""
+expect_eq "not fitting late base: approval" "$(xattr "$M/ad/notfit" approval)" blocked
 
 note "a hostile adapter_config.json fails nothing but its own lineage"
 cp -r "$S/ad" "$T/adbad"

@@ -183,15 +183,19 @@ def save_torch(tensors, out, shards=0):
 
 
 def main(argv):
-    args = [a for a in argv[1:] if not a.startswith("--")]
-    protocol = 2
-    if "--protocol" in argv:
-        protocol = int(argv[argv.index("--protocol") + 1])
-        args.remove(str(protocol))
-    shards = 0
-    if "--shards" in argv:
-        shards = int(argv[argv.index("--shards") + 1])
-        args.remove(str(shards))
+    args, opts, i = [], {}, 1
+    while i < len(argv):
+        if argv[i] in ("--protocol", "--shards"):
+            opts[argv[i]] = int(argv[i + 1])
+            i += 2
+        else:
+            if not argv[i].startswith("--"):
+                args.append(argv[i])
+            i += 1
+    protocol = opts.get("--protocol", 2)
+    shards = opts.get("--shards", 0)
+    if shards and "--torch" not in argv:
+        sys.exit("--shards needs --torch")
     if len(args) != 2:
         sys.exit(__doc__)
     tensors = source_tensors(args[0])
