@@ -108,14 +108,18 @@ alive() {
     exit 1
 }
 
-# Waits until the store holds EXPECT models, none pending or analysing, and EXPECT of them
-# settled (ready, incomplete or failed); prints the store's counts. The root's .provenance is
-# read at each poll (store_stats rows, no table scan): units still waiting out their quiet period
-# are in the queue, not in the store yet, hence the count of models and not only pending == 0.
+# Waits until the store holds EXPECT models, none pending or analysing, EXPECT of them settled
+# (ready, incomplete or failed) and EXPECT analyses logged; prints the store's counts. The root's
+# .provenance is read at each poll (store_stats rows, no table scan): units still waiting out their
+# quiet period are in the queue, not in the store yet, hence the count of models and not only
+# pending == 0. A model is "ready" before its lineage is linked (store_finish_ready, then
+# link_model), and its "analyzed" event follows the link: that event, read from the database
+# (read-only, only once the counts are there), is the end of a model's ingest.
 wait_settled() {
-    "$py" - "$M/.provenance" "$1" "${BENCH_SCALE_TIMEOUT:-3600}" <<'EOF'
-import json, sys, time
-path, expect, limit = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    "$py" - "$M/.provenance" "$1" "${BENCH_SCALE_TIMEOUT:-3600}" "$B/.provfs/lineage.db" <<'EOF'
+import json, sqlite3, sys, time
+path, expect, limit, db = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=10)
 t0 = time.monotonic()
 while True:
     with open(path) as f:
@@ -123,7 +127,10 @@ while True:
     s = d["status"]
     settled = s["ready"] + s["incomplete"] + s["failed"]
     if d["models"] >= expect and s["pending"] == 0 and s["analyzing"] == 0 and settled >= expect:
-        break
+        n = con.execute("SELECT count(*) FROM events"
+                        " WHERE kind IN ('analyzed', 'store-failed')").fetchone()[0]
+        if n >= expect:
+            break
     if time.monotonic() - t0 > limit:
         print("timeout", file=sys.stderr)
         break
