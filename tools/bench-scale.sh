@@ -101,6 +101,14 @@ mkdir "$M/m"
 
 rss_kib() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$pid/status"; }
 hwm_kib() { sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$pid/status"; }
+# CPU seconds of the daemon itself and of the analysis workers it has reaped (one a unit):
+# "OWN CHILDREN", from /proc/PID/stat (fields after the command name, which may hold spaces)
+cpu_s() {
+    local st
+    st=$(<"/proc/$pid/stat")
+    awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f %.3f\n", ($12 + $13) / hz, ($14 + $15) / hz}' \
+        <<<"${st##*) }"
+}
 alive() {
     kill -0 "$pid" 2>/dev/null && return 0
     echo "scale bench: the daemon exited; its log:" >&2
@@ -140,7 +148,9 @@ EOF
 }
 
 n_batches=$(((n_models + batch - 1) / batch))
-declare -a b_models b_secs b_rss
+declare -a b_models b_secs b_rss b_own b_kids b_load
+read -r own0 kids0 < <(cpu_s)
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 copied=0
 next=1 # next pair to copy
 for ((k = 1; k <= n_batches; k++)); do
@@ -166,6 +176,12 @@ for ((k = 1; k <= n_batches; k++)); do
     b_models[k]=${#list[@]}
     b_secs[k]=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')
     b_rss[k]=$(rss_kib)
+    read -r own kids < <(cpu_s)
+    b_own[k]=$(awk -v a="$own" -v b="$own0" 'BEGIN{printf "%.3f", a-b}')
+    b_kids[k]=$(awk -v a="$kids" -v b="$kids0" 'BEGIN{printf "%.3f", a-b}')
+    own0=$own
+    kids0=$kids
+    b_load[k]=$(cut -d' ' -f1 /proc/loadavg)
     printf 'scale bench: batch %d: %d models in %s s (store: %d models, %d edges, %d ready, %d incomplete, %d failed; RSS %d MiB)\n' \
         "$k" "${#list[@]}" "${b_secs[k]}" "$models" "$edges" "$ready" "$incomplete" "$failed" \
         $((b_rss[k] / 1024))
@@ -259,17 +275,25 @@ db_main=$(stat -c %s "$B/.provfs/lineage.db")
 
 echo
 echo "== scale: $n_models tiny Llama models ($pairs bases, $pairs fine-tunes), batches of $batch"
-printf '  %-6s %7s %10s %12s %9s\n' batch models "wall s" "ms/model" "RSS MiB"
+echo "  ($(nproc) CPUs; load average $load_start at the first copy, $(cut -d' ' -f1-3 /proc/loadavg) now)"
+echo "  (ms/model: wall time of the batch, copy to all analysed, over its models; CPU ms/model of"
+echo "   the daemon itself and of its analysis workers; load: 1-minute load average at its end)"
+printf '  %-6s %7s %9s %9s %11s %11s %8s %6s\n' batch models "wall s" ms/model "daemon CPU" \
+    "worker CPU" "RSS MiB" load
+per() { awk -v s="$1" -v n="$2" 'BEGIN{printf "%.2f", s/n*1000}'; }
 for ((k = 1; k <= n_batches; k++)); do
-    printf '  %-6d %7d %10.3f %12.2f %9d\n' "$k" "${b_models[k]}" "${b_secs[k]}" \
-        "$(awk -v s="${b_secs[k]}" -v n="${b_models[k]}" 'BEGIN{print s/n*1000}')" \
-        $((b_rss[k] / 1024))
+    printf '  %-6d %7d %9.3f %9.2f %11.2f %11.2f %8d %6s\n' "$k" "${b_models[k]}" "${b_secs[k]}" \
+        "$(per "${b_secs[k]}" "${b_models[k]}")" "$(per "${b_own[k]}" "${b_models[k]}")" \
+        "$(per "${b_kids[k]}" "${b_models[k]}")" $((b_rss[k] / 1024)) "${b_load[k]}"
 done
-first=$(awk -v s="${b_secs[1]}" -v n="${b_models[1]}" 'BEGIN{print s/n}')
-last=$(awk -v s="${b_secs[n_batches]}" -v n="${b_models[n_batches]}" 'BEGIN{print s/n}')
+first=$(per "${b_secs[1]}" "${b_models[1]}")
+last=$(per "${b_secs[n_batches]}" "${b_models[n_batches]}")
+own_first=$(per "${b_own[1]}" "${b_models[1]}")
+own_last=$(per "${b_own[n_batches]}" "${b_models[n_batches]}")
 read -r xs_n xs_med xs_p99 xs_max <<<"$(val xattr_status)"
 read -r xp_n xp_med xp_p99 xp_max <<<"$(val xattr_parent)"
 awk -v f="$first" -v l="$last" 'BEGIN{printf "  %-40s %10.2fx   (target <= 2x)\n", "ingest per model, last / first batch", l/f}'
+awk -v f="$own_first" -v l="$own_last" 'BEGIN{printf "  %-40s %10.2fx   (the same, whatever the load)\n", "daemon CPU per model, last / first batch", l/f}'
 printf '  %-40s %10d MiB (target <= 256 MiB; peak %d MiB)\n' "daemon RSS at the end (VmRSS)" \
     $((rss / 1024)) $((hwm / 1024))
 printf '  %-40s %10s ms  (target <= 50 ms; open+read in-process %s ms)\n' \
