@@ -2,9 +2,11 @@
 # Benchmarks. Every number is reported next to a baseline measured in the same run.
 #   BENCH_DIR   scratch directory (default /tmp/provfs-bench; needs ~5 GB)
 #   BENCH_RUNS  repetitions per measurement, best is kept (default 3)
-#   BENCH_ONLY  "analyzer", "gguf", "scan", "fs", "policy", "worker", "retrieve" or "" for all
-#               sections
+#   BENCH_ONLY  "analyzer", "gguf", "scan", "fs", "policy", "worker", "retrieve", "scale" or ""
+#               for all sections
 #   BENCH_RETRIEVE_MODELS  stored models of the synthetic candidate-retrieval store (100000)
+#   BENCH_SCALE_MODELS     tiny models copied into one mount by the scale section (10000;
+#                          tools/bench-scale.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -153,5 +155,9 @@ if [ -z "$only" ] || [ "$only" = retrieve ]; then
         echo "counts: $("$bt" counts "$n" "$dir/counts.db")"
     done
     rm -f "$dir/counts.db"
+fi
+if [ -z "$only" ] || [ "$only" = scale ]; then
+    # cost per model as the store grows: ingest per batch, RSS, .provenance, xattrs, lineage
+    [ -x tools/bench-scale.sh ] && tools/bench-scale.sh "$dir"
 fi
 exit 0
