@@ -445,7 +445,7 @@ static cJSON *render_model(store_handle *st, queue *q, gate *g, const char *dir)
     return o;
 }
 
-static cJSON *render_store(store_handle *st, gate *g)
+static cJSON *render_store(store_handle *st, queue *q, gate *g)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o)
@@ -466,6 +466,10 @@ static cJSON *render_store(store_handle *st, gate *g)
         }
     }
     cJSON_AddNumberToObject(o, "blocked", g ? (double)gate_count_blocked(g) : 0);
+    /* units this daemon has waiting (in their quiet period) or in analysis: the store's status
+     * counts see a unit only once its analysis starts, and "ready" before its edges are written;
+     * 0 here means every change seen so far is analysed and linked */
+    cJSON_AddNumberToObject(o, "queued", q ? (double)queue_entries(q) : 0);
     policy *p = gate_policy(g);
     cJSON *pol = p ? policy_to_json(p) : NULL;
     if (pol && p && policy_source(p)[0])
@@ -509,7 +513,7 @@ static char *utf8_fixed(const char *text, size_t n, size_t *out_len)
 
 char *vfile_render(store_handle *st, queue *q, gate *g, const char *dir, size_t *len)
 {
-    cJSON *o = strcmp(dir, "/") == 0 ? render_store(st, g) : render_model(st, q, g, dir);
+    cJSON *o = strcmp(dir, "/") == 0 ? render_store(st, q, g) : render_model(st, q, g, dir);
     if (!o)
         return NULL;
     char *text = cJSON_Print(o);

@@ -72,8 +72,14 @@ kids = {c["path"] for c in b["lineage"]["children"] if c["is_parent"]}
 assert kids == {"/work/ft", "/work/q8", "/work/pruned"}, kids
 s = json.load(open(m + "/.provenance"))
 assert s["schema"] == "provfs.store/1" and s["status"]["ready"] == 5, s
-assert "blocked" in s and "policy" in s
+assert "blocked" in s and "policy" in s and isinstance(s["queued"], int), s
 EOF
+queued() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["queued"])' "$M/.provenance"; }
+for _ in $(seq 100); do
+    [ "$(queued)" = 0 ] && break
+    sleep 0.1
+done
+expect_eq "nothing queued once all is analysed" "$(queued)" 0
 
 note "database"
 expect_eq "integrity" "$(DB 'PRAGMA integrity_check')" ok
