@@ -313,6 +313,97 @@ typedef struct qtest {
     atomic_int slow;
 } qtest;
 
+/* Adapters' declared bases: kept per model, listed least recently tried first with their
+ * adapter parent, gone with new content or with the model. */
+typedef struct adapter_seen {
+    int64_t id[8], parent[8];
+    char declared[8][32];
+    int n, stop_after;
+} adapter_seen;
+
+static int adapter_cb(void *ctx, int64_t id, const char *declared, int64_t parent)
+{
+    adapter_seen *a = ctx;
+    if (a->n < 8) {
+        a->id[a->n] = id;
+        a->parent[a->n] = parent;
+        snprintf(a->declared[a->n], sizeof a->declared[a->n], "%s", declared);
+    }
+    a->n++;
+    return a->stop_after && a->n >= a->stop_after;
+}
+
+static void test_store_adapters(char *dir)
+{
+    store_handle *st = open_fresh(dir, "adapters.db");
+    if (!st)
+        return;
+    int64_t base = ready_model(st, "/base", "d-base", 100, 64);
+    int64_t a1 = ready_model(st, "/ad/one", "d-a1", 200, 64);
+    int64_t a2 = ready_model(st, "/ad/two", "d-a2", 300, 64);
+    CHECK(store_set_adapter_base(st, a1, "bases/base") == 0);
+    CHECK(store_set_adapter_base(st, a2, "other") == 0);
+    CHECK(store_set_adapter_base(st, a2, "base") == 0); /* replaced */
+    adapter_seen s = {0};
+    CHECK(store_each_adapter(st, adapter_cb, &s) == 0);
+    CHECK_INT(s.n, 2);
+    CHECK(s.id[0] == a1 && s.id[1] == a2 && s.parent[0] == 0 && s.parent[1] == 0);
+    CHECK_STR(s.declared[1], "base");
+    /* tried now: last in line */
+    CHECK(store_adapter_tried(st, a1) == 0);
+    memset(&s, 0, sizeof s);
+    CHECK(store_each_adapter(st, adapter_cb, &s) == 0);
+    CHECK(s.n == 2 && s.id[0] == a2 && s.id[1] == a1);
+    /* the callback stops the walk */
+    memset(&s, 0, sizeof s);
+    s.stop_after = 1;
+    CHECK(store_each_adapter(st, adapter_cb, &s) == 0);
+    CHECK_INT(s.n, 1);
+    /* an adapter edge is reported as its parent, and dropping it leaves no parent */
+    store_edge e = {.parent_id = base, .child_id = a2, .score = 1.0, .verdict = "adapter",
+                    .rank = 1.0};
+    CHECK(store_set_edges(st, a2, &e, 1) == 0);
+    memset(&s, 0, sizeof s);
+    CHECK(store_each_adapter(st, adapter_cb, &s) == 0);
+    CHECK(s.n == 2 && s.id[0] == a2 && s.parent[0] == base);
+    store_link pl;
+    CHECK(store_parent(st, a2, &pl) == 0);
+    store_link_clear(&pl);
+    CHECK(store_drop_adapter_parent(st, a2) == 0);
+    CHECK(store_parent(st, a2, &pl) == 1);
+    /* NULL removes a declaration; new content at a path clears its model's */
+    CHECK(store_set_adapter_base(st, a1, NULL) == 0);
+    memset(&s, 0, sizeof s);
+    CHECK(store_each_adapter(st, adapter_cb, &s) == 0);
+    CHECK(s.n == 1 && s.id[0] == a2);
+    int64_t id = 0, final_id = 0;
+    bool merged = false;
+    CHECK(store_begin(st, "/ad/two", 400, 0, &id) == 0);
+    store_result res = {.digest = "d-a2-new", .format = "safetensors",
+                        .fingerprint_json = "{\"schema\":\"provfs.fingerprint/1\"}"};
+    res.keys.hidden_size = res.keys.num_layers = res.keys.vocab_size = INT64_MIN;
+    CHECK(store_finish_ready(st, "/ad/two", id, &res, &final_id, &merged) == 0);
+    memset(&s, 0, sizeof s);
+    CHECK(store_each_adapter(st, adapter_cb, &s) == 0);
+    CHECK_INT(s.n, 0);
+    /* and the row goes with its model */
+    CHECK(store_set_adapter_base(st, final_id, "base") == 0);
+    CHECK(store_remove_path(st, "/ad/two", false) == 0);
+    memset(&s, 0, sizeof s);
+    CHECK(store_each_adapter(st, adapter_cb, &s) == 0);
+    CHECK_INT(s.n, 0);
+    /* a query repeated many times through its kept statement gives the same row */
+    for (int i = 0; i < 1000; i++) {
+        store_model m;
+        if (store_model_by_path(st, "/base", &m) != 0 || m.id != base) {
+            CHECK_MSG(0, "lookup %d of /base", i);
+            break;
+        }
+        store_model_clear(&m);
+    }
+    store_close(st);
+}
+
 static void qjob(void *ctx, const queue_job *job)
 {
     qtest *t = ctx;
@@ -371,6 +462,7 @@ int main(void)
     }
     test_store_lineage(dir);
     test_store_parents(dir);
+    test_store_adapters(dir);
     test_queue();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
