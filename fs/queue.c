@@ -309,9 +309,28 @@ static void known_rename_locked(queue *q, const char *from, const char *to)
     }
 }
 
-void queue_forget(queue *q, const char *path)
+void queue_forget(queue *q, const char *path, bool below)
 {
     pthread_mutex_lock(&q->lock);
+    if (!below) {
+        /* one name: its bucket only */
+        for (kentry **pp = &q->known[bucket_of(path)]; *pp;) {
+            kentry *k = *pp;
+            if (strcmp(k->path, path) == 0) {
+                *pp = k->next;
+                known_free(k);
+                q->n_known--;
+            } else {
+                pp = &k->next;
+            }
+        }
+        qentry *e = find_locked(q, path);
+        if (e)
+            drop_locked(q, e);
+        pthread_cond_broadcast(&q->idle_cond);
+        pthread_mutex_unlock(&q->lock);
+        return;
+    }
     known_drop_locked(q, known_is_below, path);
     for (size_t b = 0; b < QUEUE_BUCKETS; b++) {
         qentry *e = q->buckets[b];

@@ -42,8 +42,9 @@ void queue_mark(queue *q, const char *path, uint32_t uid, int32_t pid);
  * the unit is pending from now on, and its analysis is due when the write's close marks it
  * (queue_mark), or at the latest max_delay_ms after its first change. */
 void queue_mark_open(queue *q, const char *path, uint32_t uid, int32_t pid);
-/* Forgets path and every unit below it (deleted). A running job is cancelled. */
-void queue_forget(queue *q, const char *path);
+/* Forgets path and, when below is true (a directory went), every unit below it. A running job
+ * is cancelled. Without below it costs a hash lookup, not a walk of the queue. */
+void queue_forget(queue *q, const char *path, bool below);
 /* Moves path and every unit below it; running jobs on them are restarted under the new name. */
 void queue_rename(queue *q, const char *from, const char *to);
 queue_state queue_get_state(queue *q, const char *path);

@@ -117,8 +117,9 @@ void units_removed(const units *u, const char *path, bool is_dir)
 {
     if (!u->q)
         return;
-    /* A GGUF unit goes with its name (another hard link is a path of its own). */
-    queue_forget(u->q, path);
+    /* A GGUF unit goes with its name (another hard link is a path of its own); a directory
+     * takes everything below it along. */
+    queue_forget(u->q, path, is_dir);
     if (units_store_knows(u, path))
         store_remove_path(u->st, path, is_dir);
 }

@@ -3,9 +3,13 @@
 # provfs vs the native backing directory vs libfuse's own passthrough_ll example (built here from
 # /usr/share/doc/libfuse3-dev/examples into DIR, never committed), all mounted with the same
 # options (allow_other, default_permissions as root). Needs root, /dev/fuse, cc, pkg-config fuse3
-# and ~7 GB in DIR. Best of RUNS for every row. Targets: provfs/passthrough_ll >= 0.9 on every
-# row; last close() of a 2 GiB model to status=ready <= 1.5x the analyzer's own time; getfattr of
-# a lineage <= 1 ms median.
+# and ~7 GB in DIR. Best of RUNS for every row. Rows: sequential write; cold and warm read();
+# cold and warm mmap page walk; four processes loading the file at once; random 4 KiB reads;
+# create, stat and unlink of 20,000 files. Targets, as a ratio to native in the same run: warm
+# read, warm mmap and the four loaders >= 0.8, cold read >= 0.95, sequential write >= 0.7; every
+# metadata row >= 1.2x passthrough_ll; last close() of a 2 GiB model to status=ready <= 1.5x the
+# analyzer's own time; getfattr of a lineage <= 1 ms median. BENCH_FS_MIB: the big file's size
+# (default 2048); BENCH_FS_ROWS_ONLY=1: the rows only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -59,58 +63,129 @@ now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", b-a}'; }
 min() { awk -v a="$1" -v b="$2" 'BEGIN{print (b=="" || a<b) ? a : b}'; }
 
+# The loaders' side of a model store, in seconds (one python3 per measurement; reads go through
+# the file's own open, never a cached fd):
+#   mmap F            page walk of F through mmap (one byte per 4 KiB page) in a fresh open
+#   loaders F N       N processes each read() all of F at once; prints the wall time of all
+#   random F N        N reads of 4 KiB at random 4 KiB-aligned offsets (pread, queue depth 1)
+#   small D           20,000 files in 4 rounds of 5,000: create, stat, unlink; prints 3 times
+#                     (passthrough_ll holds an O_PATH fd per live inode, and this machine's hard
+#                     RLIMIT_NOFILE is 20,000)
+cat >"$dir/fsops.py" <<'EOF'
+import mmap, os, random, sys, time
+op, arg = sys.argv[1], sys.argv[2]
+if op == "mmap":
+    t = time.perf_counter()
+    fd = os.open(arg, os.O_RDONLY)
+    m = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+    s = 0
+    for off in range(0, len(m), 4096):
+        s += m[off]
+    m.close(); os.close(fd)
+    print("%.3f" % (time.perf_counter() - t))
+elif op == "loaders":
+    n = int(sys.argv[3])
+    t = time.perf_counter()
+    kids = []
+    for _ in range(n):
+        pid = os.fork()
+        if pid == 0:
+            fd = os.open(arg, os.O_RDONLY)
+            while os.read(fd, 1 << 20):
+                pass
+            os._exit(0)
+        kids.append(pid)
+    for pid in kids:
+        os.waitpid(pid, 0)
+    print("%.3f" % (time.perf_counter() - t))
+elif op == "random":
+    n = int(sys.argv[3])
+    fd = os.open(arg, os.O_RDONLY)
+    pages = os.fstat(fd).st_size // 4096
+    rng = random.Random(7)
+    offs = [rng.randrange(pages) * 4096 for _ in range(n)]
+    t = time.perf_counter()
+    for off in offs:
+        os.pread(fd, 4096, off)
+    print("%.3f" % (time.perf_counter() - t))
+    os.close(fd)
+elif op == "small":
+    tc = ts = tu = 0.0
+    for r in range(4):
+        names = [f"{arg}/f{r}_{i}" for i in range(5000)]
+        t = time.perf_counter()
+        for n in names:
+            fd = os.open(n, os.O_CREAT | os.O_WRONLY, 0o644); os.close(fd)
+        tc += time.perf_counter() - t; t = time.perf_counter()
+        for n in names:
+            os.stat(n)
+        ts += time.perf_counter() - t; t = time.perf_counter()
+        for n in names:
+            os.unlink(n)
+        tu += time.perf_counter() - t
+    print("%.3f %.3f %.3f" % (tc, ts, tu))
+EOF
+ops() { python3 "$dir/fsops.py" "$@"; }
+
 declare -A res
-size_mib=2048
+size_mib=${BENCH_FS_MIB:-2048}
+n_random=50000
+keys="write cold warm mcold mwarm load4 rand create stat unlink"
 for fs in native provfs passthrough_ll; do
     d=$(fsdir $fs)
-    w="" rc="" rw="" sm=""
+    declare -A best=()
     for _ in $(seq "$runs"); do
         rm -f "$d/big"
         drop
         t0=$(now); dd if=/dev/zero of="$d/big" bs=1M count=$size_mib conv=fsync status=none; t1=$(now)
-        w=$(min "$(secs "$t0" "$t1")" "$w")
+        best[write]=$(min "$(secs "$t0" "$t1")" "${best[write]:-}")
         drop
         t0=$(now); dd if="$d/big" of=/dev/null bs=1M status=none; t1=$(now)
-        rc=$(min "$(secs "$t0" "$t1")" "$rc")
+        best[cold]=$(min "$(secs "$t0" "$t1")" "${best[cold]:-}")
         t0=$(now); dd if="$d/big" of=/dev/null bs=1M status=none; t1=$(now)
-        rw=$(min "$(secs "$t0" "$t1")" "$rw")
+        best[warm]=$(min "$(secs "$t0" "$t1")" "${best[warm]:-}")
+        drop
+        best[mcold]=$(min "$(ops mmap "$d/big")" "${best[mcold]:-}")
+        best[mwarm]=$(min "$(ops mmap "$d/big")" "${best[mwarm]:-}")
+        best[load4]=$(min "$(ops loaders "$d/big" 4)" "${best[load4]:-}")
+        best[rand]=$(min "$(ops random "$d/big" "$n_random")" "${best[rand]:-}")
         rm -f "$d/big"
         mkdir -p "$d/small"
-        t0=$(now)
-        python3 - "$d/small" <<'EOF'
-import os, sys
-d = sys.argv[1]
-# 20,000 files in 4 rounds of 5,000 (create all, stat all, unlink all): passthrough_ll holds an
-# O_PATH fd per live inode and this machine's hard RLIMIT_NOFILE is 20,000
-for r in range(4):
-    names = [f"{d}/f{r}_{i}" for i in range(5000)]
-    for n in names:
-        fd = os.open(n, os.O_CREAT | os.O_WRONLY, 0o644); os.close(fd)
-    for n in names:
-        os.stat(n)
-    for n in names:
-        os.unlink(n)
-EOF
-        t1=$(now)
-        sm=$(min "$(secs "$t0" "$t1")" "$sm")
+        read -r c st u < <(ops small "$d/small")
+        best[create]=$(min "$c" "${best[create]:-}")
+        best[stat]=$(min "$st" "${best[stat]:-}")
+        best[unlink]=$(min "$u" "${best[unlink]:-}")
         rmdir "$d/small"
     done
-    res[$fs,write]=$w res[$fs,cold]=$rc res[$fs,warm]=$rw res[$fs,small]=$sm
+    for k in $keys; do res[$fs,$k]=${best[$k]}; done
+    unset best
 done
 
 echo
-echo "== file system: provfs vs native vs libfuse passthrough_ll (best of $runs, seconds; ratio = provfs/passthrough_ll throughput)"
-printf '%-40s %9s %9s %14s %8s\n' row native provfs passthrough_ll ratio
+echo "== file system: provfs vs native vs libfuse passthrough_ll (best of $runs, seconds;"
+echo "   x-native, x-pt: provfs's throughput over native's and over passthrough_ll's)"
+printf '%-44s %9s %9s %14s %8s %8s\n' row native provfs passthrough_ll x-native x-pt
 row() {
     local name=$1 key=$2
-    printf '%-40s %9s %9s %14s %8s\n' "$name" "${res[native,$key]}" "${res[provfs,$key]}" \
+    printf '%-44s %9s %9s %14s %8s %8s\n' "$name" "${res[native,$key]}" "${res[provfs,$key]}" \
         "${res[passthrough_ll,$key]}" \
+        "$(awk -v p="${res[provfs,$key]}" -v n="${res[native,$key]}" 'BEGIN{printf "%.2f", n/p}')" \
         "$(awk -v p="${res[provfs,$key]}" -v t="${res[passthrough_ll,$key]}" 'BEGIN{printf "%.2f", t/p}')"
 }
-row "sequential write 2 GiB (dd bs=1M, fsync)" write
-row "sequential read 2 GiB, cold (dd bs=1M)" cold
-row "sequential read 2 GiB, warm (dd bs=1M)" warm
-row "create+stat+unlink 20,000 files" small
+sz="$size_mib MiB"
+row "sequential write $sz (dd bs=1M, fsync)" write
+row "sequential read $sz, cold (dd bs=1M)" cold
+row "sequential read $sz, warm (dd bs=1M)" warm
+row "mmap page walk $sz, cold" mcold
+row "mmap page walk $sz, warm (new open)" mwarm
+row "4 loaders read $sz at once, warm" load4
+row "random 4 KiB reads x $n_random, warm" rand
+row "create 20,000 files" create
+row "stat 20,000 files" stat
+row "unlink 20,000 files" unlink
+echo "targets (x-native): warm read, warm mmap, 4 loaders >= 0.8; cold read >= 0.95;"
+echo "  sequential write >= 0.7; (x-pt) every metadata row >= 1.2"
+[ "${BENCH_FS_ROWS_ONLY:-0}" = 1 ] && exit 0 # only the rows above
 
 # time from the last close() of a 2 GiB model to status=ready vs the analyzer on the same files
 model=$dir/base2g

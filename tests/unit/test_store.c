@@ -447,8 +447,21 @@ static void test_queue(void)
     queue_rename(t.q, "/dir", "/dir2");
     CHECK_INT(queue_get_state(t.q, "/dir/m"), QUEUE_NONE);
     CHECK_INT(queue_get_state(t.q, "/dir2/m"), QUEUE_PENDING);
-    queue_forget(t.q, "/dir2");
+    /* one name forgets that name only, with its known hash; a directory, all below it */
+    queue_mark(t.q, "/dir2/g.gguf", 0, 0);
+    char sha[65];
+    memset(sha, 'a', 64);
+    sha[64] = '\0';
+    queue_known_put(t.q, "/dir2/g.gguf", 5, 7, sha);
+    queue_known_put(t.q, "/dir2/other", 5, 7, sha);
+    queue_forget(t.q, "/dir2/g.gguf", false);
+    char got[65];
+    CHECK_INT(queue_get_state(t.q, "/dir2/g.gguf"), QUEUE_NONE);
+    CHECK(!queue_known_get(t.q, "/dir2/g.gguf", 5, 7, got));
+    CHECK(queue_known_get(t.q, "/dir2/other", 5, 7, got));
+    queue_forget(t.q, "/dir2", true);
     CHECK_INT(queue_get_state(t.q, "/dir2/m"), QUEUE_NONE);
+    CHECK(!queue_known_get(t.q, "/dir2/other", 5, 7, got));
     CHECK(queue_wait_idle(t.q, 5000));
     queue_destroy(t.q);
 }
