@@ -345,11 +345,76 @@ void queue_forget(queue *q, const char *path, bool below)
     pthread_mutex_unlock(&q->lock);
 }
 
-void queue_rename(queue *q, const char *from, const char *to)
+/* queue_rename of one name (a file): its known hash and entry move through their buckets. */
+static void rename_one_locked(queue *q, const char *from, const char *to)
+{
+    for (kentry **pp = &q->known[bucket_of(to)]; *pp;) {
+        kentry *k = *pp;
+        if (strcmp(k->path, to) == 0) {
+            *pp = k->next;
+            known_free(k);
+            q->n_known--;
+        } else {
+            pp = &k->next;
+        }
+    }
+    kentry *mk = NULL;
+    for (kentry **pp = &q->known[bucket_of(from)]; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->path, from) == 0) {
+            mk = *pp;
+            *pp = mk->next;
+            break;
+        }
+    }
+    if (mk) {
+        char *path = strdup(to);
+        if (!path) {
+            known_free(mk);
+            q->n_known--;
+        } else {
+            free(mk->path);
+            mk->path = path;
+            size_t nb = bucket_of(path);
+            mk->next = q->known[nb];
+            q->known[nb] = mk;
+        }
+    }
+    qentry *e = find_locked(q, to);
+    if (e)
+        drop_locked(q, e); /* replaced by the rename */
+    e = find_locked(q, from);
+    if (!e)
+        return;
+    unlink_locked(q, e);
+    char *path = strdup(to);
+    if (!path) {
+        if (e->state == QUEUE_ANALYZING) {
+            e->removed = true;
+            e->cancel = 1;
+        } else {
+            free_entry(e);
+        }
+        return;
+    }
+    free(e->path);
+    e->path = path;
+    e->gen++; /* a running job works on the old name: restart it under the new one */
+    if (e->state == QUEUE_ANALYZING)
+        e->cancel = 1;
+    link_locked(q, e);
+}
+
+void queue_rename(queue *q, const char *from, const char *to, bool below)
 {
     size_t from_len = strlen(from), to_len = strlen(to);
     qentry *moved = NULL;
     pthread_mutex_lock(&q->lock);
+    if (!below) {
+        rename_one_locked(q, from, to);
+        pthread_cond_broadcast(&q->work_cond);
+        pthread_mutex_unlock(&q->lock);
+        return;
+    }
     known_rename_locked(q, from, to);
     for (size_t b = 0; b < QUEUE_BUCKETS; b++) {
         qentry *e = q->buckets[b];

@@ -45,8 +45,9 @@ void queue_mark_open(queue *q, const char *path, uint32_t uid, int32_t pid);
 /* Forgets path and, when below is true (a directory went), every unit below it. A running job
  * is cancelled. Without below it costs a hash lookup, not a walk of the queue. */
 void queue_forget(queue *q, const char *path, bool below);
-/* Moves path and every unit below it; running jobs on them are restarted under the new name. */
-void queue_rename(queue *q, const char *from, const char *to);
+/* Moves path and, when below is true (a directory moved), every unit below it; running jobs on
+ * them are restarted under the new name. Without below it costs hash lookups, not a walk. */
+void queue_rename(queue *q, const char *from, const char *to, bool below);
 queue_state queue_get_state(queue *q, const char *path);
 /* Units pending or being analysed now (0: every unit's state is QUEUE_NONE). */
 size_t queue_entries(queue *q);

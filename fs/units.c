@@ -136,7 +136,7 @@ void units_renamed(const units *u, pf_caller who, int newdir_fd, const char *new
                       analyze_file_unit_check(u->root_fd, to + 1) == 1);
     if (moved && (S_ISDIR(st.st_mode) || file_unit) && !(flags & RENAME_EXCHANGE)) {
         /* A directory or a GGUF file moved: its models keep their analysis under the new name. */
-        queue_rename(u->q, from, to);
+        queue_rename(u->q, from, to, S_ISDIR(st.st_mode));
         store_rename(u->st, from, to);
         if (units_store_knows(u, to))
             store_event(u->st, who.uid, who.pid, to, 0, "renamed", from);
@@ -144,15 +144,16 @@ void units_renamed(const units *u, pf_caller who, int newdir_fd, const char *new
         if (file_unit)
             units_mark_file(u, who, to, false);
     } else if (moved && S_ISREG(st.st_mode) && !(flags & RENAME_EXCHANGE)) {
-        queue_rename(u->q, from, to); /* its hash taken while written (rsync's temporary name) */
+        /* its hash taken while written (rsync's temporary name) */
+        queue_rename(u->q, from, to, false);
     } else if (moved && S_ISDIR(st.st_mode) && (flags & RENAME_EXCHANGE)) {
         /* Two directories swapped: their records swap through a name no path can have. */
         static const char tmp[] = "//exchange"; /* no path holds "//" */
-        queue_rename(u->q, from, tmp);
+        queue_rename(u->q, from, tmp, true);
         store_rename(u->st, from, tmp);
-        queue_rename(u->q, to, from);
+        queue_rename(u->q, to, from, true);
         store_rename(u->st, to, from);
-        queue_rename(u->q, tmp, to);
+        queue_rename(u->q, tmp, to, true);
         store_rename(u->st, tmp, to);
         units_mark_dir(u, who, from, false);
         units_mark_dir(u, who, to, false);

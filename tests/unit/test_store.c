@@ -444,7 +444,7 @@ static void test_queue(void)
     /* Rename and forget. */
     atomic_store(&t.slow, 0);
     queue_mark(t.q, "/dir/m", 0, 0);
-    queue_rename(t.q, "/dir", "/dir2");
+    queue_rename(t.q, "/dir", "/dir2", true);
     CHECK_INT(queue_get_state(t.q, "/dir/m"), QUEUE_NONE);
     CHECK_INT(queue_get_state(t.q, "/dir2/m"), QUEUE_PENDING);
     /* one name forgets that name only, with its known hash; a directory, all below it */
@@ -454,6 +454,13 @@ static void test_queue(void)
     sha[64] = '\0';
     queue_known_put(t.q, "/dir2/g.gguf", 5, 7, sha);
     queue_known_put(t.q, "/dir2/other", 5, 7, sha);
+    /* a file's rename moves its hash and entry, and replaces the target's */
+    queue_known_put(t.q, "/dir2/.g.gguf.tmp", 5, 7, sha);
+    queue_rename(t.q, "/dir2/.g.gguf.tmp", "/dir2/g.gguf", false);
+    char moved[65];
+    CHECK(queue_known_get(t.q, "/dir2/g.gguf", 5, 7, moved));
+    CHECK(!queue_known_get(t.q, "/dir2/.g.gguf.tmp", 5, 7, moved));
+    CHECK(queue_known_get(t.q, "/dir2/other", 5, 7, moved));
     queue_forget(t.q, "/dir2/g.gguf", false);
     char got[65];
     CHECK_INT(queue_get_state(t.q, "/dir2/g.gguf"), QUEUE_NONE);
