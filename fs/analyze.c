@@ -1501,45 +1501,19 @@ static int adapter_base_cb(void *ctx, const char *path, int64_t id, const char *
     return 0;
 }
 
-/* A PEFT adapter's base, by declaration and checked: adapter_config.json's
- * base_model_name_or_path names one stored ready unit (pa_peft_base_match, the longest match,
- * unique), and every LoRA pair fits that unit's modules (pa_peft_check_shapes). Then the edge
- * base -> adapter (verdict "adapter") is its lineage; otherwise it has none (unknown lineage).
- * detail gets one line for the event. Called with lineage_lock held. */
-static int link_adapter(analyze_ctx *an, int64_t id, const pa_fingerprint *fp, const char *abs,
-                        bool record, bool *linked, char *detail, size_t detail_len)
+/* A PEFT adapter's base, by declaration and checked: the declared base_model_name_or_path names
+ * one stored ready unit (pa_peft_base_match, the longest match, unique), and every LoRA pair
+ * fits that unit's modules (pa_peft_check_shapes). Then the edge base -> adapter (verdict
+ * "adapter") is its lineage and *linked is set; otherwise it has none (unknown lineage). detail
+ * gets one line for the event. Called with lineage_lock held. */
+static int link_declared(analyze_ctx *an, int64_t id, const pa_fingerprint *fp,
+                         const char *declared, bool *linked, char *detail, size_t detail_len)
 {
     *linked = false;
-    snprintf(detail, detail_len, "no adapter_config.json");
-    char *cfg_abs = NULL;
-    if (asprintf(&cfg_abs, "%s/adapter_config.json", abs) < 0)
-        return -1;
-    int fd = backing_open(an, cfg_abs, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
-    free(cfg_abs);
-    if (fd < 0)
-        return 0;
-    struct stat sb;
-    char *text = NULL;
-    size_t len = 0;
-    pa_error err = {0};
-    pa_peft_config cfg = {0};
-    bool ok = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
-              pa_read_fd(fd, "adapter_config.json", 1u << 20, &text, &len, &err) == PA_OK &&
-              pa_peft_config_parse(text, len, "adapter_config.json", &cfg, &err) == PA_OK;
-    close(fd);
-    free(text);
-    if (!ok || !cfg.base) {
-        snprintf(detail, detail_len, "adapter: %.300s",
-                 !ok ? err.msg : "adapter_config.json declares no base_model_name_or_path");
-        pa_peft_config_free(&cfg);
-        return 0;
-    }
-    if (record)
-        store_set_adapter_base(an->st, id, cfg.base);
-    adapter_base a = {.declared = cfg.base, .self_id = id};
+    adapter_base a = {.declared = declared, .self_id = id};
     int ret = store_each_path(an->st, adapter_base_cb, &a);
     char shown[160];
-    pa_escape_text(cfg.base, strlen(cfg.base), shown, sizeof shown);
+    pa_escape_text(declared, strlen(declared), shown, sizeof shown);
     if (ret == 0 && (!a.best_id || a.ambiguous)) {
         snprintf(detail, detail_len, "adapter: declared base \"%s\" %s", shown,
                  a.ambiguous ? "names several stored models" : "is no stored model");
@@ -1567,6 +1541,42 @@ static int link_adapter(analyze_ctx *an, int64_t id, const pa_fingerprint *fp, c
         }
     }
     free(a.best_path);
+    return ret;
+}
+
+/* The adapter at BACKING path abs: its adapter_config.json read (beneath BACKING, no symlink,
+ * bounded), its declaration stored and linked (link_declared). */
+static int link_adapter(analyze_ctx *an, int64_t id, const pa_fingerprint *fp, const char *abs,
+                        bool *linked, char *detail, size_t detail_len)
+{
+    *linked = false;
+    snprintf(detail, detail_len, "no adapter_config.json");
+    char *cfg_abs = NULL;
+    if (asprintf(&cfg_abs, "%s/adapter_config.json", abs) < 0)
+        return -1;
+    int fd = backing_open(an, cfg_abs, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+    free(cfg_abs);
+    if (fd < 0)
+        return 0;
+    struct stat sb;
+    char *text = NULL;
+    size_t len = 0;
+    pa_error err = {0};
+    pa_peft_config cfg = {0};
+    bool ok = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
+              pa_read_fd(fd, "adapter_config.json", 1u << 20, &text, &len, &err) == PA_OK &&
+              pa_peft_config_parse(text, len, "adapter_config.json", &cfg, &err) == PA_OK;
+    close(fd);
+    free(text);
+    if (!ok || !cfg.base) {
+        snprintf(detail, detail_len, "adapter: %.300s",
+                 !ok ? err.msg : "adapter_config.json declares no base_model_name_or_path");
+        pa_peft_config_free(&cfg);
+        return 0;
+    }
+    /* kept, so that a base stored later links it (relink_one) without reading this again */
+    store_set_adapter_base(an->st, id, cfg.base);
+    int ret = link_declared(an, id, fp, cfg.base, linked, detail, detail_len);
     pa_peft_config_free(&cfg);
     return ret;
 }
@@ -1629,10 +1639,10 @@ static int relink_one(void *ctx, int64_t id, const char *declared, int64_t adapt
         free(path);
         return 0;
     }
-    char *abs = backing_path(r->an, path);
     char detail[512] = "";
     bool linked = false;
-    if (abs && link_adapter(r->an, id, fp, abs, false, &linked, detail, sizeof detail) == 0) {
+    /* the declaration its analysis stored: the adapter's files are not read again */
+    if (link_declared(r->an, id, fp, declared, &linked, detail, sizeof detail) == 0) {
         char line[700];
         if (linked) {
             store_set_ref(r->an->st, id, NULL); /* a store parent now: no reference match */
@@ -1646,7 +1656,6 @@ static int relink_one(void *ctx, int64_t id, const char *declared, int64_t adapt
             store_event(r->an->st, 0, 0, path, id, "adapter", line);
         }
     }
-    free(abs);
     free(path);
     return 0;
 }
@@ -1824,7 +1833,7 @@ void analyze_job(void *ctx, const queue_job *job)
         char adapter[512] = "";
         bool linked = false;
         if (rc == 0 && !merged && pa_peft_is_adapter(fp) &&
-            link_adapter(an, final_id, fp, abs, true, &linked, adapter, sizeof adapter) == 0) {
+            link_adapter(an, final_id, fp, abs, &linked, adapter, sizeof adapter) == 0) {
             store_link pl;
             has_parent = store_parent(an->st, final_id, &pl) == 0;
             if (has_parent)
