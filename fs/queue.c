@@ -211,6 +211,21 @@ static void known_drop_locked(queue *q, bool (*drop)(const kentry *k, const void
     }
 }
 
+/* Drops path's own known hash (not those below it): a lookup of its bucket. */
+static void known_drop_name_locked(queue *q, const char *path)
+{
+    for (kentry **pp = &q->known[bucket_of(path)]; *pp;) {
+        kentry *k = *pp;
+        if (strcmp(k->path, path) == 0) {
+            *pp = k->next;
+            known_free(k);
+            q->n_known--;
+        } else {
+            pp = &k->next;
+        }
+    }
+}
+
 static bool known_is_below(const kentry *k, const void *dir)
 {
     return is_below(k->path, dir);
@@ -313,17 +328,7 @@ void queue_forget(queue *q, const char *path, bool below)
 {
     pthread_mutex_lock(&q->lock);
     if (!below) {
-        /* one name: its bucket only */
-        for (kentry **pp = &q->known[bucket_of(path)]; *pp;) {
-            kentry *k = *pp;
-            if (strcmp(k->path, path) == 0) {
-                *pp = k->next;
-                known_free(k);
-                q->n_known--;
-            } else {
-                pp = &k->next;
-            }
-        }
+        known_drop_name_locked(q, path); /* one name: its bucket only */
         qentry *e = find_locked(q, path);
         if (e)
             drop_locked(q, e);
@@ -348,16 +353,7 @@ void queue_forget(queue *q, const char *path, bool below)
 /* queue_rename of one name (a file): its known hash and entry move through their buckets. */
 static void rename_one_locked(queue *q, const char *from, const char *to)
 {
-    for (kentry **pp = &q->known[bucket_of(to)]; *pp;) {
-        kentry *k = *pp;
-        if (strcmp(k->path, to) == 0) {
-            *pp = k->next;
-            known_free(k);
-            q->n_known--;
-        } else {
-            pp = &k->next;
-        }
-    }
+    known_drop_name_locked(q, to);
     kentry *mk = NULL;
     for (kentry **pp = &q->known[bucket_of(from)]; *pp; pp = &(*pp)->next) {
         if (strcmp((*pp)->path, from) == 0) {
