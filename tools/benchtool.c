@@ -265,6 +265,31 @@ static int syn_cb(void *ctx, int64_t id, int64_t created_ns, const char *digest,
     return 0;
 }
 
+
+/* One synthetic model's rows: its models row (mi), bands (bi) and tensor hashes (hi). Returns
+ * the index rows written. */
+static size_t syn_insert(sqlite3_stmt *mi, sqlite3_stmt *bi, sqlite3_stmt *hi, int64_t id,
+                         const pa_lsh_sig *s)
+{
+    sqlite3_bind_int64(mi, 1, id);
+    sqlite3_step(mi);
+    sqlite3_reset(mi);
+    for (size_t i = 0; i < s->n_bands; i++) {
+        sqlite3_bind_int64(bi, 1, s->bands[i].no);
+        sqlite3_bind_int64(bi, 2, s->bands[i].value);
+        sqlite3_bind_int64(bi, 3, id);
+        sqlite3_step(bi);
+        sqlite3_reset(bi);
+    }
+    for (size_t i = 0; i < s->n_hashes; i++) {
+        sqlite3_bind_int64(hi, 1, s->hashes[i]);
+        sqlite3_bind_int64(hi, 2, id);
+        sqlite3_step(hi);
+        sqlite3_reset(hi);
+    }
+    return s->n_bands + s->n_hashes;
+}
+
 static int retrieve_bench(long n, const char *db_path, long queries)
 {
     store_handle *st = NULL;
@@ -302,22 +327,7 @@ static int retrieve_bench(long n, const char *db_path, long queries)
                 syn_derive(base, m, (int)(syn_uniform() * 3));
             pa_lsh_sig s;
             syn_sig(k ? m : base, &s);
-            sqlite3_bind_int64(mi, 1, id);
-            sqlite3_step(mi);
-            sqlite3_reset(mi);
-            for (size_t i = 0; i < s.n_bands; i++, rows++) {
-                sqlite3_bind_int64(bi, 1, s.bands[i].no);
-                sqlite3_bind_int64(bi, 2, s.bands[i].value);
-                sqlite3_bind_int64(bi, 3, id);
-                sqlite3_step(bi);
-                sqlite3_reset(bi);
-            }
-            for (size_t i = 0; i < s.n_hashes; i++, rows++) {
-                sqlite3_bind_int64(hi, 1, s.hashes[i]);
-                sqlite3_bind_int64(hi, 2, id);
-                sqlite3_step(hi);
-                sqlite3_reset(hi);
-            }
+            rows += syn_insert(mi, bi, hi, (int64_t)id, &s);
         }
     }
     /* the bases of the queried models, each of its own family: seeded per query, so the query
@@ -328,22 +338,7 @@ static int retrieve_bench(long n, const char *db_path, long queries)
         pa_lsh_sig s;
         syn_sig(base, &s);
         int64_t id = n + 1 + q;
-        sqlite3_bind_int64(mi, 1, id);
-        sqlite3_step(mi);
-        sqlite3_reset(mi);
-        for (size_t i = 0; i < s.n_bands; i++, rows++) {
-            sqlite3_bind_int64(bi, 1, s.bands[i].no);
-            sqlite3_bind_int64(bi, 2, s.bands[i].value);
-            sqlite3_bind_int64(bi, 3, id);
-            sqlite3_step(bi);
-            sqlite3_reset(bi);
-        }
-        for (size_t i = 0; i < s.n_hashes; i++, rows++) {
-            sqlite3_bind_int64(hi, 1, s.hashes[i]);
-            sqlite3_bind_int64(hi, 2, id);
-            sqlite3_step(hi);
-            sqlite3_reset(hi);
-        }
+        rows += syn_insert(mi, bi, hi, id, &s);
     }
     char sql[640];
     snprintf(sql, sizeof sql,
