@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
 done
 
 need=(build-essential meson ninja-build pkg-config libfuse3-dev fuse3 libssl-dev libsqlite3-dev
-      libcjson-dev attr sqlite3 rsync python3 clang libclang-rt-14-dev libseccomp-dev
+      libcjson-dev libpq-dev postgresql attr sqlite3 rsync python3 clang libclang-rt-14-dev libseccomp-dev
       python3-jsonschema libprotobuf-c-dev protobuf-c-compiler python3-torch)
 missing=()
 for p in "${need[@]}"; do

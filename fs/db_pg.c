@@ -1,0 +1,435 @@
+/* fs/db.h on PostgreSQL (libpq).
+ *
+ * Statements are prepared on the server the first time they run (named s1, s2, ... per
+ * connection), with parameter types taken from that run's bindings: int64 as bigint, double as
+ * double precision, text and NULL left for the server to infer. Values travel as text.
+ *
+ * Rewritten from the shared dialect (db.h): ?N parameters become $N (outside quoted text and
+ * identifiers), and "BEGIN IMMEDIATE" becomes "BEGIN". Nothing else is.
+ *
+ * A lost connection is not fatal: the statement that found it fails (DB_ERROR), and the next
+ * use reconnects, at most once per back-off period (0.1 s doubling to 5 s), preparing its
+ * statements again. The caller decides what a failure means (the gate refuses, fail closed). */
+#include "db_int.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PG_INT8 20
+#define PG_FLOAT8 701
+#define PG_MAX_PARAMS 64
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+typedef struct pg_conn {
+    db_conn base;
+    PGconn *pg;
+    char *target;
+    unsigned epoch;      /* bumped at every (re)connection: prepared statements are gone */
+    unsigned next_name;
+    int64_t changes;
+    int64_t retry_at_ms; /* no reconnect before this (monotonic ms) */
+    int backoff_ms;
+    char err[512];
+} pg_conn;
+
+typedef struct pg_stmt {
+    db_stmt base;
+    char *sql;    /* as given */
+    char *pg_sql; /* rewritten */
+    int nparams;
+    char *val[PG_MAX_PARAMS];
+    unsigned type[PG_MAX_PARAMS];
+    char name[24];
+    unsigned epoch; /* of the connection it was prepared on; 0 = not prepared */
+    PGresult *res;
+    int row, nrows;
+    bool ran;
+} pg_stmt;
+
+#define PC(c) ((pg_conn *)(c))
+#define PS(s) ((pg_stmt *)(s))
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The first line of msg into c->err. */
+static void set_err(pg_conn *c, const char *what, const char *msg)
+{
+    snprintf(c->err, sizeof c->err, "%s%s%s", what ? what : "", what && msg ? ": " : "",
+             msg ? msg : "");
+    char *nl = strchr(c->err, '\n');
+    if (nl)
+        *nl = '\0';
+}
+
+static void quiet_notices(void *arg, const char *msg)
+{
+    (void)arg, (void)msg; /* "relation already exists, skipping" and the like */
+}
+
+static bool connect_now(pg_conn *c)
+{
+    if (c->pg)
+        PQfinish(c->pg);
+    c->pg = PQconnectdb(c->target);
+    if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
+        set_err(c, "cannot connect to PostgreSQL", c->pg ? PQerrorMessage(c->pg) : "out of memory");
+        return false;
+    }
+    PQsetNoticeProcessor(c->pg, quiet_notices, NULL);
+    PGresult *r = PQexec(c->pg, "SET client_min_messages = warning");
+    PQclear(r);
+    c->epoch++;
+    return true;
+}
+
+/* Connected, reconnecting when the connection was lost and the back-off allows. */
+static bool ensure(pg_conn *c)
+{
+    if (c->pg && PQstatus(c->pg) == CONNECTION_OK)
+        return true;
+    int64_t now = mono_ms();
+    if (now < c->retry_at_ms) {
+        if (!c->err[0])
+            set_err(c, "PostgreSQL unreachable", "waiting to reconnect");
+        return false;
+    }
+    if (connect_now(c)) {
+        c->backoff_ms = 0;
+        fprintf(stderr, "provfs: store: connected to PostgreSQL\n");
+        return true;
+    }
+    c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : BACKOFF_MIN_MS;
+    if (c->backoff_ms > BACKOFF_MAX_MS)
+        c->backoff_ms = BACKOFF_MAX_MS;
+    c->retry_at_ms = now + c->backoff_ms;
+    fprintf(stderr, "provfs: store: %s (retry in %d ms)\n", c->err, c->backoff_ms);
+    return false;
+}
+
+static void pg_close(db_conn *dc)
+{
+    pg_conn *c = PC(dc);
+    if (c->pg)
+        PQfinish(c->pg);
+    free(c->target);
+    free(c);
+}
+
+static const char *pg_errmsg(db_conn *dc) { return PC(dc)->err[0] ? PC(dc)->err : "no error"; }
+
+/* A result's outcome: 0 for success (changes noted), -1 with the error kept. */
+static int result_ok(pg_conn *c, PGresult *r, const char *what)
+{
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+        const char *n = PQcmdTuples(r);
+        c->changes = n && *n ? strtoll(n, NULL, 10) : 0;
+        return 0;
+    }
+    set_err(c, what, r ? PQresultErrorMessage(r) : PQerrorMessage(c->pg));
+    return -1;
+}
+
+static int pg_exec(db_conn *dc, const char *sql)
+{
+    pg_conn *c = PC(dc);
+    if (!ensure(c)) {
+        fprintf(stderr, "provfs: store: %s\n", c->err);
+        return -1;
+    }
+    const char *q = strcmp(sql, "BEGIN IMMEDIATE") == 0 ? "BEGIN" : sql;
+    PGresult *r = PQexec(c->pg, q);
+    int ret = result_ok(c, r, NULL);
+    PQclear(r);
+    if (ret != 0)
+        fprintf(stderr, "provfs: store: %s\n", c->err);
+    return ret;
+}
+
+/* ?N -> $N outside '...' and "..."; counts the parameters. NULL when out of memory or when a
+ * parameter number is out of range. */
+static char *rewrite(const char *sql, int *nparams)
+{
+    size_t n = strlen(sql);
+    char *out = malloc(n + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    char quote = 0;
+    int maxp = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = sql[i];
+        if (quote) {
+            if (ch == quote)
+                quote = 0;
+        } else if (ch == '\'' || ch == '"') {
+            quote = ch;
+        } else if (ch == '?' && sql[i + 1] >= '1' && sql[i + 1] <= '9') {
+            int p = 0;
+            size_t j = i + 1;
+            while (sql[j] >= '0' && sql[j] <= '9' && p <= PG_MAX_PARAMS)
+                p = p * 10 + (sql[j++] - '0');
+            if (p > PG_MAX_PARAMS) {
+                free(out);
+                return NULL;
+            }
+            maxp = p > maxp ? p : maxp;
+            ch = '$';
+        }
+        out[o++] = ch;
+    }
+    out[o] = '\0';
+    if (strcmp(out, "BEGIN IMMEDIATE") == 0)
+        strcpy(out, "BEGIN");
+    *nparams = maxp;
+    return out;
+}
+
+static db_stmt *pg_prepare(db_conn *dc, const char *sql)
+{
+    pg_conn *c = PC(dc);
+    pg_stmt *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->base.conn = dc;
+    s->sql = strdup(sql);
+    s->pg_sql = rewrite(sql, &s->nparams);
+    if (!s->sql || !s->pg_sql) {
+        set_err(c, sql, "cannot prepare (out of memory or parameter out of range)");
+        fprintf(stderr, "provfs: store: %s\n", c->err);
+        free(s->sql);
+        free(s->pg_sql);
+        free(s);
+        return NULL;
+    }
+    snprintf(s->name, sizeof s->name, "s%u", ++c->next_name);
+    return &s->base;
+}
+
+static void clear_result(pg_stmt *s)
+{
+    PQclear(s->res);
+    s->res = NULL;
+    s->row = s->nrows = 0;
+    s->ran = false;
+}
+
+static void pg_clear_bindings(db_stmt *ds)
+{
+    pg_stmt *s = PS(ds);
+    for (int i = 0; i < PG_MAX_PARAMS; i++) {
+        free(s->val[i]);
+        s->val[i] = NULL;
+        s->type[i] = 0;
+    }
+}
+
+static void pg_finalize(db_stmt *ds)
+{
+    pg_stmt *s = PS(ds);
+    pg_conn *c = PC(ds->conn);
+    clear_result(s);
+    pg_clear_bindings(ds);
+    if (s->epoch && s->epoch == c->epoch && c->pg && PQstatus(c->pg) == CONNECTION_OK) {
+        char sql[48];
+        snprintf(sql, sizeof sql, "DEALLOCATE %s", s->name);
+        PQclear(PQexec(c->pg, sql));
+    }
+    free(s->sql);
+    free(s->pg_sql);
+    free(s);
+}
+
+static void pg_reset(db_stmt *ds) { clear_result(PS(ds)); }
+static const char *pg_sql_of(const db_stmt *ds) { return ((const pg_stmt *)ds)->sql; }
+
+static void bind_val(db_stmt *ds, int idx, char *v, unsigned type)
+{
+    pg_stmt *s = PS(ds);
+    if (idx < 1 || idx > PG_MAX_PARAMS) {
+        free(v);
+        return;
+    }
+    free(s->val[idx - 1]);
+    s->val[idx - 1] = v;
+    s->type[idx - 1] = type;
+}
+
+static void pg_bind_int64(db_stmt *ds, int idx, int64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof buf, "%lld", (long long)v);
+    bind_val(ds, idx, strdup(buf), PG_INT8);
+}
+
+static void pg_bind_double(db_stmt *ds, int idx, double v)
+{
+    char buf[40];
+    snprintf(buf, sizeof buf, "%.17g", v);
+    bind_val(ds, idx, strdup(buf), PG_FLOAT8);
+}
+
+static void pg_bind_text(db_stmt *ds, int idx, const char *t)
+{
+    bind_val(ds, idx, t ? strdup(t) : NULL, 0);
+}
+
+static void pg_bind_null(db_stmt *ds, int idx) { bind_val(ds, idx, NULL, 0); }
+
+static int pg_step(db_stmt *ds)
+{
+    pg_stmt *s = PS(ds);
+    pg_conn *c = PC(ds->conn);
+    if (s->ran) {
+        if (s->row >= s->nrows)
+            return DB_DONE;
+        s->row++;
+        return DB_ROW;
+    }
+    if (!ensure(c))
+        return DB_ERROR;
+    if (s->epoch != c->epoch) {
+        PGresult *r = PQprepare(c->pg, s->name, s->pg_sql, s->nparams, s->type);
+        int ok = result_ok(c, r, s->sql);
+        PQclear(r);
+        if (ok != 0) {
+            fprintf(stderr, "provfs: store: %s\n", c->err);
+            return DB_ERROR;
+        }
+        s->epoch = c->epoch;
+    }
+    PGresult *r = PQexecPrepared(c->pg, s->name, s->nparams, (const char *const *)s->val, NULL,
+                                 NULL, 0);
+    if (result_ok(c, r, NULL) != 0) {
+        PQclear(r);
+        if (PQstatus(c->pg) != CONNECTION_OK)
+            c->retry_at_ms = 0; /* lost: the next use reconnects */
+        return DB_ERROR;
+    }
+    s->res = r;
+    s->ran = true;
+    s->nrows = PQresultStatus(r) == PGRES_TUPLES_OK ? PQntuples(r) : 0;
+    s->row = 0;
+    if (s->nrows == 0)
+        return DB_DONE;
+    s->row = 1;
+    return DB_ROW;
+}
+
+/* The current row is row - 1. */
+static const char *value(db_stmt *ds, int col)
+{
+    pg_stmt *s = PS(ds);
+    if (!s->res || s->row < 1 || s->row > s->nrows || col < 0 || col >= PQnfields(s->res) ||
+        PQgetisnull(s->res, s->row - 1, col))
+        return NULL;
+    return PQgetvalue(s->res, s->row - 1, col);
+}
+
+static bool pg_col_null(db_stmt *ds, int col) { return value(ds, col) == NULL; }
+
+static int64_t pg_col_int64(db_stmt *ds, int col)
+{
+    const char *v = value(ds, col);
+    if (!v)
+        return 0;
+    if (v[0] == 't' && !v[1]) /* a boolean expression */
+        return 1;
+    if (v[0] == 'f' && !v[1])
+        return 0;
+    /* a numeric or double result (sum, avg) is truncated like SQLite's integer reading */
+    char *end;
+    long long x = strtoll(v, &end, 10);
+    if (*end == '.' || *end == 'e' || *end == 'E')
+        return (int64_t)strtod(v, NULL);
+    return x;
+}
+
+static double pg_col_double(db_stmt *ds, int col)
+{
+    const char *v = value(ds, col);
+    return v ? strtod(v, NULL) : 0;
+}
+
+static const char *pg_col_text(db_stmt *ds, int col) { return value(ds, col); }
+
+static size_t pg_col_bytes(db_stmt *ds, int col)
+{
+    const char *v = value(ds, col);
+    return v ? (size_t)PQgetlength(PS(ds)->res, PS(ds)->row - 1, col) : 0;
+}
+
+static int64_t pg_changes(db_conn *dc) { return PC(dc)->changes; }
+
+static const db_ops pg_ops = {
+    .close = pg_close,
+    .errmsg = pg_errmsg,
+    .exec = pg_exec,
+    .prepare = pg_prepare,
+    .finalize = pg_finalize,
+    .reset = pg_reset,
+    .clear_bindings = pg_clear_bindings,
+    .sql = pg_sql_of,
+    .bind_int64 = pg_bind_int64,
+    .bind_double = pg_bind_double,
+    .bind_text = pg_bind_text,
+    .bind_null = pg_bind_null,
+    .step = pg_step,
+    .col_null = pg_col_null,
+    .col_int64 = pg_col_int64,
+    .col_double = pg_col_double,
+    .col_text = pg_col_text,
+    .col_bytes = pg_col_bytes,
+    .changes = pg_changes,
+};
+
+int db_pg_open(const char *target, unsigned flags, db_conn **out, char *err, size_t errlen)
+{
+    (void)flags; /* read-only is the role's business on a server */
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(target, &perr);
+    if (!opts) {
+        snprintf(err, errlen, "bad PostgreSQL connection string: %s", perr ? perr : "out of memory");
+        if (perr) {
+            char *nl = strchr(err, '\n');
+            if (nl)
+                *nl = '\0';
+        }
+        PQfreemem(perr);
+        return -1;
+    }
+    bool has_password = false;
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (strcmp(o->keyword, "password") == 0 && o->val && *o->val)
+            has_password = true;
+    PQconninfoFree(opts);
+    if (has_password) {
+        snprintf(err, errlen, "a password in the connection string is refused (it would show in "
+                              "process listings): use PGPASSFILE or ~/.pgpass");
+        return -1;
+    }
+    pg_conn *c = calloc(1, sizeof *c);
+    if (!c || !(c->target = strdup(target))) {
+        free(c);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    c->base.ops = &pg_ops;
+    c->base.kind = DB_PG;
+    if (!connect_now(c)) {
+        snprintf(err, errlen, "%s", c->err);
+        pg_close(&c->base);
+        return -1;
+    }
+    *out = &c->base;
+    return 0;
+}

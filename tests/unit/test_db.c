@@ -1,0 +1,194 @@
+/* fs/db.h against both engines: the same statements on a SQLite file and, when PROVFS_TEST_PG
+ * names a server (tests/pg.sh starts one for this test), on PostgreSQL. Parameters, NULLs,
+ * 64-bit values, quoting, upserts, RETURNING, transactions, errors, and (PostgreSQL) a killed
+ * connection that the next statement recovers from. */
+#include "check.h"
+#include "db.h"
+
+#include <stdint.h>
+#include <unistd.h>
+
+static const char *run1(db_conn *c, const char *sql, int64_t arg)
+{
+    static char out[256];
+    out[0] = '\0';
+    db_stmt *s = db_prepare(c, sql);
+    if (!s)
+        return "(prepare failed)";
+    db_bind_int64(s, 1, arg);
+    int rc = db_step(s);
+    const char *t = rc == DB_ROW ? db_col_text(s, 0) : NULL;
+    snprintf(out, sizeof out, "%s", rc == DB_ROW ? (t ? t : "(null)") : "(no row)");
+    db_finalize(s);
+    return out;
+}
+
+static void exercise(db_conn *c, const char *label)
+{
+    fprintf(stderr, "-- %s\n", label);
+    CHECK(db_exec(c, "DROP TABLE IF EXISTS t") == 0);
+    CHECK(db_exec(c, "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT, score DOUBLE PRECISION,"
+                     " n BIGINT)") == 0);
+    /* insert: 64-bit, text with quotes and a question mark, double, NULL */
+    db_stmt *ins = db_prepare(c, "INSERT INTO t (id, name, score, n) VALUES (?1, ?2, ?3, ?4)");
+    CHECK(ins != NULL);
+    if (!ins)
+        return;
+    const int64_t big = INT64_C(1790000000123456789);
+    db_bind_int64(ins, 1, big);
+    db_bind_text(ins, 2, "it's a \"name\" ?1");
+    db_bind_double(ins, 3, 0.123456789012345);
+    db_bind_null(ins, 4);
+    CHECK_INT(db_step(ins), DB_DONE);
+    CHECK_INT(db_changes(c), 1);
+    /* run again with new bindings after reset; bindings are kept by reset */
+    db_reset(ins);
+    db_bind_int64(ins, 1, 2);
+    CHECK_INT(db_step(ins), DB_DONE);
+    db_reset(ins);
+    db_clear_bindings(ins);
+    db_bind_int64(ins, 1, 3);
+    CHECK_INT(db_step(ins), DB_DONE); /* name, score, n NULL */
+    /* a duplicate key is an error, not a crash; the statement can run again after */
+    db_reset(ins);
+    CHECK_INT(db_step(ins), DB_ERROR);
+    CHECK(strlen(db_errmsg(c)) > 0);
+    db_finalize(ins);
+
+    db_stmt *sel = db_prepare(c, "SELECT id, name, score, n, '?1' FROM t WHERE id = ?1");
+    CHECK(sel != NULL);
+    db_bind_int64(sel, 1, big);
+    CHECK_INT(db_step(sel), DB_ROW);
+    CHECK_INT(db_col_int64(sel, 0), big);
+    CHECK_STR(db_col_text(sel, 1), "it's a \"name\" ?1");
+    CHECK_INT(db_col_bytes(sel, 1), strlen("it's a \"name\" ?1"));
+    CHECK_NEAR(db_col_double(sel, 2), 0.123456789012345, 1e-15);
+    CHECK(db_col_null(sel, 3));
+    CHECK(db_col_text(sel, 3) == NULL);
+    CHECK_STR(db_col_text(sel, 4), "?1"); /* quoted text is not a parameter */
+    CHECK_INT(db_step(sel), DB_DONE);
+    db_reset(sel);
+    db_bind_int64(sel, 1, 2);
+    CHECK_INT(db_step(sel), DB_ROW);
+    CHECK_STR(db_col_text(sel, 1), "it's a \"name\" ?1"); /* kept from the first binding */
+    db_reset(sel);
+    db_bind_int64(sel, 1, 3);
+    CHECK_INT(db_step(sel), DB_ROW);
+    CHECK(db_col_null(sel, 1));
+    db_finalize(sel);
+
+    /* upsert, RETURNING, a boolean expression read as an integer */
+    db_stmt *up = db_prepare(c, "INSERT INTO t (id, n) VALUES (?1, ?2) ON CONFLICT (id)"
+                                " DO UPDATE SET n = t.n + excluded.n RETURNING id, n, n > 5");
+    CHECK(up != NULL);
+    for (int i = 0; up && i < 3; i++) {
+        db_reset(up);
+        db_bind_int64(up, 1, 7);
+        db_bind_int64(up, 2, 4);
+        CHECK_INT(db_step(up), DB_ROW);
+        CHECK_INT(db_col_int64(up, 0), 7);
+        CHECK_INT(db_col_int64(up, 1), 4 * (i + 1));
+        CHECK_INT(db_col_int64(up, 2), i > 0);
+        CHECK_INT(db_step(up), DB_DONE);
+    }
+    db_finalize(up);
+    CHECK_STR(run1(c, "SELECT count(*) FROM t WHERE id > ?1", 0), "4");
+    CHECK_STR(run1(c, "SELECT sum(n) FROM t WHERE id = ?1", 7), "12");
+    CHECK_STR(run1(c, "SELECT name FROM t WHERE id = ?1", 99), "(no row)");
+
+    /* a transaction rolled back leaves nothing; one committed stays */
+    CHECK(db_exec(c, "BEGIN IMMEDIATE") == 0);
+    CHECK(db_exec(c, "DELETE FROM t") == 0);
+    CHECK(db_exec(c, "ROLLBACK") == 0);
+    CHECK_STR(run1(c, "SELECT count(*) FROM t WHERE id > ?1", 0), "4");
+    CHECK(db_exec(c, "BEGIN IMMEDIATE") == 0);
+    db_stmt *del = db_prepare(c, "DELETE FROM t WHERE id = ?1");
+    db_bind_int64(del, 1, 7);
+    CHECK_INT(db_step(del), DB_DONE);
+    CHECK_INT(db_changes(c), 1);
+    db_finalize(del);
+    CHECK(db_exec(c, "COMMIT") == 0);
+    CHECK_STR(run1(c, "SELECT count(*) FROM t WHERE id > ?1", 0), "3");
+
+    /* bad SQL: refused at prepare (SQLite) or at the first step (PostgreSQL prepares lazily) */
+    db_stmt *bad = db_prepare(c, "SELEKT 1");
+    CHECK(bad == NULL || db_step(bad) == DB_ERROR);
+    db_finalize(bad);
+    CHECK(db_exec(c, "NOT SQL") != 0);
+    CHECK_STR(run1(c, "SELECT ?1 + 1", 41), "42"); /* the connection still works */
+}
+
+/* PostgreSQL: the server ends this connection's session; the statement that finds out fails,
+ * the next one reconnects and prepares again. */
+static void lost_connection(db_conn *c, const char *target)
+{
+    db_stmt *s = db_prepare(c, "SELECT pg_backend_pid() + 0 * ?1");
+    db_bind_int64(s, 1, 1);
+    CHECK_INT(db_step(s), DB_ROW);
+    int64_t pid = db_col_int64(s, 0);
+    db_reset(s);
+    db_conn *admin = NULL;
+    char err[256];
+    CHECK_MSG(db_open(target, 0, &admin, err, sizeof err) == 0, "%s", err);
+    if (admin) {
+        CHECK_STR(run1(admin, "SELECT pg_terminate_backend(CAST(?1 AS int))::int", pid), "1");
+        db_close(admin);
+    }
+    usleep(200000);
+    int rc = db_step(s);
+    CHECK_INT(rc, DB_ERROR);
+    db_reset(s);
+    rc = db_step(s);
+    CHECK_INT(rc, DB_ROW);
+    CHECK(rc == DB_ROW && db_col_int64(s, 0) != pid);
+    db_finalize(s);
+}
+
+int main(void)
+{
+    CHECK(db_target_is_pg("postgresql://h/db"));
+    CHECK(db_target_is_pg("postgres:///db"));
+    CHECK(db_target_is_pg("host=/run/pg dbname=x"));
+    CHECK(!db_target_is_pg("/var/lib/provfs/lineage.db"));
+    CHECK(!db_target_is_pg("lineage.db"));
+    CHECK(!db_target_is_pg("./host=x.db") );
+    db_conn *c = NULL;
+    char err[256];
+    CHECK(db_open("postgresql://u:secret@localhost/db", 0, &c, err, sizeof err) != 0);
+    CHECK(strstr(err, "password") != NULL);
+    CHECK(db_open("host=/nowhere password=x", 0, &c, err, sizeof err) != 0);
+    CHECK(strstr(err, "password") != NULL);
+
+    char path[] = "/tmp/provfs-test-db.XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    CHECK_MSG(db_open(path, 0, &c, err, sizeof err) == 0, "%s", err);
+    if (c) {
+        CHECK(db_kind_of(c) == DB_SQLITE);
+        exercise(c, "sqlite");
+        db_close(c);
+    }
+    unlink(path);
+    char side[64];
+    snprintf(side, sizeof side, "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", path);
+    unlink(side);
+
+    const char *pg = getenv("PROVFS_TEST_PG");
+    if (pg && *pg) {
+        c = NULL;
+        CHECK_MSG(db_open(pg, 0, &c, err, sizeof err) == 0, "%s", err);
+        if (c) {
+            CHECK(db_kind_of(c) == DB_PG);
+            exercise(c, "postgresql");
+            lost_connection(c, pg);
+            db_close(c);
+        }
+    } else {
+        fprintf(stderr, "PROVFS_TEST_PG not set: PostgreSQL part not run\n");
+    }
+    printf("%d checks, %d failed\n", check_count, check_failures);
+    return check_failures ? 1 : 0;
+}
