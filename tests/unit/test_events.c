@@ -1,5 +1,6 @@
-/* The events table of fs/store.c: repeated policy refusals aggregate into one row per minute
- * with a count, the table is capped (oldest rows first), and a version-3 database migrates. */
+/* The events table of fs/store_policy.c: repeated policy refusals aggregate into one row per
+ * minute with a count, the table is capped (oldest rows first), and a version-3 database
+ * migrates. */
 #include "check.h"
 #include "store.h"
 

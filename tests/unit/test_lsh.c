@@ -121,7 +121,8 @@ static int index_of(const char *name)
     exit(check_report("lsh"));
 }
 
-/* Matches of two signatures: 4 per shared tensor hash, 1 per shared band (fs/store.c ranks so). */
+/* Matches of two signatures: 4 per shared tensor hash, 1 per shared band (fs/store_index.c ranks
+ * so). */
 static int matches(const pa_lsh_sig *a, const pa_lsh_sig *b)
 {
     int m = 0;

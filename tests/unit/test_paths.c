@@ -1,4 +1,4 @@
-/* Path bookkeeping of fs/store.c is byte-exact: renames and recursive removals move or drop
+/* Path bookkeeping of fs/store_ns.c is byte-exact: renames and recursive removals move or drop
  * exactly the rows at or below a directory, whatever its bytes (case, UTF-8, LIKE wildcards,
  * length), and leave every other row as it was. */
 #include "check.h"

@@ -1,4 +1,5 @@
-/* In-process tests of fs/store.c, fs/queue.c and fs/xattr.c (no FUSE, no analyzer run). */
+/* In-process tests of the store (fs/store*.c), fs/queue.c and fs/xattr.c (no FUSE, no analyzer
+ * run). */
 #include "check.h"
 #include "queue.h"
 #include "store.h"

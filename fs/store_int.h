@@ -1,0 +1,73 @@
+/* Private to the lineage store's files (store.c, store_read.c, store_lineage.c, store_index.c,
+ * store_ns.c, store_policy.c, store_ref.c); not a public interface: everything else uses store.h.
+ * The helpers below are documented where they are defined. */
+#ifndef PROVFS_STORE_INT_H
+#define PROVFS_STORE_INT_H
+
+#include "lsh.h"
+#include "store.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Prepared statements are kept per connection and reused: preparing costs more than most of
+ * the queries take to run. A slot is taken by prep and given back by done, both under the
+ * connection's lock (read_lock or write_lock), like every use of the connection. A statement
+ * in use is never handed out twice; past STMT_SLOTS, or for SQL of another connection,
+ * statements are prepared and finalized each time. */
+#define STMT_SLOTS 64
+typedef struct stmt_cache {
+    struct {
+        sqlite3_stmt *stmt;
+        uint64_t hash; /* of its SQL text */
+        bool out;      /* taken by prep, not yet given back */
+    } slot[STMT_SLOTS];
+    int n;
+} stmt_cache;
+
+struct store_handle {
+    pthread_mutex_t write_lock; /* protects wr and wr_cache */
+    sqlite3 *wr;                /* NULL when read-only */
+    pthread_mutex_t read_lock;  /* protects rd and rd_cache */
+    sqlite3 *rd;
+    stmt_cache wr_cache, rd_cache;
+    /* Bumped after every committed write that can change a policy decision. */
+    atomic_uint_fast64_t generation;
+    /* events rotation (under write_lock): the row cap (0 = none) and the inserts since the last
+     * trim. */
+    int64_t events_max;
+    unsigned events_since_trim;
+};
+
+/* Statements, transactions and columns (store.c). */
+void store_log(sqlite3 *db, const char *what);
+int64_t now_ns(void);
+int exec_sql(sqlite3 *db, const char *sql);
+sqlite3_stmt *prep(store_handle *st, sqlite3 *db, const char *sql);
+void done(store_handle *st, sqlite3_stmt *stmt);
+int step_done(store_handle *st, sqlite3 *db, sqlite3_stmt *stmt);
+void copy_col(sqlite3_stmt *stmt, int col, char *out, size_t outlen);
+char *dup_col(sqlite3_stmt *stmt, int col);
+void bind_text(sqlite3_stmt *stmt, int idx, const char *text);
+void bind_opt_int(sqlite3_stmt *stmt, int idx, int64_t v);
+int tx_begin(store_handle *st);
+int tx_end(store_handle *st, int ret);
+int wr_int(store_handle *st, const char *sql, int64_t arg, const char *text, int64_t *out);
+int wr_exec_id(store_handle *st, const char *sql, int64_t id);
+
+/* Models and edges (store_lineage.c). */
+int relink_child(store_handle *st, int64_t child);
+int drop_if_orphan(store_handle *st, int64_t id);
+
+/* The candidate index (store_index.c). */
+int lsh_put(store_handle *st, int64_t model_id, const pa_lsh_sig *sig);
+int lsh_backfill(store_handle *st, char *err, size_t errlen);
+
+/* Events (store_policy.c). */
+int trim_events(store_handle *st, int64_t newest);
+
+#endif
