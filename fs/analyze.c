@@ -39,6 +39,10 @@ struct analyze_ctx {
     pthread_mutex_t lineage_lock;
     fpcache *cache;    /* parsed stored fingerprints (fpcache.h); protected by lineage_lock */
     size_t retrieve_k; /* candidates from the index (0: compare with every model of the shape) */
+    /* On a shared database (analyze_set_shared): this daemon's name in claims ("" when not
+     * shared) and how long a claim lasts without renewal. Set once before the first job. */
+    char owner[160];
+    int64_t lease_ns;
 };
 
 analyze_ctx *analyze_create(const char *backing_abs, store_handle *st, int fp_threads)
@@ -1688,9 +1692,37 @@ static void mark_loose_files(analyze_ctx *an, const char *abs, const queue_job *
     closedir(dir);
 }
 
+void analyze_set_shared(analyze_ctx *an, const char *owner, int64_t lease_ns)
+{
+    snprintf(an->owner, sizeof an->owner, "%s", owner ? owner : "");
+    an->lease_ns = lease_ns;
+}
+
+static void job_run(analyze_ctx *an, const queue_job *job);
+
 void analyze_job(void *ctx, const queue_job *job)
 {
     analyze_ctx *an = ctx;
+    if (!an->owner[0]) {
+        job_run(an, job);
+        return;
+    }
+    /* Several daemons: only the one holding the unit's claim analyses it (the others see the
+     * status it writes). A database out of reach: analyse anyway, the store refuses the
+     * result, and the unit is queued again when it is back. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    int claim = store_pending_claim(an->st, job->path, an->owner, now, an->lease_ns);
+    if (claim == 0)
+        return;
+    job_run(an, job);
+    if (claim == 1)
+        store_pending_done(an->st, job->path, an->owner);
+}
+
+static void job_run(analyze_ctx *an, const queue_job *job)
+{
     char *abs = backing_path(an, job->path);
     if (!abs)
         return;

@@ -37,6 +37,9 @@ void analyze_destroy(analyze_ctx *an);
 
 /* queue_fn: analyses job->path. */
 void analyze_job(void *ctx, const queue_job *job);
+/* A database other daemons share (shared.h): jobs run under a claim named owner, lasting
+ * lease_ns without renewal. */
+void analyze_set_shared(analyze_ctx *an, const char *owner, int64_t lease_ns);
 
 /* Is the directory dirfd/rel (rel relative, "." for dirfd itself) a model unit: config.json and
  * a weights file or index (pa_unit_weights_name: *.safetensors, pytorch_model*.bin, their

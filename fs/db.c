@@ -62,3 +62,4 @@ double db_col_double(db_stmt *s, int col) { return s->conn->ops->col_double(s, c
 const char *db_col_text(db_stmt *s, int col) { return s->conn->ops->col_text(s, col); }
 size_t db_col_bytes(db_stmt *s, int col) { return s->conn->ops->col_bytes(s, col); }
 int64_t db_changes(db_conn *c) { return c->ops->changes(c); }
+int db_durable(db_conn *c, bool on) { return c->ops->durable(c, on); }

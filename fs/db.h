@@ -67,6 +67,11 @@ double db_col_double(db_stmt *s, int col);
 const char *db_col_text(db_stmt *s, int col);
 size_t db_col_bytes(db_stmt *s, int col);
 
+/* Commits on c reach stable storage before they return (on) or may lag a moment behind a power
+ * loss (off, the default of a SQLite file in WAL mode; PostgreSQL's commits are always
+ * durable). 0, or -1. */
+int db_durable(db_conn *c, bool on);
+
 /* Rows changed by the last INSERT, UPDATE or DELETE run on c. */
 int64_t db_changes(db_conn *c);
 

@@ -24,6 +24,7 @@ typedef struct db_ops {
     const char *(*col_text)(db_stmt *s, int col);
     size_t (*col_bytes)(db_stmt *s, int col);
     int64_t (*changes)(db_conn *c);
+    int (*durable)(db_conn *c, bool on);
 } db_ops;
 
 /* First member of every backend's connection and statement. */

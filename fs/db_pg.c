@@ -1,5 +1,11 @@
 /* fs/db.h on PostgreSQL (libpq).
  *
+ * libpq is loaded with dlopen when a PostgreSQL database is first opened, not linked: it brings
+ * some twenty libraries (Kerberos, LDAP, SASL, GnuTLS, p11-kit) that a daemon on a SQLite file
+ * has no use for, and that would otherwise be mapped (and their constructors run) in every
+ * analyzer worker too, the sandboxed process that parses hostile model files under a small
+ * RLIMIT_AS.
+ *
  * Statements are prepared on the server the first time they run (named s1, s2, ... per
  * connection), with parameter types taken from that run's bindings: int64 as bigint, double as
  * double precision, text and NULL left for the server to infer. Values travel as text.
@@ -12,7 +18,9 @@
  * statements again. The caller decides what a failure means (the gate refuses, fail closed). */
 #include "db_int.h"
 
+#include <dlfcn.h>
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +58,43 @@ typedef struct pg_stmt {
     bool ran;
 } pg_stmt;
 
+/* The libpq functions used, resolved once (pq_load). */
+#define PQ_FUNCS(X)                                                                               \
+    X(PQconnectdb) X(PQstatus) X(PQfinish) X(PQerrorMessage) X(PQsetNoticeProcessor) X(PQexec)   \
+    X(PQclear) X(PQresultStatus) X(PQcmdTuples) X(PQresultErrorMessage) X(PQprepare)            \
+    X(PQexecPrepared) X(PQntuples) X(PQnfields) X(PQgetisnull) X(PQgetvalue) X(PQgetlength)     \
+    X(PQconninfoParse) X(PQconninfoFree) X(PQfreemem)
+#define PQ_PTR(f) __typeof__(f) *f;
+static struct {
+    PQ_FUNCS(PQ_PTR)
+} pq;
+#undef PQ_PTR
+static pthread_once_t pq_once = PTHREAD_ONCE_INIT;
+static char pq_err[256];
+
+static void pq_load_once(void)
+{
+    void *h = dlopen("libpq.so.5", RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        snprintf(pq_err, sizeof pq_err,
+                 "the PostgreSQL client library is not installed (libpq.so.5, Debian package "
+                 "libpq5): %s", dlerror());
+        return;
+    }
+#define PQ_SYM(f)                                                                                 \
+    if (!(*(void **)&pq.f = dlsym(h, #f)) && !pq_err[0])                                          \
+        snprintf(pq_err, sizeof pq_err, "libpq.so.5 has no %s", #f);
+    PQ_FUNCS(PQ_SYM)
+#undef PQ_SYM
+}
+
+/* 0 when libpq is loaded; -1 with pq_err. */
+static int pq_load(void)
+{
+    pthread_once(&pq_once, pq_load_once);
+    return pq_err[0] ? -1 : 0;
+}
+
 #define PC(c) ((pg_conn *)(c))
 #define PS(s) ((pg_stmt *)(s))
 
@@ -78,15 +123,15 @@ static void quiet_notices(void *arg, const char *msg)
 static bool connect_now(pg_conn *c)
 {
     if (c->pg)
-        PQfinish(c->pg);
-    c->pg = PQconnectdb(c->target);
-    if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
-        set_err(c, "cannot connect to PostgreSQL", c->pg ? PQerrorMessage(c->pg) : "out of memory");
+        pq.PQfinish(c->pg);
+    c->pg = pq.PQconnectdb(c->target);
+    if (!c->pg || pq.PQstatus(c->pg) != CONNECTION_OK) {
+        set_err(c, "cannot connect to PostgreSQL", c->pg ? pq.PQerrorMessage(c->pg) : "out of memory");
         return false;
     }
-    PQsetNoticeProcessor(c->pg, quiet_notices, NULL);
-    PGresult *r = PQexec(c->pg, "SET client_min_messages = warning");
-    PQclear(r);
+    pq.PQsetNoticeProcessor(c->pg, quiet_notices, NULL);
+    PGresult *r = pq.PQexec(c->pg, "SET client_min_messages = warning");
+    pq.PQclear(r);
     c->epoch++;
     return true;
 }
@@ -94,7 +139,7 @@ static bool connect_now(pg_conn *c)
 /* Connected, reconnecting when the connection was lost and the back-off allows. */
 static bool ensure(pg_conn *c)
 {
-    if (c->pg && PQstatus(c->pg) == CONNECTION_OK)
+    if (c->pg && pq.PQstatus(c->pg) == CONNECTION_OK)
         return true;
     int64_t now = mono_ms();
     if (now < c->retry_at_ms) {
@@ -119,7 +164,7 @@ static void pg_close(db_conn *dc)
 {
     pg_conn *c = PC(dc);
     if (c->pg)
-        PQfinish(c->pg);
+        pq.PQfinish(c->pg);
     free(c->target);
     free(c);
 }
@@ -129,13 +174,13 @@ static const char *pg_errmsg(db_conn *dc) { return PC(dc)->err[0] ? PC(dc)->err 
 /* A result's outcome: 0 for success (changes noted), -1 with the error kept. */
 static int result_ok(pg_conn *c, PGresult *r, const char *what)
 {
-    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    ExecStatusType st = r ? pq.PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-        const char *n = PQcmdTuples(r);
+        const char *n = pq.PQcmdTuples(r);
         c->changes = n && *n ? strtoll(n, NULL, 10) : 0;
         return 0;
     }
-    set_err(c, what, r ? PQresultErrorMessage(r) : PQerrorMessage(c->pg));
+    set_err(c, what, r ? pq.PQresultErrorMessage(r) : pq.PQerrorMessage(c->pg));
     return -1;
 }
 
@@ -147,9 +192,9 @@ static int pg_exec(db_conn *dc, const char *sql)
         return -1;
     }
     const char *q = strcmp(sql, "BEGIN IMMEDIATE") == 0 ? "BEGIN" : sql;
-    PGresult *r = PQexec(c->pg, q);
+    PGresult *r = pq.PQexec(c->pg, q);
     int ret = result_ok(c, r, NULL);
-    PQclear(r);
+    pq.PQclear(r);
     if (ret != 0)
         fprintf(stderr, "provfs: store: %s\n", c->err);
     return ret;
@@ -217,7 +262,7 @@ static db_stmt *pg_prepare(db_conn *dc, const char *sql)
 
 static void clear_result(pg_stmt *s)
 {
-    PQclear(s->res);
+    pq.PQclear(s->res);
     s->res = NULL;
     s->row = s->nrows = 0;
     s->ran = false;
@@ -239,10 +284,10 @@ static void pg_finalize(db_stmt *ds)
     pg_conn *c = PC(ds->conn);
     clear_result(s);
     pg_clear_bindings(ds);
-    if (s->epoch && s->epoch == c->epoch && c->pg && PQstatus(c->pg) == CONNECTION_OK) {
+    if (s->epoch && s->epoch == c->epoch && c->pg && pq.PQstatus(c->pg) == CONNECTION_OK) {
         char sql[48];
         snprintf(sql, sizeof sql, "DEALLOCATE %s", s->name);
-        PQclear(PQexec(c->pg, sql));
+        pq.PQclear(pq.PQexec(c->pg, sql));
     }
     free(s->sql);
     free(s->pg_sql);
@@ -298,26 +343,26 @@ static int pg_step(db_stmt *ds)
     if (!ensure(c))
         return DB_ERROR;
     if (s->epoch != c->epoch) {
-        PGresult *r = PQprepare(c->pg, s->name, s->pg_sql, s->nparams, s->type);
+        PGresult *r = pq.PQprepare(c->pg, s->name, s->pg_sql, s->nparams, s->type);
         int ok = result_ok(c, r, s->sql);
-        PQclear(r);
+        pq.PQclear(r);
         if (ok != 0) {
             fprintf(stderr, "provfs: store: %s\n", c->err);
             return DB_ERROR;
         }
         s->epoch = c->epoch;
     }
-    PGresult *r = PQexecPrepared(c->pg, s->name, s->nparams, (const char *const *)s->val, NULL,
+    PGresult *r = pq.PQexecPrepared(c->pg, s->name, s->nparams, (const char *const *)s->val, NULL,
                                  NULL, 0);
     if (result_ok(c, r, NULL) != 0) {
-        PQclear(r);
-        if (PQstatus(c->pg) != CONNECTION_OK)
+        pq.PQclear(r);
+        if (pq.PQstatus(c->pg) != CONNECTION_OK)
             c->retry_at_ms = 0; /* lost: the next use reconnects */
         return DB_ERROR;
     }
     s->res = r;
     s->ran = true;
-    s->nrows = PQresultStatus(r) == PGRES_TUPLES_OK ? PQntuples(r) : 0;
+    s->nrows = pq.PQresultStatus(r) == PGRES_TUPLES_OK ? pq.PQntuples(r) : 0;
     s->row = 0;
     if (s->nrows == 0)
         return DB_DONE;
@@ -329,10 +374,10 @@ static int pg_step(db_stmt *ds)
 static const char *value(db_stmt *ds, int col)
 {
     pg_stmt *s = PS(ds);
-    if (!s->res || s->row < 1 || s->row > s->nrows || col < 0 || col >= PQnfields(s->res) ||
-        PQgetisnull(s->res, s->row - 1, col))
+    if (!s->res || s->row < 1 || s->row > s->nrows || col < 0 || col >= pq.PQnfields(s->res) ||
+        pq.PQgetisnull(s->res, s->row - 1, col))
         return NULL;
-    return PQgetvalue(s->res, s->row - 1, col);
+    return pq.PQgetvalue(s->res, s->row - 1, col);
 }
 
 static bool pg_col_null(db_stmt *ds, int col) { return value(ds, col) == NULL; }
@@ -365,10 +410,16 @@ static const char *pg_col_text(db_stmt *ds, int col) { return value(ds, col); }
 static size_t pg_col_bytes(db_stmt *ds, int col)
 {
     const char *v = value(ds, col);
-    return v ? (size_t)PQgetlength(PS(ds)->res, PS(ds)->row - 1, col) : 0;
+    return v ? (size_t)pq.PQgetlength(PS(ds)->res, PS(ds)->row - 1, col) : 0;
 }
 
 static int64_t pg_changes(db_conn *dc) { return PC(dc)->changes; }
+
+static int pg_durable(db_conn *dc, bool on)
+{
+    (void)dc, (void)on; /* synchronous_commit stays on: every commit is durable */
+    return 0;
+}
 
 static const db_ops pg_ops = {
     .close = pg_close,
@@ -390,13 +441,18 @@ static const db_ops pg_ops = {
     .col_text = pg_col_text,
     .col_bytes = pg_col_bytes,
     .changes = pg_changes,
+    .durable = pg_durable,
 };
 
 int db_pg_open(const char *target, unsigned flags, db_conn **out, char *err, size_t errlen)
 {
     (void)flags; /* read-only is the role's business on a server */
+    if (pq_load() != 0) {
+        snprintf(err, errlen, "%s", pq_err);
+        return -1;
+    }
     char *perr = NULL;
-    PQconninfoOption *opts = PQconninfoParse(target, &perr);
+    PQconninfoOption *opts = pq.PQconninfoParse(target, &perr);
     if (!opts) {
         snprintf(err, errlen, "bad PostgreSQL connection string: %s", perr ? perr : "out of memory");
         if (perr) {
@@ -404,14 +460,14 @@ int db_pg_open(const char *target, unsigned flags, db_conn **out, char *err, siz
             if (nl)
                 *nl = '\0';
         }
-        PQfreemem(perr);
+        pq.PQfreemem(perr);
         return -1;
     }
     bool has_password = false;
     for (PQconninfoOption *o = opts; o->keyword; o++)
         if (strcmp(o->keyword, "password") == 0 && o->val && *o->val)
             has_password = true;
-    PQconninfoFree(opts);
+    pq.PQconninfoFree(opts);
     if (has_password) {
         snprintf(err, errlen, "a password in the connection string is refused (it would show in "
                               "process listings): use PGPASSFILE or ~/.pgpass");

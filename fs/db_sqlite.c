@@ -21,6 +21,8 @@ typedef struct sq_stmt {
 
 static void sq_close(db_conn *c)
 {
+    if (!sqlite3_db_readonly(CONN(c), "main")) /* leave no -wal behind */
+        sqlite3_exec(CONN(c), "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
     sqlite3_close(CONN(c));
     free(c);
 }
@@ -97,6 +99,11 @@ static size_t sq_col_bytes(db_stmt *s, int c)
 
 static int64_t sq_changes(db_conn *c) { return sqlite3_changes(CONN(c)); }
 
+static int sq_durable(db_conn *c, bool on)
+{
+    return sq_exec(c, on ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+}
+
 static const db_ops sq_ops = {
     .close = sq_close,
     .errmsg = sq_errmsg,
@@ -117,6 +124,7 @@ static const db_ops sq_ops = {
     .col_text = sq_col_text,
     .col_bytes = sq_col_bytes,
     .changes = sq_changes,
+    .durable = sq_durable,
 };
 
 int db_sqlite_open(const char *path, unsigned flags, db_conn **out, char *err, size_t errlen)

@@ -7,6 +7,7 @@
 #include "ops.h"
 #include "policy.h"
 #include "queue.h"
+#include "shared.h"
 #include "store.h"
 #include "worker.h"
 
@@ -36,6 +37,7 @@ typedef struct options {
     unsigned workers;
     long admin_gid;
     unsigned quiet_ms;
+    unsigned claim_lease_ms; /* shared database: a claim's life without renewal (0: default) */
     unsigned max_delay_ms;
     int foreground;
     int debug;
@@ -52,13 +54,17 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: provfs [options] BACKING MOUNTPOINT\n"
-            "  --db FILE         lineage database (default BACKING/.provfs/lineage.db)\n"
+            "  --db FILE|URI     lineage database: a SQLite file (default\n"
+            "                    BACKING/.provfs/lineage.db) or a postgresql:// URI\n"
             "  --policy FILE     policy file (default BACKING/.provfs/policy.json)\n"
             "  --refdb DIR       reference set(s) for models without a parent in the store\n"
             "                    (default " PROVFS_REFDB_DIR " when present; none: no reference set)\n"
             "  --workers N       analysis worker threads (default 2)\n"
             "  --admin-gid GID   group whose members may approve (default 0)\n"
             "  --quiet-ms N      quiet period before a written unit is analysed (default 500)\n"
+            "  --claim-lease-ms N  with a PostgreSQL --db shared by several daemons: how long\n"
+            "                    another daemon waits before taking over a unit this one\n"
+            "                    claimed and stopped renewing (default 30000)\n"
             "  --max-delay-ms N  analyse a unit at most N ms after its first change, even while\n"
             "                    changes keep coming (default 10000; 0: no bound)\n"
             "  --analyzer-mem MB address space of an analysis worker process (default 4096;\n"
@@ -115,6 +121,7 @@ static int set_option(options *opt, const char *name, const char *val)
         {"analyzer_mem", 1u << 30, &opt->analyzer_mem},
         {"analyzer_timeout", 1u << 30, &opt->analyzer_timeout},
         {"fp_cache_mb", 1u << 20, &opt->fp_cache_mb},
+        {"claim_lease_ms", 86400000, &opt->claim_lease_ms},
     };
     for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
         if (strcmp(key, nums[i].key) == 0) {
@@ -393,6 +400,7 @@ int main(int argc, char **argv)
     store_handle *st = NULL;
     analyze_ctx *an = NULL;
     queue *q = NULL;
+    shared *sharing = NULL;
     policy_slot *slot = NULL;
     gate *gatekeeper = NULL;
     reloader reload = {0};
@@ -570,6 +578,15 @@ int main(int argc, char **argv)
     }
     queue_set_max_delay(q, opt.max_delay_ms);
     analyze_set_queue(an, q);
+    /* several daemons on one database: claims, and the units other daemons left */
+    if (store_shared(st)) {
+        sharing = shared_start(st, q, opt.claim_lease_ms);
+        if (!sharing) {
+            fprintf(stderr, "provfs: cannot start sharing the analysis queue\n");
+            goto out_store;
+        }
+        analyze_set_shared(an, shared_owner(sharing), shared_lease_ns(sharing));
+    }
     gatekeeper = gate_create(st, q, slot);
     if (!gatekeeper) {
         fprintf(stderr, "provfs: out of memory\n");
@@ -609,6 +626,7 @@ int main(int argc, char **argv)
     }
     ops_fs_attach(fs, NULL, NULL, NULL, 0);
 out_store:
+    shared_stop(sharing); /* before the queue it marks */
     queue_destroy(q);
     gate_destroy(gatekeeper);
     analyze_destroy(an);

@@ -1,6 +1,7 @@
-/* The lineage store (SQLite). Schema and migrations: see fs/README.md. This file: connections,
- * the statement cache, schema and migrations, file modes, open and close; the rest is in
- * store_*.c, which share store_int.h. */
+/* The lineage store, on SQLite or PostgreSQL (fs/db.h). Schema and migrations: see
+ * fs/README.md; their SQL is in store_sqlite.c and store_pg.c. This file: connections, the
+ * statement cache, file modes, open and close; the rest is in store_*.c, which share
+ * store_int.h. */
 #include "store_int.h"
 
 #include <dirent.h>
@@ -8,7 +9,6 @@
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -18,141 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Version 1. Each later version appends one migration; store_open runs the missing ones. */
-static const char *const migrations[] = {
-    "CREATE TABLE models ("
-    "  id INTEGER PRIMARY KEY,"
-    "  digest TEXT UNIQUE,"
-    "  status TEXT NOT NULL CHECK (status IN"
-    "    ('pending','analyzing','ready','incomplete','failed')),"
-    "  error TEXT,"
-    "  format TEXT,"
-    "  fingerprint TEXT,"
-    "  hidden_size INTEGER, num_layers INTEGER, vocab_size INTEGER,"
-    "  n_params INTEGER, n_tensors INTEGER, arch_hash TEXT, family_hash TEXT,"
-    "  created_ns INTEGER NOT NULL,"
-    "  analyzed_at INTEGER);"
-    "CREATE INDEX models_hidden ON models(hidden_size);"
-    "CREATE INDEX models_vocab ON models(vocab_size);"
-    "CREATE INDEX models_family ON models(family_hash);"
-    "CREATE TABLE model_paths ("
-    "  path TEXT PRIMARY KEY,"
-    "  model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,"
-    "  dir_mtime_ns INTEGER NOT NULL DEFAULT 0);"
-    "CREATE INDEX model_paths_model ON model_paths(model_id);"
-    "CREATE TABLE files ("
-    "  model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,"
-    "  name TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT,"
-    "  PRIMARY KEY (model_id, name));"
-    "CREATE TABLE edges ("
-    "  parent_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,"
-    "  child_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,"
-    "  score REAL NOT NULL, verdict TEXT NOT NULL, signals TEXT,"
-    "  rank REAL NOT NULL DEFAULT 0,"
-    "  is_parent INTEGER NOT NULL DEFAULT 0,"
-    "  PRIMARY KEY (parent_id, child_id));"
-    "CREATE INDEX edges_child ON edges(child_id);"
-    "CREATE TABLE events ("
-    "  id INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, uid INTEGER, pid INTEGER,"
-    "  path TEXT, model_id INTEGER, kind TEXT NOT NULL, detail TEXT);",
-    /* 2: approvals (bound to content digests, no foreign key: they outlive model rows) and the
-     * policy columns of events. fs/POLICY.md. */
-    "CREATE TABLE approvals ("
-    "  digest TEXT PRIMARY KEY,"
-    "  state TEXT NOT NULL CHECK (state IN ('approved','revoked')),"
-    "  by_uid INTEGER NOT NULL,"
-    "  at INTEGER NOT NULL,"
-    "  note TEXT NOT NULL DEFAULT '');"
-    "ALTER TABLE events ADD COLUMN rule TEXT;"
-    "ALTER TABLE events ADD COLUMN decision TEXT;"
-    "CREATE INDEX events_time ON events(time_ns);",
-    /* Reference-set match of a model (fs/README.md "Reference sets"): a parent `ref:NAME` when
-     * weights matched, else a family hint. One row per model, replaced by every analysis. */
-    "CREATE TABLE model_refs ("
-    "  model_id INTEGER PRIMARY KEY REFERENCES models(id) ON DELETE CASCADE,"
-    "  kind TEXT NOT NULL CHECK (kind IN ('parent','hint')),"
-    "  name TEXT NOT NULL, family TEXT NOT NULL, score REAL NOT NULL, verdict TEXT NOT NULL,"
-    "  evidence TEXT, signals TEXT);",
-    /* 4: repeated policy refusals aggregate into one events row per minute (count, last_ns), and
-     * the events table is capped (settings.events_max, oldest rows deleted first). */
-    "ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;"
-    "ALTER TABLE events ADD COLUMN last_ns INTEGER;"
-    "CREATE INDEX events_policy ON events(uid, model_id, time_ns) WHERE kind = 'policy';"
-    "CREATE TABLE settings (key TEXT PRIMARY KEY, value NOT NULL);"
-    "INSERT INTO settings (key, value) VALUES ('events_max', 1000000);",
-    /* 5: files by content, for "these bytes are a file of an approved unit" (a Hugging Face
-     * cache's blobs, read through the snapshot that names them). */
-    "CREATE INDEX IF NOT EXISTS files_sha ON files(sha256);",
-    /* 6: the path a model was first stored at, kept through renames: deny_families globs match
-     * it too, so moving a denied model's directory does not escape the rule. */
-    "ALTER TABLE models ADD COLUMN origin_path TEXT;"
-    "UPDATE models SET origin_path ="
-    "  (SELECT min(path) FROM model_paths WHERE model_id = models.id);",
-    /* 7: several parents. share: the part of the child this parent explains and no
-     * better-ranked parent does (NULL: not a parent); rev_signals: the comparison the other way
-     * round (child as a), so the daemon can turn an edge when a better parent arrives later.
-     * An existing parent edge stays the only parent, with its coverage as its share. */
-    "ALTER TABLE edges ADD COLUMN share REAL;"
-    "ALTER TABLE edges ADD COLUMN rev_signals TEXT;"
-    "UPDATE edges SET share = CASE"
-    "  WHEN json_valid(signals) AND json_type(signals, '$.explained_share') IN ('real','integer')"
-    "  THEN json_extract(signals, '$.explained_share') ELSE 1.0 END"
-    "  WHERE is_parent = 1;",
-    /* 8: the candidate index (analyzer/lsh.h): per-tensor SHA-256 prefixes and locality-sensitive
-     * bands of each ready model, so the relatives of a new model are found without comparing it
-     * with every stored model of its shape. settings.lsh_version: the signature version the rows
-     * were made with; store_open re-indexes every stored fingerprint when it differs. */
-    "CREATE TABLE IF NOT EXISTS lsh_bands ("
-    "  band_no INTEGER NOT NULL, band_value INTEGER NOT NULL,"
-    "  model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE);"
-    "CREATE INDEX IF NOT EXISTS lsh_bands_key ON lsh_bands(band_no, band_value);"
-    "CREATE INDEX IF NOT EXISTS lsh_bands_model ON lsh_bands(model_id);"
-    "CREATE TABLE IF NOT EXISTS tensor_hashes ("
-    "  hash INTEGER NOT NULL,"
-    "  model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE);"
-    "CREATE INDEX IF NOT EXISTS tensor_hashes_key ON tensor_hashes(hash);"
-    "CREATE INDEX IF NOT EXISTS tensor_hashes_model ON tensor_hashes(model_id);"
-    "INSERT OR REPLACE INTO settings (key, value) VALUES ('lsh_version', 0);",
-    /* 9: the store root's counts (.provenance) kept by triggers, so reading them does not
-     * count the tables; store_counts_get. Foreign-key cascades fire the delete triggers. */
-    "CREATE TABLE IF NOT EXISTS store_stats (key TEXT PRIMARY KEY, n INTEGER NOT NULL);"
-    "INSERT OR REPLACE INTO store_stats (key, n) VALUES"
-    "  ('models', (SELECT count(*) FROM models)),"
-    "  ('paths', (SELECT count(*) FROM model_paths)),"
-    "  ('edges', (SELECT count(*) FROM edges)),"
-    "  ('status:pending', (SELECT count(*) FROM models WHERE status = 'pending')),"
-    "  ('status:analyzing', (SELECT count(*) FROM models WHERE status = 'analyzing')),"
-    "  ('status:ready', (SELECT count(*) FROM models WHERE status = 'ready')),"
-    "  ('status:incomplete', (SELECT count(*) FROM models WHERE status = 'incomplete')),"
-    "  ('status:failed', (SELECT count(*) FROM models WHERE status = 'failed'));"
-    "CREATE TRIGGER IF NOT EXISTS stats_models_ins AFTER INSERT ON models BEGIN"
-    "  UPDATE store_stats SET n = n + 1 WHERE key IN ('models', 'status:' || NEW.status); END;"
-    "CREATE TRIGGER IF NOT EXISTS stats_models_del AFTER DELETE ON models BEGIN"
-    "  UPDATE store_stats SET n = n - 1 WHERE key IN ('models', 'status:' || OLD.status); END;"
-    "CREATE TRIGGER IF NOT EXISTS stats_models_status AFTER UPDATE OF status ON models"
-    "  WHEN OLD.status IS NOT NEW.status BEGIN"
-    "  UPDATE store_stats SET n = n - 1 WHERE key = 'status:' || OLD.status;"
-    "  UPDATE store_stats SET n = n + 1 WHERE key = 'status:' || NEW.status; END;"
-    "CREATE TRIGGER IF NOT EXISTS stats_paths_ins AFTER INSERT ON model_paths BEGIN"
-    "  UPDATE store_stats SET n = n + 1 WHERE key = 'paths'; END;"
-    "CREATE TRIGGER IF NOT EXISTS stats_paths_del AFTER DELETE ON model_paths BEGIN"
-    "  UPDATE store_stats SET n = n - 1 WHERE key = 'paths'; END;"
-    "CREATE TRIGGER IF NOT EXISTS stats_edges_ins AFTER INSERT ON edges BEGIN"
-    "  UPDATE store_stats SET n = n + 1 WHERE key = 'edges'; END;"
-    "CREATE TRIGGER IF NOT EXISTS stats_edges_del AFTER DELETE ON edges BEGIN"
-    "  UPDATE store_stats SET n = n - 1 WHERE key = 'edges'; END;",
-    /* 10: the base a PEFT adapter declares, so that an adapter stored before its base is
-     * linked when the base arrives (without reading every adapter's files again). */
-    "CREATE TABLE IF NOT EXISTS adapter_bases ("
-    "  model_id INTEGER PRIMARY KEY REFERENCES models(id) ON DELETE CASCADE,"
-    "  declared TEXT NOT NULL, tried_ns INTEGER NOT NULL DEFAULT 0);",
-};
-#define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
-_Static_assert(N_MIGRATIONS == STORE_SCHEMA_VERSION, "one migration per schema version");
-
-void store_log(sqlite3 *db, const char *what)
+void store_log(db_conn *db, const char *what)
 {
-    fprintf(stderr, "provfs: store: %s: %s\n", what, db ? sqlite3_errmsg(db) : "no database");
+    fprintf(stderr, "provfs: store: %s: %s\n", what, db ? db_errmsg(db) : "no database");
 }
 
 int64_t now_ns(void)
@@ -162,18 +30,12 @@ int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int exec_sql(sqlite3 *db, const char *sql)
+int exec_sql(db_conn *db, const char *sql)
 {
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        fprintf(stderr, "provfs: store: %s\n", msg ? msg : "exec failed");
-        sqlite3_free(msg);
-        return -1;
-    }
-    return 0;
+    return db_exec(db, sql);
 }
 
-static stmt_cache *cache_of(store_handle *st, sqlite3 *db)
+static stmt_cache *cache_of(store_handle *st, db_conn *db)
 {
     if (!st || !db)
         return NULL;
@@ -190,25 +52,22 @@ static uint64_t sql_hash(const char *sql)
 
 /* A statement for sql on db (st's rd or wr, under its lock; st NULL: not kept), given back
  * with done(). */
-sqlite3_stmt *prep(store_handle *st, sqlite3 *db, const char *sql)
+db_stmt *prep(store_handle *st, db_conn *db, const char *sql)
 {
     stmt_cache *c = cache_of(st, db);
     uint64_t h = c ? sql_hash(sql) : 0;
     if (c) {
         for (int i = 0; i < c->n; i++) {
             if (!c->slot[i].out && c->slot[i].hash == h &&
-                strcmp(sqlite3_sql(c->slot[i].stmt), sql) == 0) {
+                strcmp(db_sql(c->slot[i].stmt), sql) == 0) {
                 c->slot[i].out = true;
                 return c->slot[i].stmt;
             }
         }
     }
-    sqlite3_stmt *stmt = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK) {
-        store_log(db, sql);
-        sqlite3_finalize(stmt);
+    db_stmt *stmt = db_prepare(db, sql);
+    if (!stmt)
         return NULL;
-    }
     if (c && c->n < STMT_SLOTS) {
         c->slot[c->n].stmt = stmt;
         c->slot[c->n].hash = h;
@@ -220,68 +79,84 @@ sqlite3_stmt *prep(store_handle *st, sqlite3 *db, const char *sql)
 
 /* Gives back a statement from prep: reset, bindings cleared (none points into the caller's
  * memory any more) and kept, or finalized when it is not kept. */
-void done(store_handle *st, sqlite3_stmt *stmt)
+void done(store_handle *st, db_stmt *stmt)
 {
     if (!stmt)
         return;
     /* only the cache of the statement's own connection: the caller holds that one's lock */
-    stmt_cache *c = cache_of(st, sqlite3_db_handle(stmt));
+    stmt_cache *c = cache_of(st, db_stmt_conn(stmt));
     for (int i = 0; c && i < c->n; i++) {
         if (c->slot[i].stmt == stmt) {
-            sqlite3_reset(stmt);
-            sqlite3_clear_bindings(stmt);
+            db_reset(stmt);
+            db_clear_bindings(stmt);
             c->slot[i].out = false;
             return;
         }
     }
-    sqlite3_finalize(stmt);
+    db_finalize(stmt);
 }
 
 static void cache_clear(stmt_cache *c)
 {
     for (int i = 0; i < c->n; i++)
-        sqlite3_finalize(c->slot[i].stmt);
+        db_finalize(c->slot[i].stmt);
     c->n = 0;
 }
 
 /* Runs a statement that returns no rows; binds are done by the caller. Gives it back. */
-int step_done(store_handle *st, sqlite3 *db, sqlite3_stmt *stmt)
+int step_done(store_handle *st, db_conn *db, db_stmt *stmt)
 {
-    int rc = sqlite3_step(stmt);
+    int rc = db_step(stmt);
     done(st, stmt);
-    if (rc != SQLITE_DONE) {
+    if (rc != DB_DONE) {
         store_log(db, "step");
         return -1;
     }
     return 0;
 }
 
-void copy_col(sqlite3_stmt *stmt, int col, char *out, size_t outlen)
+/* Runs an INSERT ... RETURNING id: *id is the new row's. Gives the statement back. */
+int step_id(store_handle *st, db_conn *db, db_stmt *stmt, int64_t *id)
 {
-    const unsigned char *text = sqlite3_column_text(stmt, col);
+    int rc = db_step(stmt);
+    if (rc == DB_ROW) {
+        *id = db_col_int64(stmt, 0);
+        rc = db_step(stmt);
+    }
+    done(st, stmt);
+    if (rc != DB_DONE) {
+        store_log(db, "step");
+        return -1;
+    }
+    return 0;
+}
+
+void copy_col(db_stmt *stmt, int col, char *out, size_t outlen)
+{
+    const char *text = db_col_text(stmt, col);
     snprintf(out, outlen, "%s", text ? (const char *)text : "");
 }
 
-char *dup_col(sqlite3_stmt *stmt, int col)
+char *dup_col(db_stmt *stmt, int col)
 {
-    const unsigned char *text = sqlite3_column_text(stmt, col);
+    const char *text = db_col_text(stmt, col);
     return text ? strdup((const char *)text) : NULL;
 }
 
-void bind_text(sqlite3_stmt *stmt, int idx, const char *text)
+void bind_text(db_stmt *stmt, int idx, const char *text)
 {
     if (text && *text)
-        sqlite3_bind_text(stmt, idx, text, -1, SQLITE_TRANSIENT);
+        db_bind_text(stmt, idx, text);
     else
-        sqlite3_bind_null(stmt, idx);
+        db_bind_null(stmt, idx);
 }
 
-void bind_opt_int(sqlite3_stmt *stmt, int idx, int64_t v)
+void bind_opt_int(db_stmt *stmt, int idx, int64_t v)
 {
     if (v == INT64_MIN)
-        sqlite3_bind_null(stmt, idx);
+        db_bind_null(stmt, idx);
     else
-        sqlite3_bind_int64(stmt, idx, v);
+        db_bind_int64(stmt, idx, v);
 }
 
 int tx_begin(store_handle *st)
@@ -296,8 +171,17 @@ int tx_begin(store_handle *st)
     return 0;
 }
 
+/* The generation row is the last lock a write transaction takes, so waiting for it never
+ * deadlocks: its holder is about to commit. */
+int shared_bump(store_handle *st)
+{
+    return st->shared ? exec_sql(st->wr, "UPDATE provfs_generation SET n = n + 1") : 0;
+}
+
 int tx_end(store_handle *st, int ret)
 {
+    if (ret == 0)
+        ret = shared_bump(st);
     if (ret == 0 && exec_sql(st->wr, "COMMIT") != 0)
         ret = -1;
     if (ret != 0)
@@ -311,19 +195,19 @@ int tx_end(store_handle *st, int ret)
 /* Single-int64-result query on the writer; 1 when no row. */
 int wr_int(store_handle *st, const char *sql, int64_t arg, const char *text, int64_t *out)
 {
-    sqlite3_stmt *stmt = prep(st, st->wr, sql);
+    db_stmt *stmt = prep(st, st->wr, sql);
     if (!stmt)
         return -1;
     if (text)
-        sqlite3_bind_text(stmt, 1, text, -1, SQLITE_STATIC);
+        db_bind_text(stmt, 1, text);
     else
-        sqlite3_bind_int64(stmt, 1, arg);
-    int rc = sqlite3_step(stmt), ret;
-    if (rc == SQLITE_ROW) {
-        *out = sqlite3_column_int64(stmt, 0);
+        db_bind_int64(stmt, 1, arg);
+    int rc = db_step(stmt), ret;
+    if (rc == DB_ROW) {
+        *out = db_col_int64(stmt, 0);
         ret = 0;
     } else {
-        ret = rc == SQLITE_DONE ? 1 : -1;
+        ret = rc == DB_DONE ? 1 : -1;
         if (ret < 0)
             store_log(st->wr, sql);
     }
@@ -333,67 +217,17 @@ int wr_int(store_handle *st, const char *sql, int64_t arg, const char *text, int
 
 int wr_exec_id(store_handle *st, const char *sql, int64_t id)
 {
-    sqlite3_stmt *stmt = prep(st, st->wr, sql);
+    db_stmt *stmt = prep(st, st->wr, sql);
     if (!stmt)
         return -1;
-    sqlite3_bind_int64(stmt, 1, id);
+    db_bind_int64(stmt, 1, id);
     return step_done(st, st->wr, stmt);
 }
 
-static int open_conn(const char *path, bool readonly, sqlite3 **out, char *err, size_t errlen)
+static int migrate(db_conn *db, char *err, size_t errlen)
 {
-    int flags = SQLITE_OPEN_NOMUTEX |
-                (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-    sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) : "cannot open");
-        sqlite3_close(db);
-        return -1;
-    }
-    sqlite3_busy_timeout(db, 10000);
-    sqlite3_extended_result_codes(db, 1);
-    if (exec_sql(db, "PRAGMA foreign_keys=ON") != 0 ||
-        (!readonly && (exec_sql(db, "PRAGMA journal_mode=WAL") != 0 ||
-                       exec_sql(db, "PRAGMA synchronous=NORMAL") != 0))) {
-        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
-        sqlite3_close(db);
-        return -1;
-    }
-    *out = db;
-    return 0;
-}
-
-static int migrate(sqlite3 *db, char *err, size_t errlen)
-{
-    if (exec_sql(db, "BEGIN IMMEDIATE") != 0)
-        goto fail;
-    sqlite3_stmt *stmt = prep(NULL, db, "PRAGMA user_version");
-    if (!stmt)
-        goto rollback;
-    int version = sqlite3_step(stmt) == SQLITE_ROW ? sqlite3_column_int(stmt, 0) : -1;
-    done(NULL, stmt);
-    if (version < 0 || version > (int)N_MIGRATIONS) {
-        snprintf(err, errlen, "database schema version %d is newer than this provfs (%d)", version,
-                 (int)N_MIGRATIONS);
-        exec_sql(db, "ROLLBACK");
-        return -1;
-    }
-    for (int v = version; v < (int)N_MIGRATIONS; v++) {
-        char sql[64];
-        if (exec_sql(db, migrations[v]) != 0)
-            goto rollback;
-        snprintf(sql, sizeof sql, "PRAGMA user_version=%d", v + 1);
-        if (exec_sql(db, sql) != 0)
-            goto rollback;
-    }
-    if (exec_sql(db, "COMMIT") != 0)
-        goto rollback;
-    return 0;
-rollback:
-    exec_sql(db, "ROLLBACK");
-fail:
-    snprintf(err, errlen, "schema migration failed: %s", sqlite3_errmsg(db));
-    return -1;
+    return db_kind_of(db) == DB_PG ? store_pg_migrate(db, err, errlen)
+                                   : store_sqlite_migrate(db, err, errlen);
 }
 
 /* ---------------------------------------------------------------- file modes */
@@ -532,22 +366,24 @@ static int protect_db(const char *path, char *err, size_t errlen)
 static int load_events_max(store_handle *st)
 {
     st->events_max = STORE_EVENTS_MAX_DEFAULT;
-    sqlite3_stmt *stmt = prep(st, st->wr, "SELECT value FROM settings WHERE key = 'events_max'");
+    db_stmt *stmt = prep(st, st->wr, "SELECT value FROM settings WHERE key = 'events_max'");
     if (!stmt)
         return -1;
-    int rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW && sqlite3_column_type(stmt, 0) == SQLITE_INTEGER &&
-        sqlite3_column_int64(stmt, 0) >= 0)
-        st->events_max = sqlite3_column_int64(stmt, 0);
+    int rc = db_step(stmt);
+    const char *text = rc == DB_ROW ? db_col_text(stmt, 0) : NULL;
+    char *end = NULL;
+    long long v = text ? strtoll(text, &end, 10) : -1;
+    if (text && *text && end && !*end && v >= 0) /* an integer, as text on either engine */
+        st->events_max = v;
     done(st, stmt);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    if (rc != DB_ROW && rc != DB_DONE)
         return -1;
     int64_t newest = 0;
     stmt = prep(st, st->wr, "SELECT max(id) FROM events");
     if (!stmt)
         return -1;
-    if (sqlite3_step(stmt) == SQLITE_ROW)
-        newest = sqlite3_column_int64(stmt, 0);
+    if (db_step(stmt) == DB_ROW)
+        newest = db_col_int64(stmt, 0);
     done(st, stmt);
     return trim_events(st, newest);
 }
@@ -563,21 +399,23 @@ int store_open(const char *path, unsigned flags, store_handle **out, char *err, 
     }
     pthread_mutex_init(&st->write_lock, NULL);
     pthread_mutex_init(&st->read_lock, NULL);
+    bool pg = db_target_is_pg(path);
+    st->shared = pg;
     if (!readonly) {
-        if (protect_db(path, err, errlen) != 0)
+        if (!pg && protect_db(path, err, errlen) != 0)
             goto fail;
-        if (open_conn(path, false, &st->wr, err, errlen) != 0)
+        if (db_open(path, 0, &st->wr, err, errlen) != 0)
             goto fail;
         if (migrate(st->wr, err, errlen) != 0)
             goto fail;
         if (lsh_backfill(st, err, errlen) != 0)
             goto fail;
         if (load_events_max(st) != 0) {
-            snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(st->wr));
+            snprintf(err, errlen, "%s: %s", path, db_errmsg(st->wr));
             goto fail;
         }
     }
-    if (open_conn(path, readonly, &st->rd, err, errlen) != 0)
+    if (db_open(path, readonly ? DB_READONLY : 0, &st->rd, err, errlen) != 0)
         goto fail;
     *out = st;
     return 0;
@@ -592,11 +430,8 @@ void store_close(store_handle *st)
         return;
     cache_clear(&st->wr_cache);
     cache_clear(&st->rd_cache);
-    if (st->wr) {
-        sqlite3_exec(st->wr, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
-        sqlite3_close(st->wr);
-    }
-    sqlite3_close(st->rd);
+    db_close(st->wr);
+    db_close(st->rd);
     pthread_mutex_destroy(&st->write_lock);
     pthread_mutex_destroy(&st->read_lock);
     free(st);

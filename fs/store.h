@@ -16,7 +16,7 @@
 
 typedef struct store_handle store_handle;
 
-#define STORE_SCHEMA_VERSION 10
+#define STORE_SCHEMA_VERSION 12
 
 enum { STORE_READONLY = 1u << 0 };
 
@@ -173,6 +173,36 @@ int store_candidates_ids(store_handle *st, const store_keys *keys, const int64_t
                          store_cand_cb cb, void *ctx);
 /* Index rows held (bands, tensor hashes) and the signature version they were made with. */
 int store_lsh_counts(store_handle *st, int64_t *bands, int64_t *hashes, int64_t *version);
+
+/* ---------------------------------------------------------------- shared analysis queue */
+
+/* On a database several daemons share (PostgreSQL), units waiting for analysis are rows of
+ * table pending (store_pending.c; fs/README.md "Several hosts"). Times are CLOCK_REALTIME ns. */
+bool store_shared(const store_handle *st);
+/* path changed: any daemon may analyse it from due_ns on (an older claim on it is void). */
+int store_pending_put(store_handle *st, const char *path, int64_t due_ns);
+/* Takes path for owner until now_ns + lease_ns: 1 taken (also when owner held it already), 0
+ * another daemon holds it, -1 error. A row is made when path has none. */
+int store_pending_claim(store_handle *st, const char *path, const char *owner, int64_t now_ns,
+                        int64_t lease_ns);
+/* owner is done with path (its row goes, unless another change voided the claim). */
+int store_pending_done(store_handle *st, const char *path, const char *owner);
+/* Every claim of owner now lasts until until_ns. */
+int store_pending_renew(store_handle *st, const char *owner, int64_t until_ns);
+/* cb for each unit due by now_ns that no live claim holds (at most 256, oldest first; under the
+ * reader's lock: cb must not call the store); cb returns non-zero to stop. */
+typedef int (*store_pending_cb)(void *ctx, const char *path);
+int store_pending_due(store_handle *st, int64_t now_ns, store_pending_cb cb, void *ctx);
+
+/* Copies every row of from into to (store_copy.c): SQLite to PostgreSQL, back, or file to
+ * file. to must be empty (its schema only); ids are kept; in one transaction of to, committed
+ * only when every table's row count in to equals from's. Run it with no daemon writing from. */
+typedef struct store_copy_report {
+    size_t tables;
+    int64_t rows;
+} store_copy_report;
+int store_copy(store_handle *from, store_handle *to, store_copy_report *out, char *err,
+               size_t errlen);
 
 typedef struct store_edge {
     int64_t parent_id, child_id;

@@ -12,24 +12,24 @@ int lsh_put(store_handle *st, int64_t model_id, const pa_lsh_sig *sig)
         ret = wr_exec_id(st, "DELETE FROM tensor_hashes WHERE model_id = ?1", model_id);
     if (ret != 0 || !sig)
         return ret;
-    sqlite3_stmt *b = prep(st, st->wr,
+    db_stmt *b = prep(st, st->wr,
                            "INSERT INTO lsh_bands (band_no, band_value, model_id)"
                            " VALUES (?1, ?2, ?3)");
-    sqlite3_stmt *h =
+    db_stmt *h =
         prep(st, st->wr, "INSERT INTO tensor_hashes (hash, model_id) VALUES (?1, ?2)");
     ret = b && h ? 0 : -1;
     for (size_t i = 0; ret == 0 && i < sig->n_bands; i++) {
-        sqlite3_bind_int64(b, 1, sig->bands[i].no);
-        sqlite3_bind_int64(b, 2, sig->bands[i].value);
-        sqlite3_bind_int64(b, 3, model_id);
-        ret = sqlite3_step(b) == SQLITE_DONE ? 0 : -1;
-        sqlite3_reset(b);
+        db_bind_int64(b, 1, sig->bands[i].no);
+        db_bind_int64(b, 2, sig->bands[i].value);
+        db_bind_int64(b, 3, model_id);
+        ret = db_step(b) == DB_DONE ? 0 : -1;
+        db_reset(b);
     }
     for (size_t i = 0; ret == 0 && i < sig->n_hashes; i++) {
-        sqlite3_bind_int64(h, 1, sig->hashes[i]);
-        sqlite3_bind_int64(h, 2, model_id);
-        ret = sqlite3_step(h) == SQLITE_DONE ? 0 : -1;
-        sqlite3_reset(h);
+        db_bind_int64(h, 1, sig->hashes[i]);
+        db_bind_int64(h, 2, model_id);
+        ret = db_step(h) == DB_DONE ? 0 : -1;
+        db_reset(h);
     }
     if (ret != 0)
         store_log(st->wr, "insert index keys");
@@ -43,9 +43,9 @@ int lsh_put(store_handle *st, int64_t model_id, const pa_lsh_sig *sig)
 int lsh_backfill(store_handle *st, char *err, size_t errlen)
 {
     int64_t version = -1;
-    sqlite3_stmt *stmt = prep(st, st->wr, "SELECT value FROM settings WHERE key = 'lsh_version'");
-    if (stmt && sqlite3_step(stmt) == SQLITE_ROW)
-        version = sqlite3_column_int64(stmt, 0);
+    db_stmt *stmt = prep(st, st->wr, "SELECT value FROM settings WHERE key = 'lsh_version'");
+    if (stmt && db_step(stmt) == DB_ROW)
+        version = db_col_int64(stmt, 0);
     done(st, stmt);
     if (version == PA_LSH_VERSION)
         return 0;
@@ -59,15 +59,15 @@ int lsh_backfill(store_handle *st, char *err, size_t errlen)
     if (!stmt)
         ret = -1;
     size_t n = 0;
-    int rc = SQLITE_DONE;
-    while (ret == 0 && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        int64_t id = sqlite3_column_int64(stmt, 0);
-        const char *json = (const char *)sqlite3_column_text(stmt, 1);
+    int rc = DB_DONE;
+    while (ret == 0 && (rc = db_step(stmt)) == DB_ROW) {
+        int64_t id = db_col_int64(stmt, 0);
+        const char *json = db_col_text(stmt, 1);
         pa_fingerprint *fp = NULL;
         pa_error e = {0};
         pa_lsh_sig sig = {0};
         if (json &&
-            pa_fp_from_json(json, (size_t)sqlite3_column_bytes(stmt, 1), "stored fingerprint", &fp,
+            pa_fp_from_json(json, (size_t)db_col_bytes(stmt, 1), "stored fingerprint", &fp,
                             &e) == PA_OK &&
             pa_lsh_signature(fp, &sig) == 0) {
             ret = lsh_put(st, id, &sig);
@@ -76,13 +76,14 @@ int lsh_backfill(store_handle *st, char *err, size_t errlen)
         pa_lsh_sig_free(&sig);
         pa_fingerprint_free(fp);
     }
-    if (ret == 0 && rc != SQLITE_DONE)
+    if (ret == 0 && rc != DB_DONE)
         ret = -1;
     done(st, stmt);
     if (ret == 0) {
-        char sql[128];
+        char sql[160];
         snprintf(sql, sizeof sql,
-                 "INSERT OR REPLACE INTO settings (key, value) VALUES ('lsh_version', %d)",
+                 "INSERT INTO settings (key, value) VALUES ('lsh_version', %d)"
+                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                  PA_LSH_VERSION);
         ret = exec_sql(st->wr, sql);
     }
@@ -92,7 +93,7 @@ int lsh_backfill(store_handle *st, char *err, size_t errlen)
         fprintf(stderr, "provfs: store: indexed %zu stored model(s) for candidate retrieval\n", n);
     return 0;
 fail:
-    snprintf(err, errlen, "candidate index: %s", sqlite3_errmsg(st->wr));
+    snprintf(err, errlen, "candidate index: %s", db_errmsg(st->wr));
     return -1;
 }
 
@@ -105,28 +106,28 @@ int store_candidates(store_handle *st, const store_keys *keys, int64_t exclude_i
         return -1;
     pthread_mutex_lock(&st->write_lock);
     int ret = -1;
-    sqlite3_stmt *stmt = prep(st, st->wr,
+    db_stmt *stmt = prep(st, st->wr,
                               "SELECT id, created_ns, fingerprint, digest FROM models"
                               " WHERE status = 'ready' AND id != ?1"
                               " AND fingerprint IS NOT NULL"
                               " AND (hidden_size = ?2 OR vocab_size = ?3"
                               "      OR family_hash = ?4 OR arch_hash = ?5)");
     if (stmt) {
-        sqlite3_bind_int64(stmt, 1, exclude_id);
+        db_bind_int64(stmt, 1, exclude_id);
         bind_opt_int(stmt, 2, keys->hidden_size);
         bind_opt_int(stmt, 3, keys->vocab_size);
         bind_text(stmt, 4, keys->family_hash);
         bind_text(stmt, 5, keys->arch_hash);
         int rc;
-        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-            const char *json = (const char *)sqlite3_column_text(stmt, 2);
-            size_t len = (size_t)sqlite3_column_bytes(stmt, 2);
-            const char *digest = (const char *)sqlite3_column_text(stmt, 3);
-            if (cb(ctx, sqlite3_column_int64(stmt, 0), sqlite3_column_int64(stmt, 1),
+        while ((rc = db_step(stmt)) == DB_ROW) {
+            const char *json = db_col_text(stmt, 2);
+            size_t len = (size_t)db_col_bytes(stmt, 2);
+            const char *digest = db_col_text(stmt, 3);
+            if (cb(ctx, db_col_int64(stmt, 0), db_col_int64(stmt, 1),
                    digest ? digest : "", json, len))
                 break;
         }
-        ret = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+        ret = rc == DB_ROW || rc == DB_DONE ? 0 : -1;
         done(st, stmt);
     }
     pthread_mutex_unlock(&st->write_lock);
@@ -140,35 +141,35 @@ int store_candidates(store_handle *st, const store_keys *keys, int64_t exclude_i
 
 /* Streams the candidate row of id (when it passes the prefilter) to cb: 0, 1 when cb stopped,
  * -1 on error. Called with write_lock held. */
-static int candidate_row(sqlite3_stmt *stmt, int64_t id, store_cand_cb cb, void *ctx)
+static int candidate_row(db_stmt *stmt, int64_t id, store_cand_cb cb, void *ctx)
 {
-    sqlite3_bind_int64(stmt, 6, id);
-    int rc = sqlite3_step(stmt), ret = 0;
-    if (rc == SQLITE_ROW) {
-        const char *json = (const char *)sqlite3_column_text(stmt, 2);
-        size_t len = (size_t)sqlite3_column_bytes(stmt, 2);
-        const char *digest = (const char *)sqlite3_column_text(stmt, 3);
-        ret = cb(ctx, sqlite3_column_int64(stmt, 0), sqlite3_column_int64(stmt, 1),
+    db_bind_int64(stmt, 6, id);
+    int rc = db_step(stmt), ret = 0;
+    if (rc == DB_ROW) {
+        const char *json = db_col_text(stmt, 2);
+        size_t len = (size_t)db_col_bytes(stmt, 2);
+        const char *digest = db_col_text(stmt, 3);
+        ret = cb(ctx, db_col_int64(stmt, 0), db_col_int64(stmt, 1),
                  digest ? digest : "", json, len)
                   ? 1
                   : 0;
-    } else if (rc != SQLITE_DONE) {
+    } else if (rc != DB_DONE) {
         ret = -1;
     }
-    sqlite3_reset(stmt);
+    db_reset(stmt);
     return ret;
 }
 
 /* The prefiltered candidate row of ?6 (store_candidates' filter; none without keys). */
-static sqlite3_stmt *candidate_stmt(store_handle *st, sqlite3 *db, const store_keys *keys,
+static db_stmt *candidate_stmt(store_handle *st, db_conn *db, const store_keys *keys,
                                     int64_t exclude_id)
 {
-    sqlite3_stmt *stmt = prep(st, db,
+    db_stmt *stmt = prep(st, db,
                               keys ? CAND_SELECT " WHERE id = ?6 AND" CAND_FILTER
                                    : CAND_SELECT " WHERE id = ?6 AND status = 'ready'"
                                                  " AND id != ?1 AND fingerprint IS NOT NULL");
     if (stmt) {
-        sqlite3_bind_int64(stmt, 1, exclude_id);
+        db_bind_int64(stmt, 1, exclude_id);
         if (keys) {
             bind_opt_int(stmt, 2, keys->hidden_size);
             bind_opt_int(stmt, 3, keys->vocab_size);
@@ -181,7 +182,7 @@ static sqlite3_stmt *candidate_stmt(store_handle *st, sqlite3 *db, const store_k
 
 /* The connection candidate reads use: the writer's (it sees every commit made so far) when there
  * is one, else the reader's (provctl); its lock is taken. */
-static sqlite3 *cand_conn(store_handle *st)
+static db_conn *cand_conn(store_handle *st)
 {
     if (st->wr) {
         pthread_mutex_lock(&st->write_lock);
@@ -199,8 +200,8 @@ static void cand_release(store_handle *st)
 int store_candidates_ids(store_handle *st, const store_keys *keys, const int64_t *ids, size_t n,
                          store_cand_cb cb, void *ctx)
 {
-    sqlite3 *db = cand_conn(st);
-    sqlite3_stmt *stmt = db ? candidate_stmt(st, db, keys, 0) : NULL;
+    db_conn *db = cand_conn(st);
+    db_stmt *stmt = db ? candidate_stmt(st, db, keys, 0) : NULL;
     int ret = stmt ? 0 : -1;
     for (size_t i = 0; ret == 0 && i < n; i++)
         ret = candidate_row(stmt, ids[i], cb, ctx);
@@ -252,15 +253,15 @@ static int hits_add(hits *h, int64_t id, int64_t w)
 
 /* Adds w for every model on the posting list of stmt's key (skipped when longer than
  * STORE_POSTING_MAX). */
-static int postings(sqlite3_stmt *stmt, int64_t exclude_id, int64_t w, hits *h)
+static int postings(db_stmt *stmt, int64_t exclude_id, int64_t w, hits *h)
 {
     int64_t ids[256];
     size_t n = 0, total = 0;
     int rc, ret = 0;
     hits tmp = {0};
     /* read the list first: a key too common to tell anything is dropped whole */
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW && ret == 0) {
-        int64_t id = sqlite3_column_int64(stmt, 0);
+    while ((rc = db_step(stmt)) == DB_ROW && ret == 0) {
+        int64_t id = db_col_int64(stmt, 0);
         if (++total > STORE_POSTING_MAX)
             break;
         if (id == exclude_id)
@@ -270,9 +271,9 @@ static int postings(sqlite3_stmt *stmt, int64_t exclude_id, int64_t w, hits *h)
         else
             ret = hits_add(&tmp, id, w);
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    if (rc != DB_ROW && rc != DB_DONE)
         ret = -1;
-    sqlite3_reset(stmt);
+    db_reset(stmt);
     if (ret == 0 && total <= STORE_POSTING_MAX) {
         for (size_t i = 0; i < n && ret == 0; i++)
             ret = hits_add(h, ids[i], w);
@@ -296,22 +297,22 @@ int store_retrieve(store_handle *st, const store_keys *keys, const pa_lsh_sig *s
                    int64_t exclude_id, size_t k, size_t *found, store_cand_cb cb, void *ctx)
 {
     *found = 0;
-    sqlite3 *db = cand_conn(st);
+    db_conn *db = cand_conn(st);
     hits h = {0};
-    sqlite3_stmt *bs = db ? prep(st, db,
+    db_stmt *bs = db ? prep(st, db,
                                  "SELECT model_id FROM lsh_bands"
                                  " WHERE band_no = ?1 AND band_value = ?2")
                           : NULL;
-    sqlite3_stmt *hs =
+    db_stmt *hs =
         db ? prep(st, db, "SELECT model_id FROM tensor_hashes WHERE hash = ?1") : NULL;
     int ret = bs && hs ? 0 : -1;
     for (size_t i = 0; ret == 0 && i < sig->n_hashes; i++) {
-        sqlite3_bind_int64(hs, 1, sig->hashes[i]);
+        db_bind_int64(hs, 1, sig->hashes[i]);
         ret = postings(hs, exclude_id, STORE_HASH_WEIGHT, &h);
     }
     for (size_t i = 0; ret == 0 && i < sig->n_bands; i++) {
-        sqlite3_bind_int64(bs, 1, sig->bands[i].no);
-        sqlite3_bind_int64(bs, 2, sig->bands[i].value);
+        db_bind_int64(bs, 1, sig->bands[i].no);
+        db_bind_int64(bs, 2, sig->bands[i].value);
         ret = postings(bs, exclude_id, 1, &h);
     }
     done(st, bs);
@@ -324,7 +325,7 @@ int store_retrieve(store_handle *st, const store_keys *keys, const pa_lsh_sig *s
     *found = n;
     if (ret == 0 && n)
         qsort(h.v, n, sizeof *h.v, hit_cmp);
-    sqlite3_stmt *cs = ret == 0 && n ? candidate_stmt(st, db, keys, exclude_id) : NULL;
+    db_stmt *cs = ret == 0 && n ? candidate_stmt(st, db, keys, exclude_id) : NULL;
     if (ret == 0 && n && !cs)
         ret = -1;
     size_t given = 0;
@@ -343,17 +344,17 @@ int store_retrieve(store_handle *st, const store_keys *keys, const pa_lsh_sig *s
 
 int store_lsh_counts(store_handle *st, int64_t *bands, int64_t *hashes, int64_t *version)
 {
-    sqlite3 *db = cand_conn(st);
+    db_conn *db = cand_conn(st);
     static const char *const sql[] = {"SELECT count(*) FROM lsh_bands",
                                       "SELECT count(*) FROM tensor_hashes",
                                       "SELECT value FROM settings WHERE key = 'lsh_version'"};
     int64_t *out[] = {bands, hashes, version};
     int ret = db ? 0 : -1;
     for (size_t i = 0; ret == 0 && i < 3; i++) {
-        sqlite3_stmt *stmt = prep(st, db, sql[i]);
+        db_stmt *stmt = prep(st, db, sql[i]);
         *out[i] = -1;
-        if (stmt && sqlite3_step(stmt) == SQLITE_ROW)
-            *out[i] = sqlite3_column_int64(stmt, 0);
+        if (stmt && db_step(stmt) == DB_ROW)
+            *out[i] = db_col_int64(stmt, 0);
         else
             ret = -1;
         done(st, stmt);

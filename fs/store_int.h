@@ -1,14 +1,14 @@
 /* Private to the lineage store's files (store.c, store_read.c, store_lineage.c, store_index.c,
- * store_ns.c, store_policy.c, store_ref.c); not a public interface: everything else uses store.h.
+ * store_ns.c, store_policy.c, store_ref.c, and the schemas store_sqlite.c and store_pg.c); not a public interface: everything else uses store.h.
  * The helpers below are documented where they are defined. */
 #ifndef PROVFS_STORE_INT_H
 #define PROVFS_STORE_INT_H
 
+#include "db.h"
 #include "lsh.h"
 #include "store.h"
 
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -22,7 +22,7 @@
 #define STMT_SLOTS 64
 typedef struct stmt_cache {
     struct {
-        sqlite3_stmt *stmt;
+        db_stmt *stmt;
         uint64_t hash; /* of its SQL text */
         bool out;      /* taken by prep, not yet given back */
     } slot[STMT_SLOTS];
@@ -31,31 +31,44 @@ typedef struct stmt_cache {
 
 struct store_handle {
     pthread_mutex_t write_lock; /* protects wr and wr_cache */
-    sqlite3 *wr;                /* NULL when read-only */
+    db_conn *wr;                /* NULL when read-only */
     pthread_mutex_t read_lock;  /* protects rd and rd_cache */
-    sqlite3 *rd;
+    db_conn *rd;
     stmt_cache wr_cache, rd_cache;
     /* Bumped after every committed write that can change a policy decision. */
     atomic_uint_fast64_t generation;
+    /* A database other daemons write too (PostgreSQL): their writes bump provfs_generation.n,
+     * read again at most every STORE_SHARED_POLL_MS by store_generation (store_policy.c). */
+    bool shared;
+    atomic_uint_fast64_t remote_generation;
+    atomic_int_fast64_t polled_ms;
     /* events rotation (under write_lock): the row cap (0 = none) and the inserts since the last
      * trim. */
     int64_t events_max;
     unsigned events_since_trim;
 };
 
+/* How often store_generation reads a shared database's generation (ms): a change made through
+ * another daemon reaches this one's decisions within this time. */
+#define STORE_SHARED_POLL_MS 250
+
 /* Statements, transactions and columns (store.c). */
-void store_log(sqlite3 *db, const char *what);
+void store_log(db_conn *db, const char *what);
 int64_t now_ns(void);
-int exec_sql(sqlite3 *db, const char *sql);
-sqlite3_stmt *prep(store_handle *st, sqlite3 *db, const char *sql);
-void done(store_handle *st, sqlite3_stmt *stmt);
-int step_done(store_handle *st, sqlite3 *db, sqlite3_stmt *stmt);
-void copy_col(sqlite3_stmt *stmt, int col, char *out, size_t outlen);
-char *dup_col(sqlite3_stmt *stmt, int col);
-void bind_text(sqlite3_stmt *stmt, int idx, const char *text);
-void bind_opt_int(sqlite3_stmt *stmt, int idx, int64_t v);
+int exec_sql(db_conn *db, const char *sql);
+db_stmt *prep(store_handle *st, db_conn *db, const char *sql);
+void done(store_handle *st, db_stmt *stmt);
+int step_done(store_handle *st, db_conn *db, db_stmt *stmt);
+int step_id(store_handle *st, db_conn *db, db_stmt *stmt, int64_t *id);
+void copy_col(db_stmt *stmt, int col, char *out, size_t outlen);
+char *dup_col(db_stmt *stmt, int col);
+void bind_text(db_stmt *stmt, int idx, const char *text);
+void bind_opt_int(db_stmt *stmt, int idx, int64_t v);
 int tx_begin(store_handle *st);
 int tx_end(store_handle *st, int ret);
+/* On a shared database, inside a write transaction just before COMMIT: tells the other daemons
+ * (store_generation). 0, or -1. */
+int shared_bump(store_handle *st);
 int wr_int(store_handle *st, const char *sql, int64_t arg, const char *text, int64_t *out);
 int wr_exec_id(store_handle *st, const char *sql, int64_t id);
 
@@ -69,5 +82,11 @@ int lsh_backfill(store_handle *st, char *err, size_t errlen);
 
 /* Events (store_policy.c). */
 int trim_events(store_handle *st, int64_t newest);
+
+/* Makes or upgrades the schema on a writer connection: 0, or -1 with err. */
+int store_sqlite_migrate(db_conn *db, char *err, size_t errlen);
+int store_pg_migrate(db_conn *db, char *err, size_t errlen);
+/* SQL that differs between the engines, as expressions (see their definitions). */
+extern const char store_sqlite_share_sql[], store_pg_share_sql[];
 
 #endif

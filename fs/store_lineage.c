@@ -3,6 +3,7 @@
 #include "store_int.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,29 +15,29 @@
  * its other parents: the daemon decides those (store_set_parents). */
 int relink_child(store_handle *st, int64_t child)
 {
-    sqlite3_stmt *stmt = prep(st, st->wr,
+    db_stmt *stmt = prep(st, st->wr,
                               "SELECT count(*) FROM edges WHERE child_id = ?1 AND"
                               " is_parent = 1");
     if (!stmt)
         return -1;
-    sqlite3_bind_int64(stmt, 1, child);
-    int rc = sqlite3_step(stmt);
-    int64_t have = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : -1;
+    db_bind_int64(stmt, 1, child);
+    int rc = db_step(stmt);
+    int64_t have = rc == DB_ROW ? db_col_int64(stmt, 0) : -1;
     done(st, stmt);
     if (have != 0)
         return have > 0 ? 0 : -1;
-    stmt = prep(st, st->wr,
-                "UPDATE edges SET is_parent = (parent_id = p.id),"
-                "  share = CASE WHEN parent_id = p.id THEN"
-                "    CASE WHEN json_valid(signals) AND"
-                "      json_type(signals, '$.explained_share') IN ('real','integer')"
-                "    THEN json_extract(signals, '$.explained_share') ELSE 1.0 END END"
-                " FROM (SELECT e.parent_id AS id FROM edges e WHERE e.child_id = ?1"
-                "  ORDER BY e.rank DESC, e.score DESC, e.parent_id LIMIT 1) AS p"
-                " WHERE child_id = ?1");
+    char sql[768];
+    snprintf(sql, sizeof sql,
+             "UPDATE edges SET is_parent = CASE WHEN parent_id = p.id THEN 1 ELSE 0 END,"
+             "  share = CASE WHEN parent_id = p.id THEN %s END"
+             " FROM (SELECT e.parent_id AS id FROM edges e WHERE e.child_id = ?1"
+             "  ORDER BY e.rank DESC, e.score DESC, e.parent_id LIMIT 1) AS p"
+             " WHERE child_id = ?1",
+             db_kind_of(st->wr) == DB_PG ? store_pg_share_sql : store_sqlite_share_sql);
+    stmt = prep(st, st->wr, sql);
     if (!stmt)
         return -1;
-    sqlite3_bind_int64(stmt, 1, child);
+    db_bind_int64(stmt, 1, child);
     return step_done(st, st->wr, stmt);
 }
 
@@ -50,12 +51,12 @@ static int children_of(store_handle *st, int64_t id, int64_t **out, size_t *n)
     int ret = 0;
     *out = NULL;
     *n = 0;
-    sqlite3_stmt *stmt = prep(st, st->wr, "SELECT child_id FROM edges WHERE parent_id = ?1");
+    db_stmt *stmt = prep(st, st->wr, "SELECT child_id FROM edges WHERE parent_id = ?1");
     if (!stmt)
         return -1;
-    sqlite3_bind_int64(stmt, 1, id);
+    db_bind_int64(stmt, 1, id);
     int rc;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    while ((rc = db_step(stmt)) == DB_ROW) {
         if (count == cap) {
             cap = cap ? cap * 2 : 8;
             int64_t *grown = realloc(ids, cap * sizeof *ids);
@@ -65,9 +66,9 @@ static int children_of(store_handle *st, int64_t id, int64_t **out, size_t *n)
             }
             ids = grown;
         }
-        ids[count++] = sqlite3_column_int64(stmt, 0);
+        ids[count++] = db_col_int64(stmt, 0);
     }
-    if (ret == 0 && rc != SQLITE_DONE)
+    if (ret == 0 && rc != DB_DONE)
         ret = -1;
     done(st, stmt);
     if (ret != 0) {
@@ -99,30 +100,27 @@ int drop_if_orphan(store_handle *st, int64_t id)
 
 static int new_model(store_handle *st, const char *status, int64_t created_ns, int64_t *id)
 {
-    sqlite3_stmt *stmt =
-        prep(st, st->wr, "INSERT INTO models (status, created_ns) VALUES (?1, ?2)");
+    db_stmt *stmt =
+        prep(st, st->wr, "INSERT INTO models (status, created_ns) VALUES (?1, ?2) RETURNING id");
     if (!stmt)
         return -1;
-    sqlite3_bind_text(stmt, 1, status, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 2, created_ns);
-    if (step_done(st, st->wr, stmt) != 0)
-        return -1;
-    *id = sqlite3_last_insert_rowid(st->wr);
-    return 0;
+    db_bind_text(stmt, 1, status);
+    db_bind_int64(stmt, 2, created_ns);
+    return step_id(st, st->wr, stmt, id);
 }
 
 static int set_path(store_handle *st, const char *path, int64_t id, int64_t dir_mtime_ns)
 {
-    sqlite3_stmt *stmt = prep(st, st->wr,
+    db_stmt *stmt = prep(st, st->wr,
                               "INSERT INTO model_paths (path, model_id, dir_mtime_ns)"
                               " VALUES (?1, ?2, ?3) ON CONFLICT(path) DO UPDATE SET"
                               " model_id = excluded.model_id,"
                               " dir_mtime_ns = excluded.dir_mtime_ns");
     if (!stmt)
         return -1;
-    sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 2, id);
-    sqlite3_bind_int64(stmt, 3, dir_mtime_ns);
+    db_bind_text(stmt, 1, path);
+    db_bind_int64(stmt, 2, id);
+    db_bind_int64(stmt, 3, dir_mtime_ns);
     if (step_done(st, st->wr, stmt) != 0)
         return -1;
     /* The first path a model is stored at stays its origin, whatever renames follow. */
@@ -130,8 +128,8 @@ static int set_path(store_handle *st, const char *path, int64_t id, int64_t dir_
                 "UPDATE models SET origin_path = ?1 WHERE id = ?2 AND origin_path IS NULL");
     if (!stmt)
         return -1;
-    sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 2, id);
+    db_bind_text(stmt, 1, path);
+    db_bind_int64(stmt, 2, id);
     return step_done(st, st->wr, stmt);
 }
 
@@ -140,14 +138,14 @@ int store_origin_path(store_handle *st, int64_t id, char **out)
     *out = NULL;
     int ret = -1;
     pthread_mutex_lock(&st->read_lock);
-    sqlite3_stmt *stmt = prep(st, st->rd, "SELECT origin_path FROM models WHERE id = ?1");
+    db_stmt *stmt = prep(st, st->rd, "SELECT origin_path FROM models WHERE id = ?1");
     if (stmt) {
-        sqlite3_bind_int64(stmt, 1, id);
-        int rc = sqlite3_step(stmt);
-        if (rc == SQLITE_ROW) {
+        db_bind_int64(stmt, 1, id);
+        int rc = db_step(stmt);
+        if (rc == DB_ROW) {
             *out = dup_col(stmt, 0);
             ret = 0;
-        } else if (rc == SQLITE_DONE) {
+        } else if (rc == DB_DONE) {
             ret = 0;
         }
     }
@@ -183,12 +181,12 @@ int store_set_status(store_handle *st, const char *path, const char *status)
     if (tx_begin(st) != 0)
         return -1;
     int ret = -1;
-    sqlite3_stmt *stmt = prep(st, st->wr,
+    db_stmt *stmt = prep(st, st->wr,
                               "UPDATE models SET status = ?2 WHERE id ="
                               " (SELECT model_id FROM model_paths WHERE path = ?1)");
     if (stmt) {
-        sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
-        sqlite3_bind_text(stmt, 2, status, -1, SQLITE_STATIC);
+        db_bind_text(stmt, 1, path);
+        db_bind_text(stmt, 2, status);
         ret = step_done(st, st->wr, stmt);
     }
     return tx_end(st, ret);
@@ -213,17 +211,17 @@ int store_finish_error(store_handle *st, int64_t model_id, const char *status, c
     if (tx_begin(st) != 0)
         return -1;
     int ret = -1;
-    sqlite3_stmt *stmt =
+    db_stmt *stmt =
         prep(st, st->wr,
              "UPDATE models SET status = ?2, error = ?3, digest = NULL, fingerprint = NULL,"
              " format = NULL, hidden_size = NULL, num_layers = NULL, vocab_size = NULL,"
              " n_params = NULL, n_tensors = NULL, arch_hash = NULL, family_hash = NULL,"
              " analyzed_at = ?4 WHERE id = ?1");
     if (stmt) {
-        sqlite3_bind_int64(stmt, 1, model_id);
-        sqlite3_bind_text(stmt, 2, status, -1, SQLITE_STATIC);
+        db_bind_int64(stmt, 1, model_id);
+        db_bind_text(stmt, 2, status);
         bind_text(stmt, 3, error);
-        sqlite3_bind_int64(stmt, 4, now_ns() / 1000000000);
+        db_bind_int64(stmt, 4, now_ns() / 1000000000);
         ret = step_done(st, st->wr, stmt);
     }
     if (ret == 0)
@@ -241,25 +239,27 @@ static int insert_files(store_handle *st, int64_t id, const store_result *res)
 {
     if (wr_exec_id(st, "DELETE FROM files WHERE model_id = ?1", id) != 0)
         return -1;
-    sqlite3_stmt *stmt = prep(st, st->wr,
-                              "INSERT OR REPLACE INTO files"
+    db_stmt *stmt = prep(st, st->wr,
+                              "INSERT INTO files"
                               " (model_id, name, size, mtime_ns, sha256)"
-                              " VALUES (?1, ?2, ?3, ?4, ?5)");
+                              " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (model_id, name)"
+                              " DO UPDATE SET size = excluded.size,"
+                              " mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256");
     if (!stmt)
         return -1;
     int ret = 0;
     for (size_t i = 0; i < res->n_files && ret == 0; i++) {
         const store_file *f = &res->files[i];
-        sqlite3_bind_int64(stmt, 1, id);
-        sqlite3_bind_text(stmt, 2, f->name, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(stmt, 3, (int64_t)f->size);
-        sqlite3_bind_int64(stmt, 4, f->mtime_ns);
+        db_bind_int64(stmt, 1, id);
+        db_bind_text(stmt, 2, f->name);
+        db_bind_int64(stmt, 3, (int64_t)f->size);
+        db_bind_int64(stmt, 4, f->mtime_ns);
         bind_text(stmt, 5, f->sha256);
-        if (sqlite3_step(stmt) != SQLITE_DONE) {
+        if (db_step(stmt) != DB_DONE) {
             store_log(st->wr, "insert file");
             ret = -1;
         }
-        sqlite3_reset(stmt);
+        db_reset(stmt);
     }
     done(st, stmt);
     return ret;
@@ -277,12 +277,12 @@ int store_finish_ready(store_handle *st, const char *path, int64_t model_id,
     if (ret == 0 && other != model_id) {
         /* Same content already stored: one model, one more path. */
         int64_t dir_mtime = 0;
-        sqlite3_stmt *stmt =
+        db_stmt *stmt =
             prep(st, st->wr, "SELECT dir_mtime_ns FROM model_paths WHERE path = ?1");
         if (stmt) {
-            sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
-            if (sqlite3_step(stmt) == SQLITE_ROW)
-                dir_mtime = sqlite3_column_int64(stmt, 0);
+            db_bind_text(stmt, 1, path);
+            if (db_step(stmt) == DB_ROW)
+                dir_mtime = db_col_int64(stmt, 0);
             done(st, stmt);
         }
         ret = set_path(st, path, other, dir_mtime);
@@ -296,7 +296,7 @@ int store_finish_ready(store_handle *st, const char *path, int64_t model_id,
     }
     if (ret < 0)
         return tx_end(st, ret);
-    sqlite3_stmt *stmt =
+    db_stmt *stmt =
         prep(st, st->wr,
              "UPDATE models SET status = 'ready', error = NULL, digest = ?2, format = ?3,"
              " fingerprint = ?4, hidden_size = ?5, num_layers = ?6, vocab_size = ?7,"
@@ -304,18 +304,18 @@ int store_finish_ready(store_handle *st, const char *path, int64_t model_id,
              " analyzed_at = ?12 WHERE id = ?1");
     ret = -1;
     if (stmt) {
-        sqlite3_bind_int64(stmt, 1, model_id);
+        db_bind_int64(stmt, 1, model_id);
         bind_text(stmt, 2, res->digest);
         bind_text(stmt, 3, res->format);
         bind_text(stmt, 4, res->fingerprint_json);
         bind_opt_int(stmt, 5, res->keys.hidden_size);
         bind_opt_int(stmt, 6, res->keys.num_layers);
         bind_opt_int(stmt, 7, res->keys.vocab_size);
-        sqlite3_bind_int64(stmt, 8, (int64_t)res->keys.n_params);
-        sqlite3_bind_int64(stmt, 9, (int64_t)res->keys.n_tensors);
+        db_bind_int64(stmt, 8, (int64_t)res->keys.n_params);
+        db_bind_int64(stmt, 9, (int64_t)res->keys.n_tensors);
         bind_text(stmt, 10, res->keys.arch_hash);
         bind_text(stmt, 11, res->keys.family_hash);
-        sqlite3_bind_int64(stmt, 12, now_ns() / 1000000000);
+        db_bind_int64(stmt, 12, now_ns() / 1000000000);
         ret = step_done(st, st->wr, stmt);
     }
     if (ret == 0)
@@ -336,7 +336,7 @@ int store_set_edges(store_handle *st, int64_t model_id, const store_edge *edges,
         return -1;
     int ret = drop_edges(st, model_id);
     /* an upsert, not a REPLACE: a replace's delete would not reach the edges count's trigger */
-    sqlite3_stmt *stmt =
+    db_stmt *stmt =
         ret == 0 ? prep(st, st->wr,
                         "INSERT INTO edges"
                         " (parent_id, child_id, score, verdict, signals, rank, rev_signals)"
@@ -350,18 +350,18 @@ int store_set_edges(store_handle *st, int64_t model_id, const store_edge *edges,
     if (!stmt)
         ret = -1;
     for (size_t i = 0; i < n && ret == 0; i++) {
-        sqlite3_bind_int64(stmt, 1, edges[i].parent_id);
-        sqlite3_bind_int64(stmt, 2, edges[i].child_id);
-        sqlite3_bind_double(stmt, 3, edges[i].score);
-        sqlite3_bind_text(stmt, 4, edges[i].verdict, -1, SQLITE_STATIC);
+        db_bind_int64(stmt, 1, edges[i].parent_id);
+        db_bind_int64(stmt, 2, edges[i].child_id);
+        db_bind_double(stmt, 3, edges[i].score);
+        db_bind_text(stmt, 4, edges[i].verdict);
         bind_text(stmt, 5, edges[i].signals);
-        sqlite3_bind_double(stmt, 6, edges[i].rank);
+        db_bind_double(stmt, 6, edges[i].rank);
         bind_text(stmt, 7, edges[i].signals_rev);
-        if (sqlite3_step(stmt) != SQLITE_DONE) {
+        if (db_step(stmt) != DB_DONE) {
             store_log(st->wr, "insert edge");
             ret = -1;
         }
-        sqlite3_reset(stmt);
+        db_reset(stmt);
     }
     done(st, stmt);
     if (ret == 0)
@@ -387,7 +387,7 @@ int store_related(store_handle *st, int64_t id, store_rel **out, size_t *n)
     size_t count = 0, cap = 0;
     store_rel *rels = NULL;
     pthread_mutex_lock(&st->read_lock);
-    sqlite3_stmt *stmt = prep(st, st->rd,
+    db_stmt *stmt = prep(st, st->rd,
                               "SELECT e.parent_id, e.child_id, e.score, e.verdict, e.rank,"
                               " e.signals, e.rev_signals, e.is_parent, e.share,"
                               " (SELECT created_ns FROM models WHERE id = e.parent_id),"
@@ -396,9 +396,9 @@ int store_related(store_handle *st, int64_t id, store_rel **out, size_t *n)
                               " ORDER BY e.parent_id, e.child_id");
     if (!stmt)
         goto out;
-    sqlite3_bind_int64(stmt, 1, id);
+    db_bind_int64(stmt, 1, id);
     int rc;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    while ((rc = db_step(stmt)) == DB_ROW) {
         if (count == cap) {
             cap = cap ? cap * 2 : 8;
             store_rel *grown = realloc(rels, cap * sizeof *rels);
@@ -408,20 +408,20 @@ int store_related(store_handle *st, int64_t id, store_rel **out, size_t *n)
         }
         store_rel *r = &rels[count++];
         memset(r, 0, sizeof *r);
-        r->parent_id = sqlite3_column_int64(stmt, 0);
-        r->child_id = sqlite3_column_int64(stmt, 1);
-        r->score = sqlite3_column_double(stmt, 2);
+        r->parent_id = db_col_int64(stmt, 0);
+        r->child_id = db_col_int64(stmt, 1);
+        r->score = db_col_double(stmt, 2);
         copy_col(stmt, 3, r->verdict, sizeof r->verdict);
-        r->rank = sqlite3_column_double(stmt, 4);
+        r->rank = db_col_double(stmt, 4);
         r->signals = dup_col(stmt, 5);
         r->rev_signals = dup_col(stmt, 6);
-        r->is_parent = sqlite3_column_int(stmt, 7) != 0;
+        r->is_parent = (int)db_col_int64(stmt, 7) != 0;
         r->share =
-            sqlite3_column_type(stmt, 8) == SQLITE_NULL ? NAN : sqlite3_column_double(stmt, 8);
-        r->parent_created_ns = sqlite3_column_int64(stmt, 9);
-        r->child_created_ns = sqlite3_column_int64(stmt, 10);
+            db_col_null(stmt, 8) ? NAN : db_col_double(stmt, 8);
+        r->parent_created_ns = db_col_int64(stmt, 9);
+        r->child_created_ns = db_col_int64(stmt, 10);
     }
-    if (rc == SQLITE_DONE)
+    if (rc == DB_DONE)
         ret = 0;
     else
         store_log(st->rd, "related");
@@ -446,26 +446,26 @@ int store_set_parents(store_handle *st, const int64_t *children, size_t n_childr
         return -1;
     int ret = 0;
     for (size_t i = 0; i < n_children && ret == 0; i++) {
-        sqlite3_stmt *stmt =
+        db_stmt *stmt =
             prep(st, st->wr, "UPDATE edges SET is_parent = 0, share = NULL WHERE child_id = ?1");
         if (!stmt) {
             ret = -1;
             break;
         }
-        sqlite3_bind_int64(stmt, 1, children[i]);
+        db_bind_int64(stmt, 1, children[i]);
         ret = step_done(st, st->wr, stmt);
     }
     for (size_t i = 0; i < n && ret == 0; i++) {
         const store_parent_set *p = &set[i];
-        sqlite3_stmt *stmt = prep(st, st->wr,
+        db_stmt *stmt = prep(st, st->wr,
                                   "DELETE FROM edges WHERE (parent_id = ?1 AND child_id = ?2)"
                                   " OR (parent_id = ?2 AND child_id = ?1)");
         if (!stmt) {
             ret = -1;
             break;
         }
-        sqlite3_bind_int64(stmt, 1, p->parent_id);
-        sqlite3_bind_int64(stmt, 2, p->child_id);
+        db_bind_int64(stmt, 1, p->parent_id);
+        db_bind_int64(stmt, 2, p->child_id);
         if ((ret = step_done(st, st->wr, stmt)) != 0)
             break;
         stmt = prep(st, st->wr,
@@ -475,18 +475,18 @@ int store_set_parents(store_handle *st, const int64_t *children, size_t n_childr
             ret = -1;
             break;
         }
-        sqlite3_bind_int64(stmt, 1, p->parent_id);
-        sqlite3_bind_int64(stmt, 2, p->child_id);
-        sqlite3_bind_double(stmt, 3, p->score);
-        sqlite3_bind_text(stmt, 4, p->verdict, -1, SQLITE_STATIC);
+        db_bind_int64(stmt, 1, p->parent_id);
+        db_bind_int64(stmt, 2, p->child_id);
+        db_bind_double(stmt, 3, p->score);
+        db_bind_text(stmt, 4, p->verdict);
         bind_text(stmt, 5, p->signals);
-        sqlite3_bind_double(stmt, 6, p->rank);
+        db_bind_double(stmt, 6, p->rank);
         bind_text(stmt, 7, p->rev_signals);
-        sqlite3_bind_int(stmt, 8, p->is_main ? 1 : 0);
+        db_bind_int64(stmt, 8, p->is_main ? 1 : 0);
         if (isfinite(p->share))
-            sqlite3_bind_double(stmt, 9, p->share);
+            db_bind_double(stmt, 9, p->share);
         else
-            sqlite3_bind_null(stmt, 9);
+            db_bind_null(stmt, 9);
         ret = step_done(st, st->wr, stmt);
     }
     return tx_end(st, ret);
@@ -501,10 +501,10 @@ int store_set_digest(store_handle *st, int64_t model_id, const char *digest)
     if (ret == 0 && other != model_id) {
         ret = 1; /* the same bytes are another model already: that one carries the digest */
     } else if (ret >= 0) {
-        sqlite3_stmt *stmt = prep(st, st->wr, "UPDATE models SET digest = ?2 WHERE id = ?1");
+        db_stmt *stmt = prep(st, st->wr, "UPDATE models SET digest = ?2 WHERE id = ?1");
         ret = -1;
         if (stmt) {
-            sqlite3_bind_int64(stmt, 1, model_id);
+            db_bind_int64(stmt, 1, model_id);
             bind_text(stmt, 2, digest);
             ret = step_done(st, st->wr, stmt);
         }

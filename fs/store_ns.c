@@ -43,15 +43,15 @@ static void subtree_free(subtree *s)
 /* WHERE clause: ?1 = the path itself, ?2/?3 = subtree bounds (bound NULL: the path alone). */
 #define AT_OR_BELOW "(path = ?1 OR (path >= ?2 AND path < ?3))"
 
-static void bind_subtree(sqlite3_stmt *stmt, const char *path, const subtree *s)
+static void bind_subtree(db_stmt *stmt, const char *path, const subtree *s)
 {
-    sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
+    db_bind_text(stmt, 1, path);
     if (s) {
-        sqlite3_bind_text(stmt, 2, s->lo, -1, SQLITE_STATIC);
-        sqlite3_bind_text(stmt, 3, s->hi, -1, SQLITE_STATIC);
+        db_bind_text(stmt, 2, s->lo);
+        db_bind_text(stmt, 3, s->hi);
     } else {
-        sqlite3_bind_null(stmt, 2);
-        sqlite3_bind_null(stmt, 3);
+        db_bind_null(stmt, 2);
+        db_bind_null(stmt, 3);
     }
 }
 
@@ -68,13 +68,13 @@ static int ids_at(store_handle *st, const char *path, const subtree *s, int64_t 
     int ret = 0;
     *out = NULL;
     *n = 0;
-    sqlite3_stmt *stmt =
+    db_stmt *stmt =
         prep(st, st->wr, "SELECT DISTINCT model_id FROM model_paths WHERE " AT_OR_BELOW);
     if (!stmt)
         return -1;
     bind_subtree(stmt, path, s);
     int rc;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    while ((rc = db_step(stmt)) == DB_ROW) {
         if (count == cap) {
             cap = cap ? cap * 2 : 8;
             int64_t *grown = realloc(ids, cap * sizeof *ids);
@@ -84,9 +84,9 @@ static int ids_at(store_handle *st, const char *path, const subtree *s, int64_t 
             }
             ids = grown;
         }
-        ids[count++] = sqlite3_column_int64(stmt, 0);
+        ids[count++] = db_col_int64(stmt, 0);
     }
-    if (ret == 0 && rc != SQLITE_DONE) {
+    if (ret == 0 && rc != DB_DONE) {
         store_log(st->wr, "paths below");
         ret = -1;
     }
@@ -102,7 +102,7 @@ static int ids_at(store_handle *st, const char *path, const subtree *s, int64_t 
 
 static int delete_at(store_handle *st, const char *path, const subtree *s)
 {
-    sqlite3_stmt *stmt = prep(st, st->wr, "DELETE FROM model_paths WHERE " AT_OR_BELOW);
+    db_stmt *stmt = prep(st, st->wr, "DELETE FROM model_paths WHERE " AT_OR_BELOW);
     if (!stmt)
         return -1;
     bind_subtree(stmt, path, s);
@@ -148,16 +148,16 @@ static int rows_to_move(store_handle *st, const char *from, const subtree *s, co
     int ret = 0;
     *out = NULL;
     *n = 0;
-    sqlite3_stmt *stmt = prep(st, st->wr,
+    db_stmt *stmt = prep(st, st->wr,
                               "SELECT path, model_id, dir_mtime_ns FROM model_paths"
                               " WHERE " AT_OR_BELOW);
     if (!stmt)
         return -1;
     bind_subtree(stmt, from, s);
     int rc;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        const char *old = (const char *)sqlite3_column_text(stmt, 0);
-        size_t old_len = (size_t)sqlite3_column_bytes(stmt, 0);
+    while ((rc = db_step(stmt)) == DB_ROW) {
+        const char *old = db_col_text(stmt, 0);
+        size_t old_len = (size_t)db_col_bytes(stmt, 0);
         if (!old || old_len < from_len || memcmp(old, from, from_len) != 0) {
             ret = -1; /* cannot happen: the range selects exactly this prefix */
             break;
@@ -181,9 +181,9 @@ static int rows_to_move(store_handle *st, const char *from, const subtree *s, co
         memcpy(np + to_len, old + from_len, tail);
         np[to_len + tail] = '\0';
         rows[count++] =
-            (moved_row){np, sqlite3_column_int64(stmt, 1), sqlite3_column_int64(stmt, 2)};
+            (moved_row){np, db_col_int64(stmt, 1), db_col_int64(stmt, 2)};
     }
-    if (ret == 0 && rc != SQLITE_DONE) {
+    if (ret == 0 && rc != DB_DONE) {
         store_log(st->wr, "rename");
         ret = -1;
     }
@@ -218,7 +218,7 @@ int store_rename(store_handle *st, const char *from, const char *to)
     moved_row *rows = NULL;
     size_t n_rows = 0, n_ids = 0;
     int64_t *ids = NULL;
-    sqlite3_stmt *stmt = NULL;
+    db_stmt *stmt = NULL;
     int ret = -1;
     if (tx_begin(st) != 0)
         goto out_free;
@@ -238,14 +238,14 @@ int store_rename(store_handle *st, const char *from, const char *to)
     if (ret == 0 && !stmt)
         ret = -1;
     for (size_t i = 0; ret == 0 && i < n_rows; i++) {
-        sqlite3_bind_text(stmt, 1, rows[i].path, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(stmt, 2, rows[i].model_id);
-        sqlite3_bind_int64(stmt, 3, rows[i].dir_mtime_ns);
-        if (sqlite3_step(stmt) != SQLITE_DONE) {
+        db_bind_text(stmt, 1, rows[i].path);
+        db_bind_int64(stmt, 2, rows[i].model_id);
+        db_bind_int64(stmt, 3, rows[i].dir_mtime_ns);
+        if (db_step(stmt) != DB_DONE) {
             store_log(st->wr, "rename");
             ret = -1;
         }
-        sqlite3_reset(stmt);
+        db_reset(stmt);
     }
     done(st, stmt);
     if (ret == 0)

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---------------------------------------------------------------- events */
 
@@ -14,10 +15,10 @@ int trim_events(store_handle *st, int64_t newest)
     st->events_since_trim = 0;
     if (st->events_max <= 0 || newest <= st->events_max)
         return 0;
-    sqlite3_stmt *stmt = prep(st, st->wr, "DELETE FROM events WHERE id <= ?1");
+    db_stmt *stmt = prep(st, st->wr, "DELETE FROM events WHERE id <= ?1");
     if (!stmt)
         return -1;
-    sqlite3_bind_int64(stmt, 1, newest - st->events_max);
+    db_bind_int64(stmt, 1, newest - st->events_max);
     return step_done(st, st->wr, stmt);
 }
 
@@ -43,24 +44,25 @@ int store_event(store_handle *st, uint32_t uid, int32_t pid, const char *path, i
         return -1;
     pthread_mutex_lock(&st->write_lock);
     int ret = -1;
-    sqlite3_stmt *stmt = prep(st, st->wr,
+    int64_t event_id = 0;
+    db_stmt *stmt = prep(st, st->wr,
                               "INSERT INTO events (time_ns, uid, pid, path, model_id,"
-                              " kind, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+                              " kind, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id");
     if (stmt) {
-        sqlite3_bind_int64(stmt, 1, now_ns());
-        sqlite3_bind_int64(stmt, 2, uid);
-        sqlite3_bind_int64(stmt, 3, pid);
+        db_bind_int64(stmt, 1, now_ns());
+        db_bind_int64(stmt, 2, uid);
+        db_bind_int64(stmt, 3, pid);
         bind_text(stmt, 4, path);
         if (model_id)
-            sqlite3_bind_int64(stmt, 5, model_id);
+            db_bind_int64(stmt, 5, model_id);
         else
-            sqlite3_bind_null(stmt, 5);
-        sqlite3_bind_text(stmt, 6, kind, -1, SQLITE_STATIC);
+            db_bind_null(stmt, 5);
+        db_bind_text(stmt, 6, kind);
         bind_text(stmt, 7, detail);
-        ret = step_done(st, st->wr, stmt);
+        ret = step_id(st, st->wr, stmt, &event_id);
     }
     if (ret == 0)
-        ret = events_inserted(st, sqlite3_last_insert_rowid(st->wr));
+        ret = events_inserted(st, event_id);
     pthread_mutex_unlock(&st->write_lock);
     return ret;
 }
@@ -71,11 +73,11 @@ int store_set_events_max(store_handle *st, int64_t max)
         return -1;
     pthread_mutex_lock(&st->write_lock);
     int ret = -1;
-    sqlite3_stmt *stmt = prep(st, st->wr,
+    db_stmt *stmt = prep(st, st->wr,
                               "INSERT INTO settings (key, value) VALUES ('events_max', ?1)"
                               " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
     if (stmt) {
-        sqlite3_bind_int64(stmt, 1, max);
+        db_bind_int64(stmt, 1, max);
         ret = step_done(st, st->wr, stmt);
     }
     if (ret == 0) {
@@ -99,9 +101,41 @@ int64_t store_events_max(store_handle *st)
 
 /* ---------------------------------------------------------------- policy */
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reads provfs_generation.n of a shared database. When it cannot, the local generation moves
+ * on instead: no decision is found in a cache while the database is out of reach, so every
+ * gated open asks it again, and fails closed. */
+static void poll_shared(store_handle *st)
+{
+    int64_t now = mono_ms(), last = atomic_load(&st->polled_ms);
+    if (now - last < STORE_SHARED_POLL_MS ||
+        !atomic_compare_exchange_strong(&st->polled_ms, &last, now))
+        return; /* polled lately, or another thread polls now */
+    pthread_mutex_lock(&st->read_lock);
+    db_stmt *stmt = prep(st, st->rd, "SELECT n FROM provfs_generation");
+    int rc = stmt ? db_step(stmt) : DB_ERROR;
+    int64_t n = rc == DB_ROW ? db_col_int64(stmt, 0) : -1;
+    done(st, stmt);
+    pthread_mutex_unlock(&st->read_lock);
+    if (n >= 0)
+        atomic_store(&st->remote_generation, (uint64_t)n);
+    else
+        atomic_fetch_add(&st->generation, 1);
+}
+
 uint64_t store_generation(store_handle *st)
 {
-    return atomic_load(&st->generation);
+    if (!st->shared)
+        return atomic_load(&st->generation);
+    poll_shared(st);
+    /* both only grow: the sum changes whenever either does */
+    return atomic_load(&st->generation) + atomic_load(&st->remote_generation);
 }
 
 int store_approval_set(store_handle *st, const char *digest, const char *state, uint32_t uid,
@@ -111,55 +145,55 @@ int store_approval_set(store_handle *st, const char *digest, const char *state, 
         return -1;
     pthread_mutex_lock(&st->write_lock);
     /* A security record: durable at commit. synchronous cannot change inside a transaction. */
-    int ret = exec_sql(st->wr, "PRAGMA synchronous=FULL");
+    int ret = db_durable(st->wr, true);
     if (ret == 0)
         ret = exec_sql(st->wr, "BEGIN IMMEDIATE");
     if (ret != 0) {
-        exec_sql(st->wr, "PRAGMA synchronous=NORMAL");
+        db_durable(st->wr, false);
         pthread_mutex_unlock(&st->write_lock);
         return -1;
     }
-    int64_t now = now_ns();
-    sqlite3_stmt *stmt = prep(st, st->wr,
+    int64_t now = now_ns(), event_id = 0;
+    db_stmt *stmt = prep(st, st->wr,
                               "INSERT INTO approvals (digest, state, by_uid, at, note)"
                               " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(digest) DO UPDATE"
                               " SET state = excluded.state, by_uid = excluded.by_uid,"
                               " at = excluded.at, note = excluded.note");
     ret = -1;
     if (stmt) {
-        sqlite3_bind_text(stmt, 1, digest, -1, SQLITE_STATIC);
-        sqlite3_bind_text(stmt, 2, state, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(stmt, 3, uid);
-        sqlite3_bind_int64(stmt, 4, now / 1000000000);
-        sqlite3_bind_text(stmt, 5, note ? note : "", -1, SQLITE_STATIC);
+        db_bind_text(stmt, 1, digest);
+        db_bind_text(stmt, 2, state);
+        db_bind_int64(stmt, 3, uid);
+        db_bind_int64(stmt, 4, now / 1000000000);
+        db_bind_text(stmt, 5, note ? note : "");
         ret = step_done(st, st->wr, stmt);
     }
     stmt = ret == 0 ? prep(st, st->wr,
                            "INSERT INTO events (time_ns, uid, pid, path, model_id, kind,"
-                           " detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                           " detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id")
                     : NULL;
     if (stmt) {
-        sqlite3_bind_int64(stmt, 1, now);
-        sqlite3_bind_int64(stmt, 2, uid);
-        sqlite3_bind_int64(stmt, 3, pid);
+        db_bind_int64(stmt, 1, now);
+        db_bind_int64(stmt, 2, uid);
+        db_bind_int64(stmt, 3, pid);
         bind_text(stmt, 4, path);
         if (model_id)
-            sqlite3_bind_int64(stmt, 5, model_id);
+            db_bind_int64(stmt, 5, model_id);
         else
-            sqlite3_bind_null(stmt, 5);
-        sqlite3_bind_text(stmt, 6, strcmp(state, "approved") == 0 ? "approve" : "revoke", -1,
-                          SQLITE_STATIC);
+            db_bind_null(stmt, 5);
+        db_bind_text(stmt, 6, strcmp(state, "approved") == 0 ? "approve" : "revoke");
         bind_text(stmt, 7, note);
-        ret = step_done(st, st->wr, stmt);
+        ret = step_id(st, st->wr, stmt, &event_id);
     } else {
         ret = -1;
     }
-    int64_t event_id = sqlite3_last_insert_rowid(st->wr);
+    if (ret == 0)
+        ret = shared_bump(st);
     if (ret == 0 && exec_sql(st->wr, "COMMIT") != 0)
         ret = -1;
     if (ret != 0)
         exec_sql(st->wr, "ROLLBACK");
-    exec_sql(st->wr, "PRAGMA synchronous=NORMAL");
+    db_durable(st->wr, false);
     if (ret == 0)
         events_inserted(st, event_id); /* the approval is committed: a failed trim is no error */
     atomic_fetch_add(&st->generation, 1);
@@ -180,20 +214,20 @@ int store_approval_get(store_handle *st, const char *digest, store_approval *out
         return 1;
     int ret = -1;
     pthread_mutex_lock(&st->read_lock);
-    sqlite3_stmt *stmt =
+    db_stmt *stmt =
         prep(st, st->rd, "SELECT state, by_uid, at, note FROM approvals WHERE digest = ?1");
     if (!stmt)
         goto out;
-    sqlite3_bind_text(stmt, 1, digest, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW) {
+    db_bind_text(stmt, 1, digest);
+    int rc = db_step(stmt);
+    if (rc == DB_ROW) {
         snprintf(out->digest, sizeof out->digest, "%s", digest);
         copy_col(stmt, 0, out->state, sizeof out->state);
-        out->by_uid = (uint32_t)sqlite3_column_int64(stmt, 1);
-        out->at = sqlite3_column_int64(stmt, 2);
+        out->by_uid = (uint32_t)db_col_int64(stmt, 1);
+        out->at = db_col_int64(stmt, 2);
         out->note = dup_col(stmt, 3);
         ret = 0;
-    } else if (rc == SQLITE_DONE) {
+    } else if (rc == DB_DONE) {
         ret = 1;
     } else {
         store_log(st->rd, "approval");
@@ -208,20 +242,20 @@ int store_any_approved(store_handle *st, const int64_t *ids, size_t n)
 {
     int ret = 0;
     pthread_mutex_lock(&st->read_lock);
-    sqlite3_stmt *stmt = prep(st, st->rd,
+    db_stmt *stmt = prep(st, st->rd,
                               "SELECT 1 FROM approvals a JOIN models m"
                               " ON m.digest = a.digest"
                               " WHERE a.state = 'approved' AND m.id = ?1");
     if (!stmt)
         ret = -1;
     for (size_t i = 0; stmt && i < n && ret == 0; i++) {
-        sqlite3_bind_int64(stmt, 1, ids[i]);
-        int rc = sqlite3_step(stmt);
-        if (rc == SQLITE_ROW)
+        db_bind_int64(stmt, 1, ids[i]);
+        int rc = db_step(stmt);
+        if (rc == DB_ROW)
             ret = 1;
-        else if (rc != SQLITE_DONE)
+        else if (rc != DB_DONE)
             ret = -1;
-        sqlite3_reset(stmt);
+        db_reset(stmt);
     }
     done(st, stmt);
     pthread_mutex_unlock(&st->read_lock);
@@ -232,14 +266,14 @@ int store_content_approved(store_handle *st, const char *sha256)
 {
     int ret = -1;
     pthread_mutex_lock(&st->read_lock);
-    sqlite3_stmt *stmt = prep(st, st->rd,
+    db_stmt *stmt = prep(st, st->rd,
                               "SELECT 1 FROM files f JOIN models m ON m.id = f.model_id"
                               " JOIN approvals a ON a.digest = m.digest"
                               " WHERE f.sha256 = ?1 AND a.state = 'approved' LIMIT 1");
     if (stmt) {
-        sqlite3_bind_text(stmt, 1, sha256, -1, SQLITE_STATIC);
-        int rc = sqlite3_step(stmt);
-        ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+        db_bind_text(stmt, 1, sha256);
+        int rc = db_step(stmt);
+        ret = rc == DB_ROW ? 1 : rc == DB_DONE ? 0 : -1;
     }
     done(st, stmt);
     pthread_mutex_unlock(&st->read_lock);
@@ -256,53 +290,56 @@ int store_policy_event(store_handle *st, uint32_t uid, int32_t pid, const char *
     int64_t now = now_ns(), minute = now - now % STORE_EVENTS_WINDOW_NS;
     /* The same refusal (uid, unit, rule, decision, reason) in the same minute: one more. The unit
      * is the model id, or the path while the unit has no model row. */
-    sqlite3_stmt *stmt =
+    db_stmt *stmt =
         prep(st, st->wr,
              "UPDATE events SET count = count + 1, last_ns = ?1 WHERE id = ("
-             " SELECT id FROM events WHERE kind = 'policy' AND uid = ?2 AND model_id IS ?3"
-             " AND time_ns >= ?4 AND time_ns < ?5 AND (?3 IS NOT NULL OR path IS ?6)"
-             " AND rule IS ?7 AND decision IS ?8 AND detail IS ?9"
+             " SELECT id FROM events WHERE kind = 'policy' AND uid = ?2"
+             " AND model_id IS NOT DISTINCT FROM ?3 AND time_ns >= ?4 AND time_ns < ?5"
+             " AND (?3 IS NOT NULL OR path IS NOT DISTINCT FROM ?6)"
+             " AND rule IS NOT DISTINCT FROM ?7 AND decision IS NOT DISTINCT FROM ?8"
+             " AND detail IS NOT DISTINCT FROM ?9"
              " ORDER BY id DESC LIMIT 1)");
     if (!stmt)
         goto out;
-    sqlite3_bind_int64(stmt, 1, now);
-    sqlite3_bind_int64(stmt, 2, uid);
+    db_bind_int64(stmt, 1, now);
+    db_bind_int64(stmt, 2, uid);
     if (model_id)
-        sqlite3_bind_int64(stmt, 3, model_id);
+        db_bind_int64(stmt, 3, model_id);
     else
-        sqlite3_bind_null(stmt, 3);
-    sqlite3_bind_int64(stmt, 4, minute);
-    sqlite3_bind_int64(stmt, 5, minute + STORE_EVENTS_WINDOW_NS);
+        db_bind_null(stmt, 3);
+    db_bind_int64(stmt, 4, minute);
+    db_bind_int64(stmt, 5, minute + STORE_EVENTS_WINDOW_NS);
     bind_text(stmt, 6, path);
     bind_text(stmt, 7, rule);
     bind_text(stmt, 8, decision);
     bind_text(stmt, 9, reason);
     if (step_done(st, st->wr, stmt) != 0)
         goto out;
-    if (sqlite3_changes(st->wr) > 0) {
+    if (db_changes(st->wr) > 0) {
         ret = 0;
         goto out;
     }
     stmt = prep(st, st->wr,
                 "INSERT INTO events (time_ns, uid, pid, path, model_id,"
                 " kind, detail, rule, decision, count, last_ns)"
-                " VALUES (?1, ?2, ?3, ?4, ?5, 'policy', ?6, ?7, ?8, 1, ?1)");
+                " VALUES (?1, ?2, ?3, ?4, ?5, 'policy', ?6, ?7, ?8, 1, ?1) RETURNING id");
     if (!stmt)
         goto out;
-    sqlite3_bind_int64(stmt, 1, now);
-    sqlite3_bind_int64(stmt, 2, uid);
-    sqlite3_bind_int64(stmt, 3, pid);
+    db_bind_int64(stmt, 1, now);
+    db_bind_int64(stmt, 2, uid);
+    db_bind_int64(stmt, 3, pid);
     bind_text(stmt, 4, path);
     if (model_id)
-        sqlite3_bind_int64(stmt, 5, model_id);
+        db_bind_int64(stmt, 5, model_id);
     else
-        sqlite3_bind_null(stmt, 5);
+        db_bind_null(stmt, 5);
     bind_text(stmt, 6, reason);
     bind_text(stmt, 7, rule);
     bind_text(stmt, 8, decision);
-    ret = step_done(st, st->wr, stmt);
+    int64_t event_id = 0;
+    ret = step_id(st, st->wr, stmt, &event_id);
     if (ret == 0)
-        ret = events_inserted(st, sqlite3_last_insert_rowid(st->wr));
+        ret = events_inserted(st, event_id);
 out:
     pthread_mutex_unlock(&st->write_lock);
     return ret;

@@ -41,16 +41,16 @@ void store_links_free(store_link *links, size_t n)
 
 #define MODEL_COLS "m.id, m.status, m.digest, m.format, m.error, m.analyzed_at, m.created_ns"
 
-static void read_model(sqlite3_stmt *stmt, store_model *out)
+static void read_model(db_stmt *stmt, store_model *out)
 {
     memset(out, 0, sizeof *out);
-    out->id = sqlite3_column_int64(stmt, 0);
+    out->id = db_col_int64(stmt, 0);
     copy_col(stmt, 1, out->status, sizeof out->status);
     copy_col(stmt, 2, out->digest, sizeof out->digest);
     copy_col(stmt, 3, out->format, sizeof out->format);
     out->error = dup_col(stmt, 4);
-    out->analyzed_at = sqlite3_column_int64(stmt, 5);
-    out->created_ns = sqlite3_column_int64(stmt, 6);
+    out->analyzed_at = db_col_int64(stmt, 5);
+    out->created_ns = db_col_int64(stmt, 6);
 }
 
 static int model_query(store_handle *st, const char *sql, const char *path, int64_t id,
@@ -58,18 +58,18 @@ static int model_query(store_handle *st, const char *sql, const char *path, int6
 {
     int ret = -1;
     pthread_mutex_lock(&st->read_lock);
-    sqlite3_stmt *stmt = prep(st, st->rd, sql);
+    db_stmt *stmt = prep(st, st->rd, sql);
     if (!stmt)
         goto out;
     if (path)
-        sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
+        db_bind_text(stmt, 1, path);
     else
-        sqlite3_bind_int64(stmt, 1, id);
-    int rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW) {
+        db_bind_int64(stmt, 1, id);
+    int rc = db_step(stmt);
+    if (rc == DB_ROW) {
         read_model(stmt, out);
         ret = 0;
-    } else if (rc == SQLITE_DONE) {
+    } else if (rc == DB_DONE) {
         ret = 1;
     } else {
         store_log(st->rd, "model lookup");
@@ -99,7 +99,7 @@ int store_each_adapter(store_handle *st, store_adapter_cb cb, void *ctx)
     int ret = -1;
     /* Read first, called back after: cb may use the store. */
     pthread_mutex_lock(&st->read_lock);
-    sqlite3_stmt *stmt =
+    db_stmt *stmt =
         prep(st, st->rd,
              "SELECT a.model_id, a.declared, (SELECT e.parent_id FROM edges e WHERE e.child_id ="
              " a.model_id AND e.is_parent = 1 AND e.verdict = 'adapter')"
@@ -107,7 +107,7 @@ int store_each_adapter(store_handle *st, store_adapter_cb cb, void *ctx)
              " ORDER BY a.tried_ns, a.model_id");
     if (stmt) {
         int rc;
-        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        while ((rc = db_step(stmt)) == DB_ROW) {
             if (count == cap) {
                 size_t grown_cap = cap ? cap * 2 : 16;
                 row *grown = realloc(rows, grown_cap * sizeof *grown);
@@ -116,15 +116,15 @@ int store_each_adapter(store_handle *st, store_adapter_cb cb, void *ctx)
                 rows = grown;
                 cap = grown_cap;
             }
-            rows[count].id = sqlite3_column_int64(stmt, 0);
-            rows[count].parent = sqlite3_column_int64(stmt, 2); /* 0 for NULL */
+            rows[count].id = db_col_int64(stmt, 0);
+            rows[count].parent = db_col_int64(stmt, 2); /* 0 for NULL */
             if (!(rows[count].declared = dup_col(stmt, 1)))
                 break;
             count++;
         }
-        if (rc == SQLITE_DONE)
+        if (rc == DB_DONE)
             ret = 0;
-        else if (rc != SQLITE_ROW)
+        else if (rc != DB_ROW)
             store_log(st->rd, "adapters");
         done(st, stmt);
     }
@@ -150,17 +150,17 @@ static int text_query(store_handle *st, const char *sql, int64_t id, const char 
     int ret = -1;
     *out = NULL;
     pthread_mutex_lock(&st->read_lock);
-    sqlite3_stmt *stmt = prep(st, st->rd, sql);
+    db_stmt *stmt = prep(st, st->rd, sql);
     if (!stmt)
         goto out;
-    sqlite3_bind_int64(stmt, 1, id);
+    db_bind_int64(stmt, 1, id);
     if (name)
-        sqlite3_bind_text(stmt, 2, name, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW && sqlite3_column_type(stmt, 0) != SQLITE_NULL) {
+        db_bind_text(stmt, 2, name);
+    int rc = db_step(stmt);
+    if (rc == DB_ROW && !db_col_null(stmt, 0)) {
         *out = dup_col(stmt, 0);
         ret = *out ? 0 : -1;
-    } else if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+    } else if (rc == DB_ROW || rc == DB_DONE) {
         ret = 1;
     } else {
         store_log(st->rd, "query");
@@ -198,14 +198,14 @@ int store_files(store_handle *st, int64_t id, store_file **out, size_t *n)
     size_t count = 0, cap = 0;
     store_file *files = NULL;
     pthread_mutex_lock(&st->read_lock);
-    sqlite3_stmt *stmt = prep(st, st->rd,
+    db_stmt *stmt = prep(st, st->rd,
                               "SELECT name, size, mtime_ns, sha256 FROM files"
                               " WHERE model_id = ?1 ORDER BY name");
     if (!stmt)
         goto out;
-    sqlite3_bind_int64(stmt, 1, id);
+    db_bind_int64(stmt, 1, id);
     int rc;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    while ((rc = db_step(stmt)) == DB_ROW) {
         if (count == cap) {
             cap = cap ? cap * 2 : 8;
             store_file *grown = realloc(files, cap * sizeof *files);
@@ -218,11 +218,11 @@ int store_files(store_handle *st, int64_t id, store_file **out, size_t *n)
         if (!f->name)
             goto out_stmt;
         count++;
-        f->size = (uint64_t)sqlite3_column_int64(stmt, 1);
-        f->mtime_ns = sqlite3_column_int64(stmt, 2);
+        f->size = (uint64_t)db_col_int64(stmt, 1);
+        f->mtime_ns = db_col_int64(stmt, 2);
         copy_col(stmt, 3, f->sha256, sizeof f->sha256);
     }
-    if (rc == SQLITE_DONE)
+    if (rc == DB_DONE)
         ret = 0;
     else
         store_log(st->rd, "files");
@@ -246,17 +246,17 @@ out:
     " (SELECT origin_path FROM models WHERE id = %s), e.share"
 #define LINK_ID_COL 7
 
-static void read_link(sqlite3_stmt *stmt, int64_t id, store_link *out)
+static void read_link(db_stmt *stmt, int64_t id, store_link *out)
 {
     memset(out, 0, sizeof *out);
     out->id = id;
-    out->score = sqlite3_column_double(stmt, 0);
+    out->score = db_col_double(stmt, 0);
     copy_col(stmt, 1, out->verdict, sizeof out->verdict);
     out->signals = dup_col(stmt, 2);
-    out->is_parent = sqlite3_column_int(stmt, 3) != 0;
+    out->is_parent = (int)db_col_int64(stmt, 3) != 0;
     out->path = dup_col(stmt, 4);
     out->origin_path = dup_col(stmt, 5);
-    out->share = sqlite3_column_type(stmt, 6) == SQLITE_NULL ? NAN : sqlite3_column_double(stmt, 6);
+    out->share = db_col_null(stmt, 6) ? NAN : db_col_double(stmt, 6);
 }
 
 /* Parent edge of id, with the reader lock held. */
@@ -267,16 +267,16 @@ static int parent_locked(store_handle *st, int64_t id, store_link *out)
              "SELECT " LINK_COLS ", e.parent_id FROM edges e"
              " WHERE e.child_id = ?1 AND e.is_parent = 1",
              "e.parent_id", "e.parent_id");
-    sqlite3_stmt *stmt = prep(st, st->rd, sql);
+    db_stmt *stmt = prep(st, st->rd, sql);
     if (!stmt)
         return -1;
-    sqlite3_bind_int64(stmt, 1, id);
-    int rc = sqlite3_step(stmt), ret;
-    if (rc == SQLITE_ROW) {
-        read_link(stmt, sqlite3_column_int64(stmt, LINK_ID_COL), out);
+    db_bind_int64(stmt, 1, id);
+    int rc = db_step(stmt), ret;
+    if (rc == DB_ROW) {
+        read_link(stmt, db_col_int64(stmt, LINK_ID_COL), out);
         ret = 0;
     } else {
-        ret = rc == SQLITE_DONE ? 1 : -1;
+        ret = rc == DB_DONE ? 1 : -1;
         if (ret < 0)
             store_log(st->rd, "parent");
     }
@@ -345,12 +345,12 @@ static int links_query(store_handle *st, const char *sql, int64_t id, store_link
     size_t count = 0, cap = 0;
     store_link *links = NULL;
     pthread_mutex_lock(&st->read_lock);
-    sqlite3_stmt *stmt = prep(st, st->rd, sql);
+    db_stmt *stmt = prep(st, st->rd, sql);
     if (!stmt)
         goto out;
-    sqlite3_bind_int64(stmt, 1, id);
+    db_bind_int64(stmt, 1, id);
     int rc;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    while ((rc = db_step(stmt)) == DB_ROW) {
         if (count == cap) {
             cap = cap ? cap * 2 : 8;
             store_link *grown = realloc(links, cap * sizeof *links);
@@ -358,9 +358,9 @@ static int links_query(store_handle *st, const char *sql, int64_t id, store_link
                 goto out_stmt;
             links = grown;
         }
-        read_link(stmt, sqlite3_column_int64(stmt, LINK_ID_COL), &links[count++]);
+        read_link(stmt, db_col_int64(stmt, LINK_ID_COL), &links[count++]);
     }
-    if (rc == SQLITE_DONE)
+    if (rc == DB_DONE)
         ret = 0;
 out_stmt:
     done(st, stmt);
@@ -382,7 +382,7 @@ int store_counts_get(store_handle *st, store_counts *out)
     memset(out, 0, sizeof *out);
     pthread_mutex_lock(&st->read_lock);
     /* store_stats (migration 9): kept by triggers, one row per count */
-    sqlite3_stmt *stmt = prep(st, st->rd,
+    db_stmt *stmt = prep(st, st->rd,
                               "SELECT (SELECT n FROM store_stats WHERE key = 'models'),"
                               " (SELECT n FROM store_stats WHERE key = 'paths'),"
                               " (SELECT n FROM store_stats WHERE key = 'edges'),"
@@ -393,11 +393,11 @@ int store_counts_get(store_handle *st, store_counts *out)
                               " (SELECT n FROM store_stats WHERE key = 'status:failed')");
     if (!stmt)
         goto out;
-    if (sqlite3_step(stmt) == SQLITE_ROW) {
+    if (db_step(stmt) == DB_ROW) {
         int64_t *fields[] = {&out->models,    &out->paths, &out->edges,      &out->pending,
                              &out->analyzing, &out->ready, &out->incomplete, &out->failed};
         for (int i = 0; i < 8; i++)
-            *fields[i] = sqlite3_column_int64(stmt, i);
+            *fields[i] = db_col_int64(stmt, i);
         ret = 0;
     }
     done(st, stmt);
@@ -420,7 +420,7 @@ int store_each_path(store_handle *st, store_path_cb cb, void *ctx)
     size_t count = 0, cap = 0;
     int ret = -1;
     pthread_mutex_lock(&st->read_lock);
-    sqlite3_stmt *stmt = prep(st, st->rd,
+    db_stmt *stmt = prep(st, st->rd,
                               "SELECT p.path, p.model_id, m.status, p.dir_mtime_ns"
                               " FROM model_paths p JOIN models m ON m.id = p.model_id"
                               " ORDER BY p.path");
@@ -429,7 +429,7 @@ int store_each_path(store_handle *st, store_path_cb cb, void *ctx)
         return -1;
     }
     int rc;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    while ((rc = db_step(stmt)) == DB_ROW) {
         if (count == cap) {
             cap = cap ? cap * 2 : 64;
             path_row *grown = realloc(rows, cap * sizeof *rows);
@@ -440,14 +440,14 @@ int store_each_path(store_handle *st, store_path_cb cb, void *ctx)
         rows[count].path = dup_col(stmt, 0);
         if (!rows[count].path)
             break;
-        rows[count].model_id = sqlite3_column_int64(stmt, 1);
+        rows[count].model_id = db_col_int64(stmt, 1);
         copy_col(stmt, 2, rows[count].status, sizeof rows[count].status);
-        rows[count].dir_mtime_ns = sqlite3_column_int64(stmt, 3);
+        rows[count].dir_mtime_ns = db_col_int64(stmt, 3);
         count++;
     }
     done(st, stmt);
     pthread_mutex_unlock(&st->read_lock);
-    if (rc == SQLITE_DONE) {
+    if (rc == DB_DONE) {
         ret = 0;
         for (size_t i = 0; i < count; i++)
             if (cb(ctx, rows[i].path, rows[i].model_id, rows[i].status, rows[i].dir_mtime_ns))

@@ -20,9 +20,9 @@ int store_set_ref(store_handle *st, int64_t model_id, const store_ref *ref)
     if (tx_begin(st) != 0)
         return -1;
     int ret = -1;
-    sqlite3_stmt *stmt = prep(st, st->wr, "DELETE FROM model_refs WHERE model_id = ?1");
+    db_stmt *stmt = prep(st, st->wr, "DELETE FROM model_refs WHERE model_id = ?1");
     if (stmt) {
-        sqlite3_bind_int64(stmt, 1, model_id);
+        db_bind_int64(stmt, 1, model_id);
         ret = step_done(st, st->wr, stmt);
     }
     if (ret == 0 && ref) {
@@ -31,11 +31,11 @@ int store_set_ref(store_handle *st, int64_t model_id, const store_ref *ref)
                     " evidence, signals) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
         ret = -1;
         if (stmt) {
-            sqlite3_bind_int64(stmt, 1, model_id);
+            db_bind_int64(stmt, 1, model_id);
             bind_text(stmt, 2, ref->is_parent ? "parent" : "hint");
             bind_text(stmt, 3, ref->name);
             bind_text(stmt, 4, ref->family);
-            sqlite3_bind_double(stmt, 5, ref->score);
+            db_bind_double(stmt, 5, ref->score);
             bind_text(stmt, 6, ref->verdict);
             bind_text(stmt, 7, ref->evidence);
             bind_text(stmt, 8, ref->signals);
@@ -49,23 +49,23 @@ int store_ref_get(store_handle *st, int64_t model_id, store_ref *out)
 {
     memset(out, 0, sizeof *out);
     pthread_mutex_lock(&st->read_lock);
-    sqlite3_stmt *stmt = prep(st, st->rd,
+    db_stmt *stmt = prep(st, st->rd,
                               "SELECT kind, name, family, score, verdict, evidence, signals"
                               " FROM model_refs WHERE model_id = ?1");
     int ret = -1;
     if (stmt) {
-        sqlite3_bind_int64(stmt, 1, model_id);
-        int rc = sqlite3_step(stmt);
-        if (rc == SQLITE_ROW) {
-            out->is_parent = strcmp((const char *)sqlite3_column_text(stmt, 0), "parent") == 0;
+        db_bind_int64(stmt, 1, model_id);
+        int rc = db_step(stmt);
+        if (rc == DB_ROW) {
+            out->is_parent = strcmp(db_col_text(stmt, 0), "parent") == 0;
             out->name = dup_col(stmt, 1);
             out->family = dup_col(stmt, 2);
-            out->score = sqlite3_column_double(stmt, 3);
+            out->score = db_col_double(stmt, 3);
             copy_col(stmt, 4, out->verdict, sizeof out->verdict);
             out->evidence = dup_col(stmt, 5);
             out->signals = dup_col(stmt, 6);
             ret = out->name && out->family ? 0 : -1;
-        } else if (rc == SQLITE_DONE) {
+        } else if (rc == DB_DONE) {
             ret = 1;
         }
         done(st, stmt);
@@ -81,14 +81,16 @@ int store_set_adapter_base(store_handle *st, int64_t model_id, const char *decla
     if (tx_begin(st) != 0)
         return -1;
     int ret = -1;
-    sqlite3_stmt *stmt =
+    db_stmt *stmt =
         prep(st, st->wr,
-             declared ? "INSERT OR REPLACE INTO adapter_bases (model_id, declared) VALUES (?1, ?2)"
+             declared ? "INSERT INTO adapter_bases (model_id, declared) VALUES (?1, ?2)"
+                        " ON CONFLICT (model_id) DO UPDATE SET declared = excluded.declared,"
+                        " tried_ns = 0"
                       : "DELETE FROM adapter_bases WHERE model_id = ?1");
     if (stmt) {
-        sqlite3_bind_int64(stmt, 1, model_id);
+        db_bind_int64(stmt, 1, model_id);
         if (declared)
-            sqlite3_bind_text(stmt, 2, declared, -1, SQLITE_STATIC);
+            db_bind_text(stmt, 2, declared);
         ret = step_done(st, st->wr, stmt);
     }
     return tx_end(st, ret);
@@ -99,11 +101,11 @@ int store_adapter_tried(store_handle *st, int64_t model_id)
     if (tx_begin(st) != 0)
         return -1;
     int ret = -1;
-    sqlite3_stmt *stmt =
+    db_stmt *stmt =
         prep(st, st->wr, "UPDATE adapter_bases SET tried_ns = ?2 WHERE model_id = ?1");
     if (stmt) {
-        sqlite3_bind_int64(stmt, 1, model_id);
-        sqlite3_bind_int64(stmt, 2, now_ns());
+        db_bind_int64(stmt, 1, model_id);
+        db_bind_int64(stmt, 2, now_ns());
         ret = step_done(st, st->wr, stmt);
     }
     return tx_end(st, ret);

@@ -1,6 +1,7 @@
 /* Unit detection, analysis triggers and the path bookkeeping of the daemon's changes
  * (fs/units.h). */
 #include "units.h"
+#include "shared.h"
 
 #include "analyze.h"
 
@@ -8,6 +9,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -78,6 +80,14 @@ bool units_known(const units *u, const char *path)
 static void queue_note(const units *u, const char *path, pf_caller who, bool opening)
 {
     (opening ? queue_mark_open : queue_mark)(u->q, path, who.uid, who.pid);
+    if (u->st && store_shared(u->st)) {
+        /* recorded where every daemon sees it: if this one dies, another analyses the unit */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t due = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec +
+                      (int64_t)(opening ? SHARED_DUE_OPEN_MS : SHARED_DUE_MS) * 1000000;
+        store_pending_put(u->st, path, due);
+    }
 }
 
 void units_mark_dir(const units *u, pf_caller who, const char *dir, bool opening)

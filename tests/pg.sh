@@ -6,6 +6,7 @@
 #
 #   tests/pg.sh start DIR   -> prints the connection string (host=DIR ...) on stdout
 #   tests/pg.sh stop DIR    -> stops the server (the directory is left for the caller)
+#   tests/pg.sh restart DIR -> starts a server stopped by stop again
 #   tests/pg.sh run CMD...  -> starts one in a new temporary directory, runs CMD with
 #                              PROVFS_TEST_PG set to its connection string, stops and removes it;
 #                              exits with CMD's status (77, skipped, when PostgreSQL is missing)
@@ -31,10 +32,15 @@ pg_start() {
     [ "$(id -u)" -eq 0 ] && chown "$runas:nogroup" "$dir"
     as_user "$pgbin/initdb" -D "$dir/data" -U provfs --auth=trust -E UTF8 --no-sync \
         >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; return 1; }
+    pg_restart "$dir" || return 1
+    echo "host=$dir dbname=postgres user=provfs"
+}
+
+pg_restart() {
+    local dir=$1
     as_user "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
         -o "-c listen_addresses='' -k $dir -c fsync=off -c max_connections=200" start \
         >/dev/null || { cat "$dir/server.log" >&2; return 1; }
-    echo "host=$dir dbname=postgres user=provfs"
 }
 
 pg_stop() {
@@ -46,6 +52,7 @@ pg_stop() {
 case "${1:-}" in
 start) pg_start "$2" ;;
 stop) pg_stop "$2" ;;
+restart) pg_restart "$2" ;;
 run)
     shift
     dir=$(mktemp -d /tmp/provfs-pg.XXXXXX)
@@ -61,5 +68,5 @@ run)
     rm -rf "$dir"
     exit $rc
     ;;
-*) echo "usage: tests/pg.sh start DIR | stop DIR | run CMD..." >&2; exit 2 ;;
+*) echo "usage: tests/pg.sh start DIR | stop DIR | restart DIR | run CMD..." >&2; exit 2 ;;
 esac

@@ -36,15 +36,16 @@ static int usage(FILE *f)
             "  refdb import-mpk DIR [--out DIR]          convert Cisco's MPK reference database\n"
             "  refdb add MODEL --name N --family F [--out DIR]   add a local model as a reference\n"
             "  refdb list [--refdb DIR] [--json]         list the reference entries\n"
-            "  graph --db FILE [--dot | --svg OUT] [--all-edges]   the store's lineage forest\n"
+            "  graph --db DB [--dot | --svg OUT] [--all-edges]   the store's lineage forest\n"
             "  lineage PATH [--json]                     ancestors and children in a mounted store\n"
             "  approve PATH [--note T]                   approve a model's content (admins)\n"
             "  revoke PATH [--note T]                    revoke its approval (admins)\n"
-            "  log --db FILE [--json] [--limit N] [--kind K]   audit events, newest first\n"
+            "  log --db DB [--json] [--limit N] [--kind K]   audit events, newest first\n"
+            "  store copy --from DB --to DB              a lineage database into an empty one\n"
             "  check PATH [--wait S] [--json]            CI gate: exit 0 allowed, 3 blocked\n"
             "  sbom PATH [--format cyclonedx] [--out F]  CycloneDX 1.6 lineage bill of materials\n"
             "A and B are model directories, .safetensors files or saved fingerprints (--json "
-            "output).\n");
+            "output).\nDB is a SQLite file or a PostgreSQL connection string (postgresql://...).\n");
     return f == stderr ? EXIT_ERR : 0;
 }
 
@@ -477,6 +478,8 @@ int main(int argc, char **argv)
         return provctl_check(argc - 2, argv + 2);
     if (strcmp(cmd, "sbom") == 0)
         return provctl_sbom(argc - 2, argv + 2);
+    if (strcmp(cmd, "store") == 0)
+        return provctl_store(argc - 2, argv + 2);
     fprintf(stderr, "provctl: unknown command '%s'\n", cmd);
     return usage(stderr);
 }

@@ -22,6 +22,7 @@
 #include "lsh.h"
 #include "provfs/analyzer.h"
 #include "refdb.h"
+#include "db.h"
 #include "store.h"
 
 #include <cjson/cJSON.h>
@@ -386,7 +387,7 @@ static pa_status load_stored(const char *db_path, const pa_fingerprint *model, b
     s->err = err;
     char msg[256] = "";
     struct stat sb;
-    if (stat(db_path, &sb) != 0)
+    if (!db_target_is_pg(db_path) && stat(db_path, &sb) != 0) /* a file must exist already */
         return pa_error_set(err, PA_E_IO, "%s: %s", db_path, strerror(errno));
     if (store_open(db_path, STORE_READONLY, &s->st, msg, sizeof msg) != 0)
         return pa_error_set(err, PA_E_IO, "%s: cannot open the store: %s", db_path,

@@ -8,14 +8,15 @@
 #include "provctl_store.h"
 #include "control.h"
 
+#include "db.h"
 #include "policy.h"
+#include "store.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -643,41 +644,28 @@ int provctl_check(int argc, char **argv)
 
 /* ---------------------------------------------------------------- log */
 
-/* "file:" URI for a path, percent-encoding everything but unreserved characters and '/'. */
-static char *ro_uri(const char *path)
-{
-    size_t n = strlen(path);
-    char *uri = malloc(n * 3 + 32);
-    if (!uri)
-        return NULL;
-    memcpy(uri, "file:", 5);
-    size_t k = 5;
-    for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
-        if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-            strchr("/-._~", *c))
-            uri[k++] = (char)*c;
-        else
-            k += (size_t)snprintf(uri + k, 4, "%%%02X", *c);
-    }
-    snprintf(uri + k, 16, "?mode=ro");
-    return uri;
-}
-
 typedef struct event_cols {
     const char *time; /* column name holding the time, NULL when none */
     bool time_is_ns;
     bool uid, pid, path, model_id, kind, decision, rule, detail;
     bool count, last_ns; /* schema 4: aggregated policy refusals */
+    bool any;            /* the table exists */
 } event_cols;
 
-static int table_columns(sqlite3 *db, event_cols *c)
+/* The columns of table events (older schemas lack some); 0, or -1. No events table: all false. */
+static int table_columns(db_conn *db, event_cols *c)
 {
     memset(c, 0, sizeof *c);
-    sqlite3_stmt *stmt = NULL;
-    if (sqlite3_prepare_v2(db, "PRAGMA table_info(events)", -1, &stmt, NULL) != SQLITE_OK)
+    bool pg = db_kind_of(db) == DB_PG;
+    db_stmt *stmt = db_prepare(db, pg ? "SELECT 0, column_name FROM information_schema.columns"
+                                        " WHERE table_schema = current_schema()"
+                                        " AND table_name = 'events'"
+                                      : "PRAGMA table_info(events)");
+    if (!stmt)
         return -1;
-    while (sqlite3_step(stmt) == SQLITE_ROW) {
-        const char *name = (const char *)sqlite3_column_text(stmt, 1);
+    int rc;
+    while ((rc = db_step(stmt)) == DB_ROW) {
+        const char *name = db_col_text(stmt, 1);
         if (!name)
             continue;
         if (strcmp(name, "time_ns") == 0)
@@ -704,23 +692,26 @@ static int table_columns(sqlite3 *db, event_cols *c)
             c->count = true;
         else if (strcmp(name, "last_ns") == 0)
             c->last_ns = true;
+        c->any = true;
     }
-    sqlite3_finalize(stmt);
-    return 0;
+    db_finalize(stmt);
+    return rc == DB_DONE ? 0 : -1;
 }
 
 /* ISO 8601 UTC (milliseconds) of a time column value. */
-static void format_time(sqlite3_stmt *stmt, int col, bool is_ns, char *out, size_t outlen)
+static void format_time(db_stmt *stmt, int col, bool is_ns, char *out, size_t outlen)
 {
-    if (sqlite3_column_type(stmt, col) == SQLITE_NULL) {
+    const char *text = db_col_text(stmt, col);
+    if (!text) {
         snprintf(out, outlen, "-");
         return;
     }
-    if (sqlite3_column_type(stmt, col) == SQLITE_TEXT) {
-        snprintf(out, outlen, "%s", (const char *)sqlite3_column_text(stmt, col));
+    char *end = NULL;
+    int64_t v = strtoll(text, &end, 10);
+    if (!*text || *end) { /* a time written as text by an old schema */
+        snprintf(out, outlen, "%s", text);
         return;
     }
-    int64_t v = sqlite3_column_int64(stmt, col);
     if (v < 0 || (!is_ns && v > INT64_MAX / 1000000000)) {
         snprintf(out, outlen, "%" PRId64, v); /* not a time we can show */
         return;
@@ -734,9 +725,9 @@ static void format_time(sqlite3_stmt *stmt, int col, bool is_ns, char *out, size
     snprintf(out, outlen, "%s.%03dZ", base, (int)((ns % 1000000000) / 1000000));
 }
 
-static const char *col_text(sqlite3_stmt *stmt, int col)
+static const char *col_text(db_stmt *stmt, int col)
 {
-    return (const char *)sqlite3_column_text(stmt, col);
+    return db_col_text(stmt, col);
 }
 
 static void json_text_or_null(cJSON *o, const char *key, const char *text)
@@ -767,53 +758,38 @@ int provctl_log(int argc, char **argv)
         return EXIT_ERR;
     }
     struct stat sb;
-    if (stat(db_path, &sb) != 0) {
-        fprintf(stderr, "provctl: %s: %s\n", db_path, strerror(errno));
-        return EXIT_ERR;
+    if (!db_target_is_pg(db_path)) { /* a SQLite file: it must exist, never be created */
+        if (stat(db_path, &sb) != 0) {
+            fprintf(stderr, "provctl: %s: %s\n", db_path, strerror(errno));
+            return EXIT_ERR;
+        }
+        if (!S_ISREG(sb.st_mode)) {
+            fprintf(stderr, "provctl: %s: not a database file\n", db_path);
+            return EXIT_ERR;
+        }
+        if (access(db_path, R_OK) != 0) {
+            fprintf(stderr, "provctl: %s: %s\n", db_path, strerror(errno));
+            return EXIT_ERR;
+        }
     }
-    if (!S_ISREG(sb.st_mode)) {
-        fprintf(stderr, "provctl: %s: not a database file\n", db_path);
-        return EXIT_ERR;
-    }
-    if (access(db_path, R_OK) != 0) {
-        fprintf(stderr, "provctl: %s: %s\n", db_path, strerror(errno));
-        return EXIT_ERR;
-    }
-    char *uri = ro_uri(db_path);
-    sqlite3 *db = NULL;
+    db_conn *db = NULL;
     int ret = EXIT_ERR;
-    sqlite3_stmt *stmt = NULL;
-    char *sql = NULL;
-    if (!uri ||
-        sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) != SQLITE_OK) {
-        fprintf(stderr, "provctl: %s: cannot open: %s\n", db_path,
-                db ? sqlite3_errmsg(db) : "out of memory");
-        goto out;
-    }
-    sqlite3_busy_timeout(db, 5000);
-    if (sqlite3_prepare_v2(db,
-                           "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'",
-                           -1, &stmt, NULL) != SQLITE_OK) {
-        fprintf(stderr, "provctl: %s: not a provfs database: %s\n", db_path, sqlite3_errmsg(db));
-        goto out;
-    }
-    int rc = sqlite3_step(stmt);
-    sqlite3_finalize(stmt);
-    stmt = NULL;
-    if (rc == SQLITE_DONE) {
-        fprintf(stderr,
-                "provctl: %s: no events table yet (not a provfs lineage database, or one "
-                "from before the audit log)\n",
-                db_path);
-        goto out;
-    }
-    if (rc != SQLITE_ROW) {
-        fprintf(stderr, "provctl: %s: %s\n", db_path, sqlite3_errmsg(db));
+    db_stmt *stmt = NULL;
+    char err[256];
+    if (db_open(db_path, DB_READONLY, &db, err, sizeof err) != 0) {
+        fprintf(stderr, "provctl: %s: cannot open: %s\n", db_path, err);
         goto out;
     }
     event_cols c;
     if (table_columns(db, &c) != 0) {
-        fprintf(stderr, "provctl: %s: %s\n", db_path, sqlite3_errmsg(db));
+        fprintf(stderr, "provctl: %s: not a provfs database: %s\n", db_path, db_errmsg(db));
+        goto out;
+    }
+    if (!c.any) {
+        fprintf(stderr,
+                "provctl: %s: no events table yet (not a provfs lineage database, or one "
+                "from before the audit log)\n",
+                db_path);
         goto out;
     }
     if (kind && !c.kind) {
@@ -821,23 +797,25 @@ int provctl_log(int argc, char **argv)
         goto out;
     }
     /* Column names come from the fixed list above, never from input. */
-    char time_col[32];
+    char time_col[32], sql[768];
     snprintf(time_col, sizeof time_col, "%s", c.time ? c.time : "NULL");
-    sql = sqlite3_mprintf("SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM events%s"
-                          " ORDER BY %s DESC, rowid DESC LIMIT ?1",
-                          time_col, c.uid ? "uid" : "NULL", c.pid ? "pid" : "NULL",
-                          c.path ? "path" : "NULL", c.model_id ? "model_id" : "NULL",
-                          c.kind ? "kind" : "NULL", c.decision ? "decision" : "NULL",
-                          c.rule ? "rule" : "NULL", c.detail ? "detail" : "NULL",
-                          c.count ? "count" : "1", c.last_ns ? "last_ns" : "NULL",
-                          kind ? " WHERE kind = ?2" : "", c.time ? c.time : "rowid");
-    if (!sql || sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK) {
-        fprintf(stderr, "provctl: %s: %s\n", db_path, sql ? sqlite3_errmsg(db) : "out of memory");
+    snprintf(sql, sizeof sql,
+             "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM events%s"
+             " ORDER BY %s DESC, id DESC LIMIT ?1",
+             time_col, c.uid ? "uid" : "NULL", c.pid ? "pid" : "NULL",
+             c.path ? "path" : "NULL", c.model_id ? "model_id" : "NULL",
+             c.kind ? "kind" : "NULL", c.decision ? "decision" : "NULL",
+             c.rule ? "rule" : "NULL", c.detail ? "detail" : "NULL",
+             c.count ? "count" : "1", c.last_ns ? "last_ns" : "NULL",
+             kind ? " WHERE kind = ?2" : "", c.time ? c.time : "id");
+    if (!(stmt = db_prepare(db, sql))) {
+        fprintf(stderr, "provctl: %s: %s\n", db_path, db_errmsg(db));
         goto out;
     }
-    sqlite3_bind_int64(stmt, 1, limit);
+    db_bind_int64(stmt, 1, limit < 0 ? INT64_MAX : limit); /* no --limit: all */
     if (kind)
-        sqlite3_bind_text(stmt, 2, kind, -1, SQLITE_STATIC);
+        db_bind_text(stmt, 2, kind);
+    int rc;
     cJSON *root = json ? cJSON_CreateObject() : NULL;
     cJSON *events = NULL;
     if (json) {
@@ -845,24 +823,22 @@ int provctl_log(int argc, char **argv)
         cJSON_AddStringToObject(root, "db", db_path);
         events = cJSON_AddArrayToObject(root, "events");
     }
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    while ((rc = db_step(stmt)) == DB_ROW) {
         char when[64];
         format_time(stmt, 0, c.time_is_ns, when, sizeof when);
-        bool has_uid = sqlite3_column_type(stmt, 1) != SQLITE_NULL;
-        bool has_pid = sqlite3_column_type(stmt, 2) != SQLITE_NULL;
-        bool has_model = sqlite3_column_type(stmt, 4) != SQLITE_NULL;
-        int64_t uid = sqlite3_column_int64(stmt, 1), pid = sqlite3_column_int64(stmt, 2);
+        bool has_uid = !db_col_null(stmt, 1);
+        bool has_pid = !db_col_null(stmt, 2);
+        bool has_model = !db_col_null(stmt, 4);
+        int64_t uid = db_col_int64(stmt, 1), pid = db_col_int64(stmt, 2);
         char model[24] = "";
         /* An aggregated refusal: how many, and the time of the last one. */
-        int64_t count = sqlite3_column_type(stmt, 9) == SQLITE_INTEGER
-                            ? sqlite3_column_int64(stmt, 9)
-                            : 1;
+        int64_t count = db_col_null(stmt, 9) ? 1 : db_col_int64(stmt, 9);
         char last[64] = "";
-        bool has_last = sqlite3_column_type(stmt, 10) != SQLITE_NULL;
+        bool has_last = !db_col_null(stmt, 10);
         if (has_last)
             format_time(stmt, 10, true, last, sizeof last);
         if (has_model)
-            snprintf(model, sizeof model, "%" PRIx64, (uint64_t)sqlite3_column_int64(stmt, 4));
+            snprintf(model, sizeof model, "%" PRIx64, (uint64_t)db_col_int64(stmt, 4));
         if (json) {
             cJSON *e = cJSON_CreateObject();
             if (!e)
@@ -905,8 +881,8 @@ int provctl_log(int argc, char **argv)
             printf("  (%" PRId64 " times, last %s)", count, has_last ? last : "-");
         putchar('\n');
     }
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-        fprintf(stderr, "provctl: %s: %s\n", db_path, sqlite3_errmsg(db));
+    if (rc != DB_DONE && rc != DB_ROW) {
+        fprintf(stderr, "provctl: %s: %s\n", db_path, db_errmsg(db));
         cJSON_Delete(root);
         goto out;
     }
@@ -923,9 +899,50 @@ int provctl_log(int argc, char **argv)
     }
     ret = 0;
 out:
-    sqlite3_finalize(stmt);
-    sqlite3_free(sql);
-    sqlite3_close(db);
-    free(uri);
+    db_finalize(stmt);
+    db_close(db);
+    return ret;
+}
+
+/* ---------------------------------------------------------------- store copy */
+
+/* provctl store copy --from DB --to DB: every row of one lineage database into an empty one
+ * (a SQLite file into PostgreSQL, or back), with a row-count check (store_copy). */
+int provctl_store(int argc, char **argv)
+{
+    if (argc < 1 || strcmp(argv[0], "copy") != 0) {
+        fprintf(stderr, "usage: provctl store copy --from DB --to DB\n");
+        return EXIT_ERR;
+    }
+    const char *from = NULL, *to = NULL, *pos[1];
+    opt_spec specs[] = {{"--from", true, &from}, {"--to", true, &to}};
+    if (parse_opts("store copy", argc - 1, argv + 1, specs, 2, pos, 0) < 0)
+        return EXIT_ERR;
+    if (!from || !to) {
+        fprintf(stderr, "usage: provctl store copy --from DB --to DB\n");
+        return EXIT_ERR;
+    }
+    struct stat sb;
+    if (!db_target_is_pg(from) && stat(from, &sb) != 0) { /* never create the source */
+        fprintf(stderr, "provctl: %s: %s\n", from, strerror(errno));
+        return EXIT_ERR;
+    }
+    store_handle *a = NULL, *b = NULL;
+    char err[512];
+    int ret = EXIT_ERR;
+    store_copy_report r;
+    if (store_open(from, 0, &a, err, sizeof err) != 0)
+        fprintf(stderr, "provctl: %s: %s\n", from, err);
+    else if (store_open(to, 0, &b, err, sizeof err) != 0)
+        fprintf(stderr, "provctl: %s: %s\n", to, err);
+    else if (store_copy(a, b, &r, err, sizeof err) != 0)
+        fprintf(stderr, "provctl: store copy: %s (nothing was written)\n", err);
+    else {
+        printf("copied %lld rows in %zu tables; every table's count matches\n",
+               (long long)r.rows, r.tables);
+        ret = 0;
+    }
+    store_close(b);
+    store_close(a);
     return ret;
 }

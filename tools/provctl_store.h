@@ -12,6 +12,7 @@ int provctl_lineage(int argc, char **argv);
 int provctl_approve(int argc, char **argv);
 int provctl_revoke(int argc, char **argv);
 int provctl_log(int argc, char **argv);
+int provctl_store(int argc, char **argv);
 int provctl_check(int argc, char **argv);
 /* provctl sbom (provctl_sbom.c) */
 int provctl_sbom(int argc, char **argv);

@@ -8,25 +8,31 @@
 #                                 (with the release daemon; the ASan run is part of everything)
 #   tools/test.sh --only NAME     one case by its meson name (e.g. policy, attack-create-race)
 #   tools/test.sh --list          the case names
+#   tools/test.sh --backend pg ...  integration and attack tests keep their lineage in a
+#                                 throwaway PostgreSQL server (tests/pg.sh) instead of SQLite
+#                                 files; everything runs them on both
 # Environment:
 #   FUZZ_SECONDS=N      seconds per fuzz target (default 60; 0 skips fuzzing)
 #   SKIP_INTEGRATION=1  unit and fuzz only
-#   SKIP_ASAN_DAEMON=1  no second integration run with the ASan+UBSan daemon
+#   SKIP_ASAN_DAEMON=1  no run with the ASan+UBSan daemon (the PostgreSQL run then has all)
 #   ASAN_DAEMON_ALL=1   that run over every integration test, not only suite "sanitized"
-#                       (the attack tests and the tests that feed the daemon hostile files)
+#                       (the attack tests and the tests that feed the daemon hostile files);
+#                       it runs on PostgreSQL, the release run on SQLite files
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 fuzz_seconds=${FUZZ_SECONDS:-60}
 mode=all
 only=
+backend=sqlite
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) mode=quick ;;
     --suite) mode=suite; only=${2:?--suite needs a name}; shift ;;
     --only) mode=only; only=${2:?--only needs a test name}; shift ;;
     --list) mode=list ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --backend) backend=${2:?--backend needs sqlite or pg}; shift ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -49,6 +55,20 @@ fi
 
 jobs=$(nproc)
 
+# with_pg CMD...: CMD with PROVFS_TEST_PGHOST naming a throwaway PostgreSQL server's socket
+# directory (each test makes its own database there), stopped and removed after.
+with_pg() {
+    local dir rc=0
+    dir=$(mktemp -d /tmp/provfs-pgtest.XXXXXX)
+    tests/pg.sh start "$dir/pg" >/dev/null || { rm -rf "$dir"; return 1; }
+    PROVFS_TEST_PGHOST=$dir/pg "$@" || rc=$?
+    tests/pg.sh stop "$dir/pg"
+    rm -rf "$dir"
+    return $rc
+}
+run() { if [ "$backend" = pg ]; then with_pg "$@"; else "$@"; fi; }
+case $backend in sqlite|pg) ;; *) echo "test.sh: --backend sqlite or pg" >&2; exit 2 ;; esac
+
 start=$SECONDS
 stamp() { echo "== [$((SECONDS - start))s] $*"; }
 stamp "build (release checks, -Werror)"
@@ -59,10 +79,10 @@ case $mode in
 list) meson test -C build --list; exit 0 ;;
 quick) stamp "unit tests"
     meson test -C build --suite unit --print-errorlogs --num-processes "$jobs"; exit 0 ;;
-suite) stamp "suite $only"
-    meson test -C build --suite "$only" --print-errorlogs --num-processes 1; exit 0 ;;
-only) stamp "test $only"
-    meson test -C build "$only" --print-errorlogs --num-processes 1; exit 0 ;;
+suite) stamp "suite $only ($backend)"
+    run meson test -C build --suite "$only" --print-errorlogs --num-processes 1; exit 0 ;;
+only) stamp "test $only ($backend)"
+    run meson test -C build "$only" --print-errorlogs --num-processes 1; exit 0 ;;
 esac
 
 stamp "unit tests"
@@ -71,6 +91,15 @@ meson test -C build --suite unit --print-errorlogs --num-processes "$jobs"
 if [ "${SKIP_INTEGRATION:-0}" != 1 ]; then
     stamp "integration tests"
     meson test -C build --suite integration --print-errorlogs --num-processes 1
+    # Each test runs on both backends: those of suite "sanitized" on PostgreSQL below, with the
+    # ASan+UBSan daemon (ASAN_DAEMON_ALL=1: all of them there, and none here).
+    pg_suite=(--suite integration --no-suite sanitized)
+    [ "${SKIP_ASAN_DAEMON:-0}" = 1 ] && pg_suite=(--suite integration)
+    [ "${ASAN_DAEMON_ALL:-0}" = 1 ] && pg_suite=()
+    if [ ${#pg_suite[@]} -gt 0 ]; then
+        stamp "integration tests on PostgreSQL"
+        with_pg meson test -C build "${pg_suite[@]}" --print-errorlogs --num-processes 1
+    fi
 fi
 
 stamp "unit tests under ASan+UBSan"
@@ -84,10 +113,10 @@ if [ "${SKIP_INTEGRATION:-0}" != 1 ] && [ "${SKIP_ASAN_DAEMON:-0}" != 1 ]; then
     # whose daemon log holds a sanitizer report.
     asan_suite=sanitized
     [ "${ASAN_DAEMON_ALL:-0}" = 1 ] && asan_suite=integration
-    stamp "suite $asan_suite with the ASan+UBSan daemon"
+    stamp "suite $asan_suite with the ASan+UBSan daemon, on PostgreSQL"
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-        meson test -C build-asan --suite "$asan_suite" --no-suite service --print-errorlogs \
-        --num-processes 1
+        with_pg meson test -C build-asan --suite "$asan_suite" --no-suite service \
+        --print-errorlogs --num-processes 1
 fi
 
 if [ "$fuzz_seconds" -gt 0 ]; then

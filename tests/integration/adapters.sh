@@ -93,7 +93,7 @@ cp -r "$T/admis" "$M/ad/mis"
 wait_status "$M/ad/mis" ready
 expect_eq "mismatched parent" "$(xattr "$M/ad/mis" parent)" ""
 expect_eq "mismatched approval" "$(xattr "$M/ad/mis" approval)" blocked
-sqlite3 "$B/.provfs/lineage.db" "SELECT detail FROM events WHERE kind = 'adapter' AND path = '/ad/mis'" |
+DB "SELECT detail FROM events WHERE kind = 'adapter' AND path = '/ad/mis'" |
     grep -q 'does not fit' || fail "no 'does not fit' event for the mismatched adapter"
 
 note "an adapter stored before its base is linked when the base arrives"

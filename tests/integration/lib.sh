@@ -3,7 +3,9 @@
 # Each test gets a fresh temp dir with BACKING ($B) and MOUNTPOINT ($M), a provfs started in the
 # foreground with its log in $LOG, a hard timeout, and a trap that force-unmounts and fails the
 # test when the daemon log holds a sanitizer report or an unexpected error line.
-# Environment: PROVFS, PROVCTL, MKMODEL (binaries; meson passes them), TEST_TIMEOUT (seconds).
+# Environment: PROVFS, PROVCTL, MKMODEL (binaries; meson passes them), TEST_TIMEOUT (seconds),
+# PROVFS_TEST_PGHOST (the socket directory of a PostgreSQL server, tests/pg.sh: each test then
+# keeps its lineage in a new database of its own there instead of BACKING/.provfs/lineage.db).
 set -euo pipefail
 
 : "${PROVFS:?PROVFS must point at the provfs binary}"
@@ -27,6 +29,28 @@ chmod 700 "$T/private"
 chmod 755 "$T" "$B" # other users reach the mount in some tests
 PROVFS_PID=
 EXPECT_LOG_RE='^$' # log lines matching this are expected (tests extend it)
+
+# The lineage database of this test's mounts: DBARG is what start_provfs passes as --db (empty:
+# the default file), DB runs one SQL query on it, with sqlite3's output form either way.
+DBARG=
+PGDB=
+if [ -n "${PROVFS_TEST_PGHOST:-}" ]; then
+    PGDB="t_$(basename "$T" | tr -c 'a-zA-Z0-9\n' _ | tr 'A-Z' 'a-z')"
+    psql -X -q "host=$PROVFS_TEST_PGHOST user=provfs dbname=postgres" \
+        -c "CREATE DATABASE $PGDB ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0" >/dev/null || { echo "cannot create database $PGDB" >&2; exit 1; }
+    DBARG="postgresql:///$PGDB?host=$PROVFS_TEST_PGHOST&user=provfs"
+fi
+
+# What provctl's --db takes for this test's database.
+LINEAGE_DB=${DBARG:-$B/.provfs/lineage.db}
+
+# sqlite_only REASON: skips a test that is about the SQLite file itself.
+sqlite_only() {
+    if [ -n "$PGDB" ]; then
+        echo "SKIP: $1 (SQLite only; this run uses PostgreSQL)"
+        exit 77
+    fi
+}
 
 fail() {
     echo "FAIL [$TEST_NAME]: $*" >&2
@@ -103,7 +127,12 @@ start_provfs() {
     # PROVFS_OPTS: options added to every mount of a run (e.g. --inode-fds 16 to run a suite with
     # the inode fds closed and reopened all the time).
     # shellcheck disable=SC2086
-    "$PROVFS" -f --quiet-ms "${QUIET_MS:-200}" ${PROVFS_OPTS:-} "$@" "$B" "$M" >>"$LOG" 2>&1 &
+    local db=()
+    if [ -n "$DBARG" ]; then
+        db=(--db "$DBARG")
+        for a in "$@"; do case "$a" in --db|--db=*) db=() ;; esac; done
+    fi
+    "$PROVFS" -f --quiet-ms "${QUIET_MS:-200}" ${PROVFS_OPTS:-} "${db[@]}" "$@" "$B" "$M" >>"$LOG" 2>&1 &
     PROVFS_PID=$!
     echo "$PROVFS_PID" >"$T/pid"
     for _ in $(seq 100); do
@@ -155,6 +184,26 @@ need_mkmodel() {
     [ -n "$MKMODEL" ] && [ -x "$MKMODEL" ] || { echo "SKIP: no mkmodel"; exit 77; }
 }
 
+# DB_DUMP: the whole database as SQL text.
+DB_DUMP() {
+    if [ -z "$PGDB" ]; then
+        sqlite3 "$B/.provfs/lineage.db" .dump
+    else
+        pg_dump --no-owner "$DBARG"
+    fi
+}
+
 DB() {
-    sqlite3 -bail "$B/.provfs/lineage.db" "$@"
+    if [ -z "$PGDB" ]; then
+        sqlite3 -bail "$B/.provfs/lineage.db" "$@"
+        return
+    fi
+    # the few SQLite spellings the tests use, in PostgreSQL's; booleans as 1/0
+    local sql=$1
+    case "$sql" in
+    "PRAGMA integrity_check") sql="SELECT 'ok'" ;; # PostgreSQL checks as it writes
+    "PRAGMA foreign_key_check") sql="SELECT 1 WHERE false" ;; # and always enforces them
+    esac
+    sql=$(printf '%s' "$sql" | sed -e 's/group_concat(/string_agg(/g' -e 's/instr(/strpos(/g')
+    psql -X -q -At -v ON_ERROR_STOP=1 "$DBARG" -c "$sql" | sed -e 's/^t$/1/' -e 's/^f$/0/'
 }

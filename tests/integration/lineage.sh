@@ -87,8 +87,8 @@ expect_eq "parents in the db" "$(DB "SELECT c.path || '<-' || p.path FROM edges 
     JOIN model_paths c ON c.model_id = e.child_id JOIN model_paths p ON p.model_id = e.parent_id
     WHERE e.is_parent = 1 ORDER BY c.path" | tr '\n' ' ')" \
     "/work/ft<-/bases/tiny /work/pruned<-/bases/tiny /work/q8<-/bases/tiny "
-expect_eq "db score" "$(DB "SELECT printf('%.4f', e.score) FROM edges e JOIN model_paths c
-    ON c.model_id = e.child_id WHERE c.path = '/work/q8' AND e.is_parent = 1")" \
+expect_eq "db score" "$(printf '%.4f' "$(DB "SELECT e.score FROM edges e JOIN model_paths c
+    ON c.model_id = e.child_id WHERE c.path = '/work/q8' AND e.is_parent = 1")")" \
     "$(xattr "$M/work/q8" score)"
 expect_eq "unrelated has no edge" "$(DB "SELECT count(*) FROM edges e JOIN model_paths c
     ON c.model_id IN (e.child_id, e.parent_id) WHERE c.path = '/work/other'")" 0

@@ -212,11 +212,11 @@ expect_eq "would-refuse rows" "$(policy_events "decision = 'would-refuse' AND pa
 expect_eq "approval label under audit" "$(xattr "$M/work/dft" approval)" unapproved
 expect_eq "check under audit" "$(check_rc "$M/work/dft")" 3
 expect_eq "check of the approved" "$(check_rc "$M/m/renamed")" 0
-"$PROVCTL" log --db "$B/.provfs/lineage.db" >"$T/log.txt" || fail "provctl log"
+"$PROVCTL" log --db "$LINEAGE_DB" >"$T/log.txt" || fail "provctl log"
 grep -q "would-refuse deny_families  uid=$TUID" "$T/log.txt" || fail "log: no would-refuse row"
 grep -q "refused require_approval  uid=$TUID" "$T/log.txt" || fail "log: no refused row"
 head -n 1 "$T/log.txt" | grep -q would-refuse || fail "log is not newest first"
-"$PROVCTL" log --db "$B/.provfs/lineage.db" --json --kind policy |
+"$PROVCTL" log --db "$LINEAGE_DB" --json --kind policy |
     python3 -c "import json,sys; e=json.load(sys.stdin)['events']; assert e and all(x['kind']=='policy' and x['rule'] and x['decision'] for x in e)" ||
     fail "log --json"
 

@@ -31,7 +31,7 @@ mkdir -m 1777 "$M/up"
 # nowhere WHAT...: none of the strings is in the database, the daemon log or any .provenance.
 nowhere() {
     local dump
-    dump=$(sqlite3 "$B/.provfs/lineage.db" .dump; cat "$LOG";
+    dump=$(DB_DUMP; cat "$LOG";
            for d in "$M"/up/*/; do cat "$d/.provenance" 2>/dev/null; done; cat "$M/.provenance")
     for w in "$@"; do
         echo "$dump" | grep -q -- "$w" && fail "'$w' leaked"

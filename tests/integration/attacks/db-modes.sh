@@ -4,6 +4,7 @@
 # 0600 at mount, owned by root; files SQLite creates while mounted are 0600 too; the user can read
 # neither the audit log nor the lineage. A fresh BACKING gets the same modes.
 . "$(dirname "$0")/lib.sh"
+sqlite_only "the modes of the SQLite database file"
 
 # modes: "MODE OWNER NAME" for .provfs and everything in it.
 modes() {

@@ -28,7 +28,7 @@ note "provctl prints no control characters"
 out=$(as_user "$PROVCTL" lineage "$M/up/$bad" 2>&1 || true)
 echo "$out" | LC_ALL=C grep -q $'\033' && fail "escape character in provctl lineage output"
 echo "$out" | grep -q '\\x1b' || fail "provctl lineage: $out"
-out=$("$PROVCTL" log --db "$B/.provfs/lineage.db" 2>&1)
+out=$("$PROVCTL" log --db "$LINEAGE_DB" 2>&1)
 echo "$out" | LC_ALL=C grep -q $'\033' && fail "escape character in provctl log output"
 note "the analysis is audited as the writer"
 [ "$(DB "SELECT count(*) FROM events WHERE kind = 'analyzed' AND uid = $TUID AND pid > 0")" -ge 1 ] ||

@@ -56,10 +56,10 @@ rows2=$(DB "SELECT count(*) FROM events WHERE kind = 'policy'")
 [ "$rows2" -le $((rows + 1)) ] || fail "$rows2 policy rows"
 
 note "provctl log shows the count"
-"$PROVCTL" log --db "$B/.provfs/lineage.db" --kind policy >"$T/log.txt" || fail "provctl log"
+"$PROVCTL" log --db "$LINEAGE_DB" --kind policy >"$T/log.txt" || fail "provctl log"
 grep -E "refused require_approval  uid=$TUID .* \(([0-9]+) times, last [0-9T:.-]+Z\)" "$T/log.txt" >/dev/null ||
     { cat "$T/log.txt" >&2; fail "provctl log: no aggregated row"; }
-total=$("$PROVCTL" log --db "$B/.provfs/lineage.db" --json --kind policy |
+total=$("$PROVCTL" log --db "$LINEAGE_DB" --json --kind policy |
     python3 -c "import json,sys; print(sum(e['count'] for e in json.load(sys.stdin)['events']))")
 expect_eq "provctl log --json counts" "$total" "$want"
 

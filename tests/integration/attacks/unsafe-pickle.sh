@@ -7,7 +7,6 @@
 # logs a would-refuse.
 . "$(dirname "$0")/lib.sh"
 EXPECT_LOG_RE=': failed'
-DB() { sqlite3 "$B/.provfs/lineage.db" "$@"; }
 policy_mode() { python3 -c "import json; p=json.load(open('$M/.provenance'))['policy']; print(p['mode'], p['allow_unsafe_pickle'])"; }
 # reload MODE ALLOW_UNSAFE: writes the policy, SIGHUP, waits until /.provenance shows it.
 reload() {
