@@ -2,7 +2,8 @@
 # Benchmarks. Every number is reported next to a baseline measured in the same run.
 #   BENCH_DIR   scratch directory (default /tmp/provfs-bench; needs ~5 GB)
 #   BENCH_RUNS  repetitions per measurement, best is kept (default 3)
-#   BENCH_ONLY  "analyzer", "gguf", "scan", "fs", "policy", "worker", "retrieve", "scale" or ""
+#   BENCH_ONLY  "analyzer", "gguf", "scan", "fs", "policy", "worker", "retrieve", "scale", "store"
+#               or ""
 #               for all sections
 #   BENCH_RETRIEVE_MODELS  stored models of the synthetic candidate-retrieval store (100000)
 #   BENCH_SCALE_MODELS     tiny models copied into one mount by the scale section (10000;
@@ -155,6 +156,10 @@ if [ -z "$only" ] || [ "$only" = retrieve ]; then
         echo "counts: $("$bt" counts "$n" "$dir/counts.db")"
     done
     rm -f "$dir/counts.db"
+fi
+if [ -z "$only" ] || [ "$only" = store ]; then
+    # the lineage database: SQLite against PostgreSQL (xattrs, close-to-ready, gated opens)
+    [ -x tools/bench-store.sh ] && tools/bench-store.sh "$dir" "$runs"
 fi
 if [ -z "$only" ] || [ "$only" = scale ]; then
     # cost per model as the store grows: ingest per batch, RSS, .provenance, xattrs, lineage
