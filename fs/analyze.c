@@ -1708,17 +1708,21 @@ void analyze_job(void *ctx, const queue_job *job)
         return;
     }
     /* Several daemons: only the one holding the unit's claim analyses it (the others see the
-     * status it writes). A database out of reach: analyse anyway, the store refuses the
-     * result, and the unit is queued again when it is back. */
+     * status it writes). */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
     int claim = store_pending_claim(an->st, job->path, an->owner, now, an->lease_ns);
+    if (claim < 0) {
+        /* The database is out of reach: nothing could be recorded. The unit stays queued here
+         * (another try after the quiet period) until it is back. */
+        queue_mark(an->q, job->path, job->uid, job->pid);
+        return;
+    }
     if (claim == 0)
         return;
     job_run(an, job);
-    if (claim == 1)
-        store_pending_done(an->st, job->path, an->owner);
+    store_pending_done(an->st, job->path, an->owner);
 }
 
 static void job_run(analyze_ctx *an, const queue_job *job)

@@ -49,6 +49,7 @@ typedef struct pg_stmt {
     char *sql;    /* as given */
     char *pg_sql; /* rewritten */
     int nparams;
+    uint64_t used; /* bit n-1: ?n appears in the SQL */
     char *val[PG_MAX_PARAMS];
     unsigned type[PG_MAX_PARAMS];
     char name[24];
@@ -202,8 +203,9 @@ static int pg_exec(db_conn *dc, const char *sql)
 
 /* ?N -> $N outside '...' and "..."; counts the parameters. NULL when out of memory or when a
  * parameter number is out of range. */
-static char *rewrite(const char *sql, int *nparams)
+static char *rewrite(const char *sql, int *nparams, uint64_t *used)
 {
+    *used = 0;
     size_t n = strlen(sql);
     char *out = malloc(n + 1);
     if (!out)
@@ -228,6 +230,7 @@ static char *rewrite(const char *sql, int *nparams)
                 return NULL;
             }
             maxp = p > maxp ? p : maxp;
+            *used |= UINT64_C(1) << (p - 1);
             ch = '$';
         }
         out[o++] = ch;
@@ -247,7 +250,7 @@ static db_stmt *pg_prepare(db_conn *dc, const char *sql)
         return NULL;
     s->base.conn = dc;
     s->sql = strdup(sql);
-    s->pg_sql = rewrite(sql, &s->nparams);
+    s->pg_sql = rewrite(sql, &s->nparams, &s->used);
     if (!s->sql || !s->pg_sql) {
         set_err(c, sql, "cannot prepare (out of memory or parameter out of range)");
         fprintf(stderr, "provfs: store: %s\n", c->err);
@@ -343,7 +346,11 @@ static int pg_step(db_stmt *ds)
     if (!ensure(c))
         return DB_ERROR;
     if (s->epoch != c->epoch) {
-        PGresult *r = pq.PQprepare(c->pg, s->name, s->pg_sql, s->nparams, s->type);
+        /* a number the SQL skips (?1 and ?3 only) has no type to infer: any will do */
+        unsigned types[PG_MAX_PARAMS];
+        for (int i = 0; i < s->nparams; i++)
+            types[i] = s->used >> i & 1 ? s->type[i] : PG_INT8;
+        PGresult *r = pq.PQprepare(c->pg, s->name, s->pg_sql, s->nparams, types);
         int ok = result_ok(c, r, s->sql);
         pq.PQclear(r);
         if (ok != 0) {

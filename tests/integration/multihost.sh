@@ -6,7 +6,8 @@
 # through B closes it through A, each within a second; a rename through B is seen through A;
 # kill -9 of A right after a copy, or in the middle of an analysis, and B analyses the unit;
 # with the server stopped, gated opens fail closed on both mounts while other files stay
-# readable, and starting it again recovers without a remount. provctl store copy moves the
+# readable, a model written meanwhile is analysed when it is back, which needs no remount;
+# provctl graph, scan and log read the database; provctl store copy moves the
 # database into a SQLite file and back, and a mount on the copy serves the same.
 . "$(dirname "$0")/lib.sh"
 need_mkmodel
@@ -154,12 +155,25 @@ readable_within "$M/models/renamed" no
 readable_within "$M2/models/renamed" no
 as_user cat "$M/models/README.txt" >/dev/null || fail "a file that is no model, through A"
 as_user cat "$M2/models/README.txt" >/dev/null || fail "a file that is no model, through B"
-note "the server back: both recover without a remount"
+"$MKMODEL" create "$T/offline" --arch llama --seed 34 >/dev/null
+cp -r "$T/offline" "$M/models/offline" # written while the database is away
+sleep 1
+note "the server back: both recover without a remount; the model written meanwhile is analysed"
 "$PGSH" restart "$T/pg" >/dev/null || fail "PostgreSQL did not start again"
 for m in "$M" "$M2"; do
     for _ in $(seq 100); do as_user cat "$m/models/renamed/model.safetensors" >/dev/null 2>&1 && break; sleep 0.1; done
     as_user cat "$m/models/renamed/model.safetensors" >/dev/null || fail "$m: not readable after the server came back"
 done
+wait_status "$M/models/offline" ready 30
+wait_status "$M2/models/offline" ready 10
+
+note "provctl against the database: graph, scan, log"
+"$PROVCTL" graph --db "$DBARG" >"$T/graph.txt" || fail "provctl graph --db URI"
+grep -q "/models/renamed" "$T/graph.txt" || fail "graph: $(cat "$T/graph.txt")"
+"$MKMODEL" derive "$T/base" "$T/ft" --kind finetune --seed 35 >/dev/null
+"$PROVCTL" scan "$T/ft" --db "$DBARG" >"$T/scan.txt" 2>&1 || fail "provctl scan --db URI: $(cat "$T/scan.txt")"
+grep -q "/models/renamed" "$T/scan.txt" || fail "scan does not find the stored base: $(cat "$T/scan.txt")"
+"$PROVCTL" log --db "$DBARG" --kind revoke | grep -q "withdrawn" || fail "provctl log --db URI"
 
 fusermount3 -u "$M2" || fail "unmount B"
 wait "$PID2" || fail "daemon B exited with an error"
