@@ -28,9 +28,31 @@ static int64_t real_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* A mount-relative path as the daemons write them: "/" then names, none empty, "." or "..",
+ * and nothing under /.provfs. A row that is not one is left alone: the database is trusted, but
+ * what it names is opened beneath BACKING all the same. */
+static bool plain_path(const char *path)
+{
+    if (!path || path[0] != '/' || strcmp(path, "/.provfs") == 0 ||
+        strncmp(path, "/.provfs/", 9) == 0)
+        return false;
+    for (const char *c = path + 1; *c;) {
+        const char *e = strchr(c, '/');
+        size_t n = e ? (size_t)(e - c) : strlen(c);
+        if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+            return false;
+        c += n + (e != NULL);
+        if (e && !*c)
+            return false; /* a trailing slash */
+    }
+    return true;
+}
+
 static int queue_it(void *ctx, const char *path)
 {
     shared *s = ctx;
+    if (!plain_path(path))
+        return 0;
     /* not queue_note's way: that would record the unit in pending again */
     if (queue_get_state(s->q, path) == QUEUE_NONE)
         queue_mark(s->q, path, 0, 0);

@@ -65,17 +65,11 @@ mount_one() {
 mount_one sqlite
 mount_one pg --db "$pguri"
 
+mkdir -p "$T/src"
 for i in $(seq "$runs"); do
     "$mk" create "$T/src/m$i" --arch llama --seed "$((100 + i))" >/dev/null
 done
 "$mk" create "$T/src/unit" --arch llama --seed 99 >/dev/null
-"$py" - "$T/src/unit" <<'EOF'
-import os, sys
-block = os.urandom(4096)
-for i in range(1000):
-    with open(os.path.join(sys.argv[1], "shard-%04d.bin" % i), "wb") as f:
-        f.write(block)
-EOF
 
 # ready_ms DIR: ms from now until DIR's status is ready
 ready_ms() {
@@ -105,6 +99,30 @@ for name in sqlite pg; do
     res[$name.ready]=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
     cp -r "$T/src/unit" "$m/models/unit"
     ready_ms "$m/models/unit" >/dev/null
+    "$py" - "$m/models/unit" <<'EOF2'
+import os, sys
+block = os.urandom(4096)
+for i in range(1000):
+    with open(os.path.join(sys.argv[1], "shard-%04d.bin" % i), "wb") as f:
+        f.write(block)
+EOF2
+    # settled: ready, with the same digest for a second (the last shards' closes may start
+    # one more analysis after the first ready; an approval names a digest)
+    "$py" - "$m/models/unit" <<'EOF2'
+import os, sys, time
+d, last, since = sys.argv[1], None, time.time()
+for _ in range(6000):
+    try:
+        st = os.getxattr(d, "user.provenance.status")
+        sha = os.getxattr(d, "user.provenance.sha256")
+    except OSError:
+        st = sha = None
+    if st != b"ready" or sha != last:
+        last, since = (sha if st == b"ready" else None), time.time()
+    elif time.time() - since >= 1.0:
+        break
+    time.sleep(0.02)
+EOF2
     setfattr -n user.provenance.approve -v bench "$m/models/unit"
     read -r res[$name.x50] res[$name.x99] < <("$py" - "$m/models/m1" <<'EOF'
 import os, sys, time
