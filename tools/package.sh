@@ -38,14 +38,16 @@ Architecture: $arch
 Maintainer: provfs <provfs@localhost>
 Installed-Size: $size
 Depends: fuse3, libfuse3-3, libsqlite3-0, libcjson1, libssl3, libseccomp2, libprotobuf-c1, adduser
+Recommends: libpq5
 Section: admin
 Priority: optional
 Description: provenance-aware model store (FUSE)
  provfs is a FUSE file system mounted as a shared store for machine-learning
  models. It fingerprints every model written into it from its weights, links it
- to its closest ancestor among the stored models, records the lineage in SQLite,
- shows it as extended attributes and .provenance files, and can block models of
- unknown or unapproved lineage until an administrator approves them.
+ to its closest ancestor among the stored models, records the lineage in SQLite
+ (or in a PostgreSQL database several hosts share: libpq5), shows it as extended
+ attributes and .provenance files, and can block models of unknown or unapproved
+ lineage until an administrator approves them.
 CTL
 echo /etc/provfs/policy.json >"$stage/DEBIAN/conffiles"
 cat >"$stage/DEBIAN/postinst" <<'POST'
