@@ -60,6 +60,7 @@ jobs=$(nproc)
 with_pg() {
     local dir rc=0
     dir=$(mktemp -d /tmp/provfs-pgtest.XXXXXX)
+    chmod 755 "$dir" # the server runs as nobody, in a 0700 directory of its own below
     tests/pg.sh start "$dir/pg" >/dev/null || { rm -rf "$dir"; return 1; }
     PROVFS_TEST_PGHOST=$dir/pg "$@" || rc=$?
     tests/pg.sh stop "$dir/pg"
