@@ -28,10 +28,9 @@ static int64_t real_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* A mount-relative path as the daemons write them: "/" then names, none empty, "." or "..",
- * and nothing under /.provfs. A row that is not one is left alone: the database is trusted, but
- * what it names is opened beneath BACKING all the same. */
-static bool plain_path(const char *path)
+/* shared.h. A row that is not one is left alone: the database is trusted, but what it names
+ * is opened beneath BACKING all the same. */
+bool shared_plain_path(const char *path)
 {
     if (!path || path[0] != '/' || strcmp(path, "/.provfs") == 0 ||
         strncmp(path, "/.provfs/", 9) == 0)
@@ -51,7 +50,7 @@ static bool plain_path(const char *path)
 static int queue_it(void *ctx, const char *path)
 {
     shared *s = ctx;
-    if (!plain_path(path))
+    if (!shared_plain_path(path))
         return 0;
     /* not queue_note's way: that would record the unit in pending again */
     if (queue_get_state(s->q, path) == QUEUE_NONE)

@@ -7,6 +7,7 @@
 #include "queue.h"
 #include "store.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define SHARED_LEASE_MS_DEFAULT 30000u
@@ -24,5 +25,8 @@ void shared_stop(shared *s);
 /* This daemon's name in claims: host, pid and a random part. */
 const char *shared_owner(const shared *s);
 int64_t shared_lease_ns(const shared *s);
+/* Is path a mount-relative path as the daemons write them: "/" then names, none empty, "." or
+ * "..", no trailing slash, nothing under /.provfs? Only such rows of table pending are queued. */
+bool shared_plain_path(const char *path);
 
 #endif

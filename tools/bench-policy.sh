@@ -94,7 +94,7 @@ for u in range(1, units + 1):
     for i in range(per):
         if made == total:
             break
-        with open(os.path.join(d, "u%d" % u, "shard-%04d.bin" % i), "wb") as f:
+        with open(os.path.join(d, "u%d" % u, "shard-%04d.dat" % i), "wb") as f:
             f.write(block)
         made += 1
 EOF

@@ -1,6 +1,7 @@
 /* units.c without a mount: path splitting and the mount-relative paths of fds below BACKING,
  * including names that end like the kernel's mark of an unlinked file. */
 #include "check.h"
+#include "shared.h"
 #include "units.h"
 
 #include <fcntl.h>
@@ -93,9 +94,25 @@ static void test_fd_path(void)
     CHECK(system(cmd) == 0);
 }
 
+/* Rows of table pending another daemon (or anybody with the database) wrote: only plain
+ * mount-relative paths reach the queue. */
+static void test_pending_paths(void)
+{
+    static const char *const good[] = {"/", "/m", "/bases/tiny", "/a/b.c/..d", "/.hidden/x",
+                                       "/a/.provfsx", "/a/.provfs/x"};
+    static const char *const bad[] = {"", "m", "//m", "/m/", "/./m", "/a/./b", "/a/..",
+                                      "/../etc", "/a/../../b", "/a//b", "/.provfs",
+                                      "/.provfs/lineage.db", NULL};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+        CHECK_MSG(shared_plain_path(good[i]), "%s", good[i]);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        CHECK_MSG(!shared_plain_path(bad[i]), "%s", bad[i] ? bad[i] : "(null)");
+}
+
 int main(void)
 {
     test_split();
     test_fd_path();
+    test_pending_paths();
     return check_report("test_units");
 }
