@@ -61,7 +61,7 @@ typedef struct pg_stmt {
 
 /* The libpq functions used, resolved once (pq_load). */
 #define PQ_FUNCS(X)                                                                               \
-    X(PQconnectdb) X(PQstatus) X(PQfinish) X(PQerrorMessage) X(PQsetNoticeProcessor) X(PQexec)   \
+    X(PQconnectdbParams) X(PQstatus) X(PQfinish) X(PQerrorMessage) X(PQsetNoticeProcessor) X(PQexec)   \
     X(PQclear) X(PQresultStatus) X(PQcmdTuples) X(PQresultErrorMessage) X(PQprepare)            \
     X(PQexecPrepared) X(PQntuples) X(PQnfields) X(PQgetisnull) X(PQgetvalue) X(PQgetlength)     \
     X(PQconninfoParse) X(PQconninfoFree) X(PQfreemem)
@@ -125,7 +125,16 @@ static bool connect_now(pg_conn *c)
 {
     if (c->pg)
         pq.PQfinish(c->pg);
-    c->pg = pq.PQconnectdb(c->target);
+    /* The store's locks are held across a query, and the gate waits on them: a server that
+     * stops answering (a partition, not a reset) must end in an error within seconds, which the
+     * gate turns into a refusal, rather than hold every FUSE thread for the kernel's TCP
+     * timeout. These are defaults: the connection string comes last and overrides them
+     * (expand_dbname). Unix sockets ignore the TCP ones. */
+    static const char *const keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
+                                       "keepalives_interval", "keepalives_count",
+                                       "tcp_user_timeout", "dbname", NULL};
+    const char *vals[] = {"10", "1", "10", "5", "3", "15000", c->target, NULL};
+    c->pg = pq.PQconnectdbParams(keys, vals, 1);
     if (!c->pg || pq.PQstatus(c->pg) != CONNECTION_OK) {
         set_err(c, "cannot connect to PostgreSQL", c->pg ? pq.PQerrorMessage(c->pg) : "out of memory");
         return false;
