@@ -195,8 +195,9 @@ typedef int (*store_pending_cb)(void *ctx, const char *path);
 int store_pending_due(store_handle *st, int64_t now_ns, store_pending_cb cb, void *ctx);
 
 /* Copies every row of from into to (store_copy.c): SQLite to PostgreSQL, back, or file to
- * file. to must be empty (its schema only); ids are kept; in one transaction of to, committed
- * only when every table's row count in to equals from's. Run it with no daemon writing from. */
+ * file. from is only read (open it STORE_READONLY) and must have the current schema; to must be
+ * empty (its schema only); ids are kept; in one transaction of to, committed only when every
+ * table's row count in to equals from's. Run it with no daemon writing from. */
 typedef struct store_copy_report {
     size_t tables;
     int64_t rows;

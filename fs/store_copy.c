@@ -1,6 +1,7 @@
 /* store_copy: every row of one lineage database into another, empty one (SQLite to PostgreSQL or
- * back, or file to file), ids kept, then the row counts of both compared. Both are opened with
- * store_open first, so both have the current schema. store_stats is not copied: the
+ * back, or file to file), ids kept, then the row counts of both compared. The source is only
+ * read (provctl opens it read-only) and must have the current schema: a store of an older
+ * version is mounted once first, which migrates it. store_stats is not copied: the
  * destination's triggers count the rows as they arrive. */
 #include "store_int.h"
 
@@ -43,13 +44,16 @@ static int count_rows(db_conn *c, const char *table, int64_t *out)
     return ret;
 }
 
-static int copy_table(db_conn *from, db_conn *to, size_t t, int64_t *rows)
+static int copy_table(db_conn *from, db_conn *to, size_t t, int64_t *rows, char *err,
+                      size_t errlen)
 {
     size_t n = strlen(tables[t].types), commas = 0;
     for (const char *p = tables[t].cols; *p; p++)
         commas += *p == ',';
-    if (commas + 1 != n)
-        return -1; /* the table above is wrong: a type per column */
+    if (commas + 1 != n) { /* the table above is wrong: a type per column */
+        snprintf(err, errlen, "copying %s: column types do not match the columns", tables[t].table);
+        return -1;
+    }
     char sel[512], ins[768], params[256] = "";
     for (size_t i = 0; i < n; i++) {
         size_t k = strlen(params);
@@ -60,8 +64,9 @@ static int copy_table(db_conn *from, db_conn *to, size_t t, int64_t *rows)
              params);
     db_stmt *s = db_prepare(from, sel), *w = s ? db_prepare(to, ins) : NULL;
     int rc = w ? DB_ROW : DB_ERROR;
+    db_conn *failed = s && !w ? to : from; /* whose message tells what went wrong */
     *rows = 0;
-    while (rc == DB_ROW && (rc = db_step(s)) == DB_ROW) {
+    while (rc == DB_ROW && (rc = db_step(s)) == DB_ROW) { /* a DB_ERROR here is the source's */
         for (size_t i = 0; i < n; i++) {
             int c = (int)i;
             if (db_col_null(s, c))
@@ -75,6 +80,7 @@ static int copy_table(db_conn *from, db_conn *to, size_t t, int64_t *rows)
         }
         if (db_step(w) != DB_DONE) {
             rc = DB_ERROR;
+            failed = to;
             break;
         }
         db_reset(w);
@@ -82,6 +88,8 @@ static int copy_table(db_conn *from, db_conn *to, size_t t, int64_t *rows)
     }
     db_finalize(w);
     db_finalize(s);
+    if (rc != DB_DONE)
+        snprintf(err, errlen, "copying %s: %s", tables[t].table, db_errmsg(failed));
     return rc == DB_DONE ? 0 : -1;
 }
 
@@ -114,9 +122,7 @@ int store_copy(store_handle *from, store_handle *to, store_copy_report *out, cha
         ret = exec_sql(to->wr, "DELETE FROM settings");
     for (size_t t = 0; ret == 0 && t < N_TABLES; t++) {
         int64_t rows = 0;
-        ret = copy_table(from->rd, to->wr, t, &rows);
-        if (ret != 0)
-            snprintf(err, errlen, "copying %s: %s", tables[t].table, db_errmsg(to->wr));
+        ret = copy_table(from->rd, to->wr, t, &rows, err, errlen);
         out->rows += rows;
         out->tables++;
     }
@@ -126,7 +132,7 @@ int store_copy(store_handle *from, store_handle *to, store_copy_report *out, cha
         db_stmt *w = s ? db_prepare(to->wr, "INSERT INTO settings (key, value) VALUES (?1, ?2)")
                        : NULL;
         int rc = w ? DB_ROW : DB_ERROR;
-        while (rc == DB_ROW && (rc = db_step(s)) == DB_ROW) {
+        while (rc == DB_ROW && (rc = db_step(s)) == DB_ROW) { /* a DB_ERROR here is the source's */
             db_bind_text(w, 1, db_col_text(s, 0));
             db_bind_int64(w, 2, db_col_int64(s, 1));
             rc = db_step(w) == DB_DONE ? DB_ROW : DB_ERROR;

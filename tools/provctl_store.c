@@ -931,7 +931,7 @@ int provctl_store(int argc, char **argv)
     char err[512];
     int ret = EXIT_ERR;
     store_copy_report r;
-    if (store_open(from, 0, &a, err, sizeof err) != 0)
+    if (store_open(from, STORE_READONLY, &a, err, sizeof err) != 0) /* the source is never written */
         fprintf(stderr, "provctl: %s: %s\n", from, err);
     else if (store_open(to, 0, &b, err, sizeof err) != 0)
         fprintf(stderr, "provctl: %s: %s\n", to, err);
