@@ -319,6 +319,8 @@ static pa_status fingerprint_unit(pa_unit *up, const char *path, const pa_fp_opt
         else
             snprintf(fp->format, sizeof fp->format, "config-only");
     }
+    if (!st && !pa_fp_compact(fp))
+        st = pa_error_set(err, PA_E_NOMEM, "%s: out of memory", path);
     pa_tokenizer_free(tok);
     pa_unit_free(&u);
     if (st) {
@@ -400,33 +402,8 @@ bool pa_fp_has_weights(const pa_fingerprint *fp)
 {
     return fp->has_weights;
 }
-/* Do the sampled values of one matrix row lie on a grid of at most 255 levels (k x step,
- * |k| <= 127)? Stored in the fingerprint as scaled f16 (relative error ~5e-4), so a value may be
- * off its level by ~0.1 step; independent real values land within 0.2 of a level with
- * probability 0.4 each, so 32 of them all do with probability ~1e-13 per step tried. */
-static bool row_on_grid(const float *v, uint32_t n)
-{
-    double m = 0;
-    for (uint32_t i = 0; i < n; i++)
-        m = fabs(v[i]) > m ? fabs(v[i]) : m;
-    if (!(m > 0) || n < 8)
-        return false;
-    for (int k = 1; k <= 127; k++) {
-        double step = m / k;
-        bool ok = true;
-        for (uint32_t i = 0; i < n && ok; i++) {
-            double q = v[i] / step;
-            ok = fabs(q - nearbyint(q)) <= 0.2;
-        }
-        if (ok)
-            return true;
-    }
-    return false;
-}
-
 bool pa_fp_quantized(const pa_fingerprint *fp)
 {
-    size_t matrices = 0, gridded = 0;
     for (size_t i = 0; i < fp->n_tensors; i++) {
         const pa_tensor_fp *t = &fp->tensors[i];
         if (t->ndim < 2)
@@ -436,27 +413,8 @@ bool pa_fp_quantized(const pa_fingerprint *fp)
                     : t->dtype == PA_DT_I8 || t->dtype == PA_DT_U8 ||
                           t->dtype == PA_DT_F8_E4M3 || t->dtype == PA_DT_F8_E5M2)
             return true;
-        /* int8 values written back as floats (a fake-quantised export): each row on its own
-         * grid */
-        if (!t->block.v || t->block_c < 8 || (uint64_t)t->block_r * t->block_c > t->block.n)
-            continue;
-        size_t rows = 0, on = 0;
-        for (uint32_t r = 0; r < t->block_r; r++) {
-            const float *row = t->block.v + (size_t)r * t->block_c;
-            bool nonzero = false;
-            for (uint32_t c = 0; c < t->block_c; c++)
-                nonzero |= row[c] != 0;
-            if (!nonzero)
-                continue;
-            rows++;
-            on += row_on_grid(row, t->block_c);
-        }
-        if (rows == 0)
-            continue;
-        matrices++;
-        gridded += 4 * on >= 3 * rows;
     }
-    return matrices > 0 && 2 * gridded >= matrices;
+    return fp->grid; /* int8 values written back as floats (compact.c) */
 }
 const char *pa_fp_digest(const pa_fingerprint *fp)
 {

@@ -19,6 +19,15 @@
 #define PA_PROBE_VERSION 1
 #define PA_FP_MAX_TENSORS 65536u /* a fingerprint must stay small; more is refused */
 
+/* The compact form (compact.c): what comparing keeps of the sketches above. Every fingerprint is
+ * made compact once built or read, so a fresh one and a stored one compare alike. */
+#define PA_CK_MARGINAL 64 /* entries kept of a row-sum / column-sum vector */
+#define PA_CK_BLOCK_R 8   /* rows kept of a sampled block */
+#define PA_CK_BLOCK_C 16  /* columns kept of a sampled block */
+#define PA_CK_NORMVEC 64  /* entries kept of a 1-D sample */
+#define PA_CK_VERSION 1
+#define PA_Q8_ZERO (-128) /* exponent of an all-zero vector */
+
 typedef struct pa_vec {
     uint32_t n;
     float *v;
@@ -92,6 +101,8 @@ struct pa_fingerprint {
     pa_embed_fp embed;
     pa_probe_fp probe;
     uint64_t weight_bytes;
+    bool compact; /* pa_fp_compact ran: sketches at PA_CK_* sizes, values on 8-bit grids */
+    bool grid;    /* most matrices hold int8-grid values (found before compacting) */
 };
 
 struct pa_unit;
@@ -117,4 +128,14 @@ void pa_signals_compute(const pa_fingerprint *a, const pa_fingerprint *b, pa_com
 double pa_lineage_quick(const pa_fingerprint *a, const pa_fingerprint *b);
 
 void pa_tensor_fp_free(pa_tensor_fp *t);
+
+/* 8-bit vectors (compact.c): v[i] = q[i] * 2^e with |q[i]| <= 127 and max |q| >= 64, e in
+ * [-120, 121], or PA_Q8_ZERO when every value is 0. A vector already on its grid keeps the same e
+ * and q, so compacting twice changes nothing. */
+int pa_q8_exponent(const float *v, uint32_t n);
+void pa_q8_encode(const float *v, uint32_t n, int e, int8_t *q);
+void pa_q8_decode(const int8_t *q, uint32_t n, int e, float *v);
+
+/* Round every sketch to the compact form in place (idempotent). False when out of memory. */
+bool pa_fp_compact(pa_fingerprint *fp);
 #endif

@@ -397,6 +397,8 @@ char *pa_fp_to_json(const pa_fingerprint *fp, bool pretty)
     if (!o)
         return NULL;
     cJSON_AddStringToObject(o, "schema", FP_SCHEMA);
+    if (fp->compact)
+        cJSON_AddNumberToObject(o, "compact", PA_CK_VERSION);
     if (fp->path)
         cJSON_AddStringToObject(o, "path", fp->path);
     cJSON_AddStringToObject(o, "format", fp->format);
@@ -434,6 +436,8 @@ char *pa_fp_to_json(const pa_fingerprint *fp, bool pretty)
         add_int64(w, "parameter_count", (int64_t)fp->n_params);
         add_int64(w, "bytes", (int64_t)fp->weight_bytes);
         cJSON_AddNumberToObject(w, "layers", fp->n_layers);
+        if (fp->compact)
+            cJSON_AddBoolToObject(w, "int8_grid", fp->grid);
         cJSON *dt = cJSON_AddObjectToObject(w, "dtypes");
         size_t counts[PA_DT_COUNT] = {0}, gcounts[PA_GGML_TYPE_COUNT] = {0};
         size_t norms = 0, matrices = 0;
@@ -717,6 +721,9 @@ pa_status pa_fp_from_json(const char *json, size_t len, const char *label, pa_fi
     const char *schema = pa_json_str(o, "schema");
     if (ok && (!schema || strcmp(schema, FP_SCHEMA) != 0))
         ok = BAD("%s: not a %s fingerprint", label, FP_SCHEMA);
+    int64_t compact;
+    if (ok && pa_json_int(o, "compact", &compact) && compact == PA_CK_VERSION)
+        fp->compact = true; /* the int8-grid finding was made on the full sketches */
     if (ok) {
         fp->path = dup_str(o, "path");
         copy_str(fp->format, sizeof fp->format, pa_json_str(o, "format"));
@@ -792,6 +799,8 @@ pa_status pa_fp_from_json(const char *json, size_t len, const char *label, pa_fi
         int64_t b;
         if (ok && pa_json_int(w, "bytes", &b) && b >= 0)
             fp->weight_bytes = (uint64_t)b;
+        if (fp->compact)
+            fp->grid = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(w, "int8_grid"));
         if (ok)
             ok = embed_from_json(cJSON_GetObjectItemCaseSensitive(w, "embedding"), &fp->embed, err);
         if (ok && !probe_from_json(cJSON_GetObjectItemCaseSensitive(w, "probe"), &fp->probe))
@@ -799,6 +808,8 @@ pa_status pa_fp_from_json(const char *json, size_t len, const char *label, pa_fi
         fp->has_weights = ok && fp->n_tensors > 0;
     }
     cJSON_Delete(o);
+    if (ok && !pa_fp_compact(fp))
+        ok = false; /* out of memory: reported below */
     if (!ok) {
         if (!err->status)
             pa_error_set(err, PA_E_NOMEM, "%s: out of memory", label);
