@@ -905,9 +905,14 @@ static int by_merge(ofamily *f, int x, oplan *pl)
             if (dp + dq <= 0)
                 continue;
             double ratio = (dp + dq) / dpq, t = dp / (dp + dq);
+            /* A merge lies on the line between its parents: dp + dq = dpq. A copy of p alone
+             * at distance e from it, in a direction of its own, is off the line by
+             * e + sqrt(dpq^2 + e^2) - dpq, and may pass MERGE_SLACK when e is a tenth of dpq;
+             * so the detour must also stay under half of that. */
+            double e = dp < dq ? dp : dq, off = e + sqrt(dpq * dpq + e * e) - dpq;
             /* the nearest relative is one of the two; each weighs >= PARENT_MIN_SHARE */
             if (ratio > best || t < PARENT_MIN_SHARE || t > 1 - PARENT_MIN_SHARE ||
-                nearest < 0.999 * (dp < dq ? dp : dq))
+                nearest < 0.999 * e || dp + dq - dpq > 0.5 * off)
                 continue;
             best = ratio;
             bp = (int)p;
