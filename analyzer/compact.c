@@ -1,11 +1,14 @@
 /* The compact form of a fingerprint: what comparing needs, small enough to store per model.
  *
- * The weights pass sketches at the PA_SK_* sizes (fp.h). Compacting keeps, of each matrix,
- * 64 column sums, 64 row sums and an 8 x 16 block, of each 1-D tensor 64 entries, all chosen
- * evenly from the full sketch, and rounds every value to an 8-bit grid with a power-of-two step
- * per vector. The moments become floats, the vocabulary hashes keep their high 32 bits. A
- * 7B layout (291 tensors, vocabulary 32,000) then stores in about 120 KB (fpbin.c), against
- * about 900 KB of JSON at full size.
+ * The weights pass sketches at the PA_SK_* sizes (fp.h). Compacting keeps, of each matrix, 64
+ * column sums, 64 row sums, an 8 x 16 block and l2 (no other moment of a matrix is compared), of
+ * each 1-D tensor 64 entries, of each embedding anchor row 32 of its 64 sampled columns, all
+ * picked evenly from the full sketch. It rounds every vector to a grid with a power-of-two step:
+ * 12 bits for the blocks (the distance between a model and its fine-tune, a few hundredths,
+ * must stay well above the rounding: at 8 bits a soup of two fine-tunes no longer lay between
+ * them), 8 bits for the rest, which only enter correlations. Moments become floats, vocabulary
+ * hashes keep their high 32 bits. A 7B layout (291 tensors, vocabulary 32,000) then stores in
+ * about 120 KB (fpbin.c), against about 900 KB of JSON at full size.
  *
  * Every fingerprint is compacted where it is made (fingerprint.c) and where it is read
  * (fpjson.c, fpbin.c), so a fresh fingerprint and one read back from the store or a file are
@@ -19,57 +22,72 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ------------------------------------------------------------------ 8-bit vectors */
+/* ------------------------------------------------------------------ vectors on a grid */
 
-int pa_q8_exponent(const float *v, uint32_t n)
+int pa_q_exponent(const float *v, uint32_t n, int levels)
 {
     /* an infinity is kept as the largest finite value of its sign, a NaN as 0 */
     float m = 0;
     for (uint32_t i = 0; i < n; i++)
         if (isfinite(v[i]))
             m = fabsf(v[i]) > m ? fabsf(v[i]) : m;
-    if (!(m >= 0x1p-120f))
-        return PA_Q8_ZERO;
-    /* the least e with m / 2^e <= 127: m/127 = f 2^x, f in [0.5, 1) */
+    if (!(m >= 0x1p-100f))
+        return PA_Q_ZERO;
+    /* the least e with m / 2^e <= levels: m/levels = f 2^x, f in [0.5, 1) */
     int x;
-    float f = frexpf(m / 127.0f, &x);
+    float f = frexpf(m / (float)levels, &x);
     int e = f == 0.5f ? x - 1 : x;
-    /* m/127 rounds: make sure of the bound the way the encoder will compute it */
-    while (ldexpf(m, -e) > 127.0f)
+    while (ldexpf(m, -e) > (float)levels) /* m/levels rounded down */
         e++;
-    return e;
+    while (e > -127 && ldexpf(m, -(e - 1)) <= (float)levels) /* ... or up */
+        e--;
+    return e < -127 ? -127 : e;
 }
 
-void pa_q8_encode(const float *v, uint32_t n, int e, int8_t *q)
+/* Scaling by 2^k, k in [-127, 127], is one exact multiplication (2^k is a float): the same
+ * result as ldexpf, without a library call per value. */
+static float pow2f(int k)
 {
+    return ldexpf(1.0f, k);
+}
+
+void pa_q_encode(const float *v, uint32_t n, int e, int levels, int16_t *q)
+{
+    float top = (float)levels, s = e == PA_Q_ZERO ? 0 : pow2f(-e);
     for (uint32_t i = 0; i < n; i++) {
-        if (e == PA_Q8_ZERO || isnan(v[i])) {
+        if (e == PA_Q_ZERO || isnan(v[i])) {
             q[i] = 0;
             continue;
         }
-        float x = isinf(v[i]) ? (v[i] > 0 ? 127.0f : -127.0f) : nearbyintf(ldexpf(v[i], -e));
-        q[i] = (int8_t)(x > 127.0f ? 127 : x < -127.0f ? -127 : x);
+        float x = isinf(v[i]) ? (v[i] > 0 ? top : -top) : nearbyintf(v[i] * s);
+        q[i] = (int16_t)(x > top ? top : x < -top ? -top : x);
     }
 }
 
-void pa_q8_decode(const int8_t *q, uint32_t n, int e, float *v)
+void pa_q_decode(const int16_t *q, uint32_t n, int e, float *v)
 {
+    float s = e == PA_Q_ZERO ? 0 : pow2f(e);
     for (uint32_t i = 0; i < n; i++)
-        v[i] = e == PA_Q8_ZERO ? 0.0f : ldexpf((float)q[i], e);
+        v[i] = (float)q[i] * s;
+}
+
+static bool q_round(float *v, uint32_t n, int levels)
+{
+    if (!n)
+        return true;
+    int16_t *q = malloc(n * sizeof *q);
+    if (!q)
+        return false;
+    int e = pa_q_exponent(v, n, levels);
+    pa_q_encode(v, n, e, levels, q);
+    pa_q_decode(q, n, e, v);
+    free(q);
+    return true;
 }
 
 static bool q8_round(float *v, uint32_t n)
 {
-    if (!n)
-        return true;
-    int8_t *q = malloc(n);
-    if (!q)
-        return false;
-    int e = pa_q8_exponent(v, n);
-    pa_q8_encode(v, n, e, q);
-    pa_q8_decode(q, n, e, v);
-    free(q);
-    return true;
+    return q_round(v, n, PA_CK_LEVELS);
 }
 
 /* ------------------------------------------------------------------ subsampling */
@@ -182,10 +200,23 @@ static double as_float(double v)
     return v > FLT_MAX ? FLT_MAX : v < -FLT_MAX ? -FLT_MAX : (double)(float)v;
 }
 
+/* Keeps PA_CK_ANCHOR_C of each anchor row's sampled columns. */
+static void anchor_cols_keep(pa_embed_fp *e)
+{
+    uint32_t c = e->anchor_c, c2 = c < PA_CK_ANCHOR_C ? c : PA_CK_ANCHOR_C;
+    if (!e->anchor_rows || c2 == c)
+        return;
+    for (uint32_t i = 0; i < e->n_anchors; i++) /* in place: row i moves down, never up */
+        for (uint32_t j = 0; j < c2; j++)
+            e->anchor_rows[(size_t)i * c2 + j] = e->anchor_rows[(size_t)i * c + pick(j, c2, c)];
+    e->anchor_c = c2;
+}
+
 static bool compact_embed(pa_embed_fp *e)
 {
     if (!e->present)
         return true;
+    anchor_cols_keep(e);
     e->norm_min = as_float(e->norm_min);
     e->norm_max = as_float(e->norm_max);
     for (int i = 0; i < PA_SK_END_BINS; i++) {
@@ -250,19 +281,60 @@ bool pa_fp_compact(pa_fingerprint *fp)
     compact_vocab(fp);
     for (size_t i = 0; i < fp->n_tensors; i++) {
         pa_tensor_fp *t = &fp->tensors[i];
-        t->mean = as_float(t->mean);
-        t->std = as_float(t->std);
+        bool matrix = t->ndim >= 2; /* of a matrix's moments, comparing uses l2 alone */
+        t->mean = matrix ? 0 : as_float(t->mean);
+        t->std = matrix ? 0 : as_float(t->std);
         t->l2 = as_float(t->l2);
-        t->min = as_float(t->min);
-        t->max = as_float(t->max);
+        t->min = matrix ? 0 : as_float(t->min);
+        t->max = matrix ? 0 : as_float(t->max);
         if (!vec_keep(&t->colsum, PA_CK_MARGINAL) || !vec_keep(&t->rowsum, PA_CK_MARGINAL) ||
             !block_keep(t) || !vec_keep(&t->sample, PA_CK_NORMVEC) ||
             !q8_round(t->colsum.v, t->colsum.n) || !q8_round(t->rowsum.v, t->rowsum.n) ||
-            !q8_round(t->block.v, t->block.n) || !q8_round(t->sample.v, t->sample.n))
+            !q_round(t->block.v, t->block.n, PA_CK_BLOCK_LEVELS) ||
+            !q8_round(t->sample.v, t->sample.n))
             return false;
     }
     if (!compact_embed(&fp->embed) || !compact_probe(&fp->probe))
         return false;
     fp->compact = true;
     return true;
+}
+
+/* ------------------------------------------------------------------ memory */
+
+static size_t str_mem(const char *s)
+{
+    return s ? strlen(s) + 1 + 16 : 0; /* 16: the allocator's overhead, roughly */
+}
+
+static size_t vec_mem(const pa_vec *v)
+{
+    return v->v ? v->n * sizeof *v->v + 16 : 0;
+}
+
+size_t pa_fp_memory(const pa_fingerprint *fp)
+{
+    size_t m = sizeof *fp + str_mem(fp->path);
+    m += fp->n_files * sizeof *fp->files;
+    for (size_t i = 0; i < fp->n_files; i++)
+        m += str_mem(fp->files[i].name);
+    if (fp->has_mfi)
+        m += str_mem(fp->mfi.model_type) + str_mem(fp->mfi.architectures) +
+             str_mem(fp->mfi.hidden_act) + str_mem(fp->mfi.rope_scaling);
+    m += (size_t)fp->vocab_k * sizeof *fp->vocab_hashes;
+    m += fp->n_tensors * sizeof *fp->tensors;
+    for (size_t i = 0; i < fp->n_tensors; i++) {
+        const pa_tensor_fp *t = &fp->tensors[i];
+        m += str_mem(t->name) + str_mem(t->role) + vec_mem(&t->colsum) + vec_mem(&t->rowsum) +
+             vec_mem(&t->block) + vec_mem(&t->sample);
+    }
+    const pa_embed_fp *e = &fp->embed;
+    if (e->present)
+        m += str_mem(e->tensor) + ((size_t)e->n_anchors * e->n_anchors + 1) * sizeof(float) +
+             ((size_t)e->n_anchors * e->anchor_c + 1) * sizeof(float);
+    const pa_probe_fp *p = &fp->probe;
+    if (p->prod)
+        m += (size_t)p->n_layers * (sizeof *p->layer + sizeof *p->have +
+                                    PA_PROBE_TERMS * (size_t)p->m * p->m * sizeof *p->prod);
+    return m;
 }

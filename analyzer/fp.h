@@ -25,8 +25,11 @@
 #define PA_CK_BLOCK_R 8   /* rows kept of a sampled block */
 #define PA_CK_BLOCK_C 16  /* columns kept of a sampled block */
 #define PA_CK_NORMVEC 64  /* entries kept of a 1-D sample */
+#define PA_CK_ANCHOR_C 32 /* sampled columns kept of an anchor row */
 #define PA_CK_VERSION 1
-#define PA_Q8_ZERO (-128) /* exponent of an all-zero vector */
+#define PA_CK_BLOCK_LEVELS 2047 /* block values: 12 bits (distances between close relatives) */
+#define PA_CK_LEVELS 127        /* every other vector: 8 bits (correlations) */
+#define PA_Q_ZERO (-128)        /* exponent of an all-zero vector */
 
 typedef struct pa_vec {
     uint32_t n;
@@ -129,12 +132,13 @@ double pa_lineage_quick(const pa_fingerprint *a, const pa_fingerprint *b);
 
 void pa_tensor_fp_free(pa_tensor_fp *t);
 
-/* 8-bit vectors (compact.c): v[i] = q[i] * 2^e with |q[i]| <= 127 and max |q| >= 64, e in
- * [-120, 121], or PA_Q8_ZERO when every value is 0. A vector already on its grid keeps the same e
- * and q, so compacting twice changes nothing. */
-int pa_q8_exponent(const float *v, uint32_t n);
-void pa_q8_encode(const float *v, uint32_t n, int e, int8_t *q);
-void pa_q8_decode(const int8_t *q, uint32_t n, int e, float *v);
+/* Vectors on a grid (compact.c): v[i] = q[i] * 2^e with |q[i]| <= L (PA_CK_LEVELS or
+ * PA_CK_BLOCK_LEVELS) and max |q| > L / 2, e in [-127, 121], or e = PA_Q_ZERO when every value
+ * is 0. A vector already on its grid keeps the same e and q, so compacting twice changes
+ * nothing. */
+int pa_q_exponent(const float *v, uint32_t n, int levels);
+void pa_q_encode(const float *v, uint32_t n, int e, int levels, int16_t *q);
+void pa_q_decode(const int16_t *q, uint32_t n, int e, float *v);
 
 /* Round every sketch to the compact form in place (idempotent). False when out of memory. */
 bool pa_fp_compact(pa_fingerprint *fp);

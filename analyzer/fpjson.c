@@ -1,9 +1,10 @@
 /* Fingerprint <-> versioned JSON (schema provfs.fingerprint/1).
  *
- * Sketch vectors are stored compactly: {"n": N, "s": scale, "f16": base64 of N little-endian
- * half floats of v/scale}. A 7B model's fingerprint stays well under 1 MiB. Reading back checks
- * every length and count against the fixed sketch sizes: a fingerprint from the store is data,
- * not trusted code.
+ * Sketch vectors are base64 of their floats ({"n": N, "f32": ...}); the f16 form of earlier
+ * fingerprints is read too. Every fingerprint is compact (compact.c): what is read is compacted
+ * again, so a fingerprint from before the compact form reads as one made now. Reading back
+ * checks every length and count against the fixed sketch sizes: a fingerprint from a file or
+ * the store is data, not trusted code.
  */
 #include "fp.h"
 #include "gguf.h"
@@ -53,42 +54,39 @@ static bool b64_decode(const char *s, uint8_t *out, size_t want)
     return ok;
 }
 
+/* {"n": N, "f32": base64 of N little-endian floats}: exact, so a compact fingerprint (values on
+ * their grids, compact.c) reads back as the same numbers. */
 static cJSON *vec_to_json(const float *v, uint32_t n)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
-    /* The scale comes from the finite values only: a sketch of huge weights can hold an
-     * overflowed sum, and JSON has no inf (cJSON writes null, which the reader refuses). An
-     * infinity is kept as the largest value of its sign, a NaN as 0. */
-    float scale = 0;
-    for (uint32_t i = 0; i < n; i++)
-        scale = isfinite(v[i]) && fabsf(v[i]) > scale ? fabsf(v[i]) : scale;
-    uint16_t *h = malloc((n ? n : 1) * sizeof *h);
-    float *tmp = malloc((n ? n : 1) * sizeof *tmp);
+    uint8_t *bytes = malloc((n ? n : 1) * 4u);
     char *b = NULL;
-    if (h && tmp) {
-        for (uint32_t i = 0; i < n; i++)
-            tmp[i] = scale > 0 && isfinite(v[i]) ? v[i] / scale
-                     : scale > 0 && isinf(v[i]) ? (v[i] > 0 ? 1.0f : -1.0f)
-                                                 : 0;
-        pa_f32_to_f16(tmp, h, n);
-        b = b64_encode((const uint8_t *)h, (size_t)n * 2);
+    if (bytes) {
+        for (uint32_t i = 0; i < n; i++) {
+            float f = isfinite(v[i]) ? v[i] : 0.0f; /* compact values are finite */
+            uint32_t u;
+            memcpy(&u, &f, 4);
+            for (int k = 0; k < 4; k++)
+                bytes[4 * i + (uint32_t)k] = (uint8_t)(u >> (8 * k));
+        }
+        b = b64_encode(bytes, (size_t)n * 4);
     }
-    free(h);
-    free(tmp);
+    free(bytes);
     if (!b) {
         cJSON_Delete(o);
         pa_json_fail_note();
         return NULL;
     }
     cJSON_AddNumberToObject(o, "n", n);
-    cJSON_AddNumberToObject(o, "s", scale);
-    cJSON_AddStringToObject(o, "f16", b);
+    cJSON_AddStringToObject(o, "f32", b);
     free(b);
     return o;
 }
 
+/* A vector as vec_to_json writes it, or in the form of fingerprints from before the compact
+ * one: {"n": N, "s": scale, "f16": base64 of N half floats of v / scale}. */
 static bool vec_from_json(const cJSON *o, uint32_t max_n, pa_vec *out)
 {
     out->n = 0;
@@ -96,6 +94,29 @@ static bool vec_from_json(const cJSON *o, uint32_t max_n, pa_vec *out)
     if (!o || cJSON_IsNull(o))
         return true;
     int64_t n;
+    const char *f32 = pa_json_str(o, "f32");
+    if (f32) {
+        if (!pa_json_int(o, "n", &n) || n < 0 || n > max_n)
+            return false;
+        uint8_t *bytes = malloc(((size_t)n ? (size_t)n : 1) * 4);
+        float *v = malloc(((size_t)n ? (size_t)n : 1) * sizeof *v);
+        if (!bytes || !v || !b64_decode(f32, bytes, (size_t)n * 4)) {
+            free(bytes);
+            free(v);
+            return false;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            uint32_t u = (uint32_t)bytes[4 * i] | (uint32_t)bytes[4 * i + 1] << 8 |
+                         (uint32_t)bytes[4 * i + 2] << 16 | (uint32_t)bytes[4 * i + 3] << 24;
+            memcpy(&v[i], &u, 4);
+            if (!isfinite(v[i]))
+                v[i] = 0; /* compacting puts the rest on a grid */
+        }
+        free(bytes);
+        out->n = (uint32_t)n;
+        out->v = v;
+        return true;
+    }
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "s");
     const char *b = pa_json_str(o, "f16");
     if (!pa_json_int(o, "n", &n) || n < 0 || n > max_n || !cJSON_IsNumber(s) || !b ||
@@ -253,12 +274,14 @@ static cJSON *tensor_to_json(const pa_tensor_fp *t)
         cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[i]));
     cJSON_AddStringToObject(o, "sha256", hex);
     cJSON_AddBoolToObject(o, "decoded", t->decoded);
-    if (t->decoded) {
+    if (t->decoded && t->ndim < 2) {
         cJSON_AddNumberToObject(o, "mean", t->mean);
         cJSON_AddNumberToObject(o, "std", t->std);
         cJSON_AddNumberToObject(o, "l2", t->l2);
         cJSON_AddNumberToObject(o, "min", t->min);
         cJSON_AddNumberToObject(o, "max", t->max);
+    } else if (t->decoded) {
+        cJSON_AddNumberToObject(o, "l2", t->l2); /* what comparing uses of a matrix's moments */
     }
     if (t->colsum.n)
         pa_json_add(o, "colsum", vec_to_json(t->colsum.v, t->colsum.n));

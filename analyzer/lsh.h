@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PA_LSH_VERSION 1
+#define PA_LSH_VERSION 2 /* 2: signatures of the compact sketches (compact.c) */
 #define PA_LSH_BAND_BITS 16
 #define PA_LSH_BANDS 4       /* bands per vector (64 projections) */
 #define PA_LSH_MIN_NUMEL 1024

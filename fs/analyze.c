@@ -456,20 +456,20 @@ typedef struct link_work {
 /* The fingerprint of stored model id through the cache, parsed from json when not cached. The
  * pointer stays valid until the next fpcache_trim (the callers trim when they hold none). */
 static const pa_fingerprint *cached_fp(analyze_ctx *an, int64_t id, const char *digest,
-                                       const char *json, size_t len)
+                                       const void *bin, size_t len)
 {
     const pa_fingerprint *hit = fpcache_get(an->cache, id, digest);
     if (hit)
         return hit;
-    if (!json)
+    if (!bin)
         return NULL;
     pa_fingerprint *fp = NULL;
     pa_error err = {0};
-    if (pa_fp_from_json(json, len, "stored fingerprint", &fp, &err) != PA_OK) {
+    if (pa_fp_from_bin(bin, len, "stored fingerprint", &fp, &err) != PA_OK) {
         fprintf(stderr, "provfs: model %llx: %s\n", (unsigned long long)id, err.msg);
         return NULL;
     }
-    return fpcache_put(an->cache, id, digest, fp, fpcache_size_of(len));
+    return fpcache_put(an->cache, id, digest, fp, fpcache_size_of(fp));
 }
 
 /* The stored model's fingerprint, through the cache. Called with lineage_lock held. */
@@ -479,20 +479,19 @@ static const pa_fingerprint *model_fp(analyze_ctx *an, int64_t id)
     if (store_model_by_id(an->st, id, &m) != 0)
         return NULL;
     const pa_fingerprint *fp = cached_fp(an, id, m.digest, NULL, 0);
-    char *json = NULL;
-    if (!fp && store_fingerprint(an->st, id, &json) == 0)
-        fp = cached_fp(an, id, m.digest, json, strlen(json));
-    free(json);
+    pa_fingerprint *read = NULL;
+    if (!fp && store_fingerprint_fp(an->st, id, &read) == 0)
+        fp = fpcache_put(an->cache, id, m.digest, read, fpcache_size_of(read));
     store_model_clear(&m);
     return fp;
 }
 
 static int link_compare(link_work *w, int64_t id, int64_t created_ns, const char *digest,
-                        const char *json, size_t len)
+                        const void *bin, size_t len)
 {
-    if (!json)
+    if (!bin)
         return 0;
-    const pa_fingerprint *other = cached_fp(w->an, id, digest, json, len);
+    const pa_fingerprint *other = cached_fp(w->an, id, digest, bin, len);
     if (!other)
         return 0;
     /* Edges are stored from the model first seen to the later one; orient() may turn them. */
@@ -542,7 +541,7 @@ static int link_compare(link_work *w, int64_t id, int64_t created_ns, const char
 }
 
 static int link_candidate(void *ctx, int64_t id, int64_t created_ns, const char *digest,
-                          const char *json, size_t len)
+                          const void *bin, size_t len)
 {
     link_work *w = ctx;
     if (w->n_seen == w->cap_seen) {
@@ -554,7 +553,7 @@ static int link_candidate(void *ctx, int64_t id, int64_t created_ns, const char 
         w->cap_seen = cap;
     }
     w->seen[w->n_seen++] = id;
-    int ret = link_compare(w, id, created_ns, digest, json, len);
+    int ret = link_compare(w, id, created_ns, digest, bin, len);
     fpcache_trim(w->an->cache); /* no cached fingerprint is held past here */
     return ret;
 }
@@ -1812,6 +1811,17 @@ static void job_run(analyze_ctx *an, const queue_job *job)
         free(abs);
         return;
     }
+    /* Stored fingerprints are content: the BACKING path stays out of them. What the store keeps
+     * is the compact binary form; a fingerprint that cannot take it (a tensor name over 64 KiB)
+     * fails the unit like any other limit. */
+    uint8_t *bin = NULL;
+    size_t bin_len = 0;
+    if (status == PA_OK) {
+        if (!pa_fp_set_path(fp, NULL))
+            status = pa_error_set(&err, PA_E_NOMEM, "out of memory");
+        else
+            status = pa_fp_to_bin(fp, &bin, &bin_len, &err);
+    }
     if (status != PA_OK) {
         char msg[sizeof err.msg];
         relative_message(an, err.msg[0] ? err.msg : pa_status_name(status), msg, sizeof msg);
@@ -1833,11 +1843,9 @@ static void job_run(analyze_ctx *an, const queue_job *job)
         free(abs);
         return;
     }
-    /* Stored fingerprints are content: the BACKING path stays out of them. */
-    char *json = pa_fp_set_path(fp, NULL) ? pa_fp_to_json(fp, false) : NULL;
     size_t n_files = pa_fp_n_files(fp);
     store_file *files = calloc(n_files ? n_files : 1, sizeof *files);
-    if (!json || !files)
+    if (!files)
         goto out;
     for (size_t i = 0; i < n_files; i++) {
         const pa_file_fp *f = pa_fp_file(fp, i);
@@ -1853,7 +1861,8 @@ static void job_run(analyze_ctx *an, const queue_job *job)
     bool have_sig = pa_lsh_signature(fp, &sig) == 0;
     store_result res = {.digest = pa_fp_digest(fp),
                         .format = pa_fp_format(fp),
-                        .fingerprint_json = json,
+                        .fingerprint = bin,
+                        .fingerprint_len = bin_len,
                         .n_files = n_files,
                         .files = files,
                         .sig = have_sig ? &sig : NULL};
@@ -1901,7 +1910,7 @@ static void job_run(analyze_ctx *an, const queue_job *job)
         store_ref_clear(&ref);
 out:
     free(files);
-    free(json);
+    free(bin);
     pa_fingerprint_free(fp);
     pa_unit_files_close(&given);
     free(abs);

@@ -54,12 +54,17 @@ db_conn *db_stmt_conn(const db_stmt *s) { return s->conn; }
 void db_bind_int64(db_stmt *s, int idx, int64_t v) { s->conn->ops->bind_int64(s, idx, v); }
 void db_bind_double(db_stmt *s, int idx, double v) { s->conn->ops->bind_double(s, idx, v); }
 void db_bind_text(db_stmt *s, int idx, const char *t) { s->conn->ops->bind_text(s, idx, t); }
+void db_bind_blob(db_stmt *s, int idx, const void *p, size_t n)
+{
+    s->conn->ops->bind_blob(s, idx, p, n);
+}
 void db_bind_null(db_stmt *s, int idx) { s->conn->ops->bind_null(s, idx); }
 int db_step(db_stmt *s) { return s->conn->ops->step(s); }
 bool db_col_null(db_stmt *s, int col) { return s->conn->ops->col_null(s, col); }
 int64_t db_col_int64(db_stmt *s, int col) { return s->conn->ops->col_int64(s, col); }
 double db_col_double(db_stmt *s, int col) { return s->conn->ops->col_double(s, col); }
 const char *db_col_text(db_stmt *s, int col) { return s->conn->ops->col_text(s, col); }
+const void *db_col_blob(db_stmt *s, int col, size_t *n) { return s->conn->ops->col_blob(s, col, n); }
 size_t db_col_bytes(db_stmt *s, int col) { return s->conn->ops->col_bytes(s, col); }
 int64_t db_changes(db_conn *c) { return c->ops->changes(c); }
 int db_durable(db_conn *c, bool on) { return c->ops->durable(c, on); }

@@ -57,6 +57,8 @@ void db_bind_int64(db_stmt *s, int idx, int64_t v);
 void db_bind_double(db_stmt *s, int idx, double v);
 void db_bind_text(db_stmt *s, int idx, const char *text); /* NULL binds NULL */
 void db_bind_null(db_stmt *s, int idx);
+/* n bytes at p (copied); p NULL binds NULL. The column is BLOB (SQLite) or bytea (PostgreSQL). */
+void db_bind_blob(db_stmt *s, int idx, const void *p, size_t n);
 
 /* DB_ROW (a row to read), DB_DONE, or DB_ERROR (db_errmsg says why). */
 int db_step(db_stmt *s);
@@ -66,6 +68,9 @@ double db_col_double(db_stmt *s, int col);
 /* NULL for SQL NULL; valid until the next step or reset of s. */
 const char *db_col_text(db_stmt *s, int col);
 size_t db_col_bytes(db_stmt *s, int col);
+/* The bytes of a BLOB / bytea column, NULL for SQL NULL (or when PostgreSQL's text form of it
+ * cannot be read); *n gets their count. Valid until the next step or reset of s. */
+const void *db_col_blob(db_stmt *s, int col, size_t *n);
 
 /* Commits on c reach stable storage before they return (on) or may lag a moment behind a power
  * loss (off, the default of a SQLite file in WAL mode; PostgreSQL's commits are always

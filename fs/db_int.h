@@ -17,12 +17,14 @@ typedef struct db_ops {
     void (*bind_double)(db_stmt *s, int idx, double v);
     void (*bind_text)(db_stmt *s, int idx, const char *text);
     void (*bind_null)(db_stmt *s, int idx);
+    void (*bind_blob)(db_stmt *s, int idx, const void *p, size_t n);
     int (*step)(db_stmt *s);
     bool (*col_null)(db_stmt *s, int col);
     int64_t (*col_int64)(db_stmt *s, int col);
     double (*col_double)(db_stmt *s, int col);
     const char *(*col_text)(db_stmt *s, int col);
     size_t (*col_bytes)(db_stmt *s, int col);
+    const void *(*col_blob)(db_stmt *s, int col, size_t *n);
     int64_t (*changes)(db_conn *c);
     int (*durable)(db_conn *c, bool on);
 } db_ops;

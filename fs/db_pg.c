@@ -28,6 +28,7 @@
 
 #define PG_INT8 20
 #define PG_FLOAT8 701
+#define PG_BYTEA 17
 #define PG_MAX_PARAMS 64
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -52,6 +53,10 @@ typedef struct pg_stmt {
     uint64_t used; /* bit n-1: ?n appears in the SQL */
     char *val[PG_MAX_PARAMS];
     unsigned type[PG_MAX_PARAMS];
+    int len[PG_MAX_PARAMS]; /* bytes of a binary parameter */
+    int fmt[PG_MAX_PARAMS]; /* 1: binary (bytea), 0: text */
+    uint8_t *blob;          /* the current row's bytea column, decoded (db_col_blob) */
+    size_t blob_n;
     char name[24];
     unsigned epoch; /* of the connection it was prepared on; 0 = not prepared */
     PGresult *res;
@@ -140,7 +145,8 @@ static bool connect_now(pg_conn *c)
         return false;
     }
     pq.PQsetNoticeProcessor(c->pg, quiet_notices, NULL);
-    PGresult *r = pq.PQexec(c->pg, "SET client_min_messages = warning");
+    /* db_col_blob reads bytea in its hex text form */
+    PGresult *r = pq.PQexec(c->pg, "SET client_min_messages = warning; SET bytea_output = 'hex'");
     pq.PQclear(r);
     c->epoch++;
     return true;
@@ -274,6 +280,9 @@ static db_stmt *pg_prepare(db_conn *dc, const char *sql)
 
 static void clear_result(pg_stmt *s)
 {
+    free(s->blob);
+    s->blob = NULL;
+    s->blob_n = 0;
     pq.PQclear(s->res);
     s->res = NULL;
     s->row = s->nrows = 0;
@@ -287,6 +296,7 @@ static void pg_clear_bindings(db_stmt *ds)
         free(s->val[i]);
         s->val[i] = NULL;
         s->type[i] = 0;
+        s->len[i] = s->fmt[i] = 0;
     }
 }
 
@@ -319,6 +329,7 @@ static void bind_val(db_stmt *ds, int idx, char *v, unsigned type)
     free(s->val[idx - 1]);
     s->val[idx - 1] = v;
     s->type[idx - 1] = type;
+    s->len[idx - 1] = s->fmt[idx - 1] = 0;
 }
 
 static void pg_bind_int64(db_stmt *ds, int idx, int64_t v)
@@ -341,6 +352,18 @@ static void pg_bind_text(db_stmt *ds, int idx, const char *t)
 }
 
 static void pg_bind_null(db_stmt *ds, int idx) { bind_val(ds, idx, NULL, 0); }
+
+static void pg_bind_blob(db_stmt *ds, int idx, const void *p, size_t n)
+{
+    char *v = p && n <= INT32_MAX ? malloc(n ? n : 1) : NULL;
+    if (v && n)
+        memcpy(v, p, n);
+    bind_val(ds, idx, v, v ? PG_BYTEA : 0);
+    if (v && idx >= 1 && idx <= PG_MAX_PARAMS) {
+        PS(ds)->len[idx - 1] = (int)n;
+        PS(ds)->fmt[idx - 1] = 1;
+    }
+}
 
 static int pg_step(db_stmt *ds)
 {
@@ -368,14 +391,16 @@ static int pg_step(db_stmt *ds)
         }
         s->epoch = c->epoch;
     }
-    PGresult *r = pq.PQexecPrepared(c->pg, s->name, s->nparams, (const char *const *)s->val, NULL,
-                                 NULL, 0);
+    PGresult *r = pq.PQexecPrepared(c->pg, s->name, s->nparams, (const char *const *)s->val, s->len,
+                                 s->fmt, 0);
     if (result_ok(c, r, NULL) != 0) {
         pq.PQclear(r);
         if (pq.PQstatus(c->pg) != CONNECTION_OK)
             c->retry_at_ms = 0; /* lost: the next use reconnects */
         return DB_ERROR;
     }
+    free(s->blob);
+    s->blob = NULL;
     s->res = r;
     s->ran = true;
     s->nrows = pq.PQresultStatus(r) == PGRES_TUPLES_OK ? pq.PQntuples(r) : 0;
@@ -429,6 +454,44 @@ static size_t pg_col_bytes(db_stmt *ds, int col)
     return v ? (size_t)pq.PQgetlength(PS(ds)->res, PS(ds)->row - 1, col) : 0;
 }
 
+static int hexval(char ch)
+{
+    return ch >= '0' && ch <= '9' ? ch - '0'
+           : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+           : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                                    : -1;
+}
+
+/* bytea arrives as text, "\x" and two hex digits a byte (bytea_output = hex, set on connect). */
+static const void *pg_col_blob(db_stmt *ds, int col, size_t *n)
+{
+    pg_stmt *s = PS(ds);
+    *n = 0;
+    const char *v = value(ds, col);
+    if (!v)
+        return NULL;
+    size_t len = (size_t)pq.PQgetlength(s->res, s->row - 1, col);
+    if (len < 2 || v[0] != '\\' || v[1] != 'x' || len % 2)
+        return NULL;
+    free(s->blob);
+    s->blob = malloc(len / 2 ? len / 2 - 1 + 1 : 1);
+    if (!s->blob)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 2; i < len; i += 2) {
+        int hi = hexval(v[i]), lo = hexval(v[i + 1]);
+        if (hi < 0 || lo < 0) {
+            free(s->blob);
+            s->blob = NULL;
+            return NULL;
+        }
+        s->blob[o++] = (uint8_t)(hi << 4 | lo);
+    }
+    s->blob_n = o;
+    *n = o;
+    return s->blob;
+}
+
 static int64_t pg_changes(db_conn *dc) { return PC(dc)->changes; }
 
 static int pg_durable(db_conn *dc, bool on)
@@ -450,12 +513,14 @@ static const db_ops pg_ops = {
     .bind_double = pg_bind_double,
     .bind_text = pg_bind_text,
     .bind_null = pg_bind_null,
+    .bind_blob = pg_bind_blob,
     .step = pg_step,
     .col_null = pg_col_null,
     .col_int64 = pg_col_int64,
     .col_double = pg_col_double,
     .col_text = pg_col_text,
     .col_bytes = pg_col_bytes,
+    .col_blob = pg_col_blob,
     .changes = pg_changes,
     .durable = pg_durable,
 };

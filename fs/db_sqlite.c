@@ -76,6 +76,14 @@ static void sq_bind_text(db_stmt *s, int i, const char *t)
         sqlite3_bind_null(STMT(s), i);
 }
 
+static void sq_bind_blob(db_stmt *s, int i, const void *p, size_t n)
+{
+    if (p && n <= INT32_MAX)
+        sqlite3_bind_blob(STMT(s), i, n ? p : "", (int)n, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(STMT(s), i);
+}
+
 static int sq_step(db_stmt *s)
 {
     int rc = sqlite3_step(STMT(s));
@@ -95,6 +103,17 @@ static size_t sq_col_bytes(db_stmt *s, int c)
 {
     int n = sqlite3_column_bytes(STMT(s), c);
     return n > 0 ? (size_t)n : 0;
+}
+
+static const void *sq_col_blob(db_stmt *s, int c, size_t *n)
+{
+    *n = 0;
+    if (sqlite3_column_type(STMT(s), c) == SQLITE_NULL)
+        return NULL;
+    const void *p = sqlite3_column_blob(STMT(s), c); /* NULL for an empty blob */
+    int len = sqlite3_column_bytes(STMT(s), c);
+    *n = p && len > 0 ? (size_t)len : 0;
+    return p ? p : "";
 }
 
 static int64_t sq_changes(db_conn *c) { return sqlite3_changes(CONN(c)); }
@@ -117,12 +136,14 @@ static const db_ops sq_ops = {
     .bind_double = sq_bind_double,
     .bind_text = sq_bind_text,
     .bind_null = sq_bind_null,
+    .bind_blob = sq_bind_blob,
     .step = sq_step,
     .col_null = sq_col_null,
     .col_int64 = sq_col_int64,
     .col_double = sq_col_double,
     .col_text = sq_col_text,
     .col_bytes = sq_col_bytes,
+    .col_blob = sq_col_blob,
     .changes = sq_changes,
     .durable = sq_durable,
 };

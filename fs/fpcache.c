@@ -205,7 +205,7 @@ size_t fpcache_evictions(const fpcache *c)
     return c->evictions;
 }
 
-size_t fpcache_size_of(size_t json_len)
+size_t fpcache_size_of(const pa_fingerprint *fp)
 {
-    return json_len + sizeof(fpentry) + 256;
+    return pa_fp_memory(fp) + sizeof(fpentry) + 64;
 }

@@ -32,8 +32,7 @@ size_t fpcache_bytes(const fpcache *c);
 size_t fpcache_count(const fpcache *c);
 size_t fpcache_evictions(const fpcache *c);
 
-/* Approximate memory of a fingerprint parsed from json_len bytes of JSON: the parsed form keeps
- * about what the JSON spells out (names, sketches as numbers), plus per-entry bookkeeping. */
-size_t fpcache_size_of(size_t json_len);
+/* Memory an entry holding fp takes (pa_fp_memory and the entry's bookkeeping). */
+size_t fpcache_size_of(const pa_fingerprint *fp);
 
 #endif

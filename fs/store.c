@@ -408,7 +408,7 @@ int store_open(const char *path, unsigned flags, store_handle **out, char *err, 
             goto fail;
         if (migrate(st->wr, err, errlen) != 0)
             goto fail;
-        if (lsh_backfill(st, err, errlen) != 0)
+        if (fp_upgrade(st, err, errlen) != 0 || lsh_backfill(st, err, errlen) != 0)
             goto fail;
         if (load_events_max(st) != 0) {
             snprintf(err, errlen, "%s: %s", path, db_errmsg(st->wr));

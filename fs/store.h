@@ -15,8 +15,10 @@
 #include <stdint.h>
 
 typedef struct store_handle store_handle;
+struct pa_fingerprint;
+struct pa_lsh_sig;
 
-#define STORE_SCHEMA_VERSION 12
+#define STORE_SCHEMA_VERSION 13
 
 enum { STORE_READONLY = 1u << 0 };
 
@@ -96,8 +98,11 @@ int store_drop_adapter_parent(store_handle *st, int64_t model_id);
 int store_files(store_handle *st, int64_t id, store_file **out, size_t *n);
 /* 0 and out filled (65 bytes), 1 when the unit has no such file. */
 int store_file_sha(store_handle *st, int64_t id, const char *name, char out[65]);
-/* Stored fingerprint JSON (provfs.fingerprint/1), 1 when none. */
+/* The stored fingerprint as JSON (provfs.fingerprint/1), 1 when none. The store keeps the
+ * compact binary form (analyzer fpbin.c); this decodes it. */
 int store_fingerprint(store_handle *st, int64_t id, char **json);
+/* The stored fingerprint, decoded; 1 when none (or unreadable: logged). */
+int store_fingerprint_fp(store_handle *st, int64_t id, struct pa_fingerprint **out);
 /* The is_parent edge into id; 1 when the model has no parent. */
 int store_parent(store_handle *st, int64_t id, store_link *out);
 /* Every parent of id: the main parent first, then the others by share (store_set_parents). */
@@ -138,7 +143,8 @@ int store_finish_error(store_handle *st, int64_t model_id, const char *status, c
 typedef struct store_result {
     const char *digest;
     const char *format;
-    const char *fingerprint_json;
+    const void *fingerprint; /* compact binary form (pa_fp_to_bin) */
+    size_t fingerprint_len;
     store_keys keys;
     size_t n_files;
     const store_file *files;
@@ -153,9 +159,10 @@ int store_finish_ready(store_handle *st, const char *path, int64_t model_id,
                        const store_result *res, int64_t *final_id, bool *merged);
 
 /* Candidate ancestors/descendants for lineage: ready models sharing the hidden size, vocabulary
- * size or family hash with keys, excluding exclude_id. cb gets each one's fingerprint JSON. */
+ * size or family hash with keys, excluding exclude_id. cb gets each one's stored fingerprint
+ * (binary, pa_fp_from_bin). */
 typedef int (*store_cand_cb)(void *ctx, int64_t id, int64_t created_ns, const char *digest,
-                             const char *fp_json, size_t fp_len);
+                             const void *fp, size_t fp_len);
 int store_candidates(store_handle *st, const store_keys *keys, int64_t exclude_id, store_cand_cb cb,
                      void *ctx);
 

@@ -9,14 +9,14 @@
 #include <string.h>
 
 /* Tables in an order that satisfies the foreign keys, with their columns: i int64, d double,
- * t text. */
+ * t text, b bytes. */
 static const struct {
     const char *table, *cols, *types;
 } tables[] = {
     {"models",
      "id, digest, status, error, format, fingerprint, hidden_size, num_layers, vocab_size,"
-     " n_params, n_tensors, arch_hash, family_hash, created_ns, analyzed_at, origin_path",
-     "itttttiiiiittiit"},
+     " n_params, n_tensors, arch_hash, family_hash, created_ns, analyzed_at, origin_path, fpbin",
+     "itttttiiiiittiitb"},
     {"model_paths", "path, model_id, dir_mtime_ns", "tii"},
     {"files", "model_id, name, size, mtime_ns, sha256", "itiit"},
     {"edges",
@@ -75,9 +75,20 @@ static int copy_table(db_conn *from, db_conn *to, size_t t, int64_t *rows, char 
                 db_bind_int64(w, c + 1, db_col_int64(s, c));
             else if (tables[t].types[i] == 'd')
                 db_bind_double(w, c + 1, db_col_double(s, c));
-            else
+            else if (tables[t].types[i] == 'b') {
+                size_t len = 0;
+                const void *p = db_col_blob(s, c, &len);
+                if (!p) { /* unreadable bytes: the copy would differ */
+                    rc = DB_ERROR;
+                    break;
+                }
+                db_bind_blob(w, c + 1, p, len);
+            } else {
                 db_bind_text(w, c + 1, db_col_text(s, c));
+            }
         }
+        if (rc == DB_ERROR)
+            break;
         if (db_step(w) != DB_DONE) {
             rc = DB_ERROR;
             failed = to;

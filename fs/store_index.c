@@ -38,6 +38,88 @@ int lsh_put(store_handle *st, int64_t model_id, const pa_lsh_sig *sig)
     return ret;
 }
 
+/* Stores of schema 12 and before hold fingerprints as JSON (column fingerprint): each becomes the
+ * compact binary form (column fpbin) once, when a daemon first opens the store, in one
+ * transaction. A JSON that does not read leaves its model without a fingerprint (logged): such
+ * a model was compared with nothing before either. */
+int fp_upgrade(store_handle *st, char *err, size_t errlen)
+{
+    int64_t *ids = NULL;
+    size_t n = 0, cap = 0, bad = 0;
+    int ret = 0;
+    db_stmt *q = prep(st, st->wr, "SELECT id FROM models WHERE fingerprint IS NOT NULL");
+    int rc = q ? DB_ROW : DB_ERROR;
+    while (rc == DB_ROW && (rc = db_step(q)) == DB_ROW) {
+        if (n == cap) {
+            size_t c = cap ? cap * 2 : 256;
+            int64_t *g = realloc(ids, c * sizeof *g);
+            if (!g) {
+                rc = DB_ERROR;
+                break;
+            }
+            ids = g;
+            cap = c;
+        }
+        ids[n++] = db_col_int64(q, 0);
+    }
+    done(st, q);
+    if (rc != DB_DONE) {
+        free(ids);
+        goto fail;
+    }
+    if (n == 0)
+        return 0;
+    if (tx_begin(st) != 0) {
+        free(ids);
+        goto fail;
+    }
+    db_stmt *sel = prep(st, st->wr, "SELECT fingerprint FROM models WHERE id = ?1");
+    db_stmt *upd =
+        prep(st, st->wr, "UPDATE models SET fpbin = ?2, fingerprint = NULL WHERE id = ?1");
+    ret = sel && upd ? 0 : -1;
+    for (size_t i = 0; ret == 0 && i < n; i++) {
+        db_bind_int64(sel, 1, ids[i]);
+        pa_fingerprint *fp = NULL;
+        uint8_t *bin = NULL;
+        size_t len = 0;
+        pa_error e = {0};
+        if (db_step(sel) == DB_ROW) {
+            const char *json = db_col_text(sel, 0);
+            if (json &&
+                pa_fp_from_json(json, db_col_bytes(sel, 0), "stored fingerprint", &fp, &e) == PA_OK)
+                pa_fp_to_bin(fp, &bin, &len, &e);
+        } else {
+            ret = -1;
+        }
+        db_reset(sel);
+        if (ret == 0 && !bin) {
+            bad++;
+            fprintf(stderr, "provfs: store: model %llx: %s\n", (unsigned long long)ids[i],
+                    e.msg[0] ? e.msg : "stored fingerprint unreadable");
+        }
+        db_bind_int64(upd, 1, ids[i]);
+        db_bind_blob(upd, 2, bin, len);
+        if (ret == 0 && db_step(upd) != DB_DONE)
+            ret = -1;
+        db_reset(upd);
+        free(bin);
+        pa_fingerprint_free(fp);
+    }
+    if (ret != 0)
+        store_log(st->wr, "convert fingerprints");
+    done(st, sel);
+    done(st, upd);
+    free(ids);
+    if (tx_end(st, ret) != 0 || ret != 0)
+        goto fail;
+    fprintf(stderr, "provfs: store: %zu stored fingerprint(s) in the compact form (%zu unreadable)\n",
+            n - bad, bad);
+    return 0;
+fail:
+    snprintf(err, errlen, "converting stored fingerprints: %s", db_errmsg(st->wr));
+    return -1;
+}
+
 /* Indexes every stored fingerprint again when the index was made by another signature version
  * (or by none: a store from before the index). */
 int lsh_backfill(store_handle *st, char *err, size_t errlen)
@@ -53,8 +135,8 @@ int lsh_backfill(store_handle *st, char *err, size_t errlen)
         goto fail;
     int ret = exec_sql(st->wr, "DELETE FROM lsh_bands; DELETE FROM tensor_hashes;");
     stmt = ret == 0 ? prep(st, st->wr,
-                           "SELECT id, fingerprint FROM models"
-                           " WHERE status = 'ready' AND fingerprint IS NOT NULL")
+                           "SELECT id, fpbin FROM models"
+                           " WHERE status = 'ready' AND fpbin IS NOT NULL")
                     : NULL;
     if (!stmt)
         ret = -1;
@@ -62,13 +144,12 @@ int lsh_backfill(store_handle *st, char *err, size_t errlen)
     int rc = DB_DONE;
     while (ret == 0 && (rc = db_step(stmt)) == DB_ROW) {
         int64_t id = db_col_int64(stmt, 0);
-        const char *json = db_col_text(stmt, 1);
+        size_t len = 0;
+        const void *bin = db_col_blob(stmt, 1, &len);
         pa_fingerprint *fp = NULL;
         pa_error e = {0};
         pa_lsh_sig sig = {0};
-        if (json &&
-            pa_fp_from_json(json, (size_t)db_col_bytes(stmt, 1), "stored fingerprint", &fp,
-                            &e) == PA_OK &&
+        if (bin && pa_fp_from_bin(bin, len, "stored fingerprint", &fp, &e) == PA_OK &&
             pa_lsh_signature(fp, &sig) == 0) {
             ret = lsh_put(st, id, &sig);
             n++;
@@ -107,9 +188,9 @@ int store_candidates(store_handle *st, const store_keys *keys, int64_t exclude_i
     pthread_mutex_lock(&st->write_lock);
     int ret = -1;
     db_stmt *stmt = prep(st, st->wr,
-                              "SELECT id, created_ns, fingerprint, digest FROM models"
+                              "SELECT id, created_ns, fpbin, digest FROM models"
                               " WHERE status = 'ready' AND id != ?1"
-                              " AND fingerprint IS NOT NULL"
+                              " AND fpbin IS NOT NULL"
                               " AND (hidden_size = ?2 OR vocab_size = ?3"
                               "      OR family_hash = ?4 OR arch_hash = ?5)");
     if (stmt) {
@@ -120,11 +201,11 @@ int store_candidates(store_handle *st, const store_keys *keys, int64_t exclude_i
         bind_text(stmt, 5, keys->arch_hash);
         int rc;
         while ((rc = db_step(stmt)) == DB_ROW) {
-            const char *json = db_col_text(stmt, 2);
-            size_t len = (size_t)db_col_bytes(stmt, 2);
+            size_t len = 0;
+            const void *bin = db_col_blob(stmt, 2, &len);
             const char *digest = db_col_text(stmt, 3);
             if (cb(ctx, db_col_int64(stmt, 0), db_col_int64(stmt, 1),
-                   digest ? digest : "", json, len))
+                   digest ? digest : "", bin, len))
                 break;
         }
         ret = rc == DB_ROW || rc == DB_DONE ? 0 : -1;
@@ -134,9 +215,9 @@ int store_candidates(store_handle *st, const store_keys *keys, int64_t exclude_i
     return ret;
 }
 
-#define CAND_SELECT "SELECT id, created_ns, fingerprint, digest FROM models"
+#define CAND_SELECT "SELECT id, created_ns, fpbin, digest FROM models"
 #define CAND_FILTER                                                                                \
-    " status = 'ready' AND id != ?1 AND fingerprint IS NOT NULL"                                   \
+    " status = 'ready' AND id != ?1 AND fpbin IS NOT NULL"                                   \
     " AND (hidden_size = ?2 OR vocab_size = ?3 OR family_hash = ?4 OR arch_hash = ?5)"
 
 /* Streams the candidate row of id (when it passes the prefilter) to cb: 0, 1 when cb stopped,
@@ -146,11 +227,11 @@ static int candidate_row(db_stmt *stmt, int64_t id, store_cand_cb cb, void *ctx)
     db_bind_int64(stmt, 6, id);
     int rc = db_step(stmt), ret = 0;
     if (rc == DB_ROW) {
-        const char *json = db_col_text(stmt, 2);
-        size_t len = (size_t)db_col_bytes(stmt, 2);
+        size_t len = 0;
+        const void *bin = db_col_blob(stmt, 2, &len);
         const char *digest = db_col_text(stmt, 3);
         ret = cb(ctx, db_col_int64(stmt, 0), db_col_int64(stmt, 1),
-                 digest ? digest : "", json, len)
+                 digest ? digest : "", bin, len)
                   ? 1
                   : 0;
     } else if (rc != DB_DONE) {
@@ -167,7 +248,7 @@ static db_stmt *candidate_stmt(store_handle *st, db_conn *db, const store_keys *
     db_stmt *stmt = prep(st, db,
                               keys ? CAND_SELECT " WHERE id = ?6 AND" CAND_FILTER
                                    : CAND_SELECT " WHERE id = ?6 AND status = 'ready'"
-                                                 " AND id != ?1 AND fingerprint IS NOT NULL");
+                                                 " AND id != ?1 AND fpbin IS NOT NULL");
     if (stmt) {
         db_bind_int64(stmt, 1, exclude_id);
         if (keys) {

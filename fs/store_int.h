@@ -78,6 +78,7 @@ int drop_if_orphan(store_handle *st, int64_t id);
 
 /* The candidate index (store_index.c). */
 int lsh_put(store_handle *st, int64_t model_id, const pa_lsh_sig *sig);
+int fp_upgrade(store_handle *st, char *err, size_t errlen); /* JSON fingerprints to fpbin */
 int lsh_backfill(store_handle *st, char *err, size_t errlen);
 
 /* Events (store_policy.c). */

@@ -213,7 +213,7 @@ int store_finish_error(store_handle *st, int64_t model_id, const char *status, c
     int ret = -1;
     db_stmt *stmt =
         prep(st, st->wr,
-             "UPDATE models SET status = ?2, error = ?3, digest = NULL, fingerprint = NULL,"
+             "UPDATE models SET status = ?2, error = ?3, digest = NULL, fingerprint = NULL, fpbin = NULL,"
              " format = NULL, hidden_size = NULL, num_layers = NULL, vocab_size = NULL,"
              " n_params = NULL, n_tensors = NULL, arch_hash = NULL, family_hash = NULL,"
              " analyzed_at = ?4 WHERE id = ?1");
@@ -299,7 +299,7 @@ int store_finish_ready(store_handle *st, const char *path, int64_t model_id,
     db_stmt *stmt =
         prep(st, st->wr,
              "UPDATE models SET status = 'ready', error = NULL, digest = ?2, format = ?3,"
-             " fingerprint = ?4, hidden_size = ?5, num_layers = ?6, vocab_size = ?7,"
+             " fingerprint = NULL, fpbin = ?4, hidden_size = ?5, num_layers = ?6, vocab_size = ?7,"
              " n_params = ?8, n_tensors = ?9, arch_hash = ?10, family_hash = ?11,"
              " analyzed_at = ?12 WHERE id = ?1");
     ret = -1;
@@ -307,7 +307,7 @@ int store_finish_ready(store_handle *st, const char *path, int64_t model_id,
         db_bind_int64(stmt, 1, model_id);
         bind_text(stmt, 2, res->digest);
         bind_text(stmt, 3, res->format);
-        bind_text(stmt, 4, res->fingerprint_json);
+        db_bind_blob(stmt, 4, res->fingerprint, res->fingerprint_len);
         bind_opt_int(stmt, 5, res->keys.hidden_size);
         bind_opt_int(stmt, 6, res->keys.num_layers);
         bind_opt_int(stmt, 7, res->keys.vocab_size);

@@ -106,10 +106,15 @@ static const char pg_schema[] =
     "  model_id BIGINT PRIMARY KEY REFERENCES models(id) ON DELETE CASCADE,"
     "  declared TEXT NOT NULL, tried_ns BIGINT NOT NULL DEFAULT 0);";
 
-/* Migrations after the version pg_schema makes: none yet. */
-static const char *const pg_migrations[] = {NULL};
+/* Migrations after the version pg_schema makes (PG_BASE_VERSION), as in store_sqlite.c. */
+static const char *const pg_migrations[] = {
+    /* 13: compact binary fingerprints */
+    "ALTER TABLE models ADD COLUMN fpbin bytea;",
+};
 #define PG_BASE_VERSION 12
-_Static_assert(PG_BASE_VERSION == STORE_SCHEMA_VERSION, "PostgreSQL schema at the current version");
+_Static_assert(PG_BASE_VERSION + sizeof pg_migrations / sizeof *pg_migrations ==
+                   STORE_SCHEMA_VERSION,
+               "one PostgreSQL migration per version after the base schema");
 
 /* File names are bytes, not always UTF-8: a database that checks text encodings would refuse a
  * path (and with it the unit's lineage and policy). SQL_ASCII stores bytes as they are. */
@@ -134,7 +139,6 @@ static int check_encoding(db_conn *c, char *err, size_t errlen)
 
 int store_pg_migrate(db_conn *c, char *err, size_t errlen)
 {
-    (void)pg_migrations;
     if (check_encoding(c, err, errlen) != 0)
         return -1;
     if (db_exec(c, "BEGIN") != 0)
@@ -160,11 +164,19 @@ int store_pg_migrate(db_conn *c, char *err, size_t errlen)
         if (db_exec(c, pg_schema) != 0 ||
             db_exec(c, "INSERT INTO provfs_schema (version) VALUES (12)") != 0)
             goto rollback;
+        version = PG_BASE_VERSION;
     } else if (version < PG_BASE_VERSION) {
         snprintf(err, errlen, "database schema version %lld is not one this provfs makes",
                  (long long)version);
         db_exec(c, "ROLLBACK");
         return -1;
+    }
+    for (; version < STORE_SCHEMA_VERSION; version++) {
+        char sql[96];
+        snprintf(sql, sizeof sql, "INSERT INTO provfs_schema (version) VALUES (%lld)",
+                 (long long)version + 1);
+        if (db_exec(c, pg_migrations[version - PG_BASE_VERSION]) != 0 || db_exec(c, sql) != 0)
+            goto rollback;
     }
     if (db_exec(c, "COMMIT") != 0)
         goto rollback;

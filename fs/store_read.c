@@ -176,9 +176,53 @@ int store_model_path(store_handle *st, int64_t id, char **out)
     return text_query(st, "SELECT min(path) FROM model_paths WHERE model_id = ?1", id, NULL, out);
 }
 
+int store_fingerprint_fp(store_handle *st, int64_t id, pa_fingerprint **out)
+{
+    *out = NULL;
+    uint8_t *copy = NULL;
+    size_t n = 0;
+    int ret = -1;
+    pthread_mutex_lock(&st->read_lock);
+    db_stmt *stmt = prep(st, st->rd, "SELECT fpbin FROM models WHERE id = ?1");
+    if (stmt) {
+        db_bind_int64(stmt, 1, id);
+        int rc = db_step(stmt);
+        const void *blob = rc == DB_ROW ? db_col_blob(stmt, 0, &n) : NULL;
+        if (blob) {
+            /* decoded after the lock is let go */
+            copy = malloc(n ? n : 1);
+            if (copy)
+                memcpy(copy, blob, n);
+            ret = copy ? 0 : -1;
+        } else if (rc == DB_ROW || rc == DB_DONE) {
+            ret = 1;
+        } else {
+            store_log(st->rd, "fingerprint");
+        }
+        done(st, stmt);
+    }
+    pthread_mutex_unlock(&st->read_lock);
+    if (ret != 0)
+        return ret;
+    pa_error err = {0};
+    if (pa_fp_from_bin(copy, n, "stored fingerprint", out, &err) != PA_OK) {
+        fprintf(stderr, "provfs: model %llx: %s\n", (unsigned long long)id, err.msg);
+        ret = err.status == PA_E_NOMEM ? -1 : 1;
+    }
+    free(copy);
+    return ret;
+}
+
 int store_fingerprint(store_handle *st, int64_t id, char **json)
 {
-    return text_query(st, "SELECT fingerprint FROM models WHERE id = ?1", id, NULL, json);
+    *json = NULL;
+    pa_fingerprint *fp = NULL;
+    int ret = store_fingerprint_fp(st, id, &fp);
+    if (ret != 0)
+        return ret;
+    *json = pa_fp_to_json(fp, false);
+    pa_fingerprint_free(fp);
+    return *json ? 0 : -1;
 }
 
 int store_file_sha(store_handle *st, int64_t id, const char *name, char out[65])

@@ -143,6 +143,9 @@ static const char *const migrations[] = {
     "CREATE TABLE IF NOT EXISTS pending ("
     "  path TEXT PRIMARY KEY, due_ns INTEGER NOT NULL, owner TEXT,"
     "  lease_ns INTEGER NOT NULL DEFAULT 0);",
+    /* 13: fingerprints in their compact binary form (analyzer/fpbin.c); store_open converts
+     * the JSON ones of older versions (fp_upgrade) and column fingerprint stays NULL. */
+    "ALTER TABLE models ADD COLUMN fpbin BLOB;",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 _Static_assert(N_MIGRATIONS == STORE_SCHEMA_VERSION, "one migration per schema version");

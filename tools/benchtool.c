@@ -255,10 +255,10 @@ typedef struct syn_hits {
     size_t n;
 } syn_hits;
 
-static int syn_cb(void *ctx, int64_t id, int64_t created_ns, const char *digest, const char *json,
+static int syn_cb(void *ctx, int64_t id, int64_t created_ns, const char *digest, const void *bin,
                   size_t len)
 {
-    (void)created_ns, (void)digest, (void)json, (void)len;
+    (void)created_ns, (void)digest, (void)bin, (void)len;
     syn_hits *h = ctx;
     h->found |= id == h->want;
     h->n++;
@@ -330,8 +330,8 @@ static int retrieve_bench(long n, const char *db_path, long queries)
                      " DROP INDEX tensor_hashes_key; DROP INDEX tensor_hashes_model; BEGIN",
                  NULL, NULL, NULL);
     sqlite3_stmt *mi = NULL, *bi = NULL, *hi = NULL;
-    sqlite3_prepare_v2(db, "INSERT INTO models (id, digest, status, fingerprint, hidden_size,"
-                           " vocab_size, created_ns) VALUES (?1, ?1, 'ready', '{}', 64, 512, ?1)",
+    sqlite3_prepare_v2(db, "INSERT INTO models (id, digest, status, fpbin, hidden_size,"
+                           " vocab_size, created_ns) VALUES (?1, ?1, 'ready', x'00', 64, 512, ?1)",
                        -1, &mi, NULL);
     sqlite3_prepare_v2(db, "INSERT INTO lsh_bands VALUES (?1, ?2, ?3)", -1, &bi, NULL);
     sqlite3_prepare_v2(db, "INSERT INTO tensor_hashes VALUES (?1, ?2)", -1, &hi, NULL);
@@ -526,9 +526,14 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < pa_fp_n_files(fp); i++)
             bytes += pa_fp_file(fp, i)->size;
         char *j = pa_fp_to_json(fp, false);
-        printf("bytes=%llu seconds=%.4f gbps=%.3f peak_rss_mib=%.1f fingerprint_bytes=%zu\n", bytes,
-               t, bytes / t / 1e9, peak_rss_kib() / 1024.0, j ? strlen(j) : 0);
+        uint8_t *b = NULL;
+        size_t bn = 0;
+        pa_fp_to_bin(fp, &b, &bn, &err);
+        printf("bytes=%llu seconds=%.4f gbps=%.3f peak_rss_mib=%.1f fingerprint_bytes=%zu "
+               "json_bytes=%zu\n",
+               bytes, t, bytes / t / 1e9, peak_rss_kib() / 1024.0, bn, j ? strlen(j) : 0);
         free(j);
+        free(b);
         pa_fingerprint_free(fp);
         return 0;
     }

@@ -27,7 +27,8 @@ static int usage(FILE *f)
 {
     fprintf(f,
             "usage: provctl COMMAND [ARGS]\n"
-            "  fingerprint PATH [--json] [--threads N]   fingerprint of a model directory\n"
+            "  fingerprint PATH [--json | --binary] [--threads N]   fingerprint of a model\n"
+            "                                            (--binary: the compact stored form)\n"
             "  compare A B [--json]                      verdict, scores and every signal\n"
             "                                            (B a PEFT adapter: adapter-of A?)\n"
             "  diff A B [--json]                         per-tensor comparison\n"
@@ -45,7 +46,7 @@ static int usage(FILE *f)
             "  check PATH [--wait S] [--json]            CI gate: exit 0 allowed, 3 blocked\n"
             "  sbom PATH [--format cyclonedx] [--out F]  CycloneDX 1.6 lineage bill of materials\n"
             "A and B are model directories, .safetensors files or saved fingerprints (--json "
-            "output).\nDB is a SQLite file or a PostgreSQL connection string (postgresql://...).\n");
+            "or --binary output).\nDB is a SQLite file or a PostgreSQL connection string (postgresql://...).\n");
     return f == stderr ? EXIT_ERR : 0;
 }
 
@@ -140,8 +141,12 @@ static pa_fingerprint *load(const char *path, int threads, pa_error *err)
     if (looks_like_fingerprint(path)) {
         char *buf = NULL;
         size_t len = 0;
-        if (pa_read_file(path, PA_JSON_MAX_FILE, &buf, &len, err) == PA_OK)
-            pa_fp_from_json(buf, len, path, &fp, err);
+        if (pa_read_file(path, PA_JSON_MAX_FILE, &buf, &len, err) == PA_OK) {
+            if (pa_fp_is_bin(buf, len))
+                pa_fp_from_bin((const uint8_t *)buf, len, path, &fp, err);
+            else
+                pa_fp_from_json(buf, len, path, &fp, err);
+        }
         free(buf);
         return fp;
     }
@@ -174,6 +179,20 @@ static int threads_arg(int argc, char **argv)
     return (*end || v < 1 || v > 16) ? -1 : (int)v;
 }
 
+static bool write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
 static int cmd_fingerprint(int argc, char **argv)
 {
     const char *pos[2];
@@ -188,6 +207,27 @@ static int cmd_fingerprint(int argc, char **argv)
     pa_fingerprint *fp = load(pos[0], threads, &err);
     if (!fp)
         return fail(&err);
+    if (has_flag(argc, argv, "--binary")) {
+        uint8_t *b = NULL;
+        size_t n = 0;
+        if (isatty(STDOUT_FILENO)) {
+            pa_fingerprint_free(fp);
+            fprintf(stderr, "provctl: --binary writes bytes: redirect standard output\n");
+            return EXIT_ERR;
+        }
+        /* bytes, so around the text filter on stdout */
+        if (pa_fp_set_path(fp, NULL) && pa_fp_to_bin(fp, &b, &n, &err) == PA_OK &&
+            write_all(STDOUT_FILENO, b, n)) {
+            free(b);
+            pa_fingerprint_free(fp);
+            return 0;
+        }
+        free(b);
+        pa_fingerprint_free(fp);
+        if (!err.status)
+            pa_error_set(&err, PA_E_IO, "%s: cannot write the fingerprint", pos[0]);
+        return fail(&err);
+    }
     if (has_flag(argc, argv, "--json")) {
         char *j = pa_fp_to_json(fp, true);
         if (!j) {

@@ -272,18 +272,14 @@ static int add_stored(void *ctx, const char *path, int64_t model_id, const char 
         free(first); /* the store holds the scanned model itself: not a base of itself */
         return 0;
     }
-    char *json = NULL;
-    if (store_fingerprint(s->st, model_id, &json) != 0 || !json) {
-        free(first);
-        return 0;
-    }
-    char label[4200];
-    snprintf(label, sizeof label, "%s:%s", s->db_path, path);
     pa_fingerprint *fp = NULL;
-    pa_status ps = pa_fp_from_json(json, strlen(json), label, &fp, s->err);
-    free(json);
-    if (ps != PA_OK) {
+    int rc = store_fingerprint_fp(s->st, model_id, &fp);
+    if (rc != 0) {
         free(first);
+        if (rc > 0)
+            return 0; /* none, or unreadable (logged): not a base to offer */
+        pa_error_set(s->err, PA_E_IO, "%s:%s: cannot read the stored fingerprint", s->db_path,
+                     path);
         return 1;
     }
     /* family: the root of its lineage in the store (CONTRACT: user.provenance.family) */
@@ -342,10 +338,10 @@ typedef struct picked {
     size_t n, cap;
 } picked;
 
-static int pick(void *ctx, int64_t id, int64_t created_ns, const char *digest, const char *json,
+static int pick(void *ctx, int64_t id, int64_t created_ns, const char *digest, const void *bin,
                 size_t len)
 {
-    (void)created_ns, (void)digest, (void)json, (void)len;
+    (void)created_ns, (void)digest, (void)bin, (void)len;
     picked *p = ctx;
     if (p->n == p->cap) {
         size_t cap = p->cap ? p->cap * 2 : 64;

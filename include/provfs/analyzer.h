@@ -398,6 +398,18 @@ const char *pa_fp_format(const pa_fingerprint *fp);
  * fingerprints by content, not by where they were first seen. false when out of memory. */
 bool pa_fp_set_path(pa_fingerprint *fp, const char *path);
 
+/* Compact binary form (fpbin.c), what the lineage database stores: ~120 KB for a 7B layout.
+ * Lossless for a fingerprint as this library makes and reads them (compact, see compact.c); the
+ * reader treats the bytes as hostile. The caller frees *out with free(). */
+pa_status pa_fp_to_bin(const pa_fingerprint *fp, uint8_t **out, size_t *len, pa_error *err);
+pa_status pa_fp_from_bin(const uint8_t *buf, size_t len, const char *label, pa_fingerprint **out,
+                         pa_error *err);
+/* Bytes of memory fp holds (its allocations, roughly): what a cache of parsed fingerprints
+ * counts. */
+size_t pa_fp_memory(const pa_fingerprint *fp);
+/* True when buf starts like a binary fingerprint. */
+bool pa_fp_is_bin(const void *buf, size_t len);
+
 /* Versioned JSON (schema provfs.fingerprint/1). The caller frees the string with free(). */
 char *pa_fp_to_json(const pa_fingerprint *fp, bool pretty);
 pa_status pa_fp_from_json(const char *json, size_t len, const char *label, pa_fingerprint **out,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the seed corpora of the index, unit, policy, compare and torch targets from
+# Regenerates the seed corpora of the index, unit, policy, compare, torch and fpbin targets from
 # tools/mkmodel and provctl output (torch also from tests/integration/torch_save.py) (deterministic: mkmodel writes the same bytes for the same arguments; only
 # the mtimes in saved fingerprints differ between runs).
 #   tests/fuzz/mkcorpus.sh [BUILD_DIR]     (default build-fuzz; needs tools/mkmodel and provctl)
@@ -111,4 +111,11 @@ mkdir -p "$corpus/torch"
 python3 tests/integration/torch_save.py "$tmp/gpt2" "$corpus/torch/pickle-p2.pt"
 python3 tests/integration/torch_save.py "$tmp/ft" "$corpus/torch/pickle-p4-shared.pt" \
     --protocol 4 --one-storage
-du -sh "$corpus/unit" "$corpus/index" "$corpus/policy" "$corpus/compare" "$corpus/torch"
+# ---- fpbin: the stored (binary) form of the fingerprints above
+rm -rf "$corpus/fpbin"
+mkdir -p "$corpus/fpbin"
+"$ctl" fingerprint "$tmp/base" --binary >"$corpus/fpbin/llama-2shards"
+"$ctl" fingerprint "$tmp/gpt2" --binary >"$corpus/fpbin/gpt2"
+"$ctl" fingerprint "$tmp/base-q4k.gguf" --binary >"$corpus/fpbin/q4k.gguf"
+du -sh "$corpus/unit" "$corpus/index" "$corpus/policy" "$corpus/compare" "$corpus/torch" \
+    "$corpus/fpbin"

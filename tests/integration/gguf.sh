@@ -48,8 +48,16 @@ getfattr -d -m user.provenance "$M/models/base-q4_k.gguf" | grep -q user.provena
     || fail "listxattr of a GGUF unit"
 expect_eq "format in the db" "$(DB "SELECT m.format FROM models m JOIN model_paths p ON
     p.model_id = m.id WHERE p.path = '/models/base-q4_k.gguf'")" gguf
-expect_eq "no backing path in stored fingerprints" \
-    "$(DB "SELECT count(*) FROM models WHERE instr(fingerprint, '$B') > 0")" 0
+# models whose stored (binary) fingerprint holds the text $1
+fp_holding() {
+    if [ -n "$PGDB" ]; then
+        DB "SELECT count(*) FROM models WHERE position(convert_to('$1', 'SQL_ASCII') in fpbin) > 0"
+    else
+        DB "SELECT count(*) FROM models WHERE instr(fpbin, CAST('$1' AS BLOB)) > 0"
+    fi
+}
+[ "$(fp_holding '"format":"gguf"')" -gt 0 ] || fail "the fingerprint query finds nothing"
+expect_eq "no backing path in stored fingerprints" "$(fp_holding "$B")" 0
 
 note ".provenance lists the GGUF units of a directory"
 python3 - "$M" <<'EOF' || fail ".provenance of GGUF units"

@@ -110,6 +110,40 @@ static void exercise(db_conn *c, const char *label)
     CHECK(db_exec(c, "COMMIT") == 0);
     CHECK_STR(run1(c, "SELECT count(*) FROM t WHERE id > ?1", 0), "3");
 
+    /* bytes (BLOB / bytea): every byte value, NUL among them; empty is not NULL; a statement
+     * first run with NULL takes bytes after */
+    CHECK(db_exec(c, "DROP TABLE IF EXISTS b") == 0);
+    CHECK(db_exec(c, db_kind_of(c) == DB_PG ? "CREATE TABLE b (id BIGINT PRIMARY KEY, v bytea)"
+                                            : "CREATE TABLE b (id BIGINT PRIMARY KEY, v BLOB)") == 0);
+    uint8_t bytes[512];
+    for (int i = 0; i < 512; i++)
+        bytes[i] = (uint8_t)(i * 7);
+    db_stmt *bi = db_prepare(c, "INSERT INTO b (id, v) VALUES (?1, ?2)");
+    const struct { int64_t id; const void *p; size_t n; } rows[] = {
+        {1, NULL, 0}, {2, bytes, sizeof bytes}, {3, "", 0}, {4, bytes + 1, 1}};
+    for (size_t i = 0; bi && i < sizeof rows / sizeof *rows; i++) {
+        db_reset(bi);
+        db_bind_int64(bi, 1, rows[i].id);
+        db_bind_blob(bi, 2, rows[i].p, rows[i].n);
+        CHECK_INT(db_step(bi), DB_DONE);
+    }
+    db_finalize(bi);
+    db_stmt *bs = db_prepare(c, "SELECT v FROM b WHERE id = ?1");
+    for (size_t i = 0; bs && i < sizeof rows / sizeof *rows; i++) {
+        db_reset(bs);
+        db_bind_int64(bs, 1, rows[i].id);
+        CHECK_INT(db_step(bs), DB_ROW);
+        size_t n = 99;
+        const void *got = db_col_blob(bs, 0, &n);
+        if (!rows[i].p) {
+            CHECK(got == NULL && n == 0 && db_col_null(bs, 0));
+        } else {
+            CHECK_MSG(got && n == rows[i].n && memcmp(got, rows[i].p, n) == 0,
+                      "%s: blob %lld read back as %zu bytes", label, (long long)rows[i].id, n);
+        }
+    }
+    db_finalize(bs);
+
     /* bad SQL: refused at prepare (SQLite) or at the first step (PostgreSQL prepares lazily) */
     db_stmt *bad = db_prepare(c, "SELEKT 1");
     CHECK(bad == NULL || db_step(bad) == DB_ERROR);

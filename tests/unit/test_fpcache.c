@@ -160,9 +160,7 @@ static void test_budgets(void)
     lineage_with(0, paths, n, none, sizeof none, &ev_none);
     /* about one fingerprint: the family step's pairs keep evicting each other */
     pa_fingerprint *fp = fingerprint("base");
-    char *json = fp ? pa_fp_to_json(fp, false) : NULL;
-    size_t one_fp = json ? fpcache_size_of(strlen(json)) + 1 : 1;
-    free(json);
+    size_t one_fp = fp ? fpcache_size_of(fp) + 1 : 1;
     pa_fingerprint_free(fp);
     lineage_with(one_fp, paths, n, one, sizeof one, &ev_one);
     CHECK_STR(full, "/base<-- /ft1<-/base /ft2<-/base /other<-- /ft1-q8<-/ft1 /ft3<-/base "

@@ -4,6 +4,7 @@
 #include "check.h"
 #include "provfs/analyzer.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@ static void run(const char *fmt, ...)
 typedef struct model {
     const char *name;
     pa_fingerprint *fp;
+    pa_fingerprint *stored; /* fp through its binary form, as the store keeps it */
 } model;
 
 static model models[96];
@@ -47,10 +49,32 @@ static pa_fingerprint *fp_of(const char *name)
     CHECK_MSG(st == PA_OK, "fingerprint %s: %s", name, err.msg);
     if (st)
         exit(check_report("matrix"));
+    /* the stored form reads back as the same fingerprint, and writes the same bytes again */
+    uint8_t *bin = NULL, *again = NULL;
+    size_t n = 0, n2 = 0;
+    pa_fingerprint *stored = NULL;
+    CHECK(pa_fp_to_bin(fp, &bin, &n, &err) == PA_OK);
+    CHECK_MSG(bin && pa_fp_from_bin(bin, n, name, &stored, &err) == PA_OK, "%s", err.msg);
+    CHECK(stored && pa_fp_to_bin(stored, &again, &n2, &err) == PA_OK && n2 == n &&
+          memcmp(again, bin, n) == 0);
+    free(bin);
+    free(again);
+    if (!stored)
+        exit(check_report("matrix"));
     models[n_models].name = name;
     models[n_models].fp = fp;
+    models[n_models].stored = stored;
     n_models++;
     return fp;
+}
+
+static pa_fingerprint *stored_of(const char *name)
+{
+    fp_of(name);
+    for (int i = 0; i < n_models; i++)
+        if (strcmp(models[i].name, name) == 0)
+            return models[i].stored;
+    return NULL;
 }
 
 static int linked_ok, unlinked_ok, n_linked, n_unlinked;
@@ -78,6 +102,13 @@ static void expect(const char *a, const char *b, pa_verdict want)
     pa_compare(fp_of(b), fp_of(a), &r2);
     CHECK_MSG(r2.verdict == r.verdict, "%s vs %s: verdict not symmetric (%s / %s)", a, b,
               pa_verdict_name(r.verdict), pa_verdict_name(r2.verdict));
+    /* the stored forms compare to the same numbers */
+    pa_compare_result rs;
+    pa_compare(stored_of(a), stored_of(b), &rs);
+    CHECK_MSG(rs.verdict == r.verdict && rs.score == r.score && rs.rank == r.rank &&
+                  (rs.distance == r.distance || (isnan(rs.distance) && isnan(r.distance))),
+              "%s vs %s stored: %s %.6f, fresh: %s %.6f", a, b, pa_verdict_name(rs.verdict),
+              rs.score, pa_verdict_name(r.verdict), r.score);
 }
 
 int main(void)
@@ -358,8 +389,10 @@ int main(void)
     fprintf(stderr, "linked %d/%d correct, unlinked %d/%d correct\n", linked_ok, n_linked,
             unlinked_ok, n_unlinked);
     CHECK(n_linked + n_unlinked >= 30);
-    for (int i = 0; i < n_models; i++)
+    for (int i = 0; i < n_models; i++) {
         pa_fingerprint_free(models[i].fp);
+        pa_fingerprint_free(models[i].stored);
+    }
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (system(cmd) != 0)

@@ -113,6 +113,80 @@ static void db_exec(const char *name, const char *sql)
     sqlite3_close(db);
 }
 
+/* Makes store NAME look like one from before schema 13: each fingerprint back in column
+ * fingerprint as JSON, column fpbin gone, user_version 12 (what store_open then upgrades).
+ * Returns the stored binary fingerprints, by model id (bins[id], lens[id]; id <= 63). */
+static void to_schema_12(const char *name, uint8_t **bins, size_t *lens)
+{
+    char path[320], err[256];
+    snprintf(path, sizeof path, "%s/%s.db", tmp, name);
+    store_handle *st = NULL;
+    CHECK_MSG(store_open(path, 0, &st, err, sizeof err) == 0, "%s", err);
+    sqlite3 *db = NULL;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    sqlite3_stmt *upd = NULL;
+    CHECK(sqlite3_prepare_v2(db, "UPDATE models SET fingerprint = ?2 WHERE id = ?1", -1, &upd,
+                             NULL) == SQLITE_OK);
+    for (int64_t id = 1; st && id < 64; id++) {
+        bins[id] = NULL;
+        lens[id] = 0;
+        char *json = NULL;
+        if (store_fingerprint(st, id, &json) != 0)
+            continue;
+        pa_fingerprint *fp = NULL;
+        pa_error e = {0};
+        CHECK(pa_fp_from_json(json, strlen(json), "stored", &fp, &e) == PA_OK);
+        CHECK(fp && pa_fp_to_bin(fp, &bins[id], &lens[id], &e) == PA_OK);
+        pa_fingerprint_free(fp);
+        sqlite3_bind_int64(upd, 1, id);
+        sqlite3_bind_text(upd, 2, json, -1, SQLITE_TRANSIENT);
+        CHECK(sqlite3_step(upd) == SQLITE_DONE);
+        sqlite3_reset(upd);
+        free(json);
+    }
+    sqlite3_finalize(upd);
+    sqlite3_close(db);
+    store_close(st);
+    db_exec(name, "ALTER TABLE models DROP COLUMN fpbin; PRAGMA user_version = 12");
+}
+
+/* A store of schema 12 keeps its fingerprints as JSON: opening it converts each to the binary
+ * form, the same bytes the analysis would have stored, and indexes them again. */
+static void test_upgrade(void)
+{
+    static uint8_t *bins[64];
+    static size_t lens[64];
+    int64_t ready = db_int("two", "SELECT count(*) FROM models WHERE status = 'ready'");
+    int64_t bands = db_int("two", "SELECT count(*) FROM lsh_bands");
+    to_schema_12("two", bins, lens);
+    db_exec("two", "DELETE FROM lsh_bands; UPDATE settings SET value = 1 WHERE key = 'lsh_version'");
+    CHECK_INT(db_int("two", "SELECT count(*) FROM models WHERE fingerprint IS NOT NULL"), ready);
+    char path[320], err[256];
+    snprintf(path, sizeof path, "%s/two.db", tmp);
+    store_handle *st = NULL;
+    CHECK_MSG(store_open(path, 0, &st, err, sizeof err) == 0, "%s", err);
+    CHECK_INT(db_int("two", "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+    CHECK_INT(db_int("two", "SELECT count(*) FROM models WHERE fpbin IS NOT NULL"), ready);
+    CHECK_INT(db_int("two", "SELECT count(*) FROM models WHERE fingerprint IS NOT NULL"), 0);
+    CHECK_INT(db_int("two", "SELECT count(*) FROM lsh_bands"), bands);
+    int same = 0;
+    for (int64_t id = 1; st && id < 64; id++) {
+        pa_fingerprint *fp = NULL;
+        if (!bins[id] || store_fingerprint_fp(st, id, &fp) != 0)
+            continue;
+        uint8_t *b = NULL;
+        size_t n = 0;
+        pa_error e = {0};
+        CHECK(pa_fp_to_bin(fp, &b, &n, &e) == PA_OK);
+        same += b && n == lens[id] && memcmp(b, bins[id], n) == 0;
+        free(b);
+        free(bins[id]);
+        pa_fingerprint_free(fp);
+    }
+    CHECK_INT(same, ready);
+    store_close(st);
+}
+
 /* The root's counts kept by triggers (migration 9) agree with counting the tables. */
 static void check_counts(const char *name)
 {
@@ -152,6 +226,11 @@ static void test_counts(void)
     check_counts("exhaustive");
     CHECK_INT(db_int("exhaustive", "SELECT count(*) FROM models WHERE status = 'failed'"), 1);
     /* a store from before the counts: they are made from the tables */
+    static uint8_t *bins[64];
+    static size_t lens[64];
+    to_schema_12("exhaustive", bins, lens);
+    for (int i = 0; i < 64; i++)
+        free(bins[i]);
     db_exec("exhaustive", "DROP TRIGGER stats_models_ins; DROP TRIGGER stats_edges_del;"
                           " UPDATE store_stats SET n = 0; PRAGMA user_version = 8");
     check_counts("exhaustive");
@@ -272,6 +351,7 @@ int main(void)
     CHECK(strstr(exhaustive, "/indep-ft<-/indep:") && strstr(exhaustive, "/other<--:"));
     test_scan();
     test_backfill();
+    test_upgrade();
     test_counts();
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (system(cmd) != 0)

@@ -1,6 +1,7 @@
 /* In-process tests of the store (fs/store*.c), fs/queue.c and fs/xattr.c (no FUSE, no analyzer
  * run). */
 #include "check.h"
+#include "provfs/analyzer.h"
 #include "queue.h"
 #include "store.h"
 #include "vfile.h"
@@ -24,6 +25,23 @@ static store_handle *open_fresh(char *dir, const char *name)
     return st;
 }
 
+/* A fingerprint to store: the smallest that reads back (config only, no weights). */
+static const uint8_t *tiny_fp(size_t *n)
+{
+    static uint8_t *bin;
+    static size_t len;
+    if (!bin) {
+        const char *j = "{\"schema\":\"provfs.fingerprint/1\",\"mfi\":{\"model_type\":\"tiny\"}}";
+        pa_fingerprint *fp = NULL;
+        pa_error e = {0};
+        CHECK(pa_fp_from_json(j, strlen(j), "tiny", &fp, &e) == PA_OK);
+        CHECK(fp && pa_fp_to_bin(fp, &bin, &len, &e) == PA_OK);
+        pa_fingerprint_free(fp);
+    }
+    *n = len;
+    return bin;
+}
+
 static int64_t ready_model(store_handle *st, const char *path, const char *digest,
                            int64_t created, int64_t hidden)
 {
@@ -34,9 +52,8 @@ static int64_t ready_model(store_handle *st, const char *path, const char *diges
                            {.name = "model.safetensors", .size = 100, .mtime_ns = 2}};
     snprintf(files[0].sha256, 65, "%064d", 1);
     snprintf(files[1].sha256, 65, "%064d", 2);
-    store_result res = {.digest = digest, .format = "safetensors",
-                        .fingerprint_json = "{\"schema\":\"provfs.fingerprint/1\",\"mfi\":{}}",
-                        .n_files = 2, .files = files};
+    store_result res = {.digest = digest, .format = "safetensors", .n_files = 2, .files = files};
+    res.fingerprint = tiny_fp(&res.fingerprint_len);
     res.keys.hidden_size = hidden;
     res.keys.num_layers = 2;
     res.keys.vocab_size = 100;
@@ -45,9 +62,13 @@ static int64_t ready_model(store_handle *st, const char *path, const char *diges
 }
 
 static int count_cb(void *ctx, int64_t id, int64_t created_ns, const char *digest,
-                    const char *json, size_t len)
+                    const void *bin, size_t len)
 {
-    (void)id, (void)created_ns, (void)digest, (void)json, (void)len;
+    (void)id, (void)created_ns, (void)digest;
+    /* the candidate's stored fingerprint, as stored */
+    size_t n = 0;
+    const uint8_t *want = tiny_fp(&n);
+    CHECK(bin && len == n && memcmp(bin, want, n) == 0);
     (*(int *)ctx)++;
     return 0;
 }
@@ -67,6 +88,15 @@ static void test_store_lineage(char *dir)
     store_keys keys = {.hidden_size = 64, .vocab_size = 100, .num_layers = 2};
     int n = 0;
     CHECK(store_candidates(st, &keys, ft, count_cb, &n) == 0);
+    /* read back as JSON (gate, .provenance) and decoded (lineage work) */
+    char *fpjson = NULL;
+    CHECK(store_fingerprint(st, ft, &fpjson) == 0 && fpjson &&
+          strstr(fpjson, "\"model_type\":\"tiny\"") != NULL);
+    free(fpjson);
+    pa_fingerprint *back = NULL;
+    CHECK(store_fingerprint_fp(st, ft, &back) == 0 && back && pa_fp_mfi(back) &&
+          strcmp(pa_fp_mfi(back)->model_type, "tiny") == 0);
+    pa_fingerprint_free(back);
     CHECK_INT(n, 3);
     store_keys stranger = {.hidden_size = 5, .vocab_size = 5, .num_layers = 5};
     n = 0;
@@ -291,7 +321,8 @@ static void test_store_parents(char *dir)
     sqlite3 *db = NULL;
     CHECK(sqlite3_open(path, &db) == SQLITE_OK);
     CHECK(sqlite3_exec(db, "ALTER TABLE edges DROP COLUMN share;"
-                           " ALTER TABLE edges DROP COLUMN rev_signals; PRAGMA user_version = 6;",
+                           " ALTER TABLE edges DROP COLUMN rev_signals;"
+                           " ALTER TABLE models DROP COLUMN fpbin; PRAGMA user_version = 6;",
                        NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(db);
     char err[256];
@@ -380,8 +411,8 @@ static void test_store_adapters(char *dir)
     int64_t id = 0, final_id = 0;
     bool merged = false;
     CHECK(store_begin(st, "/ad/two", 400, 0, &id) == 0);
-    store_result res = {.digest = "d-a2-new", .format = "safetensors",
-                        .fingerprint_json = "{\"schema\":\"provfs.fingerprint/1\"}"};
+    store_result res = {.digest = "d-a2-new", .format = "safetensors"};
+    res.fingerprint = tiny_fp(&res.fingerprint_len);
     res.keys.hidden_size = res.keys.num_layers = res.keys.vocab_size = INT64_MIN;
     CHECK(store_finish_ready(st, "/ad/two", id, &res, &final_id, &merged) == 0);
     memset(&s, 0, sizeof s);
