@@ -281,6 +281,8 @@ bool pa_fp_compact(pa_fingerprint *fp)
     compact_vocab(fp);
     for (size_t i = 0; i < fp->n_tensors; i++) {
         pa_tensor_fp *t = &fp->tensors[i];
+        if (t->layer < -1 || t->layer >= (1 << 20))
+            t->layer = -1; /* as the readers take it: no block */
         bool matrix = t->ndim >= 2; /* of a matrix's moments, comparing uses l2 alone */
         t->mean = matrix ? 0 : as_float(t->mean);
         t->std = matrix ? 0 : as_float(t->std);

@@ -39,7 +39,7 @@
 #define FPB_VERSION 1
 #define FPB_MAX_NAME 65536u          /* bytes of one tensor or role name */
 #define FPB_MAX_NAMES (16u << 20)    /* bytes of all names together (a safetensors header's cap) */
-#define FPB_MAX_META (4u << 20)      /* the JSON part */
+#define FPB_MAX_META (32u << 20)     /* the JSON part (a file list of up to 100,000 names) */
 #define FPB_MAX_LAYER (1 << 20)
 
 /* ------------------------------------------------------------------ writer */
@@ -48,6 +48,7 @@ typedef struct wbuf {
     uint8_t *p;
     size_t n, cap;
     bool fail;
+    const char *limit; /* what the reader would refuse, when fail */
 } wbuf;
 
 static void w_bytes(wbuf *b, const void *data, size_t n)
@@ -109,8 +110,10 @@ static void w_f32(wbuf *b, double d)
 static void w_str(wbuf *b, const char *s)
 {
     size_t n = s ? strlen(s) : 0;
-    if (n > FPB_MAX_NAME)
+    if (n > FPB_MAX_NAME) {
         b->fail = true;
+        b->limit = "a name is longer than 64 KiB";
+    }
     w_var(b, n);
     w_bytes(b, s, n);
 }
@@ -201,6 +204,23 @@ static bool write_tensors(wbuf *b, const pa_fingerprint *fp)
     bool ok = roles && role_of && tmpl_of && tmpls;
     for (size_t i = 0; ok && i < fp->n_tensors; i++) {
         const pa_tensor_fp *t = &fp->tensors[i];
+        /* what the reader refuses is refused here, so a stored fingerprint always reads back */
+        if (!t->name || !t->role || (i && strcmp(fp->tensors[i - 1].name, t->name) >= 0)) {
+            b->limit = "tensor names not sorted and distinct";
+            ok = false;
+            break;
+        }
+        uint64_t numel = 1;
+        for (uint32_t d = 0; d < t->ndim; d++) {
+            if (t->shape[d] > (uint64_t)9e15 || (t->shape[d] && numel > UINT64_MAX / t->shape[d]))
+                ok = false;
+            numel *= t->shape[d];
+        }
+        if (!ok || t->ndim > PA_MAX_DIMS || t->layer < -1 || t->layer >= FPB_MAX_LAYER) {
+            b->limit = "a tensor shape or block number out of range";
+            ok = false;
+            break;
+        }
         size_t r = 0;
         while (r < n_roles && strcmp(roles[r], t->role) != 0)
             r++;
@@ -217,6 +237,8 @@ static bool write_tensors(wbuf *b, const pa_fingerprint *fp)
         size_t len = strlen(t->name);
         names += len;
         ok = len <= FPB_MAX_NAME && names <= FPB_MAX_NAMES;
+        if (!ok)
+            b->limit = "a tensor name is longer than 64 KiB, or all are longer than 16 MiB";
     }
     if (ok) {
         w_var(b, n_roles);
@@ -339,6 +361,11 @@ pa_status pa_fp_to_bin(const pa_fingerprint *fp, uint8_t **out, size_t *len, pa_
     char *json = pa_fp_to_json(&meta, false);
     if (!json)
         return pa_error_set(err, PA_E_NOMEM, "fingerprint: out of memory");
+    if (strlen(json) > FPB_MAX_META) {
+        free(json);
+        return pa_error_set(err, PA_E_LIMIT, "fingerprint: its file list is over %u MiB",
+                            FPB_MAX_META >> 20);
+    }
     w_bytes(&b, FPB_MAGIC, 3);
     w_u8(&b, FPB_VERSION);
     w_var(&b, strlen(json));
@@ -365,8 +392,8 @@ pa_status pa_fp_to_bin(const pa_fingerprint *fp, uint8_t **out, size_t *len, pa_
     }
     if (!ok || b.fail) {
         free(b.p);
-        return ok ? pa_error_set(err, PA_E_NOMEM, "fingerprint: out of memory")
-                  : pa_error_set(err, PA_E_LIMIT, "fingerprint: a tensor name is too long");
+        return b.limit ? pa_error_set(err, PA_E_LIMIT, "fingerprint: %s", b.limit)
+                       : pa_error_set(err, PA_E_NOMEM, "fingerprint: out of memory");
     }
     *out = b.p;
     *len = b.n;
@@ -449,9 +476,9 @@ static float r_f32(rbuf *r)
     return isfinite(f) ? f : 0.0f;
 }
 
-static char *r_str(rbuf *r, bool empty_ok)
+static char *r_str(rbuf *r)
 {
-    size_t n = (size_t)r_range(r, empty_ok ? 0 : 1, FPB_MAX_NAME);
+    size_t n = (size_t)r_range(r, 0, FPB_MAX_NAME);
     const uint8_t *p = r_take(r, n);
     if (!p || memchr(p, '\0', n))
         return r->bad = true, NULL;
@@ -541,7 +568,7 @@ static bool read_tensor(rbuf *r, pa_tensor_fp *t, const tmpl *tmpls, size_t n_tm
         snprintf(d, sizeof d, "%d", (int)t->layer);
     size_t dn = strlen(d), len = x->pre_n + dn + x->post_n;
     *names += len;
-    if (len == 0 || len > FPB_MAX_NAME || *names > FPB_MAX_NAMES)
+    if (len > FPB_MAX_NAME || *names > FPB_MAX_NAMES)
         return r->bad = true, false;
     t->name = malloc(len + 1);
     t->role = strdup(roles[role]);
@@ -621,7 +648,7 @@ static bool read_tensors(rbuf *r, pa_fingerprint *fp)
     char **roles = calloc(n_roles ? n_roles : 1, sizeof *roles);
     bool ok = roles != NULL;
     for (size_t i = 0; ok && i < n_roles; i++)
-        ok = (roles[i] = r_str(r, false)) != NULL;
+        ok = (roles[i] = r_str(r)) != NULL;
     size_t n_tmpls = ok ? (size_t)r_range(r, 1, PA_FP_MAX_TENSORS) : 0;
     tmpl *tmpls = ok && n_tmpls <= r_left(r) / 3 ? calloc(n_tmpls, sizeof *tmpls) : NULL;
     ok = ok && tmpls;
@@ -662,7 +689,7 @@ static bool read_embed(rbuf *r, pa_embed_fp *e)
     if (!present)
         return !r->bad;
     e->present = true;
-    e->tensor = r_str(r, true);
+    e->tensor = r_str(r);
     if (!e->tensor)
         return false;
     e->rows = r_range(r, 0, (uint64_t)9e15);

@@ -74,13 +74,15 @@ analyzer_bench() {
     echo "  (RSS budget: 128 MiB + embedding matrix ${emb_mib} MiB)"
     "$root/build/tools/provctl" fingerprint --json "$model" >"$dir/a.json"
     "$root/build/tools/provctl" fingerprint --json "$ft" >"$dir/b.json"
-    echo "fingerprint size: $(stat -c %s "$dir/a.json") bytes ($(field fingerprint_bytes "$f1") compact)"
+    echo "fingerprint size: $(field fingerprint_bytes "$f1") bytes stored (binary), $(stat -c %s "$dir/a.json") bytes as --json"
     # sketches are capped at 256 entries per axis, so a 7B layout (32 layers, 291 tensors, vocab
     # 32000) with small matrices has the fingerprint size of the real 7B model
     local s7=$dir/shape7b
     [ -f "$s7/model.safetensors" ] || "$mk" create "$s7" --seed 1 --hidden 512 --heads 8 --layers 32 \
         --inter 1376 --vocab 32000 --dtype bf16 >/dev/null
-    echo "fingerprint size of a 7B layout (291 tensors): $(field fingerprint_bytes "$("$bt" fingerprint "$s7" 2)") bytes compact"
+    local f7
+    f7=$("$bt" fingerprint "$s7" 2)
+    echo "fingerprint size of a 7B layout (291 tensors): $(field fingerprint_bytes "$f7") bytes stored (binary; target <= 131072), $(field json_bytes "$f7") bytes as JSON"
     local cmp
     cmp=$("$bt" compare "$dir/a.json" "$dir/b.json" 200)
     echo "compare of two fingerprints: $(field compare_ms "$cmp") ms ($(sed 's/.*\(verdict=[a-z]*\).*/\1/' <<<"$cmp"))"

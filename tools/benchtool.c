@@ -14,6 +14,7 @@
  *                                 over a socket, sandboxed worker, JSON back); T threads
  * Output: one "key=value ..." line. */
 #include "analyze.h"
+#include "fp.h"
 #include "lsh.h"
 #include "provfs/analyzer.h"
 #include "refdb.h"
@@ -164,7 +165,7 @@ static int worker_rounds(const char *path, int threads, const char *provfs, int 
  * are retrieved (store_retrieve, ANALYZE_RETRIEVE_K candidates): time per retrieval and recall
  * of their family's base. Output: one key=value line. */
 #define SYN_TENSORS 16
-#define SYN_BLOCK 512
+#define SYN_BLOCK (PA_CK_BLOCK_R * PA_CK_BLOCK_C) /* a compact block sketch (compact.c) */
 #define SYN_ANCHORS 64
 #define SYN_COS (SYN_ANCHORS * (SYN_ANCHORS - 1) / 2)
 #define SYN_PROBES 4   /* blocks with probe products */
@@ -232,16 +233,32 @@ static void syn_derive(const syn_model *b, syn_model *m, int kind)
             m->probe[l][j] = b->probe[l][j] + (kind == 1 ? 0.01f : (float)drift) * syn_gauss();
 }
 
+/* v on the grid a compact fingerprint keeps it on (compact.c) */
+static const float *syn_grid(const float *v, uint32_t n, int levels, float *out)
+{
+    static int16_t q[SYN_COS];
+    int e = pa_q_exponent(v, n, levels);
+    pa_q_encode(v, n, e, levels, q);
+    pa_q_decode(q, n, e, out);
+    return out;
+}
+
 static void syn_sig(const syn_model *m, pa_lsh_sig *s)
 {
     static pa_lsh_band bands[(SYN_TENSORS + 1 + SYN_PROBES) * PA_LSH_BANDS];
     static int64_t hashes[SYN_TENSORS];
+    static float g[SYN_COS];
     size_t n = 0;
     for (int i = 0; i < SYN_TENSORS; i++)
-        n += pa_lsh_vector_bands(PA_LSH_SRC_TENSOR, (uint32_t)i, m->t[i], SYN_BLOCK, bands + n);
-    n += pa_lsh_vector_bands(PA_LSH_SRC_ANCHOR_COS, 0, m->cos, SYN_COS, bands + n);
+        n += pa_lsh_vector_bands(PA_LSH_SRC_TENSOR, (uint32_t)i,
+                                 syn_grid(m->t[i], SYN_BLOCK, PA_CK_BLOCK_LEVELS, g), SYN_BLOCK,
+                                 bands + n);
+    n += pa_lsh_vector_bands(PA_LSH_SRC_ANCHOR_COS, 0, syn_grid(m->cos, SYN_COS, PA_CK_LEVELS, g),
+                             SYN_COS, bands + n);
     for (int l = 0; l < SYN_PROBES; l++)
-        n += pa_lsh_vector_bands(PA_LSH_SRC_PROBE, (uint32_t)l, m->probe[l], SYN_PROBE, bands + n);
+        n += pa_lsh_vector_bands(PA_LSH_SRC_PROBE, (uint32_t)l,
+                                 syn_grid(m->probe[l], SYN_PROBE, PA_CK_LEVELS, g), SYN_PROBE,
+                                 bands + n);
     memcpy(hashes, m->hash, sizeof hashes);
     s->bands = bands;
     s->n_bands = n;

@@ -177,6 +177,35 @@ static void test_grids(void)
     CHECK_INT(pa_q_exponent(zero, 3, 127), PA_Q_ZERO);
 }
 
+/* What the reader would refuse, the writer refuses: tensor names out of order or twice (a
+ * fingerprint from a hand-written or hostile JSON), so a stored fingerprint always reads back. */
+static void test_refused(void)
+{
+    static const char *const orders[] = {"\"b\", \"a\"", "\"a\", \"a\""};
+    for (int i = 0; i < 2; i++) {
+        char json[2048], t[2][600];
+        const char *names[2][2] = {{"b", "a"}, {"a", "a"}};
+        for (int k = 0; k < 2; k++)
+            snprintf(t[k], sizeof t[k],
+                     "{\"name\":\"%s\",\"role\":\"x:%s\",\"layer\":-1,\"dtype\":\"F32\","
+                     "\"shape\":[2],\"sha256\":\"%064d\"}",
+                     names[i][k], names[i][k], k);
+        snprintf(json, sizeof json,
+                 "{\"schema\":\"provfs.fingerprint/1\",\"weights\":{\"tensors\":[%s,%s]}}", t[0],
+                 t[1]);
+        pa_fingerprint *fp = NULL;
+        pa_error err = {0};
+        CHECK_MSG(pa_fp_from_json(json, strlen(json), orders[i], &fp, &err) == PA_OK, "%s",
+                  err.msg);
+        uint8_t *b = NULL;
+        size_t n = 0;
+        pa_error_clear(&err);
+        CHECK(fp && pa_fp_to_bin(fp, &b, &n, &err) == PA_E_LIMIT && b == NULL);
+        CHECK(strstr(err.msg, "sorted") != NULL);
+        pa_fingerprint_free(fp);
+    }
+}
+
 int main(void)
 {
     mkmodel = getenv("MKMODEL");
@@ -186,6 +215,7 @@ int main(void)
     if (!mkdtemp(tmp))
         return 1;
     test_grids();
+    test_refused();
     test_7b_layout();
     run("create base --seed 1");
     run("gguf base q4.gguf --type q4_k");
