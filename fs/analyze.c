@@ -575,7 +575,10 @@ static int link_candidate(void *ctx, int64_t id, int64_t created_ns, const char 
  *     a tied embedding) and says nothing of descent.
  *  2. Several parents by averaging (a weight soup, a merge): a model lying on the segment
  *     between two related models P and Q in weight space, d(P,X) + d(X,Q) <= MERGE_SLACK x
- *     d(P,Q), with no other relative nearer to it, is their merge; each parent's share is
+ *     d(P,Q), off that line by less than half what a copy of one of them would be, with no
+ *     other relative nearer to it by more than MERGE_NEAREST (a soup of two fine-tunes of one
+ *     base is as far from that base, |δ1 + δ2| / 2, as from each parent, |δ1 - δ2| / 2: which
+ *     of them measures nearer is chance), is their merge; each parent's share is
  *     its interpolation weight, the nearer parent's the larger (at least PARENT_MIN_SHARE
  *     each). Independent drifts are orthogonal, so a fine-tune of P sits at ~1.41 d(P,Q)
  *     from the pair, the base of P and Q at ~1.41 too: only an average sits near 1.
@@ -595,6 +598,7 @@ static int link_candidate(void *ctx, int64_t id, int64_t created_ns, const char 
 
 #define PARENT_MIN_SHARE PA_UNKNOWN_ORIGIN_SHARE
 #define MERGE_SLACK 1.15
+#define MERGE_NEAREST 0.9
 #define ORIENT_MAX 128        /* models in a family */
 #define ORIENT_MAX_PAIRS 2048 /* related pairs (each parsed both ways on every analysis) */
 
@@ -911,7 +915,7 @@ static int by_merge(ofamily *f, int x, oplan *pl)
             double e = dp < dq ? dp : dq, off = e + sqrt(dpq * dpq + e * e) - dpq;
             /* the nearest relative is one of the two; each weighs >= PARENT_MIN_SHARE */
             if (ratio > best || t < PARENT_MIN_SHARE || t > 1 - PARENT_MIN_SHARE ||
-                nearest < 0.999 * e || dp + dq - dpq > 0.5 * off)
+                nearest < MERGE_NEAREST * e || dp + dq - dpq > 0.5 * off)
                 continue;
             best = ratio;
             bp = (int)p;
