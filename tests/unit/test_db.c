@@ -1,9 +1,12 @@
 /* fs/db.h against both engines: the same statements on a SQLite file and, when PROVFS_TEST_PG
  * names a server (tests/pg.sh starts one for this test), on PostgreSQL. Parameters, NULLs,
- * 64-bit values, quoting, upserts, RETURNING, transactions, errors, and (PostgreSQL) a killed
- * connection that the next statement recovers from. */
+ * 64-bit values, quoting, bytes, upserts, RETURNING, transactions, errors, and (PostgreSQL) a
+ * killed connection that the next statement recovers from. And the store's upgrade from schema
+ * 12 (fingerprints as JSON) on both. */
 #include "check.h"
 #include "db.h"
+#include "provfs/analyzer.h"
+#include "store.h"
 
 #include <stdint.h>
 #include <unistd.h>
@@ -178,6 +181,60 @@ static void lost_connection(db_conn *c, const char *target)
     db_finalize(s);
 }
 
+/* A store of schema 12 at target (its fingerprints JSON, no column fpbin) opens as schema 13
+ * with each fingerprint in the binary form. */
+static void store_upgrade(const char *target, const char *label)
+{
+    fprintf(stderr, "-- store upgrade, %s\n", label);
+    const char *json = "{\"schema\":\"provfs.fingerprint/1\",\"mfi\":{\"model_type\":\"old\"}}";
+    pa_fingerprint *fp = NULL;
+    pa_error e = {0};
+    uint8_t *bin = NULL;
+    size_t n = 0;
+    CHECK(pa_fp_from_json(json, strlen(json), "old", &fp, &e) == PA_OK);
+    CHECK(fp && pa_fp_to_bin(fp, &bin, &n, &e) == PA_OK);
+    pa_fingerprint_free(fp);
+    store_handle *st = NULL;
+    char err[256];
+    int64_t id = 0, final_id = 0;
+    bool merged = false;
+    CHECK_MSG(store_open(target, 0, &st, err, sizeof err) == 0, "%s", err);
+    CHECK(st && store_begin(st, "/m", 1, 0, &id) == 0);
+    store_result res = {.digest = "d-old", .format = "safetensors", .fingerprint = bin,
+                        .fingerprint_len = n};
+    res.keys.hidden_size = res.keys.num_layers = res.keys.vocab_size = INT64_MIN;
+    CHECK(st && store_finish_ready(st, "/m", id, &res, &final_id, &merged) == 0);
+    store_close(st);
+    free(bin);
+    db_conn *c = NULL;
+    CHECK_MSG(db_open(target, 0, &c, err, sizeof err) == 0, "%s", err);
+    if (!c)
+        return;
+    char sql[512];
+    snprintf(sql, sizeof sql, "UPDATE models SET fingerprint = '%s'; ALTER TABLE models DROP COLUMN fpbin; %s",
+             json,
+             db_kind_of(c) == DB_PG ? "DELETE FROM provfs_schema WHERE version = 13"
+                                    : "PRAGMA user_version = 12");
+    CHECK(db_exec(c, sql) == 0);
+    db_close(c);
+    st = NULL;
+    CHECK_MSG(store_open(target, 0, &st, err, sizeof err) == 0, "%s", err);
+    pa_fingerprint *back = NULL;
+    CHECK(st && store_fingerprint_fp(st, final_id, &back) == 0 && back && pa_fp_mfi(back) &&
+          strcmp(pa_fp_mfi(back)->model_type, "old") == 0);
+    pa_fingerprint_free(back);
+    store_close(st);
+    c = NULL;
+    CHECK(db_open(target, 0, &c, err, sizeof err) == 0);
+    if (c) {
+        CHECK_STR(run1(c, "SELECT count(*) FROM models WHERE fpbin IS NOT NULL AND id = ?1",
+                       final_id), "1");
+        CHECK_STR(run1(c, "SELECT count(*) FROM models WHERE fingerprint IS NOT NULL OR id != ?1",
+                       final_id), "0");
+        db_close(c);
+    }
+}
+
 int main(void)
 {
     CHECK(db_target_is_pg("postgresql://h/db"));
@@ -204,6 +261,8 @@ int main(void)
         db_close(c);
     }
     unlink(path);
+    store_upgrade(path, "sqlite");
+    unlink(path);
     char side[64];
     snprintf(side, sizeof side, "%s-wal", path);
     unlink(side);
@@ -218,7 +277,14 @@ int main(void)
             CHECK(db_kind_of(c) == DB_PG);
             exercise(c, "postgresql");
             lost_connection(c, pg);
+            /* a database the store accepts (file names are bytes: SQL_ASCII) */
+            CHECK(db_exec(c, "DROP DATABASE IF EXISTS provfs_upgrade") == 0);
+            CHECK(db_exec(c, "CREATE DATABASE provfs_upgrade ENCODING 'SQL_ASCII' LC_COLLATE 'C'"
+                             " LC_CTYPE 'C' TEMPLATE template0") == 0);
             db_close(c);
+            char target[512];
+            snprintf(target, sizeof target, "%s dbname=provfs_upgrade", pg);
+            store_upgrade(target, "postgresql");
         }
     } else {
         fprintf(stderr, "PROVFS_TEST_PG not set: PostgreSQL part not run\n");
