@@ -269,6 +269,8 @@ static cJSON *tensor_to_json(const pa_tensor_fp *t)
     cJSON_AddStringToObject(o, "role", t->role);
     cJSON_AddNumberToObject(o, "layer", t->layer);
     cJSON_AddStringToObject(o, "dtype", t->ggml ? pa_gguf_type_name(t->ggml_type) : pa_dtype_name(t->dtype));
+    if (t->ggml) /* F32, F16, BF16 are spelt alike in both */
+        cJSON_AddBoolToObject(o, "ggml", true);
     cJSON *shape = cJSON_AddArrayToObject(o, "shape");
     for (uint32_t i = 0; shape && i < t->ndim; i++)
         cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[i]));
@@ -413,7 +415,7 @@ static bool probe_from_json(const cJSON *o, pa_probe_fp *p)
     return true;
 }
 
-char *pa_fp_to_json(const pa_fingerprint *fp, bool pretty)
+static char *to_json(const pa_fingerprint *fp, bool pretty, bool sketches)
 {
     pa_json_fail_reset();
     cJSON *o = cJSON_CreateObject();
@@ -439,7 +441,7 @@ char *pa_fp_to_json(const pa_fingerprint *fp, bool pretty)
     }
     pa_json_add(o, "mfi", fp->has_mfi ? mfi_to_json(&fp->mfi) : cJSON_CreateNull());
     pa_json_add(o, "tokenizer", fp->has_tfv ? tfv_to_json(&fp->tfv) : cJSON_CreateNull());
-    if (fp->vocab_k) {
+    if (fp->vocab_k && sketches) {
         cJSON *v = cJSON_AddObjectToObject(o, "vocab");
         char *b = b64_encode((const uint8_t *)fp->vocab_hashes, (size_t)fp->vocab_k * 8);
         if (!b)
@@ -486,12 +488,14 @@ char *pa_fp_to_json(const pa_fingerprint *fp, bool pretty)
             cJSON_AddNumberToObject(sig, "end_bins", fp->embed.present ? PA_SK_END_BINS : 0);
             cJSON_AddNumberToObject(sig, "lep_layers", fp->n_layers);
         }
-        cJSON *ts = cJSON_AddArrayToObject(w, "tensors");
-        for (size_t i = 0; ts && i < fp->n_tensors; i++)
-            cJSON_AddItemToArray(ts, tensor_to_json(&fp->tensors[i]));
-        pa_json_add(w, "embedding",
-                              fp->embed.present ? embed_to_json(&fp->embed) : cJSON_CreateNull());
-        pa_json_add(w, "probe", probe_to_json(&fp->probe));
+        if (sketches) {
+            cJSON *ts = cJSON_AddArrayToObject(w, "tensors");
+            for (size_t i = 0; ts && i < fp->n_tensors; i++)
+                cJSON_AddItemToArray(ts, tensor_to_json(&fp->tensors[i]));
+            pa_json_add(w, "embedding",
+                        fp->embed.present ? embed_to_json(&fp->embed) : cJSON_CreateNull());
+            pa_json_add(w, "probe", probe_to_json(&fp->probe));
+        }
     } else {
         cJSON_AddNullToObject(o, "weights");
     }
@@ -502,6 +506,16 @@ char *pa_fp_to_json(const pa_fingerprint *fp, bool pretty)
         out = NULL;
     }
     return out;
+}
+
+char *pa_fp_to_json(const pa_fingerprint *fp, bool pretty)
+{
+    return to_json(fp, pretty, true);
+}
+
+char *pa_fp_summary_json(const pa_fingerprint *fp)
+{
+    return to_json(fp, false, false);
 }
 
 /* ------------------------------------------------------------------ reader */
@@ -610,8 +624,10 @@ static bool tensor_from_json(const cJSON *o, pa_tensor_fp *t, pa_error *err)
     const char *dt = pa_json_str(o, "dtype");
     if (!dt)
         return BAD("fingerprint: tensor '%s' has no dtype", t->name);
-    if (!pa_dtype_parse(dt, &t->dtype)) {
-        /* a GGUF block type (Q4_K, ...): safetensors names win where both spell a type alike */
+    bool ggml = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "ggml"));
+    if (ggml || !pa_dtype_parse(dt, &t->dtype)) {
+        /* a GGUF type (Q4_K, ...; F32 with "ggml": true): without the flag, safetensors names
+         * win where both spell a type alike (fingerprints written before it) */
         t->dtype = PA_DT_COUNT;
         for (uint32_t g = 0; g < PA_GGML_TYPE_COUNT && !t->ggml; g++)
             if (pa_gguf_type_known(g) && strcmp(pa_gguf_type_name(g), dt) == 0) {

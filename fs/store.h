@@ -98,8 +98,8 @@ int store_drop_adapter_parent(store_handle *st, int64_t model_id);
 int store_files(store_handle *st, int64_t id, store_file **out, size_t *n);
 /* 0 and out filled (65 bytes), 1 when the unit has no such file. */
 int store_file_sha(store_handle *st, int64_t id, const char *name, char out[65]);
-/* The stored fingerprint as JSON (provfs.fingerprint/1), 1 when none. The store keeps the
- * compact binary form (analyzer fpbin.c); this decodes it. */
+/* The stored fingerprint's JSON summary (pa_fp_summary_json: config, tokenizer, weight counts,
+ * no sketches), 1 when none. The store keeps the compact binary form (analyzer fpbin.c). */
 int store_fingerprint(store_handle *st, int64_t id, char **json);
 /* The stored fingerprint, decoded; 1 when none (or unreadable: logged). */
 int store_fingerprint_fp(store_handle *st, int64_t id, struct pa_fingerprint **out);

@@ -220,7 +220,7 @@ int store_fingerprint(store_handle *st, int64_t id, char **json)
     int ret = store_fingerprint_fp(st, id, &fp);
     if (ret != 0)
         return ret;
-    *json = pa_fp_to_json(fp, false);
+    *json = pa_fp_summary_json(fp);
     pa_fingerprint_free(fp);
     return *json ? 0 : -1;
 }

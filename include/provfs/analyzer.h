@@ -411,6 +411,9 @@ size_t pa_fp_memory(const pa_fingerprint *fp);
 bool pa_fp_is_bin(const void *buf, size_t len);
 
 /* Versioned JSON (schema provfs.fingerprint/1). The caller frees the string with free(). */
+/* The same without the sketches (tensors, embedding, probe, vocabulary hashes): what describing a
+ * model needs (config, tokenizer, counts, dtypes); not readable as a fingerprint for comparing. */
+char *pa_fp_summary_json(const pa_fingerprint *fp);
 char *pa_fp_to_json(const pa_fingerprint *fp, bool pretty);
 pa_status pa_fp_from_json(const char *json, size_t len, const char *label, pa_fingerprint **out,
                           pa_error *err);
