@@ -193,6 +193,65 @@ static bool same_tmpl(const tmpl *a, const tmpl *b)
            memcmp(a->pre, b->pre, a->pre_n) == 0 && memcmp(a->post, b->post, a->post_n) == 0;
 }
 
+static uint64_t fnv(const void *p, size_t n, uint64_t h)
+{
+    const uint8_t *s = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ s[i]) * 1099511628211ull;
+    return h;
+}
+
+#define FNV_START 1469598103934665603ull
+
+/* Distinct roles and templates are found through a hash table (slot: index + 1), so a file of
+ * 65,536 tensors with names all different costs no more than one of 291. */
+typedef struct dedup {
+    uint32_t *slot;
+    size_t mask;
+} dedup;
+
+static bool dedup_init(dedup *d, size_t n)
+{
+    size_t size = 16;
+    while (size < 2 * n)
+        size *= 2;
+    d->mask = size - 1;
+    d->slot = calloc(size, sizeof *d->slot);
+    return d->slot != NULL;
+}
+
+/* The slot for hash h where eq(ctx, index) holds, or the empty one to fill. */
+static uint32_t *dedup_find(const dedup *d, uint64_t h, bool (*eq)(const void *, uint32_t),
+                            const void *ctx)
+{
+    size_t i = (size_t)h & d->mask;
+    while (d->slot[i] && !eq(ctx, d->slot[i] - 1))
+        i = (i + 1) & d->mask;
+    return &d->slot[i];
+}
+
+typedef struct role_key {
+    const char *const *roles;
+    const char *role;
+} role_key;
+
+static bool role_eq(const void *ctx, uint32_t k)
+{
+    const role_key *r = ctx;
+    return strcmp(r->roles[k], r->role) == 0;
+}
+
+typedef struct tmpl_key {
+    const tmpl *tmpls;
+    const tmpl *t;
+} tmpl_key;
+
+static bool tmpl_eq(const void *ctx, uint32_t k)
+{
+    const tmpl_key *x = ctx;
+    return same_tmpl(&x->tmpls[k], x->t);
+}
+
 static bool write_tensors(wbuf *b, const pa_fingerprint *fp)
 {
     /* the distinct roles and name templates, in order of first use */
@@ -201,7 +260,9 @@ static bool write_tensors(wbuf *b, const pa_fingerprint *fp)
     uint32_t *role_of = malloc(cap * sizeof *role_of), *tmpl_of = malloc(cap * sizeof *tmpl_of);
     tmpl *tmpls = malloc(cap * sizeof *tmpls);
     size_t n_roles = 0, n_tmpls = 0, names = 0;
-    bool ok = roles && role_of && tmpl_of && tmpls;
+    dedup role_set = {0}, tmpl_set = {0};
+    bool ok = roles && role_of && tmpl_of && tmpls && dedup_init(&role_set, cap) &&
+              dedup_init(&tmpl_set, cap);
     for (size_t i = 0; ok && i < fp->n_tensors; i++) {
         const pa_tensor_fp *t = &fp->tensors[i];
         /* what the reader refuses is refused here, so a stored fingerprint always reads back */
@@ -221,19 +282,22 @@ static bool write_tensors(wbuf *b, const pa_fingerprint *fp)
             ok = false;
             break;
         }
-        size_t r = 0;
-        while (r < n_roles && strcmp(roles[r], t->role) != 0)
-            r++;
-        if (r == n_roles)
+        role_key rk = {roles, t->role};
+        uint32_t *rs = dedup_find(&role_set, fnv(t->role, strlen(t->role), FNV_START), role_eq, &rk);
+        if (!*rs) {
             roles[n_roles++] = t->role;
-        role_of[i] = (uint32_t)r;
+            *rs = (uint32_t)n_roles;
+        }
+        role_of[i] = *rs - 1;
         tmpl x = split_name(t->name, t->layer);
-        size_t k = 0;
-        while (k < n_tmpls && !same_tmpl(&tmpls[k], &x))
-            k++;
-        if (k == n_tmpls)
+        tmpl_key tk = {tmpls, &x};
+        uint64_t h = fnv(x.post, x.post_n, fnv(&x.slot, 1, fnv(x.pre, x.pre_n, FNV_START)));
+        uint32_t *ts = dedup_find(&tmpl_set, h, tmpl_eq, &tk);
+        if (!*ts) {
             tmpls[n_tmpls++] = x;
-        tmpl_of[i] = (uint32_t)k;
+            *ts = (uint32_t)n_tmpls;
+        }
+        tmpl_of[i] = *ts - 1;
         size_t len = strlen(t->name);
         names += len;
         ok = len <= FPB_MAX_NAME && names <= FPB_MAX_NAMES;
@@ -293,6 +357,8 @@ static bool write_tensors(wbuf *b, const pa_fingerprint *fp)
     free(role_of);
     free(tmpl_of);
     free(tmpls);
+    free(role_set.slot);
+    free(tmpl_set.slot);
     return ok && !b->fail;
 }
 
