@@ -24,6 +24,15 @@
 
 /* ------------------------------------------------------------------ vectors on a grid */
 
+/* The largest exponent whose levels stay finite: levels x 2^e < 2^128. */
+int pa_q_exponent_max(int levels)
+{
+    int bits = 0;
+    while ((1 << (bits + 1)) <= levels)
+        bits++;
+    return 127 - bits; /* 127: 121, 2047: 117 */
+}
+
 int pa_q_exponent(const float *v, uint32_t n, int levels)
 {
     /* an infinity is kept as the largest finite value of its sign, a NaN as 0 */
@@ -41,7 +50,9 @@ int pa_q_exponent(const float *v, uint32_t n, int levels)
         e++;
     while (e > -127 && ldexpf(m, -(e - 1)) <= (float)levels) /* ... or up */
         e--;
-    return e < -127 ? -127 : e;
+    /* values near FLT_MAX saturate at the top level rather than round to infinity */
+    int top = pa_q_exponent_max(levels);
+    return e < -127 ? -127 : e > top ? top : e;
 }
 
 /* Scaling by 2^k, k in [-127, 127], is one exact multiplication (2^k is a float): the same
@@ -217,6 +228,8 @@ static bool compact_embed(pa_embed_fp *e)
     if (!e->present)
         return true;
     anchor_cols_keep(e);
+    if (!e->anchor_c || !e->anchor_rows || !e->anchor_cos)
+        e->n_anchors = 0; /* an embedding of width 0 has rows but no anchor to compare */
     e->norm_min = as_float(e->norm_min);
     e->norm_max = as_float(e->norm_max);
     for (int i = 0; i < PA_SK_END_BINS; i++) {

@@ -133,10 +133,11 @@ double pa_lineage_quick(const pa_fingerprint *a, const pa_fingerprint *b);
 void pa_tensor_fp_free(pa_tensor_fp *t);
 
 /* Vectors on a grid (compact.c): v[i] = q[i] * 2^e with |q[i]| <= L (PA_CK_LEVELS or
- * PA_CK_BLOCK_LEVELS) and max |q| > L / 2, e in [-127, 121], or e = PA_Q_ZERO when every value
- * is 0. A vector already on its grid keeps the same e and q, so compacting twice changes
+ * PA_CK_BLOCK_LEVELS) and max |q| > L / 2, e in [-127, pa_q_exponent_max(L)] (121 or 117), or
+ * e = PA_Q_ZERO when every value is 0; larger values saturate at L x 2^max. A vector already on its grid keeps the same e and q, so compacting twice changes
  * nothing. */
 int pa_q_exponent(const float *v, uint32_t n, int levels);
+int pa_q_exponent_max(int levels);
 void pa_q_encode(const float *v, uint32_t n, int e, int levels, int16_t *q);
 void pa_q_decode(const int16_t *q, uint32_t n, int e, float *v);
 

@@ -299,10 +299,11 @@ static bool write_tensors(wbuf *b, const pa_fingerprint *fp)
         }
         tmpl_of[i] = *ts - 1;
         size_t len = strlen(t->name);
-        names += len;
+        names += len + strlen(t->role); /* as the reader counts them */
         ok = len <= FPB_MAX_NAME && names <= FPB_MAX_NAMES;
         if (!ok)
-            b->limit = "a tensor name is longer than 64 KiB, or all are longer than 16 MiB";
+            b->limit = "a tensor name is longer than 64 KiB, or all names and roles together "
+                       "longer than 16 MiB";
     }
     if (ok) {
         w_var(b, n_roles);
@@ -375,7 +376,7 @@ static void write_embed(wbuf *b, const pa_embed_fp *e)
     w_f32(b, e->norm_max);
     for (int i = 0; i < PA_SK_END_BINS; i++)
         w_f32(b, e->end_hist[i]);
-    uint32_t k = e->anchor_cos && e->anchor_rows ? e->n_anchors : 0;
+    uint32_t k = e->anchor_cos && e->anchor_rows && e->anchor_c ? e->n_anchors : 0;
     w_var(b, k);
     for (uint32_t i = 0; i < k; i++)
         w_u64(b, e->anchor_hash[i]);
@@ -415,10 +416,42 @@ static void write_probe(wbuf *b, const pa_probe_fp *p)
     }
 }
 
+/* Is fp within what the reader takes (compact, every count at most its compact size)? NULL, or
+ * what is not. */
+static const char *out_of_bounds(const pa_fingerprint *fp)
+{
+    if (!fp->compact)
+        return "not compact (pa_fp_compact)";
+    if (fp->vocab_k > PA_SK_VOCAB || fp->n_tensors > PA_FP_MAX_TENSORS)
+        return "too many vocabulary hashes or tensors";
+    for (size_t i = 0; i < fp->n_tensors; i++) {
+        const pa_tensor_fp *t = &fp->tensors[i];
+        if (t->colsum.n > PA_CK_MARGINAL || t->rowsum.n > PA_CK_MARGINAL ||
+            t->sample.n > PA_CK_NORMVEC || t->block_r > PA_CK_BLOCK_R ||
+            t->block_c > PA_CK_BLOCK_C ||
+            (t->block.n && (!t->block_r || !t->block_c || t->block.n != t->block_r * t->block_c)))
+            return "a sketch larger than the compact form";
+    }
+    const pa_embed_fp *e = &fp->embed;
+    if (e->present && (e->rows > (uint64_t)9e15 || e->cols > (uint64_t)9e15 ||
+                       e->n_anchors > PA_SK_ANCHORS || e->anchor_c > PA_CK_ANCHOR_C))
+        return "an embedding out of range";
+    const pa_probe_fp *p = &fp->probe;
+    if (p->prod && p->n_layers && (p->m > PA_SK_PROBE || p->n_layers > PA_SK_PROBE_LAYERS))
+        return "too many probe tokens or blocks";
+    for (uint32_t l = 0; p->prod && p->m && l < p->n_layers; l++)
+        if (p->layer[l] < 0)
+            return "a probe block number out of range";
+    return NULL;
+}
+
 pa_status pa_fp_to_bin(const pa_fingerprint *fp, uint8_t **out, size_t *len, pa_error *err)
 {
     *out = NULL;
     *len = 0;
+    const char *bad = out_of_bounds(fp);
+    if (bad)
+        return pa_error_set(err, PA_E_LIMIT, "fingerprint: %s", bad);
     wbuf b = {0};
     pa_fingerprint meta = *fp; /* the small parts, as JSON */
     meta.has_weights = false;
@@ -472,7 +505,15 @@ typedef struct rbuf {
     const uint8_t *p;
     size_t n, at;
     bool bad;
+    bool nomem; /* bad because an allocation failed, not the bytes */
 } rbuf;
+
+/* An allocation that failed: the read stops, and says so. */
+static bool r_nomem(rbuf *r)
+{
+    r->nomem = r->bad = true;
+    return false;
+}
 
 static size_t r_left(const rbuf *r)
 {
@@ -550,7 +591,7 @@ static char *r_str(rbuf *r)
         return r->bad = true, NULL;
     char *s = malloc(n + 1);
     if (!s)
-        return r->bad = true, NULL;
+        return r_nomem(r), NULL;
     memcpy(s, p, n);
     s[n] = '\0';
     return s;
@@ -562,14 +603,16 @@ static void r_q(rbuf *r, float *v, uint32_t n, int levels)
 {
     memset(v, 0, n * sizeof *v);
     int e = (int8_t)r_u8(r);
-    if (e != PA_Q_ZERO && e > 121)
+    if (e != PA_Q_ZERO && e > pa_q_exponent_max(levels))
         r->bad = true;
     if (e == PA_Q_ZERO || r->bad || !n)
         return;
     const uint8_t *p = r_take(r, levels == PA_CK_LEVELS ? n : (n + 1) / 2 * 3);
-    int16_t *c = p ? malloc(n * sizeof *c) : NULL;
+    if (!p)
+        return;
+    int16_t *c = malloc(n * sizeof *c);
     if (!c) {
-        r->bad = true;
+        r_nomem(r);
         return;
     }
     for (uint32_t i = 0; i < n; i++) {
@@ -599,7 +642,7 @@ static bool r_vec(rbuf *r, uint32_t max_n, pa_vec *out)
         return false;
     out->v = malloc(n * sizeof *out->v);
     if (!out->v)
-        return r->bad = true, false;
+        return r_nomem(r);
     out->n = n;
     r_q8(r, out->v, n);
     return !r->bad;
@@ -633,13 +676,13 @@ static bool read_tensor(rbuf *r, pa_tensor_fp *t, const tmpl *tmpls, size_t n_tm
     if (x->slot)
         snprintf(d, sizeof d, "%d", (int)t->layer);
     size_t dn = strlen(d), len = x->pre_n + dn + x->post_n;
-    *names += len;
+    *names += len + strlen(roles[role]); /* each tensor holds its own copy of both */
     if (len > FPB_MAX_NAME || *names > FPB_MAX_NAMES)
         return r->bad = true, false;
     t->name = malloc(len + 1);
     t->role = strdup(roles[role]);
     if (!t->name || !t->role)
-        return r->bad = true, false;
+        return r_nomem(r);
     memcpy(t->name, x->pre, x->pre_n);
     memcpy(t->name + x->pre_n, d, dn);
     memcpy(t->name + x->pre_n + dn, x->post, x->post_n);
@@ -697,7 +740,7 @@ static bool read_tensor(rbuf *r, pa_tensor_fp *t, const tmpl *tmpls, size_t n_tm
             return r->bad = true, false;
         t->block.v = malloc(n * sizeof *t->block.v);
         if (!t->block.v)
-            return r->bad = true, false;
+            return r_nomem(r);
         t->block.n = n;
         r_q(r, t->block.v, n, PA_CK_BLOCK_LEVELS);
     }
@@ -712,12 +755,14 @@ static bool read_tensors(rbuf *r, pa_fingerprint *fp)
     if (r->bad || n_roles > r_left(r))
         return r->bad = true, false;
     char **roles = calloc(n_roles ? n_roles : 1, sizeof *roles);
-    bool ok = roles != NULL;
+    bool ok = roles != NULL || r_nomem(r);
     for (size_t i = 0; ok && i < n_roles; i++)
         ok = (roles[i] = r_str(r)) != NULL;
     size_t n_tmpls = ok ? (size_t)r_range(r, 1, PA_FP_MAX_TENSORS) : 0;
-    tmpl *tmpls = ok && n_tmpls <= r_left(r) / 3 ? calloc(n_tmpls, sizeof *tmpls) : NULL;
-    ok = ok && tmpls;
+    if (ok && n_tmpls > r_left(r) / 3)
+        ok = !(r->bad = true);
+    tmpl *tmpls = ok ? calloc(n_tmpls, sizeof *tmpls) : NULL;
+    ok = ok && (tmpls || r_nomem(r));
     for (size_t i = 0; ok && i < n_tmpls; i++)
         ok = read_tmpl(r, &tmpls[i]);
     size_t n = ok ? (size_t)r_range(r, 1, PA_FP_MAX_TENSORS) : 0;
@@ -726,7 +771,7 @@ static bool read_tensors(rbuf *r, pa_fingerprint *fp)
         ok = !(r->bad = true);
     if (ok)
         fp->tensors = calloc(n, sizeof *fp->tensors);
-    ok = ok && fp->tensors;
+    ok = ok && (fp->tensors || r_nomem(r));
     size_t names = 0;
     for (size_t i = 0; ok && i < n; i++) {
         fp->n_tensors = i + 1;
@@ -775,13 +820,13 @@ static bool read_embed(rbuf *r, pa_embed_fp *e)
     e->anchor_cos = calloc((size_t)k * k + 1, sizeof(float));
     e->anchor_rows = calloc((size_t)k * c + 1, sizeof(float));
     if (!e->anchor_cos || !e->anchor_rows)
-        return r->bad = true, false;
+        return r_nomem(r);
     if (!k)
         return !r->bad;
     size_t nt = (size_t)k * (k + 1) / 2, p = 0;
     float *tri = malloc(nt * sizeof *tri);
     if (!tri)
-        return r->bad = true, false;
+        return r_nomem(r);
     r_q8(r, tri, (uint32_t)nt);
     for (uint32_t i = 0; i < k; i++)
         for (uint32_t j = i; j < k; j++, p++)
@@ -806,7 +851,7 @@ static bool read_probe(rbuf *r, pa_probe_fp *p)
     p->have = calloc(nl, sizeof *p->have);
     p->prod = calloc((size_t)nl * PA_PROBE_TERMS * mm, sizeof *p->prod);
     if (!p->layer || !p->have || !p->prod)
-        return r->bad = true, false;
+        return r_nomem(r);
     for (uint32_t l = 0; l < nl && !r->bad; l++) {
         p->layer[l] = (int32_t)r_range(r, 0, INT32_MAX);
         p->have[l] = (uint8_t)r_u8(r);
@@ -845,9 +890,11 @@ pa_status pa_fp_from_bin(const uint8_t *buf, size_t len, const char *label, pa_f
     pa_status st = pa_fp_from_json((const char *)meta, mlen, label, &fp, err);
     if (st)
         return st;
-    if (fp->has_weights || fp->vocab_k) {
+    if (fp->has_weights || fp->vocab_k || fp->vocab_hashes || fp->tensors || fp->embed.present ||
+        fp->probe.prod) {
         pa_fingerprint_free(fp);
-        return pa_error_set(err, PA_E_FORMAT, "%s: weights in the JSON part of a binary fingerprint",
+        return pa_error_set(err, PA_E_FORMAT,
+                            "%s: weights or vocabulary in the JSON part of a binary fingerprint",
                             label);
     }
     unsigned flags = r_u8(&r);
@@ -859,7 +906,7 @@ pa_status pa_fp_from_bin(const uint8_t *buf, size_t len, const char *label, pa_f
         uint32_t k = (uint32_t)r_range(&r, 1, PA_SK_VOCAB);
         ok = !r.bad && n >= k && k <= r_left(&r);
         fp->vocab_hashes = ok ? malloc((size_t)k * sizeof *fp->vocab_hashes) : NULL;
-        ok = ok && fp->vocab_hashes;
+        ok = ok && (fp->vocab_hashes || r_nomem(&r));
         uint64_t h = 0;
         for (uint32_t i = 0; ok && i < k; i++) {
             uint64_t d = r_var(&r);
@@ -881,6 +928,8 @@ pa_status pa_fp_from_bin(const uint8_t *buf, size_t len, const char *label, pa_f
         ok = false; /* trailing bytes */
     if (!ok || r.bad) {
         pa_fingerprint_free(fp);
+        if (r.nomem)
+            return pa_error_set(err, PA_E_NOMEM, "%s: out of memory", label);
         return pa_error_set(err, PA_E_FORMAT, "%s: malformed binary fingerprint (at byte %zu of %zu)",
                             label, r.at, len);
     }

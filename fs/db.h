@@ -69,7 +69,8 @@ double db_col_double(db_stmt *s, int col);
 const char *db_col_text(db_stmt *s, int col);
 size_t db_col_bytes(db_stmt *s, int col);
 /* The bytes of a BLOB / bytea column, NULL for SQL NULL (or when PostgreSQL's text form of it
- * cannot be read); *n gets their count. Valid until the next step or reset of s. */
+ * cannot be read); *n gets their count. Valid until the next step or reset of s, or the next
+ * db_col_blob on s. */
 const void *db_col_blob(db_stmt *s, int col, size_t *n);
 
 /* Commits on c reach stable storage before they return (on) or may lag a moment behind a power

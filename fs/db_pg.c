@@ -55,8 +55,7 @@ typedef struct pg_stmt {
     unsigned type[PG_MAX_PARAMS];
     int len[PG_MAX_PARAMS]; /* bytes of a binary parameter */
     int fmt[PG_MAX_PARAMS]; /* 1: binary (bytea), 0: text */
-    uint8_t *blob;          /* the current row's bytea column, decoded (db_col_blob) */
-    size_t blob_n;
+    unsigned char *blob;    /* a bytea column of the current row, decoded (db_col_blob; PQfreemem) */
     char name[24];
     unsigned epoch; /* of the connection it was prepared on; 0 = not prepared */
     PGresult *res;
@@ -69,7 +68,7 @@ typedef struct pg_stmt {
     X(PQconnectdbParams) X(PQstatus) X(PQfinish) X(PQerrorMessage) X(PQsetNoticeProcessor) X(PQexec)   \
     X(PQclear) X(PQresultStatus) X(PQcmdTuples) X(PQresultErrorMessage) X(PQprepare)            \
     X(PQexecPrepared) X(PQntuples) X(PQnfields) X(PQgetisnull) X(PQgetvalue) X(PQgetlength)     \
-    X(PQconninfoParse) X(PQconninfoFree) X(PQfreemem)
+    X(PQconninfoParse) X(PQconninfoFree) X(PQfreemem) X(PQunescapeBytea)
 #define PQ_PTR(f) __typeof__(f) *f;
 static struct {
     PQ_FUNCS(PQ_PTR)
@@ -145,7 +144,7 @@ static bool connect_now(pg_conn *c)
         return false;
     }
     pq.PQsetNoticeProcessor(c->pg, quiet_notices, NULL);
-    /* db_col_blob reads bytea in its hex text form */
+    /* bytea in its hex text form, the shorter (db_col_blob reads the escape form too) */
     PGresult *r = pq.PQexec(c->pg, "SET client_min_messages = warning; SET bytea_output = 'hex'");
     pq.PQclear(r);
     c->epoch++;
@@ -280,9 +279,9 @@ static db_stmt *pg_prepare(db_conn *dc, const char *sql)
 
 static void clear_result(pg_stmt *s)
 {
-    free(s->blob);
+    if (s->blob)
+        pq.PQfreemem(s->blob);
     s->blob = NULL;
-    s->blob_n = 0;
     pq.PQclear(s->res);
     s->res = NULL;
     s->row = s->nrows = 0;
@@ -399,7 +398,8 @@ static int pg_step(db_stmt *ds)
             c->retry_at_ms = 0; /* lost: the next use reconnects */
         return DB_ERROR;
     }
-    free(s->blob);
+    if (s->blob)
+        pq.PQfreemem(s->blob);
     s->blob = NULL;
     s->res = r;
     s->ran = true;
@@ -454,15 +454,8 @@ static size_t pg_col_bytes(db_stmt *ds, int col)
     return v ? (size_t)pq.PQgetlength(PS(ds)->res, PS(ds)->row - 1, col) : 0;
 }
 
-static int hexval(char ch)
-{
-    return ch >= '0' && ch <= '9' ? ch - '0'
-           : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
-           : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
-                                    : -1;
-}
-
-/* bytea arrives as text, "\x" and two hex digits a byte (bytea_output = hex, set on connect). */
+/* bytea arrives as text (hex, or escape where a server or pooler keeps that setting): libpq
+ * decodes either. The bytes stay valid until the next step, reset or db_col_blob of s. */
 static const void *pg_col_blob(db_stmt *ds, int col, size_t *n)
 {
     pg_stmt *s = PS(ds);
@@ -470,25 +463,13 @@ static const void *pg_col_blob(db_stmt *ds, int col, size_t *n)
     const char *v = value(ds, col);
     if (!v)
         return NULL;
-    size_t len = (size_t)pq.PQgetlength(s->res, s->row - 1, col);
-    if (len < 2 || v[0] != '\\' || v[1] != 'x' || len % 2)
-        return NULL;
-    free(s->blob);
-    s->blob = malloc(len / 2 ? len / 2 - 1 + 1 : 1);
+    if (s->blob)
+        pq.PQfreemem(s->blob);
+    size_t len = 0;
+    s->blob = pq.PQunescapeBytea((const unsigned char *)v, &len);
     if (!s->blob)
         return NULL;
-    size_t o = 0;
-    for (size_t i = 2; i < len; i += 2) {
-        int hi = hexval(v[i]), lo = hexval(v[i + 1]);
-        if (hi < 0 || lo < 0) {
-            free(s->blob);
-            s->blob = NULL;
-            return NULL;
-        }
-        s->blob[o++] = (uint8_t)(hi << 4 | lo);
-    }
-    s->blob_n = o;
-    *n = o;
+    *n = len;
     return s->blob;
 }
 

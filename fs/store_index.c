@@ -39,16 +39,24 @@ int lsh_put(store_handle *st, int64_t model_id, const pa_lsh_sig *sig)
 }
 
 /* Stores of schema 12 and before hold fingerprints as JSON (column fingerprint): each becomes the
- * compact binary form (column fpbin) once, when a daemon first opens the store, in one
- * transaction. A JSON that does not read leaves its model without a fingerprint (logged): such
- * a model was compared with nothing before either. */
+ * compact binary form (column fpbin) when a daemon opens the store, in one transaction. Rows are
+ * listed and converted inside it, and a row is written only while its JSON is still there, so
+ * daemons opening one PostgreSQL database at once convert each row once and never undo each
+ * other. A JSON that does not read stays as it is (logged; its model is compared with nothing,
+ * as before); running out of memory fails the open. */
 int fp_upgrade(store_handle *st, char *err, size_t errlen)
 {
     int64_t *ids = NULL;
-    size_t n = 0, cap = 0, bad = 0;
-    int ret = 0;
-    db_stmt *q = prep(st, st->wr, "SELECT id FROM models WHERE fingerprint IS NOT NULL");
-    int rc = q ? DB_ROW : DB_ERROR;
+    size_t n = 0, cap = 0, done_n = 0, bad = 0;
+    db_stmt *q = prep(st, st->wr, "SELECT count(*) FROM models WHERE fingerprint IS NOT NULL");
+    int64_t waiting = q && db_step(q) == DB_ROW ? db_col_int64(q, 0) : -1;
+    done(st, q);
+    if (waiting == 0)
+        return 0;
+    if (waiting < 0 || tx_begin(st) != 0)
+        goto fail;
+    q = prep(st, st->wr, "SELECT id FROM models WHERE fingerprint IS NOT NULL");
+    int rc = q ? DB_ROW : DB_ERROR, ret = 0;
     while (rc == DB_ROW && (rc = db_step(q)) == DB_ROW) {
         if (n == cap) {
             size_t c = cap ? cap * 2 : 256;
@@ -63,45 +71,43 @@ int fp_upgrade(store_handle *st, char *err, size_t errlen)
         ids[n++] = db_col_int64(q, 0);
     }
     done(st, q);
-    if (rc != DB_DONE) {
-        free(ids);
-        goto fail;
-    }
-    if (n == 0)
-        return 0;
-    if (tx_begin(st) != 0) {
-        free(ids);
-        goto fail;
-    }
-    db_stmt *sel = prep(st, st->wr, "SELECT fingerprint FROM models WHERE id = ?1");
-    db_stmt *upd =
-        prep(st, st->wr, "UPDATE models SET fpbin = ?2, fingerprint = NULL WHERE id = ?1");
-    ret = sel && upd ? 0 : -1;
+    if (rc != DB_DONE)
+        ret = -1;
+    db_stmt *sel = ret == 0 ? prep(st, st->wr, "SELECT fingerprint FROM models WHERE id = ?1") : NULL;
+    db_stmt *upd = ret == 0 ? prep(st, st->wr,
+                                   "UPDATE models SET fpbin = ?2, fingerprint = NULL"
+                                   " WHERE id = ?1 AND fingerprint IS NOT NULL")
+                            : NULL;
+    if (!sel || !upd)
+        ret = -1;
     for (size_t i = 0; ret == 0 && i < n; i++) {
         db_bind_int64(sel, 1, ids[i]);
         pa_fingerprint *fp = NULL;
         uint8_t *bin = NULL;
         size_t len = 0;
         pa_error e = {0};
-        if (db_step(sel) == DB_ROW) {
-            const char *json = db_col_text(sel, 0);
-            if (json &&
-                pa_fp_from_json(json, db_col_bytes(sel, 0), "stored fingerprint", &fp, &e) == PA_OK)
-                pa_fp_to_bin(fp, &bin, &len, &e);
-        } else {
+        rc = db_step(sel);
+        const char *json = rc == DB_ROW ? db_col_text(sel, 0) : NULL;
+        if (rc == DB_ERROR)
             ret = -1;
-        }
+        else if (json && pa_fp_from_json(json, db_col_bytes(sel, 0), "stored fingerprint", &fp,
+                                         &e) == PA_OK)
+            pa_fp_to_bin(fp, &bin, &len, &e);
         db_reset(sel);
-        if (ret == 0 && !bin) {
-            bad++;
-            fprintf(stderr, "provfs: store: model %llx: %s\n", (unsigned long long)ids[i],
-                    e.msg[0] ? e.msg : "stored fingerprint unreadable");
-        }
-        db_bind_int64(upd, 1, ids[i]);
-        db_bind_blob(upd, 2, bin, len);
-        if (ret == 0 && db_step(upd) != DB_DONE)
+        if (e.status == PA_E_NOMEM) {
             ret = -1;
-        db_reset(upd);
+        } else if (ret == 0 && json && !bin) {
+            bad++;
+            fprintf(stderr, "provfs: store: model %llx: %s (kept as JSON)\n",
+                    (unsigned long long)ids[i], e.msg[0] ? e.msg : "stored fingerprint unreadable");
+        } else if (ret == 0 && bin) { /* else gone, or converted by another daemon meanwhile */
+            db_bind_int64(upd, 1, ids[i]);
+            db_bind_blob(upd, 2, bin, len);
+            if (db_step(upd) != DB_DONE)
+                ret = -1;
+            db_reset(upd);
+            done_n++;
+        }
         free(bin);
         pa_fingerprint_free(fp);
     }
@@ -112,11 +118,13 @@ int fp_upgrade(store_handle *st, char *err, size_t errlen)
     free(ids);
     if (tx_end(st, ret) != 0 || ret != 0)
         goto fail;
-    fprintf(stderr, "provfs: store: %zu stored fingerprint(s) in the compact form (%zu unreadable)\n",
-            n - bad, bad);
+    fprintf(stderr,
+            "provfs: store: %zu stored fingerprint(s) converted to the compact form, %zu unreadable\n",
+            done_n, bad);
     return 0;
 fail:
-    snprintf(err, errlen, "converting stored fingerprints: %s", db_errmsg(st->wr));
+    snprintf(err, errlen, "converting stored fingerprints: %s",
+             db_errmsg(st->wr)[0] ? db_errmsg(st->wr) : "out of memory");
     return -1;
 }
 

@@ -204,6 +204,11 @@ static void store_upgrade(const char *target, const char *label)
                         .fingerprint_len = n};
     res.keys.hidden_size = res.keys.num_layers = res.keys.vocab_size = INT64_MIN;
     CHECK(st && store_finish_ready(st, "/m", id, &res, &final_id, &merged) == 0);
+    /* and a model whose JSON will not read */
+    int64_t id2 = 0, bad_id = 0;
+    res.digest = "d-bad";
+    CHECK(st && store_begin(st, "/bad", 2, 0, &id2) == 0);
+    CHECK(st && store_finish_ready(st, "/bad", id2, &res, &bad_id, &merged) == 0);
     store_close(st);
     free(bin);
     db_conn *c = NULL;
@@ -211,7 +216,9 @@ static void store_upgrade(const char *target, const char *label)
     if (!c)
         return;
     char sql[512];
-    snprintf(sql, sizeof sql, "UPDATE models SET fingerprint = '%s'; ALTER TABLE models DROP COLUMN fpbin; %s",
+    snprintf(sql, sizeof sql,
+             "UPDATE models SET fingerprint = '%s'; UPDATE models SET fingerprint = '{not json'"
+             " WHERE digest = 'd-bad'; ALTER TABLE models DROP COLUMN fpbin; %s",
              json,
              db_kind_of(c) == DB_PG ? "DELETE FROM provfs_schema WHERE version = 13"
                                     : "PRAGMA user_version = 12");
@@ -229,8 +236,19 @@ static void store_upgrade(const char *target, const char *label)
     if (c) {
         CHECK_STR(run1(c, "SELECT count(*) FROM models WHERE fpbin IS NOT NULL AND id = ?1",
                        final_id), "1");
-        CHECK_STR(run1(c, "SELECT count(*) FROM models WHERE fingerprint IS NOT NULL OR id != ?1",
+        CHECK_STR(run1(c, "SELECT count(*) FROM models WHERE fingerprint IS NOT NULL AND id = ?1",
                        final_id), "0");
+        /* the one that does not read is kept as it was, and the store opens */
+        CHECK_STR(run1(c, "SELECT fingerprint FROM models WHERE fpbin IS NULL AND id = ?1", bad_id),
+                  "{not json");
+        db_close(c);
+        c = NULL;
+        st = NULL;
+        CHECK_MSG(store_open(target, 0, &st, err, sizeof err) == 0, "%s", err);
+        store_close(st);
+        CHECK(db_open(target, 0, &c, err, sizeof err) == 0);
+        CHECK_STR(run1(c, "SELECT count(*) FROM models WHERE fingerprint IS NOT NULL AND id != ?1",
+                       bad_id), "0");
         db_close(c);
     }
 }

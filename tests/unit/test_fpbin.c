@@ -5,6 +5,8 @@
 #include "check.h"
 #include "fp.h"
 
+#include <float.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,6 +177,62 @@ static void test_grids(void)
     }
     float zero[3] = {0, 0, 0};
     CHECK_INT(pa_q_exponent(zero, 3, 127), PA_Q_ZERO);
+    /* the largest floats saturate at the top level, finite, and stay there */
+    float big[3] = {FLT_MAX, -FLT_MAX / 3, INFINITY};
+    for (int levels = 127; levels <= 2047; levels += 1920) {
+        int16_t q[3], q2[3];
+        float back[3];
+        int e = pa_q_exponent(big, 3, levels);
+        CHECK(e == pa_q_exponent_max(levels));
+        pa_q_encode(big, 3, e, levels, q);
+        pa_q_decode(q, 3, e, back);
+        CHECK(isfinite(back[0]) && isfinite(back[1]) && isfinite(back[2]) && back[0] > 1e38f);
+        int e2 = pa_q_exponent(back, 3, levels);
+        pa_q_encode(back, 3, e2, levels, q2);
+        CHECK(e2 == e && memcmp(q, q2, sizeof q) == 0);
+    }
+}
+
+/* The JSON part of a binary fingerprint holds no weights or vocabulary (they would be read twice
+ * and leak); an embedding of width 0 stores without anchors and reads back. */
+static void test_odd_parts(void)
+{
+    const char *meta = "{\"schema\":\"provfs.fingerprint/1\",\"weights\":{\"tensors\":[]}}";
+    uint8_t buf[256];
+    size_t n = 0;
+    memcpy(buf, "PFB\x01", 4);
+    n = 4;
+    buf[n++] = (uint8_t)strlen(meta);
+    memcpy(buf + n, meta, strlen(meta));
+    n += strlen(meta);
+    buf[n++] = 0; /* flags: nothing else */
+    pa_fingerprint *fp = NULL;
+    pa_error err = {0};
+    CHECK(pa_fp_from_bin(buf, n, "meta", &fp, &err) == PA_E_FORMAT && fp == NULL);
+    CHECK(strstr(err.msg, "JSON part") != NULL);
+
+    char hist[200] = "";
+    for (int i = 0; i < 20; i++)
+        strcat(hist, i ? ",0" : "0");
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\"schema\":\"provfs.fingerprint/1\",\"weights\":{\"tensors\":[{\"name\":\"e\","
+             "\"role\":\"embed.w\",\"layer\":-1,\"dtype\":\"F32\",\"shape\":[1000,0],"
+             "\"sha256\":\"%064d\"}],\"embedding\":{\"tensor\":\"e\",\"rows\":1000,\"cols\":0,"
+             "\"norm_min\":0,\"norm_max\":0,\"end_histogram\":[%s],\"anchors\":2,"
+             "\"anchor_hash\":\"AAAAAAAAAAEAAAAAAAAAAg==\",\"anchor_c\":0,"
+             "\"anchor_cos\":{\"n\":3,\"f32\":\"AACAPwAAAAAAAIA/\"},"
+             "\"anchor_rows\":{\"n\":0,\"f32\":\"\"}}}}",
+             0, hist);
+    pa_error_clear(&err);
+    CHECK_MSG(pa_fp_from_json(json, strlen(json), "width 0", &fp, &err) == PA_OK, "%s", err.msg);
+    uint8_t *b = NULL;
+    pa_fingerprint *back = NULL;
+    CHECK(fp && pa_fp_to_bin(fp, &b, &n, &err) == PA_OK);
+    CHECK_MSG(b && pa_fp_from_bin(b, n, "width 0", &back, &err) == PA_OK, "%s", err.msg);
+    free(b);
+    pa_fingerprint_free(back);
+    pa_fingerprint_free(fp);
 }
 
 /* What the reader would refuse, the writer refuses: tensor names out of order or twice (a
@@ -216,6 +274,7 @@ int main(void)
         return 1;
     test_grids();
     test_refused();
+    test_odd_parts();
     test_7b_layout();
     run("create base --seed 1");
     run("gguf base q4.gguf --type q4_k");
