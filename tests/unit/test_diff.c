@@ -2,25 +2,12 @@
 #include "check.h"
 #include "provfs/analyzer.h"
 
-#include <stdarg.h>
 #include <unistd.h>
 
 static char tmp[256];
 static const char *mkmodel;
 
-static void run(const char *fmt, ...)
-{
-    char args[1024], cmd[1400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd %s && %s %s >/dev/null", tmp, mkmodel, args);
-    int rc = system(cmd);
-    CHECK_MSG(rc == 0, "command failed: %s", cmd);
-    if (rc)
-        exit(check_report("diff"));
-}
+#define run(...) check_run(tmp, mkmodel, "diff", __VA_ARGS__)
 
 static pa_diff diff(const char *a, const char *b)
 {

@@ -10,7 +10,6 @@
 
 #include <fcntl.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -33,19 +32,7 @@ static const int tokens[T] = {1, 17, 42, 300, 5, 511};
 static char tmp[256];
 static const char *mkmodel;
 
-static void run(const char *fmt, ...)
-{
-    char args[1024], cmd[1400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd %s && %s %s", tmp, mkmodel, args);
-    int rc = system(cmd);
-    CHECK_MSG(rc == 0, "command failed: %s", cmd);
-    if (rc != 0)
-        exit(check_report("forward"));
-}
+#define run(...) check_run(tmp, mkmodel, "forward", __VA_ARGS__)
 
 /* ------------------------------------------------------------------ weights */
 

@@ -7,26 +7,13 @@
 
 #include <float.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 static char tmp[256];
 static const char *mkmodel;
 
-static void run(const char *fmt, ...)
-{
-    char args[1024], cmd[1400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd %s && %s %s >/dev/null", tmp, mkmodel, args);
-    int rc = system(cmd);
-    CHECK_MSG(rc == 0, "command failed: %s", cmd);
-    if (rc)
-        exit(check_report("fpbin"));
-}
+#define run(...) check_run(tmp, mkmodel, "fpbin", __VA_ARGS__)
 
 static pa_fingerprint *fingerprint(const char *name)
 {

@@ -6,25 +6,13 @@
 #include "fpcache.h"
 #include "provfs/analyzer.h"
 
-#include <stdarg.h>
 #include <unistd.h>
 
 static char tmp[256];
+static char bdir[300]; /* tmp/b: the models, the backing directory */
 static const char *mkmodel;
 
-static void run(const char *fmt, ...)
-{
-    char args[1024], cmd[1400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd %s/b && %s %s >/dev/null", tmp, mkmodel, args);
-    int rc = system(cmd);
-    CHECK_MSG(rc == 0, "command failed: %s", cmd);
-    if (rc)
-        exit(check_report("fpcache"));
-}
+#define run(...) check_run(bdir, mkmodel, "fpcache", __VA_ARGS__)
 
 static pa_fingerprint *fingerprint(const char *name)
 {
@@ -179,6 +167,7 @@ int main(void)
     snprintf(tmp, sizeof tmp, "/tmp/provfs-fpcache-XXXXXX");
     if (!mkdtemp(tmp))
         return 1;
+    snprintf(bdir, sizeof bdir, "%s/b", tmp);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "mkdir %s/b", tmp);
     if (system(cmd) != 0)

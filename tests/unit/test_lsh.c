@@ -9,7 +9,6 @@
 #include "lsh.h"
 #include "provfs/analyzer.h"
 
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -19,19 +18,7 @@
 static char tmp[256];
 static const char *mkmodel;
 
-static void run(const char *fmt, ...)
-{
-    char args[1024], cmd[1400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd %s && %s %s >/dev/null", tmp, mkmodel, args);
-    int rc = system(cmd);
-    CHECK_MSG(rc == 0, "command failed: %s", cmd);
-    if (rc != 0)
-        exit(check_report("lsh"));
-}
+#define run(...) check_run(tmp, mkmodel, "lsh", __VA_ARGS__)
 
 static const char *names[] = {
     "base", "indep", "base-sharded", "gbase",

@@ -5,7 +5,6 @@
 #include "provfs/analyzer.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,19 +12,7 @@
 static char tmp[256];
 static const char *mkmodel;
 
-static void run(const char *fmt, ...)
-{
-    char args[1024], cmd[1400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd %s && %s %s", tmp, mkmodel, args);
-    int rc = system(cmd);
-    CHECK_MSG(rc == 0, "command failed: %s", cmd);
-    if (rc != 0)
-        exit(check_report("matrix"));
-}
+#define run(...) check_run(tmp, mkmodel, "matrix", __VA_ARGS__)
 
 typedef struct model {
     const char *name;

@@ -12,25 +12,13 @@
 
 #include <cjson/cJSON.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <unistd.h>
 
 static char tmp[256];
+static char bdir[300]; /* tmp/b: the models, the backing directory */
 static const char *mkmodel;
 
-static void run(const char *fmt, ...)
-{
-    char args[1024], cmd[1400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd %s/b && %s %s >/dev/null", tmp, mkmodel, args);
-    int rc = system(cmd);
-    CHECK_MSG(rc == 0, "command failed: %s", cmd);
-    if (rc)
-        exit(check_report("retrieve"));
-}
+#define run(...) check_run(bdir, mkmodel, "retrieve", __VA_ARGS__)
 
 static const char *const paths[] = {
     "/base", "/indep", "/ft", "/int8", "/q8.gguf", "/perm", "/rot", "/prune", "/vocab",
@@ -319,6 +307,7 @@ int main(void)
     snprintf(tmp, sizeof tmp, "/tmp/provfs-retrieve-XXXXXX");
     if (!mkdtemp(tmp))
         return 1;
+    snprintf(bdir, sizeof bdir, "%s/b", tmp);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "mkdir %s/b", tmp);
     if (system(cmd) != 0)
