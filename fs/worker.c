@@ -39,15 +39,16 @@ extern char **environ;
 
 /* The worker's end of the socketpair. */
 #define WORKER_FD 3
-/* Largest fingerprint JSON a worker may return. */
-#define MAX_RESULT (256u << 20)
+/* Largest fingerprint a worker may return: its binary form (analyzer/fpbin.c), ~120 KB for a
+ * 7B model; its file list's JSON part may reach 32 MiB. */
+#define MAX_RESULT (64u << 20)
 #define MAX_NAME 4096u
 
 /* ---------------------------------------------------------------- protocol */
 
 enum { MSG_JOB = 1, MSG_FILE = 2, MSG_RESULT = 3 };
 
-/* Every frame: a header, a fixed part (by type), then len bytes (path, name or JSON). */
+/* Every frame: a header, a fixed part (by type), then len bytes (path, name or fingerprint). */
 typedef struct msg_hdr {
     uint32_t type;
     uint32_t fixed; /* size of the fixed part */
@@ -300,7 +301,7 @@ pa_status worker_fingerprint(const worker_cfg *cfg, const char *path, const pa_u
     int64_t deadline = cfg->timeout_s ? mono_ms() + (int64_t)cfg->timeout_s * 1000 : 0;
     bool timed_out = false, cancelled = false;
     pa_status st = PA_OK;
-    char *json = NULL;
+    uint8_t *bin = NULL;
 
     msg_job job = {.n_files = files->n, .is_dir = files->is_dir};
     int rc = send_frame(sock, MSG_JOB, &job, sizeof job, path, strlen(path), -1);
@@ -322,10 +323,10 @@ pa_status worker_fingerprint(const worker_cfg *cfg, const char *path, const pa_u
     if (rc == 0)
         rc = recv_full(sock, &res, sizeof res, NULL, deadline, cancel);
     if (rc == 0) {
-        json = malloc(h.len + 1);
-        if (!json)
+        bin = malloc(h.len + 1);
+        if (!bin)
             st = pa_error_set(err, PA_E_NOMEM, "%s: out of memory", path);
-        rc = json ? recv_full(sock, json, h.len, NULL, deadline, cancel) : 1;
+        rc = bin ? recv_full(sock, bin, h.len, NULL, deadline, cancel) : 1;
     }
     if (rc < 0) {
         timed_out = errno == ETIMEDOUT;
@@ -338,38 +339,38 @@ pa_status worker_fingerprint(const worker_cfg *cfg, const char *path, const pa_u
     while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
         ;
     if (cancelled) {
-        free(json);
+        free(bin);
         return pa_error_set(err, PA_E_CANCELLED, "%s: cancelled", path);
     }
     if (rc < 0) {
-        free(json);
+        free(bin);
         return worker_end(cfg, ws, timed_out, err);
     }
     if (st) {
-        free(json);
+        free(bin);
         return st;
     }
-    /* The worker is not trusted: its status, message and JSON are checked like file bytes. */
+    /* The worker is not trusted: its status, message and fingerprint are checked like file bytes
+     * (the binary reader bounds every count, fuzz_fpbin). */
     res.msg[sizeof res.msg - 1] = '\0';
     char msg[sizeof res.msg];
     pa_escape_text(res.msg, strlen(res.msg), msg, sizeof msg);
     if (res.status != PA_OK) {
-        free(json);
+        free(bin);
         pa_status s = res.status <= PA_E_UNSAFE ? (pa_status)res.status : PA_E_IO;
         if (s == PA_E_NOMEM && cfg->mem_mb)
             return pa_error_set(err, s, "analyzer ran out of memory (limit %u MiB): %s",
                                 cfg->mem_mb, msg);
         return pa_error_set(err, s, "%s", msg[0] ? msg : pa_status_name(s));
     }
-    json[h.len] = '\0';
     pa_fingerprint *fp = NULL;
     pa_error jerr = {0};
-    if (pa_fp_from_json(json, h.len, "analyzer result", &fp, &jerr) != PA_OK) {
-        free(json);
+    if (pa_fp_from_bin(bin, h.len, "analyzer result", &fp, &jerr) != PA_OK) {
+        free(bin);
         return pa_error_set(err, PA_E_IO, "%s: the analyzer sent a malformed result (%s)", path,
                             jerr.msg);
     }
-    free(json);
+    free(bin);
     if (!same_files(fp, files, known)) {
         pa_fingerprint_free(fp);
         return pa_error_set(err, PA_E_IO, "%s: the analyzer's result names other files", path);
@@ -394,18 +395,18 @@ static void *json_malloc(size_t n)
     return p;
 }
 
-static void send_result(pa_status status, const char *msg, const char *json)
+static void send_result(pa_status status, const char *msg, const uint8_t *bin, size_t len)
 {
     msg_result r = {.status = (uint32_t)status};
     snprintf(r.msg, sizeof r.msg, "%s", msg ? msg : "");
-    send_frame(sock_fd, MSG_RESULT, &r, sizeof r, json, json ? strlen(json) : 0, -1);
+    send_frame(sock_fd, MSG_RESULT, &r, sizeof r, bin, bin ? len : 0, -1);
 }
 
 static void die(const char *what, int e)
 {
     char msg[256];
     snprintf(msg, sizeof msg, "analyzer worker: %s: %s", what, strerror(e));
-    send_result(PA_E_IO, msg, NULL);
+    send_result(PA_E_IO, msg, NULL, 0);
     _exit(1);
 }
 
@@ -604,11 +605,13 @@ int worker_main(int argc, char **argv)
     pa_fingerprint *fp = NULL;
     pa_error err = {0};
     pa_status st = pa_fingerprint_files(path, &files, &opt, &fp, &err);
-    char *json = NULL;
+    uint8_t *bin = NULL;
+    size_t len = 0;
     if (st == PA_OK) {
-        json = pa_fp_set_path(fp, NULL) ? pa_fp_to_json(fp, false) : NULL;
-        if (!json)
+        if (!pa_fp_set_path(fp, NULL))
             st = pa_error_set(&err, PA_E_NOMEM, "%s: out of memory", path);
+        else
+            st = pa_fp_to_bin(fp, &bin, &len, &err);
     }
     if (st != PA_OK && st != PA_E_NOMEM && atomic_load(&alloc_failed)) {
         char msg[sizeof err.msg];
@@ -617,6 +620,6 @@ int worker_main(int argc, char **argv)
         pa_error_set(&err, PA_E_NOMEM, "%s (an allocation failed)", msg);
         st = PA_E_NOMEM;
     }
-    send_result(st, err.msg, st == PA_OK ? json : NULL);
+    send_result(st, err.msg, st == PA_OK ? bin : NULL, len);
     _exit(0);
 }
