@@ -121,15 +121,12 @@ static size_t hash_path(const char *path)
 /* The config's own model_type, from the stored fingerprint (self-declared: reasons only). */
 static char *claimed_family(store_handle *st, int64_t id)
 {
-    char *text = NULL;
-    if (store_fingerprint(st, id, &text) != 0)
+    pa_fingerprint *fp = NULL;
+    if (store_fingerprint_fp(st, id, &fp) != 0)
         return NULL;
-    cJSON *fp = cJSON_Parse(text);
-    free(text);
-    const cJSON *mfi = cJSON_GetObjectItemCaseSensitive(fp, "mfi");
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(mfi, "model_type");
-    char *out = cJSON_IsString(type) ? strdup(type->valuestring) : NULL;
-    cJSON_Delete(fp);
+    const pa_mfi *mfi = pa_fp_mfi(fp);
+    char *out = mfi && mfi->model_type ? strdup(mfi->model_type) : NULL;
+    pa_fingerprint_free(fp);
     return out;
 }
 

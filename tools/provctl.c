@@ -119,6 +119,7 @@ static void on_progress(void *ctx, uint64_t done, uint64_t total)
     fflush(stderr);
 }
 
+/* A saved fingerprint: the binary form's magic, or the JSON's schema near the start. */
 static bool looks_like_fingerprint(const char *path)
 {
     struct stat st;
@@ -131,7 +132,7 @@ static bool looks_like_fingerprint(const char *path)
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';
-    return strstr(buf, "provfs.fingerprint/") != NULL;
+    return pa_fp_is_bin(buf, n) || strstr(buf, "provfs.fingerprint/") != NULL;
 }
 
 /* Load a fingerprint from a model path or a saved fingerprint JSON. */
