@@ -160,8 +160,10 @@ static pf_handle *handle_new(int fd)
 /* The first change through a handle (write, truncate, fallocate, copy into it) makes the file's
  * unit pending at once, before the reply: from then on it carries no earlier decision or
  * approval. Its analysis follows the close (release marks again). */
-void handle_changed(fuse_req_t req, pf_handle *h)
+void handle_changed(fuse_req_t req, pf_handle *h, bool bytes)
 {
+    if (bytes && !atomic_load(&h->wrote))
+        atomic_store(&h->wrote, 1);
     if (!atomic_exchange(&h->written, 1)) {
         cache_changed(fs_of(req), h->in);
         units_mark_file_fd(&fs_of(req)->u, caller_of(req), h->fd, true);
@@ -330,7 +332,7 @@ void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
     handle_start_write(h, (pf_inode *)(uintptr_t)e.ino, fi->flags,
                        created || (fi->flags & O_TRUNC) || (fstat(fd, &sb) == 0 && sb.st_size == 0));
     if (created || (fi->flags & O_TRUNC))
-        handle_changed(req, h);
+        handle_changed(req, h, false);
     /* An existing file opened unchanged keeps its cached pages, as with open. */
     bool same = cache_keep(fs, (pf_inode *)(uintptr_t)e.ino, fd);
     fi->keep_cache = same && !created && !(fi->flags & (O_TRUNC | O_DIRECT));
@@ -413,7 +415,7 @@ void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     h->pid = who.pid;
     fd = -1;
     if (fi->flags & O_TRUNC)
-        handle_changed(req, h);
+        handle_changed(req, h, false);
     struct stat sb;
     handle_start_write(h, in, fi->flags,
                        (fi->flags & O_TRUNC) || (fstat(h->fd, &sb) == 0 && sb.st_size == 0));
@@ -483,7 +485,7 @@ void pf_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf, of
         writehash_invalidate(h->wh);
         return;
     }
-    handle_changed(req, h);
+    handle_changed(req, h, true);
     /* Hashed after the reply: the writer goes on while this thread hashes (in_buf is this
      * thread's buffer until we return). The hold keeps wh (and h) alive past a release that
      * follows the reply at once; h is not touched after the reply. */
@@ -520,10 +522,13 @@ void pf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     bool written = !h->vdata && atomic_load(&h->written);
     if (written)
         cache_changed(fs, h->in); /* an open meanwhile may have seen the file mid-change */
+    /* A handle that only created or truncated its file left no page to drop (the kernel
+     * truncates its own pages at an O_TRUNC open): its attributes stay cached. */
+    bool wrote = written && atomic_load(&h->wrote);
     bool alone = handle_leave(h);
     fuse_reply_err(req, 0);
     handle_finish(fs, h, who, alone);
-    if (written)
+    if (wrote)
         cache_notify(fs, ino);
 }
 
@@ -546,7 +551,7 @@ void pf_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
     if (!err && fallocate(h->fd, mode, offset, length) != 0)
         err = errno;
     if (!err) {
-        handle_changed(req, h);
+        handle_changed(req, h, true);
         writehash_invalidate(h->wh);
     }
     fuse_reply_err(req, err == ENOSYS ? EOPNOTSUPP : err);
@@ -583,7 +588,7 @@ void pf_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
         fuse_reply_err(req, errno == ENOSYS ? EXDEV : errno);
         return;
     }
-    handle_changed(req, out);
+    handle_changed(req, out, true);
     writehash_invalidate(out->wh);
     fuse_reply_write(req, (size_t)n);
     cache_notify(fs, ino_out);

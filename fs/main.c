@@ -3,6 +3,7 @@
  *        [-o OPT[=VALUE],...] BACKING MOUNTPOINT   (each --long option also as -o long=VALUE)
  * provfs --analyzer-worker FD ...: one analysis worker (started by the daemon, fs/worker.h) */
 #include "analyze.h"
+#include "db.h"
 #include "gate.h"
 #include "ops.h"
 #include "policy.h"
@@ -48,6 +49,7 @@ typedef struct options {
     unsigned fp_cache_mb;      /* MiB of parsed stored fingerprints kept for lineage work */
     int analyzer_inprocess;    /* --analyzer-worker=off */
     unsigned long inode_fds;   /* --inode-fds */
+    long cache_timeout;        /* --cache-timeout s; -1: by the kind of database */
 } options;
 
 static void usage(FILE *out)
@@ -76,13 +78,17 @@ static void usage(FILE *out)
             "                    an unprivileged, seccomp-filtered worker process per unit)\n"
             "  --inode-fds N     at most N O_PATH fds of inodes the kernel remembers stay open;\n"
             "                    others are reopened from file handles (default 65536, at least 16)\n"
+            "  --cache-timeout S how long the kernel keeps names and attributes without asking\n"
+            "                    (default 60; 1 with a postgresql:// --db, whose other daemons\n"
+            "                    change BACKING behind this mount); contents are checked at\n"
+            "                    every open whatever S is\n"
             "  -f                stay in the foreground\n"
             "  -d                FUSE debug output (implies -f)\n"
             "  -s                single-threaded FUSE loop\n"
             "  -o OPT[,OPT...]   mount options: FUSE's, and every option above as name=VALUE\n"
             "                    (db=, policy=, refdb=, workers=, admin_gid=, quiet_ms=,\n"
             "                    max_delay_ms=, analyzer_mem=, analyzer_timeout=, inode_fds=,\n"
-            "                    fp_cache_mb=, analyzer_worker=off), so fstab and mount -t\n"
+            "                    fp_cache_mb=, cache_timeout=, analyzer_worker=off), so fstab and mount -t\n"
             "                    fuse.provfs work;\n"
             "                    allow_shared_backing: mount under enforce although users other\n"
             "                    than root can reach BACKING directly\n");
@@ -141,6 +147,12 @@ static int set_option(options *opt, const char *name, const char *val)
         if (!val || !parse_uint(val, 1ul << 24, &u) || u < 16)
             return -1;
         opt->inode_fds = u;
+        return 1;
+    }
+    if (strcmp(key, "cache_timeout") == 0) {
+        if (!val || !parse_uint(val, 86400, &u))
+            return -1;
+        opt->cache_timeout = (long)u;
         return 1;
     }
     if (strcmp(key, "workers") == 0) {
@@ -387,6 +399,7 @@ int main(int argc, char **argv)
                    .fp_cache_mb = ANALYZE_FP_CACHE_MB,
                    .analyzer_timeout = 600,
                    .inode_fds = 65536,
+                   .cache_timeout = -1,
                    .max_delay_ms = QUEUE_MAX_DELAY_MS};
     worker_cfg wcfg = {0};
     struct fuse_args fargs = FUSE_ARGS_INIT(0, NULL);
@@ -533,7 +546,12 @@ int main(int argc, char **argv)
 
     /* New files get exactly the mode the caller's kernel computed (umask already applied). */
     umask(0);
-    fs = ops_fs_new(backing, 1.0, opt.inode_fds);
+    /* One daemon owns BACKING: the kernel's names and attributes are only ever changed through
+     * it, so they may be kept long (fs/README.md, "Consistency"). A shared database means other
+     * daemons change BACKING where this kernel does not see it. */
+    if (opt.cache_timeout < 0)
+        opt.cache_timeout = db_target_is_pg(opt.db) ? 1 : 60;
+    fs = ops_fs_new(backing, (double)opt.cache_timeout, opt.inode_fds);
     if (!fs) {
         fprintf(stderr, "provfs: %s: cannot open\n", backing);
         goto out_args;

@@ -102,7 +102,7 @@ static void pf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
         if ((h ? ftruncate(h->fd, attr->st_size) : truncate(proc, attr->st_size)) != 0)
             goto out_errno;
         if (h) {
-            handle_changed(req, h);
+            handle_changed(req, h, true);
             writehash_invalidate(h->wh);
         } else {
             atomic_fetch_add(&in->write_gen, 1); /* a hash being taken is no longer the file's */

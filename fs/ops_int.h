@@ -66,7 +66,8 @@ typedef struct pf_inode {
 
 typedef struct pf_handle {
     int fd;
-    atomic_int written;
+    atomic_int written; /* changed through this handle, creating or truncating it included */
+    atomic_int wrote;   /* bytes written, truncated or copied after the open */
     pf_inode *in;       /* open for writing: its inode (kept by the kernel while open) */
     unsigned write_gen; /* in->write_gen when opened */
     writehash *wh;      /* hash while writing (fs/writehash.h), NULL when not hashed */
@@ -232,7 +233,7 @@ void policy_log(pf_fs *fs, const gate_open *log, const char *path, pf_caller who
 int gate_move(fuse_req_t req, pf_fs *fs, pf_inode *dir, const char *name, pf_inode *in,
               pf_inode *newdir, gate_open *log, char *from, size_t fromlen);
 /* The first change through a handle makes the file's unit pending at once (file.c). */
-void handle_changed(fuse_req_t req, pf_handle *h);
+void handle_changed(fuse_req_t req, pf_handle *h, bool bytes);
 void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                struct fuse_file_info *fi);
 void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
