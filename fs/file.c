@@ -170,6 +170,19 @@ void handle_changed(fuse_req_t req, pf_handle *h, bool bytes)
     }
 }
 
+/* A handle the kernel serves by passthrough: its writes never reach the daemon, so one open
+ * for writing counts as written from the start (its unit pending, no hash while writing, the
+ * analysis after its release), and no page of FUSE's own cache is kept. */
+static void handle_passthrough(fuse_req_t req, pf_handle *h, struct fuse_file_info *fi)
+{
+    fi->keep_cache = 0;
+    fi->direct_io = 0;
+    if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+        handle_changed(req, h, true);
+        writehash_invalidate(h->wh);
+    }
+}
+
 /* Leaving a handle, in two steps around the reply: the inode is the kernel's to forget once the
  * release is replied, so the writer count is dropped first (true: this handle wrote alone). */
 static bool handle_leave(pf_handle *h)
@@ -216,6 +229,7 @@ static void handle_finish(pf_fs *fs, pf_handle *h, pf_caller who, bool alone)
  * release for it, so the handle is released here. */
 static void handle_unreplied(pf_fs *fs, pf_handle *h, pf_caller who)
 {
+    pt_leave(fs, h->io_in, h->io);
     handle_finish(fs, h, who, handle_leave(h));
 }
 
@@ -337,7 +351,13 @@ void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
     bool same = cache_keep(fs, (pf_inode *)(uintptr_t)e.ino, fd);
     fi->keep_cache = same && !created && !(fi->flags & (O_TRUNC | O_DIRECT));
     fi->fh = (uintptr_t)h;
-    if (fuse_reply_create(req, &e, fi) != 0) {
+    /* An existing file others read by passthrough is opened so too (the kernel's rule). */
+    int32_t pt_id = 0;
+    h->io = pt_choose(fs, (pf_inode *)(uintptr_t)e.ino, h->fd, fi->flags & O_DIRECT, false, &pt_id);
+    h->io_in = (pf_inode *)(uintptr_t)e.ino;
+    if (h->io == PF_IO_PASSTHROUGH)
+        handle_passthrough(req, h, fi);
+    if (pt_reply_create(req, &e, fi, pt_id) != 0) {
         pthread_mutex_lock(&fs->inode_lock);
         unref_locked(fs, (pf_inode *)(uintptr_t)e.ino, 1);
         pthread_mutex_unlock(&fs->inode_lock);
@@ -371,6 +391,7 @@ void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     char path[PATH_MAX] = "";
     int fd = -1;
     int err = 0;
+    int32_t pt_id = 0;
     if (in->vdir) {
         err = open_vfile(fs, in, fi);
         goto out;
@@ -424,12 +445,18 @@ void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     bool same = cache_keep(fs, in, h->fd);
     fi->keep_cache = same && !(fi->flags & (O_TRUNC | O_DIRECT));
     fi->fh = (uintptr_t)h;
+    /* A read-only open may be served by the kernel from BACKING itself (passthrough). */
+    bool ro = (fi->flags & O_ACCMODE) == O_RDONLY;
+    h->io = pt_choose(fs, in, h->fd, fi->flags & O_DIRECT, ro && S_ISREG(in->type), &pt_id);
+    h->io_in = in;
+    if (h->io == PF_IO_PASSTHROUGH)
+        handle_passthrough(req, h, fi);
 out:
     if (fd >= 0)
         close(fd);
     if (err)
         fuse_reply_err(req, err);
-    else if (fuse_reply_open(req, fi) != 0)
+    else if (pt_reply_open(req, fi, pt_id) != 0)
         handle_unreplied(fs, (pf_handle *)(uintptr_t)fi->fh, who);
     policy_log(fs, &log, path, who);
 }
@@ -524,7 +551,8 @@ void pf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         cache_changed(fs, h->in); /* an open meanwhile may have seen the file mid-change */
     /* A handle that only created or truncated its file left no page to drop (the kernel
      * truncates its own pages at an O_TRUNC open): its attributes stay cached. */
-    bool wrote = written && atomic_load(&h->wrote);
+    bool wrote = written && atomic_load(&h->wrote) && h->io != PF_IO_PASSTHROUGH;
+    pt_leave(fs, h->io_in, h->io);
     bool alone = handle_leave(h);
     fuse_reply_err(req, 0);
     handle_finish(fs, h, who, alone);

@@ -50,6 +50,7 @@ typedef struct options {
     int analyzer_inprocess;    /* --analyzer-worker=off */
     unsigned long inode_fds;   /* --inode-fds */
     long cache_timeout;        /* --cache-timeout s; -1: by the kind of database */
+    int passthrough_off;       /* --passthrough=off */
 } options;
 
 static void usage(FILE *out)
@@ -78,6 +79,9 @@ static void usage(FILE *out)
             "                    an unprivileged, seccomp-filtered worker process per unit)\n"
             "  --inode-fds N     at most N O_PATH fds of inodes the kernel remembers stay open;\n"
             "                    others are reopened from file handles (default 65536, at least 16)\n"
+            "  --passthrough=off serve every read through the daemon (default: reads of files\n"
+            "                    opened read-only go straight to BACKING where the kernel\n"
+            "                    offers FUSE passthrough)\n"
             "  --cache-timeout S how long the kernel keeps names and attributes without asking\n"
             "                    (default 60; 1 with a postgresql:// --db, whose other daemons\n"
             "                    change BACKING behind this mount); contents are checked at\n"
@@ -88,7 +92,8 @@ static void usage(FILE *out)
             "  -o OPT[,OPT...]   mount options: FUSE's, and every option above as name=VALUE\n"
             "                    (db=, policy=, refdb=, workers=, admin_gid=, quiet_ms=,\n"
             "                    max_delay_ms=, analyzer_mem=, analyzer_timeout=, inode_fds=,\n"
-            "                    fp_cache_mb=, cache_timeout=, analyzer_worker=off), so fstab and mount -t\n"
+            "                    fp_cache_mb=, cache_timeout=, passthrough=off,\n"
+            "                    analyzer_worker=off), so fstab and mount -t\n"
             "                    fuse.provfs work;\n"
             "                    allow_shared_backing: mount under enforce although users other\n"
             "                    than root can reach BACKING directly\n");
@@ -171,6 +176,12 @@ static int set_option(options *opt, const char *name, const char *val)
         if (!val || (strcmp(val, "off") != 0 && strcmp(val, "on") != 0))
             return -1;
         opt->analyzer_inprocess = strcmp(val, "off") == 0;
+        return 1;
+    }
+    if (strcmp(key, "passthrough") == 0) {
+        if (!val || (strcmp(val, "off") != 0 && strcmp(val, "on") != 0))
+            return -1;
+        opt->passthrough_off = strcmp(val, "off") == 0;
         return 1;
     }
     if (strcmp(key, "allow_shared_backing") == 0) {
@@ -568,6 +579,10 @@ int main(int argc, char **argv)
     }
     if (fuse_session_mount(se, opt.mountpoint) != 0)
         goto out_signals;
+    if (pt_install(fs, se, !opt.passthrough_off) != 0) {
+        fprintf(stderr, "provfs: out of memory\n");
+        goto out_unmount;
+    }
     if (fuse_daemonize(opt.foreground) != 0)
         goto out_unmount;
 

@@ -322,6 +322,8 @@ pf_fs *ops_fs_new(const char *backing_abs, double timeout, size_t inode_fds)
     }
     pthread_mutex_init(&fs->inode_lock, NULL);
     pthread_mutex_init(&fs->notify_lock, NULL);
+    pthread_mutex_init(&fs->pt_lock, NULL);
+    fs->pt_dev_fd = -1;
     pthread_cond_init(&fs->notify_cond, NULL);
     return fs;
 }
@@ -344,6 +346,7 @@ void ops_fs_free(pf_fs *fs)
     close(fs->root.fd);
     pthread_mutex_destroy(&fs->inode_lock);
     pthread_mutex_destroy(&fs->notify_lock);
+    pthread_mutex_destroy(&fs->pt_lock);
     pthread_cond_destroy(&fs->notify_cond);
     free(fs->mountpoint);
     free(fs->backing);

@@ -27,5 +27,8 @@ const struct fuse_lowlevel_ops *ops_table(void);
 /* The session, before the loop (starts the thread that sends cache invalidations), and NULL
  * once the loop has returned (stops it). */
 void ops_fs_set_session(pf_fs *fs, struct fuse_session *se);
+/* After fuse_session_mount, before the loop: serve reads of opened files by FUSE passthrough
+ * where the kernel offers it (fs/passthrough.c). 0, or a negative errno. */
+int pt_install(pf_fs *fs, struct fuse_session *se, bool wanted);
 
 #endif

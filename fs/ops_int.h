@@ -60,12 +60,21 @@ typedef struct pf_inode {
      * the same lets the kernel keep the pages it cached (keep_cache). Dropped by every change
      * the daemon makes to the file (cache_changed); inode_lock. */
     bool cache_valid;
+    /* Opens the kernel serves by passthrough (sharing one backing id) and through its page
+     * cache; never both at once (fs/passthrough.c); pf_fs.pt_lock. */
+    unsigned pt_opens, cached_opens;
+    int32_t pt_id;
     off_t cache_size;
     struct timespec cache_mtime, cache_ctime;
 } pf_inode;
 
+/* How the kernel serves an open file: through its page cache, direct_io, or passthrough. */
+typedef enum { PF_IO_NONE, PF_IO_CACHED, PF_IO_DIRECT, PF_IO_PASSTHROUGH } pf_io;
+
 typedef struct pf_handle {
     int fd;
+    pf_io io;        /* counted in io_in's opens until released (pt_leave) */
+    pf_inode *io_in;
     atomic_int written; /* changed through this handle, creating or truncating it included */
     atomic_int wrote;   /* bytes written, truncated or copied after the open */
     pf_inode *in;       /* open for writing: its inode (kept by the kernel while open) */
@@ -109,6 +118,13 @@ struct pf_fs {
     fuse_ino_t notify_q[256];    /* pending inodes; notify_lock */
     size_t notify_n;             /* notify_lock */
     int n_groups;              /* immutable */
+    /* passthrough (fs/passthrough.c) */
+    bool pt_wanted;              /* set before the loop */
+    bool pt_offered;             /* the kernel offered it in INIT */
+    atomic_bool pt_on;           /* accepted in INIT and not refused since */
+    uint64_t pt_init_unique;     /* the INIT request's id */
+    int pt_dev_fd;               /* the session's /dev/fuse */
+    pthread_mutex_t pt_lock;     /* pt_opens, cached_opens, pt_id of every inode */
 };
 
 static inline pf_fs *fs_of(fuse_req_t req)
@@ -141,6 +157,15 @@ static inline pf_caller caller_of(fuse_req_t req)
     const struct fuse_ctx *ctx = req ? fuse_req_ctx(req) : NULL;
     return (pf_caller){.uid = ctx ? ctx->uid : 0, .pid = ctx ? ctx->pid : 0};
 }
+
+/* ---- passthrough.c */
+
+pf_io pt_choose(pf_fs *fs, pf_inode *in, int fd, bool direct, bool may_start, int32_t *id);
+void pt_leave(pf_fs *fs, pf_inode *in, pf_io io);
+/* fuse_reply_open / fuse_reply_create naming backing id (0: served as before). */
+int pt_reply_open(fuse_req_t req, struct fuse_file_info *fi, int32_t id);
+int pt_reply_create(fuse_req_t req, const struct fuse_entry_param *e, struct fuse_file_info *fi,
+                    int32_t id);
 
 /* ---- inode.c: the inode table and the paths of inodes */
 

@@ -7,7 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 # -d logs every reply, failed lookups ("error: -2") among them
 EXPECT_LOG_RE='unique: [0-9]+, error: -[0-9]+ \(|opcode: |^ +unique: '
-start_provfs -d
+start_provfs -d --passthrough=off
 reads() { grep -c 'opcode: READ (15)' "$LOG" || true; }
 
 note "a file read again, unchanged, is served from the page cache"

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Models loaded through the mount (fs/README.md, "Passthrough"): a file opened read-only is read
+# by the kernel from BACKING itself, so its reads and page faults reach no READ request; it is
+# never stale (a change in BACKING or through the mount is seen by a fresh open and by a mapping
+# made before the change); a file open for writing and for reading at once is served one way
+# for both (the kernel refuses a mix with EIO); and the analysis still sees every write, also a
+# write through an open that the kernel serves by passthrough. READ requests are counted in the
+# daemon's debug log (-d). cache.sh covers the page-cache path (--passthrough=off).
+. "$(dirname "$0")/lib.sh"
+need_mkmodel
+EXPECT_LOG_RE='unique: [0-9]+, error: -[0-9]+ \(|opcode: |^ +unique: |NOTIFY: '
+start_provfs -d
+reads() { grep -c 'opcode: READ (15)' "$LOG" || true; }
+mm() {
+    python3 - "$1" <<'PYEOF'
+import mmap, sys
+with open(sys.argv[1], "rb") as f:
+    m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+    sys.stdout.buffer.write(m[:])
+    m.close()
+PYEOF
+}
+
+note "a file opened read-only is read without READ requests, by read() and by mmap"
+head -c 4194304 /dev/urandom >"$T/one"
+head -c 4194304 /dev/urandom >"$T/two"
+cp "$T/one" "$M/f"
+r1=$(reads)
+cmp "$T/one" "$M/f" || fail "read differs"
+cmp <(mm "$M/f") "$T/one" || fail "mmap read differs"
+r2=$(reads)
+expect_eq "READ requests of read() and mmap" "$((r2 - r1))" 0
+# the count can move: with --passthrough=off the same reads are READ requests (cache.sh)
+
+note "a change in BACKING is seen by a fresh open and by a mapping made before it"
+python3 - "$M/f" "$B/f" "$T/one" "$T/two" <<'PYEOF'
+import mmap, os, sys
+mnt, back, one, two = sys.argv[1:]
+one, two = open(one, "rb").read(), open(two, "rb").read()
+with open(mnt, "rb") as f:
+    m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+    assert m[:] == one, "mapping before the change"
+    fd = os.open(back, os.O_WRONLY)  # behind the daemon's back, same size, same inode
+    os.pwrite(fd, two, 0)
+    os.close(fd)
+    assert m[:] == two, "a mapping made before a change in BACKING reads stale bytes"
+    m.close()
+with open(mnt, "rb") as f:
+    assert f.read() == two, "a fresh open after a change in BACKING reads stale bytes"
+PYEOF
+[ $? -eq 0 ] || fail "stale read after a change in BACKING"
+
+note "a writer through the mount while a reader holds the file: one way for both, never stale"
+python3 - "$M/f" "$T/one" "$T/two" <<'PYEOF'
+import mmap, os, sys
+mnt, one, two = sys.argv[1], open(sys.argv[2], "rb").read(), open(sys.argv[3], "rb").read()
+r = os.open(mnt, os.O_RDONLY)
+m = mmap.mmap(r, 0, prot=mmap.PROT_READ)
+assert m[:] == two
+w = os.open(mnt, os.O_RDWR)  # EIO if the kernel were told two ways
+assert os.pwrite(w, one, 0) == len(one)
+assert m[:] == one, "the reader's mapping misses the write through the mount"
+with open(mnt, "rb") as f:
+    assert f.read() == one, "a fresh open misses the write through the mount"
+os.close(w); m.close(); os.close(r)
+PYEOF
+[ $? -eq 0 ] || fail "reader and writer at once"
+cmp "$T/one" "$B/f" || fail "backing file differs"
+
+note "a reader while a writer holds the file: served through the daemon, correct"
+python3 - "$M/g" "$T/one" "$T/two" <<'PYEOF'
+import os, sys
+mnt, one, two = sys.argv[1], open(sys.argv[2], "rb").read(), open(sys.argv[3], "rb").read()
+w = os.open(mnt, os.O_WRONLY | os.O_CREAT, 0o644)
+os.write(w, one)
+with open(mnt, "rb") as f:
+    assert f.read() == one
+os.pwrite(w, two, 0)
+with open(mnt, "rb") as f:
+    assert f.read() == two, "a reader opened while a writer is open reads stale bytes"
+os.close(w)
+with open(mnt, "rb") as f:
+    assert f.read() == two
+PYEOF
+[ $? -eq 0 ] || fail "reader while a writer is open"
+
+note "the analysis sees a rewrite made through an open served by passthrough"
+"$MKMODEL" create "$T/a" --arch llama --seed 41 >/dev/null
+"$MKMODEL" create "$T/b" --arch llama --seed 42 >/dev/null
+cmp -s "$T/a/model.safetensors" "$T/b/model.safetensors" && fail "two seeds gave the same weights"
+expect_eq "same size" "$(stat -c %s "$T/a/model.safetensors")" "$(stat -c %s "$T/b/model.safetensors")"
+cp -r "$T/a" "$M/m"
+wait_status "$M/m" ready
+d1=$(DB "SELECT m.digest FROM models m JOIN model_paths p ON p.model_id = m.id WHERE p.path = '/m'")
+[ -n "$d1" ] || fail "no digest for /m"
+python3 - "$M/m/model.safetensors" "$T/b/model.safetensors" <<'PYEOF'
+import os, sys
+r = os.open(sys.argv[1], os.O_RDONLY)        # passthrough
+w = os.open(sys.argv[1], os.O_WRONLY)        # passthrough too: its writes bypass the daemon
+os.pwrite(w, open(sys.argv[2], "rb").read(), 0)
+os.close(w); os.close(r)
+PYEOF
+for _ in $(seq 100); do
+    d2=$(DB "SELECT m.digest FROM models m JOIN model_paths p ON p.model_id = m.id WHERE p.path = '/m' AND m.status = 'ready'")
+    [ -n "$d2" ] && [ "$d2" != "$d1" ] && break
+    sleep 0.1
+done
+[ "$d2" != "$d1" ] || fail "rewrite through a passthrough open not analysed (digest $d1 stays)"
+cmp "$T/b/model.safetensors" "$B/m/model.safetensors" || fail "backing file differs"
+
+stop_provfs
