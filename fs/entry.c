@@ -221,8 +221,10 @@ void pf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     atomic_fetch_add(&fs->ns_epoch, 1);
     pf_inode *dir = inode_of(req, parent);
     pf_caller who = caller_of(req);
-    char path[PATH_MAX];
-    bool have_path = child_path(fs, dir, name, path, sizeof path) == 0;
+    char dpath[PATH_MAX], path[PATH_MAX];
+    bool have_path = inode_path(fs, dir, dpath, sizeof dpath) == 0 &&
+                     snprintf(path, sizeof path, "%s%s%s", dpath, strcmp(dpath, "/") ? "/" : "",
+                              name) < (int)sizeof path;
     int dfd = -1;
     int err = check_new_name(fs, dir, name);
     if (!err)
@@ -231,10 +233,12 @@ void pf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
         err = errno;
     inode_unpin_fd(fs, dir, dfd);
     /* The records follow before the reply (a name made again at once is a new file). */
-    if (!err && have_path)
+    if (!err && have_path) {
         units_removed(&fs->u, path, false);
-    if (!err)
+        units_mark_dir(&fs->u, who, dpath, false);
+    } else if (!err) {
         mark_inode_dir(fs, who, dir);
+    }
     fuse_reply_err(req, err);
 }
 

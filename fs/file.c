@@ -517,6 +517,11 @@ void pf_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf, of
      * thread's buffer until we return). The hold keeps wh (and h) alive past a release that
      * follows the reply at once; h is not touched after the reply. */
     writehash *wh = h->wh;
+    /* Only a file whose first bytes announce a model format is hashed while written (the
+     * hash saves the analysis a pass over big weights; anything else it reads itself). */
+    if (wh && data && off == 0 && (size_t)res >= PA_SNIFF_BYTES &&
+        !pa_sniff_format(data, PA_SNIFF_BYTES))
+        data = NULL;
     if (wh && data)
         writehash_hold(wh);
     else

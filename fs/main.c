@@ -589,7 +589,7 @@ int main(int argc, char **argv)
     /* Refusals go to syslog (once daemonized, stderr goes nowhere). */
     openlog("provfs", LOG_PID, LOG_DAEMON);
     /* SQLite and threads only after the fork of fuse_daemonize. */
-    if (store_open(opt.db, 0, &st, err, sizeof err) != 0) {
+    if (store_open(opt.db, STORE_PATH_FILTER, &st, err, sizeof err) != 0) {
         fprintf(stderr, "provfs: %s\n", err);
         goto out_unmount;
     }

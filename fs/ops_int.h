@@ -60,8 +60,8 @@ typedef struct pf_inode {
      * the same lets the kernel keep the pages it cached (keep_cache). Dropped by every change
      * the daemon makes to the file (cache_changed); inode_lock. */
     bool cache_valid;
-    /* Opens the kernel serves by passthrough (sharing one backing id) and through its page
-     * cache; never both at once (fs/passthrough.c); pf_fs.pt_lock. */
+    /* Opens the kernel serves by passthrough (sharing one backing id) and the others (through
+     * its page cache or direct_io); never both at once (fs/passthrough.c); pf_fs.pt_lock. */
     unsigned pt_opens, cached_opens;
     int32_t pt_id;
     off_t cache_size;
@@ -121,6 +121,7 @@ struct pf_fs {
     /* passthrough (fs/passthrough.c) */
     bool pt_wanted;              /* set before the loop */
     bool pt_offered;             /* the kernel offered it in INIT */
+    bool pt_init_done;           /* INIT replied: no later message is taken for it */
     atomic_bool pt_on;           /* accepted in INIT and not refused since */
     uint64_t pt_init_unique;     /* the INIT request's id */
     int pt_dev_fd;               /* the session's /dev/fuse */

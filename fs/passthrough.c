@@ -53,7 +53,7 @@ static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
         uint32_t opcode, flags, flags2;
         uint64_t unique;
         memcpy(&opcode, p + 4, 4);
-        if (opcode == PT_FUSE_INIT) {
+        if (opcode == PT_FUSE_INIT && !fs->pt_init_done) {
             memcpy(&unique, p + 8, 8);
             memcpy(&flags, p + IN_HDR + 12, 4);
             memcpy(&flags2, p + IN_HDR + 16, 4);
@@ -76,8 +76,9 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
     const struct iovec *last = &iov[count - 1];
     unsigned char copy[INIT_OUT + 256];
     struct iovec amended[16];
-    if (error == 0 && fs->pt_wanted && fs->pt_offered && unique == fs->pt_init_unique &&
+    if (error == 0 && fs->pt_offered && !fs->pt_init_done && unique == fs->pt_init_unique &&
         count == 2 && last->iov_len == INIT_OUT) {
+        fs->pt_init_done = true;
         /* INIT: accept passthrough, one level of stacking (BACKING's own file system). */
         memcpy(copy, last->iov_base, INIT_OUT);
         uint32_t flags, flags2, depth = 1;
@@ -160,11 +161,12 @@ pf_io pt_choose(pf_fs *fs, pf_inode *in, int fd, bool direct, bool may_start, in
             in->cached_opens++;
             io = PF_IO_CACHED;
         }
-    } else if (direct) {
-        io = PF_IO_DIRECT;
     } else {
+        /* A direct_io open counts too, to be safe: a kernel that lets it be mapped shared
+         * (FUSE_DIRECT_IO_ALLOW_MMAP) puts the inode in the page-cache mode at that mmap, and a
+         * passthrough open begun meanwhile would then fail with EIO. */
         in->cached_opens++;
-        io = PF_IO_CACHED;
+        io = direct ? PF_IO_DIRECT : PF_IO_CACHED;
     }
     pthread_mutex_unlock(&fs->pt_lock);
     return io;
@@ -172,14 +174,14 @@ pf_io pt_choose(pf_fs *fs, pf_inode *in, int fd, bool direct, bool may_start, in
 
 void pt_leave(pf_fs *fs, pf_inode *in, pf_io io)
 {
-    if (!in || io == PF_IO_NONE || io == PF_IO_DIRECT || !fs->pt_wanted)
+    if (!in || io == PF_IO_NONE || !fs->pt_wanted)
         return;
     pthread_mutex_lock(&fs->pt_lock);
     if (io == PF_IO_PASSTHROUGH && in->pt_opens > 0 && --in->pt_opens == 0) {
         uint32_t id = (uint32_t)in->pt_id;
         in->pt_id = 0;
         ioctl(fs->pt_dev_fd, PT_IOC_BACKING_CLOSE, &id);
-    } else if (io == PF_IO_CACHED && in->cached_opens > 0) {
+    } else if (io != PF_IO_PASSTHROUGH && in->cached_opens > 0) {
         in->cached_opens--;
     }
     pthread_mutex_unlock(&fs->pt_lock);

@@ -417,6 +417,10 @@ int store_open(const char *path, unsigned flags, store_handle **out, char *err, 
     }
     if (db_open(path, readonly ? DB_READONLY : 0, &st->rd, err, errlen) != 0)
         goto fail;
+    if ((flags & STORE_PATH_FILTER) && !readonly && !pg && store_path_filter_load(st) != 0) {
+        snprintf(err, errlen, "%s: cannot read the model paths", path);
+        goto fail;
+    }
     *out = st;
     return 0;
 fail:
@@ -430,6 +434,7 @@ void store_close(store_handle *st)
         return;
     cache_clear(&st->wr_cache);
     cache_clear(&st->rd_cache);
+    store_path_filter_free(st);
     db_close(st->wr);
     db_close(st->rd);
     pthread_mutex_destroy(&st->write_lock);

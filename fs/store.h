@@ -20,7 +20,9 @@ struct pa_lsh_sig;
 
 #define STORE_SCHEMA_VERSION 13
 
-enum { STORE_READONLY = 1u << 0 };
+/* STORE_PATH_FILTER: keep the paths of model_paths in memory as a filter (store_path_maybe);
+ * only for the one daemon that writes a SQLite database (fs/README.md, "Database"). */
+enum { STORE_READONLY = 1u << 0, STORE_PATH_FILTER = 1u << 1 };
 
 /* Opens (and creates or migrates, unless READONLY) the database at path. err gets a one-line
  * reason on failure. */
@@ -78,6 +80,9 @@ void store_link_clear(store_link *l);
 
 /* 0 and *out filled, 1 when no model has that path. */
 int store_model_by_path(store_handle *st, const char *path, store_model *out);
+/* false: the store certainly holds no model at path (a look-up can be skipped); true: it may.
+ * Always true without STORE_PATH_FILTER. */
+bool store_path_maybe(store_handle *st, const char *path);
 int store_model_by_id(store_handle *st, int64_t id, store_model *out);
 /* First path (sorted) of a model; 1 when none. *out is malloc'd. */
 int store_model_path(store_handle *st, int64_t id, char **out);

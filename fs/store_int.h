@@ -46,7 +46,18 @@ struct store_handle {
      * trim. */
     int64_t events_max;
     unsigned events_since_trim;
+    /* STORE_PATH_FILTER: a Bloom filter of every path ever put in model_paths since the open
+     * (store_path_note, by the writes that insert one); bits are only ever set, so a path
+     * removed since stays "maybe" (one look-up) until the next open. NULL: no filter. */
+    _Atomic uint64_t *path_bits;
+    size_t path_mask; /* bits - 1 (a power of two) */
 };
+
+/* Adds path to the filter (no-op without one). store_path.c */
+void store_path_note(store_handle *st, const char *path);
+/* Builds the filter from model_paths (store_open). 0, or -1. */
+int store_path_filter_load(store_handle *st);
+void store_path_filter_free(store_handle *st);
 
 /* How often store_generation reads a shared database's generation (ms): a change made through
  * another daemon reaches this one's decisions within this time. */

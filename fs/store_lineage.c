@@ -121,6 +121,7 @@ static int set_path(store_handle *st, const char *path, int64_t id, int64_t dir_
     db_bind_text(stmt, 1, path);
     db_bind_int64(stmt, 2, id);
     db_bind_int64(stmt, 3, dir_mtime_ns);
+    store_path_note(st, path); /* before the row exists: never a "no" for a stored path */
     if (step_done(st, st->wr, stmt) != 0)
         return -1;
     /* The first path a model is stored at stays its origin, whatever renames follow. */

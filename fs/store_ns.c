@@ -241,6 +241,7 @@ int store_rename(store_handle *st, const char *from, const char *to)
         db_bind_text(stmt, 1, rows[i].path);
         db_bind_int64(stmt, 2, rows[i].model_id);
         db_bind_int64(stmt, 3, rows[i].dir_mtime_ns);
+        store_path_note(st, rows[i].path);
         if (db_step(stmt) != DB_DONE) {
             store_log(st->wr, "rename");
             ret = -1;

@@ -66,7 +66,7 @@ const char *units_split_path(char *path)
 bool units_store_knows(const units *u, const char *path)
 {
     store_model m;
-    if (!u->st || store_model_by_path(u->st, path, &m) != 0)
+    if (!u->st || !store_path_maybe(u->st, path) || store_model_by_path(u->st, path, &m) != 0)
         return false;
     store_model_clear(&m);
     return true;

@@ -9,13 +9,14 @@
 # read, warm mmap and the four loaders >= 0.8, cold read >= 0.95, sequential write >= 0.7; every
 # metadata row >= 1.2x passthrough_ll; last close() of a 2 GiB model to status=ready <= 1.5x the
 # analyzer's own time; getfattr of a lineage <= 1 ms median. BENCH_FS_MIB: the big file's size
-# (default 2048); BENCH_FS_ROWS_ONLY=1: the rows only.
+# (default 2048); BENCH_FS_ROWS_ONLY=1: the rows only; BENCH_FS_PROVFS_OPTS: more provfs options
+# (e.g. --passthrough=off, --cache-timeout 1, to see what each buys).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 dir=$(realpath -m "${1:?usage: bench-fs.sh DIR RUNS}")
 runs=${2:-3}
-provfs=$root/build/fs/provfs
+provfs=${PROVFS:-$root/build/fs/provfs}
 mk=$root/build/tools/mkmodel
 bt=$root/build/tools/benchtool
 [ "$(id -u)" -eq 0 ] && [ -c /dev/fuse ] || { echo "bench-fs: needs root and /dev/fuse (skipped)"; exit 0; }
@@ -43,7 +44,9 @@ if [ ! -x "$pt" ]; then
 fi
 
 mount_all() {
-    "$provfs" -f --quiet-ms "${QUIET_MS:-500}" "$b/pf-back" "$b/pf-mnt" >"$b/provfs.log" 2>&1 &
+    # shellcheck disable=SC2086 # options are words
+    "$provfs" -f --quiet-ms "${QUIET_MS:-500}" ${BENCH_FS_PROVFS_OPTS:-} "$b/pf-back" "$b/pf-mnt" \
+        >"$b/provfs.log" 2>&1 &
     pids+=($!)
     # passthrough_ll: same options as provfs (allow_other, default_permissions), foreground
     "$pt" -f -o allow_other,default_permissions,source="$b/pt-back" "$b/pt-mnt" >"$b/pt.log" 2>&1 &

@@ -505,6 +505,49 @@ static void test_queue(void)
     queue_destroy(t.q);
 }
 
+/* The path filter (STORE_PATH_FILTER) never says "no" for a stored path: paths stored, renamed
+ * and loaded at the next open all pass; paths never stored mostly do not. */
+static void test_path_filter(char *dir)
+{
+    char path[512], err[256];
+    snprintf(path, sizeof path, "%s/filter.db", dir);
+    unlink(path);
+    store_handle *st = NULL;
+    CHECK_MSG(store_open(path, STORE_PATH_FILTER, &st, err, sizeof err) == 0, "%s", err);
+    char name[64];
+    int nos = 0;
+    for (int i = 0; i < 1000; i++) {
+        snprintf(name, sizeof name, "/never/%d", i);
+        nos += !store_path_maybe(st, name);
+    }
+    CHECK_MSG(nos >= 990, "an empty store's filter said 'maybe' to %d of 1000 paths", 1000 - nos);
+    ready_model(st, "/a", "digest-a", 1, 64);
+    ready_model(st, "/b/c", "digest-c", 2, 64);
+    CHECK(store_path_maybe(st, "/a"));
+    CHECK(store_path_maybe(st, "/b/c"));
+    CHECK(store_rename(st, "/b", "/d") == 0);
+    CHECK(store_path_maybe(st, "/d/c"));
+    store_close(st);
+    /* loaded from the table at the next open; a removed path may stay "maybe", never the reverse */
+    CHECK_MSG(store_open(path, STORE_PATH_FILTER, &st, err, sizeof err) == 0, "%s", err);
+    CHECK(store_path_maybe(st, "/a"));
+    CHECK(store_path_maybe(st, "/d/c"));
+    store_model m;
+    CHECK(store_model_by_path(st, "/d/c", &m) == 0);
+    store_model_clear(&m);
+    nos = 0;
+    for (int i = 0; i < 1000; i++) {
+        snprintf(name, sizeof name, "/never/%d", i);
+        nos += !store_path_maybe(st, name);
+    }
+    CHECK_MSG(nos >= 990, "the loaded filter said 'maybe' to %d of 1000 paths", 1000 - nos);
+    store_close(st);
+    /* without the flag every path may be stored */
+    CHECK_MSG(store_open(path, 0, &st, err, sizeof err) == 0, "%s", err);
+    CHECK(store_path_maybe(st, "/never/1"));
+    store_close(st);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/provfs-test-store.XXXXXX";
@@ -515,6 +558,7 @@ int main(void)
     test_store_lineage(dir);
     test_store_parents(dir);
     test_store_adapters(dir);
+    test_path_filter(dir);
     test_queue();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
