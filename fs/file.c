@@ -166,7 +166,8 @@ void handle_changed(fuse_req_t req, pf_handle *h, bool bytes)
         atomic_store(&h->wrote, 1);
     if (!atomic_exchange(&h->written, 1)) {
         cache_changed(fs_of(req), h->in);
-        units_mark_file_fd(&fs_of(req)->u, caller_of(req), h->fd, true);
+        atomic_store(&h->marked,
+                     units_mark_file_fd(&fs_of(req)->u, caller_of(req), h->fd, true));
     }
 }
 
@@ -211,7 +212,10 @@ static void handle_finish(pf_fs *fs, pf_handle *h, pf_caller who, bool alone)
                 queue_known_put(fs->u.q, path, (uint64_t)sb.st_size,
                                 (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec, hex);
         }
-        if (atomic_load(&h->written)) {
+        /* A handle that only created or truncated its file, where that found no unit to mark,
+         * changed nothing a unit holds: no bytes since, and a file or directory that became a
+         * unit meanwhile was marked by the change that made it one. */
+        if (atomic_load(&h->written) && (atomic_load(&h->wrote) || atomic_load(&h->marked))) {
             if (have_path < 0)
                 have_path = fd_path(fs, h->fd, path, sizeof path) == 0;
             if (have_path) {

@@ -77,6 +77,7 @@ typedef struct pf_handle {
     pf_inode *io_in;
     atomic_int written; /* changed through this handle, creating or truncating it included */
     atomic_int wrote;   /* bytes written, truncated or copied after the open */
+    atomic_bool marked; /* the first change found a unit to mark (or could not tell) */
     pf_inode *in;       /* open for writing: its inode (kept by the kernel while open) */
     unsigned write_gen; /* in->write_gen when opened */
     writehash *wh;      /* hash while writing (fs/writehash.h), NULL when not hashed */

@@ -90,35 +90,38 @@ static void queue_note(const units *u, const char *path, pf_caller who, bool ope
     }
 }
 
-void units_mark_dir(const units *u, pf_caller who, const char *dir, bool opening)
+bool units_mark_dir(const units *u, pf_caller who, const char *dir, bool opening)
 {
     if (!u->q)
-        return;
+        return false;
     const char *rel = strcmp(dir, "/") == 0 ? "." : dir + 1;
     if (analyze_unit_check(u->root_fd, rel) != 1 &&
         queue_get_state(u->q, dir) == QUEUE_NONE && !units_store_knows(u, dir))
-        return;
+        return false;
     queue_note(u, dir, who, opening);
+    return true;
 }
 
-void units_mark_file(const units *u, pf_caller who, const char *path, bool opening)
+bool units_mark_file(const units *u, pf_caller who, const char *path, bool opening)
 {
     if (!u->q)
-        return;
+        return false;
     if (analyze_file_unit_check(u->root_fd, path + 1) != 1 &&
         queue_get_state(u->q, path) == QUEUE_NONE && !units_store_knows(u, path))
-        return;
+        return false;
     queue_note(u, path, who, opening);
+    return true;
 }
 
-void units_mark_file_fd(const units *u, pf_caller who, int fd, bool opening)
+bool units_mark_file_fd(const units *u, pf_caller who, int fd, bool opening)
 {
     char path[PATH_MAX];
     if (units_fd_path(u, fd, path, sizeof path) != 0)
-        return;
-    units_mark_file(u, who, path, opening);
+        return true; /* unknown: as if marked (the release checks again) */
+    bool file = units_mark_file(u, who, path, opening);
     units_split_path(path);
-    units_mark_dir(u, who, path, opening);
+    bool dir = units_mark_dir(u, who, path, opening);
+    return file || dir;
 }
 
 /* ---------------------------------------------------------------- names that go or move */

@@ -39,13 +39,13 @@ bool units_known(const units *u, const char *path);
 /* Schedules dir for analysis when it is a model unit, or when it was one (the worker then
  * forgets it). opening: a write begins (pending now, analysed after the close); else a change
  * is done. */
-void units_mark_dir(const units *u, pf_caller who, const char *dir, bool opening);
+bool units_mark_dir(const units *u, pf_caller who, const char *dir, bool opening);
 /* Schedules the file at path when it is a unit of its own (GGUF, detected from its bytes), or
  * was one. */
-void units_mark_file(const units *u, pf_caller who, const char *path, bool opening);
+bool units_mark_file(const units *u, pf_caller who, const char *path, bool opening);
 /* The unit holding the file open on fd (or O_PATH fd) changed: the file's own unit (GGUF) and
  * its directory's. */
-void units_mark_file_fd(const units *u, pf_caller who, int fd, bool opening);
+bool units_mark_file_fd(const units *u, pf_caller who, int fd, bool opening);
 
 /* The name path was removed (is_dir: a directory): its records go with it. */
 void units_removed(const units *u, const char *path, bool is_dir);
