@@ -157,31 +157,50 @@ static pf_handle *handle_new(int fd)
     return h;
 }
 
+static int64_t mono_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Is a mark due again: an analysis began here since the last one, or, with a database other
+ * daemons analyse from too, REMARK_SHARED_MS passed. */
+#define REMARK_SHARED_MS 100
+static bool remark_due(pf_fs *fs, pf_handle *h)
+{
+    if (queue_started(fs->u.q) != atomic_load(&h->mark_started))
+        return true;
+    return fs->u.st && store_shared(fs->u.st) &&
+           mono_now_ms() - atomic_load(&h->mark_ms) >= REMARK_SHARED_MS;
+}
+
 /* The first change through a handle (write, truncate, fallocate, copy into it) makes the file's
  * unit pending at once, before the reply: from then on it carries no earlier decision or
  * approval. Its analysis follows the close (release marks again). */
 void handle_changed(fuse_req_t req, pf_handle *h, bool bytes)
 {
+    pf_fs *fs = fs_of(req);
     if (bytes && !atomic_load(&h->wrote))
         atomic_store(&h->wrote, 1);
-    if (!atomic_exchange(&h->written, 1)) {
-        cache_changed(fs_of(req), h->in);
-        atomic_store(&h->marked,
-                     units_mark_file_fd(&fs_of(req)->u, caller_of(req), h->fd, true));
-    }
+    bool first = !atomic_exchange(&h->written, 1);
+    if (first)
+        cache_changed(fs, h->in);
+    else if (!atomic_load(&h->marked) || !fs->u.q || !remark_due(fs, h))
+        return;
+    /* An analysis begun since the last mark may have read the file before this change, and its
+     * result would stand (an approval binding again) while the handle stays open and writes
+     * on: the change marks the unit again. */
+    atomic_store(&h->mark_started, fs->u.q ? queue_started(fs->u.q) : 0);
+    atomic_store(&h->mark_ms, mono_now_ms());
+    atomic_store(&h->marked, units_mark_file_fd(&fs->u, caller_of(req), h->fd, true));
 }
 
-/* A handle the kernel serves by passthrough: its writes never reach the daemon, so one open
- * for writing counts as written from the start (its unit pending, no hash while writing, the
- * analysis after its release), and no page of FUSE's own cache is kept. */
-static void handle_passthrough(fuse_req_t req, pf_handle *h, struct fuse_file_info *fi)
+/* A read-only handle the kernel serves by passthrough: no page of FUSE's own cache is kept. */
+static void handle_passthrough(struct fuse_file_info *fi)
 {
     fi->keep_cache = 0;
     fi->direct_io = 0;
-    if ((fi->flags & O_ACCMODE) != O_RDONLY) {
-        handle_changed(req, h, true);
-        writehash_invalidate(h->wh);
-    }
 }
 
 /* Leaving a handle, in two steps around the reply: the inode is the kernel's to forget once the
@@ -323,8 +342,6 @@ void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
         if (child_path(fs, dir, name, path, sizeof path) != 0)
             path[0] = '\0';
         err = gate_read_fd(req, fs, path[0] ? path : NULL, fd, fi->flags, &log);
-        if (!err)
-            err = truncate_opened(fd, fi->flags);
         if (err)
             goto out;
     }
@@ -332,17 +349,37 @@ void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
     err = lookup_open_file(fs, fd, dfd, name, &e);
     if (err)
         goto out;
-    inode_unpin(fs, dir);
-    dfd = -1;
-    pf_handle *h = handle_new(fd);
-    if (!h) {
-        fuse_reply_err(req, ENOMEM);
+    /* An existing file others read by passthrough: refused if this open may write, else read
+     * so too (the kernel's rule); checked before O_TRUNC changes anything. */
+    pf_inode *in = (pf_inode *)(uintptr_t)e.ino;
+    int32_t pt_id = 0;
+    pf_io io = pt_choose(fs, in, fd, fi->flags & O_DIRECT, false,
+                         (fi->flags & O_ACCMODE) != O_RDONLY, &pt_id);
+    pf_handle *h = NULL;
+    err = io == PF_IO_BUSY ? ETXTBSY : !created ? truncate_opened(fd, fi->flags) : 0;
+    if (err || !(h = handle_new(fd))) {
+        fuse_reply_err(req, err ? err : ENOMEM);
+        pt_leave(fs, in, io);
         pthread_mutex_lock(&fs->inode_lock);
-        unref_locked(fs, (pf_inode *)(uintptr_t)e.ino, 1);
+        unref_locked(fs, in, 1);
         pthread_mutex_unlock(&fs->inode_lock);
+        if (created) {
+            /* Undo the entry this call made, when the name still is it. */
+            struct stat mine, now;
+            if (fstat(fd, &mine) == 0 && fstatat(dfd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+                mine.st_dev == now.st_dev && mine.st_ino == now.st_ino)
+                unlinkat(dfd, name, 0);
+        }
+        inode_unpin(fs, dir);
         close(fd);
+        if (log.applies)
+            policy_log(fs, &log, path, who);
         return;
     }
+    inode_unpin(fs, dir);
+    dfd = -1;
+    h->io = io;
+    h->io_in = in;
     h->uid = who.uid;
     h->pid = who.pid;
     /* A new file changes its unit even when nothing is written into it. */
@@ -355,17 +392,14 @@ void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
     bool same = cache_keep(fs, (pf_inode *)(uintptr_t)e.ino, fd);
     fi->keep_cache = same && !created && !(fi->flags & (O_TRUNC | O_DIRECT));
     fi->fh = (uintptr_t)h;
-    /* An existing file others read by passthrough is opened so too (the kernel's rule). */
-    int32_t pt_id = 0;
-    h->io = pt_choose(fs, (pf_inode *)(uintptr_t)e.ino, h->fd, fi->flags & O_DIRECT, false, &pt_id);
-    h->io_in = (pf_inode *)(uintptr_t)e.ino;
     if (h->io == PF_IO_PASSTHROUGH)
-        handle_passthrough(req, h, fi);
+        handle_passthrough(fi);
     if (pt_reply_create(req, &e, fi, pt_id) != 0) {
-        pthread_mutex_lock(&fs->inode_lock);
-        unref_locked(fs, (pf_inode *)(uintptr_t)e.ino, 1);
-        pthread_mutex_unlock(&fs->inode_lock);
+        /* the handle first: it uses the inode, which the unref may free */
         handle_unreplied(fs, h, who);
+        pthread_mutex_lock(&fs->inode_lock);
+        unref_locked(fs, in, 1);
+        pthread_mutex_unlock(&fs->inode_lock);
     }
     if (log.applies)
         policy_log(fs, &log, path, who);
@@ -428,14 +462,24 @@ void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
                 goto out;
         }
     }
-    /* O_TRUNC only once the open is allowed: a refused open changes nothing. */
-    if ((err = truncate_opened(fd, fi->flags)) != 0)
-        goto out;
-    pf_handle *h = handle_new(fd);
-    if (!h) {
-        err = ENOMEM;
+    /* A read-only open may be served by the kernel from BACKING itself (passthrough); one that
+     * may write is refused while others read the file so (fs/passthrough.c). */
+    bool ro = (fi->flags & O_ACCMODE) == O_RDONLY;
+    pf_io io = pt_choose(fs, in, fd, fi->flags & O_DIRECT, ro && S_ISREG(in->type), !ro, &pt_id);
+    if (io == PF_IO_BUSY) {
+        err = ETXTBSY;
         goto out;
     }
+    /* O_TRUNC only once the open is allowed: a refused open changes nothing. */
+    pf_handle *h = NULL;
+    if ((err = truncate_opened(fd, fi->flags)) != 0 || !(h = handle_new(fd))) {
+        err = err ? err : ENOMEM;
+        pt_leave(fs, in, io);
+        pt_id = 0;
+        goto out;
+    }
+    h->io = io;
+    h->io_in = in;
     h->uid = who.uid;
     h->pid = who.pid;
     fd = -1;
@@ -449,12 +493,8 @@ void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     bool same = cache_keep(fs, in, h->fd);
     fi->keep_cache = same && !(fi->flags & (O_TRUNC | O_DIRECT));
     fi->fh = (uintptr_t)h;
-    /* A read-only open may be served by the kernel from BACKING itself (passthrough). */
-    bool ro = (fi->flags & O_ACCMODE) == O_RDONLY;
-    h->io = pt_choose(fs, in, h->fd, fi->flags & O_DIRECT, ro && S_ISREG(in->type), &pt_id);
-    h->io_in = in;
     if (h->io == PF_IO_PASSTHROUGH)
-        handle_passthrough(req, h, fi);
+        handle_passthrough(fi);
 out:
     if (fd >= 0)
         close(fd);

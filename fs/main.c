@@ -84,8 +84,8 @@ static void usage(FILE *out)
             "                    offers FUSE passthrough)\n"
             "  --cache-timeout S how long the kernel keeps names and attributes without asking\n"
             "                    (default 60; 1 with a postgresql:// --db, whose other daemons\n"
-            "                    change BACKING behind this mount); contents are checked at\n"
-            "                    every open whatever S is\n"
+            "                    change BACKING behind this mount, or allow_shared_backing);\n"
+            "                    contents are checked at every open whatever S is\n"
             "  -f                stay in the foreground\n"
             "  -d                FUSE debug output (implies -f)\n"
             "  -s                single-threaded FUSE loop\n"
@@ -558,10 +558,11 @@ int main(int argc, char **argv)
     /* New files get exactly the mode the caller's kernel computed (umask already applied). */
     umask(0);
     /* One daemon owns BACKING: the kernel's names and attributes are only ever changed through
-     * it, so they may be kept long (fs/README.md, "Consistency"). A shared database means other
-     * daemons change BACKING where this kernel does not see it. */
+     * it, so they may be kept long (fs/README.md, "Names and attributes"). A shared database
+     * means other daemons, and allow_shared_backing other users, change BACKING where this
+     * kernel does not see it. */
     if (opt.cache_timeout < 0)
-        opt.cache_timeout = db_target_is_pg(opt.db) ? 1 : 60;
+        opt.cache_timeout = db_target_is_pg(opt.db) || opt.allow_shared_backing ? 1 : 60;
     fs = ops_fs_new(backing, (double)opt.cache_timeout, opt.inode_fds);
     if (!fs) {
         fprintf(stderr, "provfs: %s: cannot open\n", backing);

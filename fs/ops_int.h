@@ -69,7 +69,7 @@ typedef struct pf_inode {
 } pf_inode;
 
 /* How the kernel serves an open file: through its page cache, direct_io, or passthrough. */
-typedef enum { PF_IO_NONE, PF_IO_CACHED, PF_IO_DIRECT, PF_IO_PASSTHROUGH } pf_io;
+typedef enum { PF_IO_NONE, PF_IO_CACHED, PF_IO_DIRECT, PF_IO_PASSTHROUGH, PF_IO_BUSY } pf_io;
 
 typedef struct pf_handle {
     int fd;
@@ -78,6 +78,10 @@ typedef struct pf_handle {
     atomic_int written; /* changed through this handle, creating or truncating it included */
     atomic_int wrote;   /* bytes written, truncated or copied after the open */
     atomic_bool marked; /* the first change found a unit to mark (or could not tell) */
+    /* when it marked last: the queue's count of analyses begun (queue_started) and the time;
+     * a change after an analysis began marks again (handle_changed) */
+    _Atomic uint64_t mark_started;
+    _Atomic int64_t mark_ms;
     pf_inode *in;       /* open for writing: its inode (kept by the kernel while open) */
     unsigned write_gen; /* in->write_gen when opened */
     writehash *wh;      /* hash while writing (fs/writehash.h), NULL when not hashed */
@@ -162,7 +166,8 @@ static inline pf_caller caller_of(fuse_req_t req)
 
 /* ---- passthrough.c */
 
-pf_io pt_choose(pf_fs *fs, pf_inode *in, int fd, bool direct, bool may_start, int32_t *id);
+pf_io pt_choose(pf_fs *fs, pf_inode *in, int fd, bool direct, bool may_start, bool write,
+                int32_t *id);
 void pt_leave(pf_fs *fs, pf_inode *in, pf_io io);
 /* fuse_reply_open / fuse_reply_create naming backing id (0: served as before). */
 int pt_reply_open(fuse_req_t req, struct fuse_file_info *fi, int32_t id);

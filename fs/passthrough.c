@@ -132,20 +132,27 @@ int pt_install(pf_fs *fs, struct fuse_session *se, bool wanted)
 
 /* Decides how an open of in is served and counts it (pf_handle.io, released by pt_leave).
  * fd: the daemon's open of the file; direct: the caller asked O_DIRECT; may_start: a new
- * passthrough may begin (read-only open of a regular file the gate allowed). */
-pf_io pt_choose(pf_fs *fs, pf_inode *in, int fd, bool direct, bool may_start, int32_t *id)
+ * passthrough may begin (read-only open of a regular file the gate allowed); write: the open
+ * may write. PF_IO_BUSY (nothing counted): refuse the open, ETXTBSY. */
+pf_io pt_choose(pf_fs *fs, pf_inode *in, int fd, bool direct, bool may_start, bool write,
+                int32_t *id)
 {
     *id = 0;
     if (!fs->pt_wanted || in->vdir)
         return direct ? PF_IO_DIRECT : PF_IO_CACHED;
     pf_io io;
     pthread_mutex_lock(&fs->pt_lock);
-    if (in->pt_opens > 0) {
-        /* the kernel takes no other kind of open while one is passthrough */
+    if (in->pt_opens > 0 && write) {
+        /* The kernel would serve it by passthrough too (it takes no other kind of open while
+         * one is), and writes so served, and those through a shared mapping of it that
+         * outlives its release, would never reach the daemon: refused while readers have it. */
+        io = PF_IO_BUSY;
+    } else if (in->pt_opens > 0) {
         in->pt_opens++;
         *id = in->pt_id;
         io = PF_IO_PASSTHROUGH;
-    } else if (atomic_load(&fs->pt_on) && may_start && !direct && in->cached_opens == 0) {
+    } else if (atomic_load(&fs->pt_on) && may_start && !write && !direct &&
+               in->cached_opens == 0) {
         struct pt_backing_map map = {.fd = fd};
         int r = ioctl(fs->pt_dev_fd, PT_IOC_BACKING_OPEN, &map);
         if (r > 0) {
@@ -174,7 +181,7 @@ pf_io pt_choose(pf_fs *fs, pf_inode *in, int fd, bool direct, bool may_start, in
 
 void pt_leave(pf_fs *fs, pf_inode *in, pf_io io)
 {
-    if (!in || io == PF_IO_NONE || !fs->pt_wanted)
+    if (!in || io == PF_IO_NONE || io == PF_IO_BUSY || !fs->pt_wanted)
         return;
     pthread_mutex_lock(&fs->pt_lock);
     if (io == PF_IO_PASSTHROUGH && in->pt_opens > 0 && --in->pt_opens == 0) {

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -51,6 +52,7 @@ struct queue {
     void *ctx;
     unsigned n_workers;
     pthread_t *workers;
+    atomic_uint_fast64_t started; /* analyses begun */
 };
 
 static int64_t mono_ms(void)
@@ -454,6 +456,11 @@ void queue_rename(queue *q, const char *from, const char *to, bool below)
     pthread_mutex_unlock(&q->lock);
 }
 
+uint64_t queue_started(queue *q)
+{
+    return atomic_load(&q->started);
+}
+
 size_t queue_entries(queue *q)
 {
     pthread_mutex_lock(&q->lock);
@@ -536,6 +543,7 @@ static void *worker_main(void *arg)
             continue;
         }
         e->state = QUEUE_ANALYZING;
+        atomic_fetch_add(&q->started, 1);
         e->cancel = 0;
         /* A job begun at its deadline stores its result even if marks come meanwhile (they
          * start a new window): the unit then carries a decision at most max_delay_ms old. */

@@ -51,6 +51,9 @@ void queue_rename(queue *q, const char *from, const char *to, bool below);
 queue_state queue_get_state(queue *q, const char *path);
 /* Units pending or being analysed now (0: every unit's state is QUEUE_NONE). */
 size_t queue_entries(queue *q);
+/* Analyses begun since the queue was made: a change after this count moved may be one an
+ * analysis under way did not read. */
+uint64_t queue_started(queue *q);
 /* True while path's job of generation gen is still the latest (its result may be stored). */
 bool queue_current(queue *q, const char *path, uint64_t gen);
 /* SHA-256s of files hashed while they were written (fs/writehash.h), keyed by mount-relative

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Models loaded through the mount (fs/README.md, "Passthrough"): a file opened read-only is read
 # by the kernel from BACKING itself, so its reads and page faults reach no READ request; it is
-# never stale (a change in BACKING or through the mount is seen by a fresh open and by a mapping
-# made before the change); a file open for writing and for reading at once is served one way
-# for both (the kernel refuses a mix with EIO); and the analysis still sees every write, also a
-# write through an open that the kernel serves by passthrough. READ requests are counted in the
-# daemon's debug log (-d). cache.sh covers the page-cache path (--passthrough=off).
+# never stale (a change in BACKING is seen by a fresh open and by a mapping made before it); an
+# open for writing is refused (ETXTBSY) while a reader has the file so, and a file replaced by
+# rename is read new while the old reader keeps the old bytes; a reader beside a writer is served
+# through the daemon; and the analysis sees a model replaced under a loader. READ requests are
+# counted in the daemon's debug log (-d). cache.sh covers the page-cache path (--passthrough=off).
 . "$(dirname "$0")/lib.sh"
 need_mkmodel
 EXPECT_LOG_RE='unique: [0-9]+, error: -[0-9]+ \(|opcode: |^ +unique: |NOTIFY: '
@@ -50,21 +50,29 @@ with open(mnt, "rb") as f:
 PYEOF
 [ $? -eq 0 ] || fail "stale read after a change in BACKING"
 
-note "a writer through the mount while a reader holds the file: one way for both, never stale"
-python3 - "$M/f" "$T/one" "$T/two" <<'PYEOF'
-import mmap, os, sys
-mnt, one, two = sys.argv[1], open(sys.argv[2], "rb").read(), open(sys.argv[3], "rb").read()
+note "a writer while a reader holds the file: refused in place, a rename replaces it"
+python3 - "$M/f" "$M/f.tmp" "$T/one" "$T/two" <<'PYEOF'
+import errno, mmap, os, sys
+mnt, tmp, one, two = sys.argv[1], sys.argv[2], open(sys.argv[3], "rb").read(), open(sys.argv[4], "rb").read()
 r = os.open(mnt, os.O_RDONLY)
 m = mmap.mmap(r, 0, prot=mmap.PROT_READ)
 assert m[:] == two
-w = os.open(mnt, os.O_RDWR)  # EIO if the kernel were told two ways
-assert os.pwrite(w, one, 0) == len(one)
-assert m[:] == one, "the reader's mapping misses the write through the mount"
+try:
+    os.open(mnt, os.O_RDWR)
+    raise SystemExit("a write open beside a passthrough reader was allowed")
+except OSError as e:
+    assert e.errno == errno.ETXTBSY, e
+with open(tmp, "wb") as f:  # the way model files are replaced: a new file, renamed over
+    f.write(one)
+os.rename(tmp, mnt)
+assert m[:] == two, "the reader's mapping of the old file changed"
 with open(mnt, "rb") as f:
-    assert f.read() == one, "a fresh open misses the write through the mount"
-os.close(w); m.close(); os.close(r)
+    assert f.read() == one, "a fresh open after the rename reads the old file"
+m.close(); os.close(r)
+w = os.open(mnt, os.O_RDWR)  # no reader left: allowed
+os.close(w)
 PYEOF
-[ $? -eq 0 ] || fail "reader and writer at once"
+[ $? -eq 0 ] || fail "writer beside a reader"
 cmp "$T/one" "$B/f" || fail "backing file differs"
 
 note "a reader while a writer holds the file: served through the daemon, correct"
@@ -84,28 +92,27 @@ with open(mnt, "rb") as f:
 PYEOF
 [ $? -eq 0 ] || fail "reader while a writer is open"
 
-note "the analysis sees a rewrite made through an open served by passthrough"
+note "the analysis sees a model replaced while a loader holds it open"
 "$MKMODEL" create "$T/a" --arch llama --seed 41 >/dev/null
 "$MKMODEL" create "$T/b" --arch llama --seed 42 >/dev/null
 cmp -s "$T/a/model.safetensors" "$T/b/model.safetensors" && fail "two seeds gave the same weights"
-expect_eq "same size" "$(stat -c %s "$T/a/model.safetensors")" "$(stat -c %s "$T/b/model.safetensors")"
 cp -r "$T/a" "$M/m"
 wait_status "$M/m" ready
 d1=$(DB "SELECT m.digest FROM models m JOIN model_paths p ON p.model_id = m.id WHERE p.path = '/m'")
 [ -n "$d1" ] || fail "no digest for /m"
 python3 - "$M/m/model.safetensors" "$T/b/model.safetensors" <<'PYEOF'
-import os, sys
-r = os.open(sys.argv[1], os.O_RDONLY)        # passthrough
-w = os.open(sys.argv[1], os.O_WRONLY)        # passthrough too: its writes bypass the daemon
-os.pwrite(w, open(sys.argv[2], "rb").read(), 0)
-os.close(w); os.close(r)
+import os, shutil, sys
+r = os.open(sys.argv[1], os.O_RDONLY)        # a loader holds the old weights (passthrough)
+shutil.copyfile(sys.argv[2], sys.argv[1] + ".part")
+os.rename(sys.argv[1] + ".part", sys.argv[1])
+os.close(r)
 PYEOF
 for _ in $(seq 100); do
     d2=$(DB "SELECT m.digest FROM models m JOIN model_paths p ON p.model_id = m.id WHERE p.path = '/m' AND m.status = 'ready'")
     [ -n "$d2" ] && [ "$d2" != "$d1" ] && break
     sleep 0.1
 done
-[ "$d2" != "$d1" ] || fail "rewrite through a passthrough open not analysed (digest $d1 stays)"
+[ "$d2" != "$d1" ] || fail "replacement not analysed (digest $d1 stays)"
 cmp "$T/b/model.safetensors" "$B/m/model.safetensors" || fail "backing file differs"
 
 stop_provfs

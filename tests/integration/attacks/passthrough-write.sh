@@ -1,48 +1,79 @@
 #!/usr/bin/env bash
-# Writes the kernel serves by passthrough never reach the daemon (fs/README.md, "Passthrough"):
-# they are no way to change an approved model unseen. The user holds their approved model open
-# for reading (so the kernel serves every open of it by passthrough), opens it again for writing
-# and puts an unrelated model's weights in place. The write open itself makes the unit pending:
-# while it is open, a fresh open is refused (block_pending); after the close the analysis reads
-# the new bytes, the approval (bound to the old digest) no longer applies, and the file stays
-# refused.
+# Writes never go around the daemon (fs/README.md, "Passthrough"). Reads of a file opened
+# read-only are served by the kernel from BACKING itself (FUSE passthrough), and the kernel
+# serves every open of such a file so while one is open; a write open, or a shared writable
+# mapping that outlives its release, would then change the bytes unseen. So:
+#  1. while a reader has the approved model open, the owner's open for writing is refused
+#     (ETXTBSY) and the bytes and the approval stay;
+#  2. a shared writable mapping made before any reader, kept past its close and past an
+#     analysis, is written through the daemon: the unit goes pending again (block_pending
+#     refuses a fresh open), and after the mapping goes the new bytes are analysed and the
+#     approval does not follow them.
 . "$(dirname "$0")/lib.sh"
 write_policy enforce true
-start_provfs
+start_provfs --max-delay-ms 1500
 mkdir -m 1777 "$M/up"
 blocked_unit "$M/up/a" 133
 f=$M/up/a/model.safetensors
 setfattr -n user.provenance.approve -v ok "$M/up/a"
 readable "$f"
-d1=$(DB "SELECT m.digest FROM models m JOIN model_paths p ON p.model_id = m.id WHERE p.path = '/up/a'")
+cp "$f" "$T/approved"
 "$MKMODEL" create "$T/other" --arch llama --seed 134 >/dev/null
 expect_eq "same size" "$(stat -c %s "$T/other/model.safetensors")" "$(stat -c %s "$f")"
 
-note "the user rewrites the approved file through a second open while reading it"
+note "1. a write open while the user reads the approved file is refused"
 out=$(as_user "$UPY" -c '
-import errno, mmap, os, sys
-new = sys.stdin.buffer.read()
+import errno, os, sys
 r = os.open(sys.argv[1], os.O_RDONLY)
-m = mmap.mmap(r, 0, prot=mmap.PROT_READ)
-w = os.open(sys.argv[1], os.O_RDWR)
-os.pwrite(w, new, 0)
-assert m[:len(new)] == new, "mapping misses the write"
+os.pread(r, 4096, 0)
 try:
-    os.close(os.open(sys.argv[1], os.O_RDONLY))
-    print("open allowed while writing")
-except PermissionError:
-    print("refused while writing")
-os.close(w); m.close(); os.close(r)' "$f" <"$T/other/model.safetensors")
-expect_eq "a fresh open while the rewrite is open" "$out" "refused while writing"
-cmp -s "$T/other/model.safetensors" "$B/up/a/model.safetensors" || fail "the write did not land"
+    w = os.open(sys.argv[1], os.O_RDWR)
+    os.pwrite(w, sys.stdin.buffer.read(), 0)
+    print("write open allowed")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+os.close(r)' "$f" <"$T/other/model.safetensors")
+expect_eq "a write open beside a passthrough reader" "$out" ETXTBSY
+cmp -s "$T/approved" "$B/up/a/model.safetensors" || fail "the bytes changed"
+expect_eq "approval" "$(xattr "$M/up/a" approval)" approved
 
-note "after the close the analysis sees the new bytes; the approval does not follow them"
-for _ in $(seq 150); do
-    d2=$(DB "SELECT m.digest FROM models m JOIN model_paths p ON p.model_id = m.id WHERE p.path = '/up/a' AND m.status = 'ready'")
-    [ -n "$d2" ] && [ "$d2" != "$d1" ] && break
+note "2. a shared writable mapping kept past its close and an analysis"
+out=$(as_user "$UPY" -c '
+import mmap, os, sys, time
+f, unit = sys.argv[1], sys.argv[2]
+new = sys.stdin.buffer.read()
+w = os.open(f, os.O_RDWR)
+m = mmap.mmap(w, 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+os.close(w)
+m[0:1] = m[0:1]  # unchanged: pending, then analysed while mapped
+m.flush()
+def xa(name):
+    try:
+        return os.getxattr(unit, "user.provenance." + name).decode()
+    except OSError:
+        return ""
+for _ in range(300):
+    if xa("status") == "ready" and xa("approval") == "approved":
+        break
+    time.sleep(0.05)
+else:
+    print("no analysis while mapped: %s %s" % (xa("status"), xa("approval")))
+    sys.exit(0)
+m[:len(new)] = new
+m.flush()
+try:
+    os.close(os.open(f, os.O_RDONLY))
+    print("open allowed after the rewrite")
+except PermissionError:
+    print("refused after the rewrite")
+m.close()' "$f" "$M/up/a" <"$T/other/model.safetensors")
+expect_eq "a fresh open while the mapping holds new bytes" "$out" "refused after the rewrite"
+cmp -s "$T/other/model.safetensors" "$B/up/a/model.safetensors" || fail "the mapping's write did not land"
+wait_status "$M/up/a" ready
+for _ in $(seq 100); do
+    [ "$(xattr "$M/up/a" approval)" = blocked ] && break
     sleep 0.1
 done
-[ "$d2" != "$d1" ] || fail "the rewrite was not analysed: digest $d1 stays"
 expect_eq "approval after the rewrite" "$(xattr "$M/up/a" approval)" blocked
 refused "$f"
 stop_provfs
