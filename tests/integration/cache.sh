@@ -63,15 +63,6 @@ r2=$(reads)
 
 note "mmap after a change sees the change"
 cat "$M/g" >/dev/null
-mm() {
-    python3 - "$1" <<'PYEOF'
-import mmap, sys
-with open(sys.argv[1], "rb") as f:
-    m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
-    sys.stdout.buffer.write(m[:])
-    m.close()
-PYEOF
-}
 cmp <(mm "$M/g") "$T/two" || fail "mmap read differs"
 sleep 0.05
 dd if="$T/one" of="$B/g" bs=1M conv=notrunc status=none

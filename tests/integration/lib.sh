@@ -150,6 +150,17 @@ stop_provfs() {
     PROVFS_PID=
 }
 
+# mm PATH: PATH's bytes read through a read-only shared mapping (to stdout).
+mm() {
+    python3 - "$1" <<'PYEOF'
+import mmap, sys
+with open(sys.argv[1], "rb") as f:
+    m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+    sys.stdout.buffer.write(m[:])
+    m.close()
+PYEOF
+}
+
 # xattr PATH NAME: value of user.provenance.NAME, empty when absent.
 xattr() {
     getfattr --only-values -n "user.provenance.$2" "$1" 2>/dev/null || true

@@ -11,15 +11,6 @@ need_mkmodel
 EXPECT_LOG_RE='unique: [0-9]+, error: -[0-9]+ \(|opcode: |^ +unique: |NOTIFY: '
 start_provfs -d
 reads() { grep -c 'opcode: READ (15)' "$LOG" || true; }
-mm() {
-    python3 - "$1" <<'PYEOF'
-import mmap, sys
-with open(sys.argv[1], "rb") as f:
-    m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
-    sys.stdout.buffer.write(m[:])
-    m.close()
-PYEOF
-}
 
 note "a file opened read-only is read without READ requests, by read() and by mmap"
 head -c 4194304 /dev/urandom >"$T/one"

@@ -10,31 +10,17 @@
 write_policy enforce true
 start_provfs --max-delay-ms 1500
 mkdir -m 1777 "$M/up"
-blocked_unit "$M/up/a" 135
-f=$M/up/a/model.safetensors
-setfattr -n user.provenance.approve -v ok "$M/up/a"
-readable "$f"
-"$MKMODEL" create "$T/other" --arch llama --seed 136 >/dev/null
-expect_eq "same size" "$(stat -c %s "$T/other/model.safetensors")" "$(stat -c %s "$f")"
+approved_rewrite "$M/up/a" 135
 
 note "the user writes an unchanged byte, waits for the analysis, then writes other weights"
-out=$(as_user "$UPY" -c '
-import os, sys, time
+out=$(as_user "$UPY" -c "$PY_WAIT_APPROVED"'
+import sys
 f, unit = sys.argv[1], sys.argv[2]
 new = sys.stdin.buffer.read()
 w = os.open(f, os.O_RDWR)
 os.pwrite(w, os.pread(w, 1, 0), 0)
-def xa(name):
-    try:
-        return os.getxattr(unit, "user.provenance." + name).decode()
-    except OSError:
-        return ""
-for _ in range(300):  # the analysis while the handle is open binds the approval again
-    if xa("status") == "ready" and xa("approval") == "approved":
-        break
-    time.sleep(0.05)
-else:
-    print("no analysis while open: status %s approval %s" % (xa("status"), xa("approval")))
+if not wait_approved(unit):  # the analysis while the handle is open binds the approval again
+    print("no analysis while open")
     sys.exit(0)
 os.pwrite(w, new, 0)
 try:
@@ -42,15 +28,10 @@ try:
     print("open allowed after the rewrite")
 except PermissionError:
     print("refused after the rewrite")
-os.close(w)' "$f" "$M/up/a" <"$T/other/model.safetensors")
+os.close(w)' "$f" "$M/up/a" <"$other")
 expect_eq "a fresh open while the rewriting handle is open" "$out" "refused after the rewrite"
 
 note "after the close the new bytes are analysed; the approval does not follow them"
-wait_status "$M/up/a" ready
-for _ in $(seq 100); do
-    [ "$(xattr "$M/up/a" approval)" = blocked ] && break
-    sleep 0.1
-done
-expect_eq "approval after the rewrite" "$(xattr "$M/up/a" approval)" blocked
+wait_approval "$M/up/a" blocked
 refused "$f"
 stop_provfs

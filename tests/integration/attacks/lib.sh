@@ -56,6 +56,45 @@ blocked_unit() {
     expect_eq "approval of $1" "$(xattr "$1" approval)" blocked
 }
 
+# approved_rewrite DIR SEED: as blocked_unit, then approved by root and read by the user; sets
+# f (its weights) and other ($T/other: another model's weights of the same size, to put there).
+approved_rewrite() {
+    blocked_unit "$1" "$2"
+    f=$1/model.safetensors
+    setfattr -n user.provenance.approve -v ok "$1"
+    readable "$f"
+    "$MKMODEL" create "$T/other" --arch llama --seed "$(($2 + 1))" >/dev/null
+    other=$T/other/model.safetensors
+    expect_eq "same size" "$(stat -c %s "$other")" "$(stat -c %s "$f")"
+}
+
+# wait_approval DIR VALUE: DIR ready with user.provenance.approval VALUE (within 15 s), else fail.
+wait_approval() {
+    wait_status "$1" ready
+    for _ in $(seq 150); do
+        [ "$(xattr "$1" approval)" = "$2" ] && return 0
+        sleep 0.1
+    done
+    expect_eq "approval of $1" "$(xattr "$1" approval)" "$2"
+}
+
+# PY_WAIT_APPROVED: Python that defines wait_approved(unit) (ready and approved again, within
+# 15 s; False when not) for scripts run as the user.
+PY_WAIT_APPROVED='
+import os, time
+def xa(unit, name):
+    try:
+        return os.getxattr(unit, "user.provenance." + name).decode()
+    except OSError:
+        return ""
+def wait_approved(unit):
+    for _ in range(300):
+        if xa(unit, "status") == "ready" and xa(unit, "approval") == "approved":
+            return True
+        time.sleep(0.05)
+    return False
+'
+
 # same_bytes A B: true when the two files hold the same bytes (read as root).
 same_bytes() {
     cmp -s "$1" "$2"

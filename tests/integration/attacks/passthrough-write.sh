@@ -13,13 +13,8 @@
 write_policy enforce true
 start_provfs --max-delay-ms 1500
 mkdir -m 1777 "$M/up"
-blocked_unit "$M/up/a" 133
-f=$M/up/a/model.safetensors
-setfattr -n user.provenance.approve -v ok "$M/up/a"
-readable "$f"
+approved_rewrite "$M/up/a" 133
 cp "$f" "$T/approved"
-"$MKMODEL" create "$T/other" --arch llama --seed 134 >/dev/null
-expect_eq "same size" "$(stat -c %s "$T/other/model.safetensors")" "$(stat -c %s "$f")"
 
 note "1. a write open while the user reads the approved file is refused"
 out=$(as_user "$UPY" -c '
@@ -32,14 +27,14 @@ try:
     print("write open allowed")
 except OSError as e:
     print(errno.errorcode[e.errno])
-os.close(r)' "$f" <"$T/other/model.safetensors")
+os.close(r)' "$f" <"$other")
 expect_eq "a write open beside a passthrough reader" "$out" ETXTBSY
 cmp -s "$T/approved" "$B/up/a/model.safetensors" || fail "the bytes changed"
 expect_eq "approval" "$(xattr "$M/up/a" approval)" approved
 
 note "2. a shared writable mapping kept past its close and an analysis"
-out=$(as_user "$UPY" -c '
-import mmap, os, sys, time
+out=$(as_user "$UPY" -c "$PY_WAIT_APPROVED"'
+import mmap, sys
 f, unit = sys.argv[1], sys.argv[2]
 new = sys.stdin.buffer.read()
 w = os.open(f, os.O_RDWR)
@@ -47,17 +42,8 @@ m = mmap.mmap(w, 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE
 os.close(w)
 m[0:1] = m[0:1]  # unchanged: pending, then analysed while mapped
 m.flush()
-def xa(name):
-    try:
-        return os.getxattr(unit, "user.provenance." + name).decode()
-    except OSError:
-        return ""
-for _ in range(300):
-    if xa("status") == "ready" and xa("approval") == "approved":
-        break
-    time.sleep(0.05)
-else:
-    print("no analysis while mapped: %s %s" % (xa("status"), xa("approval")))
+if not wait_approved(unit):
+    print("no analysis while mapped")
     sys.exit(0)
 m[:len(new)] = new
 m.flush()
@@ -66,14 +52,9 @@ try:
     print("open allowed after the rewrite")
 except PermissionError:
     print("refused after the rewrite")
-m.close()' "$f" "$M/up/a" <"$T/other/model.safetensors")
+m.close()' "$f" "$M/up/a" <"$other")
 expect_eq "a fresh open while the mapping holds new bytes" "$out" "refused after the rewrite"
-cmp -s "$T/other/model.safetensors" "$B/up/a/model.safetensors" || fail "the mapping's write did not land"
-wait_status "$M/up/a" ready
-for _ in $(seq 100); do
-    [ "$(xattr "$M/up/a" approval)" = blocked ] && break
-    sleep 0.1
-done
-expect_eq "approval after the rewrite" "$(xattr "$M/up/a" approval)" blocked
+cmp -s "$other" "$B/up/a/model.safetensors" || fail "the mapping's write did not land"
+wait_approval "$M/up/a" blocked
 refused "$f"
 stop_provfs
