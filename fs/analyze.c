@@ -199,8 +199,34 @@ static bool has_suffix(const char *name, const char *suffix)
     return n > s && strcmp(name + n - s, suffix) == 0;
 }
 
+/* The common answer without opening the directory: neither config.json nor
+ * adapter_config.json there (0, or -1 when rel is no directory); 1: look further. */
+static int unit_quick_no(int dirfd, const char *rel)
+{
+    bool here = strcmp(rel, ".") == 0;
+    char path[PATH_MAX];
+    struct stat sb;
+    static const char *const names[] = {"config.json", "adapter_config.json"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *p = names[i];
+        if (!here) {
+            if (snprintf(path, sizeof path, "%s/%s", rel, names[i]) >= (int)sizeof path)
+                return 1;
+            p = path;
+        }
+        if (fstatat(dirfd, p, &sb, 0) == 0 || errno != ENOENT)
+            return 1;
+    }
+    if (here)
+        return 0;
+    return fstatat(dirfd, rel, &sb, 0) == 0 && S_ISDIR(sb.st_mode) ? 0 : -1;
+}
+
 int analyze_unit_check(int dirfd, const char *rel)
 {
+    int quick = unit_quick_no(dirfd, rel);
+    if (quick <= 0)
+        return quick;
     int fd = openat(dirfd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return -1;

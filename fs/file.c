@@ -186,14 +186,15 @@ void handle_changed(fuse_req_t req, pf_handle *h, bool bytes)
     bool first = !atomic_exchange(&h->written, 1);
     if (first)
         cache_changed(fs, h->in);
-    else if (!atomic_load(&h->marked) || !fs->u.q || !remark_due(fs, h))
+    else if (!fs->u.q || !remark_due(fs, h))
         return;
     /* An analysis begun since the last mark may have read the file before this change, and its
      * result would stand (an approval binding again) while the handle stays open and writes
      * on: the change marks the unit again. */
     atomic_store(&h->mark_started, fs->u.q ? queue_started(fs->u.q) : 0);
     atomic_store(&h->mark_ms, mono_now_ms());
-    atomic_store(&h->marked, units_mark_file_fd(&fs->u, caller_of(req), h->fd, true));
+    if (units_mark_file_fd(&fs->u, caller_of(req), h->fd, true))
+        atomic_store(&h->marked, true); /* (the file may have moved into a unit since) */
 }
 
 /* A read-only handle the kernel serves by passthrough: no page of FUSE's own cache is kept. */
@@ -225,9 +226,11 @@ static void handle_finish(pf_fs *fs, pf_handle *h, pf_caller who, bool alone)
             struct stat sb;
             char hex[65];
             /* Recorded before the mark, so the analysis finds it. */
+            /* (an empty file's hash saves the analysis nothing) */
             if (writehash_finish(h->wh, fstat(h->fd, &sb) == 0 ? (uint64_t)sb.st_size : UINT64_MAX,
                                  hex) &&
-                alone && fs->u.q && (have_path = fd_path(fs, h->fd, path, sizeof path) == 0))
+                sb.st_size > 0 && alone && fs->u.q &&
+                (have_path = fd_path(fs, h->fd, path, sizeof path) == 0))
                 queue_known_put(fs->u.q, path, (uint64_t)sb.st_size,
                                 (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec, hex);
         }
@@ -450,10 +453,17 @@ void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     if (fd < 0)
         goto out;
     if (fs->gate && (fi->flags & O_ACCMODE) != O_WRONLY) {
+        /* A file another handle has open for writing (or mapped writable past its close) may
+         * hold bytes no analysis read: written a moment ago, or in the kernel's dirty pages,
+         * which reach the daemon only at writeback. Its unit is marked first, so this open is
+         * decided as pending (block_pending refuses it). */
+        bool beside_writer = atomic_load(&in->writers) > 0;
+        if (beside_writer)
+            units_mark_file_fd(&fs->u, who, fd, true);
         /* Read before deciding: a change meanwhile makes the stored answer stale, never wrong. */
         gate_stamp stamp = gate_current_stamp(fs->gate);
         uint64_t epoch = atomic_load(&fs->ns_epoch);
-        if (!stamp.off && !gate_cache_hit(fs, in, stamp, epoch)) {
+        if (!stamp.off && (beside_writer || !gate_cache_hit(fs, in, stamp, epoch))) {
             bool have = inode_path(fs, in, path, sizeof path) == 0;
             err = gate_read_fd(req, fs, have ? path : NULL, fd, fi->flags, &log);
             if (log.cacheable)
@@ -550,13 +560,14 @@ void pf_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf, of
                                !(in_buf->buf[0].flags & FUSE_BUF_IS_FD)
                            ? in_buf->buf[0].mem
                            : NULL;
+    /* Marked before the bytes land: an open meanwhile finds the unit pending. */
+    handle_changed(req, h, true);
     ssize_t res = fuse_buf_copy(&out, in_buf, 0);
     if (res < 0) {
         fuse_reply_err(req, (int)-res);
         writehash_invalidate(h->wh);
         return;
     }
-    handle_changed(req, h, true);
     /* Hashed after the reply: the writer goes on while this thread hashes (in_buf is this
      * thread's buffer until we return). The hold keeps wh (and h) alive past a release that
      * follows the reply at once; h is not touched after the reply. */
@@ -625,12 +636,12 @@ void pf_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
     pf_fs *fs = fs_of(req); /* req is gone once replied */
     pf_handle *h = (pf_handle *)(uintptr_t)fi->fh;
     int err = h->vdata ? EACCES : 0;
+    if (!err)
+        handle_changed(req, h, true); /* before the change: an open meanwhile finds it pending */
     if (!err && fallocate(h->fd, mode, offset, length) != 0)
         err = errno;
-    if (!err) {
-        handle_changed(req, h, true);
+    if (!err)
         writehash_invalidate(h->wh);
-    }
     fuse_reply_err(req, err == ENOSYS ? EOPNOTSUPP : err);
     if (!err)
         cache_notify(fs, ino);
@@ -660,12 +671,12 @@ void pf_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
         fuse_reply_err(req, in->vdata ? EXDEV : EACCES);
         return;
     }
+    handle_changed(req, out, true); /* before the change: an open meanwhile finds it pending */
     ssize_t n = copy_file_range(in->fd, &off_in, out->fd, &off_out, len, (unsigned)flags);
     if (n < 0) {
         fuse_reply_err(req, errno == ENOSYS ? EXDEV : errno);
         return;
     }
-    handle_changed(req, out, true);
     writehash_invalidate(out->wh);
     fuse_reply_write(req, (size_t)n);
     cache_notify(fs, ino_out);

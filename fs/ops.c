@@ -99,10 +99,14 @@ static void pf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
             goto out_errno;
     }
     if (valid & FUSE_SET_ATTR_SIZE) {
+        /* marked before the change: an open meanwhile finds the unit pending */
+        if (h)
+            handle_changed(req, h, true);
+        else
+            units_mark_file_fd(&fs->u, caller_of(req), fd, true);
         if ((h ? ftruncate(h->fd, attr->st_size) : truncate(proc, attr->st_size)) != 0)
             goto out_errno;
         if (h) {
-            handle_changed(req, h, true);
             writehash_invalidate(h->wh);
         } else {
             atomic_fetch_add(&in->write_gen, 1); /* a hash being taken is no longer the file's */
@@ -323,6 +327,7 @@ pf_fs *ops_fs_new(const char *backing_abs, double timeout, size_t inode_fds)
     pthread_mutex_init(&fs->inode_lock, NULL);
     pthread_mutex_init(&fs->notify_lock, NULL);
     pthread_mutex_init(&fs->pt_lock, NULL);
+    pthread_cond_init(&fs->pt_cond, NULL);
     fs->pt_dev_fd = -1;
     pthread_cond_init(&fs->notify_cond, NULL);
     return fs;
@@ -347,6 +352,7 @@ void ops_fs_free(pf_fs *fs)
     pthread_mutex_destroy(&fs->inode_lock);
     pthread_mutex_destroy(&fs->notify_lock);
     pthread_mutex_destroy(&fs->pt_lock);
+    pthread_cond_destroy(&fs->pt_cond);
     pthread_cond_destroy(&fs->notify_cond);
     free(fs->mountpoint);
     free(fs->backing);

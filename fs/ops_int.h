@@ -131,6 +131,7 @@ struct pf_fs {
     uint64_t pt_init_unique;     /* the INIT request's id */
     int pt_dev_fd;               /* the session's /dev/fuse */
     pthread_mutex_t pt_lock;     /* pt_opens, cached_opens, pt_id of every inode */
+    pthread_cond_t pt_cond;      /* an inode's last passthrough open was released */
 };
 
 static inline pf_fs *fs_of(fuse_req_t req)

@@ -18,11 +18,14 @@
  * which the kernel sends after lowering its own). */
 #include "ops_int.h"
 
+#include "provfs/analyzer.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The kernel's ABI (include/uapi/linux/fuse.h, protocol 7.40); Debian's headers predate it. */
@@ -39,6 +42,7 @@ struct pt_backing_map {
 #define PT_IOC_BACKING_CLOSE _IOW(229, 2, uint32_t)
 
 enum { IN_HDR = 40, OUT_HDR = 16, INIT_OUT = 64, OPEN_OUT = 16 };
+#define PT_WAIT_MS 100
 
 /* The open reply this thread is sending: the handle it names and the backing id to add. */
 static __thread uint64_t reply_fh;
@@ -130,6 +134,16 @@ int pt_install(pf_fs *fs, struct fuse_session *se, bool wanted)
     return fuse_session_custom_io(se, &io, fs->pt_dev_fd);
 }
 
+/* Only files whose first bytes announce a model format are read by passthrough: they are what
+ * loaders read again and again, and a passthrough reader makes in-place writes wait (ETXTBSY),
+ * which notes, logs and configs should not. */
+static bool model_bytes(int fd)
+{
+    uint8_t head[PA_SNIFF_BYTES];
+    ssize_t n = pread(fd, head, sizeof head, 0);
+    return n > 0 && pa_sniff_format(head, (size_t)n) != NULL;
+}
+
 /* Decides how an open of in is served and counts it (pf_handle.io, released by pt_leave).
  * fd: the daemon's open of the file; direct: the caller asked O_DIRECT; may_start: a new
  * passthrough may begin (read-only open of a regular file the gate allowed); write: the open
@@ -143,6 +157,20 @@ pf_io pt_choose(pf_fs *fs, pf_inode *in, int fd, bool direct, bool may_start, bo
     pf_io io;
     pthread_mutex_lock(&fs->pt_lock);
     if (in->pt_opens > 0 && write) {
+        /* A reader's release is sent after its close() returned: one that closed a moment ago
+         * (read, then rewrite, in one program) is waited for, up to PT_WAIT_MS. */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += PT_WAIT_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        while (in->pt_opens > 0 &&
+               pthread_cond_timedwait(&fs->pt_cond, &fs->pt_lock, &until) == 0)
+            ;
+    }
+    if (in->pt_opens > 0 && write) {
         /* The kernel would serve it by passthrough too (it takes no other kind of open while
          * one is), and writes so served, and those through a shared mapping of it that
          * outlives its release, would never reach the daemon: refused while readers have it. */
@@ -152,7 +180,7 @@ pf_io pt_choose(pf_fs *fs, pf_inode *in, int fd, bool direct, bool may_start, bo
         *id = in->pt_id;
         io = PF_IO_PASSTHROUGH;
     } else if (atomic_load(&fs->pt_on) && may_start && !write && !direct &&
-               in->cached_opens == 0) {
+               in->cached_opens == 0 && model_bytes(fd)) {
         struct pt_backing_map map = {.fd = fd};
         int r = ioctl(fs->pt_dev_fd, PT_IOC_BACKING_OPEN, &map);
         if (r > 0) {
@@ -188,6 +216,7 @@ void pt_leave(pf_fs *fs, pf_inode *in, pf_io io)
         uint32_t id = (uint32_t)in->pt_id;
         in->pt_id = 0;
         ioctl(fs->pt_dev_fd, PT_IOC_BACKING_CLOSE, &id);
+        pthread_cond_broadcast(&fs->pt_cond);
     } else if (io != PF_IO_PASSTHROUGH && in->cached_opens > 0) {
         in->cached_opens--;
     }

@@ -13,8 +13,10 @@ start_provfs -d
 reads() { grep -c 'opcode: READ (15)' "$LOG" || true; }
 
 note "a file opened read-only is read without READ requests, by read() and by mmap"
-head -c 4194304 /dev/urandom >"$T/one"
-head -c 4194304 /dev/urandom >"$T/two"
+# bytes that announce a model format (a safetensors header length, then '{'): only such files
+# are read by passthrough
+{ printf '\x10\0\0\0\0\0\0\0{'; head -c 4194304 /dev/urandom; } >"$T/one"
+{ printf '\x10\0\0\0\0\0\0\0{'; head -c 4194304 /dev/urandom; } >"$T/two"
 cp "$T/one" "$M/f"
 r1=$(reads)
 cmp "$T/one" "$M/f" || fail "read differs"
@@ -65,6 +67,33 @@ os.close(w)
 PYEOF
 [ $? -eq 0 ] || fail "writer beside a reader"
 cmp "$T/one" "$B/f" || fail "backing file differs"
+
+note "a file whose bytes announce no model format is not read by passthrough"
+head -c 65536 /dev/urandom >"$T/notes"
+cp "$T/notes" "$M/notes"
+r1=$(reads)
+cmp "$T/notes" "$M/notes" || fail "read differs"
+r2=$(reads)
+[ "$((r2 - r1))" -gt 0 ] || fail "a file of no model format was read by passthrough"
+python3 - "$M/notes" <<'PYEOF'
+import os, sys
+r = os.open(sys.argv[1], os.O_RDONLY)
+w = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)  # no ETXTBSY: not passthrough
+os.write(w, b"more")
+os.close(w); os.close(r)
+PYEOF
+[ $? -eq 0 ] || fail "append beside a reader of a plain file"
+
+note "a read, close and rewrite in one program: the reader's release is waited for"
+python3 - "$M/f" <<'PYEOF'
+import os, sys
+for _ in range(300):
+    with open(sys.argv[1], "rb") as f:
+        f.read(4096)
+    with open(sys.argv[1], "r+b") as f:  # ETXTBSY if the release were not waited for
+        f.write(f.read(16))
+PYEOF
+[ $? -eq 0 ] || fail "read then rewrite"
 
 note "a reader while a writer holds the file: served through the daemon, correct"
 python3 - "$M/g" "$T/one" "$T/two" <<'PYEOF'
