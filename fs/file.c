@@ -164,15 +164,18 @@ static int64_t mono_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Is a mark due again: an analysis began here since the last one, or, with a database other
- * daemons analyse from too, REMARK_SHARED_MS passed. */
-#define REMARK_SHARED_MS 100
+/* Is a mark due again: an analysis began here since the last one (at most one mark every
+ * REMARK_MS: a read open beside this handle marks on its own, so a change between two marks
+ * stays pending for new readers), or, with a database other daemons analyse from too,
+ * REMARK_SHARED_MS passed. */
+#define REMARK_MS 100
+#define REMARK_SHARED_MS 1000
 static bool remark_due(pf_fs *fs, pf_handle *h)
 {
-    if (queue_started(fs->u.q) != atomic_load(&h->mark_started))
+    int64_t since = mono_now_ms() - atomic_load(&h->mark_ms);
+    if (since >= REMARK_MS && queue_started(fs->u.q) != atomic_load(&h->mark_started))
         return true;
-    return fs->u.st && store_shared(fs->u.st) &&
-           mono_now_ms() - atomic_load(&h->mark_ms) >= REMARK_SHARED_MS;
+    return fs->u.st && store_shared(fs->u.st) && since >= REMARK_SHARED_MS;
 }
 
 /* The first change through a handle (write, truncate, fallocate, copy into it) makes the file's
