@@ -614,7 +614,7 @@ void pf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         cache_changed(fs, h->in); /* an open meanwhile may have seen the file mid-change */
     /* A handle that only created or truncated its file left no page to drop (the kernel
      * truncates its own pages at an O_TRUNC open): its attributes stay cached. */
-    bool wrote = written && atomic_load(&h->wrote) && h->io != PF_IO_PASSTHROUGH;
+    bool wrote = written && atomic_load(&h->wrote);
     pt_leave(fs, h->io_in, h->io);
     bool alone = handle_leave(h);
     fuse_reply_err(req, 0);
