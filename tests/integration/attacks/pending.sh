@@ -92,13 +92,15 @@ wait_status "$M/up/ft" ready
 expect_eq "parent of ft" "$(xattr "$M/up/ft" parent)" /up/base
 readable "$M/up/ft/model.safetensors"
 as_user cp "$S/other/model.safetensors" "$M/up/ft/model.safetensors"
-as_user sh -c "for i in \$(seq 200); do echo \$i >>'$M/up/ft/notes.txt'; sleep 0.1; done" &
+# (stopped by a file: killing the background job would leave the user's sh appending, and the
+# mount busy at the unmount below)
+as_user sh -c "for i in \$(seq 200); do [ -e '$F/ft.stop' ] && exit; echo \$i >>'$M/up/ft/notes.txt'; sleep 0.1; done" &
 toucher=$!
 start=$SECONDS
 while [ "$(xattr "$M/up/ft" approval)" != blocked ] && [ $((SECONDS - start)) -lt 12 ]; do sleep 0.2; done
 took=$((SECONDS - start))
 still=$(kill -0 "$toucher" 2>/dev/null && echo yes || echo no)
-kill "$toucher" 2>/dev/null; wait "$toucher" 2>/dev/null || true
+touch "$F/ft.stop"; wait "$toucher" 2>/dev/null || true
 expect_eq "approval while a writer keeps the unit busy" "$(xattr "$M/up/ft" approval)" blocked
 expect_eq "the writer was still writing" "$still" yes
 note "blocked after $took s of continuous writes (bound: 3 s + analysis)"
