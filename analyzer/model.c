@@ -861,8 +861,15 @@ pa_status pa_unit_files_open(const char *path, const pa_fp_options *opt, pa_unit
         }
         int eno;
         f->fd = open_file(&u, u.file_paths[i], &eno, err);
-        if (f->fd < 0)
+        struct stat sb;
+        if (f->fd < 0) {
             st = err->status;
+        } else if (fstat(f->fd, &sb) != 0) {
+            st = pa_error_set(err, PA_E_IO, "%s: %s", u.file_paths[i], strerror(errno));
+        } else {
+            f->ctime_ns = (int64_t)sb.st_ctim.tv_sec * 1000000000LL + sb.st_ctim.tv_nsec;
+            f->ino = (uint64_t)sb.st_ino;
+        }
     }
     pa_unit_free(&u);
     if (st)

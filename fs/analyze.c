@@ -1621,32 +1621,47 @@ static int link_adapter(analyze_ctx *an, int64_t id, const pa_fingerprint *fp, c
 
 /* ---------------------------------------------------------------- the job */
 
-/* pa_fp_options.known_sha256: hashes the daemon took while the files were written. */
+/* Hashes the daemon took while the unit's files were written (queue_known_get), for the files
+ * as the analysis opened them (name, size, mtime, inode and ctime of each fd). */
 typedef struct known_ctx {
     queue *q;
     const char *unit_path; /* mount-relative */
     bool file_unit;        /* the unit is the file itself (GGUF) */
-    char sha[65];
+    const pa_unit_files *given;
+    char (*shas)[65]; /* per given file; "" when unknown */
     size_t hits;
 } known_ctx;
 
+static void known_lookup(known_ctx *k, size_t i)
+{
+    const pa_unit_file *f = &k->given->files[i];
+    char path[PATH_MAX];
+    k->shas[i][0] = '\0';
+    /* a file unit is its own path; a variant's config and tokenizer are its directory's */
+    const char *base = strrchr(k->unit_path, '/');
+    bool own = !base || strcmp(base + 1, f->name) == 0;
+    int n = k->file_unit && own ? snprintf(path, sizeof path, "%s", k->unit_path)
+            : k->file_unit      ? snprintf(path, sizeof path, "%.*s/%s", (int)(base - k->unit_path),
+                                           k->unit_path, f->name)
+                                : snprintf(path, sizeof path, "%s%s%s", k->unit_path,
+                                      strcmp(k->unit_path, "/") == 0 ? "" : "/", f->name);
+    queue_file_id id = {.size = f->size, .ino = f->ino, .mtime_ns = f->mtime_ns,
+                        .ctime_ns = f->ctime_ns};
+    if (n > 0 && (size_t)n < sizeof path && k->q && queue_known_get(k->q, path, &id, k->shas[i]))
+        k->hits++;
+}
+
+/* pa_fp_options.known_sha256 of an analysis in the daemon: the hash looked up for that file. */
 static const char *known_sha(void *ctx, const char *name, uint64_t size, int64_t mtime_ns)
 {
     known_ctx *k = ctx;
-    char path[PATH_MAX];
-    /* a file unit is its own path; a variant's config and tokenizer are its directory's */
-    const char *base = strrchr(k->unit_path, '/');
-    bool own = !base || strcmp(base + 1, name) == 0;
-    int n = k->file_unit && own ? snprintf(path, sizeof path, "%s", k->unit_path)
-            : k->file_unit      ? snprintf(path, sizeof path, "%.*s/%s", (int)(base - k->unit_path),
-                                           k->unit_path, name)
-                                : snprintf(path, sizeof path, "%s%s%s", k->unit_path,
-                                      strcmp(k->unit_path, "/") == 0 ? "" : "/", name);
-    if (n <= 0 || (size_t)n >= sizeof path || !k->q ||
-        !queue_known_get(k->q, path, size, mtime_ns, k->sha))
-        return NULL;
-    k->hits++;
-    return k->sha;
+    for (size_t i = 0; i < k->given->n; i++) {
+        const pa_unit_file *f = &k->given->files[i];
+        if (strcmp(f->name, name) == 0)
+            return f->size == size && f->mtime_ns == mtime_ns && k->shas[i][0] ? k->shas[i]
+                                                                                : NULL;
+    }
+    return NULL;
 }
 
 /* Adapters and a new path: once a model that is no adapter is ready at path, the stored ready
@@ -1791,45 +1806,47 @@ static void job_run(analyze_ctx *an, const queue_job *job)
         free(abs);
         return;
     }
-    known_ctx known = {.q = an->q, .unit_path = job->path, .file_unit = unit == UNIT_FILE};
+    pa_unit_files given = {0};
+    known_ctx known = {.q = an->q, .unit_path = job->path, .file_unit = unit == UNIT_FILE,
+                       .given = &given};
     pa_fp_options opt = {.threads = an->fp_threads,
                          .cancel = job->cancel,
-                         .known_sha256 = known_sha,
-                         .known_ctx = &known,
                          .confine_root = an->backing,
                          .confine_private = ".provfs"};
     pa_fingerprint *fp = NULL;
     pa_error err = {0};
     pa_status status;
-    pa_unit_files given = {0};
     if (unit == UNIT_FILE && has_suffix(job->path, ".gguf") && !file_has_gguf_magic(an, abs)) {
         /* Named *.gguf without the magic: never guess another format from the bytes. */
         const char *base = strrchr(job->path, '/');
         status = pa_error_set(&err, PA_E_FORMAT, "%s: not a GGUF file (bad magic)",
                               base ? base + 1 : job->path);
-    } else if (an->use_worker) {
-        /* The daemon opens the files (beneath BACKING, as root); an unprivileged worker parses. */
+    } else {
+        /* The daemon opens the files (beneath BACKING, as root, and notes what fstat says of
+         * each fd before a byte is read); an unprivileged worker parses them, or the daemon
+         * itself with --analyzer-worker=off. */
         status = pa_unit_files_open(abs, &opt, &given, &err);
-        char(*shas)[65] = status ? NULL : calloc(given.n ? given.n : 1, sizeof *shas);
-        if (!status && !shas)
+        known.shas = status ? NULL : calloc(given.n ? given.n : 1, sizeof *known.shas);
+        if (!status && !known.shas)
             status = pa_error_set(&err, PA_E_NOMEM, "%s: out of memory", abs);
-        for (size_t i = 0; shas && i < given.n; i++) {
-            const char *h = known_sha(&known, given.files[i].name, given.files[i].size,
-                                      given.files[i].mtime_ns);
-            snprintf(shas[i], sizeof shas[i], "%s", h ? h : "");
-        }
-        if (!status)
-            status = worker_fingerprint(&an->worker, abs, &given, (const char(*)[65])shas,
+        for (size_t i = 0; known.shas && i < given.n; i++)
+            known_lookup(&known, i);
+        if (!status && an->use_worker) {
+            status = worker_fingerprint(&an->worker, abs, &given, (const char(*)[65])known.shas,
                                         job->cancel, &fp, &err);
-        free(shas);
-        /* the fds go; names, sizes and mtimes stay for the store */
+        } else if (!status) {
+            opt.known_sha256 = known_sha;
+            opt.known_ctx = &known;
+            status = pa_fingerprint_files(abs, &given, &opt, &fp, &err);
+        }
+        free(known.shas);
+        known.shas = NULL;
+        /* the fds go; names, sizes, mtimes and identities stay for the store */
         for (size_t i = 0; i < given.n; i++)
             if (given.files[i].fd >= 0) {
                 close(given.files[i].fd);
                 given.files[i].fd = -1;
             }
-    } else {
-        status = pa_fingerprint_path(abs, &opt, &fp, &err);
     }
     if (*job->cancel) {
         /* Written again, renamed, deleted or unmounting: the queue runs it again if it still
@@ -1884,6 +1901,11 @@ static void job_run(analyze_ctx *an, const queue_job *job)
         /* a worker's fingerprint carries mtimes through JSON numbers: the daemon's own are exact
          * (worker_fingerprint checked that the names are the same, in the same order) */
         files[i].mtime_ns = given.n == n_files ? given.files[i].mtime_ns : f->mtime_ns;
+        /* the identity of the fd that was read, or none (the gate then counts it as changed) */
+        if (given.n == n_files && strcmp(given.files[i].name, f->name) == 0) {
+            files[i].ctime_ns = given.files[i].ctime_ns;
+            files[i].ino = given.files[i].ino;
+        }
         snprintf(files[i].sha256, sizeof files[i].sha256, "%s", f->sha256);
     }
     /* Index keys, outside the lineage lock too. */

@@ -200,8 +200,12 @@ void pf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char *name
     if (!err) {
         char proc[64];
         proc_path(fd, proc);
+        pf_follow follow;
+        follow_begin(fs, in, fd, &follow);
         if (linkat(AT_FDCWD, proc, dfd, name, AT_SYMLINK_FOLLOW) != 0)
             err = errno;
+        else
+            follow_end(fs, in, fd, &follow); /* the link count moved the file's ctime */
     }
     inode_unpin_fd(fs, dir, dfd);
     inode_unpin_fd(fs, in, fd);
@@ -287,12 +291,18 @@ void pf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
         err = inode_pin_err(fs, dir, &dfd);
     if (!err)
         err = inode_pin_err(fs, newdir, &ndfd);
+    /* a renamed file's ctime moves: its recorded identity follows (not an exchange's) */
+    pf_follow follow = {0};
+    if (!err && !(flags & RENAME_EXCHANGE))
+        follow_begin_name(fs, dfd, name, &follow);
     if (!err && renameat2(dfd, name, ndfd, newname, flags) != 0)
         err = errno;
     /* The queue and the store follow before the reply: an open of the new name that the caller
      * makes after rename() returns finds the unit (and its decision) already there. */
-    if (!err && have_paths)
+    if (!err && have_paths) {
         units_renamed(&fs->u, who, ndfd, newname, from, to, flags);
+        follow_end_name(fs, ndfd, newname, to, &follow);
+    }
     inode_unpin_fd(fs, newdir, ndfd);
     inode_unpin_fd(fs, dir, dfd);
     fuse_reply_err(req, err);

@@ -27,7 +27,21 @@ int gate_read_fd(fuse_req_t req, pf_fs *fs, const char *path, int fd, int flags,
     if (!fs->gate || (flags & O_ACCMODE) == O_WRONLY)
         return 0;
     gate_open o;
-    if (!path || gate_check_open(fs->gate, path, fd, &o) != 0)
+    int rc = path ? gate_check_open(fs->gate, path, fd, &o) : -1;
+    if (rc == 0 && o.stale) {
+        /* Changed since its analysis by a route no mark followed: analysed again, and this
+         * open is decided as pending meanwhile (the unit is no longer settled). */
+        pf_caller who = caller_of(req);
+        struct stat sb;
+        if (fs->u.q && fstat(fd, &sb) == 0)
+            queue_known_written(fs->u.q, (uint64_t)sb.st_ino); /* no hash kept holds for it */
+        bool marked = o.stale_file ? units_mark_file(&fs->u, who, o.stale_unit, false)
+                                   : units_mark_dir(&fs->u, who, o.stale_unit, false);
+        rc = marked ? gate_check_open(fs->gate, path, fd, &o) : -1;
+        if (rc == 0 && o.stale)
+            rc = -1;
+    }
+    if (rc != 0)
         gate_check_unresolved(fs->gate, fd, &o);
     log->cacheable = o.cacheable && path;
     if (!o.applies || caller_is_admin(req, fs))
@@ -42,14 +56,18 @@ void policy_log(pf_fs *fs, const gate_open *log, const char *path, pf_caller who
         gate_log_open(fs->gate, log, path && path[0] ? path : "(unresolved)", who.uid, who.pid);
 }
 
-/* True when in's cached "nothing to do" still holds (no readlink of its path needed). */
-static bool gate_cache_hit(pf_fs *fs, pf_inode *in, gate_stamp stamp, uint64_t epoch)
+/* True when in's cached "nothing to do" still holds (no readlink of its path needed): same
+ * store, policy and names, and the file on fd unchanged since (ctime moves with any change,
+ * made by whatever name, and no user can set it back). */
+static bool gate_cache_hit(pf_fs *fs, pf_inode *in, const struct stat *sb, gate_stamp stamp,
+                           uint64_t epoch)
 {
     char path[PATH_MAX];
     bool hit = false;
     pthread_mutex_lock(&fs->inode_lock);
     if (in->gate_path && in->gate_epoch == epoch && in->gate_stamp.generation == stamp.generation &&
-        in->gate_stamp.serial == stamp.serial) {
+        in->gate_stamp.serial == stamp.serial && in->gate_ctime.tv_sec == sb->st_ctim.tv_sec &&
+        in->gate_ctime.tv_nsec == sb->st_ctim.tv_nsec) {
         snprintf(path, sizeof path, "%s", in->gate_path);
         hit = true;
     }
@@ -57,8 +75,9 @@ static bool gate_cache_hit(pf_fs *fs, pf_inode *in, gate_stamp stamp, uint64_t e
     return hit && gate_settled(fs->gate, path);
 }
 
-static void gate_cache_store(pf_fs *fs, pf_inode *in, const char *path, gate_stamp stamp,
-                             uint64_t epoch)
+/* sb: the file as fstat found it before it was decided. */
+static void gate_cache_store(pf_fs *fs, pf_inode *in, const struct stat *sb, const char *path,
+                             gate_stamp stamp, uint64_t epoch)
 {
     char *copy = strdup(path);
     if (!copy)
@@ -68,6 +87,7 @@ static void gate_cache_store(pf_fs *fs, pf_inode *in, const char *path, gate_sta
     in->gate_path = copy;
     in->gate_stamp = stamp;
     in->gate_epoch = epoch;
+    in->gate_ctime = sb->st_ctim;
     pthread_mutex_unlock(&fs->inode_lock);
     free(old);
 }
@@ -135,13 +155,107 @@ int gate_move(fuse_req_t req, pf_fs *fs, pf_inode *dir, const char *name, pf_ino
 
 /* ---------------------------------------------------------------- files */
 
+static int64_t ns_of(struct timespec ts)
+{
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static bool follow_off(pf_fs *fs)
+{
+    /* where users change BACKING behind every daemon, any ctime move is analysed; other
+     * daemons of a shared database mark what they change, as this one does */
+    return !fs->u.st || !fs->u.q || fs->shared_backing;
+}
+
+void follow_begin(pf_fs *fs, pf_inode *in, int fd, pf_follow *f)
+{
+    f->on = false;
+    if (!S_ISREG(in->type) || in->vdir || follow_off(fs))
+        return;
+    f->gen = atomic_load(&in->write_gen);
+    if (atomic_load(&in->writers) != 0 ||
+        fstatat(fd, "", &f->was, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+        return;
+    f->on = true;
+}
+
+/* The store's part: the file now at path, unchanged but for its times since f->was. */
+static void follow_store(pf_fs *fs, const pf_follow *f, const struct stat *now, const char *path)
+{
+    if (now->st_ino != f->was.st_ino || now->st_dev != f->was.st_dev ||
+        now->st_size != f->was.st_size || !S_ISREG(now->st_mode) ||
+        ns_of(now->st_ctim) == ns_of(f->was.st_ctim))
+        return;
+    store_file was = {.size = (uint64_t)f->was.st_size,
+                      .mtime_ns = ns_of(f->was.st_mtim),
+                      .ctime_ns = ns_of(f->was.st_ctim),
+                      .ino = (uint64_t)f->was.st_ino};
+    const char *base = strrchr(path, '/');
+    const char *name = base ? base + 1 : path;
+    /* the file's own unit (GGUF, loose weights) and its directory's */
+    if (units_store_knows(&fs->u, path))
+        store_file_follow(fs->u.st, path, name, &was, ns_of(now->st_mtim), ns_of(now->st_ctim));
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    units_split_path(dir);
+    if (units_store_knows(&fs->u, dir))
+        store_file_follow(fs->u.st, dir, name, &was, ns_of(now->st_mtim), ns_of(now->st_ctim));
+}
+
+void follow_end(pf_fs *fs, pf_inode *in, int fd, const pf_follow *f)
+{
+    struct stat now;
+    char path[PATH_MAX];
+    if (!f->on || atomic_load(&in->writers) != 0 || atomic_load(&in->write_gen) != f->gen ||
+        fstatat(fd, "", &now, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0 ||
+        inode_path(fs, in, path, sizeof path) != 0)
+        return;
+    follow_store(fs, f, &now, path);
+}
+
+/* The writers and write generation of the inode (dev, ino) when the daemon has it (a handle
+ * needs it: one it does not have has no handle open). */
+static bool write_state(pf_fs *fs, dev_t dev, ino_t ino, int *writers, unsigned *gen)
+{
+    bool found = false;
+    pthread_mutex_lock(&fs->inode_lock);
+    pf_inode *in = inode_find_locked(fs, dev, ino);
+    if (in) {
+        *writers = atomic_load(&in->writers);
+        *gen = atomic_load(&in->write_gen);
+        found = true;
+    }
+    pthread_mutex_unlock(&fs->inode_lock);
+    return found;
+}
+
+void follow_begin_name(pf_fs *fs, int dfd, const char *name, pf_follow *f)
+{
+    int writers;
+    f->on = !follow_off(fs) &&
+            fstatat(dfd, name, &f->was, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(f->was.st_mode) &&
+            write_state(fs, f->was.st_dev, f->was.st_ino, &writers, &f->gen) && writers == 0;
+}
+
+void follow_end_name(pf_fs *fs, int dfd, const char *name, const char *path, const pf_follow *f)
+{
+    struct stat now;
+    int writers;
+    unsigned gen;
+    if (f->on && fstatat(dfd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+        write_state(fs, now.st_dev, now.st_ino, &writers, &gen) && writers == 0 && gen == f->gen)
+        follow_store(fs, f, &now, path);
+}
+
 /* A handle opened for writing: counts as a writer of its inode; a file written from its start
  * (fresh: created, truncated or empty) by this handle alone is hashed while written. Another
  * writer opening the file later invalidates the hash (write_gen moves). */
-static void handle_start_write(pf_handle *h, pf_inode *in, int flags, bool fresh)
+static void handle_start_write(pf_fs *fs, pf_handle *h, pf_inode *in, int flags, bool fresh)
 {
     if ((flags & O_ACCMODE) == O_RDONLY || in->vdir)
         return;
+    if (fs->u.q)
+        queue_known_written(fs->u.q, (uint64_t)in->ino);
     h->in = in;
     bool alone = atomic_fetch_add(&in->writers, 1) == 0;
     h->write_gen = atomic_fetch_add(&in->write_gen, 1) + 1;
@@ -234,8 +348,12 @@ static void handle_finish(pf_fs *fs, pf_handle *h, pf_caller who, bool alone)
                                  hex) &&
                 sb.st_size > 0 && alone && fs->u.q &&
                 (have_path = fd_path(fs, h->fd, path, sizeof path) == 0))
-                queue_known_put(fs->u.q, path, (uint64_t)sb.st_size,
-                                (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec, hex);
+                queue_known_put(fs->u.q, path,
+                                &(queue_file_id){.size = (uint64_t)sb.st_size,
+                                                 .ino = (uint64_t)sb.st_ino,
+                                                 .mtime_ns = ns_of(sb.st_mtim),
+                                                 .ctime_ns = ns_of(sb.st_ctim)},
+                                hex);
         }
         /* A handle that only created or truncated its file, where that found no unit to mark,
          * changed nothing a unit holds: no bytes since, and a file or directory that became a
@@ -390,7 +508,7 @@ void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
     h->pid = who.pid;
     /* A new file changes its unit even when nothing is written into it. */
     struct stat sb;
-    handle_start_write(h, (pf_inode *)(uintptr_t)e.ino, fi->flags,
+    handle_start_write(fs, h, (pf_inode *)(uintptr_t)e.ino, fi->flags,
                        created || (fi->flags & O_TRUNC) || (fstat(fd, &sb) == 0 && sb.st_size == 0));
     if (created || (fi->flags & O_TRUNC))
         handle_changed(req, h, false);
@@ -466,11 +584,14 @@ void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         /* Read before deciding: a change meanwhile makes the stored answer stale, never wrong. */
         gate_stamp stamp = gate_current_stamp(fs->gate);
         uint64_t epoch = atomic_load(&fs->ns_epoch);
-        if (!stamp.off && (beside_writer || !gate_cache_hit(fs, in, stamp, epoch))) {
+        struct stat pre;
+        bool have_pre = fstat(fd, &pre) == 0;
+        if (!stamp.off &&
+            (beside_writer || !have_pre || !gate_cache_hit(fs, in, &pre, stamp, epoch))) {
             bool have = inode_path(fs, in, path, sizeof path) == 0;
             err = gate_read_fd(req, fs, have ? path : NULL, fd, fi->flags, &log);
-            if (log.cacheable)
-                gate_cache_store(fs, in, path, stamp, epoch);
+            if (log.cacheable && have_pre)
+                gate_cache_store(fs, in, &pre, path, stamp, epoch);
             if (err)
                 goto out;
         }
@@ -499,7 +620,7 @@ void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     if (fi->flags & O_TRUNC)
         handle_changed(req, h, false);
     struct stat sb;
-    handle_start_write(h, in, fi->flags,
+    handle_start_write(fs, h, in, fi->flags,
                        (fi->flags & O_TRUNC) || (fstat(h->fd, &sb) == 0 && sb.st_size == 0));
     /* Only an allowed open gets here: the pages it keeps are those an earlier allowed open
      * read, of the very same file (fs/README.md, "Page cache"). */

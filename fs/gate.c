@@ -449,6 +449,27 @@ static bool model_bytes(int fd)
     return pa_sniff_format(head, (size_t)n) != NULL;
 }
 
+static int64_t ns_of(struct timespec ts)
+{
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* 1 when the file on fd is not the name's file the last analysis of the unit at unit read (or
+ * that analysis kept no identities: a row of an older version, which counts as changed); 0 when
+ * it is, or name is no file of the unit's; -1 on error. */
+static int file_changed(gate *g, const char *unit, const char *name, int fd)
+{
+    store_file rec;
+    int rc = store_file_id(g->st, unit, name, &rec);
+    if (rc < 0 || rc == 1)
+        return rc < 0 ? -1 : 0;
+    struct stat sb;
+    if (rc == 2 || fstat(fd, &sb) != 0)
+        return 1;
+    return (uint64_t)sb.st_size != rec.size || ns_of(sb.st_mtim) != rec.mtime_ns ||
+           ns_of(sb.st_ctim) != rec.ctime_ns || (uint64_t)sb.st_ino != rec.ino;
+}
+
 int gate_check_open(gate *g, const char *path, int fd, gate_open *out)
 {
     memset(out, 0, sizeof *out);
@@ -477,6 +498,22 @@ int gate_check_open(gate *g, const char *path, int fd, gate_open *out)
             break;
         }
         settled = settled && qs == QUEUE_NONE;
+        /* A settled unit's answer holds for the bytes its analysis read: a file of it changed
+         * unseen (through another name of the inode, or in BACKING) makes it pending first. */
+        if (v.unit && v.model_id > 0 && qs == QUEUE_NONE && fd >= 0) {
+            int changed = file_changed(g, unit, name, fd);
+            if (changed != 0) {
+                if (changed < 0) {
+                    ret = -1;
+                    break;
+                }
+                out->stale = true;
+                out->stale_file = len == plen;
+                snprintf(out->stale_unit, sizeof out->stale_unit, "%s", unit);
+                policy_unref(p);
+                return 0;
+            }
+        }
         /* A file unit (GGUF) is gated whatever its own name; in a directory unit, names that
          * are documentation or configuration are open unless their bytes are a model's. */
         if (v.unit && !v.decision.allow &&

@@ -15,6 +15,7 @@
 #include "queue.h"
 #include "store.h"
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -51,6 +52,12 @@ typedef struct gate_open {
     const char *rule; /* static */
     const char *decision; /* "refused" / "would-refuse" */
     char reason[320];
+    /* The file on fd is not the one the analysis of a settled enclosing unit read (its size,
+     * mtime, ctime or inode differ: written through another hard link, or in BACKING): the
+     * caller marks stale_unit (a file unit when stale_file) and asks again. Nothing else is
+     * filled then. */
+    bool stale, stale_file;
+    char stale_unit[PATH_MAX];
 } gate_open;
 
 /* What a cached "nothing to do" answer for one path depends on besides the queue: the store's

@@ -219,6 +219,14 @@ static size_t hash_of(dev_t dev, ino_t ino, size_t n_buckets)
     return (size_t)(h % n_buckets);
 }
 
+pf_inode *inode_find_locked(pf_fs *fs, dev_t dev, ino_t ino)
+{
+    pf_inode *in = fs->table[hash_of(dev, ino, fs->n_buckets)];
+    while (in && !(in->dev == dev && in->ino == ino))
+        in = in->hnext;
+    return in;
+}
+
 static void table_grow_locked(pf_fs *fs)
 {
     size_t n = fs->n_buckets * 2;
@@ -331,9 +339,7 @@ static int lookup_fd(pf_fs *fs, int fd, struct fuse_entry_param *e)
     pthread_mutex_lock(&fs->inode_lock);
     pf_inode *in;
     for (;;) {
-        in = fs->table[hash_of(e->attr.st_dev, e->attr.st_ino, fs->n_buckets)];
-        while (in && !(in->dev == e->attr.st_dev && in->ino == e->attr.st_ino))
-            in = in->hnext;
+        in = inode_find_locked(fs, e->attr.st_dev, e->attr.st_ino);
         if (in || fh || fs->mount_fd < 0)
             break;
         /* A new inode: its handle is taken without the lock, then the table looked at again. */

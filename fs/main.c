@@ -568,6 +568,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "provfs: %s: cannot open\n", backing);
         goto out_args;
     }
+    ops_fs_set_shared_backing(fs, opt.allow_shared_backing);
     se = fuse_session_new(&fargs, ops_table(), sizeof *ops_table(), fs);
     if (!se)
         goto out_fs;
@@ -611,6 +612,7 @@ int main(int argc, char **argv)
         goto out_store;
     }
     queue_set_max_delay(q, opt.max_delay_ms);
+    queue_known_set_strict(q, store_shared(st) || opt.allow_shared_backing);
     analyze_set_queue(an, q);
     /* several daemons on one database: claims, and the units other daemons left */
     if (store_shared(st)) {

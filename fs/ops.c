@@ -88,6 +88,10 @@ static void pf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
         err = (valid & FUSE_SET_ATTR_MODE) ? EOPNOTSUPP : EINVAL;
         goto out;
     }
+    /* mode, owner and times only: the recorded identity follows (size: marked below) */
+    pf_follow follow = {0};
+    if (!(valid & FUSE_SET_ATTR_SIZE))
+        follow_begin(fs, in, fd, &follow);
     if (valid & FUSE_SET_ATTR_MODE) {
         if ((h ? fchmod(h->fd, attr->st_mode) : chmod(proc, attr->st_mode)) != 0)
             goto out_errno;
@@ -110,6 +114,8 @@ static void pf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
             writehash_invalidate(h->wh);
         } else {
             atomic_fetch_add(&in->write_gen, 1); /* a hash being taken is no longer the file's */
+            if (fs->u.q)
+                queue_known_written(fs->u.q, (uint64_t)in->ino); /* nor one kept */
             cache_changed(fs, in);
             units_mark_file_fd(&fs->u, caller_of(req), fd, false);
         }
@@ -134,6 +140,7 @@ static void pf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
         if (rc != 0)
             goto out_errno;
     }
+    follow_end(fs, in, fd, &follow);
     inode_unpin(fs, in);
     pf_getattr(req, ino, fi);
     if (valid & FUSE_SET_ATTR_SIZE)
@@ -282,6 +289,11 @@ void ops_fs_set_mountpoint(pf_fs *fs, const char *mountpoint_abs)
 {
     free(fs->mountpoint);
     fs->mountpoint = mountpoint_abs ? strdup(mountpoint_abs) : NULL;
+}
+
+void ops_fs_set_shared_backing(pf_fs *fs, bool shared)
+{
+    fs->shared_backing = shared;
 }
 
 const struct fuse_lowlevel_ops *ops_table(void)

@@ -21,6 +21,9 @@ void ops_fs_attach(pf_fs *fs, store_handle *st, queue *q, gate *g, gid_t admin_g
 void ops_fs_free(pf_fs *fs);
 /* The mount point (absolute), for control requests that name paths in the mount. */
 void ops_fs_set_mountpoint(pf_fs *fs, const char *mountpoint_abs);
+/* Users write BACKING directly (allow_shared_backing): a file's recorded identity never follows
+ * a change of its metadata (file.c, follow_begin), any ctime move is analysed. */
+void ops_fs_set_shared_backing(pf_fs *fs, bool shared);
 /* control_fn (fs/control.h) with ctx = the pf_fs: approve/revoke for admins by peer credentials. */
 int ops_control(void *ctx, const control_request *rq, char *reply, size_t replylen);
 const struct fuse_lowlevel_ops *ops_table(void);

@@ -56,6 +56,7 @@ typedef struct pf_inode {
     char *gate_path;
     gate_stamp gate_stamp;
     uint64_t gate_epoch;
+    struct timespec gate_ctime; /* the file's ctime when that answer was given (file.c) */
     /* The file as the last open saw it (size, mtime, ctime of its fd): an open that finds it
      * the same lets the kernel keep the pages it cached (keep_cache). Dropped by every change
      * the daemon makes to the file (cache_changed); inode_lock. */
@@ -95,6 +96,7 @@ struct pf_fs {
     units u;             /* backing, root fd, store and queue for the bookkeeping (units.h) */
     char *backing;       /* immutable (u.backing points here) */
     double timeout;      /* immutable */
+    bool shared_backing; /* allow_shared_backing; set before the loop */
     pf_inode root;       /* fd immutable, never closed nor counted; nlookup unused */
     int mount_fd;        /* BACKING opened for reading: open_by_handle_at's mount; -1: no handles */
     int mnt_id;          /* BACKING's mount: handles of other mounts are not kept */
@@ -180,6 +182,8 @@ int pt_reply_create(fuse_req_t req, const struct fuse_entry_param *e, struct fus
 /* Mount-relative path of an fd below BACKING ("/" for BACKING); -1 when outside or deleted. */
 int fd_path(pf_fs *fs, int fd, char *out, size_t outlen);
 int inode_path(pf_fs *fs, pf_inode *in, char *out, size_t outlen);
+/* The inode of (dev, ino) in the table, or NULL (inode_lock held). */
+pf_inode *inode_find_locked(pf_fs *fs, dev_t dev, ino_t ino);
 int child_path(pf_fs *fs, pf_inode *dir, const char *name, char *out, size_t outlen);
 /* Drops n lookup references (inode_lock held); frees the inode at 0. */
 void unref_locked(pf_fs *fs, pf_inode *in, uint64_t n);
@@ -225,6 +229,22 @@ void pf_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
 bool cache_keep(pf_fs *fs, pf_inode *in, int fd);
 /* A change the daemon makes to in's bytes or size: the next open drops the cached pages. */
 void cache_changed(pf_fs *fs, pf_inode *in);
+
+/* A change of metadata only (mode, owner, times, xattrs, a new link) through the mount moves the
+ * file's ctime, which the gate compares with what the analysis recorded (fs/README.md, "Policy
+ * enforcement"): the recorded identity follows such a change when nothing could have written the
+ * file meanwhile (no handle open for writing, before or after; none opened between), so it costs
+ * no analysis. follow_begin before the change (fd: the inode's, pinned), follow_end after. */
+typedef struct pf_follow {
+    bool on;
+    unsigned gen;
+    struct stat was;
+} pf_follow;
+void follow_begin(pf_fs *fs, pf_inode *in, int fd, pf_follow *f);
+void follow_end(pf_fs *fs, pf_inode *in, int fd, const pf_follow *f);
+/* The same for the file name in dfd (a rename: the file's new name and mount path after it). */
+void follow_begin_name(pf_fs *fs, int dfd, const char *name, pf_follow *f);
+void follow_end_name(pf_fs *fs, int dfd, const char *name, const char *path, const pf_follow *f);
 /* Asks the kernel to drop its cached pages and attributes of ino (after the reply, from any
  * handler: queued for the notifier thread, never blocking). */
 void cache_notify(pf_fs *fs, fuse_ino_t ino);

@@ -29,11 +29,15 @@ typedef struct qentry {
 typedef struct kentry {
     struct kentry *next; /* bucket chain */
     char *path;
-    uint64_t size;
-    int64_t mtime_ns;
-    uint64_t seq; /* insertion order, for eviction */
+    queue_file_id id;
+    uint64_t seq;   /* insertion order, for eviction */
+    uint64_t clock; /* known_clock at insertion (queue_known_written) */
     char sha256[65];
 } kentry;
+
+/* Write opens by inode, in slots: a slot holds the known_clock of the last write open of an
+ * inode in it (two inodes sharing a slot only void more hashes than needed). */
+#define KNOWN_WRITTEN_SLOTS 4096
 
 struct queue {
     pthread_mutex_t lock;
@@ -46,6 +50,9 @@ struct queue {
     kentry *known[QUEUE_BUCKETS];   /* protected by lock */
     size_t n_known;                 /* protected by lock */
     uint64_t known_seq;             /* protected by lock */
+    uint64_t known_clock;           /* protected by lock */
+    uint64_t known_written[KNOWN_WRITTEN_SLOTS]; /* protected by lock */
+    bool known_strict;              /* set before the workers start */
     unsigned quiet_ms;
     unsigned max_delay_ms; /* 0: no bound (quiet period only) */
     queue_fn fn;
@@ -238,16 +245,31 @@ static bool known_is_old(const kentry *k, const void *limit)
     return k->seq < *(const uint64_t *)limit;
 }
 
-void queue_known_put(queue *q, const char *path, uint64_t size, int64_t mtime_ns,
-                     const char sha256[65])
+void queue_known_set_strict(queue *q, bool strict)
+{
+    q->known_strict = strict;
+}
+
+bool queue_known_strict(queue *q)
+{
+    return q->known_strict;
+}
+
+void queue_known_written(queue *q, uint64_t ino)
+{
+    pthread_mutex_lock(&q->lock);
+    q->known_written[ino % KNOWN_WRITTEN_SLOTS] = ++q->known_clock;
+    pthread_mutex_unlock(&q->lock);
+}
+
+void queue_known_put(queue *q, const char *path, const queue_file_id *id, const char sha256[65])
 {
     kentry *k = calloc(1, sizeof *k);
     if (!k || !(k->path = strdup(path))) {
         free(k);
         return;
     }
-    k->size = size;
-    k->mtime_ns = mtime_ns;
+    k->id = *id;
     memcpy(k->sha256, sha256, 65);
     k->sha256[64] = '\0';
     pthread_mutex_lock(&q->lock);
@@ -265,6 +287,7 @@ void queue_known_put(queue *q, const char *path, uint64_t size, int64_t mtime_ns
         known_drop_locked(q, known_is_old, &limit);
     }
     k->seq = q->known_seq++;
+    k->clock = ++q->known_clock;
     size_t b = bucket_of(path);
     k->next = q->known[b];
     q->known[b] = k;
@@ -272,13 +295,15 @@ void queue_known_put(queue *q, const char *path, uint64_t size, int64_t mtime_ns
     pthread_mutex_unlock(&q->lock);
 }
 
-bool queue_known_get(queue *q, const char *path, uint64_t size, int64_t mtime_ns, char out[65])
+bool queue_known_get(queue *q, const char *path, const queue_file_id *id, char out[65])
 {
     bool found = false;
     pthread_mutex_lock(&q->lock);
     for (kentry *k = q->known[bucket_of(path)]; k; k = k->next) {
         if (strcmp(k->path, path) == 0) {
-            found = k->size == size && k->mtime_ns == mtime_ns;
+            found = k->id.size == id->size && k->id.mtime_ns == id->mtime_ns &&
+                    k->id.ino == id->ino && k->clock > q->known_written[id->ino % KNOWN_WRITTEN_SLOTS] &&
+                    (!q->known_strict || k->id.ctime_ns == id->ctime_ns);
             if (found)
                 memcpy(out, k->sha256, 65);
             break;

@@ -57,14 +57,26 @@ uint64_t queue_started(queue *q);
 /* True while path's job of generation gen is still the latest (its result may be stored). */
 bool queue_current(queue *q, const char *path, uint64_t gen);
 /* SHA-256s of files hashed while they were written (fs/writehash.h), keyed by mount-relative
- * path and valid only for that size and mtime: the worker hands them to the analyzer
- * (pa_fp_options.known_sha256) so it hashes each byte once. They follow renames and are dropped
- * with forgotten paths; the oldest go when more than QUEUE_KNOWN_MAX are held. */
+ * path and valid only for that file (inode), size and mtime, and only while no handle opened
+ * the inode for writing since (queue_known_written): the worker hands them to the analyzer
+ * (pa_fp_options.known_sha256) so it hashes each byte once. A user can set mtime back but not
+ * open a file for writing unseen, by any of its names. They follow renames and are dropped with
+ * forgotten paths; the oldest go when more than QUEUE_KNOWN_MAX are held. */
 #define QUEUE_KNOWN_MAX 16384
-void queue_known_put(queue *q, const char *path, uint64_t size, int64_t mtime_ns,
-                     const char sha256[65]);
-/* True and out filled when path has a known hash for exactly that size and mtime. */
-bool queue_known_get(queue *q, const char *path, uint64_t size, int64_t mtime_ns, char out[65]);
+typedef struct queue_file_id {
+    uint64_t size, ino;
+    int64_t mtime_ns, ctime_ns;
+} queue_file_id;
+void queue_known_put(queue *q, const char *path, const queue_file_id *id, const char sha256[65]);
+/* True and out filled when path has a known hash for exactly that file, size and mtime (and
+ * ctime when strict), with no write open of its inode since. */
+bool queue_known_get(queue *q, const char *path, const queue_file_id *id, char out[65]);
+/* A handle opened inode ino for writing (or truncated it): hashes kept for it no longer hold. */
+void queue_known_written(queue *q, uint64_t ino);
+/* Where BACKING changes behind this daemon (users write it, or other hosts do), a known hash
+ * must also match the file's ctime, which any later change moves. */
+void queue_known_set_strict(queue *q, bool strict);
+bool queue_known_strict(queue *q);
 
 /* Waits until nothing is pending or running, at most timeout_ms; true when idle. */
 bool queue_wait_idle(queue *q, int timeout_ms);

@@ -18,7 +18,7 @@ typedef struct store_handle store_handle;
 struct pa_fingerprint;
 struct pa_lsh_sig;
 
-#define STORE_SCHEMA_VERSION 13
+#define STORE_SCHEMA_VERSION 14
 
 /* STORE_PATH_FILTER: keep the paths of model_paths in memory as a filter (store_path_maybe);
  * only for the one daemon that writes a SQLite database (fs/README.md, "Database"). */
@@ -53,6 +53,11 @@ typedef struct store_file {
     char *name;
     uint64_t size;
     int64_t mtime_ns;
+    /* The file the analysis read, as fstat found it on the very fd (kept per path in
+     * model_paths.file_ids, not in table files): a change by any name (another hard link,
+     * BACKING itself) moves ctime, which no user can set back. */
+    int64_t ctime_ns;
+    uint64_t ino;
     char sha256[65];
 } store_file;
 
@@ -103,6 +108,17 @@ int store_drop_adapter_parent(store_handle *st, int64_t model_id);
 int store_files(store_handle *st, int64_t id, store_file **out, size_t *n);
 /* 0 and out filled (65 bytes), 1 when the unit has no such file. */
 int store_file_sha(store_handle *st, int64_t id, const char *name, char out[65]);
+/* The identity the analysis of the unit at unit_path recorded for its file name (ino, size,
+ * mtime_ns, ctime_ns; name and sha256 are left alone): 0; 1 when none is recorded for that name
+ * (not a file of the unit, or the unit failed); 2 when the unit's identities are unknown (stored
+ * by an older version); -1 on error. */
+int store_file_id(store_handle *st, const char *unit_path, const char *name, store_file *out);
+/* A change of metadata only (mode, owner, times, a new link, a rename) made through the mount to
+ * the file name of the unit at unit_path: its recorded identity follows to mtime_ns and ctime_ns,
+ * but only where it still is exactly was (the file unchanged since its analysis). 0 (also when
+ * nothing matched), -1 on error. */
+int store_file_follow(store_handle *st, const char *unit_path, const char *name,
+                      const store_file *was, int64_t mtime_ns, int64_t ctime_ns);
 /* The stored fingerprint's JSON summary (pa_fp_summary_json: config, tokenizer, weight counts,
  * no sketches), 1 when none. The store keeps the compact binary form (analyzer fpbin.c). */
 int store_fingerprint(store_handle *st, int64_t id, char **json);

@@ -17,7 +17,7 @@ static const struct {
      "id, digest, status, error, format, fingerprint, hidden_size, num_layers, vocab_size,"
      " n_params, n_tensors, arch_hash, family_hash, created_ns, analyzed_at, origin_path, fpbin",
      "itttttiiiiittiitb"},
-    {"model_paths", "path, model_id, dir_mtime_ns", "tii"},
+    {"model_paths", "path, model_id, dir_mtime_ns, file_ids", "tiit"},
     {"files", "model_id, name, size, mtime_ns, sha256", "itiit"},
     {"edges",
      "parent_id, child_id, score, verdict, signals, rank, is_parent, share, rev_signals",

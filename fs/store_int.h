@@ -77,6 +77,8 @@ void bind_text(db_stmt *stmt, int idx, const char *text);
 void bind_opt_int(db_stmt *stmt, int idx, int64_t v);
 int tx_begin(store_handle *st);
 int tx_end(store_handle *st, int ret);
+/* store_ids.c: records the identities of files[] for path (in a transaction). */
+int store_ids_set(store_handle *st, const char *path, const store_file *files, size_t n);
 /* On a shared database, inside a write transaction just before COMMIT: tells the other daemons
  * (store_generation). 0, or -1. */
 int shared_bump(store_handle *st);

@@ -227,6 +227,9 @@ int store_finish_error(store_handle *st, int64_t model_id, const char *status, c
     }
     if (ret == 0)
         ret = wr_exec_id(st, "DELETE FROM files WHERE model_id = ?1", model_id);
+    /* no files, no identities: "" (NULL would count as unknown, and be analysed again) */
+    if (ret == 0)
+        ret = wr_exec_id(st, "UPDATE model_paths SET file_ids = '' WHERE model_id = ?1", model_id);
     if (ret == 0)
         ret = wr_exec_id(st, "DELETE FROM lsh_bands WHERE model_id = ?1", model_id);
     if (ret == 0)
@@ -288,6 +291,8 @@ int store_finish_ready(store_handle *st, const char *path, int64_t model_id,
         }
         ret = set_path(st, path, other, dir_mtime);
         if (ret == 0)
+            ret = store_ids_set(st, path, res->files, res->n_files);
+        if (ret == 0)
             ret = drop_if_orphan(st, model_id);
         if (ret == 0)
             ret = wr_exec_id(st, "UPDATE models SET status = 'ready' WHERE id = ?1", other);
@@ -321,6 +326,8 @@ int store_finish_ready(store_handle *st, const char *path, int64_t model_id,
     }
     if (ret == 0)
         ret = insert_files(st, model_id, res);
+    if (ret == 0)
+        ret = store_ids_set(st, path, res->files, res->n_files);
     if (ret == 0)
         ret = lsh_put(st, model_id, res->sig);
     /* new content: an adapter's declaration is recorded again by its analysis (link_adapter) */

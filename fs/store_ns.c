@@ -58,6 +58,7 @@ static void bind_subtree(db_stmt *stmt, const char *path, const subtree *s)
 typedef struct moved_row {
     char *path; /* the new path */
     int64_t model_id, dir_mtime_ns;
+    char *file_ids; /* NULL when NULL */
 } moved_row;
 
 /* The model ids of the rows at or below path (s NULL: at path only), each once. */
@@ -149,7 +150,7 @@ static int rows_to_move(store_handle *st, const char *from, const subtree *s, co
     *out = NULL;
     *n = 0;
     db_stmt *stmt = prep(st, st->wr,
-                              "SELECT path, model_id, dir_mtime_ns FROM model_paths"
+                              "SELECT path, model_id, dir_mtime_ns, file_ids FROM model_paths"
                               " WHERE " AT_OR_BELOW);
     if (!stmt)
         return -1;
@@ -180,8 +181,13 @@ static int rows_to_move(store_handle *st, const char *from, const subtree *s, co
         memcpy(np, to, to_len);
         memcpy(np + to_len, old + from_len, tail);
         np[to_len + tail] = '\0';
-        rows[count++] =
-            (moved_row){np, db_col_int64(stmt, 1), db_col_int64(stmt, 2)};
+        char *ids = db_col_null(stmt, 3) ? NULL : dup_col(stmt, 3);
+        if (!db_col_null(stmt, 3) && !ids) {
+            free(np);
+            ret = -1;
+            break;
+        }
+        rows[count++] = (moved_row){np, db_col_int64(stmt, 1), db_col_int64(stmt, 2), ids};
     }
     if (ret == 0 && rc != DB_DONE) {
         store_log(st->wr, "rename");
@@ -189,8 +195,10 @@ static int rows_to_move(store_handle *st, const char *from, const subtree *s, co
     }
     done(st, stmt);
     if (ret != 0) {
-        for (size_t i = 0; i < count; i++)
+        for (size_t i = 0; i < count; i++) {
             free(rows[i].path);
+            free(rows[i].file_ids);
+        }
         free(rows);
         return -1;
     }
@@ -233,14 +241,18 @@ int store_rename(store_handle *st, const char *from, const char *to)
         ret = delete_at(st, to, &stt);
     if (ret == 0)
         stmt = prep(st, st->wr,
-                    "INSERT INTO model_paths (path, model_id, dir_mtime_ns)"
-                    " VALUES (?1, ?2, ?3)");
+                    "INSERT INTO model_paths (path, model_id, dir_mtime_ns, file_ids)"
+                    " VALUES (?1, ?2, ?3, ?4)");
     if (ret == 0 && !stmt)
         ret = -1;
     for (size_t i = 0; ret == 0 && i < n_rows; i++) {
         db_bind_text(stmt, 1, rows[i].path);
         db_bind_int64(stmt, 2, rows[i].model_id);
         db_bind_int64(stmt, 3, rows[i].dir_mtime_ns);
+        if (rows[i].file_ids)
+            db_bind_text(stmt, 4, rows[i].file_ids);
+        else
+            db_bind_null(stmt, 4);
         store_path_note(st, rows[i].path);
         if (db_step(stmt) != DB_DONE) {
             store_log(st->wr, "rename");
@@ -253,8 +265,10 @@ int store_rename(store_handle *st, const char *from, const char *to)
         ret = drop_orphans(st, ids, n_ids);
     ret = tx_end(st, ret);
 out_free:
-    for (size_t i = 0; i < n_rows; i++)
+    for (size_t i = 0; i < n_rows; i++) {
         free(rows[i].path);
+        free(rows[i].file_ids);
+    }
     free(rows);
     free(ids);
     subtree_free(&sf);

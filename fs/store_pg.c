@@ -110,6 +110,8 @@ static const char pg_schema[] =
 static const char *const pg_migrations[] = {
     /* 13: compact binary fingerprints */
     "ALTER TABLE models ADD COLUMN fpbin bytea;",
+    /* 14: file identities, as in store_sqlite.c */
+    "ALTER TABLE model_paths ADD COLUMN file_ids TEXT;",
 };
 #define PG_BASE_VERSION 12
 _Static_assert(PG_BASE_VERSION + sizeof pg_migrations / sizeof *pg_migrations ==

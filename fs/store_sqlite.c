@@ -146,6 +146,10 @@ static const char *const migrations[] = {
     /* 13: fingerprints in their compact binary form (analyzer/fpbin.c); store_open converts
      * the JSON ones of older versions (fp_upgrade) and column fingerprint stays NULL. */
     "ALTER TABLE models ADD COLUMN fpbin BLOB;",
+    /* 14: the identity of each file of the unit at this path as its analysis read it
+     * (store_ids.c), compared by the gate at every open (fs/SECURITY.md: writes through another
+     * hard link). NULL: unknown (rows of older versions: analysed again at their first open). */
+    "ALTER TABLE model_paths ADD COLUMN file_ids TEXT;",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 _Static_assert(N_MIGRATIONS == STORE_SCHEMA_VERSION, "one migration per schema version");

@@ -172,8 +172,12 @@ void pf_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
         if ((err = inode_pin_err(fs, in, &fd)) == 0) {
             char proc[64];
             proc_path(fd, proc);
+            pf_follow follow;
+            follow_begin(fs, in, fd, &follow);
             if (setxattr(proc, name, value, size, flags) != 0)
                 err = errno;
+            else
+                follow_end(fs, in, fd, &follow);
             inode_unpin(fs, in);
         }
     }
@@ -194,8 +198,12 @@ void pf_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
         if ((err = inode_pin_err(fs, in, &fd)) == 0) {
             char proc[64];
             proc_path(fd, proc);
+            pf_follow follow;
+            follow_begin(fs, in, fd, &follow);
             if (removexattr(proc, name) != 0)
                 err = errno;
+            else
+                follow_end(fs, in, fd, &follow);
             inode_unpin(fs, in);
         }
     }

@@ -351,6 +351,8 @@ typedef struct pa_unit_file {
     char *name;       /* relative to the unit directory; a single-file unit: the file's own name */
     uint64_t size;    /* as found when the unit was discovered */
     int64_t mtime_ns;
+    int64_t ctime_ns; /* fstat of fd, taken right after the open (before any byte is read) */
+    uint64_t ino;
     int fd;           /* open for reading; -1 when not open */
 } pa_unit_file;
 

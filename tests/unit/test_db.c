@@ -181,7 +181,7 @@ static void lost_connection(db_conn *c, const char *target)
     db_finalize(s);
 }
 
-/* A store of schema 12 at target (its fingerprints JSON, no column fpbin) opens as schema 13
+/* A store of schema 12 at target (its fingerprints JSON, no column fpbin) opens as schema 14
  * with each fingerprint in the binary form. */
 static void store_upgrade(const char *target, const char *label)
 {
@@ -218,9 +218,10 @@ static void store_upgrade(const char *target, const char *label)
     char sql[512];
     snprintf(sql, sizeof sql,
              "UPDATE models SET fingerprint = '%s'; UPDATE models SET fingerprint = '{not json'"
-             " WHERE digest = 'd-bad'; ALTER TABLE models DROP COLUMN fpbin; %s",
+             " WHERE digest = 'd-bad'; ALTER TABLE models DROP COLUMN fpbin;"
+             " ALTER TABLE model_paths DROP COLUMN file_ids; %s",
              json,
-             db_kind_of(c) == DB_PG ? "DELETE FROM provfs_schema WHERE version = 13"
+             db_kind_of(c) == DB_PG ? "DELETE FROM provfs_schema WHERE version >= 13"
                                     : "PRAGMA user_version = 12");
     CHECK(db_exec(c, sql) == 0);
     db_close(c);

@@ -139,7 +139,8 @@ static void to_schema_12(const char *name, uint8_t **bins, size_t *lens)
     sqlite3_finalize(upd);
     sqlite3_close(db);
     store_close(st);
-    db_exec(name, "ALTER TABLE models DROP COLUMN fpbin; PRAGMA user_version = 12");
+    db_exec(name, "ALTER TABLE models DROP COLUMN fpbin; ALTER TABLE model_paths DROP COLUMN file_ids;"
+                  " PRAGMA user_version = 12");
 }
 
 /* A store of schema 12 keeps its fingerprints as JSON: opening it converts each to the binary

@@ -322,7 +322,8 @@ static void test_store_parents(char *dir)
     CHECK(sqlite3_open(path, &db) == SQLITE_OK);
     CHECK(sqlite3_exec(db, "ALTER TABLE edges DROP COLUMN share;"
                            " ALTER TABLE edges DROP COLUMN rev_signals;"
-                           " ALTER TABLE models DROP COLUMN fpbin; PRAGMA user_version = 6;",
+                           " ALTER TABLE models DROP COLUMN fpbin;"
+                           " ALTER TABLE model_paths DROP COLUMN file_ids; PRAGMA user_version = 6;",
                        NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(db);
     char err[256];
@@ -484,23 +485,49 @@ static void test_queue(void)
     char sha[65];
     memset(sha, 'a', 64);
     sha[64] = '\0';
-    queue_known_put(t.q, "/dir2/g.gguf", 5, 7, sha);
-    queue_known_put(t.q, "/dir2/other", 5, 7, sha);
+    const queue_file_id id = {.size = 5, .ino = 42, .mtime_ns = 7, .ctime_ns = 9};
+    queue_known_put(t.q, "/dir2/g.gguf", &id, sha);
+    queue_known_put(t.q, "/dir2/other", &id, sha);
     /* a file's rename moves its hash and entry, and replaces the target's */
-    queue_known_put(t.q, "/dir2/.g.gguf.tmp", 5, 7, sha);
+    queue_known_put(t.q, "/dir2/.g.gguf.tmp", &id, sha);
     queue_rename(t.q, "/dir2/.g.gguf.tmp", "/dir2/g.gguf", false);
     char moved[65];
-    CHECK(queue_known_get(t.q, "/dir2/g.gguf", 5, 7, moved));
-    CHECK(!queue_known_get(t.q, "/dir2/.g.gguf.tmp", 5, 7, moved));
-    CHECK(queue_known_get(t.q, "/dir2/other", 5, 7, moved));
+    CHECK(queue_known_get(t.q, "/dir2/g.gguf", &id, moved));
+    CHECK(!queue_known_get(t.q, "/dir2/.g.gguf.tmp", &id, moved));
+    CHECK(queue_known_get(t.q, "/dir2/other", &id, moved));
+    /* a hash holds for that file only: another inode, size or mtime is not it; a ctime that
+     * moved counts only when strict */
+    queue_file_id other = id;
+    other.ino = 43;
+    CHECK(!queue_known_get(t.q, "/dir2/other", &other, moved));
+    other = id;
+    other.mtime_ns = 8;
+    CHECK(!queue_known_get(t.q, "/dir2/other", &other, moved));
+    other = id;
+    other.ctime_ns = 10;
+    CHECK(queue_known_get(t.q, "/dir2/other", &other, moved));
+    queue_known_set_strict(t.q, true);
+    CHECK(!queue_known_get(t.q, "/dir2/other", &other, moved));
+    CHECK(queue_known_get(t.q, "/dir2/other", &id, moved));
+    queue_known_set_strict(t.q, false);
+    /* a write open of the inode voids every hash kept for it, by whatever name; a later hash
+     * holds again */
+    queue_known_put(t.q, "/dir2/third", &(queue_file_id){.size = 5, .ino = 44}, sha);
+    queue_known_written(t.q, 42);
+    CHECK(!queue_known_get(t.q, "/dir2/other", &id, moved));
+    CHECK(!queue_known_get(t.q, "/dir2/g.gguf", &id, moved));
+    CHECK(queue_known_get(t.q, "/dir2/third", &(queue_file_id){.size = 5, .ino = 44}, moved));
+    queue_known_put(t.q, "/dir2/g.gguf", &id, sha);
+    queue_known_put(t.q, "/dir2/other", &id, sha);
+    CHECK(queue_known_get(t.q, "/dir2/other", &id, moved));
     queue_forget(t.q, "/dir2/g.gguf", false);
     char got[65];
     CHECK_INT(queue_get_state(t.q, "/dir2/g.gguf"), QUEUE_NONE);
-    CHECK(!queue_known_get(t.q, "/dir2/g.gguf", 5, 7, got));
-    CHECK(queue_known_get(t.q, "/dir2/other", 5, 7, got));
+    CHECK(!queue_known_get(t.q, "/dir2/g.gguf", &id, got));
+    CHECK(queue_known_get(t.q, "/dir2/other", &id, got));
     queue_forget(t.q, "/dir2", true);
     CHECK_INT(queue_get_state(t.q, "/dir2/m"), QUEUE_NONE);
-    CHECK(!queue_known_get(t.q, "/dir2/other", 5, 7, got));
+    CHECK(!queue_known_get(t.q, "/dir2/other", &id, got));
     CHECK(queue_wait_idle(t.q, 5000));
     queue_destroy(t.q);
 }
@@ -548,6 +575,81 @@ static void test_path_filter(char *dir)
     store_close(st);
 }
 
+/* Identities of a unit's files (store_ids.c): kept per path (two paths of one content have
+ * their own), names of any bytes, moved by a rename, followed only from the exact identity,
+ * none for a failed unit, unknown for a row of an older version. */
+static void test_file_ids(char *dir)
+{
+    fprintf(stderr, "-- file identities\n");
+    store_handle *st = open_fresh(dir, "ids.db");
+    if (!st)
+        return;
+    char odd[] = "we ird%\n\x01\xff.bin";
+    store_file files[2] = {
+        {.name = odd, .size = 10, .mtime_ns = 1, .ctime_ns = 2, .ino = 3},
+        {.name = "model.safetensors", .size = 100, .mtime_ns = 4, .ctime_ns = 5, .ino = 6}};
+    snprintf(files[0].sha256, 65, "%064d", 1);
+    snprintf(files[1].sha256, 65, "%064d", 2);
+    store_result res = {.digest = "d-ids", .format = "safetensors", .n_files = 2, .files = files};
+    res.fingerprint = tiny_fp(&res.fingerprint_len);
+    res.keys.hidden_size = res.keys.num_layers = res.keys.vocab_size = INT64_MIN;
+    int64_t id = 0, final_id = 0;
+    bool merged = false;
+    CHECK(store_begin(st, "/u", 1, 0, &id) == 0);
+    CHECK(store_finish_ready(st, "/u", id, &res, &final_id, &merged) == 0);
+    /* the same content at a second path, read from other inodes */
+    files[0].ino = 13;
+    files[1].ino = 16;
+    CHECK(store_begin(st, "/copy", 2, 0, &id) == 0);
+    CHECK(store_finish_ready(st, "/copy", id, &res, &final_id, &merged) == 0);
+    CHECK(merged);
+    store_file got = {0};
+    CHECK_INT(store_file_id(st, "/u", odd, &got), 0);
+    CHECK(got.ino == 3 && got.size == 10 && got.mtime_ns == 1 && got.ctime_ns == 2);
+    CHECK_INT(store_file_id(st, "/u", "model.safetensors", &got), 0);
+    CHECK(got.ino == 6 && got.size == 100 && got.mtime_ns == 4 && got.ctime_ns == 5);
+    CHECK_INT(store_file_id(st, "/copy", "model.safetensors", &got), 0);
+    CHECK(got.ino == 16);
+    CHECK_INT(store_file_id(st, "/u", "we ird%", &got), 1);
+    CHECK_INT(store_file_id(st, "/u", "config.json", &got), 1);
+    /* a follow from anything but the recorded identity changes nothing */
+    store_file was = {.ino = 6, .size = 100, .mtime_ns = 4, .ctime_ns = 99};
+    CHECK(store_file_follow(st, "/u", "model.safetensors", &was, 7, 8) == 0);
+    CHECK_INT(store_file_id(st, "/u", "model.safetensors", &got), 0);
+    CHECK(got.mtime_ns == 4 && got.ctime_ns == 5);
+    was.ctime_ns = 5;
+    CHECK(store_file_follow(st, "/u", "model.safetensors", &was, 7, 8) == 0);
+    CHECK_INT(store_file_id(st, "/u", "model.safetensors", &got), 0);
+    CHECK(got.ino == 6 && got.size == 100 && got.mtime_ns == 7 && got.ctime_ns == 8);
+    CHECK_INT(store_file_id(st, "/u", odd, &got), 0);
+    CHECK(got.ino == 3 && got.ctime_ns == 2);
+    CHECK_INT(store_file_id(st, "/copy", "model.safetensors", &got), 0);
+    CHECK(got.mtime_ns == 4 && got.ctime_ns == 5);
+    /* a rename moves them */
+    CHECK(store_rename(st, "/u", "/v") == 0);
+    CHECK_INT(store_file_id(st, "/v", "model.safetensors", &got), 0);
+    CHECK(got.ctime_ns == 8);
+    CHECK_INT(store_file_id(st, "/u", "model.safetensors", &got), 2);
+    /* a failed analysis records none */
+    CHECK(store_begin(st, "/v", 3, 0, &id) == 0);
+    CHECK(store_finish_error(st, id, "failed", "bad") == 0);
+    CHECK_INT(store_file_id(st, "/v", "model.safetensors", &got), 1);
+    store_close(st);
+    /* a row of an older version: unknown */
+    char path[512];
+    snprintf(path, sizeof path, "%s/ids.db", dir);
+    sqlite3 *db = NULL;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, "UPDATE model_paths SET file_ids = NULL WHERE path = '/copy'", NULL,
+                       NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    char err[256];
+    st = NULL;
+    CHECK_MSG(store_open(path, 0, &st, err, sizeof err) == 0, "%s", err);
+    CHECK(st && store_file_id(st, "/copy", "model.safetensors", &got) == 2);
+    store_close(st);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/provfs-test-store.XXXXXX";
@@ -559,6 +661,7 @@ int main(void)
     test_store_parents(dir);
     test_store_adapters(dir);
     test_path_filter(dir);
+    test_file_ids(dir);
     test_queue();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -95,6 +95,23 @@ def wait_approved(unit):
     return False
 '
 
+# overwrite_keep_mtime FILE NAME: as the user, writes stdin over the start of NAME (FILE itself
+# or another name of it), without truncating, then sets NAME's times back to FILE's before;
+# fails unless FILE's size and mtime are then as before.
+overwrite_keep_mtime() {
+    as_user "$UPY" -c '
+import os, sys
+f, name = sys.argv[1], sys.argv[2]
+new = sys.stdin.buffer.read()
+st = os.stat(f)
+w = os.open(name, os.O_WRONLY)
+os.pwrite(w, new, 0)
+os.close(w)
+os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns))
+assert os.stat(f).st_mtime_ns == st.st_mtime_ns and os.stat(f).st_size == st.st_size
+' "$1" "$2" || fail "overwrite of $2 as $TU"
+}
+
 # same_bytes A B: true when the two files hold the same bytes (read as root).
 same_bytes() {
     cmp -s "$1" "$2"
