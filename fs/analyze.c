@@ -1403,7 +1403,20 @@ static int name_cmp(const void *a, const void *b)
 }
 
 /* SHA-256 of one file's bytes (hex). */
-static int sha256_file(int dirfd, const char *name, volatile const int *cancel, char out[65])
+/* A ctime this close to now may be shared by a change still to come (timestamps are taken from
+ * a clock tick on many kernels and filesystems): such an identity is recorded as unknown (0),
+ * so the next open finds it changed and the unit is analysed again, by then quiet. */
+#define YOUNG_CTIME_NS (20 * 1000000LL)
+static int64_t settled_ctime(int64_t ctime_ns)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t n = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+    return n - ctime_ns < YOUNG_CTIME_NS ? 0 : ctime_ns;
+}
+
+static int sha256_file(int dirfd, const char *name, volatile const int *cancel, char out[65],
+                       store_file *id)
 {
     int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
@@ -1413,6 +1426,11 @@ static int sha256_file(int dirfd, const char *name, volatile const int *cancel, 
         close(fd);
         return -1;
     }
+    /* the file as it was before a byte was read (the gate compares it at every open) */
+    id->ino = (uint64_t)sb.st_ino;
+    id->size = (uint64_t)sb.st_size;
+    id->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+    id->ctime_ns = settled_ctime((int64_t)sb.st_ctim.tv_sec * 1000000000 + sb.st_ctim.tv_nsec);
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     size_t bufsize = 1u << 20;
     unsigned char *buf = malloc(bufsize);
@@ -1433,10 +1451,21 @@ static int sha256_file(int dirfd, const char *name, volatile const int *cancel, 
 }
 
 /* The digest of a unit the analyzer could not parse, the same way as the analyzer's: SHA-256
- * over the sorted "name\0sha256\n" list of its regular files (a GGUF unit: the file itself). */
-static int failed_unit_digest(const analyze_ctx *an, const char *abs, volatile const int *cancel,
-                              char out[65])
+ * over the sorted "name\0sha256\n" list of its regular files (a GGUF unit: the file itself).
+ * *ids: the identities of those files as read (names malloc'd; free with ids_free), for the
+ * gate: a failed unit may be approved by its digest. */
+static void ids_free(store_file *ids, size_t n)
 {
+    for (size_t i = 0; i < n; i++)
+        free(ids[i].name);
+    free(ids);
+}
+
+static int failed_unit_digest(const analyze_ctx *an, const char *abs, volatile const int *cancel,
+                              char out[65], store_file **ids, size_t *n_ids)
+{
+    *ids = NULL;
+    *n_ids = 0;
     struct stat sb;
     if (backing_stat(an, abs, &sb) != 0)
         return -1;
@@ -1479,11 +1508,12 @@ static int failed_unit_digest(const analyze_ctx *an, const char *abs, volatile c
             qsort(names, n, sizeof *names, name_cmp);
     }
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (dirfd >= 0 && n > 0 && md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1) {
+    store_file *fids = n ? calloc(n, sizeof *fids) : NULL;
+    if (dirfd >= 0 && n > 0 && fids && md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1) {
         ret = 0;
         for (size_t i = 0; i < n && ret == 0; i++) {
             char sha[65];
-            ret = sha256_file(dirfd, names[i], cancel, sha);
+            ret = sha256_file(dirfd, names[i], cancel, sha, &fids[i]);
             if (ret == 0 &&
                 (EVP_DigestUpdate(md, names[i], strlen(names[i]) + 1) != 1 ||
                  EVP_DigestUpdate(md, sha, 64) != 1 || EVP_DigestUpdate(md, "\n", 1) != 1))
@@ -1496,6 +1526,16 @@ static int failed_unit_digest(const analyze_ctx *an, const char *abs, volatile c
             snprintf(out + 2 * i, 3, "%02x", d[i]);
     }
     EVP_MD_CTX_free(md);
+    if (ret == 0) {
+        for (size_t i = 0; i < n; i++) {
+            fids[i].name = names[i];
+            names[i] = NULL;
+        }
+        *ids = fids;
+        *n_ids = n;
+        fids = NULL;
+    }
+    free(fids);
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
@@ -1620,6 +1660,17 @@ static int link_adapter(analyze_ctx *an, int64_t id, const pa_fingerprint *fp, c
 }
 
 /* ---------------------------------------------------------------- the job */
+
+static int given_cmp(const void *key, const void *elem)
+{
+    return strcmp(key, ((const pa_unit_file *)elem)->name);
+}
+
+static const pa_unit_file *given_named(const pa_unit_files *given, const char *name)
+{
+    return given->n ? bsearch(name, given->files, given->n, sizeof *given->files, given_cmp)
+                    : NULL;
+}
 
 /* Hashes the daemon took while the unit's files were written (queue_known_get), for the files
  * as the analysis opened them (name, size, mtime, inode and ctime of each fd). */
@@ -1875,16 +1926,22 @@ static void job_run(analyze_ctx *an, const queue_job *job)
         const char *st_name = status == PA_E_INCOMPLETE ? "incomplete" : "failed";
         /* The content digest even so, so an admin can approve (release) a failed unit. */
         char digest[65];
-        bool have_digest = failed_unit_digest(an, abs, job->cancel, digest) == 0;
+        store_file *ids = NULL;
+        size_t n_ids = 0;
+        bool have_digest = failed_unit_digest(an, abs, job->cancel, digest, &ids, &n_ids) == 0;
         pthread_mutex_lock(&an->lineage_lock);
         if (queue_current(an->q, job->path, job->gen)) {
             store_finish_error(an->st, id, st_name, msg);
             store_set_ref(an->st, id, NULL);
-            if (have_digest)
+            if (have_digest) {
                 store_set_digest(an->st, id, digest);
+                /* the files the digest covers, as read: an approval of it holds for them only */
+                store_ids_record(an->st, job->path, ids, n_ids);
+            }
             store_event(an->st, job->uid, job->pid, job->path, id, st_name, msg);
         }
         pthread_mutex_unlock(&an->lineage_lock);
+        ids_free(ids, n_ids);
         fprintf(stderr, "provfs: %s: %s: %s\n", job->path, st_name, msg);
         pa_unit_files_close(&given);
         free(abs);
@@ -1901,10 +1958,14 @@ static void job_run(analyze_ctx *an, const queue_job *job)
         /* a worker's fingerprint carries mtimes through JSON numbers: the daemon's own are exact
          * (worker_fingerprint checked that the names are the same, in the same order) */
         files[i].mtime_ns = given.n == n_files ? given.files[i].mtime_ns : f->mtime_ns;
-        /* the identity of the fd that was read, or none (the gate then counts it as changed) */
-        if (given.n == n_files && strcmp(given.files[i].name, f->name) == 0) {
-            files[i].ctime_ns = given.files[i].ctime_ns;
-            files[i].ino = given.files[i].ino;
+        /* the identity of the fd that was read (given is sorted by name), or none: the gate
+         * then counts it as changed */
+        const pa_unit_file *g = given.n == n_files && strcmp(given.files[i].name, f->name) == 0
+                                    ? &given.files[i]
+                                    : given_named(&given, f->name);
+        if (g) {
+            files[i].ctime_ns = settled_ctime(g->ctime_ns);
+            files[i].ino = g->ino;
         }
         snprintf(files[i].sha256, sizeof files[i].sha256, "%s", f->sha256);
     }

@@ -35,8 +35,10 @@ int gate_read_fd(fuse_req_t req, pf_fs *fs, const char *path, int fd, int flags,
         struct stat sb;
         if (fs->u.q && fstat(fd, &sb) == 0)
             queue_known_written(fs->u.q, (uint64_t)sb.st_ino); /* no hash kept holds for it */
-        bool marked = o.stale_file ? units_mark_file(&fs->u, who, o.stale_unit, false)
-                                   : units_mark_dir(&fs->u, who, o.stale_unit, false);
+        bool marked = o.stale_either ? units_mark_file(&fs->u, who, o.stale_unit, false) ||
+                                           units_mark_dir(&fs->u, who, o.stale_unit, false)
+                      : o.stale_file ? units_mark_file(&fs->u, who, o.stale_unit, false)
+                                     : units_mark_dir(&fs->u, who, o.stale_unit, false);
         rc = marked ? gate_check_open(fs->gate, path, fd, &o) : -1;
         if (rc == 0 && o.stale)
             rc = -1;
@@ -54,6 +56,11 @@ void policy_log(pf_fs *fs, const gate_open *log, const char *path, pf_caller who
 {
     if (log->applies)
         gate_log_open(fs->gate, log, path && path[0] ? path : "(unresolved)", who.uid, who.pid);
+}
+
+static int64_t ns_of(struct timespec ts)
+{
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* True when in's cached "nothing to do" still holds (no readlink of its path needed): same
@@ -79,6 +86,11 @@ static bool gate_cache_hit(pf_fs *fs, pf_inode *in, const struct stat *sb, gate_
 static void gate_cache_store(pf_fs *fs, pf_inode *in, const struct stat *sb, const char *path,
                              gate_stamp stamp, uint64_t epoch)
 {
+    /* a ctime taken this close to now may be shared by a change to come (clock ticks) */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (ns_of(now) - ns_of(sb->st_ctim) < 20 * 1000000LL)
+        return;
     char *copy = strdup(path);
     if (!copy)
         return;
@@ -155,11 +167,6 @@ int gate_move(fuse_req_t req, pf_fs *fs, pf_inode *dir, const char *name, pf_ino
 
 /* ---------------------------------------------------------------- files */
 
-static int64_t ns_of(struct timespec ts)
-{
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static bool follow_off(pf_fs *fs)
 {
     /* where users change BACKING behind every daemon, any ctime move is analysed; other
@@ -206,8 +213,9 @@ void follow_end(pf_fs *fs, pf_inode *in, int fd, const pf_follow *f)
 {
     struct stat now;
     char path[PATH_MAX];
-    if (!f->on || atomic_load(&in->writers) != 0 || atomic_load(&in->write_gen) != f->gen ||
-        fstatat(fd, "", &now, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0 ||
+    /* the file first, then that nothing could have written it by then */
+    if (!f->on || fstatat(fd, "", &now, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0 ||
+        atomic_load(&in->writers) != 0 || atomic_load(&in->write_gen) != f->gen ||
         inode_path(fs, in, path, sizeof path) != 0)
         return;
     follow_store(fs, f, &now, path);
@@ -254,11 +262,12 @@ static void handle_start_write(pf_fs *fs, pf_handle *h, pf_inode *in, int flags,
 {
     if ((flags & O_ACCMODE) == O_RDONLY || in->vdir)
         return;
-    if (fs->u.q)
-        queue_known_written(fs->u.q, (uint64_t)in->ino);
     h->in = in;
     bool alone = atomic_fetch_add(&in->writers, 1) == 0;
     h->write_gen = atomic_fetch_add(&in->write_gen, 1) + 1;
+    /* after write_gen moved: a hashing writer that found it unmoved took its clock before */
+    if (fs->u.q)
+        queue_known_written(fs->u.q, (uint64_t)in->ino);
     if (alone && fresh)
         h->wh = writehash_new();
 }
@@ -323,11 +332,13 @@ static void handle_passthrough(struct fuse_file_info *fi)
 
 /* Leaving a handle, in two steps around the reply: the inode is the kernel's to forget once the
  * release is replied, so the writer count is dropped first (true: this handle wrote alone). */
-static bool handle_leave(pf_handle *h)
+static bool handle_leave(pf_fs *fs, pf_handle *h)
 {
     if (h->vdata || !h->in)
         return false;
     atomic_fetch_sub(&h->in->writers, 1);
+    /* the kept hash's clock, before the check: a write open after it voids the hash */
+    h->known_clock = fs->u.q ? queue_known_clock(fs->u.q) : 0;
     return atomic_load(&h->in->write_gen) == h->write_gen;
 }
 
@@ -353,7 +364,7 @@ static void handle_finish(pf_fs *fs, pf_handle *h, pf_caller who, bool alone)
                                                  .ino = (uint64_t)sb.st_ino,
                                                  .mtime_ns = ns_of(sb.st_mtim),
                                                  .ctime_ns = ns_of(sb.st_ctim)},
-                                hex);
+                                hex, h->known_clock);
         }
         /* A handle that only created or truncated its file, where that found no unit to mark,
          * changed nothing a unit holds: no bytes since, and a file or directory that became a
@@ -377,7 +388,7 @@ static void handle_finish(pf_fs *fs, pf_handle *h, pf_caller who, bool alone)
 static void handle_unreplied(pf_fs *fs, pf_handle *h, pf_caller who)
 {
     pt_leave(fs, h->io_in, h->io);
-    handle_finish(fs, h, who, handle_leave(h));
+    handle_finish(fs, h, who, handle_leave(fs, h));
 }
 
 static int open_vfile(pf_fs *fs, pf_inode *vf, struct fuse_file_info *fi)
@@ -737,7 +748,7 @@ void pf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
      * truncates its own pages at an O_TRUNC open): its attributes stay cached. */
     bool wrote = written && atomic_load(&h->wrote);
     pt_leave(fs, h->io_in, h->io);
-    bool alone = handle_leave(h);
+    bool alone = handle_leave(fs, h);
     fuse_reply_err(req, 0);
     handle_finish(fs, h, who, alone);
     if (wrote)

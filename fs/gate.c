@@ -470,6 +470,70 @@ static int file_changed(gate *g, const char *unit, const char *name, int fd)
            ns_of(sb.st_ctim) != rec.ctime_ns || (uint64_t)sb.st_ino != rec.ino;
 }
 
+/* The units other than those around the held path whose analysis read the inode on fd (see
+ * gate_check_open): 1 with out->stale set when one of them is stale, 0 with out filled when one
+ * blocks (or nothing does), -1 on error or when too many units hold it to look at. */
+#define GATE_MAX_INODE_UNITS 64
+static int other_units(gate *g, const policy *p, int fd, gate_open *out, bool *settled)
+{
+    struct stat sb;
+    if (fstat(fd, &sb) != 0)
+        return -1;
+    if (!S_ISREG(sb.st_mode) || sb.st_nlink <= 1)
+        return 0;
+    char **paths = NULL;
+    size_t n = 0;
+    if (store_units_of_inode(g->st, (uint64_t)sb.st_ino, &paths, &n) != 0)
+        return -1;
+    int ret = n > GATE_MAX_INODE_UNITS ? -1 : 0;
+    for (size_t i = 0; ret == 0 && i < n; i++) {
+        gate_verdict v;
+        queue_state qs = QUEUE_NONE;
+        if (unit_cached(g, p, paths[i], &v, &qs) != 0) {
+            ret = -1;
+            break;
+        }
+        if (!v.unit)
+            continue;
+        *settled = *settled && qs == QUEUE_NONE;
+        store_file rec;
+        char name[NAME_MAX + 1] = "";
+        int rc = store_file_id_ino(g->st, paths[i], (uint64_t)sb.st_ino, &rec, name, sizeof name);
+        if (rc < 0) {
+            ret = -1;
+            break;
+        }
+        if (rc == 1)
+            continue; /* no longer a file of that unit (a row the next analysis replaces) */
+        if (qs == QUEUE_NONE && v.model_id > 0 &&
+            ((uint64_t)sb.st_size != rec.size || ns_of(sb.st_mtim) != rec.mtime_ns ||
+             ns_of(sb.st_ctim) != rec.ctime_ns)) {
+            out->stale = true;
+            out->stale_either = true;
+            snprintf(out->stale_unit, sizeof out->stale_unit, "%s", paths[i]);
+            ret = 1;
+            break;
+        }
+        const char *base = strrchr(paths[i], '/');
+        bool own = base && strcmp(base + 1, name) == 0; /* the file itself may be the unit */
+        if (!v.decision.allow && (own || policy_file_gated(name) || model_bytes(fd))) {
+            out->applies = true;
+            out->enforced = v.decision.enforced;
+            out->model_id = v.model_id;
+            out->rule = v.decision.rule;
+            out->decision = policy_event_decision(&v.decision);
+            /* (the reason names the unit: this file's path is another) */
+            int w = snprintf(out->reason, sizeof out->reason, "%s", paths[i]);
+            if (w >= 0 && (size_t)w < sizeof out->reason)
+                snprintf(out->reason + w, sizeof out->reason - (size_t)w, ": %.*s",
+                         (int)(sizeof out->reason - (size_t)w), v.decision.reason);
+            break;
+        }
+    }
+    store_paths_free(paths, n);
+    return ret;
+}
+
 int gate_check_open(gate *g, const char *path, int fd, gate_open *out)
 {
     memset(out, 0, sizeof *out);
@@ -533,6 +597,18 @@ int gate_check_open(gate *g, const char *path, int fd, gate_open *out)
             break;
         len = slash == unit ? 1 : (size_t)(slash - unit);
         unit[len] = '\0';
+    }
+    /* A file with other names is a file of every unit any of them is in, whichever name the
+     * daemon holds it by (a user chooses that one: the kernel forgets, a reopen by handle comes
+     * back by any alias): the units whose analysis read this inode decide too. */
+    if (ret == 0 && !out->applies && fd >= 0) {
+        int rc = other_units(g, p, fd, out, &settled);
+        if (rc < 0)
+            ret = -1;
+        else if (rc > 0) {
+            policy_unref(p);
+            return 0; /* stale */
+        }
     }
     out->cacheable = ret == 0 && !out->applies && settled;
 out:

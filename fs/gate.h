@@ -56,7 +56,7 @@ typedef struct gate_open {
      * mtime, ctime or inode differ: written through another hard link, or in BACKING): the
      * caller marks stale_unit (a file unit when stale_file) and asks again. Nothing else is
      * filled then. */
-    bool stale, stale_file;
+    bool stale, stale_file, stale_either; /* either: a file unit or a directory unit */
     char stale_unit[PATH_MAX];
 } gate_open;
 

@@ -85,6 +85,7 @@ typedef struct pf_handle {
     _Atomic int64_t mark_ms;
     pf_inode *in;       /* open for writing: its inode (kept by the kernel while open) */
     unsigned write_gen; /* in->write_gen when opened */
+    uint64_t known_clock; /* queue_known_clock at the release, for a kept hash */
     writehash *wh;      /* hash while writing (fs/writehash.h), NULL when not hashed */
     uint32_t uid;       /* who opened it: the writer named in the analysis's audit row */
     int32_t pid;

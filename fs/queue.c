@@ -262,7 +262,16 @@ void queue_known_written(queue *q, uint64_t ino)
     pthread_mutex_unlock(&q->lock);
 }
 
-void queue_known_put(queue *q, const char *path, const queue_file_id *id, const char sha256[65])
+uint64_t queue_known_clock(queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    uint64_t c = ++q->known_clock;
+    pthread_mutex_unlock(&q->lock);
+    return c;
+}
+
+void queue_known_put(queue *q, const char *path, const queue_file_id *id, const char sha256[65],
+                     uint64_t clock)
 {
     kentry *k = calloc(1, sizeof *k);
     if (!k || !(k->path = strdup(path))) {
@@ -287,7 +296,7 @@ void queue_known_put(queue *q, const char *path, const queue_file_id *id, const 
         known_drop_locked(q, known_is_old, &limit);
     }
     k->seq = q->known_seq++;
-    k->clock = ++q->known_clock;
+    k->clock = clock;
     size_t b = bucket_of(path);
     k->next = q->known[b];
     q->known[b] = k;

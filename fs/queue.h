@@ -67,7 +67,11 @@ typedef struct queue_file_id {
     uint64_t size, ino;
     int64_t mtime_ns, ctime_ns;
 } queue_file_id;
-void queue_known_put(queue *q, const char *path, const queue_file_id *id, const char sha256[65]);
+/* clock: queue_known_clock() taken before the writer's last check that it was the only one
+ * since its open: a write open after that point voids the hash. */
+void queue_known_put(queue *q, const char *path, const queue_file_id *id, const char sha256[65],
+                     uint64_t clock);
+uint64_t queue_known_clock(queue *q);
 /* True and out filled when path has a known hash for exactly that file, size and mtime (and
  * ctime when strict), with no write open of its inode since. */
 bool queue_known_get(queue *q, const char *path, const queue_file_id *id, char out[65]);

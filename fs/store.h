@@ -113,6 +113,18 @@ int store_file_sha(store_handle *st, int64_t id, const char *name, char out[65])
  * (not a file of the unit, or the unit failed); 2 when the unit's identities are unknown (stored
  * by an older version); -1 on error. */
 int store_file_id(store_handle *st, const char *unit_path, const char *name, store_file *out);
+/* The same by inode: the recorded identity of the file of the unit at unit_path whose inode was
+ * ino, its name in name (namelen bytes at most, NUL-terminated); 0, 1 when none (or none known),
+ * -1 on error. */
+int store_file_id_ino(store_handle *st, const char *unit_path, uint64_t ino, store_file *out,
+                      char *name, size_t namelen);
+/* The unit paths whose analysis read a file of inode ino (whatever names it has now): *paths
+ * malloc'd (store_paths_free), at most 65. 0, or -1 on error. */
+int store_units_of_inode(store_handle *st, uint64_t ino, char ***paths, size_t *n);
+void store_paths_free(char **paths, size_t n);
+/* Records the identities of files[] for path in a transaction of its own (a unit that failed
+ * after its files were opened). */
+int store_ids_record(store_handle *st, const char *path, const store_file *files, size_t n);
 /* A change of metadata only (mode, owner, times, a new link, a rename) made through the mount to
  * the file name of the unit at unit_path: its recorded identity follows to mtime_ns and ctime_ns,
  * but only where it still is exactly was (the file unchanged since its analysis). 0 (also when

@@ -30,6 +30,7 @@ static const struct {
     {"lsh_bands", "band_no, band_value, model_id", "iii"},
     {"tensor_hashes", "hash, model_id", "ii"},
     {"adapter_bases", "model_id, declared, tried_ns", "iti"},
+    {"file_inodes", "ino, path", "it"},
 };
 #define N_TABLES (sizeof tables / sizeof tables[0])
 

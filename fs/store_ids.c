@@ -7,6 +7,7 @@
 #include "store_int.h"
 
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,43 +55,78 @@ static char *encode(const store_file *files, size_t n)
     return buf;
 }
 
-/* The line of text for name: its numbers in out, the offsets of the line in *at and *end. 0, or
- * 1 when no line names it (or a line does not read). */
-static int find(const char *text, const char *name, store_file *out, size_t *at, size_t *end)
+/* Reads an unsigned decimal at *p (advanced past it and one space); false when none. */
+static bool read_u64(const char **p, const char *end, uint64_t *out)
 {
-    size_t nlen = strlen(name);
+    uint64_t v = 0;
+    const char *q = *p;
+    if (q >= end || *q < '0' || *q > '9')
+        return false;
+    while (q < end && *q >= '0' && *q <= '9') {
+        unsigned d = (unsigned)(*q - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+        q++;
+    }
+    if (q >= end || *q != ' ')
+        return false;
+    *p = q + 1;
+    *out = v;
+    return true;
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* The line for name (by_ino false) or for inode ino (by_ino true; its decoded name, at most
+ * namelen - 1 bytes, in name_out when not NULL): its numbers in out, the offsets of the line in
+ * *at and *end. 0, or 1 when no line matches (or the text does not read). One pass, no copy. */
+static int find(const char *text, const char *name, bool by_ino, uint64_t ino, store_file *out,
+                size_t *at, size_t *end, char *name_out, size_t namelen)
+{
+    size_t nlen = name ? strlen(name) : 0;
     for (const char *line = text; *line;) {
         const char *eol = strchr(line, '\n');
         if (!eol)
             return 1;
-        uint64_t ino, size;
-        int64_t mt, ct;
-        int used = 0;
-        if (sscanf(line, "%" SCNu64 " %" SCNu64 " %" SCNd64 " %" SCNd64 " %n", &ino, &size, &mt,
-                   &ct, &used) != 4 || used <= 0 || line + used > eol)
-            return 1;
-        /* compare the decoded name with name */
-        const char *p = line + used;
-        size_t k = 0;
+        const char *p = line;
+        uint64_t v[4];
+        for (int k = 0; k < 4; k++)
+            if (!read_u64(&p, eol, &v[k]))
+                return 1;
         bool same = true;
-        while (p < eol) {
-            unsigned int c = (unsigned char)*p;
+        size_t k = 0;
+        if (by_ino) {
+            same = v[0] == ino;
+        }
+        for (; p < eol && same; k++) {
+            int c = (unsigned char)*p;
             if (c == '%') {
-                if (eol - p < 3 || sscanf(p + 1, "%2X", &c) != 1)
+                int hi = eol - p >= 3 ? hexval(p[1]) : -1, lo = eol - p >= 3 ? hexval(p[2]) : -1;
+                if (hi < 0 || lo < 0)
                     return 1;
+                c = hi * 16 + lo;
                 p += 3;
             } else {
                 p++;
             }
-            if (k >= nlen || (unsigned char)name[k] != c)
+            if (by_ino) {
+                if (name_out && k + 1 < namelen)
+                    name_out[k] = (char)c;
+            } else if (k >= nlen || (unsigned char)name[k] != c) {
                 same = false;
-            k++;
+            }
         }
-        if (same && k == nlen) {
-            out->ino = ino;
-            out->size = size;
-            out->mtime_ns = mt;
-            out->ctime_ns = ct;
+        if (same && (by_ino || k == nlen)) {
+            if (by_ino && name_out && namelen)
+                name_out[k < namelen ? k : namelen - 1] = '\0';
+            out->ino = v[0];
+            out->size = v[1];
+            out->mtime_ns = (int64_t)v[2];
+            out->ctime_ns = (int64_t)v[3];
             *at = (size_t)(line - text);
             *end = (size_t)(eol + 1 - text);
             return 0;
@@ -115,7 +151,39 @@ int store_ids_set(store_handle *st, const char *path, const store_file *files, s
     char *text = encode(files, n);
     int ret = text ? set_text(st, path, text) : -1;
     free(text);
+    db_stmt *stmt = ret == 0 ? prep(st, st->wr, "DELETE FROM file_inodes WHERE path = ?1") : NULL;
+    if (ret == 0) {
+        ret = -1;
+        if (stmt) {
+            db_bind_text(stmt, 1, path);
+            ret = step_done(st, st->wr, stmt);
+        }
+    }
+    stmt = ret == 0 && n ? prep(st, st->wr,
+                                "INSERT INTO file_inodes (ino, path) VALUES (?1, ?2)"
+                                " ON CONFLICT DO NOTHING")
+                         : NULL;
+    if (ret == 0 && n && !stmt)
+        ret = -1;
+    for (size_t i = 0; stmt && ret == 0 && i < n; i++) {
+        db_bind_int64(stmt, 1, (int64_t)files[i].ino);
+        db_bind_text(stmt, 2, path);
+        if (db_step(stmt) != DB_DONE) {
+            store_log(st->wr, "file inodes");
+            ret = -1;
+        }
+        db_reset(stmt);
+    }
+    if (stmt)
+        done(st, stmt);
     return ret;
+}
+
+int store_ids_record(store_handle *st, const char *path, const store_file *files, size_t n)
+{
+    if (tx_begin(st) != 0)
+        return -1;
+    return tx_end(st, store_ids_set(st, path, files, n));
 }
 
 /* The file_ids of path on db (st->rd under read_lock, or st->wr in a transaction): 0 and *out
@@ -148,9 +216,76 @@ int store_file_id(store_handle *st, const char *unit_path, const char *name, sto
     if (rc != 0)
         return rc < 0 ? -1 : 2;
     size_t at, end;
-    rc = find(text, name, out, &at, &end);
+    rc = find(text, name, false, 0, out, &at, &end, NULL, 0);
     free(text);
     return rc;
+}
+
+int store_file_id_ino(store_handle *st, const char *unit_path, uint64_t ino, store_file *out,
+                      char *name, size_t namelen)
+{
+    char *text = NULL;
+    pthread_mutex_lock(&st->read_lock);
+    int rc = ids_of(st, st->rd, unit_path, &text);
+    pthread_mutex_unlock(&st->read_lock);
+    if (rc != 0)
+        return rc < 0 ? -1 : 1;
+    size_t at, end;
+    rc = find(text, NULL, true, ino, out, &at, &end, name, namelen);
+    free(text);
+    return rc;
+}
+
+int store_units_of_inode(store_handle *st, uint64_t ino, char ***paths, size_t *n)
+{
+    *paths = NULL;
+    *n = 0;
+    size_t cap = 0;
+    int ret = 0;
+    pthread_mutex_lock(&st->read_lock);
+    db_stmt *stmt = prep(st, st->rd, "SELECT path FROM file_inodes WHERE ino = ?1 LIMIT 65");
+    if (!stmt) {
+        pthread_mutex_unlock(&st->read_lock);
+        return -1;
+    }
+    db_bind_int64(stmt, 1, (int64_t)ino);
+    int rc;
+    while ((rc = db_step(stmt)) == DB_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 4;
+            char **grown = realloc(*paths, cap * sizeof *grown);
+            if (!grown) {
+                ret = -1;
+                break;
+            }
+            *paths = grown;
+        }
+        char *p = dup_col(stmt, 0);
+        if (!p) {
+            ret = -1;
+            break;
+        }
+        (*paths)[(*n)++] = p;
+    }
+    if (ret == 0 && rc != DB_DONE) {
+        store_log(st->rd, "file inodes");
+        ret = -1;
+    }
+    done(st, stmt);
+    pthread_mutex_unlock(&st->read_lock);
+    if (ret != 0) {
+        store_paths_free(*paths, *n);
+        *paths = NULL;
+        *n = 0;
+    }
+    return ret;
+}
+
+void store_paths_free(char **paths, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(paths[i]);
+    free(paths);
 }
 
 int store_file_follow(store_handle *st, const char *unit_path, const char *name,
@@ -162,7 +297,8 @@ int store_file_follow(store_handle *st, const char *unit_path, const char *name,
     int ret = ids_of(st, st->wr, unit_path, &text);
     store_file rec;
     size_t at, end;
-    if (ret == 0 && find(text, name, &rec, &at, &end) == 0 && rec.ino == was->ino &&
+    if (ret == 0 && find(text, name, false, 0, &rec, &at, &end, NULL, 0) == 0 &&
+        rec.ino == was->ino &&
         rec.size == was->size && rec.mtime_ns == was->mtime_ns && rec.ctime_ns == was->ctime_ns) {
         store_file moved = {.name = (char *)name, .ino = rec.ino, .size = rec.size,
                             .mtime_ns = mtime_ns, .ctime_ns = ctime_ns};

@@ -231,6 +231,11 @@ int store_finish_error(store_handle *st, int64_t model_id, const char *status, c
     if (ret == 0)
         ret = wr_exec_id(st, "UPDATE model_paths SET file_ids = '' WHERE model_id = ?1", model_id);
     if (ret == 0)
+        ret = wr_exec_id(st,
+                         "DELETE FROM file_inodes WHERE path IN"
+                         " (SELECT path FROM model_paths WHERE model_id = ?1)",
+                         model_id);
+    if (ret == 0)
         ret = wr_exec_id(st, "DELETE FROM lsh_bands WHERE model_id = ?1", model_id);
     if (ret == 0)
         ret = wr_exec_id(st, "DELETE FROM tensor_hashes WHERE model_id = ?1", model_id);

@@ -111,7 +111,10 @@ static const char *const pg_migrations[] = {
     /* 13: compact binary fingerprints */
     "ALTER TABLE models ADD COLUMN fpbin bytea;",
     /* 14: file identities, as in store_sqlite.c */
-    "ALTER TABLE model_paths ADD COLUMN file_ids TEXT;",
+    "ALTER TABLE model_paths ADD COLUMN file_ids TEXT;"
+    "CREATE TABLE file_inodes (ino BIGINT NOT NULL, path TEXT COLLATE \"C\" NOT NULL,"
+    "  PRIMARY KEY (ino, path));"
+    "CREATE INDEX file_inodes_path ON file_inodes(path);",
 };
 #define PG_BASE_VERSION 12
 _Static_assert(PG_BASE_VERSION + sizeof pg_migrations / sizeof *pg_migrations ==

@@ -149,7 +149,11 @@ static const char *const migrations[] = {
     /* 14: the identity of each file of the unit at this path as its analysis read it
      * (store_ids.c), compared by the gate at every open (fs/SECURITY.md: writes through another
      * hard link). NULL: unknown (rows of older versions: analysed again at their first open). */
-    "ALTER TABLE model_paths ADD COLUMN file_ids TEXT;",
+    "ALTER TABLE model_paths ADD COLUMN file_ids TEXT;"
+    /* the unit paths whose files include an inode, whatever names it has now */
+    "CREATE TABLE file_inodes (ino INTEGER NOT NULL, path TEXT NOT NULL,"
+    "  PRIMARY KEY (ino, path));"
+    "CREATE INDEX file_inodes_path ON file_inodes(path);",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 _Static_assert(N_MIGRATIONS == STORE_SCHEMA_VERSION, "one migration per schema version");

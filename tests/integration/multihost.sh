@@ -153,7 +153,7 @@ note "the server stopped: gated opens fail closed on both mounts, other files st
 stop_pg
 readable_within "$M/models/renamed" no
 readable_within "$M2/models/renamed" no
-as_user cat "$M/models/README.txt" >/dev/null || fail "a file that is no model, through A"
+out_=$(as_user cat "$M/models/README.txt" 2>&1 >/dev/null) || fail "a file that is no model, through A: $out_"
 as_user cat "$M2/models/README.txt" >/dev/null || fail "a file that is no model, through B"
 "$MKMODEL" create "$T/offline" --arch llama --seed 34 >/dev/null
 cp -r "$T/offline" "$M/models/offline" # written while the database is away

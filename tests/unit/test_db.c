@@ -219,7 +219,7 @@ static void store_upgrade(const char *target, const char *label)
     snprintf(sql, sizeof sql,
              "UPDATE models SET fingerprint = '%s'; UPDATE models SET fingerprint = '{not json'"
              " WHERE digest = 'd-bad'; ALTER TABLE models DROP COLUMN fpbin;"
-             " ALTER TABLE model_paths DROP COLUMN file_ids; %s",
+             " ALTER TABLE model_paths DROP COLUMN file_ids; DROP TABLE file_inodes; %s",
              json,
              db_kind_of(c) == DB_PG ? "DELETE FROM provfs_schema WHERE version >= 13"
                                     : "PRAGMA user_version = 12");

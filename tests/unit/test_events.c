@@ -182,6 +182,7 @@ static void test_migration(const char *dir)
            " ALTER TABLE events DROP COLUMN count;"
            " ALTER TABLE events DROP COLUMN last_ns; DROP TABLE settings;"
            " ALTER TABLE models DROP COLUMN fpbin; ALTER TABLE model_paths DROP COLUMN file_ids;"
+           " DROP TABLE file_inodes;"
            " INSERT INTO events (time_ns, uid, pid, path, model_id, kind, detail, rule, decision)"
            " VALUES (1700000000000000000, 1001, 9, '/old', 1, 'policy', 'r', 'rule', 'refused');"
            " PRAGMA user_version = 3;");

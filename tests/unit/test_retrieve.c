@@ -140,7 +140,7 @@ static void to_schema_12(const char *name, uint8_t **bins, size_t *lens)
     sqlite3_close(db);
     store_close(st);
     db_exec(name, "ALTER TABLE models DROP COLUMN fpbin; ALTER TABLE model_paths DROP COLUMN file_ids;"
-                  " PRAGMA user_version = 12");
+                  " DROP TABLE file_inodes; PRAGMA user_version = 12");
 }
 
 /* A store of schema 12 keeps its fingerprints as JSON: opening it converts each to the binary

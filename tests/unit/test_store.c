@@ -323,7 +323,8 @@ static void test_store_parents(char *dir)
     CHECK(sqlite3_exec(db, "ALTER TABLE edges DROP COLUMN share;"
                            " ALTER TABLE edges DROP COLUMN rev_signals;"
                            " ALTER TABLE models DROP COLUMN fpbin;"
-                           " ALTER TABLE model_paths DROP COLUMN file_ids; PRAGMA user_version = 6;",
+                           " ALTER TABLE model_paths DROP COLUMN file_ids; DROP TABLE file_inodes;"
+                           " PRAGMA user_version = 6;",
                        NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(db);
     char err[256];
@@ -486,10 +487,10 @@ static void test_queue(void)
     memset(sha, 'a', 64);
     sha[64] = '\0';
     const queue_file_id id = {.size = 5, .ino = 42, .mtime_ns = 7, .ctime_ns = 9};
-    queue_known_put(t.q, "/dir2/g.gguf", &id, sha);
-    queue_known_put(t.q, "/dir2/other", &id, sha);
+    queue_known_put(t.q, "/dir2/g.gguf", &id, sha, queue_known_clock(t.q));
+    queue_known_put(t.q, "/dir2/other", &id, sha, queue_known_clock(t.q));
     /* a file's rename moves its hash and entry, and replaces the target's */
-    queue_known_put(t.q, "/dir2/.g.gguf.tmp", &id, sha);
+    queue_known_put(t.q, "/dir2/.g.gguf.tmp", &id, sha, queue_known_clock(t.q));
     queue_rename(t.q, "/dir2/.g.gguf.tmp", "/dir2/g.gguf", false);
     char moved[65];
     CHECK(queue_known_get(t.q, "/dir2/g.gguf", &id, moved));
@@ -512,13 +513,20 @@ static void test_queue(void)
     queue_known_set_strict(t.q, false);
     /* a write open of the inode voids every hash kept for it, by whatever name; a later hash
      * holds again */
-    queue_known_put(t.q, "/dir2/third", &(queue_file_id){.size = 5, .ino = 44}, sha);
+    const queue_file_id third = {.size = 5, .ino = 44};
+    queue_known_put(t.q, "/dir2/third", &third, sha, queue_known_clock(t.q));
+    /* a clock the writer took before another write open: the hash it puts does not hold */
+    const queue_file_id late = {.size = 5, .ino = 45};
+    uint64_t early = queue_known_clock(t.q);
+    queue_known_written(t.q, 45);
+    queue_known_put(t.q, "/dir2/late", &late, sha, early);
+    CHECK(!queue_known_get(t.q, "/dir2/late", &late, moved));
     queue_known_written(t.q, 42);
     CHECK(!queue_known_get(t.q, "/dir2/other", &id, moved));
     CHECK(!queue_known_get(t.q, "/dir2/g.gguf", &id, moved));
-    CHECK(queue_known_get(t.q, "/dir2/third", &(queue_file_id){.size = 5, .ino = 44}, moved));
-    queue_known_put(t.q, "/dir2/g.gguf", &id, sha);
-    queue_known_put(t.q, "/dir2/other", &id, sha);
+    CHECK(queue_known_get(t.q, "/dir2/third", &third, moved));
+    queue_known_put(t.q, "/dir2/g.gguf", &id, sha, queue_known_clock(t.q));
+    queue_known_put(t.q, "/dir2/other", &id, sha, queue_known_clock(t.q));
     CHECK(queue_known_get(t.q, "/dir2/other", &id, moved));
     queue_forget(t.q, "/dir2/g.gguf", false);
     char got[65];
@@ -611,6 +619,18 @@ static void test_file_ids(char *dir)
     CHECK_INT(store_file_id(st, "/copy", "model.safetensors", &got), 0);
     CHECK(got.ino == 16);
     CHECK_INT(store_file_id(st, "/u", "we ird%", &got), 1);
+    /* by inode: the units that read it, and its name there */
+    char **paths = NULL;
+    size_t np = 0;
+    char nm[64];
+    CHECK(store_units_of_inode(st, 6, &paths, &np) == 0);
+    CHECK(np == 1 && strcmp(paths[0], "/u") == 0);
+    store_paths_free(paths, np);
+    CHECK_INT(store_file_id_ino(st, "/u", 3, &got, nm, sizeof nm), 0);
+    CHECK(got.size == 10 && strcmp(nm, odd) == 0);
+    CHECK_INT(store_file_id_ino(st, "/u", 16, &got, nm, sizeof nm), 1);
+    CHECK_INT(store_file_id_ino(st, "/copy", 16, &got, nm, sizeof nm), 0);
+    CHECK(strcmp(nm, "model.safetensors") == 0);
     CHECK_INT(store_file_id(st, "/u", "config.json", &got), 1);
     /* a follow from anything but the recorded identity changes nothing */
     store_file was = {.ino = 6, .size = 100, .mtime_ns = 4, .ctime_ns = 99};
@@ -630,23 +650,44 @@ static void test_file_ids(char *dir)
     CHECK_INT(store_file_id(st, "/v", "model.safetensors", &got), 0);
     CHECK(got.ctime_ns == 8);
     CHECK_INT(store_file_id(st, "/u", "model.safetensors", &got), 2);
+    CHECK(store_units_of_inode(st, 6, &paths, &np) == 0);
+    CHECK(np == 1 && strcmp(paths[0], "/v") == 0);
+    store_paths_free(paths, np);
     /* a failed analysis records none */
     CHECK(store_begin(st, "/v", 3, 0, &id) == 0);
     CHECK(store_finish_error(st, id, "failed", "bad") == 0);
     CHECK_INT(store_file_id(st, "/v", "model.safetensors", &got), 1);
+    CHECK(store_units_of_inode(st, 6, &paths, &np) == 0);
+    CHECK_INT(np, 0);
+    store_paths_free(paths, np);
+    /* ... unless its files were read for its digest: then those */
+    store_file read_for_digest = {.name = "model.safetensors", .ino = 6, .size = 100,
+                                  .mtime_ns = 9, .ctime_ns = 9};
+    CHECK(store_ids_record(st, "/v", &read_for_digest, 1) == 0);
+    CHECK_INT(store_file_id(st, "/v", "model.safetensors", &got), 0);
+    CHECK(got.mtime_ns == 9);
+    CHECK(store_units_of_inode(st, 6, &paths, &np) == 0);
+    CHECK_INT(np, 1);
+    store_paths_free(paths, np);
+    /* a removed path takes its rows along */
+    CHECK(store_remove_path(st, "/copy", false) == 0);
+    CHECK(store_units_of_inode(st, 16, &paths, &np) == 0);
+    CHECK_INT(np, 0);
+    store_paths_free(paths, np);
     store_close(st);
     /* a row of an older version: unknown */
     char path[512];
     snprintf(path, sizeof path, "%s/ids.db", dir);
     sqlite3 *db = NULL;
     CHECK(sqlite3_open(path, &db) == SQLITE_OK);
-    CHECK(sqlite3_exec(db, "UPDATE model_paths SET file_ids = NULL WHERE path = '/copy'", NULL,
+    CHECK(sqlite3_exec(db, "UPDATE model_paths SET file_ids = NULL WHERE path = '/v'", NULL,
                        NULL, NULL) == SQLITE_OK);
     sqlite3_close(db);
     char err[256];
     st = NULL;
     CHECK_MSG(store_open(path, 0, &st, err, sizeof err) == 0, "%s", err);
-    CHECK(st && store_file_id(st, "/copy", "model.safetensors", &got) == 2);
+    CHECK(st && store_file_id(st, "/v", "model.safetensors", &got) == 2);
+    CHECK(st && store_file_id_ino(st, "/v", 6, &got, nm, sizeof nm) == 1);
     store_close(st);
 }
 

@@ -112,6 +112,22 @@ assert os.stat(f).st_mtime_ns == st.st_mtime_ns and os.stat(f).st_size == st.st_
 ' "$1" "$2" || fail "overwrite of $2 as $TU"
 }
 
+# flood DIR: as the user, creates more new files in DIR than the daemon keeps inode fds open
+# (its --inode-fds budget, from the log): the inodes it held fds of are reopened by file handle
+# when next used, under whichever name the kernel finds first.
+FLOODS=0
+flood() {
+    local budget
+    budget=$(sed -n 's/.*inode fd budget \([0-9]*\).*/\1/p' "$LOG" | head -1)
+    FLOODS=$((FLOODS + 1))
+    as_user "$UPY" -c '
+import os, sys
+d, n, k = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+for i in range(n):
+    os.close(os.open("%s/f%d-%s" % (d, i, k), os.O_CREAT | os.O_WRONLY, 0o644))
+' "$1" "$((${budget:-65536} * 11 / 10 + 100))" "$FLOODS" || fail "flood"
+}
+
 # same_bytes A B: true when the two files hold the same bytes (read as root).
 same_bytes() {
     cmp -s "$1" "$2"

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# A blocked model's weights read through a name of their file that no unit holds. The daemon
+# holds an inode by one name, its O_PATH fd's; when the --inode-fds budget closed that fd, the
+# inode is reopened by file handle and comes back by whichever alias the kernel finds first: a
+# user who floods the mount with new files chooses it. The user makes a file under a neutral name
+# in the future unit's directory, hard-links it out while it holds no model bytes (no unit, so
+# the link is allowed), renames it within its directory to the weights' name, writes the
+# weights: the unit is analysed and blocked. After a flood the daemon holds the inode by the
+# link, which is in no unit. The units whose analysis read an inode decide every open of it,
+# whatever name the daemon holds (fs/README.md, "Policy enforcement"): both names stay refused.
+. "$(dirname "$0")/lib.sh"
+write_policy enforce true
+start_provfs
+mkdir -m 1777 "$M/up" "$M/lk" "$M/many"
+"$MKMODEL" create "$T/src" --arch llama --seed 171 >/dev/null
+
+note "a neutral file in the future unit's directory, linked out while it holds no model bytes"
+as_user mkdir "$M/up/b"
+as_user sh -c "echo notes >'$M/up/b/data'" || fail "create"
+as_user ln "$M/up/b/data" "$M/lk/notes" || fail "ln as $TU"
+sleep 1
+note "renamed within the directory, the weights written, the config added: a blocked unit"
+as_user mv "$M/up/b/data" "$M/up/b/model.safetensors" || fail "mv"
+as_user sh -c "cat '$T/src/model.safetensors' >'$M/up/b/model.safetensors'" || fail "write"
+as_user cp "$T/src/config.json" "$M/up/b/" || fail "cp"
+wait_status "$M/up/b" ready
+expect_eq "approval of /up/b" "$(xattr "$M/up/b" approval)" blocked
+refused "$M/up/b/model.safetensors"
+refused "$M/lk/notes"
+
+note "the user creates more new files than the daemon's fd budget"
+flood "$M/many"
+held=$(ls -l "/proc/$PROVFS_PID/fd" 2>/dev/null | grep -E "/up/b/model.safetensors|/lk/notes" | sed 's/.*-> //' | sort -u | tr '\n' ' ' || true) 
+note "the daemon holds the inode by: ${held:-(no fd open)}"
+out=$(as_user "$UPY" -c '
+import os, sys
+try:
+    data = open(sys.argv[1], "rb").read()
+    print("read, the blocked weights: %s" % (data == open(sys.argv[2], "rb").read()))
+except PermissionError:
+    print("refused")' "$M/up/b/model.safetensors" "$T/src/model.safetensors" 2>&1)
+held=$(ls -l "/proc/$PROVFS_PID/fd" 2>/dev/null | grep -E "/up/b/model.safetensors|/lk/notes" | sed 's/.*-> //' | sort -u | tr '\n' ' ' || true)
+note "the unit's name: $out; approval: $(xattr "$M/up/b" approval); the daemon held the inode by: $held"
+expect_eq "a read of the blocked weights by the unit's name" "$out" refused
+refused "$M/lk/notes"
+stop_provfs
