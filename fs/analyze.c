@@ -1403,16 +1403,11 @@ static int name_cmp(const void *a, const void *b)
 }
 
 /* SHA-256 of one file's bytes (hex). */
-/* A ctime this close to now may be shared by a change still to come (timestamps are taken from
- * a clock tick on many kernels and filesystems): such an identity is recorded as unknown (0),
- * so the next open finds it changed and the unit is analysed again, by then quiet. */
-#define YOUNG_CTIME_NS (20 * 1000000LL)
+/* A ctime too young to identify the file (store_ctime_young) is recorded as unknown (0): the
+ * next open finds the file changed and the unit is analysed again, by then quiet. */
 static int64_t settled_ctime(int64_t ctime_ns)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    int64_t n = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-    return n - ctime_ns < YOUNG_CTIME_NS ? 0 : ctime_ns;
+    return store_ctime_young(ctime_ns) ? 0 : ctime_ns;
 }
 
 static int sha256_file(int dirfd, const char *name, volatile const int *cancel, char out[65],
@@ -1429,8 +1424,8 @@ static int sha256_file(int dirfd, const char *name, volatile const int *cancel, 
     /* the file as it was before a byte was read (the gate compares it at every open) */
     id->ino = (uint64_t)sb.st_ino;
     id->size = (uint64_t)sb.st_size;
-    id->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
-    id->ctime_ns = settled_ctime((int64_t)sb.st_ctim.tv_sec * 1000000000 + sb.st_ctim.tv_nsec);
+    id->mtime_ns = store_ts_ns(sb.st_mtim);
+    id->ctime_ns = settled_ctime(store_ts_ns(sb.st_ctim));
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     size_t bufsize = 1u << 20;
     unsigned char *buf = malloc(bufsize);
@@ -1936,7 +1931,9 @@ static void job_run(analyze_ctx *an, const queue_job *job)
             if (have_digest) {
                 store_set_digest(an->st, id, digest);
                 /* the files the digest covers, as read: an approval of it holds for them only */
-                store_ids_record(an->st, job->path, ids, n_ids);
+                if (store_ids_record(an->st, job->path, ids, n_ids) != 0)
+                    fprintf(stderr, "provfs: %s: cannot record its files' identities\n",
+                            job->path);
             }
             store_event(an->st, job->uid, job->pid, job->path, id, st_name, msg);
         }

@@ -35,10 +35,8 @@ int gate_read_fd(fuse_req_t req, pf_fs *fs, const char *path, int fd, int flags,
         struct stat sb;
         if (fs->u.q && fstat(fd, &sb) == 0)
             queue_known_written(fs->u.q, (uint64_t)sb.st_ino); /* no hash kept holds for it */
-        bool marked = o.stale_either ? units_mark_file(&fs->u, who, o.stale_unit, false) ||
-                                           units_mark_dir(&fs->u, who, o.stale_unit, false)
-                      : o.stale_file ? units_mark_file(&fs->u, who, o.stale_unit, false)
-                                     : units_mark_dir(&fs->u, who, o.stale_unit, false);
+        bool marked = units_mark_file(&fs->u, who, o.stale_unit, false) ||
+                      units_mark_dir(&fs->u, who, o.stale_unit, false);
         rc = marked ? gate_check_open(fs->gate, path, fd, &o) : -1;
         if (rc == 0 && o.stale)
             rc = -1;
@@ -56,11 +54,6 @@ void policy_log(pf_fs *fs, const gate_open *log, const char *path, pf_caller who
 {
     if (log->applies)
         gate_log_open(fs->gate, log, path && path[0] ? path : "(unresolved)", who.uid, who.pid);
-}
-
-static int64_t ns_of(struct timespec ts)
-{
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* True when in's cached "nothing to do" still holds (no readlink of its path needed): same
@@ -86,11 +79,8 @@ static bool gate_cache_hit(pf_fs *fs, pf_inode *in, const struct stat *sb, gate_
 static void gate_cache_store(pf_fs *fs, pf_inode *in, const struct stat *sb, const char *path,
                              gate_stamp stamp, uint64_t epoch)
 {
-    /* a ctime taken this close to now may be shared by a change to come (clock ticks) */
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    if (ns_of(now) - ns_of(sb->st_ctim) < 20 * 1000000LL)
-        return;
+    if (store_ctime_young(store_ts_ns(sb->st_ctim)))
+        return; /* a change to come may share it */
     char *copy = strdup(path);
     if (!copy)
         return;
@@ -191,22 +181,23 @@ static void follow_store(pf_fs *fs, const pf_follow *f, const struct stat *now, 
 {
     if (now->st_ino != f->was.st_ino || now->st_dev != f->was.st_dev ||
         now->st_size != f->was.st_size || !S_ISREG(now->st_mode) ||
-        ns_of(now->st_ctim) == ns_of(f->was.st_ctim))
+        store_ts_ns(now->st_ctim) == store_ts_ns(f->was.st_ctim))
         return;
     store_file was = {.size = (uint64_t)f->was.st_size,
-                      .mtime_ns = ns_of(f->was.st_mtim),
-                      .ctime_ns = ns_of(f->was.st_ctim),
+                      .mtime_ns = store_ts_ns(f->was.st_mtim),
+                      .ctime_ns = store_ts_ns(f->was.st_ctim),
                       .ino = (uint64_t)f->was.st_ino};
     const char *base = strrchr(path, '/');
     const char *name = base ? base + 1 : path;
+    int64_t mtime = store_ts_ns(now->st_mtim), ctime = store_ts_ns(now->st_ctim);
     /* the file's own unit (GGUF, loose weights) and its directory's */
     if (units_store_knows(&fs->u, path))
-        store_file_follow(fs->u.st, path, name, &was, ns_of(now->st_mtim), ns_of(now->st_ctim));
+        store_file_follow(fs->u.st, path, name, &was, mtime, ctime);
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", path);
     units_split_path(dir);
     if (units_store_knows(&fs->u, dir))
-        store_file_follow(fs->u.st, dir, name, &was, ns_of(now->st_mtim), ns_of(now->st_ctim));
+        store_file_follow(fs->u.st, dir, name, &was, mtime, ctime);
 }
 
 void follow_end(pf_fs *fs, pf_inode *in, int fd, const pf_follow *f)
@@ -362,8 +353,8 @@ static void handle_finish(pf_fs *fs, pf_handle *h, pf_caller who, bool alone)
                 queue_known_put(fs->u.q, path,
                                 &(queue_file_id){.size = (uint64_t)sb.st_size,
                                                  .ino = (uint64_t)sb.st_ino,
-                                                 .mtime_ns = ns_of(sb.st_mtim),
-                                                 .ctime_ns = ns_of(sb.st_ctim)},
+                                                 .mtime_ns = store_ts_ns(sb.st_mtim),
+                                                 .ctime_ns = store_ts_ns(sb.st_ctim)},
                                 hex, h->known_clock);
         }
         /* A handle that only created or truncated its file, where that found no unit to mark,
@@ -520,7 +511,8 @@ void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
     /* A new file changes its unit even when nothing is written into it. */
     struct stat sb;
     handle_start_write(fs, h, (pf_inode *)(uintptr_t)e.ino, fi->flags,
-                       created || (fi->flags & O_TRUNC) || (fstat(fd, &sb) == 0 && sb.st_size == 0));
+                       created || (fi->flags & O_TRUNC) ||
+                           (fstat(fd, &sb) == 0 && sb.st_size == 0));
     if (created || (fi->flags & O_TRUNC))
         handle_changed(req, h, false);
     /* An existing file opened unchanged keeps its cached pages, as with open. */

@@ -449,41 +449,37 @@ static bool model_bytes(int fd)
     return pa_sniff_format(head, (size_t)n) != NULL;
 }
 
-static int64_t ns_of(struct timespec ts)
+/* True when sb is the file an analysis recorded as rec. */
+static bool same_file(const struct stat *sb, const store_file *rec)
 {
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return (uint64_t)sb->st_size == rec->size && store_ts_ns(sb->st_mtim) == rec->mtime_ns &&
+           store_ts_ns(sb->st_ctim) == rec->ctime_ns && (uint64_t)sb->st_ino == rec->ino;
 }
 
-/* 1 when the file on fd is not the name's file the last analysis of the unit at unit read (or
- * that analysis kept no identities: a row of an older version, which counts as changed); 0 when
- * it is, or name is no file of the unit's; -1 on error. */
-static int file_changed(gate *g, const char *unit, const char *name, int fd)
+/* 1 when sb is not the name's file the last analysis of the unit at unit read (or that analysis
+ * kept no identities: a row of an older version, which counts as changed); 0 when it is, or name
+ * is no file of the unit's; -1 on error. */
+static int file_changed(gate *g, const char *unit, const char *name, const struct stat *sb)
 {
     store_file rec;
     int rc = store_file_id(g->st, unit, name, &rec);
     if (rc < 0 || rc == 1)
         return rc < 0 ? -1 : 0;
-    struct stat sb;
-    if (rc == 2 || fstat(fd, &sb) != 0)
-        return 1;
-    return (uint64_t)sb.st_size != rec.size || ns_of(sb.st_mtim) != rec.mtime_ns ||
-           ns_of(sb.st_ctim) != rec.ctime_ns || (uint64_t)sb.st_ino != rec.ino;
+    return rc == 2 || !same_file(sb, &rec);
 }
 
 /* The units other than those around the held path whose analysis read the inode on fd (see
  * gate_check_open): 1 with out->stale set when one of them is stale, 0 with out filled when one
  * blocks (or nothing does), -1 on error or when too many units hold it to look at. */
 #define GATE_MAX_INODE_UNITS 64
-static int other_units(gate *g, const policy *p, int fd, gate_open *out, bool *settled)
+static int other_units(gate *g, const policy *p, int fd, const struct stat *sb, gate_open *out,
+                       bool *settled)
 {
-    struct stat sb;
-    if (fstat(fd, &sb) != 0)
-        return -1;
-    if (!S_ISREG(sb.st_mode) || sb.st_nlink <= 1)
+    if (!S_ISREG(sb->st_mode) || sb->st_nlink <= 1)
         return 0;
     char **paths = NULL;
     size_t n = 0;
-    if (store_units_of_inode(g->st, (uint64_t)sb.st_ino, &paths, &n) != 0)
+    if (store_units_of_inode(g->st, (uint64_t)sb->st_ino, &paths, &n) != 0)
         return -1;
     int ret = n > GATE_MAX_INODE_UNITS ? -1 : 0;
     for (size_t i = 0; ret == 0 && i < n; i++) {
@@ -498,18 +494,15 @@ static int other_units(gate *g, const policy *p, int fd, gate_open *out, bool *s
         *settled = *settled && qs == QUEUE_NONE;
         store_file rec;
         char name[NAME_MAX + 1] = "";
-        int rc = store_file_id_ino(g->st, paths[i], (uint64_t)sb.st_ino, &rec, name, sizeof name);
+        int rc = store_file_id_ino(g->st, paths[i], (uint64_t)sb->st_ino, &rec, name, sizeof name);
         if (rc < 0) {
             ret = -1;
             break;
         }
         if (rc == 1)
             continue; /* no longer a file of that unit (a row the next analysis replaces) */
-        if (qs == QUEUE_NONE && v.model_id > 0 &&
-            ((uint64_t)sb.st_size != rec.size || ns_of(sb.st_mtim) != rec.mtime_ns ||
-             ns_of(sb.st_ctim) != rec.ctime_ns)) {
+        if (qs == QUEUE_NONE && v.model_id > 0 && !same_file(sb, &rec)) {
             out->stale = true;
-            out->stale_either = true;
             snprintf(out->stale_unit, sizeof out->stale_unit, "%s", paths[i]);
             ret = 1;
             break;
@@ -546,6 +539,12 @@ int gate_check_open(gate *g, const char *path, int fd, gate_open *out)
     char unit[PATH_MAX];
     if (snprintf(unit, sizeof unit, "%s", path) >= (int)sizeof unit)
         goto out;
+    /* the file on fd, once for every comparison below (unknown: fails closed) */
+    struct stat sb;
+    if (fd >= 0 && fstat(fd, &sb) != 0) {
+        ret = -1;
+        goto out;
+    }
     /* Every enclosing unit counts: the file itself (a GGUF unit), its directory, and up. */
     size_t plen = strlen(path), len = plen;
     const char *base = strrchr(path, '/');
@@ -565,14 +564,13 @@ int gate_check_open(gate *g, const char *path, int fd, gate_open *out)
         /* A settled unit's answer holds for the bytes its analysis read: a file of it changed
          * unseen (through another name of the inode, or in BACKING) makes it pending first. */
         if (v.unit && v.model_id > 0 && qs == QUEUE_NONE && fd >= 0) {
-            int changed = file_changed(g, unit, name, fd);
+            int changed = file_changed(g, unit, name, &sb);
             if (changed != 0) {
                 if (changed < 0) {
                     ret = -1;
                     break;
                 }
                 out->stale = true;
-                out->stale_file = len == plen;
                 snprintf(out->stale_unit, sizeof out->stale_unit, "%s", unit);
                 policy_unref(p);
                 return 0;
@@ -602,7 +600,7 @@ int gate_check_open(gate *g, const char *path, int fd, gate_open *out)
      * daemon holds it by (a user chooses that one: the kernel forgets, a reopen by handle comes
      * back by any alias): the units whose analysis read this inode decide too. */
     if (ret == 0 && !out->applies && fd >= 0) {
-        int rc = other_units(g, p, fd, out, &settled);
+        int rc = other_units(g, p, fd, &sb, out, &settled);
         if (rc < 0)
             ret = -1;
         else if (rc > 0) {

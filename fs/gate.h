@@ -54,9 +54,9 @@ typedef struct gate_open {
     char reason[320];
     /* The file on fd is not the one the analysis of a settled enclosing unit read (its size,
      * mtime, ctime or inode differ: written through another hard link, or in BACKING): the
-     * caller marks stale_unit (a file unit when stale_file) and asks again. Nothing else is
-     * filled then. */
-    bool stale, stale_file, stale_either; /* either: a file unit or a directory unit */
+     * caller marks stale_unit (a file unit or a directory unit) and asks again. Nothing else
+     * is filled then. */
+    bool stale;
     char stale_unit[PATH_MAX];
 } gate_open;
 

@@ -250,11 +250,6 @@ void queue_known_set_strict(queue *q, bool strict)
     q->known_strict = strict;
 }
 
-bool queue_known_strict(queue *q)
-{
-    return q->known_strict;
-}
-
 void queue_known_written(queue *q, uint64_t ino)
 {
     pthread_mutex_lock(&q->lock);
@@ -311,7 +306,8 @@ bool queue_known_get(queue *q, const char *path, const queue_file_id *id, char o
     for (kentry *k = q->known[bucket_of(path)]; k; k = k->next) {
         if (strcmp(k->path, path) == 0) {
             found = k->id.size == id->size && k->id.mtime_ns == id->mtime_ns &&
-                    k->id.ino == id->ino && k->clock > q->known_written[id->ino % KNOWN_WRITTEN_SLOTS] &&
+                    k->id.ino == id->ino &&
+                    k->clock > q->known_written[id->ino % KNOWN_WRITTEN_SLOTS] &&
                     (!q->known_strict || k->id.ctime_ns == id->ctime_ns);
             if (found)
                 memcpy(out, k->sha256, 65);

@@ -80,7 +80,6 @@ void queue_known_written(queue *q, uint64_t ino);
 /* Where BACKING changes behind this daemon (users write it, or other hosts do), a known hash
  * must also match the file's ctime, which any later change moves. */
 void queue_known_set_strict(queue *q, bool strict);
-bool queue_known_strict(queue *q);
 
 /* Waits until nothing is pending or running, at most timeout_ms; true when idle. */
 bool queue_wait_idle(queue *q, int timeout_ms);

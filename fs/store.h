@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 typedef struct store_handle store_handle;
 struct pa_fingerprint;
@@ -48,6 +49,15 @@ typedef struct store_model {
     int64_t analyzed_at; /* unix seconds, 0 = never */
     int64_t created_ns;
 } store_model;
+
+/* A timestamp in nanoseconds. */
+static inline int64_t store_ts_ns(struct timespec ts)
+{
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+/* True when ctime is under 20 ms old: on kernels and filesystems whose timestamps come from a
+ * clock tick, a change still to come may share it, so it identifies nothing yet (store_ids.c). */
+bool store_ctime_young(int64_t ctime_ns);
 
 typedef struct store_file {
     char *name;

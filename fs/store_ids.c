@@ -12,6 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+bool store_ctime_young(int64_t ctime_ns)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return store_ts_ns(now) - ctime_ns < 20 * 1000000LL;
+}
+
 static bool plain(unsigned char c)
 {
     return c > 0x20 && c < 0x7f && c != '%';
@@ -146,36 +153,50 @@ static int set_text(store_handle *st, const char *path, const char *text)
     return step_done(st, st->wr, stmt);
 }
 
-int store_ids_set(store_handle *st, const char *path, const store_file *files, size_t n)
+int store_ids_index(store_handle *st, const char *path, const char *text)
 {
-    char *text = encode(files, n);
-    int ret = text ? set_text(st, path, text) : -1;
-    free(text);
-    db_stmt *stmt = ret == 0 ? prep(st, st->wr, "DELETE FROM file_inodes WHERE path = ?1") : NULL;
-    if (ret == 0) {
-        ret = -1;
-        if (stmt) {
-            db_bind_text(stmt, 1, path);
-            ret = step_done(st, st->wr, stmt);
+    db_stmt *stmt = prep(st, st->wr, "DELETE FROM file_inodes WHERE path = ?1");
+    if (!stmt)
+        return -1;
+    db_bind_text(stmt, 1, path);
+    if (step_done(st, st->wr, stmt) != 0)
+        return -1;
+    if (!text || !*text)
+        return 0;
+    stmt = prep(st, st->wr,
+                "INSERT INTO file_inodes (ino, path) VALUES (?1, ?2) ON CONFLICT DO NOTHING");
+    if (!stmt)
+        return -1;
+    int ret = 0;
+    /* each line begins with the inode number */
+    for (const char *line = text; ret == 0 && *line;) {
+        const char *eol = strchr(line, '\n');
+        const char *p = line;
+        uint64_t ino;
+        if (!eol || !read_u64(&p, eol, &ino)) {
+            ret = -1; /* never written so: the text is encode()'s */
+            break;
         }
-    }
-    stmt = ret == 0 && n ? prep(st, st->wr,
-                                "INSERT INTO file_inodes (ino, path) VALUES (?1, ?2)"
-                                " ON CONFLICT DO NOTHING")
-                         : NULL;
-    if (ret == 0 && n && !stmt)
-        ret = -1;
-    for (size_t i = 0; stmt && ret == 0 && i < n; i++) {
-        db_bind_int64(stmt, 1, (int64_t)files[i].ino);
+        db_bind_int64(stmt, 1, (int64_t)ino);
         db_bind_text(stmt, 2, path);
         if (db_step(stmt) != DB_DONE) {
             store_log(st->wr, "file inodes");
             ret = -1;
         }
         db_reset(stmt);
+        line = eol + 1;
     }
-    if (stmt)
-        done(st, stmt);
+    done(st, stmt);
+    return ret;
+}
+
+int store_ids_set(store_handle *st, const char *path, const store_file *files, size_t n)
+{
+    char *text = encode(files, n);
+    int ret = text ? set_text(st, path, text) : -1;
+    if (ret == 0)
+        ret = store_ids_index(st, path, text);
+    free(text);
     return ret;
 }
 

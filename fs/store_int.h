@@ -79,6 +79,8 @@ int tx_begin(store_handle *st);
 int tx_end(store_handle *st, int ret);
 /* store_ids.c: records the identities of files[] for path (in a transaction). */
 int store_ids_set(store_handle *st, const char *path, const store_file *files, size_t n);
+/* Rebuilds the file_inodes rows of path from its file_ids text (NULL: none; in a transaction). */
+int store_ids_index(store_handle *st, const char *path, const char *text);
 /* On a shared database, inside a write transaction just before COMMIT: tells the other daemons
  * (store_generation). 0, or -1. */
 int shared_bump(store_handle *st);

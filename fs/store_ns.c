@@ -116,90 +116,6 @@ static int delete_at(store_handle *st, const char *path, const subtree *s)
     return step_done(st, st->wr, stmt);
 }
 
-typedef struct moved_inode {
-    char *path; /* the new path */
-    int64_t ino;
-} moved_inode;
-
-/* file_inodes rows at or below from, with their new paths (as rows_to_move). */
-static int inodes_to_move(store_handle *st, const char *from, const subtree *s, const char *to,
-                          moved_inode **out, size_t *n)
-{
-    size_t count = 0, cap = 0, from_len = strlen(from), to_len = strlen(to);
-    moved_inode *rows = NULL;
-    int ret = 0;
-    *out = NULL;
-    *n = 0;
-    db_stmt *stmt = prep(st, st->wr, "SELECT path, ino FROM file_inodes WHERE " AT_OR_BELOW);
-    if (!stmt)
-        return -1;
-    bind_subtree(stmt, from, s);
-    int rc;
-    while ((rc = db_step(stmt)) == DB_ROW) {
-        const char *old = db_col_text(stmt, 0);
-        size_t old_len = (size_t)db_col_bytes(stmt, 0);
-        if (!old || old_len < from_len || memcmp(old, from, from_len) != 0) {
-            ret = -1;
-            break;
-        }
-        if (count == cap) {
-            cap = cap ? cap * 2 : 8;
-            moved_inode *grown = realloc(rows, cap * sizeof *rows);
-            if (!grown) {
-                ret = -1;
-                break;
-            }
-            rows = grown;
-        }
-        char *np = malloc(to_len + old_len - from_len + 1);
-        if (!np) {
-            ret = -1;
-            break;
-        }
-        memcpy(np, to, to_len);
-        memcpy(np + to_len, old + from_len, old_len - from_len);
-        np[to_len + old_len - from_len] = '\0';
-        rows[count++] = (moved_inode){np, db_col_int64(stmt, 1)};
-    }
-    if (ret == 0 && rc != DB_DONE) {
-        store_log(st->wr, "rename");
-        ret = -1;
-    }
-    done(st, stmt);
-    if (ret != 0) {
-        for (size_t i = 0; i < count; i++)
-            free(rows[i].path);
-        free(rows);
-        return -1;
-    }
-    *out = rows;
-    *n = count;
-    return 0;
-}
-
-static int insert_inodes(store_handle *st, const moved_inode *rows, size_t n)
-{
-    if (n == 0)
-        return 0;
-    db_stmt *stmt = prep(st, st->wr,
-                         "INSERT INTO file_inodes (ino, path) VALUES (?1, ?2)"
-                         " ON CONFLICT DO NOTHING");
-    if (!stmt)
-        return -1;
-    int ret = 0;
-    for (size_t i = 0; ret == 0 && i < n; i++) {
-        db_bind_int64(stmt, 1, rows[i].ino);
-        db_bind_text(stmt, 2, rows[i].path);
-        if (db_step(stmt) != DB_DONE) {
-            store_log(st->wr, "rename");
-            ret = -1;
-        }
-        db_reset(stmt);
-    }
-    done(st, stmt);
-    return ret;
-}
-
 static int drop_orphans(store_handle *st, const int64_t *ids, size_t n)
 {
     int ret = 0;
@@ -314,8 +230,7 @@ int store_rename(store_handle *st, const char *from, const char *to)
         return -1;
     }
     moved_row *rows = NULL;
-    moved_inode *inodes = NULL;
-    size_t n_rows = 0, n_ids = 0, n_inodes = 0;
+    size_t n_rows = 0, n_ids = 0;
     int64_t *ids = NULL;
     db_stmt *stmt = NULL;
     int ret = -1;
@@ -324,8 +239,6 @@ int store_rename(store_handle *st, const char *from, const char *to)
     /* Take the moving rows out, drop whatever was stored at the target (rename over an existing
      * name replaces it), put the rows back under their new paths. */
     ret = rows_to_move(st, from, &sf, to, &rows, &n_rows);
-    if (ret == 0)
-        ret = inodes_to_move(st, from, &sf, to, &inodes, &n_inodes);
     if (ret == 0)
         ret = delete_at(st, from, &sf);
     if (ret == 0)
@@ -354,15 +267,13 @@ int store_rename(store_handle *st, const char *from, const char *to)
         db_reset(stmt);
     }
     done(st, stmt);
-    if (ret == 0)
-        ret = insert_inodes(st, inodes, n_inodes);
+    /* the inode index of the moved rows, from their identities (delete_at dropped the old) */
+    for (size_t i = 0; ret == 0 && i < n_rows; i++)
+        ret = store_ids_index(st, rows[i].path, rows[i].file_ids);
     if (ret == 0)
         ret = drop_orphans(st, ids, n_ids);
     ret = tx_end(st, ret);
 out_free:
-    for (size_t i = 0; i < n_inodes; i++)
-        free(inodes[i].path);
-    free(inodes);
     for (size_t i = 0; i < n_rows; i++) {
         free(rows[i].path);
         free(rows[i].file_ids);

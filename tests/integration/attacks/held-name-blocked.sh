@@ -32,13 +32,7 @@ note "the user creates more new files than the daemon's fd budget"
 flood "$M/many"
 held=$(ls -l "/proc/$PROVFS_PID/fd" 2>/dev/null | grep -E "/up/b/model.safetensors|/lk/notes" | sed 's/.*-> //' | sort -u | tr '\n' ' ' || true) 
 note "the daemon holds the inode by: ${held:-(no fd open)}"
-out=$(as_user "$UPY" -c '
-import os, sys
-try:
-    data = open(sys.argv[1], "rb").read()
-    print("read, the blocked weights: %s" % (data == open(sys.argv[2], "rb").read()))
-except PermissionError:
-    print("refused")' "$M/up/b/model.safetensors" "$T/src/model.safetensors" 2>&1)
+out=$(read_as_user "$M/up/b/model.safetensors" "$T/src/model.safetensors")
 held=$(ls -l "/proc/$PROVFS_PID/fd" 2>/dev/null | grep -E "/up/b/model.safetensors|/lk/notes" | sed 's/.*-> //' | sort -u | tr '\n' ' ' || true)
 note "the unit's name: $out; approval: $(xattr "$M/up/b" approval); the daemon held the inode by: $held"
 expect_eq "a read of the blocked weights by the unit's name" "$out" refused

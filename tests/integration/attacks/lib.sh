@@ -128,6 +128,18 @@ for i in range(n):
 ' "$1" "$((${budget:-65536} * 11 / 10 + 100))" "$FLOODS" || fail "flood"
 }
 
+# read_as_user FILE BYTES: the user opens and reads FILE; prints "refused" (EACCES), or
+# "read, those bytes: True" when it read the bytes of BYTES (read as root), else "...: False".
+read_as_user() {
+    as_user "$UPY" -c '
+import sys
+try:
+    data = open(sys.argv[1], "rb").read()
+    print("read, those bytes: %s" % (data == sys.stdin.buffer.read()))
+except PermissionError:
+    print("refused")' "$1" <"$2" 2>&1
+}
+
 # same_bytes A B: true when the two files hold the same bytes (read as root).
 same_bytes() {
     cmp -s "$1" "$2"
