@@ -300,6 +300,7 @@ void handle_changed(fuse_req_t req, pf_handle *h, bool bytes)
     pf_fs *fs = fs_of(req);
     if (bytes && !atomic_load(&h->wrote))
         atomic_store(&h->wrote, 1);
+    atomic_store(&h->dirty, 1);
     bool first = !atomic_exchange(&h->written, 1);
     if (first)
         cache_changed(fs, h->in);
@@ -359,8 +360,10 @@ static void handle_finish(pf_fs *fs, pf_handle *h, pf_caller who, bool alone)
         }
         /* A handle that only created or truncated its file, where that found no unit to mark,
          * changed nothing a unit holds: no bytes since, and a file or directory that became a
-         * unit meanwhile was marked by the change that made it one. */
-        if (atomic_load(&h->written) && (atomic_load(&h->wrote) || atomic_load(&h->marked))) {
+         * unit meanwhile was marked by the change that made it one. A handle the last close
+         * marked (pf_flush) and unchanged since is not marked again. */
+        if (atomic_load(&h->written) && (atomic_load(&h->wrote) || atomic_load(&h->marked)) &&
+            atomic_load(&h->dirty)) {
             if (have_path < 0)
                 have_path = fd_path(fs, h->fd, path, sizeof path) == 0;
             if (have_path) {
@@ -690,6 +693,7 @@ void pf_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf, of
     /* Marked before the bytes land: an open meanwhile finds the unit pending. */
     handle_changed(req, h, true);
     ssize_t res = fuse_buf_copy(&out, in_buf, 0);
+    atomic_store(&h->dirty, 1); /* and after: see handle_closed */
     if (res < 0) {
         fuse_reply_err(req, (int)-res);
         writehash_invalidate(h->wh);
@@ -713,6 +717,30 @@ void pf_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf, of
         writehash_update(wh, (uint64_t)off, data, (size_t)res);
 }
 
+/* A close of a handle that changed a unit's file marks the unit before close() returns (the
+ * release comes later, unordered with what the closer does next): whoever waits for the unit
+ * to be ready after the close sees it pending until the analysis of what was written. Only
+ * handles whose first change found a unit; the release marks the rest, and again any handle
+ * changed since this mark (dirty is set before and after every change, so a change racing
+ * this mark is either seen by the analysis it schedules or marks again at the release). */
+static void handle_closed(pf_fs *fs, pf_handle *h)
+{
+    if (!h->in || !fs->u.q || !atomic_load(&h->marked) || !atomic_load(&h->written) ||
+        !atomic_exchange(&h->dirty, 0))
+        return;
+    atomic_store(&h->mark_started, queue_started(fs->u.q));
+    atomic_store(&h->mark_ms, mono_now_ms());
+    char path[PATH_MAX];
+    if (fd_path(fs, h->fd, path, sizeof path) != 0) {
+        atomic_store(&h->dirty, 1); /* the release tries again */
+        return;
+    }
+    pf_caller who = {.uid = h->uid, .pid = h->pid};
+    units_mark_file(&fs->u, who, path, false);
+    units_split_path(path);
+    units_mark_dir(&fs->u, who, path, false);
+}
+
 void pf_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)ino;
@@ -723,6 +751,7 @@ void pf_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         int dupfd = dup(h->fd);
         if (dupfd < 0 || close(dupfd) != 0)
             err = errno;
+        handle_closed(fs_of(req), h);
     }
     fuse_reply_err(req, err);
 }
@@ -767,6 +796,8 @@ void pf_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
         handle_changed(req, h, true); /* before the change: an open meanwhile finds it pending */
     if (!err && fallocate(h->fd, mode, offset, length) != 0)
         err = errno;
+    if (!h->vdata)
+        atomic_store(&h->dirty, 1); /* and after: see handle_closed */
     if (!err)
         writehash_invalidate(h->wh);
     fuse_reply_err(req, err == ENOSYS ? EOPNOTSUPP : err);
@@ -800,6 +831,7 @@ void pf_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
     }
     handle_changed(req, out, true); /* before the change: an open meanwhile finds it pending */
     ssize_t n = copy_file_range(in->fd, &off_in, out->fd, &off_out, len, (unsigned)flags);
+    atomic_store(&out->dirty, 1); /* and after: see handle_closed */
     if (n < 0) {
         fuse_reply_err(req, errno == ENOSYS ? EXDEV : errno);
         return;

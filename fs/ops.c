@@ -108,7 +108,10 @@ static void pf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
             handle_changed(req, h, true);
         else
             units_mark_file_fd(&fs->u, caller_of(req), fd, true);
-        if ((h ? ftruncate(h->fd, attr->st_size) : truncate(proc, attr->st_size)) != 0)
+        int r = h ? ftruncate(h->fd, attr->st_size) : truncate(proc, attr->st_size);
+        if (h)
+            atomic_store(&h->dirty, 1); /* and after: see handle_closed (file.c) */
+        if (r != 0)
             goto out_errno;
         if (h) {
             writehash_invalidate(h->wh);

@@ -79,6 +79,7 @@ typedef struct pf_handle {
     atomic_int written; /* changed through this handle, creating or truncating it included */
     atomic_int wrote;   /* bytes written, truncated or copied after the open */
     atomic_bool marked; /* the first change found a unit to mark (or could not tell) */
+    atomic_int dirty;   /* changed since the last close's mark (set before and after each change) */
     /* when it marked last: the queue's count of analyses begun (queue_started) and the time;
      * a change after an analysis began marks again (handle_changed) */
     _Atomic uint64_t mark_started;

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# A close marks the unit: once close() of a written file returns, the unit is pending until the
+# analysis of what was written, even while another process still holds the file open (the
+# kernel's release comes only when the last holder closes, later and unordered). That holder's
+# release, with nothing written since, does not make the unit pending again: a status read as
+# ready after the close stays ready, with its parent.
+. "$(dirname "$0")/lib.sh"
+need_mkmodel
+S=$T/src
+mkdir -p "$S"
+"$MKMODEL" create "$S/base" --arch llama --seed 61 >/dev/null
+"$MKMODEL" derive "$S/base" "$S/ft" --kind finetune --seed 62 >/dev/null
+"$MKMODEL" derive "$S/base" "$S/q8" --kind quant-int8 --seed 63 >/dev/null
+start_provfs
+cp -r "$S/base" "$M/base"
+cp -r "$S/ft" "$M/m"
+wait_status "$M/base" ready
+wait_status "$M/m" ready
+expect_eq "m parent" "$(xattr "$M/m" parent)" /base
+
+# The weights of q8 written over m's; a child inherits the fd and keeps it HOLD seconds after
+# the writer's close returned.
+HOLD=6
+python3 - "$S/q8/model.safetensors" "$M/m/model.safetensors" "$HOLD" "$T/closed" <<'EOF' &
+import os, sys, time
+src, dst, hold, closed = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+data = open(src, "rb").read()
+fd = os.open(dst, os.O_WRONLY | os.O_TRUNC)
+os.write(fd, data)
+if os.fork() == 0:
+    time.sleep(hold)  # holds the inherited fd, writes nothing
+    os._exit(0)
+os.close(fd)
+open(closed, "w").close()
+os.wait()
+EOF
+holder=$!
+for _ in $(seq 100); do [ -e "$T/closed" ] && break; sleep 0.05; done
+[ -e "$T/closed" ] || fail "the writer did not close"
+s=$(xattr "$M/m" status)
+case "$s" in pending|analyzing) ;; *) fail "status right after the close: '$s', expected pending" ;; esac
+
+# ready while the child still holds the fd (the analysis follows the close, not the last holder)
+wait_status "$M/m" ready $((HOLD - 2))
+kill -0 "$holder" 2>/dev/null || fail "the holder exited before the unit was ready"
+expect_eq "m parent after the close" "$(xattr "$M/m" parent)" /base
+want=$(sha256sum "$S/q8/model.safetensors" | cut -d' ' -f1)
+expect_eq "m digest is of the new weights" "$(xattr "$M/m/model.safetensors" sha256)" "$want"
+
+# the holder's release changes nothing: the status stays ready through it
+wait "$holder" || fail "the writer failed"
+for _ in $(seq 30); do
+    s=$(xattr "$M/m" status)
+    [ "$s" = ready ] || fail "status after the holder's release: '$s', expected ready"
+    sleep 0.05
+done
+
+# A holder that writes after the close marks again: its release analyses the new bytes.
+python3 - "$S/ft/model.safetensors" "$M/m/model.safetensors" "$T/closed2" <<'EOF' &
+import os, sys, time
+src, dst, closed = sys.argv[1], sys.argv[2], sys.argv[3]
+data = open(src, "rb").read()
+fd = os.open(dst, os.O_WRONLY)
+if os.fork() == 0:
+    time.sleep(1.5)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, data, 0)
+    os._exit(0)
+os.close(fd)
+open(closed, "w").close()
+os.wait()
+EOF
+holder=$!
+for _ in $(seq 100); do [ -e "$T/closed2" ] && break; sleep 0.05; done
+wait "$holder" || fail "the second writer failed"
+wait_status "$M/m" ready
+want=$(sha256sum "$S/ft/model.safetensors" | cut -d' ' -f1)
+expect_eq "m digest after the holder wrote" "$(xattr "$M/m/model.safetensors" sha256)" "$want"
+expect_eq "m parent after the holder wrote" "$(xattr "$M/m" parent)" /base
+
+cd /
+stop_provfs
+echo "PASS close"
