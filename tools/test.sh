@@ -104,8 +104,9 @@ if [ "${SKIP_INTEGRATION:-0}" != 1 ]; then
 fi
 
 stamp "unit tests under ASan+UBSan"
+# -O2 (debugoptimized) as the fuzz build: the sanitizers check the same, at about twice the speed
 [ -d build-asan ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false \
-    -Dbuildtype=debug >/dev/null
+    -Dbuildtype=debugoptimized -Dtest_mkmodel="$root/build/tools/mkmodel" >/dev/null
 ninja -C build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     meson test -C build-asan --suite unit --print-errorlogs --num-processes "$jobs"
