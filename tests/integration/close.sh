@@ -18,37 +18,49 @@ wait_status "$M/base" ready
 wait_status "$M/m" ready
 expect_eq "m parent" "$(xattr "$M/m" parent)" /base
 
-# The weights of q8 written over m's; a child inherits the fd and keeps it HOLD seconds after
-# the writer's close returned.
-HOLD=6
-python3 - "$S/q8/model.safetensors" "$M/m/model.safetensors" "$HOLD" "$T/closed" <<'EOF' &
+# holder.py SRC DST FLAG HOLD LATE: DST opened for writing; unless LATE, SRC's bytes written over
+# it at once; a forked child inherits the fd and holds it HOLD seconds (with LATE, then truncates
+# it and writes SRC's bytes through it); the parent closes its fd, touches FLAG and waits.
+cat >"$T/holder.py" <<'EOF'
 import os, sys, time
-src, dst, hold, closed = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+src, dst, flag, hold, late = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5] == "1"
 data = open(src, "rb").read()
-fd = os.open(dst, os.O_WRONLY | os.O_TRUNC)
-os.write(fd, data)
+fd = os.open(dst, os.O_WRONLY | (0 if late else os.O_TRUNC))
+if not late:
+    os.write(fd, data)
 if os.fork() == 0:
-    time.sleep(hold)  # holds the inherited fd, writes nothing
+    time.sleep(hold)
+    if late:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
     os._exit(0)
 os.close(fd)
-open(closed, "w").close()
+open(flag, "w").close()
 os.wait()
 EOF
-holder=$!
-for _ in $(seq 100); do [ -e "$T/closed" ] && break; sleep 0.05; done
-[ -e "$T/closed" ] || fail "the writer did not close"
+# holder SRC FLAG HOLD LATE: holder.py over m's weights in the background; waits for the close.
+holder() {
+    python3 "$T/holder.py" "$1" "$M/m/model.safetensors" "$2" "$3" "$4" &
+    holder_pid=$!
+    for _ in $(seq 100); do [ -e "$2" ] && return 0; sleep 0.05; done
+    fail "the writer did not close"
+}
+
+# The weights of q8 written over m's; the child holds the fd HOLD seconds after the close.
+HOLD=6
+holder "$S/q8/model.safetensors" "$T/closed" "$HOLD" 0
 s=$(xattr "$M/m" status)
 case "$s" in pending|analyzing) ;; *) fail "status right after the close: '$s', expected pending" ;; esac
 
 # ready while the child still holds the fd (the analysis follows the close, not the last holder)
 wait_status "$M/m" ready $((HOLD - 2))
-kill -0 "$holder" 2>/dev/null || fail "the holder exited before the unit was ready"
+kill -0 "$holder_pid" 2>/dev/null || fail "the holder exited before the unit was ready"
 expect_eq "m parent after the close" "$(xattr "$M/m" parent)" /base
 want=$(sha256sum "$S/q8/model.safetensors" | cut -d' ' -f1)
 expect_eq "m digest is of the new weights" "$(xattr "$M/m/model.safetensors" sha256)" "$want"
 
 # the holder's release changes nothing: the status stays ready through it
-wait "$holder" || fail "the writer failed"
+wait "$holder_pid" || fail "the writer failed"
 for _ in $(seq 30); do
     s=$(xattr "$M/m" status)
     [ "$s" = ready ] || fail "status after the holder's release: '$s', expected ready"
@@ -56,23 +68,8 @@ for _ in $(seq 30); do
 done
 
 # A holder that writes after the close marks again: its release analyses the new bytes.
-python3 - "$S/ft/model.safetensors" "$M/m/model.safetensors" "$T/closed2" <<'EOF' &
-import os, sys, time
-src, dst, closed = sys.argv[1], sys.argv[2], sys.argv[3]
-data = open(src, "rb").read()
-fd = os.open(dst, os.O_WRONLY)
-if os.fork() == 0:
-    time.sleep(1.5)
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, data, 0)
-    os._exit(0)
-os.close(fd)
-open(closed, "w").close()
-os.wait()
-EOF
-holder=$!
-for _ in $(seq 100); do [ -e "$T/closed2" ] && break; sleep 0.05; done
-wait "$holder" || fail "the second writer failed"
+holder "$S/ft/model.safetensors" "$T/closed2" 1.5 1
+wait "$holder_pid" || fail "the second writer failed"
 wait_status "$M/m" ready
 want=$(sha256sum "$S/ft/model.safetensors" | cut -d' ' -f1)
 expect_eq "m digest after the holder wrote" "$(xattr "$M/m/model.safetensors" sha256)" "$want"
