@@ -50,7 +50,17 @@ note "writer rounds: $(cat "$T"/writer* | tr '\n' ' ')"
 
 for i in 1 2 3 4; do
     wait_status "$M/w$i" ready 120
-    expect_eq "w$i parent" "$(xattr "$M/w$i" parent)" /base
+    got=$(xattr "$M/w$i" parent)
+    if [ "$got" != /base ]; then
+        # what the unit and its model looked like, for the failure's report
+        echo "w$i: status now '$(xattr "$M/w$i" status)', id '$(xattr "$M/w$i" id)'" >&2
+        DB "SELECT p.path, m.id, m.status, m.digest FROM model_paths p JOIN models m
+            ON m.id = p.model_id ORDER BY p.path" >&2 || true
+        DB "SELECT e.parent_id, e.child_id, e.verdict, e.is_parent, e.rank,
+            (SELECT count(*) FROM model_paths q WHERE q.model_id = e.parent_id)
+            FROM edges e ORDER BY e.child_id" >&2 || true
+    fi
+    expect_eq "w$i parent" "$got" /base
     want=$(python3 -c "
 import hashlib, os
 d = '$M/w$i'
