@@ -371,6 +371,7 @@ static void handle_finish(pf_fs *fs, pf_handle *h, pf_caller who, bool alone)
                 units_split_path(path);
                 units_mark_dir(&fs->u, who, path, false);
             }
+            units_mark_inode(&fs->u, who, h->fd, false, have_path);
         }
         close(h->fd);
     }
@@ -730,15 +731,7 @@ static void handle_closed(pf_fs *fs, pf_handle *h)
         return;
     atomic_store(&h->mark_started, queue_started(fs->u.q));
     atomic_store(&h->mark_ms, mono_now_ms());
-    char path[PATH_MAX];
-    if (fd_path(fs, h->fd, path, sizeof path) != 0) {
-        atomic_store(&h->dirty, 1); /* the release tries again */
-        return;
-    }
-    pf_caller who = {.uid = h->uid, .pid = h->pid};
-    units_mark_file(&fs->u, who, path, false);
-    units_split_path(path);
-    units_mark_dir(&fs->u, who, path, false);
+    units_mark_file_fd(&fs->u, (pf_caller){.uid = h->uid, .pid = h->pid}, h->fd, false);
 }
 
 void pf_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

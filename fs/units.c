@@ -113,15 +113,34 @@ bool units_mark_file(const units *u, pf_caller who, const char *path, bool openi
     return true;
 }
 
+bool units_mark_inode(const units *u, pf_caller who, int fd, bool opening, bool named)
+{
+    struct stat sb;
+    if (!u->q || !u->st || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
+        (named && sb.st_nlink <= 1))
+        return false;
+    char **paths = NULL;
+    size_t n = 0;
+    if (store_units_of_inode(u->st, (uint64_t)sb.st_ino, &paths, &n) != 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        queue_note(u, paths[i], who, opening);
+    store_paths_free(paths, n);
+    return n > 0;
+}
+
 bool units_mark_file_fd(const units *u, pf_caller who, int fd, bool opening)
 {
     char path[PATH_MAX];
-    if (units_fd_path(u, fd, path, sizeof path) != 0)
+    if (units_fd_path(u, fd, path, sizeof path) != 0) {
+        units_mark_inode(u, who, fd, opening, false);
         return true; /* unknown: as if marked (the release checks again) */
+    }
     bool file = units_mark_file(u, who, path, opening);
     units_split_path(path);
     bool dir = units_mark_dir(u, who, path, opening);
-    return file || dir;
+    bool others = units_mark_inode(u, who, fd, opening, true);
+    return file || dir || others;
 }
 
 /* ---------------------------------------------------------------- names that go or move */

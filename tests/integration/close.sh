@@ -3,7 +3,8 @@
 # analysis of what was written, even while another process still holds the file open (the
 # kernel's release comes only when the last holder closes, later and unordered). That holder's
 # release, with nothing written since, does not make the unit pending again: a status read as
-# ready after the close stays ready, with its parent.
+# ready after the close stays ready, with its parent. A change through another hard link of a
+# unit's file, or through one unlinked while open, marks that unit too.
 . "$(dirname "$0")/lib.sh"
 need_mkmodel
 S=$T/src
@@ -74,6 +75,31 @@ wait_status "$M/m" ready
 want=$(sha256sum "$S/ft/model.safetensors" | cut -d' ' -f1)
 expect_eq "m digest after the holder wrote" "$(xattr "$M/m/model.safetensors" sha256)" "$want"
 expect_eq "m parent after the holder wrote" "$(xattr "$M/m" parent)" /base
+
+# A change through another hard link of a unit's file marks the unit, at once, through a name
+# outside every unit and through one unlinked while open (the store's inode index names it).
+# The kernel forgets the inode first, so the daemon meets it again by the link's name.
+for how in link unlinked; do
+    ln "$M/m/model.safetensors" "$M/lk"
+    sync
+    echo 2 >/proc/sys/vm/drop_caches
+    stat "$M/lk" >/dev/null
+    python3 - "$M/lk" "$how" <<'EOF'
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY)
+if sys.argv[2] == "unlinked":
+    os.unlink(sys.argv[1])
+os.pwrite(fd, b"\x01", os.fstat(fd).st_size - 1)
+os.close(fd)
+EOF
+    s=$(xattr "$M/m" status)
+    case "$s" in pending|analyzing) ;; *) fail "$how: m's status after the write: '$s'" ;; esac
+    wait_status "$M/m" ready
+    want=$(sha256sum "$B/m/model.safetensors" | cut -d' ' -f1)
+    expect_eq "$how: m digest is of the changed weights" \
+        "$(xattr "$M/m/model.safetensors" sha256)" "$want"
+    rm -f "$M/lk"
+done
 
 cd /
 stop_provfs
