@@ -300,7 +300,7 @@ void handle_changed(fuse_req_t req, pf_handle *h, bool bytes)
     pf_fs *fs = fs_of(req);
     if (bytes && !atomic_load(&h->wrote))
         atomic_store(&h->wrote, 1);
-    atomic_store(&h->dirty, 1);
+    atomic_fetch_add(&h->changes, 1);
     bool first = !atomic_exchange(&h->written, 1);
     if (first)
         cache_changed(fs, h->in);
@@ -320,6 +320,19 @@ static void handle_passthrough(struct fuse_file_info *fi)
 {
     fi->keep_cache = 0;
     fi->direct_io = 0;
+}
+
+void handle_changed_after(pf_handle *h)
+{
+    atomic_fetch_add(&h->changes, 1);
+}
+
+/* Is a mark due when the handle goes: it changed the file (bytes, or a create or truncate that
+ * found a unit) and some change is not covered by a close's mark. */
+static bool handle_unmarked(pf_handle *h)
+{
+    return atomic_load(&h->written) && (atomic_load(&h->wrote) || atomic_load(&h->marked)) &&
+           atomic_load(&h->changes) != atomic_load(&h->closed_at);
 }
 
 /* Leaving a handle, in two steps around the reply: the inode is the kernel's to forget once the
@@ -362,8 +375,7 @@ static void handle_finish(pf_fs *fs, pf_handle *h, pf_caller who, bool alone)
          * changed nothing a unit holds: no bytes since, and a file or directory that became a
          * unit meanwhile was marked by the change that made it one. A handle the last close
          * marked (pf_flush) and unchanged since is not marked again. */
-        if (atomic_load(&h->written) && (atomic_load(&h->wrote) || atomic_load(&h->marked)) &&
-            atomic_load(&h->dirty)) {
+        if (handle_unmarked(h)) {
             if (have_path < 0)
                 have_path = fd_path(fs, h->fd, path, sizeof path) == 0;
             if (have_path) {
@@ -694,7 +706,7 @@ void pf_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf, of
     /* Marked before the bytes land: an open meanwhile finds the unit pending. */
     handle_changed(req, h, true);
     ssize_t res = fuse_buf_copy(&out, in_buf, 0);
-    atomic_store(&h->dirty, 1); /* and after: see handle_closed */
+    handle_changed_after(h);
     if (res < 0) {
         fuse_reply_err(req, (int)-res);
         writehash_invalidate(h->wh);
@@ -722,16 +734,23 @@ void pf_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf, of
  * release comes later, unordered with what the closer does next): whoever waits for the unit
  * to be ready after the close sees it pending until the analysis of what was written. Only
  * handles whose first change found a unit; the release marks the rest, and again any handle
- * changed since this mark (dirty is set before and after every change, so a change racing
- * this mark is either seen by the analysis it schedules or marks again at the release). */
+ * changed since this mark. A change counts before and after itself: one racing this mark
+ * either landed before the count was read (the analysis the mark schedules reads it) or counts
+ * after it (the release marks). Two closes at once both mark. The time of the last change's
+ * mark (remark_due) is left as it was: a change soon after the close marks on the spot once an
+ * analysis began. */
 static void handle_closed(pf_fs *fs, pf_handle *h)
 {
-    if (!h->in || !fs->u.q || !atomic_load(&h->marked) || !atomic_load(&h->written) ||
-        !atomic_exchange(&h->dirty, 0))
+    if (!h->in || !fs->u.q || !atomic_load(&h->marked) || !atomic_load(&h->written))
         return;
-    atomic_store(&h->mark_started, queue_started(fs->u.q));
-    atomic_store(&h->mark_ms, mono_now_ms());
+    unsigned seen = atomic_load(&h->changes);
+    if (seen == atomic_load(&h->closed_at))
+        return;
     units_mark_file_fd(&fs->u, (pf_caller){.uid = h->uid, .pid = h->pid}, h->fd, false);
+    unsigned prev = atomic_load(&h->closed_at);
+    /* the latest count marked (another close may have marked a later one meanwhile) */
+    while ((int)(seen - prev) > 0 && !atomic_compare_exchange_weak(&h->closed_at, &prev, seen))
+        ;
 }
 
 void pf_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -763,6 +782,10 @@ void pf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     bool wrote = written && atomic_load(&h->wrote);
     pt_leave(fs, h->io_in, h->io);
     bool alone = handle_leave(fs, h);
+    /* Marked before the reply too: finishing the write hash may wait (handle_finish marks
+     * again once the hash is kept, for the analysis to find it), and the last holder is gone. */
+    if (!h->vdata && handle_unmarked(h))
+        units_mark_file_fd(&fs->u, who, h->fd, false);
     fuse_reply_err(req, 0);
     handle_finish(fs, h, who, alone);
     if (wrote)
@@ -790,7 +813,7 @@ void pf_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
     if (!err && fallocate(h->fd, mode, offset, length) != 0)
         err = errno;
     if (!h->vdata)
-        atomic_store(&h->dirty, 1); /* and after: see handle_closed */
+        handle_changed_after(h);
     if (!err)
         writehash_invalidate(h->wh);
     fuse_reply_err(req, err == ENOSYS ? EOPNOTSUPP : err);
@@ -824,7 +847,7 @@ void pf_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
     }
     handle_changed(req, out, true); /* before the change: an open meanwhile finds it pending */
     ssize_t n = copy_file_range(in->fd, &off_in, out->fd, &off_out, len, (unsigned)flags);
-    atomic_store(&out->dirty, 1); /* and after: see handle_closed */
+    handle_changed_after(out);
     if (n < 0) {
         fuse_reply_err(req, errno == ENOSYS ? EXDEV : errno);
         return;

@@ -110,7 +110,7 @@ static void pf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
             units_mark_file_fd(&fs->u, caller_of(req), fd, true);
         int r = h ? ftruncate(h->fd, attr->st_size) : truncate(proc, attr->st_size);
         if (h)
-            atomic_store(&h->dirty, 1); /* and after: see handle_closed (file.c) */
+            handle_changed_after(h);
         if (r != 0)
             goto out_errno;
         if (h) {

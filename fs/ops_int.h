@@ -79,7 +79,10 @@ typedef struct pf_handle {
     atomic_int written; /* changed through this handle, creating or truncating it included */
     atomic_int wrote;   /* bytes written, truncated or copied after the open */
     atomic_bool marked; /* the first change found a unit to mark (or could not tell) */
-    atomic_int dirty;   /* changed since the last close's mark (set before and after each change) */
+    /* changes counts every change, once before it and once after; closed_at is its value when
+     * the last close marked the unit (handle_closed): they differ while a change is unmarked */
+    atomic_uint changes;
+    atomic_uint closed_at;
     /* when it marked last: the queue's count of analyses begun (queue_started) and the time;
      * a change after an analysis began marks again (handle_changed) */
     _Atomic uint64_t mark_started;
@@ -289,6 +292,8 @@ int gate_move(fuse_req_t req, pf_fs *fs, pf_inode *dir, const char *name, pf_ino
               pf_inode *newdir, gate_open *log, char *from, size_t fromlen);
 /* The first change through a handle makes the file's unit pending at once (file.c). */
 void handle_changed(fuse_req_t req, pf_handle *h, bool bytes);
+/* After the change handle_changed announced (see handle_closed in file.c). */
+void handle_changed_after(pf_handle *h);
 void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                struct fuse_file_info *fi);
 void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
