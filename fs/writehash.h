@@ -10,7 +10,8 @@
  * own, never held while hashing. Hashing runs after the write's reply at the lowest CPU priority
  * (nice 19, this thread only), so it uses CPU the write path leaves idle; a file whose hashing
  * falls WRITEHASH_MAX_BEHIND writes behind is given up (the analyzer hashes it later) instead of
- * slowing its writer down.
+ * slowing its writer down, and so is one whose writer goes faster than WRITEHASH_MAX_RATE over a
+ * window (a local copy): hashing beside it costs it throughput whatever the priority.
  */
 #ifndef PROVFS_WRITEHASH_H
 #define PROVFS_WRITEHASH_H

@@ -140,8 +140,9 @@ for fs in native provfs passthrough_ll; do
     for _ in $(seq "$runs"); do
         rm -f "$d/big"
         drop
-        # a model's bytes (a safetensors header length, then '{'): hashed while written, and
-        # read by passthrough, as a model is
+        # a model's bytes (a safetensors header length, then '{'): read by passthrough, as a
+        # model is; hashed while written for its first 64 MiB only (dd is faster than a
+        # download: fs/README.md, "Hash while writing")
         t0=$(now)
         { printf '\x10\0\0\0\0\0\0\0{'; head -c $((size_mib * 1048576 - 9)) /dev/zero; } |
             dd of="$d/big" bs=1M iflag=fullblock conv=fsync status=none
