@@ -347,23 +347,23 @@ static bool handle_leave(pf_fs *fs, pf_handle *h)
     return atomic_load(&h->in->write_gen) == h->write_gen;
 }
 
-static void handle_finish(pf_fs *fs, pf_handle *h, pf_caller who, bool alone)
+/* marked: the release marked the unit already (before its reply) */
+static void handle_finish(pf_fs *fs, pf_handle *h, pf_caller who, bool alone, bool marked)
 {
     if (h->vdata) {
         free(h->vdata);
     } else {
-        /* The path, resolved once for the hash and the marks (units_mark_file_fd's work). */
-        char path[PATH_MAX];
-        int have_path = -1; /* not resolved yet */
+        bool kept = false;
         if (h->in) {
             struct stat sb;
-            char hex[65];
-            /* Recorded before the mark, so the analysis finds it. */
+            char hex[65], path[PATH_MAX];
             /* (an empty file's hash saves the analysis nothing) */
-            if (writehash_finish(h->wh, fstat(h->fd, &sb) == 0 ? (uint64_t)sb.st_size : UINT64_MAX,
-                                 hex) &&
-                sb.st_size > 0 && alone && fs->u.q &&
-                (have_path = fd_path(fs, h->fd, path, sizeof path) == 0))
+            kept = writehash_finish(h->wh, fstat(h->fd, &sb) == 0 ? (uint64_t)sb.st_size
+                                                                  : UINT64_MAX,
+                                    hex) &&
+                   sb.st_size > 0 && alone && fs->u.q &&
+                   fd_path(fs, h->fd, path, sizeof path) == 0;
+            if (kept)
                 queue_known_put(fs->u.q, path,
                                 &(queue_file_id){.size = (uint64_t)sb.st_size,
                                                  .ino = (uint64_t)sb.st_ino,
@@ -374,17 +374,11 @@ static void handle_finish(pf_fs *fs, pf_handle *h, pf_caller who, bool alone)
         /* A handle that only created or truncated its file, where that found no unit to mark,
          * changed nothing a unit holds: no bytes since, and a file or directory that became a
          * unit meanwhile was marked by the change that made it one. A handle the last close
-         * marked (pf_flush) and unchanged since is not marked again. */
-        if (handle_unmarked(h)) {
-            if (have_path < 0)
-                have_path = fd_path(fs, h->fd, path, sizeof path) == 0;
-            if (have_path) {
-                units_mark_file(&fs->u, who, path, false);
-                units_split_path(path);
-                units_mark_dir(&fs->u, who, path, false);
-            }
-            units_mark_inode(&fs->u, who, h->fd, false, have_path);
-        }
+         * marked (pf_flush) and unchanged since is not marked again. Marked here when the
+         * release did not, or again once a hash is kept: the analysis is due a quiet period
+         * after this mark and finds the hash. */
+        if (handle_unmarked(h) && (!marked || kept))
+            units_mark_file_fd(&fs->u, who, h->fd, false);
         close(h->fd);
     }
     free(h);
@@ -395,7 +389,7 @@ static void handle_finish(pf_fs *fs, pf_handle *h, pf_caller who, bool alone)
 static void handle_unreplied(pf_fs *fs, pf_handle *h, pf_caller who)
 {
     pt_leave(fs, h->io_in, h->io);
-    handle_finish(fs, h, who, handle_leave(fs, h));
+    handle_finish(fs, h, who, handle_leave(fs, h), false);
 }
 
 static int open_vfile(pf_fs *fs, pf_inode *vf, struct fuse_file_info *fi)
@@ -782,12 +776,13 @@ void pf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     bool wrote = written && atomic_load(&h->wrote);
     pt_leave(fs, h->io_in, h->io);
     bool alone = handle_leave(fs, h);
-    /* Marked before the reply too: finishing the write hash may wait (handle_finish marks
-     * again once the hash is kept, for the analysis to find it), and the last holder is gone. */
-    if (!h->vdata && handle_unmarked(h))
+    /* Marked before the reply: finishing the write hash may wait, and the last holder is
+     * gone (handle_finish marks again only once a hash is kept). */
+    bool marked = !h->vdata && handle_unmarked(h);
+    if (marked)
         units_mark_file_fd(&fs->u, who, h->fd, false);
     fuse_reply_err(req, 0);
-    handle_finish(fs, h, who, alone);
+    handle_finish(fs, h, who, alone, marked);
     if (wrote)
         cache_notify(fs, ino);
 }

@@ -113,7 +113,11 @@ bool units_mark_file(const units *u, pf_caller who, const char *path, bool openi
     return true;
 }
 
-bool units_mark_inode(const units *u, pf_caller who, int fd, bool opening, bool named)
+/* The file open on fd changed: every unit whose last analysis read its inode (the store's
+ * index), when the daemon cannot name the file (unlinked while open: named false) or when it has
+ * more than one link (a change through one name is a change under every other). True when one
+ * was marked. */
+static bool units_mark_inode(const units *u, pf_caller who, int fd, bool opening, bool named)
 {
     struct stat sb;
     if (!u->q || !u->st || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||

@@ -44,14 +44,10 @@ bool units_mark_dir(const units *u, pf_caller who, const char *dir, bool opening
  * was one. */
 bool units_mark_file(const units *u, pf_caller who, const char *path, bool opening);
 /* The unit holding the file open on fd (or O_PATH fd) changed: the file's own unit (GGUF) and
- * its directory's, and the units of its other names (units_mark_inode). True when one was
+ * its directory's, and, when the file has more than one link or no name the daemon can give
+ * (unlinked while open), every unit whose last analysis read its inode. True when one was
  * marked, or when the file's name is unknown. */
 bool units_mark_file_fd(const units *u, pf_caller who, int fd, bool opening);
-/* The file open on fd changed: every unit whose last analysis read its inode (the store's
- * index), when the daemon cannot name the file (unlinked while open: named false) or when it has
- * more than one link (a change through one name is a change under every other). True when one
- * was marked. */
-bool units_mark_inode(const units *u, pf_caller who, int fd, bool opening, bool named);
 
 /* The name path was removed (is_dir: a directory): its records go with it. */
 void units_removed(const units *u, const char *path, bool is_dir);
