@@ -1402,7 +1402,6 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* SHA-256 of one file's bytes (hex). */
 /* A ctime too young to identify the file (store_ctime_young) is recorded as unknown (0): the
  * next open finds the file changed and the unit is analysed again, by then quiet. */
 static int64_t settled_ctime(int64_t ctime_ns)
@@ -1410,6 +1409,7 @@ static int64_t settled_ctime(int64_t ctime_ns)
     return store_ctime_young(ctime_ns) ? 0 : ctime_ns;
 }
 
+/* SHA-256 of one file's bytes (hex), and in *id the file as fstat saw it before the read. */
 static int sha256_file(int dirfd, const char *name, volatile const int *cancel, char out[65],
                        store_file *id)
 {
@@ -1445,10 +1445,6 @@ static int sha256_file(int dirfd, const char *name, volatile const int *cancel, 
     return ret;
 }
 
-/* The digest of a unit the analyzer could not parse, the same way as the analyzer's: SHA-256
- * over the sorted "name\0sha256\n" list of its regular files (a GGUF unit: the file itself).
- * *ids: the identities of those files as read (names malloc'd; free with ids_free), for the
- * gate: a failed unit may be approved by its digest. */
 static void ids_free(store_file *ids, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -1456,6 +1452,10 @@ static void ids_free(store_file *ids, size_t n)
     free(ids);
 }
 
+/* The digest of a unit the analyzer could not parse, the same way as the analyzer's: SHA-256
+ * over the sorted "name\0sha256\n" list of its regular files (a GGUF unit: the file itself).
+ * *ids: the identities of those files as read (names malloc'd; free with ids_free), for the
+ * gate: a failed unit may be approved by its digest. */
 static int failed_unit_digest(const analyze_ctx *an, const char *abs, volatile const int *cancel,
                               char out[65], store_file **ids, size_t *n_ids)
 {
