@@ -17,15 +17,7 @@ mkdir -m 1777 "$M/up" "$M/lk" "$M/many"
 held() { ls -l "/proc/$PROVFS_PID/fd" 2>/dev/null | grep -E "/up/a/model.safetensors|/lk/" | sed 's/.*-> .*backing//' | sort -u | tr '\n' ' ' || true; }
 
 note "the owner builds a unit whose weights have a never-marked second name"
-as_user mkdir "$M/up/a"
-as_user sh -c "echo notes >'$M/up/a/data'" || fail "create"
-as_user ln "$M/up/a/data" "$M/lk/notes" || fail "ln as $TU"
-sleep 1
-as_user mv "$M/up/a/data" "$M/up/a/model.safetensors" || fail "mv"
-as_user sh -c "cat '$T/src/model.safetensors' >'$M/up/a/model.safetensors'" || fail "write"
-as_user cp "$T/src/config.json" "$M/up/a/" || fail "cp"
-wait_status "$M/up/a" ready
-expect_eq "approval of /up/a" "$(xattr "$M/up/a" approval)" blocked
+linked_unit "$M/up/a" "$M/lk/notes" "$T/src"
 note "an admin approves it"
 setfattr -n user.provenance.approve -v ok "$M/up/a"
 wait_approval "$M/up/a" approved

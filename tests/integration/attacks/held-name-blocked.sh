@@ -14,17 +14,8 @@ start_provfs
 mkdir -m 1777 "$M/up" "$M/lk" "$M/many"
 "$MKMODEL" create "$T/src" --arch llama --seed 171 >/dev/null
 
-note "a neutral file in the future unit's directory, linked out while it holds no model bytes"
-as_user mkdir "$M/up/b"
-as_user sh -c "echo notes >'$M/up/b/data'" || fail "create"
-as_user ln "$M/up/b/data" "$M/lk/notes" || fail "ln as $TU"
-sleep 1
-note "renamed within the directory, the weights written, the config added: a blocked unit"
-as_user mv "$M/up/b/data" "$M/up/b/model.safetensors" || fail "mv"
-as_user sh -c "cat '$T/src/model.safetensors' >'$M/up/b/model.safetensors'" || fail "write"
-as_user cp "$T/src/config.json" "$M/up/b/" || fail "cp"
-wait_status "$M/up/b" ready
-expect_eq "approval of /up/b" "$(xattr "$M/up/b" approval)" blocked
+note "a neutral file in the future unit's directory, linked out while it holds no model bytes, renamed to the weights' name, the weights written, the config added: a blocked unit"
+linked_unit "$M/up/b" "$M/lk/notes" "$T/src"
 refused "$M/up/b/model.safetensors"
 refused "$M/lk/notes"
 

@@ -95,6 +95,22 @@ def wait_approved(unit):
     return False
 '
 
+# linked_unit DIR LINK SRC: as the user, a model unit DIR whose weights have a second name LINK
+# that never held model bytes while marked: a neutral file in DIR, hard-linked out to LINK while
+# it is in no unit, renamed within DIR to the weights' name, then SRC's weights written into it
+# and its config added. Waits for DIR to be ready and blocked (no approval yet).
+linked_unit() {
+    as_user mkdir "$1"
+    as_user sh -c "echo notes >'$1/data'" || fail "create"
+    as_user ln "$1/data" "$2" || fail "ln as $TU"
+    sleep 1
+    as_user mv "$1/data" "$1/model.safetensors" || fail "mv"
+    as_user sh -c "cat '$3/model.safetensors' >'$1/model.safetensors'" || fail "write"
+    as_user cp "$3/config.json" "$1/" || fail "cp"
+    wait_status "$1" ready
+    expect_eq "approval of $1" "$(xattr "$1" approval)" blocked
+}
+
 # overwrite_keep_mtime FILE NAME: as the user, writes stdin over the start of NAME (FILE itself
 # or another name of it), without truncating, then sets NAME's times back to FILE's before;
 # fails unless FILE's size and mtime are then as before.
