@@ -40,7 +40,7 @@ done
 
 need=(build-essential meson ninja-build pkg-config libfuse3-dev fuse3 libssl-dev libsqlite3-dev
       libcjson-dev libpq-dev postgresql attr sqlite3 rsync python3 clang libclang-rt-14-dev libseccomp-dev
-      python3-jsonschema libprotobuf-c-dev protobuf-c-compiler python3-torch)
+      python3-jsonschema libprotobuf-c-dev protobuf-c-compiler python3-torch acl libcap2-bin)
 missing=()
 for p in "${need[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -54,6 +54,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 jobs=$(nproc)
+# integration tests two at a time (each mostly waits on its daemon's quiet period and analysis);
+# those that drop the kernel's caches or measure the page cache run alone (meson.build)
+ijobs=${INTEG_JOBS:-$((jobs < 2 ? jobs : 2))}
 
 # with_pg CMD...: CMD with PROVFS_TEST_PGHOST naming a throwaway PostgreSQL server's socket
 # directory (each test makes its own database there), stopped and removed after.
@@ -81,7 +84,7 @@ list) meson test -C build --list; exit 0 ;;
 quick) stamp "unit tests"
     meson test -C build --suite unit --print-errorlogs --num-processes "$jobs"; exit 0 ;;
 suite) stamp "suite $only ($backend)"
-    run meson test -C build --suite "$only" --print-errorlogs --num-processes 1; exit 0 ;;
+    run meson test -C build --suite "$only" --print-errorlogs --num-processes "$ijobs"; exit 0 ;;
 only) stamp "test $only ($backend)"
     run meson test -C build "$only" --print-errorlogs --num-processes 1; exit 0 ;;
 esac
@@ -91,7 +94,7 @@ stamp "unit tests"
 meson test -C build --suite unit --print-errorlogs --num-processes "$jobs"
 if [ "${SKIP_INTEGRATION:-0}" != 1 ]; then
     stamp "integration tests"
-    meson test -C build --suite integration --print-errorlogs --num-processes 1
+    meson test -C build --suite integration --print-errorlogs --num-processes "$ijobs"
     # Each test runs on both backends: those of suite "sanitized" on PostgreSQL below, with the
     # ASan+UBSan daemon (ASAN_DAEMON_ALL=1: all of them there, and none here).
     pg_suite=(--suite integration --no-suite sanitized)
@@ -99,7 +102,7 @@ if [ "${SKIP_INTEGRATION:-0}" != 1 ]; then
     [ "${ASAN_DAEMON_ALL:-0}" = 1 ] && pg_suite=()
     if [ ${#pg_suite[@]} -gt 0 ]; then
         stamp "integration tests on PostgreSQL"
-        with_pg meson test -C build "${pg_suite[@]}" --print-errorlogs --num-processes 1
+        with_pg meson test -C build "${pg_suite[@]}" --print-errorlogs --num-processes "$ijobs"
     fi
 fi
 
@@ -118,7 +121,7 @@ if [ "${SKIP_INTEGRATION:-0}" != 1 ] && [ "${SKIP_ASAN_DAEMON:-0}" != 1 ]; then
     stamp "suite $asan_suite with the ASan+UBSan daemon, on PostgreSQL"
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
         with_pg meson test -C build-asan --suite "$asan_suite" --no-suite service \
-        --print-errorlogs --num-processes 1
+        --print-errorlogs --num-processes "$ijobs"
 fi
 
 if [ "$fuzz_seconds" -gt 0 ]; then
