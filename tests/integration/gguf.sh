@@ -44,7 +44,7 @@ wait_status "$M/models/base" ready
 expect_eq "the HF unit is still its own model" "$(xattr "$M/models/base" verdict)" none
 [ "$(xattr "$M/models/base" id)" != "$(xattr "$M/models/base/base-q8_0.gguf" id)" ] \
     || fail "the GGUF inside the base shares its id"
-getfattr -d -m user.provenance "$M/models/base-q4_k.gguf" | grep -q user.provenance.parent \
+getfattr -d -m user.provenance "$M/models/base-q4_k.gguf" | grep -c user.provenance.parent >/dev/null \
     || fail "listxattr of a GGUF unit"
 expect_eq "format in the db" "$(DB "SELECT m.format FROM models m JOIN model_paths p ON
     p.model_id = m.id WHERE p.path = '/models/base-q4_k.gguf'")" gguf

@@ -73,8 +73,9 @@ dpkg -i "$deb" >"$T/dpkg.log" 2>&1 || { cat "$T/dpkg.log" >&2; fail "dpkg -i"; }
 [ -d /usr/share/provfs/refdb/cisco-mpk/entries ] || fail "no reference set"
 [ "$(stat -c %a /etc/provfs/policy.json)" = 644 ] || fail "/etc/provfs/policy.json"
 getent passwd provfs-analyzer >/dev/null || fail "postinst did not create provfs-analyzer"
-man -P cat provfs 2>/dev/null | grep -q "fuse.provfs" || fail "man provfs does not render"
-man -P cat provctl 2>/dev/null | grep -q "approve" || fail "man provctl does not render"
+# grep -c, not -q: it reads to the end, so a long output never dies of SIGPIPE (pipefail)
+man -P cat provfs 2>/dev/null | grep -c "fuse.provfs" >/dev/null || fail "man provfs does not render"
+man -P cat provctl 2>/dev/null | grep -c "approve" >/dev/null || fail "man provctl does not render"
 grep -q "^ExecStart=/usr/sbin/provfs -f " /lib/systemd/system/provfs@.service ||
     fail "unit ExecStart"
 if command -v systemd-analyze >/dev/null; then
@@ -86,7 +87,7 @@ if command -v systemd-analyze >/dev/null; then
     fi
 fi
 # the installed daemon knows its installed reference set
-/usr/sbin/provfs --help | grep -q "/usr/share/provfs/refdb" || fail "installed refdb default"
+/usr/sbin/provfs --help | grep -c "/usr/share/provfs/refdb" >/dev/null || fail "installed refdb default"
 
 note "fstab line: mount --fstab FILE MOUNTPOINT"
 AG=4242
