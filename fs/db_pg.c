@@ -17,6 +17,7 @@
  * use reconnects, at most once per back-off period (0.1 s doubling to 5 s), preparing its
  * statements again. The caller decides what a failure means (the gate refuses, fail closed). */
 #include "db_int.h"
+#include "clock.h"
 
 #include <dlfcn.h>
 #include <libpq-fe.h>
@@ -102,13 +103,6 @@ static int pq_load(void)
 
 #define PC(c) ((pg_conn *)(c))
 #define PS(s) ((pg_stmt *)(s))
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The first line of msg into c->err. */
 static void set_err(pg_conn *c, const char *what, const char *msg)

@@ -1,6 +1,7 @@
 /* Open files: create, open, read, write and the other callbacks on a pf_handle, and the policy
  * gate that every open for reading and every move of a file's bytes passes (fs/POLICY.md). */
 #include "ops_int.h"
+#include "clock.h"
 
 #include "provfs/analyzer.h"
 
@@ -271,13 +272,6 @@ static pf_handle *handle_new(int fd)
     return h;
 }
 
-static int64_t mono_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Is a mark due again: an analysis began here since the last one (at most one mark every
  * REMARK_MS: a read open beside this handle marks on its own, so a change between two marks
  * stays pending for new readers), or, with a database other daemons analyse from too,
@@ -286,7 +280,7 @@ static int64_t mono_now_ms(void)
 #define REMARK_SHARED_MS 1000
 static bool remark_due(pf_fs *fs, pf_handle *h)
 {
-    int64_t since = mono_now_ms() - atomic_load(&h->mark_ms);
+    int64_t since = mono_ms() - atomic_load(&h->mark_ms);
     if (since >= REMARK_MS && queue_started(fs->u.q) != atomic_load(&h->mark_started))
         return true;
     return fs->u.st && store_shared(fs->u.st) && since >= REMARK_SHARED_MS;
@@ -310,7 +304,7 @@ void handle_changed(fuse_req_t req, pf_handle *h, bool bytes)
      * result would stand (an approval binding again) while the handle stays open and writes
      * on: the change marks the unit again. */
     atomic_store(&h->mark_started, fs->u.q ? queue_started(fs->u.q) : 0);
-    atomic_store(&h->mark_ms, mono_now_ms());
+    atomic_store(&h->mark_ms, mono_ms());
     if (units_mark_file_fd(&fs->u, caller_of(req), h->fd, true))
         atomic_store(&h->marked, true); /* (the file may have moved into a unit since) */
 }

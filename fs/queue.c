@@ -1,5 +1,6 @@
 /* Dirty-unit queue and analysis worker pool. */
 #include "queue.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -61,20 +62,6 @@ struct queue {
     pthread_t *workers;
     atomic_uint_fast64_t started; /* analyses begun */
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t real_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static size_t bucket_of(const char *path)
 {

@@ -1,5 +1,6 @@
 /* shared.h */
 #include "shared.h"
+#include "clock.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -20,13 +21,6 @@ struct shared {
     pthread_cond_t wake;
     bool stop;
 };
-
-static int64_t real_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* shared.h. A row that is not one is left alone: the database is trusted, but what it names
  * is opened beneath BACKING all the same. */

@@ -1,5 +1,6 @@
 /* The lineage store: the events table and the policy records (approvals, policy events). */
 #include "store_int.h"
+#include "clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,13 +101,6 @@ int64_t store_events_max(store_handle *st)
 }
 
 /* ---------------------------------------------------------------- policy */
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Reads provfs_generation.n of a shared database. When it cannot, the local generation moves
  * on instead: no decision is found in a cache while the database is out of reach, so every

@@ -1,6 +1,7 @@
 /* The analysis worker process: spawned per unit by the daemon, sandboxed, speaks a small framed
  * protocol over a socketpair. */
 #include "worker.h"
+#include "clock.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -73,13 +74,6 @@ typedef struct msg_result {
     uint32_t pad;
     char msg[512];
 } msg_result;
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Sends one frame (all of it), with fd attached when >= 0. 0 or -1 (errno). */
 static int send_frame(int sock, uint32_t type, const void *fixed, uint32_t fixed_len,

@@ -1,5 +1,6 @@
 /* Hash while writing (see writehash.h). */
 #include "writehash.h"
+#include "clock.h"
 
 #include "sha.h"
 
@@ -37,13 +38,6 @@ struct writehash {
     uint64_t window_at;   /* lock: next when the current rate window began */
     int64_t window_ns;    /* lock: and the time (0: no window yet) */
 };
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* Is the writer too fast to be hashed beside (WRITEHASH_MAX_RATE)? Called with the lock held, for
  * the chunk at next. */
