@@ -1787,6 +1787,48 @@ static void mark_loose_files(analyze_ctx *an, const char *abs, const queue_job *
     closedir(dir);
 }
 
+/* A directory that became a unit (its config.json came after its weights): the weights files in
+ * it that were units of their own are part of it now. Their records and queue entries go before
+ * the directory's analysis, so its lineage never takes a stale record of its own weights for a
+ * parent (and a job still running on one of them is cancelled, its result never stored). */
+static void absorb_file_units(analyze_ctx *an, const char *abs, const queue_job *job)
+{
+    int dfd = backing_open(an, abs, O_RDONLY | O_DIRECTORY);
+    DIR *dir = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!dir) {
+        if (dfd >= 0)
+            close(dfd);
+        return;
+    }
+    struct dirent *de;
+    while ((de = readdir(dir)) != NULL) {
+        if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
+            continue;
+        char child[PATH_MAX];
+        int n = snprintf(child, sizeof child, "%s%s%s", job->path,
+                         strcmp(job->path, "/") == 0 ? "" : "/", de->d_name);
+        if (n <= 0 || (size_t)n >= sizeof child)
+            continue;
+        /* known first (a hash lookup, then an indexed query): most files never were units */
+        store_model m;
+        bool queued = queue_get_state(an->q, child) != QUEUE_NONE;
+        bool stored = store_model_by_path(an->st, child, &m) == 0;
+        if ((queued || stored) && analyze_file_unit_check(dirfd(dir), de->d_name) == 0) {
+            queue_forget_entry(an->q, child);
+            if (stored) {
+                pthread_mutex_lock(&an->lineage_lock);
+                store_remove_path(an->st, child, false);
+                store_event(an->st, job->uid, job->pid, child, m.id, "removed",
+                            "part of a directory unit now");
+                pthread_mutex_unlock(&an->lineage_lock);
+            }
+        }
+        if (stored)
+            store_model_clear(&m);
+    }
+    closedir(dir);
+}
+
 void analyze_set_shared(analyze_ctx *an, const char *owner, int64_t lease_ns)
 {
     snprintf(an->owner, sizeof an->owner, "%s", owner ? owner : "");
@@ -1842,6 +1884,8 @@ static void job_run(analyze_ctx *an, const queue_job *job)
         free(abs);
         return;
     }
+    if (unit == UNIT_DIR)
+        absorb_file_units(an, abs, job);
     /* A directory unit records the directory's mtime, a GGUF unit its file's. */
     struct stat sb;
     int64_t dir_mtime = backing_stat(an, abs, &sb) == 0

@@ -369,6 +369,16 @@ void queue_forget(queue *q, const char *path, bool below)
     pthread_mutex_unlock(&q->lock);
 }
 
+void queue_forget_entry(queue *q, const char *path)
+{
+    pthread_mutex_lock(&q->lock);
+    qentry *e = find_locked(q, path);
+    if (e)
+        drop_locked(q, e);
+    pthread_cond_broadcast(&q->idle_cond);
+    pthread_mutex_unlock(&q->lock);
+}
+
 /* queue_rename of one name (a file): its known hash and entry move through their buckets. */
 static void rename_one_locked(queue *q, const char *from, const char *to)
 {

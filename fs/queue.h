@@ -45,6 +45,9 @@ void queue_mark_open(queue *q, const char *path, uint32_t uid, int32_t pid);
 /* Forgets path and, when below is true (a directory went), every unit below it. A running job
  * is cancelled. Without below it costs a hash lookup, not a walk of the queue. */
 void queue_forget(queue *q, const char *path, bool below);
+/* Forgets path's entry only (a running job on it is cancelled): the hash of its file taken while
+ * written stays, for the unit the file is part of now. */
+void queue_forget_entry(queue *q, const char *path);
 /* Moves path and, when below is true (a directory moved), every unit below it; running jobs on
  * them are restarted under the new name. Without below it costs hash lookups, not a walk. */
 void queue_rename(queue *q, const char *from, const char *to, bool below);

@@ -45,6 +45,25 @@ as_user cp "$S/x/model.safetensors" "$M/up/b/extra/more.safetensors"
 wait_status "$M/up/b/extra/more.safetensors" ready
 refused "$M/up/b/extra/more.safetensors"
 
+note "weights first, then config.json: the directory unit takes the weights over"
+# The loose file's record goes when its directory becomes a unit: the unit never takes that stale
+# record of its own weights for a parent (unknown lineage dressed up as known).
+"$MKMODEL" create "$T/src-98" --arch llama --seed 98 >/dev/null
+chmod -R a+rX "$T/src-98"
+as_user mkdir "$M/up/late"
+as_user cp "$T/src-98/model.safetensors" "$M/up/late/model.safetensors"
+wait_status "$M/up/late/model.safetensors" ready
+refused "$M/up/late/model.safetensors"
+for f in "$T/src-98"/*; do
+    [ "$(basename "$f")" = model.safetensors ] || as_user cp "$f" "$M/up/late/"
+done
+wait_status "$M/up/late" ready
+expect_eq "parent of the late unit" "$(xattr "$M/up/late" parent)" ""
+expect_eq "approval of the late unit" "$(xattr "$M/up/late" approval)" blocked
+refused "$M/up/late/model.safetensors"
+expect_eq "records of the loose file" \
+    "$(DB "SELECT count(*) FROM model_paths WHERE path = '/up/late/model.safetensors'")" 0
+
 note "an admin approves a loose file; plain files stay open"
 setfattr -n user.provenance.approve -v ok "$M/up/lone/w.safetensors" || fail "approve"
 readable "$M/up/lone/w.safetensors"
