@@ -89,7 +89,7 @@ only) stamp "test $only ($backend)"
     run meson test -C build "$only" --print-errorlogs --num-processes 1; exit 0 ;;
 esac
 
-# The two sanitizer builds: configured here, compiled by sanitizer_builds.
+# The two sanitizer builds (configured once; their stages build them).
 setup_asan() {
     # -O2 (debugoptimized) as the fuzz build: the sanitizers check the same, at about twice the
     # speed
@@ -100,22 +100,11 @@ setup_fuzz() {
     [ -d build-fuzz ] || CC=clang meson setup build-fuzz -Dfuzz=true \
         -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null
 }
-sanitizer_builds() {
-    setup_asan && ninja -C build-asan -j"$jobs" || return 1
-    if [ "$fuzz_seconds" -gt 0 ]; then
-        setup_fuzz && ninja -C build-fuzz -j"$jobs" || return 1
-    fi
-}
 
 stamp "unit tests"
 # in-process, each in its own temp dir: one per core
 meson test -C build --suite unit --print-errorlogs --num-processes "$jobs"
-prebuild=
 if [ "${SKIP_INTEGRATION:-0}" != 1 ]; then
-    # The sanitizer builds compile while the integration tests run, on the CPU time those leave
-    # idle (SCHED_IDLE: a test never waits for the compiler); their stages wait for them below.
-    (chrt --idle -p 0 "$BASHPID" || true; sanitizer_builds) >build/sanitizer-builds.log 2>&1 &
-    prebuild=$!
     stamp "integration tests"
     meson test -C build --suite integration --print-errorlogs --num-processes "$ijobs"
     # Each test runs on both backends: those of suite "sanitized" on PostgreSQL below, with the
@@ -130,11 +119,6 @@ if [ "${SKIP_INTEGRATION:-0}" != 1 ]; then
 fi
 
 stamp "unit tests under ASan+UBSan"
-if [ -n "$prebuild" ] && ! wait "$prebuild"; then
-    echo "the sanitizer builds failed:"
-    tail -60 build/sanitizer-builds.log
-    exit 1
-fi
 setup_asan
 ninja -C build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
