@@ -413,6 +413,7 @@ static int open_vfile(pf_fs *fs, pf_inode *vf, struct fuse_file_info *fi)
     }
     fi->fh = (uintptr_t)h;
     fi->direct_io = 1;
+    fi->noflush = 1; /* nothing to do at close (pf_flush) */
     return 0;
 }
 
@@ -633,6 +634,9 @@ void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
      * read, of the very same file (fs/README.md, "Page cache"). */
     bool same = cache_keep(fs, in, h->fd);
     fi->keep_cache = same && !(fi->flags & (O_TRUNC | O_DIRECT));
+    /* A read-only handle has nothing to do at close (pf_flush): the kernel skips the round
+     * trip. Its POSIX locks are the kernel's own (no lock operation here), released at close. */
+    fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY;
     fi->fh = (uintptr_t)h;
     if (h->io == PF_IO_PASSTHROUGH)
         handle_passthrough(fi);

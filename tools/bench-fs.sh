@@ -5,12 +5,13 @@
 # options (allow_other, default_permissions as root). Needs root, /dev/fuse, cc, pkg-config fuse3
 # and ~7 GB in DIR. Best of RUNS for every row. Rows: sequential write; cold and warm read();
 # cold and warm mmap page walk; four processes loading the file at once; random 4 KiB reads;
-# create, stat and unlink of 20,000 files. Targets, as a ratio to native in the same run: warm
-# read, warm mmap and the four loaders >= 0.8, cold read >= 0.95, sequential write >= 0.7; every
-# metadata row >= 1.2x passthrough_ll; last close() of a 2 GiB model to status=ready <= 1.5x the
-# analyzer's own time; getfattr of a lineage <= 1 ms median. BENCH_FS_MIB: the big file's size
-# (default 2048); BENCH_FS_ROWS_ONLY=1: the rows only; BENCH_FS_PROVFS_OPTS: more provfs options
-# (e.g. --passthrough=off, --cache-timeout 1, to see what each buys).
+# create, stat, open+read+close and unlink of 20,000 files. Targets, as a ratio to native in the
+# same run: warm read, warm mmap and the four loaders >= 0.8, cold read >= 0.95, sequential
+# write >= 0.7; every metadata row >= 1.2x passthrough_ll; last close() of a 2 GiB model to
+# status=ready <= 1.5x the analyzer's own time; getfattr of a lineage <= 1 ms median.
+# BENCH_FS_MIB: the big file's size (default 2048); BENCH_FS_ROWS_ONLY=1: the rows only;
+# BENCH_FS_PROVFS_OPTS: more provfs options (e.g. --passthrough=off, --cache-timeout 1, to see
+# what each buys).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -71,7 +72,8 @@ min() { awk -v a="$1" -v b="$2" 'BEGIN{print (b=="" || a<b) ? a : b}'; }
 #   mmap F            page walk of F through mmap (one byte per 4 KiB page) in a fresh open
 #   loaders F N       N processes each read() all of F at once; prints the wall time of all
 #   random F N        N reads of 4 KiB at random 4 KiB-aligned offsets (pread, queue depth 1)
-#   small D           20,000 files in 4 rounds of 5,000: create, stat, unlink; prints 3 times
+#   small D           20,000 files in 4 rounds of 5,000: create, stat, open+read+close (what a
+#                     loader does with config and tokenizer files), unlink; prints 4 times
 #                     (passthrough_ll holds an O_PATH fd per live inode, and this machine's hard
 #                     RLIMIT_NOFILE is 20,000)
 cat >"$dir/fsops.py" <<'EOF'
@@ -113,7 +115,7 @@ elif op == "random":
     print("%.3f" % (time.perf_counter() - t))
     os.close(fd)
 elif op == "small":
-    tc = ts = tu = 0.0
+    tc = ts = to = tu = 0.0
     for r in range(4):
         names = [f"{arg}/f{r}_{i}" for i in range(5000)]
         t = time.perf_counter()
@@ -124,16 +126,19 @@ elif op == "small":
             os.stat(n)
         ts += time.perf_counter() - t; t = time.perf_counter()
         for n in names:
+            fd = os.open(n, os.O_RDONLY); os.read(fd, 64); os.close(fd)
+        to += time.perf_counter() - t; t = time.perf_counter()
+        for n in names:
             os.unlink(n)
         tu += time.perf_counter() - t
-    print("%.3f %.3f %.3f" % (tc, ts, tu))
+    print("%.3f %.3f %.3f %.3f" % (tc, ts, to, tu))
 EOF
 ops() { python3 "$dir/fsops.py" "$@"; }
 
 declare -A res
 size_mib=${BENCH_FS_MIB:-2048}
 n_random=50000
-keys="write cold warm mcold mwarm load4 rand create stat unlink"
+keys="write cold warm mcold mwarm load4 rand create stat reopen unlink"
 for fs in native provfs passthrough_ll; do
     d=$(fsdir $fs)
     declare -A best=()
@@ -160,9 +165,10 @@ for fs in native provfs passthrough_ll; do
         best[rand]=$(min "$(ops random "$d/big" "$n_random")" "${best[rand]:-}")
         rm -f "$d/big"
         mkdir -p "$d/small"
-        read -r c st u < <(ops small "$d/small")
+        read -r c st o u < <(ops small "$d/small")
         best[create]=$(min "$c" "${best[create]:-}")
         best[stat]=$(min "$st" "${best[stat]:-}")
+        best[reopen]=$(min "$o" "${best[reopen]:-}")
         best[unlink]=$(min "$u" "${best[unlink]:-}")
         rmdir "$d/small"
     done
@@ -191,6 +197,7 @@ row "4 loaders read $sz at once, warm" load4
 row "random 4 KiB reads x $n_random, warm" rand
 row "create 20,000 files" create
 row "stat 20,000 files" stat
+row "open+read+close 20,000 files" reopen
 row "unlink 20,000 files" unlink
 echo "targets (x-native): warm read, warm mmap, 4 loaders >= 0.8; cold read >= 0.95;"
 echo "  sequential write >= 0.7; (x-pt) every metadata row >= 1.2"

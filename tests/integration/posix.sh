@@ -2,7 +2,7 @@
 # POSIX behaviour that once differed from ext4, each checked side by side with a native directory
 # on the same filesystem: POSIX ACLs enforced (an ACL that grants, one that denies, default ACLs
 # instead of the umask, no stale mode after setfacl), O_DIRECT writes, security.capability passed
-# through (getcap, a copy out keeps it), xattrs of symlinks.
+# through (getcap, a copy out keeps it), xattrs of symlinks, POSIX locks released at close.
 . "$(dirname "$0")/lib.sh"
 for tool in setfacl getfacl setcap getcap setpriv useradd userdel dd; do
     command -v "$tool" >/dev/null || { echo "SKIP: no $tool"; exit 77; }
@@ -67,4 +67,39 @@ for d in "$N" "$M"; do ln -s grant "$d/sl"; setfattr -h -n trusted.provfs.t -v v
 expect_eq "symlink xattr" "$(getfattr -h --only-values -n trusted.provfs.t "$M/sl" 2>/dev/null)" v
 expect_eq "target untouched" "$(getfattr --only-values -n trusted.provfs.t "$M/grant" 2>/dev/null)" ""
 expect_eq "in BACKING, on the link" "$(getfattr -h --only-values -n trusted.provfs.t "$B/sl" 2>/dev/null)" v
+
+note "POSIX locks: held while an fd is open, gone at its close (read-only closes skip the daemon)"
+# A process holds a shared lock through a read-only fd; another's exclusive lock is refused
+# until the holder closes that fd.
+lockstate() {
+    python3 - "$1" <<'PY'
+import fcntl, os, sys
+p = sys.argv[1]
+def try_excl():
+    w = os.open(p, os.O_RDWR)
+    try:
+        fcntl.lockf(w, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return "free"
+    except OSError:
+        return "held"
+    finally:
+        os.close(w)
+r, wpipe = os.pipe(); r2, w2 = os.pipe()
+pid = os.fork()
+if pid == 0:
+    fd = os.open(p, os.O_RDONLY)
+    fcntl.lockf(fd, fcntl.LOCK_SH)
+    os.write(wpipe, b"1"); os.read(r2, 1)
+    os.close(fd)
+    os.write(wpipe, b"2"); os.read(r2, 1)
+    os._exit(0)
+os.read(r, 1); a = try_excl()
+os.write(w2, b"x"); os.read(r, 1); b = try_excl()
+os.write(w2, b"x"); os.waitpid(pid, 0)
+print(a, b)
+PY
+}
+for d in "$N" "$M"; do echo lock >"$d/lockme"; done
+expect_eq "native lock" "$(lockstate "$N/lockme")" "held free"
+expect_eq "mount lock" "$(lockstate "$M/lockme")" "held free"
 stop_provfs
