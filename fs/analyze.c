@@ -1759,9 +1759,12 @@ static int relink_one(void *ctx, int64_t id, const char *declared, int64_t adapt
     return 0;
 }
 
-/* A directory that is no longer a unit (its config.json renamed away, say): the model files it
- * holds are now units of their own, pending from now on, never loose. */
-static void mark_loose_files(analyze_ctx *an, const char *abs, const queue_job *job)
+typedef void file_fn(analyze_ctx *an, int dirfd, const char *name, const char *child,
+                     const queue_job *job);
+
+/* fn for every regular file (or one of unknown type) directly in the directory of job (abs in
+ * BACKING), with its mount-relative path child. */
+static void each_file(analyze_ctx *an, const char *abs, const queue_job *job, file_fn *fn)
 {
     int dfd = backing_open(an, abs, O_RDONLY | O_DIRECTORY);
     DIR *dir = dfd >= 0 ? fdopendir(dfd) : NULL;
@@ -1772,61 +1775,51 @@ static void mark_loose_files(analyze_ctx *an, const char *abs, const queue_job *
     }
     struct dirent *de;
     while ((de = readdir(dir)) != NULL) {
-        if (de->d_name[0] == '.' && (!de->d_name[1] || strcmp(de->d_name, "..") == 0))
-            continue;
         if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
             continue;
-        if (analyze_file_unit_check(dirfd(dir), de->d_name) != 1)
+        if (de->d_name[0] == '.' && (!de->d_name[1] || strcmp(de->d_name, "..") == 0))
             continue;
         char child[PATH_MAX];
         int n = snprintf(child, sizeof child, "%s%s%s", job->path,
                          strcmp(job->path, "/") == 0 ? "" : "/", de->d_name);
         if (n > 0 && (size_t)n < sizeof child)
-            queue_mark(an->q, child, job->uid, job->pid);
+            fn(an, dirfd(dir), de->d_name, child, job);
     }
     closedir(dir);
+}
+
+/* A directory that is no longer a unit (its config.json renamed away, say): the model files it
+ * holds are now units of their own, pending from now on, never loose. */
+static void mark_loose_file(analyze_ctx *an, int dirfd, const char *name, const char *child,
+                            const queue_job *job)
+{
+    if (analyze_file_unit_check(dirfd, name) == 1)
+        queue_mark(an->q, child, job->uid, job->pid);
 }
 
 /* A directory that became a unit (its config.json came after its weights): the weights files in
  * it that were units of their own are part of it now. Their records and queue entries go before
  * the directory's analysis, so its lineage never takes a stale record of its own weights for a
  * parent (and a job still running on one of them is cancelled, its result never stored). */
-static void absorb_file_units(analyze_ctx *an, const char *abs, const queue_job *job)
+static void absorb_file_unit(analyze_ctx *an, int dirfd, const char *name, const char *child,
+                             const queue_job *job)
 {
-    int dfd = backing_open(an, abs, O_RDONLY | O_DIRECTORY);
-    DIR *dir = dfd >= 0 ? fdopendir(dfd) : NULL;
-    if (!dir) {
-        if (dfd >= 0)
-            close(dfd);
-        return;
-    }
-    struct dirent *de;
-    while ((de = readdir(dir)) != NULL) {
-        if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
-            continue;
-        char child[PATH_MAX];
-        int n = snprintf(child, sizeof child, "%s%s%s", job->path,
-                         strcmp(job->path, "/") == 0 ? "" : "/", de->d_name);
-        if (n <= 0 || (size_t)n >= sizeof child)
-            continue;
-        /* known first (a hash lookup, then an indexed query): most files never were units */
-        store_model m;
-        bool queued = queue_get_state(an->q, child) != QUEUE_NONE;
-        bool stored = store_model_by_path(an->st, child, &m) == 0;
-        if ((queued || stored) && analyze_file_unit_check(dirfd(dir), de->d_name) == 0) {
-            queue_forget_entry(an->q, child);
-            if (stored) {
-                pthread_mutex_lock(&an->lineage_lock);
-                store_remove_path(an->st, child, false);
-                store_event(an->st, job->uid, job->pid, child, m.id, "removed",
-                            "part of a directory unit now");
-                pthread_mutex_unlock(&an->lineage_lock);
-            }
+    /* known first (a hash lookup, then an indexed query): most files never were units */
+    store_model m;
+    bool queued = queue_get_state(an->q, child) != QUEUE_NONE;
+    bool stored = store_model_by_path(an->st, child, &m) == 0;
+    if ((queued || stored) && analyze_file_unit_check(dirfd, name) == 0) {
+        queue_forget_entry(an->q, child);
+        if (stored) {
+            pthread_mutex_lock(&an->lineage_lock);
+            store_remove_path(an->st, child, false);
+            store_event(an->st, job->uid, job->pid, child, m.id, "removed",
+                        "part of a directory unit now");
+            pthread_mutex_unlock(&an->lineage_lock);
         }
-        if (stored)
-            store_model_clear(&m);
     }
-    closedir(dir);
+    if (stored)
+        store_model_clear(&m);
 }
 
 void analyze_set_shared(analyze_ctx *an, const char *owner, int64_t lease_ns)
@@ -1869,7 +1862,7 @@ static void job_run(analyze_ctx *an, const queue_job *job)
         return;
     unit_kind unit = unit_kind_of(an, abs);
     if (unit == UNIT_NONE)
-        mark_loose_files(an, abs, job);
+        each_file(an, abs, job, mark_loose_file);
     if (unit <= UNIT_NONE) {
         /* Gone, or no longer a model: forget what the store knew about this path. */
         store_model m;
@@ -1885,7 +1878,7 @@ static void job_run(analyze_ctx *an, const queue_job *job)
         return;
     }
     if (unit == UNIT_DIR)
-        absorb_file_units(an, abs, job);
+        each_file(an, abs, job, absorb_file_unit);
     /* A directory unit records the directory's mtime, a GGUF unit its file's. */
     struct stat sb;
     int64_t dir_mtime = backing_stat(an, abs, &sb) == 0
