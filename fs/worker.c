@@ -531,8 +531,15 @@ int worker_main(int argc, char **argv)
     }
     char sha[65];
     pa_sha256_hex("", 0, sha);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    pid_t parent = getppid();
     drop_privileges((uid_t)uid, (gid_t)gid);
+    /* Armed after the change of credentials, which clears it (prctl(2)): the worker dies with
+     * the daemon thread that spawned it, also when the daemon is killed while the worker is
+     * stopped or stuck. A daemon already gone by now is seen by the parent pid. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+        die("parent-death signal", errno);
+    if (getppid() != parent)
+        return 2;
     prctl(PR_SET_DUMPABLE, 0);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         die("no_new_privs", errno);

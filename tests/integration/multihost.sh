@@ -144,7 +144,10 @@ for _ in $(seq 100); do
 done
 [ -n "$owner" ] || fail "A did not claim /models/mid"
 expect_eq "status while A analyses" "$(xattr "$M2/models/mid" status)" analyzing
-kill_a # its worker goes with it
+kill_a # its worker goes with it (parent-death signal), stopped as it is
+alive() { local st; st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) && [ "$st" != Z ]; }
+for _ in $(seq 100); do alive "$W" || break; sleep 0.05; done
+alive "$W" && fail "A's stopped worker $W outlived A"
 wait_status "$M2/models/mid" ready 30
 expect_eq "claim released" "$(DB "SELECT count(*) FROM pending")" 0
 start_provfs
