@@ -94,7 +94,7 @@ wait_status "$M/ad/mis" ready
 expect_eq "mismatched parent" "$(xattr "$M/ad/mis" parent)" ""
 expect_eq "mismatched approval" "$(xattr "$M/ad/mis" approval)" blocked
 DB "SELECT detail FROM events WHERE kind = 'adapter' AND path = '/ad/mis'" |
-    grep -q 'does not fit' || fail "no 'does not fit' event for the mismatched adapter"
+    has_match 'does not fit' || fail "no 'does not fit' event for the mismatched adapter"
 
 note "an adapter stored before its base is linked when the base arrives"
 "$MKMODEL" create "$S/late" --arch llama --seed 47 >/dev/null
@@ -147,7 +147,7 @@ expect_eq "early adapter parent once its declaration is ambiguous" "$(xattr "$M/
 expect_eq "early adapter approval once its declaration is ambiguous" \
     "$(xattr "$M/ad/early" approval)" blocked
 DB "SELECT detail FROM events WHERE kind = 'adapter' AND path = '/ad/early'" |
-    grep -q 'names several stored models' || fail "no event for the ambiguous declaration"
+    has_match 'names several stored models' || fail "no event for the ambiguous declaration"
 expect_eq "early2 keeps its base" "$(xattr "$M/ad/early2" verdict)" adapter
 
 note "a late base that does not fit leaves the adapter unlinked"

@@ -18,7 +18,7 @@ wait_status "$M/bad" failed
 err=$(xattr "$M/bad" error)
 [ -n "$err" ] || fail "no user.provenance.error"
 [ "$(echo "$err" | wc -l)" -eq 1 ] || fail "error is not one line"
-echo "$err" | grep -q "$B" && fail "error leaks the backing path: $err"
+echo "$err" | has_match "$B" && fail "error leaks the backing path: $err"
 expect_eq "file of a failed unit" "$(xattr "$M/bad/model.safetensors" status)" failed
 python3 -c "import json; p = json.load(open('$M/bad/.provenance')); assert p['status'] == 'failed' and p['error']" \
     || fail ".provenance of a failed unit"

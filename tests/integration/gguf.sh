@@ -44,7 +44,7 @@ wait_status "$M/models/base" ready
 expect_eq "the HF unit is still its own model" "$(xattr "$M/models/base" verdict)" none
 [ "$(xattr "$M/models/base" id)" != "$(xattr "$M/models/base/base-q8_0.gguf" id)" ] \
     || fail "the GGUF inside the base shares its id"
-getfattr -d -m user.provenance "$M/models/base-q4_k.gguf" | grep -c user.provenance.parent >/dev/null \
+getfattr -d -m user.provenance "$M/models/base-q4_k.gguf" | has_match user.provenance.parent \
     || fail "listxattr of a GGUF unit"
 expect_eq "format in the db" "$(DB "SELECT m.format FROM models m JOIN model_paths p ON
     p.model_id = m.id WHERE p.path = '/models/base-q4_k.gguf'")" gguf
@@ -120,7 +120,7 @@ for g in badmagic badversion pasteof trunc; do
     err=$(xattr "$M/bad/$g.gguf" error)
     [ -n "$err" ] || fail "$g: no user.provenance.error"
     [ "$(echo "$err" | wc -l)" -eq 1 ] || fail "$g: error is not one line"
-    echo "$err" | grep -q "$B" && fail "$g: error leaks the backing path: $err"
+    echo "$err" | has_match "$B" && fail "$g: error leaks the backing path: $err"
 done
 note "the mount keeps serving"
 ls "$M/models" >/dev/null

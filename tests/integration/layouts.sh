@@ -43,7 +43,7 @@ cp "$S/ft2/model.safetensors" "$M/m/resaved/model.safetensors"
 wait_status "$M/m/resaved" ready
 expect_eq "resaved parent" "$(xattr "$M/m/resaved" parent)" /bases/base
 expect_eq "resaved verdict" "$(xattr "$M/m/resaved" verdict)" derived
-notes "$M/m/resaved" | grep -q '^model.safetensors.index.json ignored: model.safetensors is loaded first' ||
+notes "$M/m/resaved" | has_match '^model.safetensors.index.json ignored: model.safetensors is loaded first' ||
     fail "no stale-index note: $(notes "$M/m/resaved")"
 # the stale files stay in the digest: changing one is a change of the unit
 python3 - "$M/m/resaved" <<'EOF' || fail "stale shards not listed in the unit's files"
@@ -76,8 +76,8 @@ wait_status "$M/m/ftvar" ready
 expect_eq "ftvar parent" "$(xattr "$M/m/ftvar" parent)" /bases/base
 expect_eq "ftvar verdict" "$(xattr "$M/m/ftvar" verdict)" derived
 expect_eq "ftvar error" "$(xattr "$M/m/ftvar" error)" ""
-notes "$M/m/ftvar" | grep -q '^5 file(s) of other variants' || fail "no variant note: $(notes "$M/m/ftvar")"
-notes "$M/m/ftvar" | grep -q 'model.fp16.safetensors (a model of its own)' || fail "variant unit not named"
+notes "$M/m/ftvar" | has_match '^5 file(s) of other variants' || fail "no variant note: $(notes "$M/m/ftvar")"
+notes "$M/m/ftvar" | has_match 'model.fp16.safetensors (a model of its own)' || fail "variant unit not named"
 python3 - "$M/m/ftvar" <<'EOF' || fail "variant files not in the unit's files"
 import json, sys
 d = json.load(open(sys.argv[1] + "/.provenance"))
@@ -128,7 +128,7 @@ wait_status "$M/m/onlyvar" ready
 # the same weights as /m/ftvar's, which was stored first
 expect_eq "onlyvar parent" "$(xattr "$M/m/onlyvar" parent)" /m/ftvar
 expect_eq "onlyvar verdict" "$(xattr "$M/m/onlyvar" verdict)" identical
-notes "$M/m/onlyvar" | grep -q 'the a32 variant is loaded' || fail "no variant-choice note"
+notes "$M/m/onlyvar" | has_match 'the a32 variant is loaded' || fail "no variant-choice note"
 expect_eq "the chosen variant is no unit of its own" \
     "$(xattr "$M/m/onlyvar/model.a32.safetensors" id)" "$(xattr "$M/m/onlyvar" id)"
 wait_status "$M/m/onlyvar/model.fp16.safetensors" ready

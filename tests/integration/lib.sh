@@ -181,6 +181,12 @@ expect_eq() { # expect_eq WHAT ACTUAL EXPECTED
     [ "$2" = "$3" ] || fail "$1: got '$2', expected '$3'"
 }
 
+# ... | has_match GREP_ARGS...: grep -q that reads all its input. With pipefail, a writer still
+# writing when grep -q leaves at its first match dies of SIGPIPE, and the pipeline is false.
+has_match() {
+    grep -c "$@" >/dev/null
+}
+
 # expect_errno EXPECTED_TEXT COMMAND...: the command fails with that strerror text.
 expect_errno() {
     local want=$1 out
@@ -188,7 +194,7 @@ expect_errno() {
     if out=$("$@" 2>&1); then
         fail "'$*' succeeded, expected '$want'"
     fi
-    echo "$out" | grep -q "$want" || fail "'$*': '$out', expected '$want'"
+    echo "$out" | has_match "$want" || fail "'$*': '$out', expected '$want'"
 }
 
 need_mkmodel() {

@@ -45,7 +45,7 @@ expect_eq "file sha256" "$(xattr "$M/work/ft/model.safetensors" sha256)" \
 expect_eq "file parent" "$(xattr "$M/work/ft/config.json" parent)" /bases/tiny
 [ "$(xattr "$M/work/ft" sha256 | wc -c)" -eq 64 ] || fail "unit digest"
 [ -n "$(xattr "$M/work/ft" id)" ] || fail "no id"
-getfattr -d -m user.provenance "$M/work/ft" | grep -c user.provenance.parent >/dev/null || fail "listxattr"
+getfattr -d -m user.provenance "$M/work/ft" | has_match user.provenance.parent || fail "listxattr"
 expect_eq "no error attr" "$(xattr "$M/work/ft" error)" ""
 expect_eq "non-model dir" "$(xattr "$M/work" status)" ""
 

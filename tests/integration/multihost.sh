@@ -43,10 +43,10 @@ psql -X -q "$conn" -c "CREATE DATABASE utf ENCODING 'UTF8' TEMPLATE template0" >
     fail "create utf8 database"
 out=$("$PROVFS" -f --db "postgresql:///utf?host=$T/pg&user=provfs" "$B" "$M2" 2>&1) &&
     fail "mounted on a UTF8 database"
-echo "$out" | grep -q "SQL_ASCII" || fail "message: $out"
+echo "$out" | has_match "SQL_ASCII" || fail "message: $out"
 out=$("$PROVFS" -f --db "postgresql://provfs:secret@/lineage?host=$T/pg" "$B" "$M2" 2>&1) &&
     fail "mounted with a password in the connection string"
-echo "$out" | grep -q "password" || fail "message: $out"
+echo "$out" | has_match "password" || fail "message: $out"
 
 printf '{ "mode": "enforce", "require_approval": "unknown-lineage", "allow_families": [],\n  "deny_families": [], "block_pending": false }\n' >"$B/.provfs/policy.json"
 start_provfs # A: --db "$DBARG" (lib.sh)
@@ -176,7 +176,7 @@ grep -q "/models/renamed" "$T/graph.txt" || fail "graph: $(cat "$T/graph.txt")"
 "$MKMODEL" derive "$T/base" "$T/ft" --kind finetune --seed 35 >/dev/null
 "$PROVCTL" scan "$T/ft" --db "$DBARG" >"$T/scan.txt" 2>&1 || fail "provctl scan --db URI: $(cat "$T/scan.txt")"
 grep -q "/models/renamed" "$T/scan.txt" || fail "scan does not find the stored base: $(cat "$T/scan.txt")"
-"$PROVCTL" log --db "$DBARG" --kind revoke | grep -c "withdrawn" >/dev/null || fail "provctl log --db URI"
+"$PROVCTL" log --db "$DBARG" --kind revoke | has_match "withdrawn" || fail "provctl log --db URI"
 
 fusermount3 -u "$M2" || fail "unmount B"
 wait "$PID2" || fail "daemon B exited with an error"

@@ -57,7 +57,7 @@ wait_status "$M/work/stitch" ready
 note "a stitch of A and B has both as parents"
 expect_eq "stitch parents" "$(parents_of "$M/work/stitch")" "/bases/a,/bases/b"
 expect_eq "stitch main parent" "$(xattr "$M/work/stitch" parent)" /bases/a
-getfattr -d -m user.provenance "$M/work/stitch" 2>/dev/null | grep -c '^user.provenance.parents=' >/dev/null ||
+getfattr -d -m user.provenance "$M/work/stitch" 2>/dev/null | has_match '^user.provenance.parents=' ||
     fail "listxattr lacks user.provenance.parents"
 expect_eq "a base has no parents" "$(xattr "$M/bases/a" parents)" ""
 python3 - "$M/work/stitch/.provenance" <<'EOF' || fail ".provenance lineage.parents"
@@ -83,7 +83,7 @@ expect_eq "parents in the db" "$(DB "SELECT p.path || ':' || e.is_parent FROM ed
 expect_eq "db shares" "$(DB "SELECT sum(e.share) <= 1.0 AND min(e.share) >= 0.10 FROM edges e
     JOIN model_paths c ON c.model_id = e.child_id WHERE c.path = '/work/stitch'
     AND e.share IS NOT NULL")" 1
-"$PROVCTL" lineage "$M/work/stitch" | grep -c '/bases/b' >/dev/null || fail "provctl lineage lacks /bases/b"
+"$PROVCTL" lineage "$M/work/stitch" | has_match '/bases/b' || fail "provctl lineage lacks /bases/b"
 
 note "enforce: A approved, B not: the stitch is refused; approving B allows it"
 refused "$M/work/stitch/model.safetensors"

@@ -76,7 +76,7 @@ note "ordinary xattrs pass through; unknown ones give ENODATA"
 setfattr -n user.color -v blue big.bin
 expect_eq "user xattr" "$(getfattr --only-values -n user.color big.bin)" blue
 expect_eq "backing xattr" "$(getfattr --only-values -n user.color "$B/big.bin")" blue
-getfattr -d big.bin | grep -c user.color >/dev/null || fail "listxattr misses user.color"
+getfattr -d big.bin | has_match user.color || fail "listxattr misses user.color"
 setfattr -x user.color big.bin
 expect_errno "No such attribute" getfattr -n user.color big.bin
 expect_errno "No such attribute" getfattr -n security.capability big.bin
@@ -85,7 +85,7 @@ note ".provfs is invisible and cannot be created"
 [ -d "$B/.provfs" ] || fail "no BACKING/.provfs"
 expect_errno "No such file" ls -d "$M/.provfs"
 expect_errno "No such file" cat "$M/.provfs/lineage.db"
-ls -a "$M" | grep -qx .provfs && fail ".provfs listed"
+ls -a "$M" | has_match -x .provfs && fail ".provfs listed"
 expect_errno "Permission denied" mkdir "$M/.provfs"
 expect_errno "Permission denied" mv "$M/big.bin" "$M/.provfs"
 mkdir sub && mkdir sub/.provfs && rmdir sub/.provfs # only the root one is reserved
@@ -94,7 +94,7 @@ note ".provenance: readable JSON, hidden, read-only"
 python3 -m json.tool "$M/.provenance" >/dev/null || fail "/.provenance is not JSON"
 python3 -m json.tool "$M/sub/.provenance" >/dev/null || fail "sub/.provenance is not JSON"
 expect_eq "mode" "$(stat -c %a "$M/.provenance")" 444
-ls -a "$M" | grep -qx .provenance && fail ".provenance listed"
+ls -a "$M" | has_match -x .provenance && fail ".provenance listed"
 expect_errno "Permission denied" sh -c "echo x >$M/.provenance"
 expect_errno "Permission denied" sh -c "echo x >>$M/sub/.provenance"
 expect_errno "Permission denied" rm "$M/.provenance"

@@ -71,7 +71,7 @@ echo '{ "mode": "enforce", "colour": "red" }' >"$B/.provfs/policy.json"
 rc=0
 out=$("$PROVFS" -f "$B" "$M" 2>&1) || rc=$?
 expect_eq "exit code of a mount with an invalid policy" "$rc" 2
-echo "$out" | grep -q 'policy.json: unknown key "colour"' || fail "message: $out"
+echo "$out" | has_match 'policy.json: unknown key "colour"' || fail "message: $out"
 [ "$(echo "$out" | wc -l)" -eq 1 ] || fail "not one line: $out"
 mountpoint -q "$M" && fail "mounted anyway"
 
@@ -179,7 +179,7 @@ wait_status "$M/work/dft" ready
 expect_eq "dft parent" "$(xattr "$M/work/dft" parent)" /vendor/denied-base
 refused "$M/work/dft/model.safetensors"
 expect_eq "dft rule" "$(prov "$M/work/dft" "p['policy']['rule']")" deny_families
-prov "$M/work/dft" "p['policy']['reason']" | grep -q mistral || fail "reason does not quote the claim"
+prov "$M/work/dft" "p['policy']['reason']" | has_match mistral || fail "reason does not quote the claim"
 "$PROVCTL" approve "$M/vendor/denied-base" >/dev/null || fail "approve denied base"
 readable "$M/vendor/denied-base/model.safetensors" # an approval is the narrow exception
 refused "$M/work/dft/model.safetensors"            # an approved ancestor does not override deny
@@ -215,7 +215,7 @@ expect_eq "check of the approved" "$(check_rc "$M/m/renamed")" 0
 "$PROVCTL" log --db "$LINEAGE_DB" >"$T/log.txt" || fail "provctl log"
 grep -q "would-refuse deny_families  uid=$TUID" "$T/log.txt" || fail "log: no would-refuse row"
 grep -q "refused require_approval  uid=$TUID" "$T/log.txt" || fail "log: no refused row"
-head -n 1 "$T/log.txt" | grep -q would-refuse || fail "log is not newest first"
+head -n 1 "$T/log.txt" | has_match would-refuse || fail "log is not newest first"
 "$PROVCTL" log --db "$LINEAGE_DB" --json --kind policy |
     python3 -c "import json,sys; e=json.load(sys.stdin)['events']; assert e and all(x['kind']=='policy' and x['rule'] and x['decision'] for x in e)" ||
     fail "log --json"

@@ -57,10 +57,10 @@ cmp "$T/blk" "$T/back" || fail "O_DIRECT read"
 note "security.capability passes through"
 cp /bin/true "$M/captrue"
 setcap cap_net_bind_service+ep "$M/captrue" || fail "setcap"
-getcap "$M/captrue" | grep -q cap_net_bind_service || fail "getcap: $(getcap "$M/captrue")"
+getcap "$M/captrue" | has_match cap_net_bind_service || fail "getcap: $(getcap "$M/captrue")"
 getfattr -d -m - "$M/captrue" >/dev/null || fail "getfattr -d -m - fails"
 cp --preserve=xattr "$M/captrue" "$N/captrue"
-getcap "$N/captrue" | grep -q cap_net_bind_service || fail "the copy out lost the capability"
+getcap "$N/captrue" | has_match cap_net_bind_service || fail "the copy out lost the capability"
 
 note "xattrs of symlinks"
 for d in "$N" "$M"; do ln -s grant "$d/sl"; setfattr -h -n trusted.provfs.t -v v "$d/sl"; done

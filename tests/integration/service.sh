@@ -9,7 +9,7 @@ need_mkmodel
 for tool in dpkg-deb dpkg mount umount man setpriv useradd python3; do
     command -v "$tool" >/dev/null || { echo "SKIP: no $tool"; exit 77; }
 done
-if dpkg-query -W -f='${Status}' provfs 2>/dev/null | grep -q 'install ok installed'; then
+if dpkg-query -W -f='${Status}' provfs 2>/dev/null | has_match 'install ok installed'; then
     echo "SKIP: a provfs package is installed on this machine already"
     exit 77
 fi
@@ -73,9 +73,8 @@ dpkg -i "$deb" >"$T/dpkg.log" 2>&1 || { cat "$T/dpkg.log" >&2; fail "dpkg -i"; }
 [ -d /usr/share/provfs/refdb/cisco-mpk/entries ] || fail "no reference set"
 [ "$(stat -c %a /etc/provfs/policy.json)" = 644 ] || fail "/etc/provfs/policy.json"
 getent passwd provfs-analyzer >/dev/null || fail "postinst did not create provfs-analyzer"
-# grep -c, not -q: it reads to the end, so a long output never dies of SIGPIPE (pipefail)
-man -P cat provfs 2>/dev/null | grep -c "fuse.provfs" >/dev/null || fail "man provfs does not render"
-man -P cat provctl 2>/dev/null | grep -c "approve" >/dev/null || fail "man provctl does not render"
+man -P cat provfs 2>/dev/null | has_match "fuse.provfs" || fail "man provfs does not render"
+man -P cat provctl 2>/dev/null | has_match "approve" || fail "man provctl does not render"
 grep -q "^ExecStart=/usr/sbin/provfs -f " /lib/systemd/system/provfs@.service ||
     fail "unit ExecStart"
 if command -v systemd-analyze >/dev/null; then
@@ -87,7 +86,7 @@ if command -v systemd-analyze >/dev/null; then
     fi
 fi
 # the installed daemon knows its installed reference set
-/usr/sbin/provfs --help | grep -c "/usr/share/provfs/refdb" >/dev/null || fail "installed refdb default"
+/usr/sbin/provfs --help | has_match "/usr/share/provfs/refdb" || fail "installed refdb default"
 
 note "fstab line: mount --fstab FILE MOUNTPOINT"
 AG=4242
@@ -98,7 +97,7 @@ printf '%s %s fuse.provfs defaults,nofail,policy=%s,db=%s,quiet_ms=100,admin_gid
     "$B" "$M" "$T/etc/enforce.json" "$T/db/lineage.db" "$AG" >"$T/fstab"
 mount --fstab "$T/fstab" "$M" 2>"$T/mount.err" || { cat "$T/mount.err" >&2; fail "mount via fstab"; }
 mountpoint -q "$M" || fail "no mount after mount --fstab"
-findmnt -n -o FSTYPE "$M" | grep -qx "fuse.provfs" || fail "fstype $(findmnt -n -o FSTYPE "$M")"
+findmnt -n -o FSTYPE "$M" | has_match -x "fuse.provfs" || fail "fstype $(findmnt -n -o FSTYPE "$M")"
 pid=$(pgrep -f -- "provfs $B $M" | head -1 || true)
 [ -n "$pid" ] || fail "no daemon for $M: $(ps -eo args | grep provfs)"
 [ -f "$T/db/lineage.db" ] || fail "db= did not take effect"
@@ -118,7 +117,7 @@ done
 check=$(/usr/bin/provctl check "$M/team/llama/model.safetensors" 2>&1) && fail "check allowed"
 reason=$(printf '%s\n' "$check" | sed -n '2s/^  //p')
 [ -n "$reason" ] || fail "provctl check gave no reason: $check"
-for _ in $(seq 50); do syslog_lines | grep -q "team/llama" && break; sleep 0.1; done
+for _ in $(seq 50); do syslog_lines | has_match "team/llama" && break; sleep 0.1; done
 lines=$(syslog_lines | grep -c "refused open of $M/team/llama/model.safetensors by uid $TUID " || true)
 expect_eq "syslog lines for 40 refusals in one minute" "$lines" 1
 line=$(syslog_lines | grep "refused open of $M/team/llama/model.safetensors")
@@ -133,12 +132,12 @@ cp -r "$T/src" "$evil/m"
 chmod -R a+rX "$M"
 wait_status "$evil/m" ready
 as_user cat "$evil/m/model.safetensors" >/dev/null 2>&1 && fail "blocked weights read"
-for _ in $(seq 50); do syslog_lines | grep -q "pwned" && break; sleep 0.1; done
+for _ in $(seq 50); do syslog_lines | has_match "pwned" && break; sleep 0.1; done
 rec=$(syslog_lines | grep "pwned") || fail "no syslog line for the hostile name"
 expect_eq "records for the hostile name" "$(printf '%s\n' "$rec" | wc -l)" 1
-printf '%s' "$rec" | grep -q 'forged' || fail "name cut"
+printf '%s' "$rec" | has_match 'forged' || fail "name cut"
 # the record holds no raw newline before 'forged' (the listener writes repr(): a raw one is \n)
-printf '%s' "$rec" | grep -q "\\\\nforged" && fail "raw newline in the syslog line: $rec"
+printf '%s' "$rec" | has_match "\\\\nforged" && fail "raw newline in the syslog line: $rec"
 # the suggested command, run by a shell, is one argument and runs nothing
 cmd=$(python3 -c "import ast,sys; m=ast.literal_eval(sys.argv[1]).decode(); print(m[m.index('provctl approve ')+16:])" "$rec")
 (cd "$T" && eval "set -- $cmd" && [ $# -eq 1 ]) || fail "fix is not one argument: $cmd"

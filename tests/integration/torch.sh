@@ -137,8 +137,8 @@ for f in evil eval legacy trunc; do
     wait_status "$M/bad/$f.pt" failed
     err=$(xattr "$M/bad/$f.pt" error)
     [ "$(echo "$err" | wc -l)" -eq 1 ] || fail "$f: error is not one line"
-    echo "$err" | grep -q "${why[$f]}" || fail "$f: error '$err' lacks '${why[$f]}'"
-    echo "$err" | grep -q "$B" && fail "$f: error leaks the backing path: $err"
+    echo "$err" | has_match "${why[$f]}" || fail "$f: error '$err' lacks '${why[$f]}'"
+    echo "$err" | has_match "$B" && fail "$f: error leaks the backing path: $err"
 done
 [ ! -e "$T/pwned" ] || fail "a pickle ran"
 ls "$M/models" >/dev/null

@@ -34,7 +34,7 @@ nowhere() {
     dump=$(DB_DUMP; cat "$LOG";
            for d in "$M"/up/*/; do cat "$d/.provenance" 2>/dev/null; done; cat "$M/.provenance")
     for w in "$@"; do
-        echo "$dump" | grep -q -- "$w" && fail "'$w' leaked"
+        echo "$dump" | has_match -- "$w" && fail "'$w' leaked"
     done
     return 0
 }
@@ -44,7 +44,7 @@ as_user mkdir "$M/up/a"
 as_user cp "$S/base/model.safetensors" "$M/up/a/"
 as_user ln -s "$X/config.json" "$M/up/a/config.json"
 wait_status "$M/up/a" failed
-xattr "$M/up/a" error | grep -q "config.json: a symlink leads out of the store" ||
+xattr "$M/up/a" error | has_match "config.json: a symlink leads out of the store" ||
     fail "reason: $(xattr "$M/up/a" error)"
 
 note "README.md -> a root-only blob: no size or digest published"
@@ -52,7 +52,7 @@ as_user mkdir "$M/up/b"
 as_user cp "$S/base/model.safetensors" "$S/base/config.json" "$M/up/b/"
 as_user ln -s "$X/blob" "$M/up/b/README.md"
 wait_status "$M/up/b" failed
-xattr "$M/up/b" error | grep -q "README.md: a symlink leads out of the store" ||
+xattr "$M/up/b" error | has_match "README.md: a symlink leads out of the store" ||
     fail "reason: $(xattr "$M/up/b" error)"
 note "a relative symlink that climbs out of BACKING"
 as_user mkdir "$M/up/c"
@@ -66,7 +66,7 @@ as_user mkdir "$M/up/d"
 as_user cp "$S/base/model.safetensors" "$M/up/d/"
 as_user ln -s "../../.provfs/policy.json" "$M/up/d/config.json"
 wait_status "$M/up/d" failed
-xattr "$M/up/d" error | grep -q "private directory" || fail "reason: $(xattr "$M/up/d" error)"
+xattr "$M/up/d" error | has_match "private directory" || fail "reason: $(xattr "$M/up/d" error)"
 
 note "weights that are not regular files"
 as_user mkdir "$M/up/e" "$M/up/f"
@@ -75,13 +75,13 @@ as_user cp "$S/base/config.json" "$M/up/e/"
 as_user ln -s /dev/zero "$M/up/f/model.safetensors"
 as_user cp "$S/base/config.json" "$M/up/f/"
 wait_status "$M/up/e" failed
-xattr "$M/up/e" error | grep -q "model.safetensors: not a regular file" ||
+xattr "$M/up/e" error | has_match "model.safetensors: not a regular file" ||
     fail "reason: $(xattr "$M/up/e" error)"
 wait_status "$M/up/f" failed
 # provctl, as the user: a clear error, exit 2
 rc=0; out=$(as_user "$PROVCTL" fingerprint "$M/up/e" 2>&1) || rc=$?
 expect_eq "provctl exit on a FIFO" "$rc" 2
-echo "$out" | grep -q "not a regular file" || fail "provctl: $out"
+echo "$out" | has_match "not a regular file" || fail "provctl: $out"
 
 note "a hostile sharded index: one clear line, no heap bytes"
 as_user mkdir "$M/up/g"
@@ -97,7 +97,7 @@ expect_eq "index error" "$(xattr "$M/up/g" error)" \
     "/up/g/model.safetensors.index.json: weight_map entry 'model.embed_tokens.weight' names no shard file"
 rc=0; out=$("$PROVCTL" fingerprint "$B/up/g" 2>&1) || rc=$?
 expect_eq "provctl exit" "$rc" 2
-echo "$out" | grep -q "weight_map entry 'model.embed_tokens.weight' names no shard file" ||
+echo "$out" | has_match "weight_map entry 'model.embed_tokens.weight' names no shard file" ||
     fail "provctl: $out"
 
 note "raw bytes from a file are escaped in errors"
@@ -107,7 +107,7 @@ printf '{"weight_map": {"\\u001b[31mred\\u0007": "../x", "b": "c"}}' >"$T/ctl.js
 as_user cp "$T/ctl.json" "$M/up/h/model.safetensors.index.json"
 wait_status "$M/up/h" failed
 err=$(xattr "$M/up/h" error)
-echo "$err" | grep -q '\\x1b\[31mred\\x07' || fail "not escaped: $(echo "$err" | od -c | head)"
+echo "$err" | has_match '\\x1b\[31mred\\x07' || fail "not escaped: $(echo "$err" | od -c | head)"
 echo "$err" | LC_ALL=C grep -q $'[\x01-\x1f\x7f]' && fail "control bytes in the error"
 
 note "a Hugging Face cache (snapshot symlinks into blobs/) still analyses"

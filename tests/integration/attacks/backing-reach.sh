@@ -10,7 +10,7 @@ rc=0
 out=$("$PROVFS" -f "$B" "$M" 2>&1) || rc=$?
 expect_eq "exit code" "$rc" 2
 [ "$(echo "$out" | wc -l)" -eq 1 ] || fail "not one line: $out"
-echo "$out" | grep -q "chmod 700" || fail "no fix in: $out"
+echo "$out" | has_match "chmod 700" || fail "no fix in: $out"
 mountpoint -q "$M" && fail "mounted anyway"
 note "audit mode mounts"
 write_policy audit

@@ -27,7 +27,7 @@ expect_eq "parent after the move" "$(xattr "$M/up/ft" parent)" /up/llama
 refused "$M/up/ft/model.safetensors"
 refused "$M/up/llama/model.safetensors"
 reason=$(as_user "$UPY" -c "import json; print(json.load(open('$M/up/ft/.provenance'))['policy']['reason'])")
-echo "$reason" | grep -q "first stored at /vendor/denied-llama" || fail "reason: $reason"
+echo "$reason" | has_match "first stored at /vendor/denied-llama" || fail "reason: $reason"
 note "a fresh copy of the denied bytes is the same model, denied too"
 as_user cp -r "$S/base" "$M/up/copy"
 wait_status "$M/up/copy" ready

@@ -27,7 +27,7 @@ PYEOF
 note "provctl prints no control characters"
 out=$(as_user "$PROVCTL" lineage "$M/up/$bad" 2>&1 || true)
 echo "$out" | LC_ALL=C grep -q $'\033' && fail "escape character in provctl lineage output"
-echo "$out" | grep -q '\\x1b' || fail "provctl lineage: $out"
+echo "$out" | has_match '\\x1b' || fail "provctl lineage: $out"
 out=$("$PROVCTL" log --db "$LINEAGE_DB" 2>&1)
 echo "$out" | LC_ALL=C grep -q $'\033' && fail "escape character in provctl log output"
 note "the analysis is audited as the writer"

@@ -65,5 +65,5 @@ expect_eq "provctl log --json counts" "$total" "$want"
 
 note "the store still works and the user is still refused"
 refused "$W"
-DB "PRAGMA integrity_check" | grep -qx ok || fail "integrity_check"
+DB "PRAGMA integrity_check" | has_match -x ok || fail "integrity_check"
 echo "PASS [$TEST_NAME]"

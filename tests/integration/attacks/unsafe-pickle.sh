@@ -47,9 +47,9 @@ chmod -R a+rX "$S"
 note "a lone unsafe checkpoint: failed, naming the global, flagged unsafe"
 as_user cp "$S/evil.pt" "$M/up/evil.pt"
 wait_status "$M/up/evil.pt" failed
-xattr "$M/up/evil.pt" error | grep -q 'imports posix.system' || fail "error: $(xattr "$M/up/evil.pt" error)"
+xattr "$M/up/evil.pt" error | has_match 'imports posix.system' || fail "error: $(xattr "$M/up/evil.pt" error)"
 expect_eq "unsafe xattr" "$(xattr "$M/up/evil.pt" unsafe)" posix.system
-getfattr -d -m - "$M/up/evil.pt" 2>/dev/null | grep -c '^user.provenance.unsafe=' >/dev/null ||
+getfattr -d -m - "$M/up/evil.pt" 2>/dev/null | has_match '^user.provenance.unsafe=' ||
     fail "user.provenance.unsafe not listed"
 refused "$M/up/evil.pt"
 
@@ -67,7 +67,7 @@ readable "$M/up/d/config.json"
 note "a safe unit has no unsafe xattr"
 blocked_unit "$M/up/safe" 62
 expect_eq "no unsafe xattr" "$(xattr "$M/up/safe" unsafe)" ""
-getfattr -d -m - "$M/up/safe" 2>/dev/null | grep -q 'user.provenance.unsafe' &&
+getfattr -d -m - "$M/up/safe" 2>/dev/null | has_match 'user.provenance.unsafe' &&
     fail "user.provenance.unsafe listed on a safe unit"
 
 note "root approves: still refused to the user, readable by root"

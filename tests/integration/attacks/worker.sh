@@ -76,7 +76,7 @@ grep -qE '^NoNewPrivs:[[:space:]]+1$' <<<"$status" || fail "worker: no_new_privs
 grep -qE '^CapEff:[[:space:]]+0+$' <<<"$status" || fail "worker: $(grep ^CapEff: <<<"$status")"
 kill -9 "$W"
 wait_status "$M/up/big" failed
-xattr "$M/up/big" error | grep -q "analyzer crashed: signal 9" ||
+xattr "$M/up/big" error | has_match "analyzer crashed: signal 9" ||
     fail "reason: $(xattr "$M/up/big" error)"
 note "the next model gets a new worker"
 user_copy "$S/other" "$M/up/other"
@@ -94,7 +94,7 @@ else
     start_provfs --workers 1 --analyzer-mem 40 --analyzer-timeout 3
     user_copy "$S/vocab" "$M/up/vocab"
     wait_status "$M/up/vocab" failed
-    xattr "$M/up/vocab" error | grep -q "analyzer ran out of memory (limit 40 MiB)" ||
+    xattr "$M/up/vocab" error | has_match "analyzer ran out of memory (limit 40 MiB)" ||
         fail "reason: $(xattr "$M/up/vocab" error)"
 fi
 as_user rm -rf "$M/up/other"
@@ -107,7 +107,7 @@ user_copy "$S/big" "$M/up/big"
 W=$(worker_pid)
 kill -STOP "$W"
 wait_status "$M/up/big" failed 20
-xattr "$M/up/big" error | grep -q "analyzer took longer than 3 s" ||
+xattr "$M/up/big" error | has_match "analyzer took longer than 3 s" ||
     fail "reason: $(xattr "$M/up/big" error)"
 kill -0 "$W" 2>/dev/null && fail "the stopped worker still exists"
 as_user rm -rf "$M/up/other"
