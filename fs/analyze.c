@@ -1804,10 +1804,11 @@ static void mark_loose_file(analyze_ctx *an, int dirfd, const char *name, const 
 static void absorb_file_unit(analyze_ctx *an, int dirfd, const char *name, const char *child,
                              const queue_job *job)
 {
-    /* known first (a hash lookup, then an indexed query): most files never were units */
+    /* known first (a hash lookup, the store's path filter, then an indexed query): most files
+     * never were units */
     store_model m;
     bool queued = queue_get_state(an->q, child) != QUEUE_NONE;
-    bool stored = store_model_by_path(an->st, child, &m) == 0;
+    bool stored = store_path_maybe(an->st, child) && store_model_by_path(an->st, child, &m) == 0;
     if ((queued || stored) && analyze_file_unit_check(dirfd, name) == 0) {
         queue_forget_entry(an->q, child);
         if (stored) {
