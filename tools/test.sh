@@ -89,18 +89,6 @@ only) stamp "test $only ($backend)"
     run meson test -C build "$only" --print-errorlogs --num-processes 1; exit 0 ;;
 esac
 
-# The two sanitizer builds (configured once; their stages build them).
-setup_asan() {
-    # -O2 (debugoptimized) as the fuzz build: the sanitizers check the same, at about twice the
-    # speed
-    [ -d build-asan ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false \
-        -Dbuildtype=debugoptimized -Dtest_mkmodel="$root/build/tools/mkmodel" >/dev/null
-}
-setup_fuzz() {
-    [ -d build-fuzz ] || CC=clang meson setup build-fuzz -Dfuzz=true \
-        -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null
-}
-
 stamp "unit tests"
 # in-process, each in its own temp dir: one per core
 meson test -C build --suite unit --print-errorlogs --num-processes "$jobs"
@@ -119,7 +107,9 @@ if [ "${SKIP_INTEGRATION:-0}" != 1 ]; then
 fi
 
 stamp "unit tests under ASan+UBSan"
-setup_asan
+# -O2 (debugoptimized) as the fuzz build: the sanitizers check the same, at about twice the speed
+[ -d build-asan ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dbuildtype=debugoptimized -Dtest_mkmodel="$root/build/tools/mkmodel" >/dev/null
 ninja -C build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     meson test -C build-asan --suite unit --print-errorlogs --num-processes "$jobs"
@@ -136,7 +126,8 @@ fi
 
 if [ "$fuzz_seconds" -gt 0 ]; then
     stamp "fuzzing (${fuzz_seconds}s per target)"
-    setup_fuzz
+    [ -d build-fuzz ] || CC=clang meson setup build-fuzz -Dfuzz=true \
+        -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null
     # Only the fuzz targets, the libraries they link and the check that fails the build when one
     # of those has no coverage counters (tests/fuzz/check_instrumented.sh; the fuzz suite
     # repeats it): the daemon and tests of this build are not used here (half its build time).
