@@ -125,11 +125,13 @@ expect_eq "analysed once, by B" "$(DB "SELECT count(*) FROM events WHERE kind = 
 note "kill -9 of A in the middle of an analysis: B finishes it when A's claim runs out"
 start_provfs --claim-lease-ms 2000
 cp -r "$T/mid" "$M/models/mid"
-# A's worker for it (made per analysis), stopped: the analysis hangs with A's claim taken
+# A's worker for it (made per analysis), stopped once its sandbox is in place (the seccomp filter
+# comes last, after the parent-death signal): the analysis hangs with A's claim taken
 W=
 for _ in $(seq 2000); do
     for p in $(pgrep -P "$PROVFS_PID" || true); do
-        grep -q -- --analyzer-worker "/proc/$p/cmdline" 2>/dev/null && { W=$p; break; }
+        grep -q -- --analyzer-worker "/proc/$p/cmdline" 2>/dev/null &&
+            grep -qE '^Seccomp:[[:space:]]+2$' "/proc/$p/status" 2>/dev/null && { W=$p; break; }
     done
     [ -n "$W" ] && break
     sleep 0.01
