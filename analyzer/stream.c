@@ -1,11 +1,14 @@
 /* The weights pass of a fingerprint: one streaming pass over a model's bytes.
  *
  * Every tensor is read once with pread() into a per-thread buffer (after a write, pread of a
- * reused buffer beats mmap: each fresh page mapping costs microseconds), hashed with SHA-256 and decoded to float in chunks; from each chunk we keep
- * only small sketches (fp.h): moments, row and column sums at evenly spaced positions, a sampled
- * block, 1-D samples, and for the embedding matrix the row-norm histogram and anchor rows. Whole
- * files are hashed as separate jobs, so with two threads the two SHA-256 streams run side by side.
- * Memory stays bounded: a chunk buffer per thread, plus anchor rows.
+ * reused buffer beats mmap: each fresh page mapping costs microseconds), hashed with SHA-256 and
+ * decoded to float in chunks; from each chunk we keep only small sketches (fp.h): moments, row and
+ * column sums at evenly spaced positions, a sampled block, 1-D samples, and for the embedding
+ * matrix the row-norm histogram and anchor rows. Whole files are hashed as separate jobs. With the
+ * x86 SHA extensions every thread hashes two jobs at once (run_lanes: two SHA-256 streams cost
+ * little more than one), and one thread alone reads each weights file once for both its digest and
+ * its tensors' (job_file_fused). Memory stays bounded: two chunk buffers per thread, plus anchor
+ * rows.
  */
 #include "fp.h"
 #include "hot.h"
@@ -31,19 +34,25 @@
 
 /* ------------------------------------------------------------------ sampling */
 
-/* k-th of K evenly spaced indices in [0, n): the centre of the k-th of K equal parts. */
+/* k-th of K evenly spaced indices in [0, n): floor((k + 1/2) n / K), the centre of the k-th of
+ * K equal parts. Exact integer arithmetic (k < K): it is called for every row of every tensor. */
 static inline uint64_t spaced(uint64_t k, uint64_t K, uint64_t n)
 {
-    return (uint64_t)(((long double)k + 0.5L) * (long double)n / (long double)K);
+    if (n < (1ull << 40) && K < (1ull << 22)) /* (2k + 1) n < 2^63 */
+        return (2 * k + 1) * n / (2 * K);
+    return (uint64_t)((unsigned __int128)(2 * k + 1) * n / (2 * (unsigned __int128)K));
 }
 
 /* Inverse of spaced(): k when idx is the k-th of K evenly spaced indices in [0, n), else -1.
- * Random access, so rows may arrive in any order (GGUF stores Q/K rows permuted). */
+ * Random access, so rows may arrive in any order (GGUF stores Q/K rows permuted). With K <= n
+ * the k sought is within one of floor(idx K / n). */
 static inline int64_t spaced_index(uint64_t idx, uint64_t K, uint64_t n)
 {
-    if (K == 0 || n == 0)
+    if (K == 0 || n == 0 || idx >= n)
         return -1;
-    uint64_t k0 = (uint64_t)((long double)idx * (long double)K / (long double)n);
+    uint64_t k0 = n < (1ull << 40) && K < (1ull << 22)
+                      ? idx * K / n
+                      : (uint64_t)((unsigned __int128)idx * K / n);
     for (uint64_t k = k0 ? k0 - 1 : 0; k <= k0 + 1 && k < K; k++)
         if (spaced(k, K, n) == idx)
             return (int64_t)k;
@@ -615,6 +624,157 @@ static void job_tensor(run_ctx *c, tbuf *b, const job *j)
     tensor_end(c, &ts, b, ok);
 }
 
+/* ------------------------------------------------------------------ two lanes */
+
+/* With the SHA extensions a thread hashes two jobs at once: each of its two lanes holds a job (a
+ * whole file or a tensor) and reads it in pieces, the two pieces go through the two-stream
+ * update together (two streams cost little more than one) and the tensor pieces are then
+ * summarised as in job_tensor. A lane holding a whole file takes only another file beside it: a
+ * file hash is the longest job, and tensors decoded beside it would slow it down. */
+#define LANE_BYTES (1u << 20)
+
+typedef struct lane {
+    const job *j; /* NULL: idle */
+    int fd;
+    uint64_t done; /* bytes of the job read so far */
+    size_t n;      /* bytes in raw this round */
+    bool ok;
+    bool eof;      /* kind 0: the file's end was read */
+    pa_sha2x file; /* kind 0 */
+    tstate ts;     /* kind 1 */
+    uint8_t *raw;
+} lane;
+
+static const char *job_path(const run_ctx *c, const job *j)
+{
+    return j->kind == 0 ? c->unit->file_paths[j->file] : j->src.path;
+}
+
+/* End the lane's job: its digest is stored when every byte was read. */
+static void lane_end(run_ctx *c, tbuf *b, lane *l)
+{
+    const job *j = l->j;
+    if (j->kind == 1) {
+        tensor_end(c, &l->ts, b, l->ok && l->done == j->src.nbytes);
+    } else if (l->ok && l->eof) {
+        uint8_t d[32];
+        pa_sha2x_final(&l->file, d);
+        pa_hex(d, 32, c->fp->files[j->file].sha256);
+    }
+    if (l->fd >= 0)
+        close(l->fd);
+    l->fd = -1;
+    l->j = NULL;
+}
+
+static void lane_start(run_ctx *c, tbuf *b, lane *l, const job *j)
+{
+    l->j = j;
+    l->fd = -1;
+    l->done = 0;
+    l->n = 0;
+    l->eof = false;
+    l->ok = j->kind == 0 || tensor_begin(c, j, true, &l->ts);
+    if (j->kind == 0)
+        pa_sha2x_init(&l->file);
+    if (!l->ok) {
+        lane_end(c, b, l);
+        return;
+    }
+    pa_error oerr = {0};
+    l->fd = pa_unit_open_file(c->unit, job_path(c, j), &oerr);
+    if (l->fd < 0) {
+        fail(c, oerr.status, "%s%s", oerr.msg, "");
+        l->ok = false;
+        lane_end(c, b, l);
+    }
+}
+
+/* The lane's next piece into l->raw (l->n bytes; 0 at the end of its job). */
+static void lane_read(run_ctx *c, lane *l)
+{
+    const job *j = l->j;
+    l->n = 0;
+    if (j->kind == 0) {
+        ssize_t r;
+        do
+            r = pread(l->fd, l->raw, LANE_BYTES, (off_t)l->done);
+        while (r < 0 && errno == EINTR);
+        if (r < 0) {
+            fail(c, PA_E_IO, "%s: read failed: %s", job_path(c, j), strerror(errno));
+            l->ok = false;
+        } else if (r == 0) {
+            l->eof = true;
+        } else {
+            l->n = (size_t)r;
+        }
+        return;
+    }
+    uint64_t left = j->src.nbytes - l->done;
+    size_t n = (size_t)(left < LANE_BYTES ? left : LANE_BYTES);
+    if (n && pa_pread_exact(l->fd, l->raw, n, j->src.off + l->done)) {
+        fail(c, PA_E_FORMAT, "%s: short read in tensor '%s' (file changed or truncated?)",
+             j->src.path, j->src.name);
+        l->ok = false;
+        return;
+    }
+    l->n = n;
+}
+
+static pa_sha2x *lane_sha(lane *l)
+{
+    return l->j->kind == 0 ? &l->file : &l->ts.sha2;
+}
+
+/* Run jobs two at a time until take() has none left. take(c, arg, files_only) hands out the
+ * next job, or NULL; with files_only it hands out a job only if it hashes a whole file. */
+static void run_lanes(run_ctx *c, tbuf *b, uint8_t *raw2,
+                      const job *(*take)(run_ctx *, void *, bool), void *arg)
+{
+    lane ls[2] = {{.fd = -1, .raw = b->raw}, {.fd = -1, .raw = raw2}};
+    for (;;) {
+        bool any = false;
+        for (int k = 0; k < 2; k++) {
+            lane *l = &ls[k], *o = &ls[1 - k];
+            while (!l->j && !cancelled(c)) {
+                const job *j = take(c, arg, o->j && o->j->kind == 0);
+                if (!j)
+                    break;
+                lane_start(c, b, l, j);
+            }
+            any |= l->j != NULL;
+        }
+        if (!any)
+            break;
+        bool stop = cancelled(c), both = ls[0].j && ls[1].j;
+        for (int k = 0; k < 2 && !stop; k++)
+            if (ls[k].j)
+                lane_read(c, &ls[k]);
+        if (!stop && both)
+            pa_sha2x_update2(lane_sha(&ls[0]), ls[0].raw, ls[0].n, lane_sha(&ls[1]), ls[1].raw,
+                             ls[1].n);
+        for (int k = 0; k < 2; k++) {
+            lane *l = &ls[k];
+            if (!l->j)
+                continue;
+            if (stop) {
+                l->ok = false;
+                lane_end(c, b, l);
+                continue;
+            }
+            if (!both)
+                pa_sha2x_update(lane_sha(l), l->raw, l->n);
+            if (l->ok && l->n && l->j->kind == 1)
+                l->ok = tensor_feed(c, &l->ts, b, l->raw, l->n);
+            l->done += l->n;
+            if (l->n)
+                progress(c, l->n);
+            if (!l->ok || l->eof || (l->j->kind == 1 && l->done == l->j->src.nbytes))
+                lane_end(c, b, l);
+        }
+    }
+}
+
 /* One thread, one file: read it once, front to back, and hash every byte into the file's digest
  * and — two streams side by side on the SHA extensions — the bytes of each tensor into the
  * tensor's. This is the single-thread path: each byte is read once and both digests cost little
@@ -711,8 +871,26 @@ static void job_file_fused(run_ctx *c, tbuf *b, const job *fj, const job *const 
 
 /* The single-thread schedule: each weights file in one fused pass (job_file_fused), the other
  * files hashed and the remaining tensors read on their own. */
+typedef struct serial_left {
+    const bool *done;
+    size_t next;
+} serial_left;
+
+static const job *take_left(run_ctx *c, void *arg, bool files_only)
+{
+    serial_left *s = arg;
+    for (; s->next < c->n_jobs; s->next++)
+        if (!s->done[s->next]) {
+            if (files_only && c->jobs[s->next].kind != 0)
+                return NULL;
+            return &c->jobs[s->next++];
+        }
+    return NULL;
+}
+
 static void run_serial_fused(run_ctx *c)
 {
+    uint8_t *raw2 = NULL;
     tbuf b;
     b.raw = chunk_alloc();
     b.val = malloc((size_t)SUB_ELEMS * sizeof(float));
@@ -739,14 +917,31 @@ static void run_serial_fused(run_ctx *c)
             job_file_hash(c, &b, j);
         done[i] = true;
     }
-    for (size_t i = 0; i < c->n_jobs && !cancelled(c); i++)
-        if (!done[i] && c->jobs[i].kind == 1)
-            job_tensor(c, &b, &c->jobs[i]);
+    /* tensors of files whose digest the caller supplied, two at a time */
+    serial_left left = {done, 0};
+    raw2 = chunk_alloc();
+    if (!raw2)
+        fail(c, PA_E_NOMEM, "%s: %s", c->unit->path, "out of memory for read buffers");
+    else
+        run_lanes(c, &b, raw2, take_left, &left);
 out:
+    free(raw2);
     free(b.raw);
     free(b.val);
     free(group);
     free(done);
+}
+
+/* The next job of the shared list (all threads take from it in order). */
+static const job *take_shared(run_ctx *c, void *arg, bool files_only)
+{
+    (void)arg;
+    size_t i = atomic_load(&c->next);
+    do {
+        if (i >= c->n_jobs || (files_only && c->jobs[i].kind != 0))
+            return NULL;
+    } while (!atomic_compare_exchange_weak(&c->next, &i, i + 1));
+    return &c->jobs[i];
 }
 
 static void *worker(void *arg)
@@ -760,6 +955,11 @@ static void *worker(void *arg)
         free(b.val);
         fail(c, PA_E_NOMEM, "%s: %s", c->unit->path, "out of memory for read buffers");
         return NULL;
+    }
+    uint8_t *raw2 = pa_sha2x_available() ? chunk_alloc() : NULL;
+    if (raw2) {
+        run_lanes(c, &b, raw2, take_shared, NULL);
+        free(raw2);
     }
     for (;;) {
         size_t i = atomic_fetch_add(&c->next, 1);

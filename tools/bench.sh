@@ -68,7 +68,8 @@ analyzer_bench() {
     printf '%-34s %8s s %8s GB/s   %sx read+SHA\n' "  same, file SHA-256 supplied, 2t" \
         "$(field seconds "$n2")" "$(field gbps "$n2")" "$(ratio "$(field seconds "$n2")" "$(field seconds "$sh")")"
     echo "  (a full fingerprint hashes every byte twice: whole-file SHA-256 for the files list and"
-    echo "   per-tensor SHA-256 for byte-exact identity; the store supplies file hashes it already has)"
+    echo "   per-tensor SHA-256 for byte-exact identity; the store supplies file hashes it already has,"
+    echo "   taken while the file was written; each thread hashes two jobs at once on the SHA extensions)"
     local emb_mib
     emb_mib=$(awk 'BEGIN{printf "%.0f", 32000*2048*2/1048576}')
     echo "  (RSS budget: 128 MiB + embedding matrix ${emb_mib} MiB)"

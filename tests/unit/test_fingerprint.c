@@ -406,6 +406,63 @@ static void test_given_files(void)
     pa_unit_files_close(&files);
 }
 
+/* Every schedule gives the same fingerprint: one thread or several, the whole-file digests
+ * computed beside the tensors or supplied by the caller (the tensors alone then go two at a
+ * time), on a sharded model whose tensors span many read pieces and differ in length. */
+static const char *supplied_ctx_sha(void *ctx, const char *name, uint64_t size, int64_t mtime)
+{
+    (void)size;
+    (void)mtime;
+    const pa_fingerprint *full = ctx;
+    for (size_t i = 0; i < full->n_files; i++)
+        if (strcmp(full->files[i].name, name) == 0)
+            return full->files[i].sha256;
+    return NULL;
+}
+
+static void test_schedules(void)
+{
+    const char *mk = getenv("MKMODEL");
+    if (!mk) {
+        CHECK_MSG(0, "%s", "MKMODEL is not set");
+        return;
+    }
+    char cmd[1200], dir[600];
+    snprintf(dir, sizeof dir, "%s/sched", tmp);
+    /* embedding 3000 x 384 f32 (4.4 MiB), layers of 0.6 to 1.7 MiB, in three files */
+    snprintf(cmd, sizeof cmd,
+             "%s create %s --arch llama --seed 9 --hidden 384 --layers 3 --inter 1152 "
+             "--vocab 3000 --shards 3 >/dev/null",
+             mk, dir);
+    CHECK(system(cmd) == 0);
+    pa_fingerprint *full = fingerprint(dir, 1, 0);
+    char *want = full ? pa_fp_to_json(full, false) : NULL;
+    CHECK(want != NULL);
+    if (!want) {
+        pa_fingerprint_free(full);
+        return;
+    }
+    CHECK(full->n_files >= 5 && full->n_tensors > 20);
+    for (int threads = 1; threads <= 3; threads++)
+        for (int supplied = 0; supplied < 2; supplied++) {
+            pa_fp_options opt = {.threads = threads};
+            if (supplied) {
+                opt.known_sha256 = supplied_ctx_sha;
+                opt.known_ctx = full;
+            }
+            pa_fingerprint *fp = NULL;
+            pa_error err = {0};
+            CHECK_MSG(pa_fingerprint_path(dir, &opt, &fp, &err) == PA_OK, "%s", err.msg);
+            char *got = fp ? pa_fp_to_json(fp, false) : NULL;
+            CHECK_MSG(got && strcmp(got, want) == 0, "%d threads, file digests %s: differs",
+                      threads, supplied ? "supplied" : "computed");
+            free(got);
+            pa_fingerprint_free(fp);
+        }
+    free(want);
+    pa_fingerprint_free(full);
+}
+
 int main(void)
 {
     snprintf(tmp, sizeof tmp, "/tmp/provfs-fp-XXXXXX");
@@ -416,6 +473,7 @@ int main(void)
     test_incomplete();
     test_bad_json();
     test_given_files();
+    test_schedules();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (system(cmd) != 0)
