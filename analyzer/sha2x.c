@@ -8,6 +8,8 @@
  */
 #include "sha2x.h"
 
+#include <stdatomic.h>
+
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -29,7 +31,7 @@ static const uint32_t sha_k[64] = {
 static const uint32_t sha_h0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
 
-bool pa_sha2x_available(void)
+static bool cpu_has_sha(void)
 {
 #ifdef HAVE_X86
     unsigned a, b, c, d;
@@ -42,6 +44,18 @@ bool pa_sha2x_available(void)
 #else
     return false;
 #endif
+}
+
+/* CPUID once: in a virtual machine each one traps to the hypervisor. */
+bool pa_sha2x_available(void)
+{
+    static atomic_int have = -1;
+    int h = atomic_load_explicit(&have, memory_order_relaxed);
+    if (h < 0) {
+        h = cpu_has_sha();
+        atomic_store_explicit(&have, h, memory_order_relaxed);
+    }
+    return h;
 }
 
 #ifdef HAVE_X86

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #define CHUNK_BYTES (4u << 20)
+#define LANE_BYTES (1u << 20) /* read at a time by each of a thread's two lanes (run_lanes) */
 #define SUB_ELEMS 4096u /* floats decoded at a time: 16 KiB, stays in L1 */
 
 /* ------------------------------------------------------------------ sampling */
@@ -104,6 +105,8 @@ typedef struct run_ctx {
     atomic_size_t next;
     atomic_uint_fast64_t done_bytes;
     uint64_t total_bytes;
+    size_t chunk;      /* bytes read at a time: CHUNK_BYTES, less when every job is smaller */
+    size_t lane_chunk; /* the same for a lane (run_lanes): LANE_BYTES or less */
     size_t embed_tensor; /* index into fp->tensors, SIZE_MAX when none */
     anchor_plan anchors;
     float *anchor_full; /* n_anchors x cols */
@@ -150,16 +153,19 @@ static void progress(run_ctx *c, uint64_t add)
     }
 }
 
-/* A read buffer of CHUNK_BYTES on 2 MiB boundaries, with transparent huge pages where the system
- * offers them on request: a fresh process (the daemon's analysis worker) then faults in a few
- * huge pages per buffer instead of a thousand small ones. Freed with free(). */
-static uint8_t *chunk_alloc(void)
+/* A read buffer of n bytes. One of 2 MiB or more is on 2 MiB boundaries, with transparent huge
+ * pages where the system offers them on request: a fresh process (the daemon's analysis worker)
+ * then faults in a few huge pages per buffer instead of a thousand small ones. A small model gets
+ * small buffers. Freed with free(). */
+static uint8_t *chunk_alloc(size_t n)
 {
+    if (n < (2u << 20))
+        return malloc(n);
     void *p = NULL;
-    if (posix_memalign(&p, 2u << 20, CHUNK_BYTES) != 0)
+    if (posix_memalign(&p, 2u << 20, n) != 0)
         return NULL;
 #ifdef MADV_HUGEPAGE
-    madvise(p, CHUNK_BYTES, MADV_HUGEPAGE);
+    madvise(p, n, MADV_HUGEPAGE);
 #endif
     return p;
 }
@@ -183,7 +189,7 @@ static void job_file_hash(run_ctx *c, tbuf *b, const job *j)
     for (;;) {
         if (cancelled(c))
             break;
-        ssize_t r = pread(fd, b->raw, CHUNK_BYTES, (off_t)off);
+        ssize_t r = pread(fd, b->raw, c->chunk, (off_t)off);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
@@ -609,7 +615,7 @@ static void job_tensor(run_ctx *c, tbuf *b, const job *j)
     }
     bool ok = true;
     for (uint64_t done = 0; ok && done < d->nbytes && !cancelled(c);) {
-        size_t n = (size_t)(d->nbytes - done < CHUNK_BYTES ? d->nbytes - done : CHUNK_BYTES);
+        size_t n = (size_t)(d->nbytes - done < c->chunk ? d->nbytes - done : c->chunk);
         if (pa_pread_exact(fd, b->raw, n, d->off + done)) {
             fail(c, PA_E_FORMAT, "%s: short read in tensor '%s' (file changed or truncated?)",
                  d->path, d->name);
@@ -631,8 +637,6 @@ static void job_tensor(run_ctx *c, tbuf *b, const job *j)
  * update together (two streams cost little more than one) and the tensor pieces are then
  * summarised as in job_tensor. A lane holding a whole file takes only another file beside it: a
  * file hash is the longest job, and tensors decoded beside it would slow it down. */
-#define LANE_BYTES (1u << 20)
-
 typedef struct lane {
     const job *j; /* NULL: idle */
     int fd;
@@ -698,7 +702,7 @@ static void lane_read(run_ctx *c, lane *l)
     if (j->kind == 0) {
         ssize_t r;
         do
-            r = pread(l->fd, l->raw, LANE_BYTES, (off_t)l->done);
+            r = pread(l->fd, l->raw, c->lane_chunk, (off_t)l->done);
         while (r < 0 && errno == EINTR);
         if (r < 0) {
             fail(c, PA_E_IO, "%s: read failed: %s", job_path(c, j), strerror(errno));
@@ -711,7 +715,7 @@ static void lane_read(run_ctx *c, lane *l)
         return;
     }
     uint64_t left = j->src.nbytes - l->done;
-    size_t n = (size_t)(left < LANE_BYTES ? left : LANE_BYTES);
+    size_t n = (size_t)(left < c->lane_chunk ? left : c->lane_chunk);
     if (n && pa_pread_exact(l->fd, l->raw, n, j->src.off + l->done)) {
         fail(c, PA_E_FORMAT, "%s: short read in tensor '%s' (file changed or truncated?)",
              j->src.path, j->src.name);
@@ -800,7 +804,7 @@ static void job_file_fused(run_ctx *c, tbuf *b, const job *fj, const job *const 
             ok = false;
             break;
         }
-        ssize_t r = pread(fd, b->raw, CHUNK_BYTES, (off_t)off);
+        ssize_t r = pread(fd, b->raw, c->chunk, (off_t)off);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
@@ -892,7 +896,7 @@ static void run_serial_fused(run_ctx *c)
 {
     uint8_t *raw2 = NULL;
     tbuf b;
-    b.raw = chunk_alloc();
+    b.raw = chunk_alloc(c->chunk);
     b.val = malloc((size_t)SUB_ELEMS * sizeof(float));
     const job **group = malloc((c->n_jobs ? c->n_jobs : 1) * sizeof *group);
     bool *done = calloc(c->n_jobs ? c->n_jobs : 1, sizeof *done);
@@ -919,7 +923,7 @@ static void run_serial_fused(run_ctx *c)
     }
     /* tensors of files whose digest the caller supplied, two at a time */
     serial_left left = {done, 0};
-    raw2 = chunk_alloc();
+    raw2 = chunk_alloc(c->lane_chunk);
     if (!raw2)
         fail(c, PA_E_NOMEM, "%s: %s", c->unit->path, "out of memory for read buffers");
     else
@@ -948,7 +952,7 @@ static void *worker(void *arg)
 {
     run_ctx *c = arg;
     tbuf b;
-    b.raw = chunk_alloc();
+    b.raw = chunk_alloc(c->chunk);
     b.val = malloc((size_t)SUB_ELEMS * sizeof(float));
     if (!b.raw || !b.val) {
         free(b.raw);
@@ -956,7 +960,7 @@ static void *worker(void *arg)
         fail(c, PA_E_NOMEM, "%s: %s", c->unit->path, "out of memory for read buffers");
         return NULL;
     }
-    uint8_t *raw2 = pa_sha2x_available() ? chunk_alloc() : NULL;
+    uint8_t *raw2 = pa_sha2x_available() ? chunk_alloc(c->lane_chunk) : NULL;
     if (raw2) {
         run_lanes(c, &b, raw2, take_shared, NULL);
         free(raw2);
@@ -1562,6 +1566,11 @@ pa_status pa_stream_weights(pa_fingerprint *fp, pa_unit *u, const pa_tokenizer *
     c.jobs = jobs;
     c.n_jobs = nt + nfile_jobs;
     c.total_bytes = total;
+    uint64_t most = 1;
+    for (size_t i = 0; i < c.n_jobs; i++)
+        most = jobs[i].bytes > most ? jobs[i].bytes : most;
+    c.chunk = most < CHUNK_BYTES ? (size_t)most : CHUNK_BYTES;
+    c.lane_chunk = most < LANE_BYTES ? (size_t)most : LANE_BYTES;
     c.err = err;
     c.embed_tensor = SIZE_MAX;
     pthread_mutex_init(&c.lock, NULL);
