@@ -35,6 +35,8 @@ wait_status "$M/trunc" failed
 note "the mount keeps serving; good models still analyse"
 cp -r "$S/base" "$M/base"
 cp -r "$S/ft" "$M/ft"
+# the two may be analysed at once, ft first: the base then adopts it when it is stored
+wait_status "$M/base" ready
 wait_status "$M/ft" ready
 expect_eq "parent" "$(xattr "$M/ft" parent)" /base
 ls "$M" >/dev/null
