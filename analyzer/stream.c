@@ -373,8 +373,11 @@ static void acc_run(run_ctx *c, tacc *a, uint64_t r, uint64_t c0, const float *v
             else
                 hi = mid;
         }
-        for (uint32_t k = lo; k < a->kc && ci[k] < c0 + len; k++)
-            a->colsum[k] += v[ci[k] - c0];
+        double *cs = a->colsum; /* in locals: the stores cannot change them */
+        uint32_t kc = a->kc;
+        uint64_t end = c0 + len;
+        for (uint32_t k = lo; k < kc && ci[k] < end; k++)
+            cs[k] += v[ci[k] - c0];
     }
     a->row_acc += rs;
     a->row_sq += rq;
@@ -875,6 +878,12 @@ static void job_file_fused(run_ctx *c, tbuf *b, const job *fj, const job *const 
 
 /* The single-thread schedule: each weights file in one fused pass (job_file_fused), the other
  * files hashed and the remaining tensors read on their own. */
+static int cmp_job_off(const void *x, const void *y)
+{
+    const job *a = *(const job *const *)x, *b = *(const job *const *)y;
+    return a->src.off < b->src.off ? -1 : a->src.off > b->src.off;
+}
+
 typedef struct serial_left {
     const bool *done;
     size_t next;
@@ -912,9 +921,10 @@ static void run_serial_fused(run_ctx *c)
         size_t n = 0;
         for (size_t k = 0; k < c->n_jobs; k++)
             if (c->jobs[k].kind == 1 && strcmp(c->jobs[k].src.path, path) == 0) {
-                group[n++] = &c->jobs[k]; /* jobs are sorted by path, then offset */
+                group[n++] = &c->jobs[k];
                 done[k] = true;
             }
+        qsort(group, n, sizeof *group, cmp_job_off); /* the file front to back */
         if (n)
             job_file_fused(c, &b, j, group, n);
         else
@@ -987,7 +997,10 @@ static int cmp_job(const void *x, const void *y)
         return a->kind - b->kind;
     if (a->kind == 0)
         return a->bytes < b->bytes ? 1 : a->bytes > b->bytes ? -1 : 0;
-    /* tensors in file order: sequential reads */
+    /* tensors largest first, so the last ones left for the two lanes of each thread are short
+     * (a long tensor alone at the end would be hashed at one stream's speed); then in file order */
+    if (a->bytes != b->bytes)
+        return a->bytes < b->bytes ? 1 : -1;
     int pc = strcmp(a->src.path, b->src.path);
     if (pc)
         return pc;
