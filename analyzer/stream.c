@@ -785,7 +785,8 @@ static void run_lanes(run_ctx *c, tbuf *b, uint8_t *raw2,
 /* One thread, one file: read it once, front to back, and hash every byte into the file's digest
  * and — two streams side by side on the SHA extensions — the bytes of each tensor into the
  * tensor's. This is the single-thread path: each byte is read once and both digests cost little
- * more than one. tensors[] are the file's tensor jobs sorted by offset. */
+ * more than one. tensors[] are tensor jobs of the file, sorted by offset, none empty and none
+ * sharing a byte with another (run_serial_fused leaves the others to be read on their own). */
 static void job_file_fused(run_ctx *c, tbuf *b, const job *fj, const job *const *tensors,
                            size_t nt)
 {
@@ -818,17 +819,8 @@ static void job_file_fused(run_ctx *c, tbuf *b, const job *fj, const job *const 
         if (r == 0)
             break;
         const uint8_t *p = b->raw;
-        uint64_t end = off + (uint64_t)r;
+        uint64_t end = off + (uint64_t)r, fed = 0;
         while (ok && off < end) {
-            /* skip to the next tensor that has bytes left */
-            while (!open_t && ti < nt && tensors[ti]->src.off + tensors[ti]->src.nbytes <= off) {
-                /* empty tensor or one already behind us */
-                ok = tensor_begin(c, tensors[ti], true, &ts);
-                tensor_end(c, &ts, b, ok);
-                ti++;
-            }
-            if (!ok)
-                break;
             const tsrc *d = ti < nt ? &tensors[ti]->src : NULL;
             if (!d || off < d->off) {
                 /* header, padding or gaps: the file digest only */
@@ -850,6 +842,7 @@ static void job_file_fused(run_ctx *c, tbuf *b, const job *fj, const job *const 
             size_t n = (size_t)(stop - off);
             pa_sha2x_update2(&file, p, n, &ts.sha2, p, n);
             ok = tensor_feed(c, &ts, b, p, n);
+            fed += n;
             p += n;
             off = stop;
             if (off == d->off + d->nbytes) {
@@ -858,7 +851,7 @@ static void job_file_fused(run_ctx *c, tbuf *b, const job *fj, const job *const 
                 ti++;
             }
         }
-        progress(c, (uint64_t)r);
+        progress(c, (uint64_t)r + fed); /* the total counts file and tensor bytes */
         if (!ok)
             break;
     }
@@ -920,24 +913,40 @@ static void run_serial_fused(run_ctx *c)
         const char *path = c->unit->file_paths[j->file];
         size_t n = 0;
         for (size_t k = 0; k < c->n_jobs; k++)
-            if (c->jobs[k].kind == 1 && strcmp(c->jobs[k].src.path, path) == 0) {
+            if (c->jobs[k].kind == 1 && c->jobs[k].src.nbytes &&
+                strcmp(c->jobs[k].src.path, path) == 0)
                 group[n++] = &c->jobs[k];
-                done[k] = true;
-            }
         qsort(group, n, sizeof *group, cmp_job_off); /* the file front to back */
+        /* Tensors that share bytes with one before them (tied weights of a torch checkpoint)
+         * and empty tensors are read on their own below, as with several threads. */
+        size_t kept = 0;
+        uint64_t end = 0;
+        for (size_t g = 0; g < n; g++)
+            if (group[g]->src.off >= end) {
+                end = group[g]->src.off + group[g]->src.nbytes;
+                done[group[g] - c->jobs] = true;
+                group[kept++] = group[g];
+            }
+        n = kept;
         if (n)
             job_file_fused(c, &b, j, group, n);
         else
             job_file_hash(c, &b, j);
         done[i] = true;
     }
-    /* tensors of files whose digest the caller supplied, two at a time */
+    /* the rest (tensors of files whose digest the caller supplied, those left above), two at a
+     * time; one at a time without memory for a second buffer */
     serial_left left = {done, 0};
     raw2 = chunk_alloc(c->lane_chunk);
-    if (!raw2)
-        fail(c, PA_E_NOMEM, "%s: %s", c->unit->path, "out of memory for read buffers");
-    else
+    if (raw2) {
         run_lanes(c, &b, raw2, take_left, &left);
+    } else {
+        for (const job *j; !cancelled(c) && (j = take_left(c, &left, false));)
+            if (j->kind == 0)
+                job_file_hash(c, &b, j);
+            else
+                job_tensor(c, &b, j);
+    }
 out:
     free(raw2);
     free(b.raw);

@@ -420,6 +420,17 @@ static const char *supplied_ctx_sha(void *ctx, const char *name, uint64_t size, 
     return NULL;
 }
 
+typedef struct progress_seen {
+    uint64_t done, total;
+} progress_seen;
+
+static void on_progress(void *ctx, uint64_t done, uint64_t total)
+{
+    progress_seen *p = ctx;
+    p->done = done;
+    p->total = total;
+}
+
 static void test_schedules(void)
 {
     const char *mk = getenv("MKMODEL");
@@ -445,7 +456,9 @@ static void test_schedules(void)
     CHECK(full->n_files >= 5 && full->n_tensors > 20);
     for (int threads = 1; threads <= 3; threads++)
         for (int supplied = 0; supplied < 2; supplied++) {
-            pa_fp_options opt = {.threads = threads};
+            progress_seen seen = {0};
+            pa_fp_options opt = {
+                .threads = threads, .progress = on_progress, .progress_ctx = &seen};
             if (supplied) {
                 opt.known_sha256 = supplied_ctx_sha;
                 opt.known_ctx = full;
@@ -456,11 +469,58 @@ static void test_schedules(void)
             char *got = fp ? pa_fp_to_json(fp, false) : NULL;
             CHECK_MSG(got && strcmp(got, want) == 0, "%d threads, file digests %s: differs",
                       threads, supplied ? "supplied" : "computed");
+            /* progress ends at its total (one thread reads each byte once for two counts) */
+            CHECK_MSG(seen.total > 0 && seen.done == seen.total,
+                      "%d threads, file digests %s: progress %llu of %llu", threads,
+                      supplied ? "supplied" : "computed", (unsigned long long)seen.done,
+                      (unsigned long long)seen.total);
             free(got);
             pa_fingerprint_free(fp);
         }
     free(want);
     pa_fingerprint_free(full);
+}
+
+/* Empty tensors anywhere, also at the very end of the file (offsets [len, len]): the same
+ * fingerprint on every thread count (one thread used to stop at the end of the file before the
+ * last tensor and report the file cut inside it). */
+static void test_empty_tensors(void)
+{
+    char dir[600], p[700];
+    snprintf(dir, sizeof dir, "%s/empty-tensors", tmp);
+    CHECK(mkdir(dir, 0755) == 0);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    write_file(p, config, strlen(config));
+    float data[12 + 4];
+    for (int i = 0; i < 16; i++)
+        data[i] = (float)i - 7.5f;
+    const char *hdr =
+        "{\"model.layers.0.input_layernorm.weight\":{\"dtype\":\"F32\",\"shape\":[0],"
+        "\"data_offsets\":[0,0]},"
+        "\"model.embed_tokens.weight\":{\"dtype\":\"F32\",\"shape\":[3,4],"
+        "\"data_offsets\":[0,48]},"
+        "\"model.norm.weight\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[48,64]},"
+        "\"model.layers.1.input_layernorm.weight\":{\"dtype\":\"F32\",\"shape\":[0,4],"
+        "\"data_offsets\":[64,64]}}";
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    write_st(p, hdr, data, sizeof data);
+    char *want = NULL;
+    for (int threads = 1; threads <= 3; threads++) {
+        pa_fingerprint *fp = fingerprint(dir, threads, 0);
+        char *j = fp ? pa_fp_to_json(fp, false) : NULL;
+        CHECK(j != NULL);
+        if (fp)
+            CHECK_INT(fp->n_tensors, 4);
+        if (threads == 1)
+            want = j;
+        else {
+            CHECK_MSG(want && j && strcmp(want, j) == 0, "%d threads: another fingerprint",
+                      threads);
+            free(j);
+        }
+        pa_fingerprint_free(fp);
+    }
+    free(want);
 }
 
 int main(void)
@@ -474,6 +534,7 @@ int main(void)
     test_bad_json();
     test_given_files();
     test_schedules();
+    test_empty_tensors();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (system(cmd) != 0)

@@ -7,6 +7,7 @@
  * sharded) and as a lone file. */
 #include "check.h"
 #include "provfs/analyzer.h"
+#include "sha.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -1029,6 +1030,57 @@ static void test_mkmodel(void)
     sh("rm -rf %s", tmp);
 }
 
+/* Tensors that share bytes (tied weights: two names for one tensor, or one tensor inside
+ * another) get the same fingerprint on one thread as on several, each with its own bytes' digest:
+ * the one-thread pass over the file used to give the second a digest of no bytes. */
+static void test_shared_bytes(void)
+{
+    wbuf pk = {0};
+    p_begin(&pk);
+    p_str(&pk, "w");
+    p_tensor(&pk, "FloatStorage", "0", 6, 0, (uint64_t[]){2, 3}, (uint64_t[]){3, 1}, 2);
+    p_str(&pk, "tied");
+    p_tensor(&pk, "FloatStorage", "0", 6, 0, (uint64_t[]){2, 3}, (uint64_t[]){3, 1}, 2);
+    p_str(&pk, "b");
+    p_tensor(&pk, "FloatStorage", "0", 6, 4, (uint64_t[]){2}, (uint64_t[]){1}, 1);
+    p_end(&pk);
+    wbuf f = checkpoint(&pk, NULL, 0);
+    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    char path[512];
+    snprintf(path, sizeof path, "%s/provfs-torch-shared-%d.pt", base, (int)getpid());
+    FILE *out = fopen(path, "wb");
+    CHECK(out && fwrite(f.p, 1, f.n, out) == f.n);
+    if (out)
+        fclose(out);
+    char want_b[65], want_w[65];
+    pa_sha256_hex(six + 4, 2 * sizeof(float), want_b);
+    pa_sha256_hex(six, sizeof six, want_w);
+    char *first = NULL;
+    for (int threads = 1; threads <= 3; threads++) {
+        pa_fp_options opt = {.threads = threads};
+        pa_fingerprint *fp = NULL;
+        pa_error err = {0};
+        CHECK_MSG(pa_fingerprint_path(path, &opt, &fp, &err) == PA_OK, "%s", err.msg);
+        char *j = fp ? pa_fp_to_json(fp, false) : NULL;
+        CHECK(j != NULL);
+        if (j && threads == 1) {
+            CHECK_MSG(strstr(j, want_b) != NULL, "b's digest %s missing", want_b);
+            const char *w1 = strstr(j, want_w);
+            CHECK_MSG(w1 && strstr(w1 + 64, want_w), "w and tied: digest %s not twice", want_w);
+            first = j;
+            j = NULL;
+        } else if (j) {
+            CHECK_MSG(first && strcmp(first, j) == 0, "%d threads: another fingerprint", threads);
+        }
+        free(j);
+        pa_fingerprint_free(fp);
+    }
+    free(first);
+    unlink(path);
+    free(f.p);
+    free(pk.p);
+}
+
 int main(void)
 {
     test_minimal(false);
@@ -1042,6 +1094,7 @@ int main(void)
     test_zip_refusals();
     test_names();
     test_weights_choice();
+    test_shared_bytes();
     test_mkmodel();
     return check_report("torch");
 }
