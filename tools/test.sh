@@ -109,7 +109,8 @@ fi
 stamp "unit tests under ASan+UBSan"
 # -O2 (debugoptimized) as the fuzz build: the sanitizers check the same, at about twice the speed
 [ -d build-asan ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false \
-    -Dbuildtype=debugoptimized -Dtest_mkmodel="$root/build/tools/mkmodel" >/dev/null
+    -Dbuildtype=debugoptimized -Dtest_mkmodel="$root/build/tools/mkmodel" \
+    -Dtest_matrix_models="$root/build/tests/unit/matrix-models.stamp.d" >/dev/null
 ninja -C build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     meson test -C build-asan --suite unit --print-errorlogs --num-processes "$jobs"
