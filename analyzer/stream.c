@@ -733,10 +733,11 @@ static pa_sha2x *lane_sha(lane *l)
     return l->j->kind == 0 ? &l->file : &l->ts.sha2;
 }
 
-/* Run jobs two at a time until take() has none left. take(c, arg, files_only) hands out the
- * next job, or NULL; with files_only it hands out a job only if it hashes a whole file. */
-static void run_lanes(run_ctx *c, tbuf *b, uint8_t *raw2,
-                      const job *(*take)(run_ctx *, void *, bool), void *arg)
+/* Hands out the next job, or NULL; with files_only, a job only if it hashes a whole file. */
+typedef const job *take_fn(run_ctx *c, void *arg, bool files_only);
+
+/* Run jobs two at a time until take() has none left. */
+static void run_lanes(run_ctx *c, tbuf *b, uint8_t *raw2, take_fn *take, void *arg)
 {
     lane ls[2] = {{.fd = -1, .raw = b->raw}, {.fd = -1, .raw = raw2}};
     for (;;) {
@@ -780,6 +781,22 @@ static void run_lanes(run_ctx *c, tbuf *b, uint8_t *raw2,
                 lane_end(c, b, l);
         }
     }
+}
+
+/* Run the jobs take() hands out: two at a time on the SHA extensions, else one at a time. */
+static void run_jobs(run_ctx *c, tbuf *b, take_fn *take, void *arg)
+{
+    uint8_t *raw2 = pa_sha2x_available() ? chunk_alloc(c->lane_chunk) : NULL;
+    if (raw2) {
+        run_lanes(c, b, raw2, take, arg);
+        free(raw2);
+        return;
+    }
+    for (const job *j; !cancelled(c) && (j = take(c, arg, false));)
+        if (j->kind == 0)
+            job_file_hash(c, b, j);
+        else
+            job_tensor(c, b, j);
 }
 
 /* One thread, one file: read it once, front to back, and hash every byte into the file's digest
@@ -869,8 +886,6 @@ static void job_file_fused(run_ctx *c, tbuf *b, const job *fj, const job *const 
         pa_hex(dgst, 32, c->fp->files[fj->file].sha256);
 }
 
-/* The single-thread schedule: each weights file in one fused pass (job_file_fused), the other
- * files hashed and the remaining tensors read on their own. */
 static int cmp_job_off(const void *x, const void *y)
 {
     const job *a = *(const job *const *)x, *b = *(const job *const *)y;
@@ -894,9 +909,10 @@ static const job *take_left(run_ctx *c, void *arg, bool files_only)
     return NULL;
 }
 
+/* The single-thread schedule: each weights file in one fused pass (job_file_fused), the other
+ * files hashed and the remaining tensors read on their own. */
 static void run_serial_fused(run_ctx *c)
 {
-    uint8_t *raw2 = NULL;
     tbuf b;
     b.raw = chunk_alloc(c->chunk);
     b.val = malloc((size_t)SUB_ELEMS * sizeof(float));
@@ -934,21 +950,10 @@ static void run_serial_fused(run_ctx *c)
             job_file_hash(c, &b, j);
         done[i] = true;
     }
-    /* the rest (tensors of files whose digest the caller supplied, those left above), two at a
-     * time; one at a time without memory for a second buffer */
+    /* the rest: tensors of files whose digest the caller supplied, and those left above */
     serial_left left = {done, 0};
-    raw2 = chunk_alloc(c->lane_chunk);
-    if (raw2) {
-        run_lanes(c, &b, raw2, take_left, &left);
-    } else {
-        for (const job *j; !cancelled(c) && (j = take_left(c, &left, false));)
-            if (j->kind == 0)
-                job_file_hash(c, &b, j);
-            else
-                job_tensor(c, &b, j);
-    }
+    run_jobs(c, &b, take_left, &left);
 out:
-    free(raw2);
     free(b.raw);
     free(b.val);
     free(group);
@@ -979,20 +984,7 @@ static void *worker(void *arg)
         fail(c, PA_E_NOMEM, "%s: %s", c->unit->path, "out of memory for read buffers");
         return NULL;
     }
-    uint8_t *raw2 = pa_sha2x_available() ? chunk_alloc(c->lane_chunk) : NULL;
-    if (raw2) {
-        run_lanes(c, &b, raw2, take_shared, NULL);
-        free(raw2);
-    }
-    for (;;) {
-        size_t i = atomic_fetch_add(&c->next, 1);
-        if (i >= c->n_jobs || cancelled(c))
-            break;
-        if (c->jobs[i].kind == 0)
-            job_file_hash(c, &b, &c->jobs[i]);
-        else
-            job_tensor(c, &b, &c->jobs[i]);
-    }
+    run_jobs(c, &b, take_shared, NULL);
     free(b.raw);
     free(b.val);
     return NULL;
@@ -1588,7 +1580,9 @@ pa_status pa_stream_weights(pa_fingerprint *fp, pa_unit *u, const pa_tokenizer *
     c.jobs = jobs;
     c.n_jobs = nt + nfile_jobs;
     c.total_bytes = total;
-    uint64_t most = 1;
+    /* read buffers as large as the largest job, at least 64 KiB (a file that grows while it is
+     * read is not read in tiny pieces) */
+    uint64_t most = 64u << 10;
     for (size_t i = 0; i < c.n_jobs; i++)
         most = jobs[i].bytes > most ? jobs[i].bytes : most;
     c.chunk = most < CHUNK_BYTES ? (size_t)most : CHUNK_BYTES;
