@@ -5,6 +5,7 @@
 #include "analyze.h"
 #include "db.h"
 #include "gate.h"
+#include "loop.h"
 #include "ops.h"
 #include "policy.h"
 #include "queue.h"
@@ -51,6 +52,7 @@ typedef struct options {
     unsigned long inode_fds;   /* --inode-fds */
     long cache_timeout;        /* --cache-timeout s; -1: by the kind of database */
     int passthrough_off;       /* --passthrough=off */
+    unsigned spin_us;          /* --spin-us */
 } options;
 
 static void usage(FILE *out)
@@ -86,13 +88,17 @@ static void usage(FILE *out)
             "                    (default 60; 1 with a postgresql:// --db, whose other daemons\n"
             "                    change BACKING behind this mount, or allow_shared_backing);\n"
             "                    contents are checked at every open whatever S is\n"
+            "  --spin-us N       for N microseconds after a request, the FUSE thread that\n"
+            "                    served it checks for the next one without sleeping (default\n"
+            "                    50; 0: libfuse's own loop): up to one CPU while requests\n"
+            "                    come, none once they stop\n"
             "  -f                stay in the foreground\n"
             "  -d                FUSE debug output (implies -f)\n"
             "  -s                single-threaded FUSE loop\n"
             "  -o OPT[,OPT...]   mount options: FUSE's, and every option above as name=VALUE\n"
             "                    (db=, policy=, refdb=, workers=, admin_gid=, quiet_ms=,\n"
             "                    max_delay_ms=, analyzer_mem=, analyzer_timeout=, inode_fds=,\n"
-            "                    fp_cache_mb=, cache_timeout=, passthrough=off,\n"
+            "                    fp_cache_mb=, cache_timeout=, spin_us=, passthrough=off,\n"
             "                    analyzer_worker=off), so fstab and mount -t\n"
             "                    fuse.provfs work;\n"
             "                    allow_shared_backing: mount under enforce although users other\n"
@@ -133,6 +139,7 @@ static int set_option(options *opt, const char *name, const char *val)
         {"analyzer_timeout", 1u << 30, &opt->analyzer_timeout},
         {"fp_cache_mb", 1u << 20, &opt->fp_cache_mb},
         {"claim_lease_ms", 86400000, &opt->claim_lease_ms},
+        {"spin_us", 10000, &opt->spin_us},
     };
     for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
         if (strcmp(key, nums[i].key) == 0) {
@@ -411,6 +418,7 @@ int main(int argc, char **argv)
                    .analyzer_timeout = 600,
                    .inode_fds = 65536,
                    .cache_timeout = -1,
+                   .spin_us = 50,
                    .max_delay_ms = QUEUE_MAX_DELAY_MS};
     worker_cfg wcfg = {0};
     struct fuse_args fargs = FUSE_ARGS_INIT(0, NULL);
@@ -645,6 +653,8 @@ int main(int argc, char **argv)
     ops_fs_set_session(fs, se);
     if (opt.single_thread) {
         rc = fuse_session_loop(se);
+    } else if (opt.spin_us) {
+        rc = loop_run(se, opt.spin_us, 10); /* libfuse's default of workers */
     } else {
         struct fuse_loop_config cfg = {.clone_fd = 0, .max_idle_threads = 16};
         rc = fuse_session_loop_mt(se, &cfg);
