@@ -2,23 +2,26 @@
  *
  * One worker at a time, the reader, takes requests from the device and serves them itself.
  * After each reply it checks the device for the next request without sleeping, for up to
- * spin_ns after the last request began or ended, and only then sleeps in a read. A program that
- * makes one file-system call after another (create, stat, unlink of many files) finds its next
- * request taken at once, where a sleeping worker would first be woken, and on a virtual machine
- * its idle CPU with it. That costs one CPU at most, and only within spin_ns of a request.
+ * spin_ns after the last request began or ended, and only then sleeps (in poll(): the device is
+ * non-blocking here, so no read ever waits). A program that makes one file-system call after
+ * another (create, stat, unlink of many files) finds its next request taken at once, where a
+ * sleeping worker would first be woken, and on a virtual machine its idle CPU with it. That
+ * costs one CPU at most, and only within spin_ns of a request.
  *
  * Requests are still served side by side: while the reader serves one request, a watchdog
- * checks every LOOP_HANDOVER_NS; once that request has taken so long, the reader role passes to
- * another worker (one that waits for it, or a new one up to max_threads) and the old reader
- * becomes one of those waiting when it has replied. A request that waits for another one (an
- * open that waits for an approval) therefore holds up the others for LOOP_HANDOVER_NS at most.
- * The watchdog sleeps while the reader sleeps in a read. Nothing here wakes a second thread for
- * a request served within LOOP_HANDOVER_NS. */
+ * checks every LOOP_TICK_NS; once that request has taken LOOP_TICK_NS, or LOOP_QUEUED_NS with
+ * others queued behind it, the reader role passes to another worker (one that waits for it, or
+ * a new one up to max_threads). The old reader, once it has replied, serves queued requests too
+ * while there are any, and then waits for its turn. A request that waits for another one
+ * therefore holds up the others for about LOOP_TICK_NS at most, and a queue that grows gets up
+ * to max_threads workers as in libfuse's loop. The watchdog sleeps while the reader sleeps.
+ * Nothing here wakes a second thread for a request served within LOOP_QUEUED_NS. */
 #include "loop.h"
 
 #include "clock.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -29,7 +32,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#define LOOP_HANDOVER_NS 1000000 /* 1 ms */
+#define LOOP_TICK_NS 1000000  /* 1 ms */
+#define LOOP_QUEUED_NS 200000 /* with requests queued behind it */
 
 typedef struct loop loop;
 
@@ -48,14 +52,14 @@ struct loop {
     unsigned max_threads;
     pthread_mutex_t lock;
     pthread_cond_t turn;       /* workers waiting to become the reader */
-    pthread_cond_t watch;      /* the watchdog, while the reader sleeps in a read */
+    pthread_cond_t watch;      /* the watchdog, while the reader sleeps */
     worker *workers;           /* under lock: every worker started, joined at the end */
     unsigned started;          /* under lock */
     worker *reader;            /* under lock: the worker that reads the next request, or NULL */
     unsigned waiting;          /* under lock: workers waiting to become the reader */
     bool stopping;             /* under lock */
     bool watchdog_idle;        /* under lock: the watchdog waits on watch */
-    atomic_bool reader_asleep; /* the reader sleeps (or is about to) in a read */
+    atomic_bool reader_asleep; /* the reader sleeps (or is about to) until a request comes */
     _Atomic int64_t last_ns;   /* when the last request began or ended */
     atomic_int error;          /* the first read error (negative errno), 0 */
     sem_t finished;            /* a worker saw the session end */
@@ -93,13 +97,20 @@ static bool start_worker(loop *L)
     return true;
 }
 
-/* Checks for a request without sleeping while the last one is recent. true: one is pending
- * (or the device has an error for the read to report); false: the time is up. */
-static bool watch(loop *L)
+/* Is a request queued (or the device gone, for the read to report)? Never waits: a timeout of
+ * 0 does not join the device's wait queue. */
+static bool queued(loop *L)
 {
     struct pollfd p = {.fd = L->fd, .events = POLLIN};
+    return poll(&p, 1, 0) != 0;
+}
+
+/* Checks for a request without sleeping while the last one is recent. true: one is queued;
+ * false: the time is up. */
+static bool watch(loop *L)
+{
     for (;;) {
-        if (poll(&p, 1, 0) != 0) /* a timeout of 0 never joins the device's wait queue */
+        if (queued(L))
             return true;
         if (mono_ns() - atomic_load(&L->last_ns) >= L->spin_ns)
             return false;
@@ -107,11 +118,58 @@ static bool watch(loop *L)
     }
 }
 
+/* The session ended (unmounted, a signal, or a handler ended it): loop_run stops the others. */
+static void *ended(loop *L, int res)
+{
+    int none = 0;
+    if (res < 0)
+        atomic_compare_exchange_strong(&L->error, &none, res);
+    fuse_session_exit(L->se);
+    sem_post(&L->finished);
+    return NULL;
+}
+
+/* Reads one request and serves it. 1: served; 0: none was there (another worker took it);
+ * -1: the session ended. */
+static int serve(loop *L, worker *w)
+{
+    int res = fuse_session_receive_buf(L->se, &w->buf);
+    if (res == -EAGAIN || res == -EINTR)
+        return 0;
+    if (res <= 0 || fuse_session_exited(L->se)) {
+        ended(L, res);
+        return -1;
+    }
+    int64_t now = mono_ns();
+    atomic_store(&L->last_ns, now);
+    atomic_store(&w->busy_since, now);
+    fuse_session_process_buf(L->se, &w->buf);
+    atomic_store(&w->busy_since, 0);
+    atomic_store(&L->last_ns, mono_ns());
+    if (fuse_session_exited(L->se)) {
+        ended(L, 0);
+        return -1;
+    }
+    return 1;
+}
+
 static void *work(void *arg)
 {
+    /* cancelled (at the end) only while it waits on the device, as libfuse's workers: never in
+     * a request, and never in the wait for the lock or its turn */
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
     worker *w = arg;
     loop *L = w->L;
     for (;;) {
+        pthread_mutex_lock(&L->lock);
+        bool replaced = L->reader && L->reader != w && !L->stopping;
+        pthread_mutex_unlock(&L->lock);
+        /* replaced as the reader while it served: it serves what is queued meanwhile */
+        if (replaced && queued(L)) {
+            if (serve(L, w) < 0)
+                return NULL;
+            continue;
+        }
         pthread_mutex_lock(&L->lock);
         while (L->reader && L->reader != w && !L->stopping) {
             L->waiting++;
@@ -125,42 +183,30 @@ static void *work(void *arg)
         if (stop)
             return NULL;
 
-        /* cancelled only while waiting for a request, as libfuse's workers */
         pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
         bool asleep = !watch(L);
-        if (asleep)
-            atomic_store(&L->reader_asleep, true);
-        int res = fuse_session_receive_buf(L->se, &w->buf);
-        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
-        int64_t now = mono_ns();
-        if (res > 0 && !fuse_session_exited(L->se))
-            atomic_store(&w->busy_since, now);
         if (asleep) {
-            /* a new run of requests: the watchdog watches it */
+            atomic_store(&L->reader_asleep, true);
+            struct pollfd p = {.fd = L->fd, .events = POLLIN};
+            poll(&p, 1, -1);
+        }
+        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+        if (asleep) {
+            /* a new run of requests: the watchdog watches it (cleared before the request is
+             * served, so before this worker can be replaced as the reader) */
             atomic_store(&L->reader_asleep, false);
             pthread_mutex_lock(&L->lock);
             if (L->watchdog_idle)
                 pthread_cond_signal(&L->watch);
             pthread_mutex_unlock(&L->lock);
         }
-        if (res == -EINTR || res == -EAGAIN)
-            continue;
-        if (res <= 0 || fuse_session_exited(L->se)) {
-            int none = 0;
-            if (res < 0)
-                atomic_compare_exchange_strong(&L->error, &none, res);
-            fuse_session_exit(L->se);
-            sem_post(&L->finished);
+        if (serve(L, w) < 0)
             return NULL;
-        }
-        atomic_store(&L->last_ns, now);
-        fuse_session_process_buf(L->se, &w->buf);
-        atomic_store(&w->busy_since, 0);
-        atomic_store(&L->last_ns, mono_ns());
     }
 }
 
-/* Passes the reader role on when the reader has served one request for LOOP_HANDOVER_NS. */
+/* Passes the reader role on when the reader has served one request for LOOP_TICK_NS, or for
+ * LOOP_QUEUED_NS with others queued. */
 static void *watchdog(void *arg)
 {
     loop *L = arg;
@@ -174,15 +220,17 @@ static void *watchdog(void *arg)
         }
         worker *r = L->reader;
         int64_t since = r ? atomic_load(&r->busy_since) : 0;
-        if (since && mono_ns() - since >= LOOP_HANDOVER_NS) {
+        int64_t busy = since ? mono_ns() - since : 0;
+        if (busy >= LOOP_TICK_NS || (busy >= LOOP_QUEUED_NS && queued(L))) {
             L->reader = NULL;
             if (L->waiting)
                 pthread_cond_signal(&L->turn);
             else
-                start_worker(L); /* at most max_threads: then the first to finish reads */
+                start_worker(L); /* at most max_threads; until one takes the role, a worker
+                                    that finishes its request does */
         }
         pthread_mutex_unlock(&L->lock);
-        struct timespec t = {0, LOOP_HANDOVER_NS};
+        struct timespec t = {0, LOOP_TICK_NS};
         nanosleep(&t, NULL);
         pthread_mutex_lock(&L->lock);
     }
@@ -196,7 +244,9 @@ int loop_run(struct fuse_session *se, unsigned spin_us, unsigned max_threads)
               .fd = fuse_session_fd(se),
               .spin_ns = (int64_t)spin_us * 1000,
               .max_threads = max_threads ? max_threads : 1};
-    if (sem_init(&L.finished, 0, 0) != 0)
+    int flags = fcntl(L.fd, F_GETFL);
+    if (flags < 0 || fcntl(L.fd, F_SETFL, flags | O_NONBLOCK) != 0 ||
+        sem_init(&L.finished, 0, 0) != 0)
         return -1;
     pthread_mutex_init(&L.lock, NULL);
     pthread_cond_init(&L.turn, NULL);
@@ -216,7 +266,7 @@ int loop_run(struct fuse_session *se, unsigned spin_us, unsigned max_threads)
     pthread_cond_broadcast(&L.turn);
     pthread_cond_broadcast(&L.watch);
     for (worker *w = L.workers; w; w = w->next)
-        pthread_cancel(w->thread); /* a worker serving a request finishes it first */
+        pthread_cancel(w->thread); /* takes effect only in a wait on the device */
     pthread_mutex_unlock(&L.lock);
     if (dog_started)
         pthread_join(dog, NULL);
@@ -231,6 +281,7 @@ int loop_run(struct fuse_session *se, unsigned spin_us, unsigned max_threads)
     pthread_cond_destroy(&L.turn);
     pthread_mutex_destroy(&L.lock);
     sem_destroy(&L.finished);
+    fcntl(L.fd, F_SETFL, flags);
     fuse_session_reset(se);
     return started && atomic_load(&L.error) == 0 ? 0 : -1;
 }
