@@ -119,14 +119,13 @@ static bool watch(loop *L)
 }
 
 /* The session ended (unmounted, a signal, or a handler ended it): loop_run stops the others. */
-static void *ended(loop *L, int res)
+static void ended(loop *L, int res)
 {
     int none = 0;
     if (res < 0)
         atomic_compare_exchange_strong(&L->error, &none, res);
     fuse_session_exit(L->se);
     sem_post(&L->finished);
-    return NULL;
 }
 
 /* Reads one request and serves it. 1: served; 0: none was there (another worker took it);
@@ -162,15 +161,16 @@ static void *work(void *arg)
     loop *L = w->L;
     for (;;) {
         pthread_mutex_lock(&L->lock);
-        bool replaced = L->reader && L->reader != w && !L->stopping;
-        pthread_mutex_unlock(&L->lock);
-        /* replaced as the reader while it served: it serves what is queued meanwhile */
-        if (replaced && queued(L)) {
-            if (serve(L, w) < 0)
-                return NULL;
-            continue;
+        if (L->reader && L->reader != w && !L->stopping) {
+            /* replaced as the reader while it served: it serves what is queued meanwhile */
+            pthread_mutex_unlock(&L->lock);
+            if (queued(L)) {
+                if (serve(L, w) < 0)
+                    return NULL;
+                continue;
+            }
+            pthread_mutex_lock(&L->lock);
         }
-        pthread_mutex_lock(&L->lock);
         while (L->reader && L->reader != w && !L->stopping) {
             L->waiting++;
             pthread_cond_wait(&L->turn, &L->lock);
