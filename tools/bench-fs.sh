@@ -139,10 +139,10 @@ ops() { python3 "$dir/fsops.py" "$@"; }
 declare -A res
 size_mib=${BENCH_FS_MIB:-2048}
 n_random=50000
+fss=(native provfs passthrough_ll)
 big_keys="write cold warm mcold mwarm load4 rand"
 [ "${BENCH_FS_SMALL_ONLY:-0}" = 1 ] && big_keys=""
-for fs in native provfs passthrough_ll; do
-    [ -n "$big_keys" ] || break
+for fs in ${big_keys:+"${fss[@]}"}; do
     d=$(fsdir $fs)
     declare -A best=()
     for _ in $(seq "$runs"); do
@@ -175,7 +175,6 @@ done
 # The small files, round by round with the three in turn, each first in one round: ext4 scans
 # past inodes deleted in the last minutes when it allocates new ones (recently_deleted()), so a
 # create pays for the unlinks run just before it, whoever ran them.
-fss=(native provfs passthrough_ll)
 for r in $(seq "$runs"); do
     for i in 0 1 2; do
         fs=${fss[$(((r + i) % 3))]}
