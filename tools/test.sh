@@ -97,8 +97,9 @@ if [ "${SKIP_INTEGRATION:-0}" != 1 ]; then
     meson test -C build --suite integration --print-errorlogs --num-processes "$ijobs"
     # Each test runs on both backends: those of suite "sanitized" on PostgreSQL below, with the
     # ASan+UBSan daemon (ASAN_DAEMON_ALL=1: all of them there, and none here).
-    pg_suite=(--suite integration --no-suite sanitized)
-    [ "${SKIP_ASAN_DAEMON:-0}" = 1 ] && pg_suite=(--suite integration)
+    # Suite "service" mounts through fstab with a database file of its own: not repeated.
+    pg_suite=(--suite integration --no-suite sanitized --no-suite service)
+    [ "${SKIP_ASAN_DAEMON:-0}" = 1 ] && pg_suite=(--suite integration --no-suite service)
     [ "${ASAN_DAEMON_ALL:-0}" = 1 ] && pg_suite=()
     if [ ${#pg_suite[@]} -gt 0 ]; then
         stamp "integration tests on PostgreSQL"
