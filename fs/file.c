@@ -417,6 +417,70 @@ static int open_vfile(pf_fs *fs, pf_inode *vf, struct fuse_file_info *fi)
     return 0;
 }
 
+/* ---------------------------------------------------------------- set-ID bits */
+
+/* Whether the caller is in group gid (its own group or a supplementary one). */
+static bool caller_in_group(fuse_req_t req, gid_t gid)
+{
+    if (fuse_req_ctx(req)->gid == gid)
+        return true;
+    gid_t groups[PF_MAX_GROUPS];
+    int n = fuse_req_getgroups(req, PF_MAX_GROUPS, groups);
+    for (int i = 0; i < n && i < PF_MAX_GROUPS; i++)
+        if (groups[i] == gid)
+            return true;
+    return false;
+}
+
+/* Whether the caller holds CAP_FSETID in the daemon's user namespace, from /proc. Anything
+ * unreadable or odd counts as no: the bits go, as for any user. */
+static bool caller_fsetid(fuse_req_t req)
+{
+    pid_t pid = fuse_req_ctx(req)->pid;
+    char path[64], ns[64], own[64];
+    snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
+    ssize_t a = readlink(path, ns, sizeof ns - 1),
+            b = readlink("/proc/self/ns/user", own, sizeof own - 1);
+    if (pid <= 0 || a <= 0 || a != b || memcmp(ns, own, (size_t)a) != 0)
+        return false;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    char line[256];
+    unsigned long long eff = 0;
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        found = sscanf(line, "CapEff: %llx", &eff) == 1;
+    fclose(f);
+    return found && (eff & (1ull << 4)); /* CAP_FSETID */
+}
+
+/* The daemon changes files as root, which keeps set-user-ID and set-group-ID bits where a user's
+ * own write, truncate, fallocate or copy would drop them; so it drops them itself, as ext4 does
+ * for a caller without CAP_FSETID (setattr_should_drop_suidgid): set-user-ID always,
+ * set-group-ID when the group may execute the file or the caller is not in its group. A
+ * security.capability attribute needs nothing: BACKING's kernel removes it at any change. */
+void privs_drop(fuse_req_t req, fuse_ino_t ino, int fd, const char *proc, bool ask_caps)
+{
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || !(sb.st_mode & (S_ISUID | S_ISGID)))
+        return;
+    if (ask_caps && caller_fsetid(req))
+        return;
+    mode_t mode = sb.st_mode & 07777;
+    mode &= ~(mode_t)S_ISUID;
+    if ((mode & S_ISGID) && ((mode & S_IXGRP) || !caller_in_group(req, sb.st_gid)))
+        mode &= ~(mode_t)S_ISGID;
+    if (mode == (sb.st_mode & 07777))
+        return;
+    if ((proc ? chmod(proc, mode) : fchmod(fd, mode)) != 0)
+        fprintf(stderr, "provfs: cannot drop the set-ID bits of inode %llu: %s\n",
+                (unsigned long long)sb.st_ino, strerror(errno));
+    else
+        cache_notify(fs_of(req), ino); /* not every change refreshes the kernel's mode */
+}
+
 /* The O_TRUNC of an open, applied after the open was allowed. 0 or errno. */
 static int truncate_opened(int fd, int flags)
 {
@@ -436,6 +500,7 @@ void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 {
     pf_fs *fs = fs_of(req);
     pf_inode *dir = inode_of(req, parent);
+    bool kill_setid = req_kill_suidgid; /* first: nothing else may read a request before */
     pf_caller who = caller_of(req);
     struct fuse_entry_param e;
     gate_open log = {0};
@@ -488,6 +553,8 @@ void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                          (fi->flags & O_ACCMODE) != O_RDONLY, &pt_id);
     pf_handle *h = NULL;
     err = io == PF_IO_BUSY ? ETXTBSY : !created ? truncate_opened(fd, fi->flags) : 0;
+    if (!err && !created && (fi->flags & O_TRUNC) && (kill_setid || !fs->killpriv_offered))
+        privs_drop(req, e.ino, fd, NULL, !kill_setid);
     if (err || !(h = handle_new(fd))) {
         fuse_reply_err(req, err ? err : ENOMEM);
         pt_leave(fs, in, io);
@@ -554,6 +621,7 @@ out:
 
 void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    bool kill_setid = req_kill_suidgid; /* first: nothing else may read a request before */
     pf_fs *fs = fs_of(req);
     pf_inode *in = inode_of(req, ino);
     pf_caller who = caller_of(req);
@@ -614,7 +682,12 @@ void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
     /* O_TRUNC only once the open is allowed: a refused open changes nothing. */
     pf_handle *h = NULL;
-    if ((err = truncate_opened(fd, fi->flags)) != 0 || !(h = handle_new(fd))) {
+    /* Without FUSE_HANDLE_KILLPRIV_V2 the kernel leaves an O_TRUNC open's bits to the daemon
+     * too, and does not say whether the caller may keep them. */
+    if (!(err = truncate_opened(fd, fi->flags)) && (fi->flags & O_TRUNC) &&
+        (kill_setid || !fs->killpriv_offered))
+        privs_drop(req, ino, fd, NULL, !kill_setid);
+    if (err || !(h = handle_new(fd))) {
         err = err ? err : ENOMEM;
         pt_leave(fs, in, io);
         pt_id = 0;
@@ -695,6 +768,8 @@ void pf_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf, of
                                !(in_buf->buf[0].flags & FUSE_BUF_IS_FD)
                            ? in_buf->buf[0].mem
                            : NULL;
+    if (req_kill_suidgid)
+        privs_drop(req, ino, h->fd, NULL, false);
     /* Marked before the bytes land: an open meanwhile finds the unit pending. */
     handle_changed(req, h, true);
     ssize_t res = fuse_buf_copy(&out, in_buf, 0);
@@ -801,8 +876,10 @@ void pf_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
     pf_fs *fs = fs_of(req); /* req is gone once replied */
     pf_handle *h = (pf_handle *)(uintptr_t)fi->fh;
     int err = h->vdata ? EACCES : 0;
-    if (!err)
+    if (!err) {
+        privs_drop(req, ino, h->fd, NULL, true);
         handle_changed(req, h, true); /* before the change: an open meanwhile finds it pending */
+    }
     if (!err && fallocate(h->fd, mode, offset, length) != 0)
         err = errno;
     if (!h->vdata)
@@ -838,6 +915,7 @@ void pf_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
         fuse_reply_err(req, in->vdata ? EXDEV : EACCES);
         return;
     }
+    privs_drop(req, ino_out, out->fd, NULL, true);
     handle_changed(req, out, true); /* before the change: an open meanwhile finds it pending */
     ssize_t n = copy_file_range(in->fd, &off_in, out->fd, &off_out, len, (unsigned)flags);
     handle_changed_after(out);

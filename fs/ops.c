@@ -67,6 +67,7 @@ void pf_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void pf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
                        struct fuse_file_info *fi)
 {
+    bool kill_setid = req_kill_suidgid; /* first: nothing else may read a request before */
     pf_fs *fs = fs_of(req);
     pf_inode *in = inode_of(req, ino);
     pf_handle *h = fi ? (pf_handle *)(uintptr_t)fi->fh : NULL;
@@ -113,6 +114,8 @@ static void pf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
             handle_changed_after(h);
         if (r != 0)
             goto out_errno;
+        if (kill_setid)
+            privs_drop(req, ino, h ? h->fd : fd, h ? NULL : proc, false);
         if (h) {
             writehash_invalidate(h->wh);
         } else {

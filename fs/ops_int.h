@@ -132,7 +132,8 @@ struct pf_fs {
     int n_groups;              /* immutable */
     /* passthrough (fs/passthrough.c) */
     bool pt_wanted;              /* set before the loop */
-    bool pt_offered;             /* the kernel offered it in INIT */
+    bool pt_offered;             /* the kernel offered it in INIT, and it is wanted */
+    bool killpriv_offered;       /* FUSE_HANDLE_KILLPRIV_V2 offered in INIT: taken */
     bool pt_init_done;           /* INIT replied: no later message is taken for it */
     atomic_bool pt_on;           /* accepted in INIT and not refused since */
     uint64_t pt_init_unique;     /* the INIT request's id */
@@ -173,6 +174,9 @@ static inline pf_caller caller_of(fuse_req_t req)
 }
 
 /* ---- passthrough.c */
+
+/* The request this thread read last asks to drop set-ID bits (FUSE_HANDLE_KILLPRIV_V2). */
+extern _Thread_local bool req_kill_suidgid;
 
 pf_io pt_choose(pf_fs *fs, pf_inode *in, int fd, bool direct, bool may_start, bool write,
                 int32_t *id);
@@ -254,6 +258,10 @@ void follow_end_name(pf_fs *fs, int dfd, const char *name, const char *path, con
  * handler: queued for the notifier thread, never blocking). */
 void cache_notify(pf_fs *fs, fuse_ino_t ino);
 void pf_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets);
+/* Drops the set-ID bits a change by the caller drops on ext4 (file.c). ino, fd: the file, open or
+ * O_PATH; proc: its /proc/self/fd name when fd is O_PATH, else NULL. ask_caps: the kernel did
+ * not say whether the caller may keep them (fallocate, copy_file_range): /proc tells. */
+void privs_drop(fuse_req_t req, fuse_ino_t ino, int fd, const char *proc, bool ask_caps);
 
 /* ---- ops.c: attributes, identity */
 

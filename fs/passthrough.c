@@ -15,7 +15,15 @@
  * with the same backing file, and an inode opened through FUSE's page cache takes no
  * passthrough open (either mistake fails the open with EIO). pt_choose keeps that rule with
  * counts that are never below the kernel's (raised before the reply, lowered at release,
- * which the kernel sends after lowering its own). */
+ * which the kernel sends after lowering its own).
+ *
+ * The same hooks take FUSE_HANDLE_KILLPRIV_V2 (protocol 7.33), which libfuse 3.14 does not
+ * know either: the daemon, not the kernel, drops set-user-ID and set-group-ID bits when a write,
+ * a truncate or an O_TRUNC open by a caller without CAP_FSETID changes a file (privs_drop in
+ * file.c), as the kernel tells it in the request (FUSE_WRITE_KILL_SUIDGID, FATTR_KILL_SUIDGID,
+ * FUSE_OPEN_KILL_SUIDGID: req_kill_suidgid below). In exchange the kernel stops asking for
+ * security.capability before every write (a round trip per write; BACKING's own kernel removes
+ * that attribute when the daemon writes). The hooks are installed with passthrough off too. */
 #include "ops_int.h"
 
 #include "provfs/analyzer.h"
@@ -33,6 +41,14 @@
 #define PT_INIT_EXT (1u << 30)
 #define PT_FLAGS2_PASSTHROUGH (1u << 5) /* FUSE_PASSTHROUGH, 1 << 37, in flags2 */
 #define PT_FOPEN_PASSTHROUGH (1u << 7)
+#define PT_HANDLE_KILLPRIV_V2 (1u << 28)
+#define PT_FUSE_SETATTR 4
+#define PT_FUSE_OPEN 14
+#define PT_FUSE_WRITE 16
+#define PT_FUSE_CREATE 35
+#define PT_FATTR_KILL_SUIDGID (1u << 11)
+#define PT_OPEN_KILL_SUIDGID (1u << 0)
+#define PT_WRITE_KILL_SUIDGID (1u << 2)
 struct pt_backing_map {
     int32_t fd;
     uint32_t flags;
@@ -48,22 +64,48 @@ enum { IN_HDR = 40, OUT_HDR = 16, INIT_OUT = 64, OPEN_OUT = 16 };
 static __thread uint64_t reply_fh;
 static __thread int32_t reply_id;
 
+/* Whether the request this thread read last asks the daemon to drop set-ID bits: libfuse 3.14
+ * passes none of the three flags on, and each request is served by the thread that read it. */
+_Thread_local bool req_kill_suidgid;
+
+/* The 32-bit word at offset off of the request's argument (after the header), or 0. */
+static uint32_t arg_word(const unsigned char *p, ssize_t n, size_t off)
+{
+    uint32_t w = 0;
+    if (n >= 0 && (size_t)n >= IN_HDR + off + 4)
+        memcpy(&w, p + IN_HDR + off, 4);
+    return w;
+}
+
 static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 {
     pf_fs *fs = userdata;
     ssize_t n = read(fd, buf, len);
-    if (n >= IN_HDR + 20) {
-        const unsigned char *p = buf;
-        uint32_t opcode, flags, flags2;
-        uint64_t unique;
+    const unsigned char *p = buf;
+    uint32_t opcode = 0;
+    if (n >= IN_HDR)
         memcpy(&opcode, p + 4, 4);
-        if (opcode == PT_FUSE_INIT && !fs->pt_init_done) {
-            memcpy(&unique, p + 8, 8);
-            memcpy(&flags, p + IN_HDR + 12, 4);
-            memcpy(&flags2, p + IN_HDR + 16, 4);
-            fs->pt_init_unique = unique;
-            fs->pt_offered = (flags & PT_INIT_EXT) && (flags2 & PT_FLAGS2_PASSTHROUGH);
-        }
+    switch (opcode) {
+    case PT_FUSE_WRITE: /* fuse_write_in.write_flags */
+        req_kill_suidgid = arg_word(p, n, 20) & PT_WRITE_KILL_SUIDGID;
+        break;
+    case PT_FUSE_SETATTR: /* fuse_setattr_in.valid */
+        req_kill_suidgid = arg_word(p, n, 0) & PT_FATTR_KILL_SUIDGID;
+        break;
+    case PT_FUSE_OPEN: /* fuse_open_in.open_flags */
+        req_kill_suidgid = arg_word(p, n, 4) & PT_OPEN_KILL_SUIDGID;
+        break;
+    case PT_FUSE_CREATE: /* fuse_create_in.open_flags */
+        req_kill_suidgid = arg_word(p, n, 12) & PT_OPEN_KILL_SUIDGID;
+        break;
+    default:
+        req_kill_suidgid = false;
+    }
+    if (opcode == PT_FUSE_INIT && n >= IN_HDR + 20 && !fs->pt_init_done) {
+        uint32_t flags = arg_word(p, n, 12), flags2 = arg_word(p, n, 16);
+        memcpy(&fs->pt_init_unique, p + 8, 8);
+        fs->pt_offered = fs->pt_wanted && (flags & PT_INIT_EXT) && (flags2 & PT_FLAGS2_PASSTHROUGH);
+        fs->killpriv_offered = flags & PT_HANDLE_KILLPRIV_V2;
     }
     return n;
 }
@@ -80,15 +122,19 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
     const struct iovec *last = &iov[count - 1];
     unsigned char copy[INIT_OUT + 256];
     struct iovec amended[16];
-    if (error == 0 && fs->pt_offered && !fs->pt_init_done && unique == fs->pt_init_unique &&
-        count == 2 && last->iov_len == INIT_OUT) {
+    if (error == 0 && (fs->pt_offered || fs->killpriv_offered) && !fs->pt_init_done &&
+        unique == fs->pt_init_unique && count == 2 && last->iov_len == INIT_OUT) {
         fs->pt_init_done = true;
-        /* INIT: accept passthrough, one level of stacking (BACKING's own file system). */
         memcpy(copy, last->iov_base, INIT_OUT);
         uint32_t flags, flags2, depth = 1;
         memcpy(&flags, copy + 12, 4);
         memcpy(&flags2, copy + 32, 4);
-        if (flags & PT_INIT_EXT) {
+        if (fs->killpriv_offered) {
+            flags |= PT_HANDLE_KILLPRIV_V2;
+            memcpy(copy + 12, &flags, 4);
+        }
+        /* INIT: accept passthrough, one level of stacking (BACKING's own file system). */
+        if (fs->pt_offered && (flags & PT_INIT_EXT)) {
             flags2 |= PT_FLAGS2_PASSTHROUGH;
             memcpy(copy + 32, &flags2, 4);
             memcpy(copy + 36, &depth, 4);
@@ -128,8 +174,6 @@ int pt_install(pf_fs *fs, struct fuse_session *se, bool wanted)
     static const struct fuse_custom_io io = {
         .read = io_read, .writev = io_writev, .splice_receive = io_splice, .splice_send = io_splice};
     fs->pt_wanted = wanted;
-    if (!wanted)
-        return 0;
     fs->pt_dev_fd = fuse_session_fd(se);
     return fuse_session_custom_io(se, &io, fs->pt_dev_fd);
 }
