@@ -514,7 +514,8 @@ void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
     if (err)
         goto out;
     int flags = (fi->flags | O_NOFOLLOW | O_CLOEXEC) & ~(O_CREAT | O_EXCL | O_DIRECT | O_TRUNC);
-    if (fi->flags & O_DIRECT)
+    /* write-only: direct_io too, as in pf_open */
+    if ((fi->flags & O_DIRECT) || (fi->flags & O_ACCMODE) == O_WRONLY)
         fi->direct_io = 1;
     if ((err = creds_enter(req, &cr)) != 0)
         goto out;
@@ -645,7 +646,11 @@ void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     if (fd < 0)
         err = errno;
     inode_unpin(fs, in);
-    if (fi->flags & O_DIRECT)
+    /* A write-only open keeps no page: its writes go from the caller's buffer to the daemon
+     * (the kernel copies them into no page of its own first), and the kernel asks the daemon
+     * for no security.capability before them (fs/README.md, "Writes"). The range written is
+     * dropped from the kernel's cache of the file for other opens. */
+    if ((fi->flags & O_DIRECT) || (fi->flags & O_ACCMODE) == O_WRONLY)
         fi->direct_io = 1;
     if (fd < 0)
         goto out;
