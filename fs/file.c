@@ -8,7 +8,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------------- policy enforcement */
@@ -419,19 +421,6 @@ static int open_vfile(pf_fs *fs, pf_inode *vf, struct fuse_file_info *fi)
 
 /* ---------------------------------------------------------------- set-ID bits */
 
-/* Whether the caller is in group gid (its own group or a supplementary one). */
-static bool caller_in_group(fuse_req_t req, gid_t gid)
-{
-    if (fuse_req_ctx(req)->gid == gid)
-        return true;
-    gid_t groups[PF_MAX_GROUPS];
-    int n = fuse_req_getgroups(req, PF_MAX_GROUPS, groups);
-    for (int i = 0; i < n && i < PF_MAX_GROUPS; i++)
-        if (groups[i] == gid)
-            return true;
-    return false;
-}
-
 /* Whether the caller holds CAP_FSETID in the daemon's user namespace, from /proc. Anything
  * unreadable or odd counts as no: the bits go, as for any user. */
 static bool caller_fsetid(fuse_req_t req)
@@ -457,28 +446,57 @@ static bool caller_fsetid(fuse_req_t req)
 }
 
 /* The daemon changes files as root, which keeps set-user-ID and set-group-ID bits where a user's
- * own write, truncate, fallocate or copy would drop them; so it drops them itself, as ext4 does
- * for a caller without CAP_FSETID (setattr_should_drop_suidgid): set-user-ID always,
- * set-group-ID when the group may execute the file or the caller is not in its group. A
- * security.capability attribute needs nothing: BACKING's kernel removes it at any change. */
-void privs_drop(fuse_req_t req, fuse_ino_t ino, int fd, const char *proc, bool ask_caps)
+ * own write, truncate, fallocate or copy drops them. So a change by a caller who may not keep
+ * them is made as that caller: its fsuid, fsgid and groups (creds_enter, which drops the
+ * thread's CAP_FSETID with fsuid 0), and without CAP_FSETID for a caller of uid 0 too. BACKING's
+ * kernel then drops the bits by its own rule, atomically with the change (a mode set meanwhile
+ * is never overwritten), and refuses the change where it would refuse the caller's (an
+ * append-only file). Only files that have a set-ID bit pay for the switch; whether they gain
+ * one meanwhile is a race the same chmod after the change would win anyway. A
+ * security.capability attribute needs nothing: BACKING's kernel removes it at any change.
+ * 0, or the errno that refuses the change (nothing is changed then). */
+int setid_begin(fuse_req_t req, fuse_ino_t ino, int fd, bool ask_caps, pf_setid *s)
 {
+    memset(s, 0, sizeof *s);
+    s->ino = ino;
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || !(sb.st_mode & (S_ISUID | S_ISGID)))
-        return;
+        return 0;
     if (ask_caps && caller_fsetid(req))
+        return 0;
+    int err = creds_enter(req, &s->cr);
+    s->active = true;
+    if (err)
+        return err;
+    if (fuse_req_ctx(req)->uid != 0)
+        return 0; /* fsuid not 0: the kernel took CAP_FSETID away with it */
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct now[2];
+    if (syscall(SYS_capget, &hdr, s->caps) != 0)
+        return EPERM;
+    memcpy(now, s->caps, sizeof now);
+    now[0].effective &= ~(1u << CAP_FSETID);
+    if (syscall(SYS_capset, &hdr, now) != 0)
+        return EPERM;
+    s->capped = true;
+    return 0;
+}
+
+void setid_end(pf_fs *fs, pf_setid *s)
+{
+    if (!s->active)
         return;
-    mode_t mode = sb.st_mode & 07777;
-    mode &= ~(mode_t)S_ISUID;
-    if ((mode & S_ISGID) && ((mode & S_IXGRP) || !caller_in_group(req, sb.st_gid)))
-        mode &= ~(mode_t)S_ISGID;
-    if (mode == (sb.st_mode & 07777))
-        return;
-    if ((proc ? chmod(proc, mode) : fchmod(fd, mode)) != 0)
-        fprintf(stderr, "provfs: cannot drop the set-ID bits of inode %llu: %s\n",
-                (unsigned long long)sb.st_ino, strerror(errno));
-    else
-        cache_notify(fs_of(req), ino); /* not every change refreshes the kernel's mode */
+    if (s->capped) {
+        struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+        if (syscall(SYS_capset, &hdr, s->caps) != 0) {
+            /* a worker left without CAP_FSETID would drop bits for root callers: never go on */
+            fprintf(stderr, "provfs: cannot restore CAP_FSETID: %s\n", strerror(errno));
+            abort();
+        }
+    }
+    creds_leave(fs, &s->cr);
+    s->active = false;
+    cache_notify(fs, s->ino); /* not every change refreshes the kernel's copy of the mode */
 }
 
 /* The O_TRUNC of an open, applied after the open was allowed. 0 or errno. */
@@ -553,9 +571,13 @@ void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
     pf_io io = pt_choose(fs, in, fd, fi->flags & O_DIRECT, false,
                          (fi->flags & O_ACCMODE) != O_RDONLY, &pt_id);
     pf_handle *h = NULL;
-    err = io == PF_IO_BUSY ? ETXTBSY : !created ? truncate_opened(fd, fi->flags) : 0;
-    if (!err && !created && (fi->flags & O_TRUNC) && (kill_setid || !fs->killpriv_offered))
-        privs_drop(req, e.ino, fd, NULL, !kill_setid);
+    pf_setid sid = {0};
+    err = io == PF_IO_BUSY ? ETXTBSY : 0;
+    if (!err && !created && (fi->flags & O_TRUNC) && (kill_setid || !fs->killpriv_on))
+        err = setid_begin(req, e.ino, fd, !kill_setid, &sid);
+    if (!err && !created)
+        err = truncate_opened(fd, fi->flags);
+    setid_end(fs, &sid);
     if (err || !(h = handle_new(fd))) {
         fuse_reply_err(req, err ? err : ENOMEM);
         pt_leave(fs, in, io);
@@ -689,9 +711,12 @@ void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     pf_handle *h = NULL;
     /* Without FUSE_HANDLE_KILLPRIV_V2 the kernel leaves an O_TRUNC open's bits to the daemon
      * too, and does not say whether the caller may keep them. */
-    if (!(err = truncate_opened(fd, fi->flags)) && (fi->flags & O_TRUNC) &&
-        (kill_setid || !fs->killpriv_offered))
-        privs_drop(req, ino, fd, NULL, !kill_setid);
+    pf_setid sid = {0};
+    if ((fi->flags & O_TRUNC) && (kill_setid || !fs->killpriv_on))
+        err = setid_begin(req, ino, fd, !kill_setid, &sid);
+    if (!err)
+        err = truncate_opened(fd, fi->flags);
+    setid_end(fs, &sid);
     if (err || !(h = handle_new(fd))) {
         err = err ? err : ENOMEM;
         pt_leave(fs, in, io);
@@ -773,12 +798,18 @@ void pf_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf, of
                                !(in_buf->buf[0].flags & FUSE_BUF_IS_FD)
                            ? in_buf->buf[0].mem
                            : NULL;
-    if (req_kill_suidgid)
-        privs_drop(req, ino, h->fd, NULL, false);
+    pf_setid sid = {0};
+    int err = req_kill_suidgid ? setid_begin(req, ino, h->fd, false, &sid) : 0;
+    if (err) {
+        setid_end(fs_of(req), &sid);
+        fuse_reply_err(req, err);
+        return;
+    }
     /* Marked before the bytes land: an open meanwhile finds the unit pending. */
     handle_changed(req, h, true);
     ssize_t res = fuse_buf_copy(&out, in_buf, 0);
     handle_changed_after(h);
+    setid_end(fs_of(req), &sid);
     if (res < 0) {
         fuse_reply_err(req, (int)-res);
         writehash_invalidate(h->wh);
@@ -881,12 +912,14 @@ void pf_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
     pf_fs *fs = fs_of(req); /* req is gone once replied */
     pf_handle *h = (pf_handle *)(uintptr_t)fi->fh;
     int err = h->vdata ? EACCES : 0;
-    if (!err) {
-        privs_drop(req, ino, h->fd, NULL, true);
+    pf_setid sid = {0};
+    if (!err)
+        err = setid_begin(req, ino, h->fd, true, &sid);
+    if (!err)
         handle_changed(req, h, true); /* before the change: an open meanwhile finds it pending */
-    }
     if (!err && fallocate(h->fd, mode, offset, length) != 0)
         err = errno;
+    setid_end(fs, &sid);
     if (!h->vdata)
         handle_changed_after(h);
     if (!err)
@@ -920,12 +953,20 @@ void pf_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
         fuse_reply_err(req, in->vdata ? EXDEV : EACCES);
         return;
     }
-    privs_drop(req, ino_out, out->fd, NULL, true);
+    pf_setid sid;
+    int err = setid_begin(req, ino_out, out->fd, true, &sid);
+    if (err) {
+        setid_end(fs, &sid);
+        fuse_reply_err(req, err);
+        return;
+    }
     handle_changed(req, out, true); /* before the change: an open meanwhile finds it pending */
     ssize_t n = copy_file_range(in->fd, &off_in, out->fd, &off_out, len, (unsigned)flags);
+    err = n < 0 ? errno : 0;
     handle_changed_after(out);
+    setid_end(fs, &sid);
     if (n < 0) {
-        fuse_reply_err(req, errno == ENOSYS ? EXDEV : errno);
+        fuse_reply_err(req, err == ENOSYS ? EXDEV : err);
         return;
     }
     writehash_invalidate(out->wh);

@@ -23,6 +23,10 @@ static void pf_init(void *userdata, struct fuse_conn_info *conn)
     if (conn->capable & FUSE_CAP_SPLICE_MOVE)
         conn->want |= FUSE_CAP_SPLICE_MOVE;
     conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+    /* Requests are read, never spliced in (libfuse would where a root daemon may grow a pipe to
+     * 1 MiB): the read hook must see each one (fs/passthrough.c: req_kill_suidgid), and a write
+     * must arrive in memory for its hash. */
+    conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;
     /* POSIX ACLs as on ext4: the kernel enforces them from system.posix_acl_* (passed through to
      * BACKING), and the caller's umask is applied by BACKING's kernel (creds_enter), which
      * ignores it where a default ACL is inherited, instead of being applied here always. */
@@ -109,13 +113,18 @@ static void pf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
             handle_changed(req, h, true);
         else
             units_mark_file_fd(&fs->u, caller_of(req), fd, true);
-        int r = h ? ftruncate(h->fd, attr->st_size) : truncate(proc, attr->st_size);
+        pf_setid sid = {0};
+        int r = kill_setid ? setid_begin(req, ino, h ? h->fd : fd, false, &sid) : 0;
+        if (r == 0)
+            r = (h ? ftruncate(h->fd, attr->st_size) : truncate(proc, attr->st_size)) != 0 ? errno
+                                                                                           : 0;
+        setid_end(fs, &sid);
         if (h)
             handle_changed_after(h);
-        if (r != 0)
-            goto out_errno;
-        if (kill_setid)
-            privs_drop(req, ino, h ? h->fd : fd, h ? NULL : proc, false);
+        if (r != 0) {
+            err = r;
+            goto out;
+        }
         if (h) {
             writehash_invalidate(h->wh);
         } else {

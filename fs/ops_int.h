@@ -22,6 +22,7 @@
 #include "writehash.h"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -133,7 +134,8 @@ struct pf_fs {
     /* passthrough (fs/passthrough.c) */
     bool pt_wanted;              /* set before the loop */
     bool pt_offered;             /* the kernel offered it in INIT, and it is wanted */
-    bool killpriv_offered;       /* FUSE_HANDLE_KILLPRIV_V2 offered in INIT: taken */
+    bool killpriv_offered;       /* FUSE_HANDLE_KILLPRIV_V2 offered in INIT */
+    bool killpriv_on;            /* and taken in the INIT reply */
     bool pt_init_done;           /* INIT replied: no later message is taken for it */
     atomic_bool pt_on;           /* accepted in INIT and not refused since */
     uint64_t pt_init_unique;     /* the INIT request's id */
@@ -258,10 +260,6 @@ void follow_end_name(pf_fs *fs, int dfd, const char *name, const char *path, con
  * handler: queued for the notifier thread, never blocking). */
 void cache_notify(pf_fs *fs, fuse_ino_t ino);
 void pf_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets);
-/* Drops the set-ID bits a change by the caller drops on ext4 (file.c). ino, fd: the file, open or
- * O_PATH; proc: its /proc/self/fd name when fd is O_PATH, else NULL. ask_caps: the kernel did
- * not say whether the caller may keep them (fallocate, copy_file_range): /proc tells. */
-void privs_drop(fuse_req_t req, fuse_ino_t ino, int fd, const char *proc, bool ask_caps);
 
 /* ---- ops.c: attributes, identity */
 
@@ -277,6 +275,20 @@ typedef struct pf_creds {
     bool switched;
     bool masked; /* this thread's umask was set to the caller's */
 } pf_creds;
+
+/* A change that must drop set-ID bits as the caller's own would (file.c): made between
+ * setid_begin (0 or the errno refusing it) and setid_end, on ino's fd, open or O_PATH.
+ * ask_caps: the kernel did not say whether the caller may keep them (fallocate,
+ * copy_file_range): /proc tells. */
+typedef struct pf_setid {
+    fuse_ino_t ino;
+    bool active;
+    bool capped;
+    pf_creds cr;
+    struct __user_cap_data_struct caps[2];
+} pf_setid;
+int setid_begin(fuse_req_t req, fuse_ino_t ino, int fd, bool ask_caps, pf_setid *s);
+void setid_end(pf_fs *fs, pf_setid *s);
 
 int creds_enter(fuse_req_t req, pf_creds *saved);
 void creds_leave(pf_fs *fs, pf_creds *saved);

@@ -19,7 +19,7 @@
  *
  * The same hooks take FUSE_HANDLE_KILLPRIV_V2 (protocol 7.33), which libfuse 3.14 does not
  * know either: the daemon, not the kernel, drops set-user-ID and set-group-ID bits when a write,
- * a truncate or an O_TRUNC open by a caller without CAP_FSETID changes a file (privs_drop in
+ * a truncate or an O_TRUNC open by a caller without CAP_FSETID changes a file (setid_begin in
  * file.c), as the kernel tells it in the request (FUSE_WRITE_KILL_SUIDGID, FATTR_KILL_SUIDGID,
  * FUSE_OPEN_KILL_SUIDGID: req_kill_suidgid below). In exchange the kernel stops asking for
  * security.capability before every write (a round trip per write; BACKING's own kernel removes
@@ -132,6 +132,7 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
         if (fs->killpriv_offered) {
             flags |= PT_HANDLE_KILLPRIV_V2;
             memcpy(copy + 12, &flags, 4);
+            fs->killpriv_on = true;
         }
         /* INIT: accept passthrough, one level of stacking (BACKING's own file system). */
         if (fs->pt_offered && (flags & PT_INIT_EXT)) {
