@@ -499,13 +499,22 @@ void setid_end(pf_fs *fs, pf_setid *s)
     cache_notify(fs, s->ino); /* not every change refreshes the kernel's copy of the mode */
 }
 
-/* The O_TRUNC of an open, applied after the open was allowed. 0 or errno. */
-static int truncate_opened(int fd, int flags)
+/* The O_TRUNC of an open of ino, applied after the open was allowed, dropping set-ID bits as
+ * the caller's own would (kill_setid: the request's FUSE_OPEN_KILL_SUIDGID; without
+ * FUSE_HANDLE_KILLPRIV_V2 the kernel leaves the bits to the daemon too and does not say
+ * whether the caller may keep them: /proc tells). 0 or errno. */
+static int truncate_opened(fuse_req_t req, fuse_ino_t ino, int fd, int flags, bool kill_setid)
 {
     struct stat sb;
     if (!(flags & O_TRUNC) || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
         return 0;
-    return ftruncate(fd, 0) != 0 ? errno : 0;
+    pf_fs *fs = fs_of(req);
+    pf_setid sid = {0};
+    int err = kill_setid || !fs->killpriv_on ? setid_begin(req, ino, fd, !kill_setid, &sid) : 0;
+    if (!err && ftruncate(fd, 0) != 0)
+        err = errno;
+    setid_end(fs, &sid);
+    return err;
 }
 
 /* open(O_CREAT): the name is created as the caller with O_EXCL | O_NOFOLLOW, so the daemon never
@@ -571,13 +580,9 @@ void pf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
     pf_io io = pt_choose(fs, in, fd, fi->flags & O_DIRECT, false,
                          (fi->flags & O_ACCMODE) != O_RDONLY, &pt_id);
     pf_handle *h = NULL;
-    pf_setid sid = {0};
-    err = io == PF_IO_BUSY ? ETXTBSY : 0;
-    if (!err && !created && (fi->flags & O_TRUNC) && (kill_setid || !fs->killpriv_on))
-        err = setid_begin(req, e.ino, fd, !kill_setid, &sid);
-    if (!err && !created)
-        err = truncate_opened(fd, fi->flags);
-    setid_end(fs, &sid);
+    err = io == PF_IO_BUSY ? ETXTBSY
+          : !created       ? truncate_opened(req, e.ino, fd, fi->flags, kill_setid)
+                           : 0;
     if (err || !(h = handle_new(fd))) {
         fuse_reply_err(req, err ? err : ENOMEM);
         pt_leave(fs, in, io);
@@ -709,15 +714,8 @@ void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
     /* O_TRUNC only once the open is allowed: a refused open changes nothing. */
     pf_handle *h = NULL;
-    /* Without FUSE_HANDLE_KILLPRIV_V2 the kernel leaves an O_TRUNC open's bits to the daemon
-     * too, and does not say whether the caller may keep them. */
-    pf_setid sid = {0};
-    if ((fi->flags & O_TRUNC) && (kill_setid || !fs->killpriv_on))
-        err = setid_begin(req, ino, fd, !kill_setid, &sid);
-    if (!err)
-        err = truncate_opened(fd, fi->flags);
-    setid_end(fs, &sid);
-    if (err || !(h = handle_new(fd))) {
+    if ((err = truncate_opened(req, ino, fd, fi->flags, kill_setid)) != 0 ||
+        !(h = handle_new(fd))) {
         err = err ? err : ENOMEM;
         pt_leave(fs, in, io);
         pt_id = 0;

@@ -85,22 +85,19 @@ static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
     uint32_t opcode = 0;
     if (n >= IN_HDR)
         memcpy(&opcode, p + 4, 4);
-    switch (opcode) {
-    case PT_FUSE_WRITE: /* fuse_write_in.write_flags */
-        req_kill_suidgid = arg_word(p, n, 20) & PT_WRITE_KILL_SUIDGID;
-        break;
-    case PT_FUSE_SETATTR: /* fuse_setattr_in.valid */
-        req_kill_suidgid = arg_word(p, n, 0) & PT_FATTR_KILL_SUIDGID;
-        break;
-    case PT_FUSE_OPEN: /* fuse_open_in.open_flags */
-        req_kill_suidgid = arg_word(p, n, 4) & PT_OPEN_KILL_SUIDGID;
-        break;
-    case PT_FUSE_CREATE: /* fuse_create_in.open_flags */
-        req_kill_suidgid = arg_word(p, n, 12) & PT_OPEN_KILL_SUIDGID;
-        break;
-    default:
-        req_kill_suidgid = false;
-    }
+    /* where each request that can carry it has the flag (include/uapi/linux/fuse.h) */
+    static const struct {
+        uint32_t opcode, off, flag;
+    } kill[] = {
+        {PT_FUSE_WRITE, 20, PT_WRITE_KILL_SUIDGID},   /* fuse_write_in.write_flags */
+        {PT_FUSE_SETATTR, 0, PT_FATTR_KILL_SUIDGID},  /* fuse_setattr_in.valid */
+        {PT_FUSE_OPEN, 4, PT_OPEN_KILL_SUIDGID},      /* fuse_open_in.open_flags */
+        {PT_FUSE_CREATE, 12, PT_OPEN_KILL_SUIDGID},   /* fuse_create_in.open_flags */
+    };
+    req_kill_suidgid = false;
+    for (size_t i = 0; i < sizeof kill / sizeof kill[0]; i++)
+        if (opcode == kill[i].opcode)
+            req_kill_suidgid = arg_word(p, n, kill[i].off) & kill[i].flag;
     if (opcode == PT_FUSE_INIT && n >= IN_HDR + 20 && !fs->pt_init_done) {
         uint32_t flags = arg_word(p, n, 12), flags2 = arg_word(p, n, 16);
         memcpy(&fs->pt_init_unique, p + 8, 8);
